@@ -1,0 +1,21 @@
+# Every third-party dependency, found once. tools/setup.sh installs them from Debian.
+find_package(spdlog REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(tomlplusplus REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(OpenMP REQUIRED)
+find_package(GTest REQUIRED)
+find_package(Threads REQUIRED)
+
+# OpenBLAS: Debian ships it per threading flavour; prefer the CMake package, fall back to pkg-config.
+find_package(OpenBLAS CONFIG QUIET)
+add_library(ouro_blas INTERFACE)
+if(OpenBLAS_FOUND)
+  target_include_directories(ouro_blas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
+  target_link_libraries(ouro_blas INTERFACE ${OpenBLAS_LIBRARIES})
+else()
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+  target_link_libraries(ouro_blas INTERFACE PkgConfig::OPENBLAS)
+endif()
+add_library(ouro::blas ALIAS ouro_blas)

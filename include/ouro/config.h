@@ -1,0 +1,79 @@
+// The run configuration: TOML files (toml++) validated against one schema. An unknown key, a
+// wrong type or an out-of-range value is an error naming the file, line and key; --set
+// section.key=value overrides any key with the same checks.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ouro/model.h"
+
+namespace ouro {
+
+struct ModelSection {
+  int n_layer = 4, n_head = 4, n_embd = 128, seq_len = 128, vocab_size = 257;
+  GPT2Config gpt2() const { return {n_layer, n_head, n_embd, seq_len, vocab_size}; }
+};
+struct TrainSection {
+  int64_t steps = 100;
+  int batch_size = 8;
+  int seq_len = 0;            // training sequence length; 0 = model.seq_len
+  int grad_accum = 1;
+  double lr = 6e-4;
+  double min_lr_frac = 0.1;   // the schedule's floor, as a fraction of lr
+  int64_t warmup_steps = 0;
+  std::string schedule = "cosine";  // cosine | linear | wsd | constant
+  double decay_frac = 0.2;    // wsd: the final fraction of steps spent decaying
+  double weight_decay = 0.1;
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;     // global-norm clip; 0 disables
+  int64_t seed = 1337;
+  int max_bad_steps = 5;      // consecutive non-finite steps before aborting
+  int64_t eval_every = 50;    // 0 disables
+  int eval_batches = 10;
+  int64_t log_every = 1;
+};
+struct DataSection {
+  std::string train, val;
+};
+struct RunSection {
+  std::string out_dir = "runs/default";
+  std::string device = "cpu";
+  int threads = 0;  // OpenMP/BLAS threads; 0 = all cores
+};
+struct CheckpointSection {
+  int64_t every = 0;  // steps; 0 = only at the end
+  int keep = 3;       // newest checkpoints kept; 0 = all
+};
+struct SampleSection {
+  int64_t every = 0;  // generate a sample during training every N steps; 0 = never
+  int max_tokens = 128;
+  double temperature = 1.0;
+  int top_k = 0;      // 0 = off
+  double top_p = 1.0; // 1 = off
+  std::string prompt = "";
+};
+
+struct Config {
+  ModelSection model;
+  TrainSection train;
+  DataSection data;
+  RunSection run;
+  CheckpointSection checkpoint;
+  SampleSection sample;
+  std::string source;  // the file it came from ("" for defaults)
+
+  int train_seq_len() const { return train.seq_len > 0 ? train.seq_len : model.seq_len; }
+  std::string to_toml() const;  // every key, resolved
+  // Throws ouro::Error naming the offending key when values are inconsistent.
+  void validate() const;
+};
+
+// Loads path (if non-empty) over the defaults, then applies "section.key=value" overrides.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Parses TOML text (for checkpoints' resolved configs); `origin` names it in errors.
+Config parse_config_text(const std::string& text, const std::string& origin);
+// Keys whose values differ between a and b (for resume and multi-rank checks).
+std::vector<std::string> config_differences(const Config& a, const Config& b);
+
+}  // namespace ouro

@@ -1,0 +1,95 @@
+// Token shards in llm.c's format and the training data loader.
+//
+// Shard file: 256 x int32 header, then the tokens.
+//   header[0] = 20240520 (magic), header[1] = version, header[2] = number of tokens.
+//   version 1: uint16 tokens (vocabularies up to 65536), version 2: uint32 tokens.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace ouro {
+
+constexpr int32_t kShardMagic = 20240520;
+constexpr int32_t kShardVersionU16 = 1;
+constexpr int32_t kShardVersionU32 = 2;
+constexpr int kByteVocab = 257;     // byte-level tokens 0..255 + <|endoftext|>
+constexpr int kByteEot = 256;
+
+// Writes tokens atomically (temp file, fsync, rename); uint16 when vocab_size <= 65536.
+void write_shard(const std::filesystem::path& path, const std::vector<uint32_t>& tokens,
+                 int vocab_size);
+
+// A memory-mapped, validated shard. Errors name the file and what is wrong (bad magic,
+// unknown version, size disagreeing with the header).
+class Shard {
+ public:
+  explicit Shard(const std::filesystem::path& path);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  size_t size() const { return n_tokens_; }
+  uint32_t operator[](size_t i) const;
+  int version() const { return version_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  size_t n_tokens_ = 0;
+  int version_ = 0;
+  const uint8_t* tokens_ = nullptr;
+};
+
+// Files named by a path, a directory (all *.bin inside) or a glob pattern (*, ?), sorted.
+// Errors if nothing matches.
+std::vector<std::filesystem::path> expand_data_paths(const std::string& spec);
+
+// Where a loader stands; saved in checkpoints so that a resumed run reads the same windows.
+struct LoaderPosition {
+  uint64_t epoch = 0;
+  uint64_t cursor = 0;  // index of the next window in this epoch's order
+};
+void to_json(nlohmann::json& j, const LoaderPosition& p);
+void from_json(const nlohmann::json& j, LoaderPosition& p);
+
+// Draws batches of B windows of T+1 tokens (inputs = first T, targets = last T).
+// Windows start every T tokens in each shard. With shuffle, each epoch's window order is a
+// permutation seeded by (seed, epoch); without, windows come in file order. Rank r of W takes
+// windows [cursor + r*B, cursor + (r+1)*B) and the cursor advances W*B per batch, so W ranks with
+// batch B read exactly the windows one rank with batch W*B reads. A batch never straddles
+// epochs: when fewer than W*B windows remain the next epoch begins.
+class DataLoader {
+ public:
+  DataLoader(const std::string& spec, int B, int T, int rank, int world, uint64_t seed,
+             bool shuffle);
+  ~DataLoader();
+  void next_batch(int* inputs, int* targets);  // each B*T ints
+  LoaderPosition position() const;
+  void set_position(const LoaderPosition& p);
+  size_t num_windows() const;             // per epoch, over all ranks
+  size_t batches_per_epoch() const;       // full batches of W*B windows
+  int max_token() const;                  // largest token id seen (for vocabulary checks)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Byte-level text preparation: each input file is one document, prefixed by <|endoftext|>.
+// The token stream is cut into blocks of block_tokens; every k-th block (k = round(1/val_frac))
+// goes to val, the rest to train. Writes <out_prefix>_train.bin and <out_prefix>_val.bin.
+struct PrepareResult {
+  std::filesystem::path train, val;
+  size_t train_tokens = 0, val_tokens = 0;
+};
+PrepareResult prepare_bytes(const std::vector<std::filesystem::path>& inputs,
+                            const std::filesystem::path& out_prefix, double val_frac,
+                            size_t block_tokens = 8192);
+
+}  // namespace ouro

@@ -1,0 +1,99 @@
+// GPT-2 (learned positions, pre-LayerNorm, tanh GELU, tied embeddings), written once against
+// ouro::Ops. Parameters live in one flat buffer in llm.c's order and layout, so llm.c model
+// files load by a straight copy and the optimizer runs over the buffer in one call.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ouro/ops.h"
+
+namespace ouro {
+
+struct GPT2Config {
+  int n_layer = 0;
+  int n_head = 0;
+  int n_embd = 0;
+  int seq_len = 0;     // max sequence length (number of learned positions)
+  int vocab_size = 0;  // real vocabulary
+  int padded_vocab() const { return (vocab_size + 127) / 128 * 128; }
+  bool operator==(const GPT2Config&) const = default;
+};
+
+// The parameter tensors, in buffer order. Per-layer tensors are stacked over layers:
+// name        shape
+// wte         (Vp, C)
+// wpe         (maxT, C)
+// ln1w, ln1b  (L, C)
+// qkvw        (L, 3C, C)     qkvb (L, 3C)
+// attprojw    (L, C, C)      attprojb (L, C)
+// ln2w, ln2b  (L, C)
+// fcw         (L, 4C, C)     fcb (L, 4C)
+// fcprojw     (L, C, 4C)     fcprojb (L, C)
+// lnfw, lnfb  (C)
+struct ParamTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0;  // elements from the start of the buffer
+  size_t size = 0;    // elements
+  bool decay = false; // weight decay applies (2-D per layer: embeddings and matmul weights)
+};
+std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& cfg);
+size_t gpt2_num_params(const GPT2Config& cfg);  // including vocabulary padding
+const ParamTensor& find_param(const std::vector<ParamTensor>& layout, const std::string& name);
+// GPT-2's initialisation (normal 0.02, residual projections scaled by 1/sqrt(2L), LayerNorm
+// weight 1, biases 0, padded vocabulary rows 0), deterministic from the seed. Host fp32.
+std::vector<float> gpt2_init_params(const GPT2Config& cfg, uint64_t seed);
+// FLOPs of one training step token (forward + backward), for MFU and benchmarks.
+double gpt2_flops_per_token(const GPT2Config& cfg, int T);
+
+class GPT2 {
+ public:
+  GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T);
+  ~GPT2();
+  GPT2(const GPT2&) = delete;
+  GPT2& operator=(const GPT2&) = delete;
+
+  const GPT2Config& config() const { return cfg_; }
+  size_t num_params() const { return num_params_; }
+  const std::vector<ParamTensor>& layout() const { return layout_; }
+  Ops& ops() { return ops_; }
+
+  void set_params(const std::vector<float>& host);  // fp32 host -> backend
+  std::vector<float> get_params() const;             // backend -> fp32 host
+  std::vector<float> get_grads() const;
+
+  // Forward over tokens (B,T) with targets (B,T) (host ints; a target < 0 is ignored).
+  // Returns the mean loss over counted targets. With backward=true the gradient of
+  // loss * grad_weight is accumulated into the parameter gradients.
+  float forward_backward(const int* tokens, const int* targets, int B, int T, float grad_weight);
+  float forward(const int* tokens, const int* targets, int B, int T);  // loss only
+  // Logits of the last forward (B,T,Vp) as fp32 on the host; only valid after forward_logits.
+  std::vector<float> forward_logits(const int* tokens, int B, int T);
+
+  void zero_grad();
+  double grad_norm();  // global L2 norm of the parameter gradients
+  void adamw_step(const AdamWArgs& args);
+  std::vector<float> get_adam_m() const;
+  std::vector<float> get_adam_v() const;
+  void set_adam_state(const std::vector<float>& m, const std::vector<float>& v);
+
+  // ---- incremental inference with a KV cache (batch B <= max_batch, positions < max_T) ----
+  void kv_reset();
+  // Feeds Tn tokens per row at the current position; returns the last position's logits
+  // (B, Vp) fp32 on the host.
+  std::vector<float> kv_step(const int* tokens, int B, int Tn);
+  int kv_pos() const { return kv_pos_; }
+
+ private:
+  struct Impl;
+  GPT2Config cfg_;
+  Ops& ops_;
+  std::vector<ParamTensor> layout_;
+  size_t num_params_ = 0;
+  int kv_pos_ = 0;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ouro

@@ -1,0 +1,119 @@
+// The ops interface: every computation the model performs, implemented once per backend
+// (cpu: plain C++ + OpenBLAS; cuda/simt: the hand-written kernels). The model owns buffers
+// obtained from alloc() and never touches their contents directly, so a device backend plugs
+// in without any change to the model code.
+//
+// Conventions (the llm.c layout, so llm.c weights load as is):
+//  - tensors are row-major; B batch, T time, C channels, NH heads, hd = C/NH, V real vocab,
+//    Vp padded vocab (multiple of 128), N = B*T rows.
+//  - "act" buffers (activations, parameters and their gradients) hold act_dtype() elements;
+//    buffers typed float* are fp32 on every backend (losses, LayerNorm stats, AdamW state).
+//  - matmul weights are stored (out, in): out[n][o] = sum_i inp[n][i] * w[o][i] + b[o].
+//  - parameter gradients ACCUMULATE (+=) so gradient accumulation needs no extra pass; the
+//    trainer zeroes them with fill_zero. Activation gradients: see each op.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ouro {
+
+enum class DType : uint8_t { F32, BF16 };
+inline size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+
+// One contiguous parameter tensor inside the flat parameter buffer (element offsets).
+struct ParamSegment {
+  size_t offset = 0;
+  size_t size = 0;
+  bool decay = false;  // AdamW weight decay applies (matrices only)
+};
+
+struct AdamWArgs {
+  float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0;
+  float grad_scale = 1.0f;  // multiplies every gradient first (clipping coefficient)
+  int64_t step = 1;         // 1-based, for bias correction
+};
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual std::string name() const = 0;
+  virtual DType act_dtype() const = 0;
+
+  // ---- memory (device memory for device backends) ----
+  virtual void* alloc(size_t bytes) = 0;  // zero-filled
+  virtual void dealloc(void* p) = 0;
+  virtual void to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  virtual void synchronize() {}
+  // Parameters move between host fp32 (checkpoints) and the backend's act dtype.
+  virtual void params_from_host(void* dst, const float* src, size_t n) = 0;
+  virtual void params_to_host(float* dst, const void* src, size_t n) = 0;
+
+  // ---- forward / backward ops ----
+  // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens live on the host (B*T ints).
+  virtual void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe,
+                               int B, int T, int C) = 0;
+  // dwte/dwpe += the gradient (deterministic: fixed summation order).
+  virtual void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens,
+                                int B, int T, int C) = 0;
+  // LayerNorm over C, eps 1e-5; mean/rstd (N floats each) saved for the backward.
+  virtual void layernorm_forward(void* out, float* mean, float* rstd, const void* inp,
+                                 const void* weight, const void* bias, int N, int C) = 0;
+  // dinp += d/dinp; dweight, dbias += (the residual stream's gradient flows through dinp).
+  virtual void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout,
+                                  const void* inp, const void* weight, const float* mean,
+                                  const float* rstd, int N, int C) = 0;
+  // out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias (bias may be null).
+  virtual void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
+                              int N, int C, int OC) = 0;
+  // dinp (N,C) is OVERWRITTEN; dweight (OC,C) and dbias (OC, may be null) accumulate.
+  virtual void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout,
+                               const void* inp, const void* weight, int N, int C, int OC) = 0;
+  // Causal self-attention. qkv (B,T,3C) holds q|k|v, each (NH, hd) per row; out (B,T,C).
+  // state: attention_state_size(B,T,NH) floats the backward needs (probabilities on cpu,
+  // logsumexp on device backends).
+  virtual size_t attention_state_size(int B, int T, int NH) const = 0;
+  virtual void attention_forward(void* out, float* state, const void* qkv, int B, int T, int C,
+                                 int NH) = 0;
+  // dqkv (B,T,3C) is OVERWRITTEN.
+  virtual void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
+                                  const float* state, int B, int T, int C, int NH) = 0;
+  // GELU, tanh approximation.
+  virtual void gelu_forward(void* out, const void* inp, size_t n) = 0;
+  // dinp is OVERWRITTEN with gelu'(inp) * dout (dinp may alias dout).
+  virtual void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) = 0;
+  virtual void residual_forward(void* out, const void* a, const void* b, size_t n) = 0;
+  // dst += src
+  virtual void add_inplace(void* dst, const void* src, size_t n) = 0;
+
+  // Fused classifier over logits (N, Vp): losses[n] = -log softmax(logits[n, :V])[targets[n]];
+  // when dloss != 0, logits are REPLACED by dlogits = (softmax - onehot) * dloss over :V and 0
+  // over the padding. targets on the host; a target < 0 is ignored (loss 0, no gradient).
+  virtual void classifier(void* logits, float* losses, const int* targets, int N, int V, int Vp,
+                          float dloss) = 0;
+  // Sum of squares of n act-dtype elements, accumulated in double.
+  virtual double sum_squares(const void* x, size_t n) = 0;
+  // AdamW over every segment of the flat parameter buffer in one call. master is the fp32 copy
+  // of the weights (null when act dtype is fp32: params are then updated directly).
+  virtual void adamw(void* params, float* master, const void* grads, float* m, float* v,
+                     const std::vector<ParamSegment>& segments, const AdamWArgs& args) = 0;
+
+  // ---- inference with a KV cache ----
+  // qkv (B,Tn,3C) for Tn new tokens at positions pos0..pos0+Tn-1. Their k,v are written into
+  // kcache/vcache (B, Tmax, C); out (B,Tn,C) attends causally over cache positions < pos+1.
+  virtual void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
+                            int pos0, int Tmax, int C, int NH) = 0;
+  // Positions variant of encoder_forward for decoding: out[b,t] = wte[tok] + wpe[pos0 + t].
+  virtual void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe,
+                                  int B, int Tn, int pos0, int C) = 0;
+};
+
+// Backends by name: "cpu" (always), "cuda" and "simt" when built in.
+std::unique_ptr<Ops> make_ops(const std::string& device);
+std::vector<std::string> available_devices();
+
+}  // namespace ouro
