@@ -86,8 +86,9 @@ class GPT2 {
   std::vector<float> kv_step(const int* tokens, int B, int Tn);
   int kv_pos() const { return kv_pos_; }
 
+  struct Impl;  // the backend buffers (opaque)
+
  private:
-  struct Impl;
   GPT2Config cfg_;
   Ops& ops_;
   std::vector<ParamTensor> layout_;

@@ -1,3 +1,29 @@
-// ouro: the command line. (Subcommands are being wired in.)
+// ouro: pretrain GPT-style models and feed them their own output.
 #include <cstdio>
-int main() { std::puts("ouro"); return 0; }
+
+#include "cli/commands.h"
+#include "ouro/error.h"
+#include "train/run_log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ouro: a C++/CUDA engine that pretrains GPT-style language models"};
+  app.set_version_flag("--version", std::string("ouro ") + OURO_VERSION);
+  app.require_subcommand(1);
+  ouro::cli::add_prepare(app);
+  ouro::cli::add_train(app);
+  ouro::cli::add_eval(app);
+  ouro::cli::add_sample(app);
+  ouro::cli::add_bench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ouro::Error& e) {
+    ouro::logger()->error("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    ouro::logger()->error("unexpected failure: {}", e.what());
+    return 1;
+  }
+  return 0;
+}

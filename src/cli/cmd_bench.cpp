@@ -1,0 +1,34 @@
+#include <cstdio>
+
+#include "bench/train_bench.h"
+#include "cli/commands.h"
+#include "ouro/config.h"
+
+namespace ouro::cli {
+
+void add_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Benchmarks that print figures and ratios");
+  cmd->require_subcommand(1);
+  auto* tr = cmd->add_subcommand("train", "Training-step throughput against the sgemm ceiling");
+  struct Opts {
+    std::string config, device;
+    std::vector<std::string> sets;
+    TrainBenchOptions b;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  tr->add_option("--config,-c", o->config, "TOML config file")->required();
+  tr->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
+  tr->add_option("--device", o->device, "Backend: cpu, cuda or simt");
+  tr->add_option("--steps", o->b.steps, "Timed steps")->check(CLI::PositiveNumber);
+  tr->add_option("--warmup", o->b.warmup, "Untimed steps first")->check(CLI::NonNegativeNumber);
+  tr->add_flag("--json", o->json, "Print the figures as JSON on stdout");
+  tr->callback([o] {
+    auto sets = o->sets;
+    if (!o->device.empty()) sets.push_back("run.device=" + o->device);
+    auto r = bench_train(load_config(o->config, sets), o->b);
+    if (o->json) std::puts(r.dump(2).c_str());
+  });
+}
+
+}  // namespace ouro::cli

@@ -1,0 +1,58 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "model/generate.h"
+#include "ouro/checkpoint.h"
+#include "ouro/data.h"
+#include "ouro/error.h"
+#include "ouro/ops.h"
+#include "train/trainer.h"
+
+namespace ouro::cli {
+
+void add_sample(CLI::App& app) {
+  auto* cmd = app.add_subcommand("sample", "Generate text from a model with a KV cache");
+  struct Opts {
+    std::string init, prompt, device = "cpu";
+    int max_tokens = 200, top_k = 0, threads = 0;
+    float temperature = 1.0f, top_p = 1.0f;
+    uint64_t seed = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--init", o->init, "Model: checkpoint or Hugging Face directory, or llm.c .bin")->required();
+  cmd->add_option("--prompt,-p", o->prompt, "Prompt text (byte-level tokens)");
+  cmd->add_option("--max-tokens,-n", o->max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
+  cmd->add_option("--temperature,-t", o->temperature, "Softmax temperature; 0 = greedy")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", o->seed, "Random seed");
+  cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt");
+  cmd->add_option("--threads", o->threads, "Compute threads (0 = all cores)");
+  cmd->callback([o] {
+    set_compute_threads(o->threads);
+    LoadedModel lm = load_model(o->init);
+    OURO_CHECK(lm.config.vocab_size == kByteVocab,
+               "{}: vocabulary of {} tokens; only byte-level models ({} tokens) can be prompted with text for now",
+               o->init, lm.config.vocab_size, kByteVocab);
+    auto ops = make_ops(o->device);
+    GPT2 model(lm.config, *ops, 1, lm.config.seq_len);
+    model.set_params(lm.params);
+    std::vector<int> prompt{kByteEot};
+    for (unsigned char c : o->prompt) prompt.push_back(c);
+    SampleOptions so;
+    so.max_tokens = o->max_tokens;
+    so.temperature = o->temperature;
+    so.top_k = o->top_k;
+    so.top_p = o->top_p;
+    so.seed = o->seed;
+    so.stop_token = kByteEot;
+    auto out = generate(model, prompt, so);
+    std::string text = o->prompt;
+    for (int t : out)
+      if (t < 256) text += static_cast<char>(t);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fputc('\n', stdout);
+  });
+}
+
+}  // namespace ouro::cli

@@ -1,0 +1,41 @@
+#include "cli/commands.h"
+#include "ouro/config.h"
+#include "train/run_log.h"
+#include "train/trainer.h"
+
+namespace ouro::cli {
+
+void add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model from a TOML config");
+  struct Opts {
+    std::string config;
+    std::vector<std::string> sets;
+    std::string init, device;
+    bool resume = false;
+    int64_t stop_at = -1;
+    std::vector<int64_t> fault_nan;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--config,-c", o->config, "TOML config file")->required();
+  cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
+  cmd->add_option("--init", o->init, "Start from weights: a checkpoint or Hugging Face directory, or an llm.c .bin");
+  cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt (overrides run.device)");
+  cmd->add_flag("--resume", o->resume, "Continue exactly from the newest checkpoint in run.out_dir");
+  cmd->add_option("--stop-at", o->stop_at, "Checkpoint and stop after this many steps (the schedule still spans train.steps)");
+  cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
+      ->group("");  // hidden from --help
+  cmd->callback([o] {
+    auto sets = o->sets;
+    if (!o->device.empty()) sets.push_back("run.device=" + o->device);
+    Config cfg = load_config(o->config, sets);
+    TrainOptions t;
+    t.init = o->init;
+    t.resume = o->resume;
+    t.stop_at = o->stop_at;
+    t.fault_nan_steps.insert(o->fault_nan.begin(), o->fault_nan.end());
+    auto s = train(cfg, t);
+    if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
+  });
+}
+
+}  // namespace ouro::cli

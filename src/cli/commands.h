@@ -1,0 +1,14 @@
+// Each subcommand registers itself on the root CLI11 app; its callback does the work and
+// throws ouro::Error on bad input (main prints it and exits 1).
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace ouro::cli {
+
+void add_prepare(CLI::App& app);
+void add_train(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_sample(CLI::App& app);
+void add_bench(CLI::App& app);
+
+}  // namespace ouro::cli

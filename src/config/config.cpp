@@ -1,0 +1,297 @@
+// Config loading: one schema table drives parsing, validation, overrides, printing and diffing,
+// so a key added here is automatically checked, overridable and saved in checkpoints.
+#include "ouro/config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "ouro/error.h"
+
+namespace ouro {
+namespace {
+
+enum class Kind { Int, Int64, Float, String };
+
+struct KeyDef {
+  const char* section;
+  const char* key;
+  Kind kind;
+  void* (*field)(Config&);
+  std::string full() const { return std::string(section) + "." + key; }
+};
+
+#define OURO_KEY(sec, name, kind) \
+  KeyDef { #sec, #name, Kind::kind, [](Config& c) -> void* { return &c.sec.name; } }
+
+const std::vector<KeyDef>& schema() {
+  static const std::vector<KeyDef> keys = {
+      OURO_KEY(model, n_layer, Int),         OURO_KEY(model, n_head, Int),
+      OURO_KEY(model, n_embd, Int),          OURO_KEY(model, seq_len, Int),
+      OURO_KEY(model, vocab_size, Int),
+      OURO_KEY(train, steps, Int64),         OURO_KEY(train, batch_size, Int),
+      OURO_KEY(train, seq_len, Int),         OURO_KEY(train, grad_accum, Int),
+      OURO_KEY(train, lr, Float),            OURO_KEY(train, min_lr_frac, Float),
+      OURO_KEY(train, warmup_steps, Int64),  OURO_KEY(train, schedule, String),
+      OURO_KEY(train, decay_frac, Float),    OURO_KEY(train, weight_decay, Float),
+      OURO_KEY(train, beta1, Float),         OURO_KEY(train, beta2, Float),
+      OURO_KEY(train, eps, Float),           OURO_KEY(train, grad_clip, Float),
+      OURO_KEY(train, seed, Int64),          OURO_KEY(train, max_bad_steps, Int),
+      OURO_KEY(train, eval_every, Int64),    OURO_KEY(train, eval_batches, Int),
+      OURO_KEY(train, log_every, Int64),
+      OURO_KEY(data, train, String),         OURO_KEY(data, val, String),
+      OURO_KEY(run, out_dir, String),        OURO_KEY(run, device, String),
+      OURO_KEY(run, threads, Int),
+      OURO_KEY(checkpoint, every, Int64),    OURO_KEY(checkpoint, keep, Int),
+      OURO_KEY(sample, every, Int64),        OURO_KEY(sample, max_tokens, Int),
+      OURO_KEY(sample, temperature, Float),  OURO_KEY(sample, top_k, Int),
+      OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
+  };
+  return keys;
+}
+#undef OURO_KEY
+
+const KeyDef* find_key(std::string_view section, std::string_view key) {
+  for (const auto& k : schema())
+    if (section == k.section && key == k.key) return &k;
+  return nullptr;
+}
+
+bool is_section(std::string_view s) {
+  for (const auto& k : schema())
+    if (s == k.section) return true;
+  return false;
+}
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::Int: case Kind::Int64: return "an integer";
+    case Kind::Float: return "a number";
+    case Kind::String: return "a string";
+  }
+  return "?";
+}
+
+const char* node_type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date/time";
+  }
+}
+
+// Stores node into the field of `def`; `where` prefixes any error ("file:line").
+void assign(Config& c, const KeyDef& def, const toml::node& node, const std::string& where) {
+  void* f = def.field(c);
+  auto type_error = [&]() {
+    fail("{}: key '{}' must be {}, got {}", where, def.full(), kind_name(def.kind),
+         node_type_name(node));
+  };
+  switch (def.kind) {
+    case Kind::Int: {
+      auto v = node.value_exact<int64_t>();
+      if (!v) type_error();
+      if (*v < std::numeric_limits<int>::min() || *v > std::numeric_limits<int>::max())
+        fail("{}: key '{}' = {} is out of range", where, def.full(), *v);
+      *static_cast<int*>(f) = static_cast<int>(*v);
+      break;
+    }
+    case Kind::Int64: {
+      auto v = node.value_exact<int64_t>();
+      if (!v) type_error();
+      *static_cast<int64_t*>(f) = *v;
+      break;
+    }
+    case Kind::Float: {
+      if (!node.is_number()) type_error();
+      *static_cast<double*>(f) = *node.value<double>();
+      break;
+    }
+    case Kind::String: {
+      auto v = node.value_exact<std::string>();
+      if (!v) type_error();
+      *static_cast<std::string*>(f) = *v;
+      break;
+    }
+  }
+}
+
+std::string render(const Config& cc, const KeyDef& def) {
+  auto& c = const_cast<Config&>(cc);
+  void* f = def.field(c);
+  switch (def.kind) {
+    case Kind::Int: return std::to_string(*static_cast<int*>(f));
+    case Kind::Int64: return std::to_string(*static_cast<int64_t*>(f));
+    case Kind::Float: return fmt::format("{}", *static_cast<double*>(f));
+    case Kind::String: return *static_cast<std::string*>(f);
+  }
+  return {};
+}
+
+std::string line_of(const std::string& file, const toml::node& n) {
+  return fmt::format("{}:{}", file, n.source().begin.line);
+}
+
+void apply_table(Config& c, const toml::table& root, const std::string& file) {
+  for (const auto& [sec_key, sec_node] : root) {
+    std::string sec(sec_key.str());
+    const auto* tbl = sec_node.as_table();
+    if (!is_section(sec)) {
+      if (tbl) fail("{}: unknown section '[{}]'", line_of(file, sec_node), sec);
+      fail("{}: unknown key '{}' (keys belong to a section such as [train])",
+           line_of(file, sec_node), sec);
+    }
+    if (!tbl) fail("{}: '{}' must be a table ([{}])", line_of(file, sec_node), sec, sec);
+    for (const auto& [key, node] : *tbl) {
+      const KeyDef* def = find_key(sec, key.str());
+      if (!def) fail("{}: unknown key '{}.{}'", line_of(file, node), sec, key.str());
+      assign(c, *def, node, line_of(file, node));
+    }
+  }
+}
+
+void apply_override(Config& c, const std::string& spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos) fail("--set {}: expected section.key=value", spec);
+  std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+  auto dot = name.find('.');
+  const KeyDef* def = dot == std::string::npos ? nullptr
+                                               : find_key(name.substr(0, dot), name.substr(dot + 1));
+  if (!def) fail("--set {}: unknown key '{}'", spec, name);
+  std::string where = "--set " + name;
+  if (def->kind == Kind::String) {
+    // Accept both a bare word (path=runs/x) and a quoted TOML string.
+    try {
+      auto t = toml::parse("v = " + value);
+      if (auto s = t["v"].value_exact<std::string>()) {
+        *static_cast<std::string*>(def->field(c)) = *s;
+        return;
+      }
+    } catch (const toml::parse_error&) {
+    }
+    *static_cast<std::string*>(def->field(c)) = value;
+    return;
+  }
+  toml::table t;
+  try {
+    t = toml::parse("v = " + value);
+  } catch (const toml::parse_error& e) {
+    fail("{}: '{}' is not {}", where, value, kind_name(def->kind));
+  }
+  assign(c, *def, *t.get("v"), where);
+}
+
+}  // namespace
+
+Config parse_config_text(const std::string& text, const std::string& origin) {
+  Config c;
+  c.source = origin;
+  try {
+    apply_table(c, toml::parse(text, origin), origin);
+  } catch (const toml::parse_error& e) {
+    fail("{}:{}:{}: TOML syntax error: {}", origin, e.source().begin.line,
+         e.source().begin.column, e.description());
+  }
+  return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config c;
+  if (!path.empty()) {
+    toml::table root;
+    try {
+      root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      if (e.source().begin.line == 0 || !std::filesystem::exists(path))
+        fail("{}: cannot read config: {}", path, e.description());
+      fail("{}:{}:{}: TOML syntax error: {}", path, e.source().begin.line,
+           e.source().begin.column, e.description());
+    }
+    apply_table(c, root, path);
+    c.source = path;
+  }
+  for (const auto& o : overrides) apply_override(c, o);
+  c.validate();
+  return c;
+}
+
+std::string Config::to_toml() const {
+  toml::table root;
+  for (const auto& def : schema()) {
+    auto* sec = root[def.section].as_table();
+    if (!sec) {
+      root.insert(def.section, toml::table{});
+      sec = root[def.section].as_table();
+    }
+    auto& c = const_cast<Config&>(*this);
+    void* f = def.field(c);
+    switch (def.kind) {
+      case Kind::Int: sec->insert(def.key, static_cast<int64_t>(*static_cast<int*>(f))); break;
+      case Kind::Int64: sec->insert(def.key, *static_cast<int64_t*>(f)); break;
+      case Kind::Float: sec->insert(def.key, *static_cast<double*>(f)); break;
+      case Kind::String: sec->insert(def.key, *static_cast<std::string*>(f)); break;
+    }
+  }
+  std::ostringstream os;
+  os << root << "\n";
+  return os.str();
+}
+
+std::vector<std::string> config_differences(const Config& a, const Config& b) {
+  std::vector<std::string> out;
+  for (const auto& def : schema())
+    if (render(a, def) != render(b, def))
+      out.push_back(fmt::format("{} ({} vs {})", def.full(), render(a, def), render(b, def)));
+  return out;
+}
+
+void Config::validate() const {
+  const std::string src = source.empty() ? "config" : source;
+  auto need = [&](bool ok, const char* key, const std::string& why) {
+    if (!ok) fail("{}: key '{}' {}", src, key, why);
+  };
+  need(model.n_layer > 0, "model.n_layer", "must be positive");
+  need(model.n_head > 0, "model.n_head", "must be positive");
+  need(model.n_embd > 0 && model.n_embd % model.n_head == 0, "model.n_embd",
+       "must be a positive multiple of model.n_head");
+  need(model.seq_len > 0, "model.seq_len", "must be positive");
+  need(model.vocab_size > 0, "model.vocab_size", "must be positive");
+  need(train.steps >= 0, "train.steps", "must be >= 0");
+  need(train.batch_size > 0, "train.batch_size", "must be positive");
+  need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",
+       "must be between 0 (= model.seq_len) and model.seq_len");
+  need(train.grad_accum > 0, "train.grad_accum", "must be positive");
+  need(train.lr > 0 && std::isfinite(train.lr), "train.lr", "must be positive");
+  need(train.min_lr_frac >= 0 && train.min_lr_frac <= 1, "train.min_lr_frac",
+       "must be in [0, 1]");
+  need(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
+  need(train.schedule == "cosine" || train.schedule == "linear" || train.schedule == "wsd" ||
+           train.schedule == "constant",
+       "train.schedule", "must be one of cosine, linear, wsd, constant (got '" + train.schedule + "')");
+  need(train.decay_frac > 0 && train.decay_frac <= 1, "train.decay_frac", "must be in (0, 1]");
+  need(train.weight_decay >= 0, "train.weight_decay", "must be >= 0");
+  need(train.beta1 >= 0 && train.beta1 < 1, "train.beta1", "must be in [0, 1)");
+  need(train.beta2 >= 0 && train.beta2 < 1, "train.beta2", "must be in [0, 1)");
+  need(train.eps > 0, "train.eps", "must be positive");
+  need(train.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)");
+  need(train.max_bad_steps > 0, "train.max_bad_steps", "must be positive");
+  need(train.eval_every >= 0, "train.eval_every", "must be >= 0");
+  need(train.eval_batches > 0, "train.eval_batches", "must be positive");
+  need(train.log_every > 0, "train.log_every", "must be positive");
+  need(run.threads >= 0, "run.threads", "must be >= 0");
+  need(checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
+  need(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0");
+  need(sample.max_tokens > 0, "sample.max_tokens", "must be positive");
+  need(sample.temperature >= 0, "sample.temperature", "must be >= 0 (0 = greedy)");
+  need(sample.top_k >= 0, "sample.top_k", "must be >= 0");
+  need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
+}
+
+}  // namespace ouro

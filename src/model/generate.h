@@ -1,0 +1,30 @@
+// Autoregressive generation with the model's KV cache and host-side sampling
+// (temperature, top-k, top-p) driven by a counter-based RNG, so a (seed, position) pair
+// always draws the same number whatever came before.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "ouro/model.h"
+
+namespace ouro {
+
+struct SampleOptions {
+  int max_tokens = 128;
+  float temperature = 1.0f;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  uint64_t seed = 0;
+  int stop_token = -1;       // stop after emitting this token (-1: never)
+};
+
+// Picks a token from logits[0..V). `u` is a uniform number in [0, 1).
+int sample_token(const float* logits, int V, const SampleOptions& opt, double u);
+// Uniform [0,1) from (seed, counter): splitmix64 of the pair.
+double counter_uniform(uint64_t seed, uint64_t counter);
+
+// Generates continuations of `prompt` (batch of one); returns only the new tokens. The prompt
+// is truncated from the left to leave room for at least one new token in the context.
+std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOptions& opt);
+
+}  // namespace ouro

@@ -1,0 +1,404 @@
+// GPT-2 forward, backward, optimizer step and KV-cache inference over ouro::Ops.
+// Buffers are allocated lazily (activations on the first forward, gradients on the first
+// backward, AdamW state on the first step, KV caches on the first decode), so `ouro sample`
+// never pays for training memory.
+#include <cmath>
+#include <cstring>
+
+#include "ouro/error.h"
+#include "ouro/model.h"
+
+namespace ouro {
+
+namespace {
+// Pointer to element `i` of an untyped backend buffer.
+inline void* el(void* base, size_t i, size_t esz) { return static_cast<char*>(base) + i * esz; }
+inline const void* el(const void* base, size_t i, size_t esz) {
+  return static_cast<const char*>(base) + i * esz;
+}
+}  // namespace
+
+// One allocation from the backend, released with it.
+struct Buffer {
+  Ops* ops = nullptr;
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Buffer() = default;
+  Buffer(Ops& o, size_t b) : ops(&o), ptr(o.alloc(b)), bytes(b) {}
+  Buffer(Buffer&& x) noexcept : ops(x.ops), ptr(x.ptr), bytes(x.bytes) { x.ptr = nullptr; }
+  Buffer& operator=(Buffer&& x) noexcept {
+    std::swap(ops, x.ops), std::swap(ptr, x.ptr), std::swap(bytes, x.bytes);
+    return *this;
+  }
+  ~Buffer() {
+    if (ptr) ops->dealloc(ptr);
+  }
+  float* f32() const { return static_cast<float*>(ptr); }
+};
+
+// Activations of one layer saved by the forward for the backward.
+struct LayerActs {
+  Buffer ln1, ln1_mean, ln1_rstd, qkv, atty, att_state, attproj, residual2;
+  Buffer ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, residual3;
+};
+
+struct GPT2::Impl {
+  size_t esz = 4;
+  int max_B = 0, max_T = 0;
+  Buffer params, master, grads, adam_m, adam_v;
+  // forward activations, sized for (max_B, max_T)
+  Buffer encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
+  std::vector<LayerActs> layers;
+  // backward scratch, shared by all layers
+  Buffer dresidual, dln, dqkv, datty, dfch;
+  // inference
+  std::vector<Buffer> kcache, vcache;
+  int kv_B = 0;
+};
+
+GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
+    : cfg_(cfg), ops_(ops), layout_(gpt2_param_layout(cfg)), impl_(std::make_unique<Impl>()) {
+  OURO_CHECK(cfg.n_layer > 0 && cfg.n_head > 0 && cfg.n_embd % cfg.n_head == 0 &&
+                 cfg.vocab_size > 0 && cfg.seq_len > 0,
+             "invalid GPT-2 config (L={} NH={} C={} T={} V={})", cfg.n_layer, cfg.n_head,
+             cfg.n_embd, cfg.seq_len, cfg.vocab_size);
+  OURO_CHECK(max_batch > 0 && max_T > 0 && max_T <= cfg.seq_len,
+             "batch {} x sequence {} does not fit a model with {} positions", max_batch, max_T,
+             cfg.seq_len);
+  num_params_ = gpt2_num_params(cfg);
+  impl_->esz = dtype_size(ops.act_dtype());
+  impl_->max_B = max_batch;
+  impl_->max_T = max_T;
+  impl_->params = Buffer(ops, num_params_ * impl_->esz);
+  if (ops.act_dtype() != DType::F32) impl_->master = Buffer(ops, num_params_ * sizeof(float));
+}
+
+GPT2::~GPT2() = default;
+
+void GPT2::set_params(const std::vector<float>& host) {
+  OURO_CHECK(host.size() == num_params_, "parameter count {} does not match the model's {}",
+             host.size(), num_params_);
+  ops_.params_from_host(impl_->params.ptr, host.data(), num_params_);
+  if (impl_->master.ptr) ops_.to_device(impl_->master.ptr, host.data(), num_params_ * 4);
+}
+
+std::vector<float> GPT2::get_params() const {
+  std::vector<float> h(num_params_);
+  if (impl_->master.ptr)
+    ops_.to_host(h.data(), impl_->master.ptr, num_params_ * 4);
+  else
+    ops_.params_to_host(h.data(), impl_->params.ptr, num_params_);
+  return h;
+}
+
+std::vector<float> GPT2::get_grads() const {
+  std::vector<float> h(num_params_, 0.0f);
+  if (impl_->grads.ptr) ops_.params_to_host(h.data(), impl_->grads.ptr, num_params_);
+  return h;
+}
+
+namespace {
+// Parameter pointers for layer l (or the globals), resolved from the layout once per call.
+struct ParamPtrs {
+  const void *wte, *wpe, *lnfw, *lnfb;
+  const void *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb,
+      *fcprojw, *fcprojb;
+};
+
+ParamPtrs param_ptrs(const std::vector<ParamTensor>& layout, const void* base, size_t esz,
+                     int l) {
+  auto get = [&](const char* name, bool per_layer) {
+    const auto& t = find_param(layout, name);
+    size_t per = per_layer ? t.size / static_cast<size_t>(t.shape[0]) : 0;
+    return el(base, t.offset + per * static_cast<size_t>(l), esz);
+  };
+  ParamPtrs p{};
+  p.wte = get("wte", false), p.wpe = get("wpe", false);
+  p.lnfw = get("lnfw", false), p.lnfb = get("lnfb", false);
+  p.ln1w = get("ln1w", true), p.ln1b = get("ln1b", true);
+  p.qkvw = get("qkvw", true), p.qkvb = get("qkvb", true);
+  p.attprojw = get("attprojw", true), p.attprojb = get("attprojb", true);
+  p.ln2w = get("ln2w", true), p.ln2b = get("ln2b", true);
+  p.fcw = get("fcw", true), p.fcb = get("fcb", true);
+  p.fcprojw = get("fcprojw", true), p.fcprojb = get("fcprojb", true);
+  return p;
+}
+
+// Mutable twin for the gradient buffer.
+struct GradPtrs {
+  void *wte, *wpe, *lnfw, *lnfb;
+  void *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb, *ln2w, *ln2b, *fcw, *fcb, *fcprojw,
+      *fcprojb;
+};
+GradPtrs grad_ptrs(const std::vector<ParamTensor>& layout, void* base, size_t esz, int l) {
+  ParamPtrs p = param_ptrs(layout, base, esz, l);
+  auto m = [](const void* x) { return const_cast<void*>(x); };
+  return {m(p.wte),  m(p.wpe),      m(p.lnfw),     m(p.lnfb), m(p.ln1w), m(p.ln1b),
+          m(p.qkvw), m(p.qkvb),     m(p.attprojw), m(p.attprojb), m(p.ln2w), m(p.ln2b),
+          m(p.fcw),  m(p.fcb),      m(p.fcprojw),  m(p.fcprojb)};
+}
+}  // namespace
+
+// Forward through the blocks and the final LayerNorm + logits; losses when targets != null.
+static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
+                        const std::vector<ParamTensor>& layout, const int* tokens,
+                        const int* targets, int B, int T, float dloss) {
+  const int C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab();
+  const int N = B * T;
+  const size_t esz = I.esz;
+  auto g = param_ptrs(layout, I.params.ptr, esz, 0);
+  ops.encoder_forward(I.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
+  for (int l = 0; l < L; ++l) {
+    auto p = param_ptrs(layout, I.params.ptr, esz, l);
+    auto& a = I.layers[l];
+    const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
+    ops.layernorm_forward(a.ln1.ptr, a.ln1_mean.f32(), a.ln1_rstd.f32(), residual, p.ln1w,
+                          p.ln1b, N, C);
+    ops.matmul_forward(a.qkv.ptr, a.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    ops.attention_forward(a.atty.ptr, a.att_state.f32(), a.qkv.ptr, B, T, C, NH);
+    ops.matmul_forward(a.attproj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+    ops.residual_forward(a.residual2.ptr, residual, a.attproj.ptr, static_cast<size_t>(N) * C);
+    ops.layernorm_forward(a.ln2.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(), a.residual2.ptr, p.ln2w,
+                          p.ln2b, N, C);
+    ops.matmul_forward(a.fch.ptr, a.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
+    ops.gelu_forward(a.fch_gelu.ptr, a.fch.ptr, static_cast<size_t>(N) * 4 * C);
+    ops.matmul_forward(a.fcproj.ptr, a.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
+    ops.residual_forward(a.residual3.ptr, a.residual2.ptr, a.fcproj.ptr,
+                         static_cast<size_t>(N) * C);
+  }
+  ops.layernorm_forward(I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
+                        I.layers[L - 1].residual3.ptr, g.lnfw, g.lnfb, N, C);
+  ops.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  if (targets) ops.classifier(I.logits.ptr, I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
+}
+
+static void ensure_activations(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg) {
+  if (!I.layers.empty()) return;
+  const size_t N = static_cast<size_t>(I.max_B) * I.max_T, C = cfg.n_embd, e = I.esz;
+  I.encoded = Buffer(ops, N * C * e);
+  I.lnf = Buffer(ops, N * C * e);
+  I.lnf_mean = Buffer(ops, N * 4);
+  I.lnf_rstd = Buffer(ops, N * 4);
+  I.logits = Buffer(ops, N * cfg.padded_vocab() * e);
+  I.losses = Buffer(ops, N * 4);
+  I.layers.resize(cfg.n_layer);
+  for (auto& a : I.layers) {
+    a.ln1 = Buffer(ops, N * C * e);
+    a.ln1_mean = Buffer(ops, N * 4);
+    a.ln1_rstd = Buffer(ops, N * 4);
+    a.qkv = Buffer(ops, N * 3 * C * e);
+    a.atty = Buffer(ops, N * C * e);
+    a.att_state = Buffer(ops, ops.attention_state_size(I.max_B, I.max_T, cfg.n_head) * 4);
+    a.attproj = Buffer(ops, N * C * e);
+    a.residual2 = Buffer(ops, N * C * e);
+    a.ln2 = Buffer(ops, N * C * e);
+    a.ln2_mean = Buffer(ops, N * 4);
+    a.ln2_rstd = Buffer(ops, N * 4);
+    a.fch = Buffer(ops, N * 4 * C * e);
+    a.fch_gelu = Buffer(ops, N * 4 * C * e);
+    a.fcproj = Buffer(ops, N * C * e);
+    a.residual3 = Buffer(ops, N * C * e);
+  }
+}
+
+static void check_batch(const GPT2::Impl& I, const GPT2Config& cfg, const int* tokens, int B,
+                        int T) {
+  OURO_CHECK(B > 0 && T > 0 && B <= I.max_B && T <= I.max_T,
+             "batch {} x {} exceeds the model's buffers ({} x {})", B, T, I.max_B, I.max_T);
+  for (int i = 0; i < B * T; ++i)
+    OURO_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size,
+               "token {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
+               cfg.vocab_size);
+}
+
+static float mean_loss(GPT2::Impl& I, Ops& ops, const int* targets, int N) {
+  std::vector<float> losses(N);
+  ops.to_host(losses.data(), I.losses.ptr, N * sizeof(float));
+  double sum = 0;
+  int count = 0;
+  for (int i = 0; i < N; ++i)
+    if (targets[i] >= 0) sum += losses[i], ++count;
+  return count ? static_cast<float>(sum / count) : 0.0f;
+}
+
+static int count_targets(const int* targets, int N) {
+  int c = 0;
+  for (int i = 0; i < N; ++i) c += targets[i] >= 0;
+  return c;
+}
+
+float GPT2::forward(const int* tokens, const int* targets, int B, int T) {
+  check_batch(*impl_, cfg_, tokens, B, T);
+  ensure_activations(*impl_, ops_, cfg_);
+  run_forward(*impl_, ops_, cfg_, layout_, tokens, targets, B, T, 0.0f);
+  return mean_loss(*impl_, ops_, targets, B * T);
+}
+
+std::vector<float> GPT2::forward_logits(const int* tokens, int B, int T) {
+  check_batch(*impl_, cfg_, tokens, B, T);
+  ensure_activations(*impl_, ops_, cfg_);
+  run_forward(*impl_, ops_, cfg_, layout_, tokens, nullptr, B, T, 0.0f);
+  const size_t n = static_cast<size_t>(B) * T * cfg_.padded_vocab();
+  std::vector<float> out(n);
+  ops_.params_to_host(out.data(), impl_->logits.ptr, n);
+  return out;
+}
+
+float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T,
+                             float grad_weight) {
+  check_batch(*impl_, cfg_, tokens, B, T);
+  for (int i = 0; i < B * T; ++i)
+    OURO_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} is outside the vocabulary",
+               targets[i], i);
+  ensure_activations(*impl_, ops_, cfg_);
+  auto& I = *impl_;
+  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
+  const int N = B * T;
+  const size_t e = I.esz, NC = static_cast<size_t>(N) * C;
+  const int count = count_targets(targets, N);
+  const float dloss = count ? grad_weight / static_cast<float>(count) : 0.0f;
+
+  run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
+  const float loss = mean_loss(I, ops_, targets, N);
+
+  if (!I.grads.ptr) I.grads = Buffer(ops_, num_params_ * e);
+  if (!I.dresidual.ptr) {
+    const size_t Nmax = static_cast<size_t>(I.max_B) * I.max_T;
+    I.dresidual = Buffer(ops_, Nmax * C * e);
+    I.dln = Buffer(ops_, Nmax * C * e);
+    I.dqkv = Buffer(ops_, Nmax * 3 * C * e);
+    I.datty = Buffer(ops_, Nmax * C * e);
+    I.dfch = Buffer(ops_, Nmax * 4 * C * e);
+  }
+  auto gp = param_ptrs(layout_, I.params.ptr, e, 0);
+  auto gg = grad_ptrs(layout_, I.grads.ptr, e, 0);
+  // logits now hold dlogits. The residual stream's gradient lives in dresidual throughout:
+  // each residual add passes it through unchanged, each LayerNorm backward adds into it.
+  ops_.fill_zero(I.dresidual.ptr, NC * e);
+  ops_.matmul_backward(I.dln.ptr, gg.wte, nullptr, I.logits.ptr, I.lnf.ptr, gp.wte, N, C, Vp);
+  ops_.layernorm_backward(I.dresidual.ptr, gg.lnfw, gg.lnfb, I.dln.ptr,
+                          I.layers[L - 1].residual3.ptr, gp.lnfw, I.lnf_mean.f32(),
+                          I.lnf_rstd.f32(), N, C);
+  for (int l = L - 1; l >= 0; --l) {
+    auto p = param_ptrs(layout_, I.params.ptr, e, l);
+    auto g = grad_ptrs(layout_, I.grads.ptr, e, l);
+    auto& a = I.layers[l];
+    const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
+    // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
+    ops_.matmul_backward(I.dfch.ptr, g.fcprojw, g.fcprojb, I.dresidual.ptr, a.fch_gelu.ptr,
+                         p.fcprojw, N, 4 * C, C);
+    ops_.gelu_backward(I.dfch.ptr, a.fch.ptr, I.dfch.ptr, static_cast<size_t>(N) * 4 * C);
+    ops_.matmul_backward(I.dln.ptr, g.fcw, g.fcb, I.dfch.ptr, a.ln2.ptr, p.fcw, N, C, 4 * C);
+    ops_.layernorm_backward(I.dresidual.ptr, g.ln2w, g.ln2b, I.dln.ptr, a.residual2.ptr, p.ln2w,
+                            a.ln2_mean.f32(), a.ln2_rstd.f32(), N, C);
+    // attention: residual2 = residual + attproj(attention(qkv(ln1(residual))))
+    ops_.matmul_backward(I.datty.ptr, g.attprojw, g.attprojb, I.dresidual.ptr, a.atty.ptr,
+                         p.attprojw, N, C, C);
+    ops_.attention_backward(I.dqkv.ptr, I.datty.ptr, a.qkv.ptr, a.atty.ptr, a.att_state.f32(), B,
+                            T, C, NH);
+    ops_.matmul_backward(I.dln.ptr, g.qkvw, g.qkvb, I.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
+    ops_.layernorm_backward(I.dresidual.ptr, g.ln1w, g.ln1b, I.dln.ptr, residual, p.ln1w,
+                            a.ln1_mean.f32(), a.ln1_rstd.f32(), N, C);
+  }
+  ops_.encoder_backward(gg.wte, gg.wpe, I.dresidual.ptr, tokens, B, T, C);
+  return loss;
+}
+
+void GPT2::zero_grad() {
+  if (!impl_->grads.ptr) impl_->grads = Buffer(ops_, num_params_ * impl_->esz);
+  ops_.fill_zero(impl_->grads.ptr, num_params_ * impl_->esz);
+}
+
+double GPT2::grad_norm() {
+  if (!impl_->grads.ptr) return 0.0;
+  return std::sqrt(ops_.sum_squares(impl_->grads.ptr, num_params_));
+}
+
+static void ensure_adam(GPT2::Impl& I, Ops& ops, size_t n) {
+  if (I.adam_m.ptr) return;
+  I.adam_m = Buffer(ops, n * 4);
+  I.adam_v = Buffer(ops, n * 4);
+}
+
+void GPT2::adamw_step(const AdamWArgs& args) {
+  OURO_CHECK(impl_->grads.ptr, "adamw_step before any backward");
+  ensure_adam(*impl_, ops_, num_params_);
+  std::vector<ParamSegment> segs;
+  segs.reserve(layout_.size());
+  for (const auto& t : layout_) segs.push_back({t.offset, t.size, t.decay});
+  ops_.adamw(impl_->params.ptr, impl_->master.f32(), impl_->grads.ptr, impl_->adam_m.f32(),
+             impl_->adam_v.f32(), segs, args);
+}
+
+std::vector<float> GPT2::get_adam_m() const {
+  std::vector<float> h(num_params_, 0.0f);
+  if (impl_->adam_m.ptr) ops_.to_host(h.data(), impl_->adam_m.ptr, num_params_ * 4);
+  return h;
+}
+
+std::vector<float> GPT2::get_adam_v() const {
+  std::vector<float> h(num_params_, 0.0f);
+  if (impl_->adam_v.ptr) ops_.to_host(h.data(), impl_->adam_v.ptr, num_params_ * 4);
+  return h;
+}
+
+void GPT2::set_adam_state(const std::vector<float>& m, const std::vector<float>& v) {
+  OURO_CHECK(m.size() == num_params_ && v.size() == num_params_,
+             "optimizer state has {}/{} values, the model has {} parameters", m.size(), v.size(),
+             num_params_);
+  ensure_adam(*impl_, ops_, num_params_);
+  ops_.to_device(impl_->adam_m.ptr, m.data(), num_params_ * 4);
+  ops_.to_device(impl_->adam_v.ptr, v.data(), num_params_ * 4);
+}
+
+void GPT2::kv_reset() { kv_pos_ = 0; }
+
+std::vector<float> GPT2::kv_step(const int* tokens, int B, int Tn) {
+  auto& I = *impl_;
+  check_batch(I, cfg_, tokens, B, Tn);
+  OURO_CHECK(kv_pos_ + Tn <= I.max_T, "KV cache full: position {} + {} tokens > {}", kv_pos_, Tn,
+             I.max_T);
+  ensure_activations(I, ops_, cfg_);
+  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
+  const size_t e = I.esz;
+  if (I.kcache.empty() || I.kv_B != I.max_B) {
+    I.kcache.clear(), I.vcache.clear();
+    for (int l = 0; l < L; ++l) {
+      I.kcache.emplace_back(ops_, static_cast<size_t>(I.max_B) * I.max_T * C * e);
+      I.vcache.emplace_back(ops_, static_cast<size_t>(I.max_B) * I.max_T * C * e);
+    }
+    I.kv_B = I.max_B;
+  }
+  const int N = B * Tn;
+  const size_t NC = static_cast<size_t>(N) * C;
+  // Scratch: the first layer's activation buffers, which are large enough for B x Tn.
+  auto& s = I.layers[0];
+  auto g = param_ptrs(layout_, I.params.ptr, e, 0);
+  void* x = I.encoded.ptr;  // the residual stream
+  ops_.encoder_forward_at(x, tokens, g.wte, g.wpe, B, Tn, kv_pos_, C);
+  for (int l = 0; l < L; ++l) {
+    auto p = param_ptrs(layout_, I.params.ptr, e, l);
+    ops_.layernorm_forward(s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, p.ln1w, p.ln1b, N, C);
+    ops_.matmul_forward(s.qkv.ptr, s.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    ops_.attention_kv(s.atty.ptr, s.qkv.ptr, I.kcache[l].ptr, I.vcache[l].ptr, B, Tn, kv_pos_,
+                      I.max_T, C, NH);
+    ops_.matmul_forward(s.attproj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+    ops_.residual_forward(s.residual2.ptr, x, s.attproj.ptr, NC);
+    ops_.layernorm_forward(s.ln2.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(), s.residual2.ptr, p.ln2w,
+                           p.ln2b, N, C);
+    ops_.matmul_forward(s.fch.ptr, s.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
+    ops_.gelu_forward(s.fch_gelu.ptr, s.fch.ptr, NC * 4);
+    ops_.matmul_forward(s.fcproj.ptr, s.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
+    ops_.residual_forward(x, s.residual2.ptr, s.fcproj.ptr, NC);
+  }
+  ops_.layernorm_forward(I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(), x, g.lnfw, g.lnfb, N, C);
+  ops_.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  std::vector<float> out(static_cast<size_t>(B) * Vp);
+  for (int b = 0; b < B; ++b)
+    ops_.params_to_host(out.data() + static_cast<size_t>(b) * Vp,
+                        el(I.logits.ptr, (static_cast<size_t>(b) * Tn + Tn - 1) * Vp, e), Vp);
+  kv_pos_ += Tn;
+  return out;
+}
+
+}  // namespace ouro

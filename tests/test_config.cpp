@@ -1,0 +1,155 @@
+// Config loading: schema validation with file:line:key errors, overrides, round trips.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ouro/config.h"
+#include "ouro/error.h"
+
+namespace fs = std::filesystem;
+using ouro::Config;
+
+namespace {
+
+fs::path write_tmp(const std::string& name, const std::string& text) {
+  auto dir = fs::temp_directory_path() / "ouro_test_config";
+  fs::create_directories(dir);
+  auto p = dir / name;
+  std::ofstream(p) << text;
+  return p;
+}
+
+// The error message of f(), or "" if it did not throw ouro::Error.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const ouro::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Config, EveryShippedConfigLoads) {
+  for (const char* name : {"tiny", "gpt2_124m", "gpt2_350m", "gpt2_774m", "gpt2_1558m"}) {
+    auto path = fs::path(OURO_SOURCE_DIR) / "configs" / (std::string(name) + ".toml");
+    Config c = ouro::load_config(path.string());
+    EXPECT_EQ(c.model.n_embd % c.model.n_head, 0) << name;
+  }
+  Config tiny = ouro::load_config(std::string(OURO_SOURCE_DIR) + "/configs/tiny.toml");
+  size_t n = ouro::gpt2_num_params(tiny.model.gpt2());
+  EXPECT_GT(n, 700'000u);
+  EXPECT_LT(n, 1'300'000u);  // "about 1M parameters"
+  Config g = ouro::load_config(std::string(OURO_SOURCE_DIR) + "/configs/gpt2_124m.toml");
+  auto gc = g.model.gpt2();
+  // 124M without the padding rows, as GPT-2 is usually counted.
+  size_t real = ouro::gpt2_num_params(gc) - static_cast<size_t>(gc.padded_vocab() - gc.vocab_size) * gc.n_embd;
+  EXPECT_EQ(real, 124'439'808u);
+}
+
+TEST(Config, RequiredKeyNamesExist) {
+  auto p = write_tmp("keys.toml", R"(
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+seq_len = 16
+vocab_size = 300
+[train]
+steps = 5
+batch_size = 3
+grad_accum = 2
+lr = 0.001
+seed = 7
+[data]
+train = "a.bin"
+val = "b.bin"
+[run]
+out_dir = "out"
+[checkpoint]
+every = 2
+)");
+  Config c = ouro::load_config(p.string());
+  EXPECT_EQ(c.model.n_layer, 2);
+  EXPECT_EQ(c.model.vocab_size, 300);
+  EXPECT_EQ(c.train.steps, 5);
+  EXPECT_EQ(c.train.grad_accum, 2);
+  EXPECT_DOUBLE_EQ(c.train.lr, 0.001);
+  EXPECT_EQ(c.train.seed, 7);
+  EXPECT_EQ(c.data.val, "b.bin");
+  EXPECT_EQ(c.run.out_dir, "out");
+  EXPECT_EQ(c.checkpoint.every, 2);
+}
+
+TEST(Config, UnknownKeyNamesFileLineAndKey) {
+  auto p = write_tmp("unknown.toml", "[model]\nn_layer = 2\n\n[train]\nstepz = 3\n");
+  auto msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find(p.string() + ":5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("train.stepz"), std::string::npos) << msg;
+}
+
+TEST(Config, UnknownSectionIsAnError) {
+  auto p = write_tmp("section.toml", "[modle]\nn_layer = 2\n");
+  auto msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find("modle"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(p.string() + ":"), std::string::npos) << msg;
+}
+
+TEST(Config, WrongTypeNamesFileLineAndKey) {
+  auto p = write_tmp("type.toml", "[train]\nlr = \"fast\"\n");
+  auto msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find(p.string() + ":2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("train.lr"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("string"), std::string::npos) << msg;
+  auto p2 = write_tmp("type2.toml", "[model]\nn_layer = 2.5\n");
+  msg = error_of([&] { ouro::load_config(p2.string()); });
+  EXPECT_NE(msg.find("model.n_layer"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(":2"), std::string::npos) << msg;
+}
+
+TEST(Config, SyntaxErrorAndMissingFile) {
+  auto p = write_tmp("syntax.toml", "[train]\nlr = = 3\n");
+  auto msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find(p.string() + ":2"), std::string::npos) << msg;
+  msg = error_of([&] { ouro::load_config("/nonexistent/dir/x.toml"); });
+  EXPECT_NE(msg.find("/nonexistent/dir/x.toml"), std::string::npos) << msg;
+}
+
+TEST(Config, InvalidValuesNameTheKey) {
+  auto p = write_tmp("bad.toml", "[model]\nn_head = 3\nn_embd = 64\n");
+  auto msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find("model.n_embd"), std::string::npos) << msg;
+  msg = error_of([&] { ouro::load_config("", {"train.schedule=zigzag"}); });
+  EXPECT_NE(msg.find("train.schedule"), std::string::npos) << msg;
+}
+
+TEST(Config, SetOverridesAnyKeyWithTypeChecks) {
+  Config c = ouro::load_config("", {"train.lr=3e-4", "model.n_layer=6", "data.train=x/y_*.bin",
+                                    "run.out_dir=\"quoted dir\"", "train.schedule=wsd"});
+  EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.model.n_layer, 6);
+  EXPECT_EQ(c.data.train, "x/y_*.bin");
+  EXPECT_EQ(c.run.out_dir, "quoted dir");
+  EXPECT_EQ(c.train.schedule, "wsd");
+  auto msg = error_of([] { ouro::load_config("", {"train.lr=abc"}); });
+  EXPECT_NE(msg.find("train.lr"), std::string::npos) << msg;
+  msg = error_of([] { ouro::load_config("", {"train.nope=1"}); });
+  EXPECT_NE(msg.find("train.nope"), std::string::npos) << msg;
+  msg = error_of([] { ouro::load_config("", {"model.n_layer"}); });
+  EXPECT_NE(msg.find("section.key=value"), std::string::npos) << msg;
+}
+
+TEST(Config, ResolvedTomlRoundTripsAndDiffs) {
+  Config a = ouro::load_config("", {"train.lr=0.00123", "sample.prompt=he said \"hi\"\n"});
+  Config b = ouro::parse_config_text(a.to_toml(), "resolved");
+  EXPECT_TRUE(ouro::config_differences(a, b).empty());
+  EXPECT_DOUBLE_EQ(b.train.lr, 0.00123);
+  EXPECT_EQ(b.sample.prompt, a.sample.prompt);
+  b.train.batch_size = 99;
+  auto d = ouro::config_differences(a, b);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_NE(d[0].find("train.batch_size"), std::string::npos);
+}
