@@ -1,0 +1,211 @@
+// End to end through the `ouro` binary: exact resume, non-finite steps, bad input, eval/sample.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ouro/checkpoint.h"
+#include "ouro/data.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out;
+};
+
+Run ouro(const std::string& args, const fs::path& dir) {
+  auto log = dir / "cmd.log";
+  std::string cmd = std::string(OURO_BIN) + " " + args + " > " + log.string() + " 2>&1";
+  int st = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  return r;
+}
+
+class TrainEndToEnd : public ::testing::Test {
+ protected:
+  fs::path dir;
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("ouro_test_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    // Text-like bytes with structure the model can learn a little of.
+    std::mt19937 rng(5);
+    std::vector<uint32_t> toks{ouro::kByteEot};
+    const std::string words[] = {"the ", "lord ", "said ", "unto ", "them ", "and ", "behold, "};
+    while (toks.size() < 30000)
+      for (char c : words[rng() % 7]) toks.push_back(static_cast<unsigned char>(c));
+    ouro::write_shard(dir / "train.bin", toks, ouro::kByteVocab);
+    toks.resize(3000);
+    ouro::write_shard(dir / "val.bin", toks, ouro::kByteVocab);
+    std::ofstream(dir / "cfg.toml") << "[model]\nn_layer = 2\nn_head = 2\nn_embd = 32\nseq_len = 16\n"
+                                       "vocab_size = 257\n[train]\nsteps = 8\nbatch_size = 4\n"
+                                       "grad_accum = 2\nlr = 3e-3\nwarmup_steps = 2\neval_every = 4\n"
+                                       "eval_batches = 2\n[data]\ntrain = \"" + (dir / "train.bin").string() +
+                                       "\"\nval = \"" + (dir / "val.bin").string() + "\"\n[run]\nthreads = 2\n";
+  }
+  std::string cfg() const { return "--config " + (dir / "cfg.toml").string(); }
+  std::string out(const std::string& name) const { return " --set run.out_dir=" + (dir / name).string(); }
+
+  std::vector<nlohmann::json> metrics(const std::string& name) const {
+    std::vector<nlohmann::json> v;
+    std::ifstream in(dir / name / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line));
+    return v;
+  }
+  std::vector<double> step_losses(const std::string& name) const {
+    std::vector<double> l;
+    for (auto& j : metrics(name))
+      if (j.contains("loss") && j["loss"].is_number()) l.push_back(j["loss"].get<double>());
+    return l;
+  }
+};
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
+  auto a = ouro("train " + cfg() + out("straight"), dir);
+  ASSERT_EQ(a.code, 0) << a.out;
+  auto b1 = ouro("train " + cfg() + out("split") + " --stop-at 4", dir);
+  ASSERT_EQ(b1.code, 0) << b1.out;
+  EXPECT_TRUE(fs::exists(dir / "split/checkpoints/step_000004/optimizer.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "split/checkpoints/step_000008"));
+  auto b2 = ouro("train " + cfg() + out("split") + " --resume", dir);
+  ASSERT_EQ(b2.code, 0) << b2.out;
+  auto la = step_losses("straight"), lb = step_losses("split");
+  ASSERT_EQ(la.size(), 8u);
+  ASSERT_EQ(lb.size(), 8u);
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;  // bitwise
+  EXPECT_LT(la.back(), la.front());
+  EXPECT_EQ(file_bytes(dir / "straight/checkpoints/step_000008/model.safetensors"),
+            file_bytes(dir / "split/checkpoints/step_000008/model.safetensors"));
+  EXPECT_EQ(file_bytes(dir / "straight/checkpoints/step_000008/optimizer.safetensors"),
+            file_bytes(dir / "split/checkpoints/step_000008/optimizer.safetensors"));
+  // Every step record carries the fields users plot.
+  for (auto& j : metrics("straight"))
+    if (j.contains("loss"))
+      for (const char* k : {"step", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}) EXPECT_TRUE(j.contains(k)) << k;
+  int evals = 0;
+  for (auto& j : metrics("straight")) evals += j.contains("val_loss");
+  EXPECT_EQ(evals, 2);
+  EXPECT_TRUE(fs::exists(dir / "straight/train.log"));
+}
+
+TEST_F(TrainEndToEnd, ResumeRefusesAChangedBatch) {
+  ASSERT_EQ(ouro("train " + cfg() + out("r") + " --stop-at 2", dir).code, 0);
+  auto r = ouro("train " + cfg() + out("r") + " --resume --set train.batch_size=2", dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("train.batch_size"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainEndToEnd, NonFiniteStepIsSkippedAndReported) {
+  auto r = ouro("train " + cfg() + out("nan") + " --fault-nan-steps 2", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("non-finite"), std::string::npos) << r.out;
+  auto m = metrics("nan");
+  bool skipped = false;
+  for (auto& j : m)
+    if (j.value("skipped", false)) skipped = j["step"] == 3;
+  EXPECT_TRUE(skipped);
+  auto l = step_losses("nan");
+  EXPECT_EQ(l.size(), 7u);
+  for (double x : l) EXPECT_TRUE(std::isfinite(x));
+}
+
+TEST_F(TrainEndToEnd, TooManyBadStepsAbortWithACheckpointKept) {
+  auto r = ouro("train " + cfg() + out("abort") + " --fault-nan-steps 2,3 --set train.max_bad_steps=2", dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("aborting"), std::string::npos) << r.out;
+  auto ck = ouro::latest_checkpoint(dir / "abort");
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->filename(), "step_000004");
+  // The kept checkpoint holds the weights after the 2 good updates and loads cleanly.
+  auto loaded = ouro::load_checkpoint(*ck);
+  for (float x : loaded.model.params) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_EQ(loaded.state["opt_steps"], 2);
+}
+
+TEST_F(TrainEndToEnd, BadInputGivesClearErrors) {
+  auto r = ouro("train --config " + (dir / "missing.toml").string(), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("missing.toml"), std::string::npos) << r.out;
+  r = ouro("train " + cfg() + " --set train.bogus=1", dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("train.bogus"), std::string::npos) << r.out;
+  // A shard with a bad magic number.
+  auto bad = dir / "bad.bin";
+  {
+    std::ofstream f(bad, std::ios::binary);
+    std::vector<int32_t> h(256, 0);
+    h[0] = 12345;
+    f.write(reinterpret_cast<const char*>(h.data()), 1024);
+  }
+  r = ouro("train " + cfg() + out("bad") + " --set data.train=" + bad.string(), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(bad.string()), std::string::npos) << r.out;
+  // A truncated shard: the header promises more tokens than the file holds.
+  auto trunc = dir / "trunc.bin";
+  fs::copy_file(dir / "train.bin", trunc);
+  fs::resize_file(trunc, fs::file_size(trunc) - 100);
+  r = ouro("eval --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string() + " --data " + trunc.string(), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(trunc.string()), std::string::npos) << r.out;
+  // --init whose shape differs from the config.
+  r = ouro("train " + cfg() + out("init") + " --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string(), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("differs"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainEndToEnd, EvalJsonAndSampleAndInit) {
+  ASSERT_EQ(ouro("train " + cfg() + out("e"), dir).code, 0);
+  auto ck = ouro::latest_checkpoint(dir / "e");
+  ASSERT_TRUE(ck);
+  auto r = ouro("eval --init " + ck->string() + " --data " + (dir / "val.bin").string() + " --batch 3 --json", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_GT(j["loss"].get<double>(), 0.5);
+  EXPECT_LT(j["loss"].get<double>(), std::log(257.0) + 0.5);
+  EXPECT_EQ(j["tokens"].get<size_t>(), (2999u / 16 / 3) * 3 * 16);
+  r = ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("the lord", 0), 0u) << r.out;
+  auto r2 = ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
+  EXPECT_EQ(r.out, r2.out);  // same seed, same text
+  // A run started from that checkpoint with --init continues from its weights.
+  r = ouro("train " + cfg() + out("init") + " --init " + ck->string() + " --set train.steps=1", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto l0 = step_losses("init"), le = step_losses("e");
+  ASSERT_EQ(l0.size(), 1u);
+  EXPECT_LT(l0[0], step_losses("e").front());
+}
+
+TEST_F(TrainEndToEnd, EverySubcommandHasHelp) {
+  for (const char* sub : {"prepare", "train", "eval", "sample", "bench", "bench train"}) {
+    auto r = ouro(std::string(sub) + " --help", dir);
+    EXPECT_EQ(r.code, 0) << sub;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << sub;
+  }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# From a fresh machine to a trained model: installs, builds, prepares the King James Bible,
+# trains configs/tiny.toml for a few minutes, prints the validation loss and a sample.
+# Extra arguments go to `ouro train` (e.g. --set train.steps=100).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tools/setup.sh
+tools/build.sh
+ouro=build/ouro
+tools/prepare_kjv.sh
+
+# The GPU backend arrives with the CUDA kernels; until then (and on machines without a GPU)
+# the tiny model trains on the CPU reference backend.
+device="${OURO_DEVICE:-cpu}"
+out=runs/quickstart
+rm -rf "$out"
+"$ouro" train --config configs/tiny.toml --device "$device" --set run.out_dir="$out" "$@"
+
+ckpt=$(ls -d "$out"/checkpoints/step_* | sort | tail -n 1)
+echo
+echo "== validation loss of $ckpt (nats per byte) =="
+"$ouro" eval --init "$ckpt" --data data/kjv_val.bin --batch 8 --json
+echo
+echo "== sample =="
+"$ouro" sample --init "$ckpt" --prompt "And God said" --max-tokens 300 --temperature 0.8 --seed 1
