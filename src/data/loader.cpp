@@ -1,0 +1,206 @@
+// The training data loader: fixed windows over memory-mapped shards, an optional per-epoch
+// permutation, and a disjoint share per rank.
+//
+// Window w (over all shards in file order) is found arithmetically from per-shard window counts
+// and their prefix sums, so the only per-window memory is the epoch's permutation (4 bytes a
+// window, and none without shuffle).
+#include <algorithm>
+#include <climits>
+#include <mutex>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "ouro/data.h"
+#include "ouro/error.h"
+
+namespace ouro {
+
+void to_json(nlohmann::json& j, const LoaderPosition& p) {
+  j = nlohmann::json{{"epoch", p.epoch}, {"cursor", p.cursor}};
+}
+
+void from_json(const nlohmann::json& j, LoaderPosition& p) {
+  OURO_CHECK(j.is_object(), "loader position: expected an object, got {}", j.type_name());
+  for (const char* key : {"epoch", "cursor"}) {
+    OURO_CHECK(j.contains(key), "loader position: missing field '{}'", key);
+    const auto& v = j.at(key);
+    // A literal written from C++ is a signed json integer even when it is non-negative.
+    OURO_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0),
+               "loader position: field '{}' must be a non-negative integer, got {}", key,
+               v.dump());
+  }
+  p.epoch = j.at("epoch").get<uint64_t>();
+  p.cursor = j.at("cursor").get<uint64_t>();
+}
+
+namespace {
+
+// splitmix64 (Steele, Lea & Flood): fixed arithmetic, so a seed gives the same order on every
+// platform and standard library, unlike std::shuffle with std::uniform_int_distribution.
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() { return mix64(state += 0x9E3779B97F4A7C15ull); }
+  // Uniform in [0, bound) by rejection: drop the top 2^64 mod bound values that would bias r%bound.
+  uint64_t below(uint64_t bound) {
+    const uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+      uint64_t r = next();
+      if (r >= threshold) return r % bound;
+    }
+  }
+};
+
+// Fisher-Yates keyed by (seed, epoch): each epoch's order is independent of the others and can
+// be rebuilt from the pair alone, which is what makes resume exact.
+void epoch_permutation(uint64_t seed, uint64_t epoch, std::vector<uint32_t>& perm) {
+  for (size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<uint32_t>(i);
+  SplitMix64 rng{mix64(seed) ^ mix64(epoch + 0x632BE59BD9B4E019ull)};
+  for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[rng.below(i)]);
+}
+
+}  // namespace
+
+struct DataLoader::Impl {
+  std::string spec;
+  int B = 0, T = 0, rank = 0, world = 1;
+  uint64_t seed = 0;
+  bool shuffle = false;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::vector<uint64_t> first_window;  // per shard, then the total: window w is in shard i
+                                       // when first_window[i] <= w < first_window[i+1]
+  uint64_t n_windows = 0;
+  LoaderPosition pos;
+  std::vector<uint32_t> perm;
+  std::optional<uint64_t> perm_epoch;
+  mutable std::once_flag max_once;
+  mutable int max_tok = -1;
+
+  uint64_t step() const { return static_cast<uint64_t>(world) * static_cast<uint64_t>(B); }
+
+  void ensure_perm() {
+    if (!shuffle || perm_epoch == pos.epoch) return;
+    perm.resize(n_windows);
+    epoch_permutation(seed, pos.epoch, perm);
+    perm_epoch = pos.epoch;
+  }
+
+  // Copies window w's T+1 tokens as inputs (first T) and targets (last T).
+  void read_window(uint64_t w, int* in, int* tg) const {
+    auto it = std::upper_bound(first_window.begin(), first_window.end(), w);
+    const size_t s = static_cast<size_t>(it - first_window.begin()) - 1;
+    const Shard& sh = *shards[s];
+    const size_t start = static_cast<size_t>(w - first_window[s]) * static_cast<size_t>(T);
+    for (int t = 0; t <= T; ++t) {
+      uint32_t tok = sh[start + t];
+      if (tok > static_cast<uint32_t>(INT_MAX))
+        fail("shard {}: token {} at index {} does not fit an int", sh.path().string(), tok,
+             start + t);
+      if (t < T) in[t] = static_cast<int>(tok);
+      if (t > 0) tg[t - 1] = static_cast<int>(tok);
+    }
+  }
+};
+
+DataLoader::DataLoader(const std::string& spec, int B, int T, int rank, int world, uint64_t seed,
+                       bool shuffle)
+    : impl_(std::make_unique<Impl>()) {
+  OURO_CHECK(B > 0, "data '{}': batch size B must be positive, got {}", spec, B);
+  OURO_CHECK(T > 0, "data '{}': sequence length T must be positive, got {}", spec, T);
+  OURO_CHECK(world > 0, "data '{}': world size must be positive, got {}", spec, world);
+  OURO_CHECK(rank >= 0 && rank < world, "data '{}': rank {} is outside [0, {})", spec, rank,
+             world);
+  Impl& m = *impl_;
+  m.spec = spec;
+  m.B = B;
+  m.T = T;
+  m.rank = rank;
+  m.world = world;
+  m.seed = seed;
+  m.shuffle = shuffle;
+
+  // Map every shard up front: it validates them all before training starts, and a mapping
+  // costs address space, not memory.
+  uint64_t total_tokens = 0;
+  m.first_window.push_back(0);
+  for (const auto& p : expand_data_paths(spec)) {
+    auto sh = std::make_unique<Shard>(p);
+    const uint64_t n = sh->size();
+    total_tokens += n;
+    // Starts 0, T, 2T, ... with start + T + 1 <= n.
+    const uint64_t windows = n == 0 ? 0 : (n - 1) / static_cast<uint64_t>(T);
+    m.n_windows += windows;
+    m.first_window.push_back(m.n_windows);
+    m.shards.push_back(std::move(sh));
+  }
+  OURO_CHECK(m.n_windows >= m.step(),
+             "data '{}': {} tokens in {} shard(s) give {} window(s) of T+1 = {} tokens (a window "
+             "never crosses a shard), but one batch needs {} (B = {} x {} rank(s))",
+             spec, total_tokens, m.shards.size(), m.n_windows, T + 1, m.step(), B, world);
+  OURO_CHECK(!shuffle || m.n_windows <= UINT32_MAX,
+             "data '{}': {} windows are too many to shuffle (at most {}); use a larger T",
+             spec, m.n_windows, UINT32_MAX);
+}
+
+DataLoader::~DataLoader() = default;
+
+void DataLoader::next_batch(int* inputs, int* targets) {
+  Impl& m = *impl_;
+  // A batch never straddles epochs: the tail that cannot fill one is skipped this epoch (and,
+  // with shuffle, lands elsewhere in the next).
+  if (m.pos.cursor + m.step() > m.n_windows) {
+    ++m.pos.epoch;
+    m.pos.cursor = 0;
+  }
+  m.ensure_perm();
+  const uint64_t base = m.pos.cursor + static_cast<uint64_t>(m.rank) * m.B;
+  for (int b = 0; b < m.B; ++b) {
+    const uint64_t g = base + b;
+    const uint64_t w = m.shuffle ? m.perm[g] : g;
+    const size_t off = static_cast<size_t>(b) * m.T;
+    m.read_window(w, inputs + off, targets + off);
+  }
+  m.pos.cursor += m.step();
+}
+
+LoaderPosition DataLoader::position() const { return impl_->pos; }
+
+void DataLoader::set_position(const LoaderPosition& p) {
+  OURO_CHECK(p.cursor <= impl_->n_windows,
+             "data '{}': loader position cursor {} is past the {} windows of an epoch; was the "
+             "checkpoint made with other data or another T?",
+             impl_->spec, p.cursor, impl_->n_windows);
+  impl_->pos = p;
+}
+
+size_t DataLoader::num_windows() const { return impl_->n_windows; }
+
+size_t DataLoader::batches_per_epoch() const { return impl_->n_windows / impl_->step(); }
+
+int DataLoader::max_token() const {
+  const Impl& m = *impl_;
+  std::call_once(m.max_once, [&m] {
+    uint32_t best = 0;
+    for (const auto& sh : m.shards) {
+      const Shard& s = *sh;
+      const int64_t n = static_cast<int64_t>(s.size());
+      uint32_t local = 0;
+      // One pass over possibly many GB: spread it over the cores.
+#pragma omp parallel for reduction(max : local) schedule(static)
+      for (int64_t i = 0; i < n; ++i) local = std::max(local, s[static_cast<size_t>(i)]);
+      best = std::max(best, local);
+    }
+    OURO_CHECK(best <= static_cast<uint32_t>(INT_MAX), "data '{}': token {} does not fit an int",
+               m.spec, best);
+    m.max_tok = static_cast<int>(best);
+  });
+  return m.max_tok;
+}
+
+}  // namespace ouro

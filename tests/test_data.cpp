@@ -1,0 +1,505 @@
+// Shards, data paths, the loader and byte-level preparation.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <nlohmann/json.hpp>
+
+#include "ouro/data.h"
+#include "ouro/error.h"
+
+namespace fs = std::filesystem;
+using namespace ouro;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it afterwards.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() / ("ouro_test_data_" + std::to_string(::getpid()) + "_" +
+                                        std::to_string(n++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+std::vector<uint32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint32_t> t(n);
+  for (auto& x : t) x = rng() % vocab;
+  return t;
+}
+
+void write_bytes(const fs::path& p, const std::vector<char>& bytes) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<char> read_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// Runs fn and returns the ouro::Error message it throws (failing the test if it does not).
+template <typename F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected ouro::Error";
+  return {};
+}
+
+std::vector<uint32_t> read_shard(const fs::path& p) {
+  Shard s(p);
+  std::vector<uint32_t> out(s.size());
+  for (size_t i = 0; i < s.size(); ++i) out[i] = s[i];
+  return out;
+}
+
+// Shards whose token at global offset g is g (vocabulary large enough, so uint32), so every
+// window names itself by its first token.
+struct CodedShards {
+  TempDir dir;
+  std::vector<size_t> sizes;
+  std::vector<uint32_t> base;  // global offset of each shard's first token
+  std::string spec;
+  explicit CodedShards(std::vector<size_t> shard_sizes) : sizes(std::move(shard_sizes)) {
+    uint32_t g = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      std::vector<uint32_t> t(sizes[i]);
+      base.push_back(g);
+      for (auto& x : t) x = g++;
+      write_shard(dir / fmt::format("shard_{:03d}.bin", i), t, 1 << 20);
+    }
+    spec = (dir / "shard_*.bin").string();
+  }
+  // All windows as their first tokens, in file order.
+  std::vector<int> windows(int T) const {
+    std::vector<int> w;
+    for (size_t i = 0; i < sizes.size(); ++i)
+      for (size_t s = 0; sizes[i] > 0 && s + T + 1 <= sizes[i]; s += T)
+        w.push_back(static_cast<int>(base[i] + s));
+    return w;
+  }
+};
+
+struct Batch {
+  std::vector<int> in, tg;
+  bool operator==(const Batch&) const = default;
+};
+
+Batch next(DataLoader& dl, int B, int T) {
+  Batch b{std::vector<int>(B * T), std::vector<int>(B * T)};
+  dl.next_batch(b.in.data(), b.tg.data());
+  return b;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- shards
+
+TEST(Shard, RoundTripU16) {
+  TempDir d;
+  auto t = random_tokens(10007, 50257, 1);
+  t[0] = 50256;
+  write_shard(d / "a.bin", t, 50257);
+  Shard s(d / "a.bin");
+  EXPECT_EQ(s.version(), kShardVersionU16);
+  EXPECT_EQ(s.path(), d / "a.bin");
+  EXPECT_EQ(fs::file_size(d / "a.bin"), 1024 + 2 * t.size());
+  EXPECT_EQ(read_shard(d / "a.bin"), t);
+}
+
+TEST(Shard, U16HoldsAFullSixteenBitVocabulary) {
+  TempDir d;
+  std::vector<uint32_t> t{0, 65535, 1, 65534};
+  write_shard(d / "a.bin", t, 65536);
+  EXPECT_EQ(Shard(d / "a.bin").version(), kShardVersionU16);
+  EXPECT_EQ(read_shard(d / "a.bin"), t);
+}
+
+TEST(Shard, RoundTripU32) {
+  TempDir d;
+  auto t = random_tokens(5003, 200000, 2);
+  t[7] = 199999;
+  write_shard(d / "b.bin", t, 200000);
+  Shard s(d / "b.bin");
+  EXPECT_EQ(s.version(), kShardVersionU32);
+  EXPECT_EQ(fs::file_size(d / "b.bin"), 1024 + 4 * t.size());
+  EXPECT_EQ(read_shard(d / "b.bin"), t);
+}
+
+TEST(Shard, WriteOverwritesAndLeavesNoTempFiles) {
+  TempDir d;
+  write_shard(d / "sub" / "a.bin", random_tokens(100, 300, 3), 300);
+  auto t = random_tokens(50, 300, 4);
+  write_shard(d / "sub" / "a.bin", t, 300);
+  EXPECT_EQ(read_shard(d / "sub" / "a.bin"), t);
+  size_t entries = std::distance(fs::directory_iterator(d / "sub"), fs::directory_iterator());
+  EXPECT_EQ(entries, 1u);
+}
+
+TEST(Shard, WriteRejectsTokenOutsideVocabulary) {
+  TempDir d;
+  std::vector<uint32_t> t{1, 2, 257, 3};
+  auto msg = error_of([&] { write_shard(d / "a.bin", t, 257); });
+  EXPECT_NE(msg.find("index 2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find((d / "a.bin").string()), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(d / "a.bin"));
+}
+
+TEST(Shard, EmptyShardOpens) {
+  TempDir d;
+  write_shard(d / "e.bin", {}, 257);
+  Shard s(d / "e.bin");
+  EXPECT_EQ(s.size(), 0u);
+}
+
+TEST(Shard, MissingFileNamesPath) {
+  TempDir d;
+  auto msg = error_of([&] { Shard s(d / "nope.bin"); });
+  EXPECT_NE(msg.find((d / "nope.bin").string()), std::string::npos) << msg;
+}
+
+// Each corruption of a valid shard must be caught with a message naming the file.
+class ShardCorruption : public ::testing::Test {
+ protected:
+  TempDir d;
+  fs::path p = d / "c.bin";
+  std::vector<char> good;
+  void SetUp() override {
+    write_shard(p, random_tokens(100, 1000, 5), 1000);
+    good = read_bytes(p);
+  }
+  std::string open_error(const std::vector<char>& bytes) {
+    write_bytes(p, bytes);
+    auto msg = error_of([&] { Shard s(p); });
+    EXPECT_NE(msg.find(p.string()), std::string::npos) << msg;
+    return msg;
+  }
+  void set_int(std::vector<char>& b, size_t index, int32_t v) {
+    std::memcpy(b.data() + 4 * index, &v, 4);
+  }
+};
+
+TEST_F(ShardCorruption, TruncatedHeader) {
+  auto msg = open_error(std::vector<char>(good.begin(), good.begin() + 1000));
+  EXPECT_NE(msg.find("header"), std::string::npos) << msg;
+  open_error({});
+}
+
+TEST_F(ShardCorruption, BadMagic) {
+  auto b = good;
+  set_int(b, 0, 12345);
+  auto msg = open_error(b);
+  EXPECT_NE(msg.find("12345"), std::string::npos) << msg;
+}
+
+TEST_F(ShardCorruption, BadVersion) {
+  auto b = good;
+  set_int(b, 1, 7);
+  auto msg = open_error(b);
+  EXPECT_NE(msg.find("version 7"), std::string::npos) << msg;
+}
+
+TEST_F(ShardCorruption, FileShorterThanHeaderCount) {
+  auto msg = open_error(std::vector<char>(good.begin(), good.end() - 2));
+  EXPECT_NE(msg.find("1224 bytes expected"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("1222 bytes"), std::string::npos) << msg;
+}
+
+TEST_F(ShardCorruption, FileLongerThanHeaderCount) {
+  auto b = good;
+  b.insert(b.end(), {0, 0});
+  auto msg = open_error(b);
+  EXPECT_NE(msg.find("1226 bytes"), std::string::npos) << msg;
+}
+
+TEST_F(ShardCorruption, NegativeCount) {
+  auto b = good;
+  set_int(b, 2, -1);
+  open_error(b);
+}
+
+// ---------------------------------------------------------------- data paths
+
+TEST(DataPaths, FileDirectoryAndGlob) {
+  TempDir d;
+  for (auto n : {"b_002.bin", "a_001.bin", "a_010.bin", "a_002.txt", ".hidden.bin"})
+    write_bytes(d / n, {'x'});
+  fs::create_directories(d / "sub1");
+  fs::create_directories(d / "sub2");
+  write_bytes(d / "sub1" / "t.bin", {'x'});
+  write_bytes(d / "sub2" / "t.bin", {'x'});
+
+  EXPECT_EQ(expand_data_paths((d / "a_001.bin").string()),
+            std::vector<fs::path>{d / "a_001.bin"});
+  EXPECT_EQ(expand_data_paths(d.path.string()),
+            (std::vector<fs::path>{d / "a_001.bin", d / "a_010.bin", d / "b_002.bin"}));
+  EXPECT_EQ(expand_data_paths((d / "a_*").string()),
+            (std::vector<fs::path>{d / "a_001.bin", d / "a_002.txt", d / "a_010.bin"}));
+  EXPECT_EQ(expand_data_paths((d / "?_00?.bin").string()),
+            (std::vector<fs::path>{d / "a_001.bin", d / "b_002.bin"}));
+  EXPECT_EQ(expand_data_paths((d / "sub*" / "t.bin").string()),
+            (std::vector<fs::path>{d / "sub1" / "t.bin", d / "sub2" / "t.bin"}));
+}
+
+TEST(DataPaths, NoMatchNamesSpec) {
+  TempDir d;
+  fs::create_directories(d / "empty");
+  for (auto spec : {(d / "z*.bin").string(), (d / "missing.bin").string(),
+                    (d / "empty").string()}) {
+    auto msg = error_of([&] { expand_data_paths(spec); });
+    EXPECT_NE(msg.find(spec), std::string::npos) << msg;
+  }
+}
+
+// ---------------------------------------------------------------- loader
+
+TEST(Loader, EveryWindowOnceAndTargetsShifted) {
+  const int T = 8, B = 3;
+  CodedShards data({100, 9, 8, 0, 57, 33});  // ragged, with shards too small for a window
+  const auto all = data.windows(T);
+  for (bool shuffle : {false, true}) {
+    DataLoader dl(data.spec, B, T, 0, 1, 42, shuffle);
+    ASSERT_EQ(dl.num_windows(), all.size());
+    ASSERT_EQ(dl.batches_per_epoch(), all.size() / B);
+    std::vector<int> seen;
+    for (size_t i = 0; i < dl.batches_per_epoch(); ++i) {
+      Batch b = next(dl, B, T);
+      for (int r = 0; r < B; ++r) {
+        seen.push_back(b.in[r * T]);
+        for (int t = 0; t < T; ++t) {
+          EXPECT_EQ(b.in[r * T + t], b.in[r * T] + t);  // contiguous within one shard
+          EXPECT_EQ(b.tg[r * T + t], b.in[r * T + t] + 1);
+        }
+      }
+    }
+    EXPECT_EQ(dl.position().epoch, 0u);
+    std::vector<int> sorted = seen;
+    std::sort(sorted.begin(), sorted.end());
+    EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "repeat";
+    for (int w : seen) EXPECT_TRUE(std::binary_search(all.begin(), all.end(), w)) << w;
+    const std::vector<int> file_order(all.begin(), all.begin() + seen.size());
+    if (shuffle) {
+      EXPECT_NE(seen, file_order);
+    } else {
+      EXPECT_EQ(seen, file_order);
+    }
+    next(dl, B, T);
+    EXPECT_EQ(dl.position().epoch, 1u);
+    EXPECT_EQ(dl.position().cursor, static_cast<uint64_t>(B));
+  }
+}
+
+TEST(Loader, FullEpochCoversAllWindowsWhenBatchDivides) {
+  const int T = 4;
+  CodedShards data({41, 13, 22});  // 10 + 3 + 5 = 18 windows
+  const auto all = data.windows(T);
+  ASSERT_EQ(all.size(), 18u);
+  DataLoader dl(data.spec, 6, T, 0, 1, 9, true);
+  std::multiset<int> seen;
+  for (int i = 0; i < 3; ++i) {
+    Batch b = next(dl, 6, T);
+    for (int r = 0; r < 6; ++r) seen.insert(b.in[r * T]);
+  }
+  EXPECT_EQ(seen, std::multiset<int>(all.begin(), all.end()));
+}
+
+TEST(Loader, RandomTokensTargetsAreInputsShifted) {
+  TempDir d;
+  const int T = 16, B = 4;
+  auto toks = random_tokens(2000, 50257, 11);
+  write_shard(d / "r.bin", toks, 50257);
+  DataLoader dl((d / "r.bin").string(), B, T, 0, 1, 3, true);
+  for (int i = 0; i < 10; ++i) {
+    Batch b = next(dl, B, T);
+    for (int r = 0; r < B; ++r) {
+      // Find the window in the shard by its content: it must start at a multiple of T.
+      bool found = false;
+      for (size_t s = 0; s + T + 1 <= toks.size() && !found; s += T) {
+        bool eq = true;
+        for (int t = 0; t < T && eq; ++t)
+          eq = b.in[r * T + t] == static_cast<int>(toks[s + t]) &&
+               b.tg[r * T + t] == static_cast<int>(toks[s + t + 1]);
+        found = eq;
+      }
+      EXPECT_TRUE(found);
+    }
+  }
+  EXPECT_EQ(dl.max_token(), static_cast<int>(*std::max_element(toks.begin(), toks.end())));
+}
+
+TEST(Loader, SeedDeterminesOrderAndEpochsDiffer) {
+  const int T = 5, B = 2;
+  CodedShards data({200, 77});
+  auto epoch_order = [&](uint64_t seed, int epochs) {
+    DataLoader dl(data.spec, B, T, 0, 1, seed, true);
+    std::vector<std::vector<int>> out(epochs);
+    for (int e = 0; e < epochs; ++e)
+      for (size_t i = 0; i < dl.batches_per_epoch(); ++i) {
+        Batch b = next(dl, B, T);
+        for (int r = 0; r < B; ++r) out[e].push_back(b.in[r * T]);
+      }
+    return out;
+  };
+  auto a = epoch_order(1, 2), a2 = epoch_order(1, 2), c = epoch_order(2, 2);
+  EXPECT_EQ(a, a2);
+  EXPECT_NE(a[0], c[0]);
+  EXPECT_NE(a[0], a[1]);
+}
+
+TEST(Loader, TwoRanksReadWhatOneRankWithDoubleBatchReads) {
+  const int T = 6, B = 3;
+  CodedShards data({150, 31, 64, 7});
+  for (bool shuffle : {false, true}) {
+    DataLoader one(data.spec, 2 * B, T, 0, 1, 5, shuffle);
+    DataLoader r0(data.spec, B, T, 0, 2, 5, shuffle);
+    DataLoader r1(data.spec, B, T, 1, 2, 5, shuffle);
+    EXPECT_EQ(one.batches_per_epoch(), r0.batches_per_epoch());
+    for (size_t i = 0; i < 3 * one.batches_per_epoch() + 1; ++i) {  // across epochs
+      Batch big = next(one, 2 * B, T), a = next(r0, B, T), b = next(r1, B, T);
+      a.in.insert(a.in.end(), b.in.begin(), b.in.end());
+      a.tg.insert(a.tg.end(), b.tg.begin(), b.tg.end());
+      ASSERT_EQ(a, big) << "batch " << i << " shuffle " << shuffle;
+      ASSERT_EQ(r0.position().epoch, one.position().epoch);
+      ASSERT_EQ(r0.position().cursor, one.position().cursor);
+    }
+  }
+}
+
+TEST(Loader, PositionResumesExactly) {
+  const int T = 7, B = 4;
+  CodedShards data({300, 45});
+  for (bool shuffle : {false, true}) {
+    DataLoader a(data.spec, B, T, 0, 1, 77, shuffle);
+    const size_t per_epoch = a.batches_per_epoch();
+    for (size_t i = 0; i < per_epoch + 2; ++i) next(a, B, T);
+    // Through json, as a checkpoint would carry it.
+    nlohmann::json j = a.position();
+    auto saved = nlohmann::json::parse(j.dump()).get<LoaderPosition>();
+    EXPECT_EQ(saved.epoch, 1u);
+    DataLoader b(data.spec, B, T, 0, 1, 77, shuffle);
+    b.set_position(saved);
+    for (size_t i = 0; i < per_epoch + 3; ++i) ASSERT_EQ(next(a, B, T), next(b, B, T)) << i;
+  }
+}
+
+TEST(Loader, PositionJsonErrors) {
+  auto msg = error_of([] { nlohmann::json{{"epoch", 1}}.get<LoaderPosition>(); });
+  EXPECT_NE(msg.find("cursor"), std::string::npos) << msg;
+  msg = error_of([] { nlohmann::json{{"epoch", -1}, {"cursor", 0}}.get<LoaderPosition>(); });
+  EXPECT_NE(msg.find("epoch"), std::string::npos) << msg;
+  auto p = nlohmann::json{{"epoch", 3}, {"cursor", 8}}.get<LoaderPosition>();
+  EXPECT_EQ(p.epoch, 3u);
+  EXPECT_EQ(p.cursor, 8u);
+}
+
+TEST(Loader, SetPositionRejectsCursorPastEpoch) {
+  CodedShards data({50});
+  DataLoader dl(data.spec, 1, 4, 0, 1, 0, false);
+  auto msg = error_of([&] { dl.set_position({0, 1000}); });
+  EXPECT_NE(msg.find("1000"), std::string::npos) << msg;
+}
+
+TEST(Loader, ArgumentErrors) {
+  CodedShards data({50, 20});  // 12 + 4 = 16 windows at T = 4
+  EXPECT_THROW(DataLoader(data.spec, 0, 4, 0, 1, 0, false), Error);
+  EXPECT_THROW(DataLoader(data.spec, 1, 0, 0, 1, 0, false), Error);
+  EXPECT_THROW(DataLoader(data.spec, 1, 4, 2, 2, 0, false), Error);
+  EXPECT_THROW(DataLoader(data.spec, 1, 4, -1, 2, 0, false), Error);
+  EXPECT_NO_THROW(DataLoader(data.spec, 8, 4, 1, 2, 0, false));
+  auto msg = error_of([&] { DataLoader(data.spec, 9, 4, 0, 2, 0, false); });
+  EXPECT_NE(msg.find(data.spec), std::string::npos) << msg;
+  EXPECT_NE(msg.find("70 tokens"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("16 window"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("needs 18"), std::string::npos) << msg;
+}
+
+TEST(Loader, OnlyEmptyOrShortShardsIsAnError) {
+  CodedShards data({0, 3, 0});
+  auto msg = error_of([&] { DataLoader(data.spec, 1, 4, 0, 1, 0, false); });
+  EXPECT_NE(msg.find(data.spec), std::string::npos) << msg;
+}
+
+TEST(Loader, MaxToken) {
+  CodedShards data({30, 12});
+  DataLoader dl(data.spec, 1, 4, 0, 1, 0, false);
+  EXPECT_EQ(dl.max_token(), 41);
+  EXPECT_EQ(dl.max_token(), 41);
+}
+
+// ---------------------------------------------------------------- prepare
+
+TEST(Prepare, SplitSizesAndContent) {
+  TempDir d;
+  std::mt19937 rng(7);
+  std::vector<uint32_t> stream;  // what the concatenated blocks must reproduce
+  std::vector<fs::path> inputs;
+  for (int i = 0; i < 5; ++i) {
+    std::vector<char> bytes(1 + rng() % 3000);
+    for (auto& c : bytes) c = static_cast<char>(rng() % 256);
+    inputs.push_back(d / fmt::format("doc{}.txt", i));
+    write_bytes(inputs.back(), bytes);
+    stream.push_back(kByteEot);
+    for (char c : bytes) stream.push_back(static_cast<uint8_t>(c));
+  }
+  const size_t block = 100;
+  auto r = prepare_bytes(inputs, d / "out" / "corpus", 0.25, block);  // k = 4
+  EXPECT_EQ(r.train, d / "out" / "corpus_train.bin");
+  EXPECT_EQ(r.val, d / "out" / "corpus_val.bin");
+  EXPECT_EQ(r.train_tokens + r.val_tokens, stream.size());
+  auto train = read_shard(r.train), val = read_shard(r.val);
+  EXPECT_EQ(train.size(), r.train_tokens);
+  EXPECT_EQ(val.size(), r.val_tokens);
+  EXPECT_EQ(Shard(r.train).version(), kShardVersionU16);
+
+  // Deal the blocks back in order: blocks 3, 7, 11, ... came from val.
+  std::vector<uint32_t> rebuilt;
+  size_t ti = 0, vi = 0;
+  for (size_t b = 0; rebuilt.size() < stream.size(); ++b) {
+    auto& src = b % 4 == 3 ? val : train;
+    size_t& i = b % 4 == 3 ? vi : ti;
+    size_t n = std::min(block, src.size() - i);
+    rebuilt.insert(rebuilt.end(), src.begin() + i, src.begin() + i + n);
+    i += n;
+  }
+  EXPECT_EQ(ti, train.size());
+  EXPECT_EQ(vi, val.size());
+  EXPECT_EQ(rebuilt, stream);
+  size_t expect_val = 0;
+  for (size_t b = 3; b * block < stream.size(); b += 4)
+    expect_val += std::min(block, stream.size() - b * block);
+  EXPECT_EQ(val.size(), expect_val);
+  EXPECT_GT(expect_val, 0u);
+}
+
+TEST(Prepare, Errors) {
+  TempDir d;
+  write_bytes(d / "ok.txt", {'h', 'i'});
+  write_bytes(d / "empty.txt", {});
+  auto msg = error_of([&] { prepare_bytes({d / "ok.txt", d / "empty.txt"}, d / "o", 0.1); });
+  EXPECT_NE(msg.find((d / "empty.txt").string()), std::string::npos) << msg;
+  msg = error_of([&] { prepare_bytes({d / "missing.txt"}, d / "o", 0.1); });
+  EXPECT_NE(msg.find((d / "missing.txt").string()), std::string::npos) << msg;
+  EXPECT_THROW(prepare_bytes({d / "ok.txt"}, d / "o", 0.0), Error);
+  EXPECT_THROW(prepare_bytes({d / "ok.txt"}, d / "o", 0.6), Error);
+  EXPECT_THROW(prepare_bytes({}, d / "o", 0.1), Error);
+  EXPECT_FALSE(fs::exists(d / "o_train.bin"));
+}
