@@ -24,7 +24,7 @@ struct Run {
   std::string out;
 };
 
-Run ouro(const std::string& args, const fs::path& dir) {
+Run run_ouro(const std::string& args, const fs::path& dir) {
   auto log = dir / "cmd.log";
   std::string cmd = std::string(OURO_BIN) + " " + args + " > " + log.string() + " 2>&1";
   int st = std::system(cmd.c_str());
@@ -87,13 +87,13 @@ std::string file_bytes(const fs::path& p) {
 }  // namespace
 
 TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
-  auto a = ouro("train " + cfg() + out("straight"), dir);
+  auto a = run_ouro("train " + cfg() + out("straight"), dir);
   ASSERT_EQ(a.code, 0) << a.out;
-  auto b1 = ouro("train " + cfg() + out("split") + " --stop-at 4", dir);
+  auto b1 = run_ouro("train " + cfg() + out("split") + " --stop-at 4", dir);
   ASSERT_EQ(b1.code, 0) << b1.out;
   EXPECT_TRUE(fs::exists(dir / "split/checkpoints/step_000004/optimizer.safetensors"));
   EXPECT_FALSE(fs::exists(dir / "split/checkpoints/step_000008"));
-  auto b2 = ouro("train " + cfg() + out("split") + " --resume", dir);
+  auto b2 = run_ouro("train " + cfg() + out("split") + " --resume", dir);
   ASSERT_EQ(b2.code, 0) << b2.out;
   auto la = step_losses("straight"), lb = step_losses("split");
   ASSERT_EQ(la.size(), 8u);
@@ -115,14 +115,14 @@ TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
 }
 
 TEST_F(TrainEndToEnd, ResumeRefusesAChangedBatch) {
-  ASSERT_EQ(ouro("train " + cfg() + out("r") + " --stop-at 2", dir).code, 0);
-  auto r = ouro("train " + cfg() + out("r") + " --resume --set train.batch_size=2", dir);
+  ASSERT_EQ(run_ouro("train " + cfg() + out("r") + " --stop-at 2", dir).code, 0);
+  auto r = run_ouro("train " + cfg() + out("r") + " --resume --set train.batch_size=2", dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("train.batch_size"), std::string::npos) << r.out;
 }
 
 TEST_F(TrainEndToEnd, NonFiniteStepIsSkippedAndReported) {
-  auto r = ouro("train " + cfg() + out("nan") + " --fault-nan-steps 2", dir);
+  auto r = run_ouro("train " + cfg() + out("nan") + " --fault-nan-steps 2", dir);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("non-finite"), std::string::npos) << r.out;
   auto m = metrics("nan");
@@ -136,7 +136,7 @@ TEST_F(TrainEndToEnd, NonFiniteStepIsSkippedAndReported) {
 }
 
 TEST_F(TrainEndToEnd, TooManyBadStepsAbortWithACheckpointKept) {
-  auto r = ouro("train " + cfg() + out("abort") + " --fault-nan-steps 2,3 --set train.max_bad_steps=2", dir);
+  auto r = run_ouro("train " + cfg() + out("abort") + " --fault-nan-steps 2,3 --set train.max_bad_steps=2", dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("aborting"), std::string::npos) << r.out;
   auto ck = ouro::latest_checkpoint(dir / "abort");
@@ -149,10 +149,10 @@ TEST_F(TrainEndToEnd, TooManyBadStepsAbortWithACheckpointKept) {
 }
 
 TEST_F(TrainEndToEnd, BadInputGivesClearErrors) {
-  auto r = ouro("train --config " + (dir / "missing.toml").string(), dir);
+  auto r = run_ouro("train --config " + (dir / "missing.toml").string(), dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("missing.toml"), std::string::npos) << r.out;
-  r = ouro("train " + cfg() + " --set train.bogus=1", dir);
+  r = run_ouro("train " + cfg() + " --set train.bogus=1", dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("train.bogus"), std::string::npos) << r.out;
   // A shard with a bad magic number.
@@ -163,48 +163,48 @@ TEST_F(TrainEndToEnd, BadInputGivesClearErrors) {
     h[0] = 12345;
     f.write(reinterpret_cast<const char*>(h.data()), 1024);
   }
-  r = ouro("train " + cfg() + out("bad") + " --set data.train=" + bad.string(), dir);
+  r = run_ouro("train " + cfg() + out("bad") + " --set data.train=" + bad.string(), dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find(bad.string()), std::string::npos) << r.out;
   // A truncated shard: the header promises more tokens than the file holds.
   auto trunc = dir / "trunc.bin";
   fs::copy_file(dir / "train.bin", trunc);
   fs::resize_file(trunc, fs::file_size(trunc) - 100);
-  r = ouro("eval --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string() + " --data " + trunc.string(), dir);
+  r = run_ouro("eval --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string() + " --data " + trunc.string(), dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find(trunc.string()), std::string::npos) << r.out;
   // --init whose shape differs from the config.
-  r = ouro("train " + cfg() + out("init") + " --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string(), dir);
+  r = run_ouro("train " + cfg() + out("init") + " --init " + (fs::path(OURO_FIXTURES) / "gpt2_tiny").string(), dir);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("differs"), std::string::npos) << r.out;
 }
 
 TEST_F(TrainEndToEnd, EvalJsonAndSampleAndInit) {
-  ASSERT_EQ(ouro("train " + cfg() + out("e"), dir).code, 0);
+  ASSERT_EQ(run_ouro("train " + cfg() + out("e"), dir).code, 0);
   auto ck = ouro::latest_checkpoint(dir / "e");
   ASSERT_TRUE(ck);
-  auto r = ouro("eval --init " + ck->string() + " --data " + (dir / "val.bin").string() + " --batch 3 --json", dir);
+  auto r = run_ouro("eval --init " + ck->string() + " --data " + (dir / "val.bin").string() + " --batch 3 --json", dir);
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   EXPECT_GT(j["loss"].get<double>(), 0.5);
   EXPECT_LT(j["loss"].get<double>(), std::log(257.0) + 0.5);
   EXPECT_EQ(j["tokens"].get<size_t>(), (2999u / 16 / 3) * 3 * 16);
-  r = ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
+  r = run_ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out.rfind("the lord", 0), 0u) << r.out;
-  auto r2 = ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
+  auto r2 = run_ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
   EXPECT_EQ(r.out, r2.out);  // same seed, same text
   // A run started from that checkpoint with --init continues from its weights.
-  r = ouro("train " + cfg() + out("init") + " --init " + ck->string() + " --set train.steps=1", dir);
+  r = run_ouro("train " + cfg() + out("init") + " --init " + ck->string() + " --set train.steps=1", dir);
   ASSERT_EQ(r.code, 0) << r.out;
-  auto l0 = step_losses("init"), le = step_losses("e");
+  auto l0 = step_losses("init");
   ASSERT_EQ(l0.size(), 1u);
   EXPECT_LT(l0[0], step_losses("e").front());
 }
 
 TEST_F(TrainEndToEnd, EverySubcommandHasHelp) {
   for (const char* sub : {"prepare", "train", "eval", "sample", "bench", "bench train"}) {
-    auto r = ouro(std::string(sub) + " --help", dir);
+    auto r = run_ouro(std::string(sub) + " --help", dir);
     EXPECT_EQ(r.code, 0) << sub;
     EXPECT_NE(r.out.find("--"), std::string::npos) << sub;
   }

@@ -23,6 +23,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--resume", o->resume, "Continue exactly from the newest checkpoint in run.out_dir");
   cmd->add_option("--stop-at", o->stop_at, "Checkpoint and stop after this many steps (the schedule still spans train.steps)");
   cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
+      ->delimiter(',')
       ->group("");  // hidden from --help
   cmd->callback([o] {
     auto sets = o->sets;
