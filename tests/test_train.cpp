@@ -209,3 +209,44 @@ TEST_F(TrainEndToEnd, EverySubcommandHasHelp) {
     EXPECT_NE(r.out.find("--"), std::string::npos) << sub;
   }
 }
+
+TEST_F(TrainEndToEnd, SigtermCheckpointsAndTheRunResumesExactly) {
+  // A long schedule interrupted early: the interrupted + resumed run must reproduce the
+  // uninterrupted one step for step, wherever the signal landed.
+  const std::string longrun = cfg() + " --set train.steps=100000 --set train.eval_every=0";
+  const auto metrics_file = dir / "sig" / "metrics.jsonl";
+  std::string script = "(" + std::string(OURO_BIN) + " train " + longrun + out("sig") + " > " +
+                       (dir / "sig.log").string() + " 2>&1 & pid=$!; " + "while [ ! -s " +
+                       metrics_file.string() + " ]; do sleep 0.02; done; sleep 0.2; kill -TERM $pid; wait $pid)";
+  ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
+  auto ck = ouro::latest_checkpoint(dir / "sig");
+  ASSERT_TRUE(ck.has_value());
+  const int64_t stopped = ouro::load_checkpoint(*ck).state["step"].get<int64_t>();
+  ASSERT_GT(stopped, 0);
+  ASSERT_LT(stopped, 100000);
+  const int64_t until = stopped + 5;
+  auto r = run_ouro("train " + longrun + out("sig") + " --resume --stop-at " + std::to_string(until), dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_ouro("train " + longrun + out("ref") + " --stop-at " + std::to_string(until), dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto a = step_losses("sig"), b = step_losses("ref");
+  ASSERT_EQ(b.size(), static_cast<size_t>(until));
+  // The interrupted run may log a step after its last checkpoint only if it checkpointed it.
+  ASSERT_EQ(a.size(), static_cast<size_t>(until));
+  EXPECT_EQ(a, b);
+}
+
+TEST_F(TrainEndToEnd, InitFromATransformersDirectoryKeepsItsWeights) {
+  const auto hf = fs::path(OURO_FIXTURES) / "gpt2_tiny";
+  const std::string shape =
+      " --set model.n_layer=2 --set model.n_head=4 --set model.n_embd=48 --set model.seq_len=24"
+      " --set model.vocab_size=371";
+  auto r = run_ouro("train " + cfg() + shape + out("hf") + " --init " + hf.string() + " --stop-at 0", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto ck = ouro::latest_checkpoint(dir / "hf");
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ouro::load_model(*ck).params, ouro::load_model(hf).params);  // bitwise
+  r = run_ouro("train " + cfg() + shape + out("hf2") + " --init " + hf.string() + " --set train.steps=3", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(step_losses("hf2").size(), 3u);
+}

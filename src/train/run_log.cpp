@@ -40,4 +40,25 @@ void MetricsWriter::write(const nlohmann::json& record) {
   OURO_CHECK(out_.good(), "{}: write failed", path_.string());
 }
 
+void truncate_metrics_after(const std::filesystem::path& file, int64_t step) {
+  std::ifstream in(file);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) continue;  // a torn last line from a crash
+    if (j.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  in.close();
+  auto tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    OURO_CHECK(out.good(), "{}: write failed", tmp.string());
+  }
+  std::filesystem::rename(tmp, file);
+}
+
 }  // namespace ouro

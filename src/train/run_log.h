@@ -25,4 +25,7 @@ class MetricsWriter {
   std::filesystem::path path_;
 };
 
+// Rewrites a metrics file keeping only the records whose "step" is <= step.
+void truncate_metrics_after(const std::filesystem::path& file, int64_t step);
+
 }  // namespace ouro

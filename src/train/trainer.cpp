@@ -188,6 +188,9 @@ TrainSummary Trainer::run() {
   OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
              "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
              loader_->max_token(), cfg_.model.vocab_size);
+  // A resumed run first drops records past its checkpoint (a crash may have left some), so the
+  // file reads as one uninterrupted run.
+  if (step_ > 0) truncate_metrics_after(out_ / "metrics.jsonl", step_);
   metrics_ = std::make_unique<MetricsWriter>(out_ / "metrics.jsonl", step_ > 0);
 
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
