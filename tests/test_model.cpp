@@ -36,8 +36,8 @@ struct Fixture {
   std::vector<int> tokens, targets;
   int B = 3, T = 19;
   Fixture() {
-    for (float t : ref.get_f32("tokens")) tokens.push_back(static_cast<int>(t));
-    for (float t : ref.get_f32("targets")) targets.push_back(static_cast<int>(t));
+    for (int32_t t : ref.get_i32("tokens")) tokens.push_back(t);
+    for (int32_t t : ref.get_i32("targets")) targets.push_back(t);
     EXPECT_EQ(ref.shape("tokens"), (std::vector<int64_t>{B, T}));
   }
 };
@@ -119,11 +119,20 @@ TEST(HfParity, TenAdamWStepsWithClipping) {
     a.step = s + 1;
     model.adamw_step(a);
   }
+  // Final weights: Adam divides each gradient by its own running RMS, so an element whose true
+  // gradient is ~0 moves by lr * sign(rounding noise), which fp32 and fp64 draw differently.
+  // The key bias is such a case exactly (softmax ignores a constant added to every score of a
+  // row: q.(k_j + b) - q.k_j is the same for all j), so its third of c_attn.bias is excluded,
+  // and the tolerance is 1e-4 for the rest (elements with small but nonzero gradients).
   auto hf = as_hf(f.model.config, model.get_params(), "adam");
+  const int C = f.model.config.n_embd;
   for (const auto& name : hf.names()) {
     auto out = hf.get_f32(name);
     auto ref = f.ref.get_f32("adam_final." + name);
-    EXPECT_LT(rel_err(out.data(), ref.data(), ref.size()), 1e-5) << name;
+    if (name.ends_with("attn.c_attn.bias")) {
+      for (int i = C; i < 2 * C; ++i) out[i] = ref[i] = 0.0f;
+    }
+    EXPECT_LT(rel_err(out.data(), ref.data(), ref.size()), 1e-4) << name;
   }
 }
 

@@ -43,6 +43,7 @@ class SafeTensors {
   const std::string& dtype(const std::string& name) const;
   // Converts F32/F16/BF16 to fp32; errors on other dtypes or a missing name.
   std::vector<float> get_f32(const std::string& name) const;
+  std::vector<int32_t> get_i32(const std::string& name) const;  // I32 only
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:

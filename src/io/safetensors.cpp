@@ -244,3 +244,18 @@ std::vector<float> SafeTensors::get_f32(const std::string& name) const {
 }
 
 }  // namespace ouro
+
+namespace ouro {
+
+std::vector<int32_t> SafeTensors::get_i32(const std::string& name) const {
+  auto it = entries_.find(name);
+  OURO_CHECK(it != entries_.end(), "{}: no tensor named '{}'", path_.string(), name);
+  const Entry& e = it->second;
+  OURO_CHECK(e.dtype == "I32", "{}: tensor '{}' has dtype {}, expected I32", path_.string(), name,
+             e.dtype);
+  std::vector<int32_t> out((e.end - e.begin) / 4);
+  if (!out.empty()) std::memcpy(out.data(), bytes_.data() + e.begin, out.size() * 4);
+  return out;
+}
+
+}  // namespace ouro
