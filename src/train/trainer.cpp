@@ -148,6 +148,9 @@ void Trainer::save(int64_t step) {
              {"opt_steps", opt_steps_},
              {"loader", loader_->position()},
              {"elapsed_s", elapsed_before_},
+             // Nothing in training draws from a stateful generator: the data order is a
+             // function of (seed, epoch) and samples of (seed, step), so the seed is the state.
+             {"rng", {{"seed", cfg_.train.seed}, {"scheme", "counter-based splitmix64"}}},
              {"config", cfg_.to_toml()}};
   auto dir = save_checkpoint(out_, step, d, cfg_.checkpoint.keep);
   logger()->info("checkpoint {}", dir.string());
