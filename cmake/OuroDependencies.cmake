@@ -7,8 +7,15 @@ find_package(OpenMP REQUIRED)
 find_package(GTest REQUIRED)
 find_package(Threads REQUIRED)
 
-# OpenBLAS: Debian ships it per threading flavour; prefer the CMake package, fall back to pkg-config.
-find_package(OpenBLAS CONFIG QUIET)
+# OpenBLAS: Debian ships one build per threading flavour. The OpenMP one shares our ops' OpenMP
+# thread pool; the pthreads one keeps its own pool spinning beside OpenMP's (measured: ~6% of a
+# GPT-2 124M CPU step in sched_yield). Prefer OpenMP, then any CMake package, then pkg-config.
+find_package(OpenBLAS CONFIG QUIET NO_DEFAULT_PATH
+             PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp/cmake/openblas)
+if(NOT OpenBLAS_FOUND)
+  find_package(OpenBLAS CONFIG QUIET)
+endif()
+message(STATUS "OpenBLAS: ${OpenBLAS_LIBRARIES}")
 add_library(ouro_blas INTERFACE)
 if(OpenBLAS_FOUND)
   target_include_directories(ouro_blas INTERFACE ${OpenBLAS_INCLUDE_DIRS})

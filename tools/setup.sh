@@ -9,7 +9,7 @@ want_fixtures=0
 for a in "$@"; do [ "$a" = "--fixtures" ] && want_fixtures=1; done
 
 debs=(cmake ninja-build g++ pkg-config libspdlog-dev libcli11-dev libtomlplusplus-dev
-      nlohmann-json3-dev libgtest-dev libopenblas-dev openmpi-bin libopenmpi-dev
+      nlohmann-json3-dev libgtest-dev libopenblas-dev libopenblas-openmp-dev openmpi-bin libopenmpi-dev
       bible-kjv bible-kjv-text python3-venv)
 missing=()
 for p in "${debs[@]}"; do
