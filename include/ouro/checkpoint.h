@@ -66,6 +66,8 @@ struct LoadedModel {
   GPT2Config config;
   std::vector<float> params;  // internal layout, fp32, padded vocabulary rows zero
 };
+// A directory with config.json + model.safetensors (ours or transformers').
+LoadedModel load_hf_model(const std::filesystem::path& dir);
 // dir with config.json + model.safetensors (ours or transformers' save_pretrained, with or
 // without the "transformer." prefix, any float dtype), or an llm.c .bin (magic 20240326,
 // version 3 fp32 or 5 bf16).

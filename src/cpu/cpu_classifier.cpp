@@ -29,15 +29,19 @@ void CpuOps::classifier(void* logits_, float* losses, const int* targets, int N,
     float maxv = x[0];
     for (int i = 1; i < V; i++) maxv = std::max(maxv, x[i]);
     // Float exponentials (the bulk of the work), summed in double: V ~ 50k terms.
+    const float target_logit = x[target] - maxv;
     double sum = 0.0;
-    for (int i = 0; i < V; i++) sum += std::exp(x[i] - maxv);
-    losses[n] = float(std::log(sum) - double(x[target] - maxv));
-    if (!backward) continue;
-    const float inv = float(1.0 / sum);
-    for (int i = 0; i < V; i++) {
-      const float p = std::exp(x[i] - maxv) * inv;
-      x[i] = (p - (i == target ? 1.0f : 0.0f)) * dloss;
+    if (!backward) {
+      for (int i = 0; i < V; i++) sum += std::exp(x[i] - maxv);
+      losses[n] = float(std::log(sum) - double(target_logit));
+      continue;
     }
+    // The row is overwritten anyway: keep each exponential in place so it is computed once.
+    for (int i = 0; i < V; i++) sum += x[i] = std::exp(x[i] - maxv);
+    losses[n] = float(std::log(sum) - double(target_logit));
+    const float inv = float(1.0 / sum);
+    for (int i = 0; i < V; i++) x[i] = x[i] * inv * dloss;
+    x[target] -= dloss;
     for (int i = V; i < Vp; i++) x[i] = 0.0f;
   }
 }

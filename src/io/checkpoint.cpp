@@ -16,8 +16,6 @@ namespace fs = std::filesystem;
 
 namespace ouro {
 
-LoadedModel load_hf_model(const fs::path& dir);  // hf_gpt2.cpp
-
 namespace {
 
 constexpr const char* kAdamM = "adam.m";
