@@ -114,6 +114,14 @@ TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
   EXPECT_TRUE(fs::exists(dir / "straight/train.log"));
 }
 
+TEST_F(TrainEndToEnd, AFreshRunRefusesAnOutDirWithCheckpoints) {
+  ASSERT_EQ(run_ouro("train " + cfg() + out("twice") + " --stop-at 2", dir).code, 0);
+  auto r = run_ouro("train " + cfg() + out("twice"), dir);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir / "twice/checkpoints/step_000002"));
+}
+
 TEST_F(TrainEndToEnd, ResumeRefusesAChangedBatch) {
   ASSERT_EQ(run_ouro("train " + cfg() + out("r") + " --stop-at 2", dir).code, 0);
   auto r = run_ouro("train " + cfg() + out("r") + " --resume --set train.batch_size=2", dir);

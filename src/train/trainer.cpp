@@ -92,6 +92,14 @@ void Trainer::load_start_state() {
     ckpt = latest_checkpoint(out_);
     if (!ckpt) logger()->warn("--resume: no checkpoint in {}, starting fresh", out_.string());
   }
+  if (!opt_.resume) {
+    // A fresh run must not mix its checkpoints with an older run's: a later --resume would
+    // pick whichever step number is highest.
+    if (auto old = latest_checkpoint(out_))
+      fail("run.out_dir {} already holds checkpoints (newest {}); pass --resume to continue that "
+           "run, or choose another run.out_dir",
+           out_.string(), old->filename().string());
+  }
   std::vector<float> params;
   loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, 0, 1,
                                          static_cast<uint64_t>(cfg_.train.seed), true);
