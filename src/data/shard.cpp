@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cassert>
 #include <cerrno>
@@ -15,6 +14,7 @@
 #include <cstring>
 
 #include "ouro/data.h"
+#include "io/atomic_file.h"
 #include "ouro/error.h"
 
 namespace ouro {
@@ -30,38 +30,6 @@ constexpr size_t kHeaderInts = 256;
 constexpr size_t kHeaderBytes = kHeaderInts * sizeof(int32_t);
 
 std::string errno_text() { return std::strerror(errno); }
-
-// Writes all of buf or fails; write(2) may write less than asked.
-void write_all(int fd, const void* buf, size_t n, const fs::path& path) {
-  const auto* p = static_cast<const uint8_t*>(buf);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("writing shard {}: {}", path.string(), errno_text());
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-// Closes the temp file and removes it unless committed, so a failed write leaves nothing behind.
-struct TempFile {
-  fs::path path;
-  int fd = -1;
-  bool committed = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!committed) ::unlink(path.c_str());
-  }
-};
-
-// A name no concurrent writer (other process or thread) will pick for the same target.
-fs::path temp_name(const fs::path& path) {
-  static std::atomic<uint64_t> counter{0};
-  return path.parent_path() /
-         fmt::format(".{}.tmp.{}.{}", path.filename().string(), ::getpid(), counter++);
-}
 
 }  // namespace
 
@@ -85,44 +53,13 @@ void write_shard(const fs::path& path, const std::vector<uint32_t>& tokens, int 
 
   const fs::path dir = path.parent_path();
   if (!dir.empty()) fs::create_directories(dir);
-
-  TempFile tmp{temp_name(path)};
-  tmp.fd = ::open(tmp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (tmp.fd < 0) fail("writing shard {}: cannot create {}: {}", path.string(),
-                       tmp.path.string(), errno_text());
-  write_all(tmp.fd, header.data(), kHeaderBytes, path);
+  std::vector<uint16_t> narrow;
+  io::ByteSpan body{tokens.data(), tokens.size() * sizeof(uint32_t)};
   if (u16) {
-    // Narrow in chunks so the copy stays small however large the shard is.
-    std::vector<uint16_t> buf;
-    constexpr size_t kChunk = 1 << 20;
-    for (size_t i = 0; i < tokens.size(); i += kChunk) {
-      size_t n = std::min(kChunk, tokens.size() - i);
-      buf.assign(tokens.begin() + i, tokens.begin() + i + n);
-      write_all(tmp.fd, buf.data(), n * sizeof(uint16_t), path);
-    }
-  } else {
-    write_all(tmp.fd, tokens.data(), tokens.size() * sizeof(uint32_t), path);
+    narrow.assign(tokens.begin(), tokens.end());
+    body = {narrow.data(), narrow.size() * sizeof(uint16_t)};
   }
-  if (::fsync(tmp.fd) != 0) fail("writing shard {}: fsync: {}", path.string(), errno_text());
-  if (::close(tmp.fd) != 0) {
-    tmp.fd = -1;
-    fail("writing shard {}: close: {}", path.string(), errno_text());
-  }
-  tmp.fd = -1;
-  if (::rename(tmp.path.c_str(), path.c_str()) != 0)
-    fail("writing shard {}: rename from {}: {}", path.string(), tmp.path.string(), errno_text());
-  tmp.committed = true;
-
-  // The rename is only durable once the directory entry itself is on disk.
-  const fs::path d = dir.empty() ? fs::path(".") : dir;
-  int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) fail("writing shard {}: cannot open directory {}: {}", path.string(), d.string(),
-                    errno_text());
-  int rc = ::fsync(dfd);
-  int saved = errno;
-  ::close(dfd);
-  if (rc != 0) fail("writing shard {}: fsync of directory {}: {}", path.string(), d.string(),
-                    std::strerror(saved));
+  io::write_file_atomic(path, {{header.data(), kHeaderBytes}, body});
 }
 
 Shard::Shard(const fs::path& path) : path_(path) {
