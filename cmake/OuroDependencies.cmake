@@ -6,6 +6,7 @@ find_package(nlohmann_json REQUIRED)
 find_package(OpenMP REQUIRED)
 find_package(GTest REQUIRED)
 find_package(Threads REQUIRED)
+find_package(MPI REQUIRED COMPONENTS CXX)  # data parallelism on the cpu backend; bootstrap elsewhere
 
 # OpenBLAS: Debian ships one build per threading flavour. The OpenMP one shares our ops' OpenMP
 # thread pool; the pthreads one keeps its own pool spinning beside OpenMP's (measured: ~6% of a
