@@ -54,6 +54,11 @@ struct SampleSection {
   std::string prompt = "";
 };
 
+struct DistSection {
+  int zero = 0;           // 1: ZeRO-1 (gradients reduce-scattered, AdamW sharded, weights all-gathered)
+  double timeout_s = 300; // a collective taking longer aborts the job (a peer died or hung)
+};
+
 struct Config {
   ModelSection model;
   TrainSection train;
@@ -61,6 +66,7 @@ struct Config {
   RunSection run;
   CheckpointSection checkpoint;
   SampleSection sample;
+  DistSection dist;
   std::string source;  // the file it came from ("" for defaults)
 
   int train_seq_len() const { return train.seq_len > 0 ? train.seq_len : model.seq_len; }

@@ -74,10 +74,22 @@ class GPT2 {
 
   void zero_grad();
   double grad_norm();  // global L2 norm of the parameter gradients
+  // Sum of squares of gradient elements [begin, end), accumulated in double.
+  double grad_sum_squares(size_t begin, size_t end);
+
+  // The optimizer updates parameter elements [begin, end) and keeps AdamW moments for that
+  // range only (ZeRO-1 gives each rank its shard); the default is every parameter. Set it
+  // before the first step or before set_adam_state.
+  void set_optimizer_range(size_t begin, size_t end);
   void adamw_step(const AdamWArgs& args);
+  // The moments of the optimizer range.
   std::vector<float> get_adam_m() const;
   std::vector<float> get_adam_v() const;
   void set_adam_state(const std::vector<float>& m, const std::vector<float>& v);
+
+  // Backend buffers of the parameters and their gradients (act dtype), for collectives.
+  void* params_data();
+  void* grads_data();
 
   // ---- incremental inference with a KV cache (batch B <= max_batch, positions < max_T) ----
   void kv_reset();

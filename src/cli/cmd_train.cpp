@@ -1,3 +1,5 @@
+#include <csignal>
+
 #include "cli/commands.h"
 #include "ouro/config.h"
 #include "train/run_log.h"
@@ -14,6 +16,9 @@ void add_train(CLI::App& app) {
     bool resume = false;
     int64_t stop_at = -1;
     std::vector<int64_t> fault_nan;
+    int kill_rank = -1;
+    int64_t kill_step = -1;
+    std::string kill_signal = "kill";
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
@@ -25,6 +30,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
       ->delimiter(',')
       ->group("");  // hidden from --help
+  cmd->add_option("--fault-rank", o->kill_rank, "Testing: this rank sends itself --fault-signal ...")->group("");
+  cmd->add_option("--fault-step", o->kill_step, "... at this 0-based step")->group("");
+  cmd->add_option("--fault-signal", o->kill_signal, "kill (dies) or stop (hangs)")
+      ->check(CLI::IsMember({"kill", "stop"}))->group("");
   cmd->callback([o] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
@@ -34,6 +43,9 @@ void add_train(CLI::App& app) {
     t.resume = o->resume;
     t.stop_at = o->stop_at;
     t.fault_nan_steps.insert(o->fault_nan.begin(), o->fault_nan.end());
+    t.fault_kill_rank = o->kill_rank;
+    t.fault_kill_step = o->kill_step;
+    t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
     auto s = train(cfg, t);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
   });

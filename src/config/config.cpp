@@ -49,6 +49,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(sample, every, Int64),        OURO_KEY(sample, max_tokens, Int),
       OURO_KEY(sample, temperature, Float),  OURO_KEY(sample, top_k, Int),
       OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
+      OURO_KEY(dist, zero, Int),             OURO_KEY(dist, timeout_s, Float),
   };
   return keys;
 }
@@ -292,6 +293,8 @@ void Config::validate() const {
   need(sample.temperature >= 0, "sample.temperature", "must be >= 0 (0 = greedy)");
   need(sample.top_k >= 0, "sample.top_k", "must be >= 0");
   need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
+  need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
+  need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
 }
 
 }  // namespace ouro

@@ -2,6 +2,7 @@
 // Buffers are allocated lazily (activations on the first forward, gradients on the first
 // backward, AdamW state on the first step, KV caches on the first decode), so `ouro sample`
 // never pays for training memory.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -54,6 +55,7 @@ struct GPT2::Impl {
   // inference
   std::vector<Buffer> kcache, vcache;
   int kv_B = 0;
+  size_t opt_begin = 0, opt_end = 0;  // the optimizer's parameter range
 };
 
 GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
@@ -70,6 +72,7 @@ GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
   impl_->max_B = max_batch;
   impl_->max_T = max_T;
   impl_->params = Buffer(ops, num_params_ * impl_->esz);
+  impl_->opt_end = num_params_;
   if (ops.act_dtype() != DType::F32) impl_->master = Buffer(ops, num_params_ * sizeof(float));
 }
 
@@ -309,46 +312,74 @@ void GPT2::zero_grad() {
   ops_.fill_zero(impl_->grads.ptr, num_params_ * impl_->esz);
 }
 
-double GPT2::grad_norm() {
-  if (!impl_->grads.ptr) return 0.0;
-  return std::sqrt(ops_.sum_squares(impl_->grads.ptr, num_params_));
+double GPT2::grad_norm() { return std::sqrt(grad_sum_squares(0, num_params_)); }
+
+double GPT2::grad_sum_squares(size_t begin, size_t end) {
+  OURO_CHECK(begin <= end && end <= num_params_, "gradient range [{}, {}) outside {} parameters",
+             begin, end, num_params_);
+  if (!impl_->grads.ptr || begin == end) return 0.0;
+  return ops_.sum_squares(el(impl_->grads.ptr, begin, impl_->esz), end - begin);
 }
 
-static void ensure_adam(GPT2::Impl& I, Ops& ops, size_t n) {
+void GPT2::set_optimizer_range(size_t begin, size_t end) {
+  OURO_CHECK(begin <= end && end <= num_params_, "optimizer range [{}, {}) outside {} parameters",
+             begin, end, num_params_);
+  OURO_CHECK(!impl_->adam_m.ptr || (begin == impl_->opt_begin && end == impl_->opt_end),
+             "the optimizer range cannot change once AdamW state exists");
+  impl_->opt_begin = begin;
+  impl_->opt_end = end;
+}
+
+static void ensure_adam(GPT2::Impl& I, Ops& ops) {
   if (I.adam_m.ptr) return;
+  const size_t n = std::max<size_t>(1, I.opt_end - I.opt_begin);
   I.adam_m = Buffer(ops, n * 4);
   I.adam_v = Buffer(ops, n * 4);
 }
 
 void GPT2::adamw_step(const AdamWArgs& args) {
   OURO_CHECK(impl_->grads.ptr, "adamw_step before any backward");
-  ensure_adam(*impl_, ops_, num_params_);
+  auto& I = *impl_;
+  ensure_adam(I, ops_);
+  // The parameter tensors clipped to the optimizer range, with offsets relative to its start.
   std::vector<ParamSegment> segs;
   segs.reserve(layout_.size());
-  for (const auto& t : layout_) segs.push_back({t.offset, t.size, t.decay});
-  ops_.adamw(impl_->params.ptr, impl_->master.f32(), impl_->grads.ptr, impl_->adam_m.f32(),
-             impl_->adam_v.f32(), segs, args);
+  for (const auto& t : layout_) {
+    const size_t b = std::max(t.offset, I.opt_begin), e = std::min(t.offset + t.size, I.opt_end);
+    if (b < e) segs.push_back({b - I.opt_begin, e - b, t.decay});
+  }
+  ops_.adamw(el(I.params.ptr, I.opt_begin, I.esz), I.master.ptr ? I.master.f32() + I.opt_begin : nullptr,
+             el(I.grads.ptr, I.opt_begin, I.esz), I.adam_m.f32(), I.adam_v.f32(), segs, args);
 }
 
 std::vector<float> GPT2::get_adam_m() const {
-  std::vector<float> h(num_params_, 0.0f);
-  if (impl_->adam_m.ptr) ops_.to_host(h.data(), impl_->adam_m.ptr, num_params_ * 4);
+  std::vector<float> h(impl_->opt_end - impl_->opt_begin, 0.0f);
+  if (impl_->adam_m.ptr && !h.empty()) ops_.to_host(h.data(), impl_->adam_m.ptr, h.size() * 4);
   return h;
 }
 
 std::vector<float> GPT2::get_adam_v() const {
-  std::vector<float> h(num_params_, 0.0f);
-  if (impl_->adam_v.ptr) ops_.to_host(h.data(), impl_->adam_v.ptr, num_params_ * 4);
+  std::vector<float> h(impl_->opt_end - impl_->opt_begin, 0.0f);
+  if (impl_->adam_v.ptr && !h.empty()) ops_.to_host(h.data(), impl_->adam_v.ptr, h.size() * 4);
   return h;
 }
 
 void GPT2::set_adam_state(const std::vector<float>& m, const std::vector<float>& v) {
-  OURO_CHECK(m.size() == num_params_ && v.size() == num_params_,
-             "optimizer state has {}/{} values, the model has {} parameters", m.size(), v.size(),
-             num_params_);
-  ensure_adam(*impl_, ops_, num_params_);
-  ops_.to_device(impl_->adam_m.ptr, m.data(), num_params_ * 4);
-  ops_.to_device(impl_->adam_v.ptr, v.data(), num_params_ * 4);
+  const size_t n = impl_->opt_end - impl_->opt_begin;
+  OURO_CHECK(m.size() == n && v.size() == n,
+             "optimizer state has {}/{} values, the optimizer range holds {} parameters", m.size(),
+             v.size(), n);
+  ensure_adam(*impl_, ops_);
+  if (n == 0) return;
+  ops_.to_device(impl_->adam_m.ptr, m.data(), n * 4);
+  ops_.to_device(impl_->adam_v.ptr, v.data(), n * 4);
+}
+
+void* GPT2::params_data() { return impl_->params.ptr; }
+
+void* GPT2::grads_data() {
+  if (!impl_->grads.ptr) impl_->grads = Buffer(ops_, num_params_ * impl_->esz);
+  return impl_->grads.ptr;
 }
 
 void GPT2::kv_reset() { kv_pos_ = 0; }

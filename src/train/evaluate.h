@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include "ouro/comm.h"
 #include "ouro/model.h"
 
 namespace ouro {
@@ -12,7 +13,9 @@ struct EvalResult {
   size_t tokens = 0;
 };
 
-// batches <= 0: every full batch of the shard.
-EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batches);
+// batches <= 0: every full batch of the shard. With a communicator of W ranks each rank
+// evaluates its share of every batch of W*B windows and the result is reduced over ranks.
+EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batches,
+                    Communicator* comm = nullptr);
 
 }  // namespace ouro

@@ -11,6 +11,7 @@
 
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
+#include "ouro/comm.h"
 #include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
@@ -59,12 +60,24 @@ bool resume_sensitive(const std::string& diff) {
   return false;
 }
 
+// FNV-1a over the bytes of a float vector: a cheap fingerprint to prove ranks agree bitwise.
+uint64_t fingerprint(const std::vector<float>& v) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
 class Trainer {
  public:
   Trainer(const Config& cfg, const TrainOptions& opt) : cfg_(cfg), opt_(opt) {}
   TrainSummary run();
 
  private:
+  void check_same_config();
+  void sync_gradients();
+  double global_grad_norm();
+  std::vector<float> full_moment(std::vector<float> shard);
   void load_start_state();
   void save(int64_t step);
   double run_eval(int64_t step);
@@ -77,6 +90,9 @@ class Trainer {
   std::unique_ptr<GPT2> model_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<Communicator> comm_;
+  bool zero_ = false;
+  ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
   int64_t step_ = 0;        // steps completed
   int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
   int bad_streak_ = 0;
@@ -101,14 +117,23 @@ void Trainer::load_start_state() {
            out_.string(), old->filename().string());
   }
   std::vector<float> params;
-  loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, 0, 1,
+  loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
                                          static_cast<uint64_t>(cfg_.train.seed), true);
   if (ckpt) {
     TrainingCheckpoint ck = load_checkpoint(*ckpt);
     if (ck.state.contains("config")) {
       Config saved = parse_config_text(ck.state["config"].get<std::string>(),
                                        (*ckpt / "state.json").string());
+      const int64_t saved_world = ck.state.value("world", int64_t{1});
+      const bool same_global_batch = static_cast<int64_t>(saved.train.batch_size) * saved_world ==
+                                     static_cast<int64_t>(cfg_.train.batch_size) * comm_->world();
       for (const auto& d : config_differences(saved, cfg_)) {
+        // A different world size may re-split the same global batch across its ranks.
+        if (d.rfind("train.batch_size", 0) == 0 && same_global_batch) {
+          logger()->info("resume: {} across {} ranks (was {} ranks): same global batch", d,
+                         comm_->world(), saved_world);
+          continue;
+        }
         if (resume_sensitive(d))
           fail("--resume from {}: key {} differs from the checkpoint's; a resumed run must keep it",
                ckpt->string(), d);
@@ -119,7 +144,11 @@ void Trainer::load_start_state() {
                ckpt->string());
     model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
     model_->set_params(ck.model.params);
-    if (!ck.adam_m.empty()) model_->set_adam_state(ck.adam_m, ck.adam_v);
+    model_->set_optimizer_range(shard_.begin, shard_.end);
+    // Moments are saved whole, so any world size re-cuts them into its own shards.
+    if (!ck.adam_m.empty())
+      model_->set_adam_state({ck.adam_m.begin() + shard_.begin, ck.adam_m.begin() + shard_.end},
+                             {ck.adam_v.begin() + shard_.begin, ck.adam_v.begin() + shard_.end});
     step_ = ck.state.value("step", int64_t{0});
     opt_steps_ = ck.state.value("opt_steps", int64_t{0});
     elapsed_before_ = ck.state.value("elapsed_s", 0.0);
@@ -142,11 +171,83 @@ void Trainer::load_start_state() {
   }
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   model_->set_params(params);
+  model_->set_optimizer_range(shard_.begin, shard_.end);
+}
+
+void Trainer::check_same_config() {
+  // Rank 0's resolved config is the reference; every rank compares its own against it, and all
+  // ranks learn whether any differed so that none starts a run the others refuse.
+  std::string mine = cfg_.to_toml(), ref = mine;
+  uint64_t len = ref.size();
+  comm_->broadcast(&len, sizeof(len), 0);
+  ref.resize(len);
+  comm_->broadcast(ref.data(), len, 0);
+  auto diffs = config_differences(parse_config_text(ref, "rank 0's config"), cfg_);
+  double differs = diffs.empty() ? 0.0 : 1.0;
+  comm_->all_reduce(&differs, 1, ReduceOp::Max);
+  if (differs == 0.0) return;
+  if (!diffs.empty()) {
+    std::string keys;
+    for (const auto& d : diffs) keys += (keys.empty() ? "" : ", ") + d;
+    fail("rank {} runs a different config than rank 0 (rank 0's value vs this rank's): {}",
+         comm_->rank(), keys);
+  }
+  fail("rank {}: another rank runs a different config than rank 0; refusing to start", comm_->rank());
+}
+
+std::vector<float> Trainer::full_moment(std::vector<float> part) {
+  if (!zero_) return part;
+  std::vector<float> full(model_->num_params(), 0.0f);
+  std::copy(part.begin(), part.end(), full.begin() + shard_.begin);
+  comm_->all_gather(full.data(), full.size());
+  return full;
+}
+
+void Trainer::sync_gradients() {
+  if (comm_->world() == 1) return;
+  OURO_CHECK(ops_->act_dtype() == DType::F32, "data parallelism over {} needs fp32 gradients",
+             comm_->name());
+  auto* g = static_cast<float*>(model_->grads_data());
+  if (zero_)
+    comm_->reduce_scatter(g, model_->num_params(), ReduceOp::Avg);
+  else
+    comm_->all_reduce(g, model_->num_params(), ReduceOp::Avg);
+}
+
+double Trainer::global_grad_norm() {
+  // Per-shard partial sums added in rank order: ZeRO-0 and ZeRO-1 compute the same bits.
+  const int W = comm_->world();
+  const size_t n = model_->num_params();
+  std::vector<double> part(W, 0.0);
+  if (zero_) {
+    part[comm_->rank()] = model_->grad_sum_squares(shard_.begin, shard_.end);
+    comm_->all_gather(part.data(), W);
+  } else {
+    for (int r = 0; r < W; ++r) {
+      ShardRange s = shard_of(n, W, r);
+      part[r] = model_->grad_sum_squares(s.begin, s.end);
+    }
+  }
+  double sum = 0;
+  for (double p : part) sum += p;
+  return std::sqrt(sum);
 }
 
 void Trainer::save(int64_t step) {
   auto params = model_->get_params();
-  auto m = model_->get_adam_m(), v = model_->get_adam_v();
+  auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
+  if (comm_->world() > 1) {
+    // Every rank must hold the same weights; a checkpoint is the moment to prove it.
+    uint64_t mine = fingerprint(params), ref = mine;
+    comm_->broadcast(&ref, sizeof(ref), 0);
+    double differs = mine != ref ? 1.0 : 0.0;
+    comm_->all_reduce(&differs, 1, ReduceOp::Max);
+    OURO_CHECK(differs == 0.0, "rank {}: the ranks' weights diverged at step {}", comm_->rank(), step);
+    if (comm_->rank() != 0) {
+      comm_->barrier();  // rank 0 writes; the others wait so nobody races ahead of the file
+      return;
+    }
+  }
   CheckpointData d;
   d.config = model_->config();
   d.params = &params;
@@ -154,6 +255,7 @@ void Trainer::save(int64_t step) {
   d.adam_v = &v;
   d.state = {{"step", step},
              {"opt_steps", opt_steps_},
+             {"world", comm_->world()},
              {"loader", loader_->position()},
              {"elapsed_s", elapsed_before_},
              // Nothing in training draws from a stateful generator: the data order is a
@@ -162,13 +264,14 @@ void Trainer::save(int64_t step) {
              {"config", cfg_.to_toml()}};
   auto dir = save_checkpoint(out_, step, d, cfg_.checkpoint.keep);
   logger()->info("checkpoint {}", dir.string());
+  if (comm_->world() > 1) comm_->barrier();
 }
 
 double Trainer::run_eval(int64_t step) {
   if (cfg_.data.val.empty()) return -1;
   auto r = evaluate(*model_, cfg_.data.val, cfg_.train.batch_size, cfg_.train_seq_len(),
-                    cfg_.train.eval_batches);
-  metrics_->write({{"step", step}, {"val_loss", r.loss}, {"val_tokens", r.tokens}});
+                    cfg_.train.eval_batches, comm_.get());
+  if (metrics_) metrics_->write({{"step", step}, {"val_loss", r.loss}, {"val_tokens", r.tokens}});
   logger()->info("step {} | val loss {:.4f} ({} tokens)", step, r.loss, r.tokens);
   return r.loss;
 }
@@ -191,8 +294,22 @@ void Trainer::maybe_sample(int64_t step) {
 
 TrainSummary Trainer::run() {
   out_ = cfg_.run.out_dir;
-  fs::create_directories(out_);
-  attach_log_file(out_ / "train.log");
+  comm_ = make_comm(default_transport(), cfg_.dist.timeout_s);
+  const bool lead = comm_->rank() == 0;
+  if (lead) {
+    fs::create_directories(out_);
+    attach_log_file(out_ / "train.log");
+  } else {
+    logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
+  }
+  if (comm_->world() > 1) {
+    check_same_config();
+    logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
+                   cfg_.dist.zero);
+  }
+  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
+  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
+  if (zero_) shard_ = shard_of(shard_.end, comm_->world(), comm_->rank());
   set_compute_threads(cfg_.run.threads);
   ops_ = make_ops(cfg_.run.device);
   load_start_state();
@@ -201,8 +318,9 @@ TrainSummary Trainer::run() {
              loader_->max_token(), cfg_.model.vocab_size);
   // A resumed run first drops records past its checkpoint (a crash may have left some), so the
   // file reads as one uninterrupted run.
-  if (step_ > 0) truncate_metrics_after(out_ / "metrics.jsonl", step_);
-  metrics_ = std::make_unique<MetricsWriter>(out_ / "metrics.jsonl", step_ > 0);
+  if (step_ > 0 && lead) truncate_metrics_after(out_ / "metrics.jsonl", step_);
+  if (lead) metrics_ = std::make_unique<MetricsWriter>(out_ / "metrics.jsonl", step_ > 0);
+  const int W = comm_->world();
 
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
   const int64_t total = cfg_.train.steps;
@@ -212,8 +330,8 @@ TrainSummary Trainer::run() {
   logger()->info("model: {} parameters ({} layers, {} heads, {} channels), device {}",
                  model_->num_params(), cfg_.model.n_layer, cfg_.model.n_head, cfg_.model.n_embd,
                  ops_->name());
-  logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} = {} tokens/step", step_,
-                 last, total, B, T, A, static_cast<int64_t>(B) * T * A);
+  logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} x ranks {} = {} tokens/step",
+                 step_, last, total, B, T, A, W, static_cast<int64_t>(B) * T * A * W);
 
   g_stop_signal = 0;
   auto old_int = std::signal(SIGINT, on_stop_signal);
@@ -236,16 +354,20 @@ TrainSummary Trainer::run() {
       loader_->next_batch(x.data(), y.data());
       loss += model_->forward_backward(x.data(), y.data(), B, T, 1.0f / A) / A;
     }
+    if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
     if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
-    const double norm = model_->grad_norm();
+    sync_gradients();
+    comm_->all_reduce(&loss, 1, ReduceOp::Avg);
+    const double norm = global_grad_norm();
     const double lr = sched.at(step_);
     const int64_t step_no = step_ + 1;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++bad_streak_;
       logger()->warn("step {}: non-finite loss {} or grad norm {}; update skipped ({} of {} in a row)",
                      step_no, loss, norm, bad_streak_, cfg_.train.max_bad_steps);
-      metrics_->write({{"step", step_no}, {"loss", nullptr}, {"grad_norm", nullptr},
-                       {"skipped", true}, {"lr", lr}});
+      if (metrics_)
+        metrics_->write({{"step", step_no}, {"loss", nullptr}, {"grad_norm", nullptr},
+                         {"skipped", true}, {"lr", lr}});
       step_ = step_no;
       if (bad_streak_ >= cfg_.train.max_bad_steps) {
         save(step_);
@@ -265,16 +387,18 @@ TrainSummary Trainer::run() {
     args.grad_scale = clip_coefficient(norm, cfg_.train.grad_clip);
     args.step = ++opt_steps_;
     model_->adamw_step(args);
+    if (zero_) comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
     step_ = step_no;
     ops_->synchronize();
 
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - ts).count();
     const double run_s = std::chrono::duration<double>(now - t0).count();
-    const double tok_s = static_cast<double>(x.size()) * A / dt;
+    const double tok_s = static_cast<double>(x.size()) * A * W / dt;
     elapsed_before_ += dt;
-    metrics_->write({{"step", step_}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                     {"tokens_per_s", tok_s}, {"elapsed_s", elapsed_before_}});
+    if (metrics_)
+      metrics_->write({{"step", step_}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                       {"tokens_per_s", tok_s}, {"elapsed_s", elapsed_before_}});
     sum.last_loss = loss;
     if (step_ % cfg_.train.log_every == 0 || step_ == last) {
       const double eta = run_s / static_cast<double>(step_ - first) * static_cast<double>(last - step_);
@@ -282,14 +406,17 @@ TrainSummary Trainer::run() {
                      step_, total, loss, lr, norm, tok_s, format_eta(eta));
     }
     if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0) last_val_ = run_eval(step_);
-    maybe_sample(step_);
+    if (lead) maybe_sample(step_);
     const bool at_end = step_ == last;
     if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || at_end) {
       save(step_);
       saved_last = at_end;
     }
-    if (g_stop_signal) {
-      logger()->warn("signal {} received: checkpointing at step {} and stopping", g_stop_signal.load(), step_);
+    // A signal may reach the ranks a step apart: they agree on stopping at the same step.
+    double stop = g_stop_signal ? 1.0 : 0.0;
+    comm_->all_reduce(&stop, 1, ReduceOp::Max);
+    if (stop != 0.0) {
+      logger()->warn("stop signal received: checkpointing at step {} and stopping", step_);
       if (!(cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0)) save(step_);
       break;
     }

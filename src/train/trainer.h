@@ -13,6 +13,9 @@ struct TrainOptions {
   bool resume = false;      // continue from the newest checkpoint in run.out_dir
   int64_t stop_at = -1;     // save a checkpoint and stop after this many steps (a partial run)
   std::set<int64_t> fault_nan_steps;  // testing: treat these steps' losses as NaN
+  int fault_kill_rank = -1;           // testing: this rank sends itself fault_signal ...
+  int64_t fault_kill_step = -1;       // ... when it reaches this 0-based step
+  int fault_signal = 9;               // SIGKILL: the rank dies; SIGSTOP: it hangs
 };
 
 struct TrainSummary {

@@ -1,0 +1,41 @@
+// A collective that never returns (a peer rank died or hangs) must not hang this rank forever:
+// the watchdog thread ends the process, naming the rank and the operation, once an operation
+// outlives its deadline. The launcher (mpirun, srun) then tears the job down.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace ouro {
+
+class Watchdog {
+ public:
+  Watchdog(int rank, double timeout_s);
+  ~Watchdog();
+  // RAII guard around one operation.
+  class Scope {
+   public:
+    Scope(Watchdog& w, const char* op) : w_(w) { w_.begin(op); }
+    ~Scope() { w_.end(); }
+   private:
+    Watchdog& w_;
+  };
+
+ private:
+  void begin(const char* op);
+  void end();
+  void run();
+  int rank_;
+  double timeout_s_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  const char* op_ = nullptr;
+  std::chrono::steady_clock::time_point started_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ouro

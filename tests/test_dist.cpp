@@ -1,0 +1,191 @@
+// Data parallelism on the cpu backend under `mpirun -np 2`: equivalence with one rank, ZeRO-1,
+// resume across world sizes, config mismatch, and a rank that dies or hangs.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ouro/comm.h"
+#include "ouro/data.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;
+  double seconds = 0;
+};
+
+Result shell(const std::string& cmd, const fs::path& log) {
+  auto t0 = std::chrono::steady_clock::now();
+  int st = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
+  Result r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  return r;
+}
+
+// mpirun as CI needs it: root is allowed, 2 ranks on 2 cores.
+std::string mpirun(int np) {
+  return "mpirun --allow-run-as-root --oversubscribe --bind-to none -np " + std::to_string(np) + " ";
+}
+
+class Dist : public ::testing::Test {
+ protected:
+  fs::path dir;
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("ouro_test_dist_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    std::mt19937 rng(11);
+    std::vector<uint32_t> toks{ouro::kByteEot};
+    const std::string words[] = {"in ", "the ", "beginning ", "was ", "word ", "and ", "light, "};
+    while (toks.size() < 40000)
+      for (char c : words[rng() % 7]) toks.push_back(static_cast<unsigned char>(c));
+    ouro::write_shard(dir / "train.bin", toks, ouro::kByteVocab);
+    toks.resize(5000);
+    ouro::write_shard(dir / "val.bin", toks, ouro::kByteVocab);
+    std::ofstream(dir / "cfg.toml")
+        << "[model]\nn_layer = 2\nn_head = 2\nn_embd = 32\nseq_len = 16\nvocab_size = 257\n"
+           "[train]\nsteps = 8\nbatch_size = 4\ngrad_accum = 2\nlr = 3e-3\nwarmup_steps = 2\n"
+           "eval_every = 4\neval_batches = 3\n[data]\ntrain = \"" + (dir / "train.bin").string() +
+               "\"\nval = \"" + (dir / "val.bin").string() + "\"\n[run]\nthreads = 1\n"
+           "[dist]\ntimeout_s = 20\n";
+  }
+  Result train(int np, const std::string& name, const std::string& extra = "") {
+    std::string cmd = (np > 0 ? mpirun(np) : std::string()) + OURO_BIN + " train --config " +
+                      (dir / "cfg.toml").string() + " --set run.out_dir=" + (dir / name).string() +
+                      " " + extra;
+    return shell(cmd, dir / (name + ".log"));
+  }
+  std::vector<double> values(const std::string& name, const char* key) const {
+    std::vector<double> v;
+    std::ifstream in(dir / name / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains(key) && j[key].is_number()) v.push_back(j[key].get<double>());
+    }
+    return v;
+  }
+  std::string bytes(const std::string& rel) const {
+    std::ifstream in(dir / rel, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+};
+
+void expect_close(const std::vector<double>& a, const std::vector<double>& b, double rel) {
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LE(std::abs(a[i] - b[i]), rel * std::abs(b[i])) << i;
+}
+
+}  // namespace
+
+TEST(DistEnv, LaunchersAndSharding) {
+  ::setenv("SLURM_PROCID", "3", 1), ::setenv("SLURM_NTASKS", "8", 1), ::setenv("SLURM_LOCALID", "1", 1);
+  auto e = ouro::detect_dist_env();
+  if (e.launcher == "slurm") {  // not when this test itself runs under mpirun
+    EXPECT_EQ(e.rank, 3);
+    EXPECT_EQ(e.world, 8);
+    EXPECT_EQ(e.local_rank, 1);
+  }
+  ::unsetenv("SLURM_PROCID"), ::unsetenv("SLURM_NTASKS"), ::unsetenv("SLURM_LOCALID");
+  size_t covered = 0;
+  for (int r = 0; r < 3; ++r) {
+    auto s = ouro::shard_of(10, 3, r);
+    EXPECT_EQ(s.begin, covered);
+    covered = s.end;
+    EXPECT_TRUE(s.size() == 3 || s.size() == 4);
+  }
+  EXPECT_EQ(covered, 10u);
+}
+
+TEST_F(Dist, TwoRanksEqualOneRankWithTwiceTheBatch) {
+  auto one = train(0, "one", "--set train.batch_size=8");
+  ASSERT_EQ(one.code, 0) << one.out;
+  auto two = train(2, "two");
+  ASSERT_EQ(two.code, 0) << two.out;
+  EXPECT_NE(two.out.find("data parallel: 2 ranks"), std::string::npos) << two.out;
+  expect_close(values("two", "loss"), values("one", "loss"), 1e-6);
+  expect_close(values("two", "val_loss"), values("one", "val_loss"), 1e-6);
+  // Each checkpoint proves the ranks hold bitwise-identical weights (the run fails otherwise).
+  EXPECT_TRUE(fs::exists(dir / "two/checkpoints/step_000008/model.safetensors"));
+}
+
+TEST_F(Dist, ZeroOneEqualsZeroZeroBitwise) {
+  auto z0 = train(2, "z0");
+  ASSERT_EQ(z0.code, 0) << z0.out;
+  auto z1 = train(2, "z1", "--set dist.zero=1");
+  ASSERT_EQ(z1.code, 0) << z1.out;
+  EXPECT_EQ(values("z0", "loss"), values("z1", "loss"));
+  EXPECT_EQ(values("z0", "grad_norm"), values("z1", "grad_norm"));
+  EXPECT_EQ(bytes("z0/checkpoints/step_000008/model.safetensors"),
+            bytes("z1/checkpoints/step_000008/model.safetensors"));
+  EXPECT_EQ(bytes("z0/checkpoints/step_000008/optimizer.safetensors"),
+            bytes("z1/checkpoints/step_000008/optimizer.safetensors"));
+}
+
+TEST_F(Dist, ResumeAcrossWorldSizes) {
+  ASSERT_EQ(train(0, "ref", "--set train.batch_size=8").code, 0);
+  // 2 ranks (ZeRO-1: sharded moments saved whole) -> 1 rank with the same global batch.
+  auto a = train(2, "down", "--set dist.zero=1 --stop-at 4");
+  ASSERT_EQ(a.code, 0) << a.out;
+  auto b = train(0, "down", "--set train.batch_size=8 --resume");
+  ASSERT_EQ(b.code, 0) << b.out;
+  expect_close(values("down", "loss"), values("ref", "loss"), 1e-6);
+  // 1 rank -> 2 ranks.
+  auto c = train(0, "up", "--set train.batch_size=8 --stop-at 4");
+  ASSERT_EQ(c.code, 0) << c.out;
+  auto d = train(2, "up", "--set dist.zero=1 --resume");
+  ASSERT_EQ(d.code, 0) << d.out;
+  expect_close(values("up", "loss"), values("ref", "loss"), 1e-6);
+  // A different global batch is refused.
+  auto e = train(2, "up", "--set train.batch_size=2 --resume --set train.steps=9");
+  EXPECT_NE(e.code, 0);
+  EXPECT_NE(e.out.find("train.batch_size"), std::string::npos) << e.out;
+}
+
+TEST_F(Dist, AConfigMismatchIsRefusedNamingTheKey) {
+  const std::string base = std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
+                           " --set run.out_dir=" + (dir / "mm").string();
+  auto r = shell("mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 " + base + " : -np 1 " +
+                     base + " --set train.lr=0.01",
+                 dir / "mm.log");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("train.lr"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "mm/checkpoints"));
+}
+
+TEST_F(Dist, ADeadRankEndsTheJobQuickly) {
+  auto r = train(2, "dead", "--set train.steps=100000 --fault-rank 1 --fault-step 3");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 60.0);
+  EXPECT_NE(r.out.find("rank 1"), std::string::npos) << r.out;
+}
+
+TEST_F(Dist, AHungRankIsDetectedByTheTimeout) {
+  auto r = train(2, "hung", "--set train.steps=100000 --set dist.timeout_s=3 --fault-rank 1 "
+                            "--fault-step 3 --fault-signal stop");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 60.0);
+  EXPECT_NE(r.out.find("did not complete within 3 s (dist.timeout_s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rank 0: "), std::string::npos) << r.out;
+}
