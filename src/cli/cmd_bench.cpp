@@ -1,7 +1,9 @@
 #include <cstdio>
 
+#include "bench/comm_bench.h"
 #include "bench/train_bench.h"
 #include "cli/commands.h"
+#include "ouro/comm.h"
 #include "ouro/config.h"
 
 namespace ouro::cli {
@@ -28,6 +30,20 @@ void add_bench(CLI::App& app) {
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
     auto r = bench_train(load_config(o->config, sets), o->b);
     if (o->json) std::puts(r.dump(2).c_str());
+  });
+
+  auto* cm = cmd->add_subcommand("comm", "Collective bandwidth over message sizes (run under mpirun)");
+  auto co = std::make_shared<CommBenchOptions>();
+  auto cjson = std::make_shared<bool>(false);
+  cm->add_option("--op", co->op, "all_reduce, reduce_scatter or all_gather");
+  cm->add_option("--min-bytes", co->min_bytes, "Smallest message");
+  cm->add_option("--max-bytes", co->max_bytes, "Largest message");
+  cm->add_option("--factor", co->factor, "Size multiplier between rows");
+  cm->add_option("--iters", co->iters, "Timed iterations per size")->check(CLI::PositiveNumber);
+  cm->add_flag("--json", *cjson, "Print the figures as JSON on stdout (rank 0)");
+  cm->callback([co, cjson] {
+    auto r = bench_comm(*co);
+    if (*cjson && detect_dist_env().rank == 0) std::puts(r.dump(2).c_str());
   });
 }
 

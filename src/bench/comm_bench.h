@@ -1,0 +1,24 @@
+// `ouro bench comm`: collective bandwidth over message sizes, reported as nccl-tests does:
+// algorithm bandwidth = bytes / time, and bus bandwidth = algbw x 2(n-1)/n for all-reduce and
+// algbw x (n-1)/n for reduce-scatter and all-gather (the per-link traffic of a ring), so figures
+// compare across world sizes and against the link's peak.
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace ouro {
+
+struct CommBenchOptions {
+  size_t min_bytes = 1 << 12;
+  size_t max_bytes = 1 << 26;
+  int factor = 4;  // size multiplier between rows
+  int iters = 20;
+  int warmup = 3;
+  std::string op = "all_reduce";  // all_reduce | reduce_scatter | all_gather
+};
+
+nlohmann::json bench_comm(const CommBenchOptions& opt);
+
+}  // namespace ouro
