@@ -1,0 +1,42 @@
+# The CUDA build (option OURO_CUDA = AUTO | ON | OFF).
+# AUTO enables it when nvcc is found (PATH, $CUDA_PATH, /usr/local/cuda); ON requires it.
+# Defines OURO_HAVE_CUDA, and the targets ouro::cuda_libs (cudart, cuBLAS, cuBLASLt, cuDNN, NCCL)
+# that every CUDA executable links. No GPU is needed to compile or link, only to run.
+set(OURO_CUDA AUTO CACHE STRING "Build the CUDA kernels with nvcc: AUTO (when nvcc is found), ON, OFF")
+set_property(CACHE OURO_CUDA PROPERTY STRINGS AUTO ON OFF)
+# sm_80 (A100: mma.sync, ldmatrix, cp.async) and sm_90a (H100: adds wgmma and TMA, which only the
+# arch-specific 'a' target may use).
+set(OURO_CUDA_ARCHITECTURES "80;90a" CACHE STRING "GPU architectures the kernels are compiled for")
+
+set(OURO_HAVE_CUDA OFF)
+if(NOT OURO_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER)
+    find_program(OURO_NVCC nvcc HINTS ENV CUDA_PATH PATH_SUFFIXES bin PATHS /usr/local/cuda/bin)
+    if(OURO_NVCC)
+      set(CMAKE_CUDA_COMPILER "${OURO_NVCC}" CACHE FILEPATH "CUDA compiler" FORCE)
+    endif()
+  endif()
+  if(CMAKE_CUDA_COMPILER)
+    set(OURO_HAVE_CUDA ON)
+  elseif(OURO_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "OURO_CUDA=ON but nvcc was not found (set CMAKE_CUDA_COMPILER or CUDA_PATH)")
+  else()
+    message(STATUS "CUDA: nvcc not found, the CUDA build is off (OURO_CUDA=AUTO)")
+  endif()
+endif()
+
+if(OURO_HAVE_CUDA)
+  set(CMAKE_CUDA_ARCHITECTURES "${OURO_CUDA_ARCHITECTURES}")
+  enable_language(CUDA)
+  # CMake 3.25 knows no C++20 flag for nvcc (CMAKE_CUDA_STANDARD 20 fails), so pass it directly.
+  add_compile_options("$<$<COMPILE_LANGUAGE:CUDA>:-std=c++20>")
+  find_package(CUDAToolkit REQUIRED)
+  find_package(CUDNN REQUIRED)
+  find_package(NCCL REQUIRED)
+  message(STATUS "CUDA: nvcc ${CMAKE_CUDA_COMPILER_VERSION} for ${CMAKE_CUDA_ARCHITECTURES}; "
+                 "cuDNN ${CUDNN_VERSION}, NCCL ${NCCL_VERSION}")
+  add_library(ouro_cuda_libs INTERFACE)
+  target_link_libraries(ouro_cuda_libs INTERFACE
+    CUDA::cudart CUDA::cublas CUDA::cublasLt CUDNN::cudnn NCCL::nccl)
+  add_library(ouro::cuda_libs ALIAS ouro_cuda_libs)
+endif()
