@@ -67,4 +67,51 @@ std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOpti
   return out;
 }
 
+double token_logprob(const float* logits, int V, int tok) {
+  double mx = logits[0];
+  for (int i = 1; i < V; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  return static_cast<double>(logits[tok]) - mx - std::log(sum);
+}
+
+std::vector<Generation> generate_batch(GPT2& model, const std::vector<std::vector<int>>& prompts,
+                                       const SampleOptions& opt,
+                                       const std::vector<uint64_t>& row_seeds) {
+  const int B = static_cast<int>(prompts.size());
+  OURO_CHECK(B > 0 && row_seeds.size() == prompts.size(), "generate_batch: {} prompts, {} seeds", B,
+             row_seeds.size());
+  const int P = static_cast<int>(prompts[0].size());
+  OURO_CHECK(P > 0, "generate_batch: empty prompts");
+  for (const auto& p : prompts)
+    OURO_CHECK(static_cast<int>(p.size()) == P, "generate_batch: prompts must share one length ({} vs {})",
+               p.size(), P);
+  const int V = model.config().vocab_size, Vp = model.config().padded_vocab();
+  const int ctx = model.config().seq_len;
+  OURO_CHECK(P < ctx, "generate_batch: prompt of {} tokens leaves no room in a context of {}", P, ctx);
+  std::vector<int> flat;
+  flat.reserve(static_cast<size_t>(B) * P);
+  for (const auto& p : prompts) flat.insert(flat.end(), p.begin(), p.end());
+  model.kv_reset();
+  std::vector<float> logits = model.kv_step(flat.data(), B, P);
+  std::vector<Generation> out(B);
+  std::vector<int> next(B);
+  for (int i = 0; i < opt.max_tokens; ++i) {
+    bool all_stopped = true;
+    for (int b = 0; b < B; ++b) {
+      const float* row = logits.data() + static_cast<size_t>(b) * Vp;
+      int tok = sample_token(row, V, opt, counter_uniform(row_seeds[b], static_cast<uint64_t>(i)));
+      next[b] = tok;
+      if (out[b].stopped) continue;
+      out[b].tokens.push_back(tok);
+      out[b].logprobs.push_back(static_cast<float>(token_logprob(row, V, tok)));
+      if (tok == opt.stop_token) out[b].stopped = true;
+      all_stopped = all_stopped && out[b].stopped;
+    }
+    if (all_stopped || i + 1 == opt.max_tokens || model.kv_pos() >= ctx) break;
+    logits = model.kv_step(next.data(), B, 1);
+  }
+  return out;
+}
+
 }  // namespace ouro

@@ -27,4 +27,22 @@ double counter_uniform(uint64_t seed, uint64_t counter);
 // is truncated from the left to leave room for at least one new token in the context.
 std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOptions& opt);
 
+// One row of a batched generation.
+struct Generation {
+  std::vector<int> tokens;       // the new tokens, the stop token included when it was drawn
+  std::vector<float> logprobs;   // log p(token | prefix) under the model (temperature 1)
+  bool stopped = false;          // ended by opt.stop_token rather than by length
+};
+
+// Log-probability of token `tok` under softmax(logits[0..V)), computed in double.
+double token_logprob(const float* logits, int V, int tok);
+
+// Generates for B prompts of equal length at once with the KV cache (B <= the model's batch).
+// Row b draws its uniforms from (row_seeds[b], step), so its sample does not depend on which
+// other rows share the batch. Rows that stopped keep decoding (their tokens are discarded) until
+// every row stopped or the length or context limit is reached.
+std::vector<Generation> generate_batch(GPT2& model, const std::vector<std::vector<int>>& prompts,
+                                       const SampleOptions& opt,
+                                       const std::vector<uint64_t>& row_seeds);
+
 }  // namespace ouro

@@ -1,0 +1,89 @@
+#include "loop/tasks.h"
+
+#include <algorithm>
+
+#include "ouro/error.h"
+
+namespace ouro {
+namespace {
+
+// splitmix64 of (seed, index, salt): problems are a pure function of their coordinates, so a
+// test set never depends on how many problems were drawn before it.
+uint64_t mix(uint64_t seed, uint64_t index, uint64_t salt) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ (index + 0x632BE59BD9B4E019ull) * 0xD1B54A32D192ED03ull ^ salt;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+struct Digits {
+  uint64_t seed, index;
+  uint64_t n = 0;
+  char next() { return static_cast<char>('0' + mix(seed, index, n++) % 10); }
+  char letter() { return static_cast<char>('a' + mix(seed, index, n++) % 26); }
+};
+
+class AddTask final : public Task {
+ public:
+  std::string name() const override { return "add"; }
+  Problem make(int digits, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(digits >= 1, "add: difficulty (digits) must be >= 1, got {}", digits);
+    Digits d{seed, index};
+    // Reversed operands: position i holds the digit of 10^i.
+    std::string a(digits, '0'), b(digits, '0');
+    for (auto& c : a) c = d.next();
+    for (auto& c : b) c = d.next();
+    std::string sum;
+    int carry = 0;
+    for (int i = 0; i < digits; ++i) {
+      int s = (a[i] - '0') + (b[i] - '0') + carry;
+      sum += static_cast<char>('0' + s % 10);
+      carry = s / 10;
+    }
+    if (carry) sum += '1';
+    return {a + "+" + b + "=", sum, digits};
+  }
+};
+
+class SortTask final : public Task {
+ public:
+  std::string name() const override { return "sort"; }
+  Problem make(int len, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(len >= 1, "sort: difficulty (length) must be >= 1, got {}", len);
+    Digits d{seed, index};
+    std::string s(len, '0');
+    for (auto& c : s) c = d.next();
+    std::string sorted = s;
+    std::sort(sorted.begin(), sorted.end());
+    return {"sort " + s + "=", sorted, len};
+  }
+};
+
+class CopyTask final : public Task {
+ public:
+  std::string name() const override { return "copy"; }
+  Problem make(int len, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(len >= 1, "copy: difficulty (length) must be >= 1, got {}", len);
+    Digits d{seed, index};
+    std::string s(len, 'a');
+    for (auto& c : s) c = d.letter();
+    return {"copy " + s + "=", s, len};
+  }
+};
+
+}  // namespace
+
+std::string Task::extract_answer(const std::string& generated) {
+  return generated.substr(0, generated.find('\n'));
+}
+
+std::vector<std::string> task_names() { return {"add", "sort", "copy"}; }
+
+std::unique_ptr<Task> make_task(const std::string& name) {
+  if (name == "add") return std::make_unique<AddTask>();
+  if (name == "sort") return std::make_unique<SortTask>();
+  if (name == "copy") return std::make_unique<CopyTask>();
+  fail("unknown task '{}': built-in tasks are add, sort, copy", name);
+}
+
+}  // namespace ouro

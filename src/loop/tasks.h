@@ -1,0 +1,44 @@
+// Built-in tasks with programmatic verifiers, written as byte-level text so that any model
+// (byte vocabulary or BPE) can learn them. A problem is `prompt` + `answer` + "\n"; the model
+// reads the prompt and must produce the answer, then a newline.
+//
+//   add:  operands and sum written least-significant digit first (Lee et al. 2025), operands
+//         zero-padded to the difficulty's digit count so a batch shares one prompt length:
+//         "0321+6540=" -> "6861"          (1230 + 0456 = 1686, reversed)
+//   sort: "sort 31415=" -> "11345"         (difficulty = number of digits)
+//   copy: "copy qxzab=" -> "qxzab"         (difficulty = length)
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ouro {
+
+struct Problem {
+  std::string prompt;
+  std::string answer;
+  int difficulty = 0;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  // A problem of the given difficulty; `seed` and `index` determine it completely.
+  virtual Problem make(int difficulty, uint64_t seed, uint64_t index) const = 0;
+  // The model's answer: the text it generated up to (not including) the first newline.
+  static std::string extract_answer(const std::string& generated);
+  bool verify(const Problem& p, const std::string& generated) const {
+    return extract_answer(generated) == p.answer;
+  }
+};
+
+// "add", "sort" or "copy"; anything else is an error listing them.
+std::unique_ptr<Task> make_task(const std::string& name);
+std::vector<std::string> task_names();
+
+// The text a training document holds for a problem.
+inline std::string problem_text(const Problem& p) { return p.prompt + p.answer + "\n"; }
+
+}  // namespace ouro
