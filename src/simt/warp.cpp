@@ -1,0 +1,94 @@
+// The warp rendezvous core (see include/ouro/simt/warp.h for the contract).
+#include <cstdio>
+#include <string>
+
+#include "ouro/simt/report.h"
+#include "simt/scheduler.h"
+#include "simt/text.h"
+
+namespace ouro::simt {
+namespace detail {
+
+namespace {
+std::string hex(unsigned m) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", m);
+  return buf;
+}
+std::string site(const char* op, const std::source_location& w) {
+  return cat(op, " at ", w.file_name(), ":", w.line());
+}
+bool same_site(const std::source_location& a, const std::source_location& b) {
+  return a.line() == b.line() && a.column() == b.column() &&
+         (a.file_name() == b.file_name() || std::string_view(a.file_name()) == b.file_name());
+}
+bool same_op(const char* a, const char* b) { return a == b || std::string_view(a) == b; }
+}  // namespace
+
+void Worker::warp_arrive(WarpArrival& a) {
+  Fiber& f = current();
+  const unsigned lane = f.info.lane;
+  const unsigned bit = 1u << lane;
+  WarpSlot& slot = warps_[f.info.warp];
+  {
+    HideFromTsan hide;
+    if (!(a.mask & bit)) {
+      report(BugKind::warp_bad_mask,
+             cat("lane ", lane, " calls ", a.op, " with mask ", hex(a.mask), " that does not name it"),
+             a.where);
+    }
+    if (a.mask & ~slot.live) {
+      const unsigned absent = a.mask & ~slot.live;
+      report(BugKind::warp_absent_lane,
+             cat(a.op, " with mask ", hex(a.mask), " names lanes ", hex(absent),
+                 " that have exited or do not exist (live lanes of warp ", f.info.warp, ": ", hex(slot.live), ")"),
+             a.where);
+    }
+    if (slot.arrived == 0) {
+      slot.mask = a.mask;
+      slot.op = a.op;
+      slot.where = a.where;
+      slot.orders_memory = a.orders_memory;
+    } else if (slot.mask != a.mask || !same_op(slot.op, a.op) || !same_site(slot.where, a.where)) {
+      std::string waiting;
+      for (unsigned l = 0; l < kWarpSize; ++l)
+        if (slot.arrived >> l & 1u) append(waiting, cat(waiting.empty() ? "" : ",", l));
+      report(BugKind::warp_mismatch,
+             cat("lane ", lane, " arrives at ", site(a.op, a.where), " with mask ", hex(a.mask), " while lanes ",
+                 waiting, " wait at ", site(slot.op, slot.where), " with mask ", hex(slot.mask)),
+             a.where);
+    }
+    slot.lanes[lane] = &a;
+    slot.arrived |= bit;
+  }
+  if (a.orders_memory) tsan_release(&slot.tsan_sync);
+  bool last;
+  {
+    HideFromTsan hide;
+    last = slot.arrived == slot.mask;
+  }
+  if (last) {
+    // Everybody is here: compute every lane's result (visible to sanitizers), wake the others.
+    a.complete(slot.lanes, slot.mask, a.ctx);
+    HideFromTsan hide;
+    const unsigned mask = slot.mask;
+    slot.arrived = 0;
+    const unsigned base = f.info.warp * kWarpSize;
+    for (unsigned l = 0; l < kWarpSize; ++l)
+      if ((mask >> l & 1u) && l != lane) fibers_[base + l]->state = FiberState::ready;
+  } else {
+    {
+      HideFromTsan hide;
+      f.state = FiberState::at_warp;
+      f.wait_op = a.op;
+      f.wait_where = a.where;
+    }
+    yield(f);
+  }
+  if (a.orders_memory) tsan_acquire(&slot.tsan_sync);
+}
+
+void warp_arrive(WarpArrival& a) { Worker::self().warp_arrive(a); }
+
+}  // namespace detail
+}  // namespace ouro::simt

@@ -1,0 +1,305 @@
+// The per-OS-thread scheduler: runs a block's threads as fibers in the chosen run order.
+//
+// A fiber runs until it waits (barrier, warp collective) or exits; it then switches straight to
+// the next ready fiber after it in the run order, and the last one of a sweep returns to the
+// scheduler, which starts the next sweep. One switch per waiting thread per sweep keeps a
+// __syncthreads at a few tens of ns per thread. Scheduling is cooperative, so "no fiber is
+// ready and some are not exited" is an exact deadlock.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "ouro/simt/report.h"
+#include "simt/scheduler.h"
+#include "simt/text.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+namespace ouro::simt {
+namespace detail {
+
+constinit thread_local ThreadInfo* tl_thread = nullptr;
+constinit thread_local unsigned char* tl_dynamic_shared = nullptr;
+
+void tsan_acquire(void* addr) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(addr);
+#else
+  (void)addr;
+#endif
+}
+void tsan_release(void* addr) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(addr);
+#else
+  (void)addr;
+#endif
+}
+
+const char* to_string(FiberState s) {
+  switch (s) {
+    case FiberState::ready: return "running";
+    case FiberState::at_barrier: return "waiting at";
+    case FiberState::at_warp: return "waiting at";
+    case FiberState::exited: return "exited";
+    case FiberState::dead: return "aborted";
+  }
+  return "?";
+}
+
+uint3 unflatten(unsigned linear, dim3 d) {
+  return uint3{linear % d.x, linear / d.x % d.y, linear / (d.x * d.y)};
+}
+
+std::string format_dim(uint3 v) {
+  return cat("(", v.x, ",", v.y, ",", v.z, ")");
+}
+
+namespace {
+constinit thread_local Worker* tl_worker = nullptr;
+constexpr std::size_t kSharedAlign = 1024;
+}  // namespace
+
+Worker& Worker::self() {
+  if (!tl_worker) {
+    static thread_local Worker w;
+    tl_worker = &w;
+  }
+  return *tl_worker;
+}
+
+Worker::Worker() {
+  init_thread_context(sched_);
+  warps_.resize(1024 / kWarpSize);
+  // Dynamic shared memory: the largest block allowance plus alignment slack, mapped once.
+  shared_map_size_ = kMaxDynamicShared + kSharedAlign;
+  void* m = mmap(nullptr, shared_map_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    std::perror("ouro simt: mmap shared memory");
+    std::abort();
+  }
+  shared_map_ = static_cast<unsigned char*>(m);
+  auto addr = reinterpret_cast<std::uintptr_t>(shared_map_);
+  shared_ = reinterpret_cast<unsigned char*>((addr + kSharedAlign - 1) & ~(kSharedAlign - 1));
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_POISON_MEMORY_REGION(shared_map_, shared_map_size_);
+#endif
+  shared_ready_ = 0;
+}
+
+Worker::~Worker() {
+  for (auto& f : fibers_) destroy_context(f->ctx);
+  fibers_.clear();
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(shared_map_, shared_map_size_);
+#endif
+  munmap(shared_map_, shared_map_size_);
+  if (tl_worker == this) tl_worker = nullptr;
+}
+
+void Worker::ensure_fibers(unsigned n) {
+  while (fibers_.size() < n) {
+    auto f = std::make_unique<Fiber>();
+    f->stack = std::make_unique<Stack>();
+    make_context(f->ctx, *f->stack, &Worker::fiber_entry);
+    f->state = FiberState::exited;
+    fibers_.push_back(std::move(f));
+  }
+}
+
+void Worker::prepare_shared(std::size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Exactly the launch's bytes are addressable: a kernel reading past them is an ASan report.
+  if (bytes != shared_ready_) {
+    ASAN_POISON_MEMORY_REGION(shared_, kMaxDynamicShared);
+    ASAN_UNPOISON_MEMORY_REGION(shared_, bytes);
+  }
+#endif
+  shared_ready_ = bytes;
+  // 0xFF bytes are a NaN in fp32, bf16 and fp16: reading shared memory never written shows.
+  std::memset(shared_, 0xFF, bytes);
+  tl_dynamic_shared = shared_;
+}
+
+void Worker::fiber_entry() {
+  fiber_started();
+  for (;;) {
+    Worker& w = *tl_worker;
+    Fiber& f = *w.current_;
+    tsan_acquire(&w.tsan_block_epoch_);
+    const Launch* launch = w.launch_;
+    try {
+      launch->params.body(launch->params.closure);
+    } catch (...) {
+      // A throwing report handler (tests): hand the exception to the scheduler, which abandons
+      // the block; this fiber is never resumed.
+      {
+        HideFromTsan hide;
+        w.error_ = std::current_exception();
+        f.state = FiberState::dead;
+        tl_thread = nullptr;
+      }
+      switch_context(f.ctx, w.sched_);
+      std::abort();  // unreachable
+    }
+    tsan_release(&w.tsan_block_epoch_);
+    w.thread_exited(f);
+  }
+}
+
+Fiber* Worker::next_ready(unsigned after_pos) {
+  for (unsigned i = after_pos + 1; i < nthreads_; ++i) {
+    Fiber* f = fibers_[order_[i]].get();
+    if (f->state == FiberState::ready) return f;
+  }
+  return nullptr;
+}
+
+void Worker::switch_to(Context& from, Fiber* to) {
+  ++switches;
+  if (to) {
+    current_ = to;
+    tl_thread = &to->info;
+    switch_context(from, to->ctx);
+  } else {
+    current_ = nullptr;
+    tl_thread = nullptr;
+    switch_context(from, sched_);
+  }
+}
+
+void Worker::yield(Fiber& f) {
+  Fiber* next;
+  {
+    HideFromTsan hide;
+    next = next_ready(f.pos);
+  }
+  switch_to(f.ctx, next);
+}
+
+void Worker::thread_exited(Fiber& f) {
+  {
+    HideFromTsan hide;
+    f.state = FiberState::exited;
+    --live_;
+    WarpSlot& slot = warps_[f.info.warp];
+    const unsigned bit = 1u << f.info.lane;
+    slot.live &= ~bit;
+    if (slot.arrived && (slot.mask & bit)) {
+      // Lanes wait at a collective that names this lane, which will now never come.
+      report(BugKind::warp_absent_lane,
+             cat("lane ", f.info.lane, " exits while lanes of its warp wait for it at ", slot.op, " (",
+                 slot.where.file_name(), ":", slot.where.line(), ")"),
+             slot.where);
+    }
+    // The barrier's quorum shrank: the waiting threads may now all be there.
+    if (barrier_.arrived && barrier_.arrived == live_) complete_barrier();
+  }
+  yield(f);
+}
+
+void Worker::abandon_block() {
+  // Fibers stopped mid-kernel hold frames that will never unwind: throw them away whole.
+  for (unsigned i = 0; i < nthreads_; ++i) {
+    auto& f = fibers_[i];
+    if (f->state != FiberState::exited) {
+      destroy_context(f->ctx);
+      f.reset();
+    }
+  }
+  std::erase(fibers_, nullptr);
+  barrier_ = Barrier{};
+  for (auto& s : warps_) s = WarpSlot{};
+}
+
+void Worker::run_block(const Launch& launch, unsigned block_linear) {
+  const LaunchParams& p = launch.params;
+  nthreads_ = launch.threads_per_block;
+  ensure_fibers(nthreads_);
+  launch_ = &launch;
+  block_idx_ = unflatten(block_linear, p.grid);
+  live_ = nthreads_;
+  barrier_ = Barrier{};
+  const unsigned nwarps = (nthreads_ + kWarpSize - 1) / kWarpSize;
+  for (unsigned w = 0; w < nwarps; ++w) {
+    warps_[w] = WarpSlot{};
+    const unsigned lanes = std::min(kWarpSize, nthreads_ - w * kWarpSize);
+    warps_[w].live = lanes == kWarpSize ? kFullMask : (1u << lanes) - 1;
+  }
+  prepare_shared(p.shared_bytes);
+
+  // Run order of the block's threads.
+  order_.resize(nthreads_);
+  for (unsigned i = 0; i < nthreads_; ++i) order_[i] = i;
+  if (launch.order.order == Order::reverse) {
+    std::reverse(order_.begin(), order_.end());
+  } else if (launch.order.order == Order::shuffle) {
+    std::mt19937_64 rng(launch.order.seed * 0x9E3779B97F4A7C15ull + block_linear);
+    std::shuffle(order_.begin(), order_.end(), rng);
+  }
+  for (unsigned i = 0; i < nthreads_; ++i) {
+    Fiber& f = *fibers_[order_[i]];
+    const unsigned tid = order_[i];
+    f.pos = i;
+    f.state = FiberState::ready;
+    f.info.thread_idx = unflatten(tid, p.block);
+    f.info.block_idx = block_idx_;
+    f.info.block_dim = p.block;
+    f.info.grid_dim = p.grid;
+    f.info.tid = tid;
+    f.info.warp = tid / kWarpSize;
+    f.info.lane = tid % kWarpSize;
+    f.info.launch = &launch;
+#if defined(__SANITIZE_THREAD__)
+    char name[96];
+    std::snprintf(name, sizeof name, "block %s thread %s", format_dim(block_idx_).c_str(),
+                  format_dim(f.info.thread_idx).c_str());
+    name_context(f.ctx, name);
+#endif
+  }
+  // Happens-before from the previous block on this OS thread (it used the same shared memory).
+  tsan_release(&tsan_block_epoch_);
+
+  try {
+    for (;;) {
+      Fiber* f;
+      {
+        HideFromTsan hide;
+        if (live_ == 0) break;
+        f = next_ready(~0u);
+        if (!f) report_deadlock();
+      }
+      switch_to(sched_, f);
+      if (error_) {
+        std::exception_ptr e = std::exchange(error_, nullptr);
+        std::rethrow_exception(e);
+      }
+    }
+  } catch (...) {
+    abandon_block();
+    launch_ = nullptr;
+    throw;
+  }
+  tsan_acquire(&tsan_block_epoch_);
+  launch_ = nullptr;
+}
+
+}  // namespace detail
+
+unsigned live_lanes() {
+  auto& w = detail::Worker::self();
+  return w.live_lanes(this_thread().warp);
+}
+unsigned lane_id() { return this_thread().lane; }
+unsigned warp_id() { return this_thread().warp; }
+
+}  // namespace ouro::simt
