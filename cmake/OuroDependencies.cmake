@@ -27,3 +27,6 @@ else()
   target_link_libraries(ouro_blas INTERFACE PkgConfig::OPENBLAS)
 endif()
 add_library(ouro::blas ALIAS ouro_blas)
+
+# The tokenizer's libraries (PCRE2), its test fixtures' (liblzma) and its fuzz target (clang).
+include(OuroTokenizer)

