@@ -12,6 +12,7 @@
 #include <cstring>
 #include <source_location>
 #include <thread>
+#include <type_traits>
 
 #include "ouro/simt/report.h"
 
@@ -42,6 +43,20 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 #endif
 inline float exp10f(float x) { return std::pow(10.0f, x); }
+
+// CUDA's global min/max overloads for device code (usual arithmetic conversions, like nvcc's).
+template <class A, class B>
+  requires(std::is_arithmetic_v<A> && std::is_arithmetic_v<B>)
+inline std::common_type_t<A, B> min(A a, B b) {
+  using T = std::common_type_t<A, B>;
+  return static_cast<T>(b) < static_cast<T>(a) ? static_cast<T>(b) : static_cast<T>(a);
+}
+template <class A, class B>
+  requires(std::is_arithmetic_v<A> && std::is_arithmetic_v<B>)
+inline std::common_type_t<A, B> max(A a, B b) {
+  using T = std::common_type_t<A, B>;
+  return static_cast<T>(a) < static_cast<T>(b) ? static_cast<T>(b) : static_cast<T>(a);
+}
 
 // ---- bit casts and bit tricks --------------------------------------------------------------------
 inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
