@@ -45,6 +45,8 @@ void add_bench(CLI::App& app) {
     auto r = bench_comm(*co);
     if (*cjson && detect_dist_env().rank == 0) std::puts(r.dump(2).c_str());
   });
+
+  add_bench_tokenizer(*cmd);
 }
 
 }  // namespace ouro::cli

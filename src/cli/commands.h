@@ -10,5 +10,8 @@ void add_train(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_tokenizer(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_bench_tokenizer(CLI::App& bench);  // `ouro bench tokenizer`, under bench
 
 }  // namespace ouro::cli

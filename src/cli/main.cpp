@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   ouro::cli::add_eval(app);
   ouro::cli::add_sample(app);
   ouro::cli::add_bench(app);
+  ouro::cli::add_tokenizer(app);
+  ouro::cli::add_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,21 @@
+// `ouro bench tokenizer`: encoding throughput of ouro's tokenizer, single-threaded and on all
+// threads, and of tiktoken (single-threaded) on the same text in the same run when the tools
+// venv has it (tools/tiktoken_bench.py), with the ratio and whether the ids agree.
+#pragma once
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace ouro {
+
+struct TokenizerBenchOptions {
+  std::string tokenizer, input;
+  int threads = 0;   // the multi-threaded run's threads; 0 = all cores
+  int repeats = 3;   // each figure is the best of this many runs
+  bool tiktoken = true;
+};
+
+// Returns the figures as JSON (also logged).
+nlohmann::json bench_tokenizer(const TokenizerBenchOptions& opt);
+
+}  // namespace ouro
