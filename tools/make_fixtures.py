@@ -13,6 +13,12 @@ Writes into the output directory:
   README.md                       description, command and package versions
 
 Everything is seeded; no network access is needed.
+
+    .venv/bin/python tools/make_fixtures.py --tokenizer [--out tests/fixtures/tokenizer] [--ouro build/ouro]
+
+makes the tokenizer parity fixtures instead (tools/tokenizer_fixtures.py: tiktoken's ids on a
+mixed corpus, tokenizers trained by ouro and tiktoken's ids with them); it needs neither torch
+nor transformers.
 """
 import argparse
 import json
@@ -20,6 +26,12 @@ import os
 import struct
 import sys
 from pathlib import Path
+
+if __name__ == "__main__" and "--tokenizer" in sys.argv[1:]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tokenizer_fixtures import main as tokenizer_main  # noqa: E402
+
+    sys.exit(tokenizer_main(sys.argv[1:]))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

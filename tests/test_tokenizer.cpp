@@ -1,0 +1,494 @@
+// Byte-level BPE: tiktoken parity (GPT-2's vocabulary on a 4.7 MB mixed corpus; tokenizers
+// trained by ouro and read by tiktoken), deterministic training, round trips of arbitrary bytes,
+// thread-count independence, the file formats and their errors, and the CLI.
+// Fixtures: tests/fixtures/tokenizer, made by `tools/make_fixtures.py --tokenizer`.
+#include <lzma.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ouro/error.h"
+#include "ouro/tokenizer.h"
+#include "tokenizer/base64.h"
+#include "tokenizer/bpe_merge.h"
+#include "tokenizer/tokenizer_impl.h"
+
+namespace fs = std::filesystem;
+using namespace ouro;
+
+namespace {
+
+const fs::path kDir = fs::path(OURO_FIXTURES) / "tokenizer";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> n{0};
+    path = fs::temp_directory_path() /
+           ("ouro_test_tok_" + std::to_string(::getpid()) + "_" + std::to_string(n++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_file(const fs::path& p, std::string_view s) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(s.data(), static_cast<std::streamsize>(s.size()));
+}
+
+std::string read_xz(const fs::path& p) {
+  const std::string in = read_file(p);
+  EXPECT_FALSE(in.empty()) << p;
+  lzma_stream s = LZMA_STREAM_INIT;
+  EXPECT_EQ(lzma_stream_decoder(&s, UINT64_MAX, 0), LZMA_OK);
+  std::string out;
+  char buf[1 << 16];
+  s.next_in = reinterpret_cast<const uint8_t*>(in.data());
+  s.avail_in = in.size();
+  lzma_ret rc = LZMA_OK;
+  while (rc == LZMA_OK) {
+    s.next_out = reinterpret_cast<uint8_t*>(buf);
+    s.avail_out = sizeof buf;
+    rc = lzma_code(&s, LZMA_FINISH);
+    out.append(buf, sizeof buf - s.avail_out);
+  }
+  lzma_end(&s);
+  EXPECT_EQ(rc, LZMA_STREAM_END) << p;
+  return out;
+}
+
+std::vector<uint32_t> read_ids_u16(const fs::path& p) {
+  const std::string raw = read_xz(p);
+  std::vector<uint32_t> ids(raw.size() / 2);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<uint8_t>(raw[2 * i]) | static_cast<uint32_t>(static_cast<uint8_t>(raw[2 * i + 1])) << 8;
+  return ids;
+}
+
+nlohmann::json manifest() { return nlohmann::json::parse(read_file(kDir / "manifest.json")); }
+
+const std::string& corpus() {
+  static const std::string c = read_xz(kDir / "corpus.txt.xz");
+  return c;
+}
+
+// GPT-2's encoder.json + vocab.bpe, decompressed into a directory once per process.
+const Tokenizer& gpt2() {
+  static const Tokenizer tk = [] {
+    static TempDir dir;
+    write_file(dir / "encoder.json", read_xz(kDir / "gpt2/encoder.json.xz"));
+    write_file(dir / "vocab.bpe", read_xz(kDir / "gpt2/vocab.bpe.xz"));
+    return Tokenizer::load(dir.path);
+  }();
+  return tk;
+}
+
+template <typename F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ouro::Error thrown";
+  return "";
+}
+
+size_t first_difference(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
+}
+
+// A small tokenizer trained on a slice of the corpus.
+Tokenizer small_trained(const char* pattern = kGpt2Pattern, size_t vocab = 700) {
+  BpeTrainOptions opt;
+  opt.vocab_size = vocab;
+  opt.pattern = pattern;
+  opt.specials = {kEndOfText, "<|pad|>"};
+  return train_bpe_texts({std::string_view(corpus()).substr(0, 300000)}, opt);
+}
+
+std::string random_bytes(std::mt19937& rng, size_t n) {
+  // Mixed: ASCII words and spaces, valid multi-byte UTF-8 from the corpus, and raw bytes
+  // (invalid UTF-8: stray continuation bytes, truncated sequences, 0xFF, surrogates).
+  std::string s;
+  const std::string& c = corpus();
+  while (s.size() < n) {
+    switch (rng() % 4) {
+      case 0: s += c.substr(rng() % (c.size() - 64), rng() % 64); break;
+      case 1: s += static_cast<char>(rng() % 256); break;
+      case 2: s += std::string("\xed\xa0\x80 \xc3 \xf0\x9f\x98 \xff\xfe\x80").substr(rng() % 12, rng() % 6); break;
+      default: s += std::string(rng() % 12, " \t\n"[rng() % 3]); break;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------- base64
+
+TEST(Base64, RoundTripAndStrictness) {
+  std::mt19937 rng(1);
+  for (int n = 0; n < 40; ++n) {
+    std::string s(static_cast<size_t>(n), '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    auto d = tok::base64_decode(tok::base64_encode(s));
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(*d, s);
+  }
+  EXPECT_EQ(tok::base64_encode("Ġthe"), "xKB0aGU=");
+  for (const char* bad : {"A", "AB=", "A===", "AB=C", "ab$d", "QQ=A", "QR==", "QUJ="})
+    EXPECT_FALSE(tok::base64_decode(bad).has_value()) << bad;
+}
+
+// ---------------------------------------------------------------------------------- GPT-2
+
+TEST(Gpt2, LoadsEncoderJsonAndVocabBpe) {
+  const Tokenizer& tk = gpt2();
+  EXPECT_EQ(tk.n_ranks(), 50256u);
+  EXPECT_EQ(tk.vocab_size(), 50257u);
+  EXPECT_EQ(tk.eot_id(), 50256u);
+  EXPECT_EQ(tk.pattern(), kGpt2Pattern);
+  EXPECT_EQ(tk.encode("Hello world"), (std::vector<uint32_t>{15496, 995}));
+  EXPECT_EQ(tk.token_bytes(0), "!");
+  EXPECT_EQ(tk.token_bytes(50255), " gazed");
+  EXPECT_EQ(tk.decode(std::vector<uint32_t>{50256}), "<|endoftext|>");
+}
+
+TEST(Gpt2, MatchesTiktokenIdForIdOnTheCorpus) {
+  const std::string& text = corpus();
+  const auto want = read_ids_u16(kDir / "gpt2_ids.u16.xz");
+  ASSERT_GE(text.size(), 4'000'000u);
+  ASSERT_EQ(want.size(), manifest()["gpt2_tokens"].get<size_t>());
+  for (int threads : {1, 4}) {
+    const auto got = gpt2().encode(text, threads);
+    const size_t i = first_difference(got, want);
+    ASSERT_EQ(i, want.size()) << threads << " thread(s): first difference at token " << i << " of "
+                              << want.size() << " (ouro " << (i < got.size() ? got[i] : 0) << ", tiktoken "
+                              << (i < want.size() ? want[i] : 0) << ")";
+    EXPECT_EQ(got.size(), want.size());
+  }
+  EXPECT_EQ(gpt2().decode(want), text);
+}
+
+TEST(Gpt2, ConvertedRanksFileEncodesTheSame) {
+  TempDir d;
+  gpt2().save(d / "gpt2.tiktoken");
+  const Tokenizer back = Tokenizer::load(d / "gpt2.tiktoken");
+  EXPECT_EQ(back.vocab_size(), 50257u);
+  EXPECT_EQ(back.specials(), gpt2().specials());
+  const std::string_view slice = std::string_view(corpus()).substr(1'000'000, 200'000);
+  EXPECT_EQ(back.encode(slice), gpt2().encode(slice));
+}
+
+// ---------------------------------------------------------------------------------- training
+
+class Trained : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Trained, RetrainsToTheCommittedRanksAndMatchesTiktokenOnHeldOutText) {
+  const std::string name = GetParam();
+  const auto m = manifest();
+  const size_t split = m["split"].get<size_t>();
+  const std::string_view text = corpus();
+  BpeTrainOptions opt;
+  opt.vocab_size = m["trained"][name]["vocab"].get<size_t>();
+  opt.pattern = pattern_by_name(name);
+  const Tokenizer committed = Tokenizer::load(kDir / ("trained_" + name + ".tiktoken"));
+  ASSERT_EQ(committed.vocab_size(), opt.vocab_size);
+  ASSERT_EQ(committed.pattern(), opt.pattern);
+  // Deterministic whatever the thread count, and the same as when the fixture was made.
+  for (int threads : {1, 2}) {
+    opt.threads = threads;
+    const Tokenizer tk = train_bpe_texts({text.substr(0, split)}, opt);
+    ASSERT_EQ(tk.n_ranks(), committed.n_ranks());
+    for (uint32_t r = 0; r < tk.n_ranks(); ++r)
+      ASSERT_EQ(tk.token_bytes(r), committed.token_bytes(r)) << "rank " << r << ", " << threads << " thread(s)";
+    EXPECT_EQ(tk.specials(), committed.specials());
+  }
+  const auto want = read_ids_u16(kDir / ("heldout_trained_" + name + "_ids.u16.xz"));
+  ASSERT_EQ(want.size(), m["trained"][name]["heldout_tokens"].get<size_t>());
+  const auto got = committed.encode(text.substr(split), 2);
+  const size_t i = first_difference(got, want);
+  ASSERT_EQ(i, want.size()) << "first difference at token " << i;
+  EXPECT_EQ(got.size(), want.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Patterns, Trained, ::testing::Values("gpt2", "gpt4"));
+
+TEST(Training, TiesGoToTheLowestIds) {
+  // Equal counts: the pair with the lower left id (then right id) merges first.
+  BpeTrainOptions opt;
+  opt.vocab_size = 256 + 2 + 1;
+  const Tokenizer tk = train_bpe_texts({"cd ab cd ab"}, opt);
+  EXPECT_EQ(tk.token_bytes(256), " a");  // (" ", a), (a, b), (c, d) all twice: the space has the lowest id
+  BpeTrainOptions opt2;
+  opt2.vocab_size = 256 + 1 + 1;
+  const Tokenizer t2 = train_bpe_texts({"cd\nab\ncd\nab"}, opt2);
+  EXPECT_EQ(t2.token_bytes(256), "ab");
+}
+
+TEST(Training, SpecialTokensAreNotLearnedAndTakeTheLastIds) {
+  BpeTrainOptions opt;
+  opt.vocab_size = 300;
+  opt.specials = {kEndOfText, "<|sep|>"};
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "hello world<|endoftext|><|sep|>";
+  const Tokenizer tk = train_bpe_texts({text}, opt);
+  EXPECT_EQ(tk.special_id(kEndOfText), tk.n_ranks());
+  EXPECT_EQ(tk.special_id("<|sep|>"), tk.n_ranks() + 1);
+  for (uint32_t r = 256; r < tk.n_ranks(); ++r)
+    EXPECT_EQ(std::string(tk.token_bytes(r)).find('|'), std::string::npos) << tk.token_bytes(r);
+}
+
+TEST(Training, StopsWhenPairsRunOut) {
+  BpeTrainOptions opt;
+  opt.vocab_size = 5000;
+  const Tokenizer tk = train_bpe_texts({"abc abc"}, opt);
+  EXPECT_LT(tk.vocab_size(), 5000u);
+  EXPECT_EQ(tk.encode(" abc").size(), 1u);
+}
+
+TEST(Training, BadInputErrors) {
+  TempDir d;
+  write_file(d / "empty.txt", "");
+  BpeTrainOptions opt;
+  EXPECT_NE(error_of([&] { train_bpe({d / "empty.txt"}, opt); }).find("empty corpus"), std::string::npos);
+  EXPECT_NE(error_of([&] { train_bpe({}, opt); }).find("no input"), std::string::npos);
+  EXPECT_NE(error_of([&] { train_bpe({d / "missing.txt"}, opt); }).find("missing.txt"), std::string::npos);
+  EXPECT_NE(error_of([&] { train_bpe_texts({std::string_view(kEndOfText)}, opt); }).find("empty corpus"),
+            std::string::npos);
+  opt.vocab_size = 256;  // + <|endoftext|> needs 257
+  const std::string msg = error_of([&] { train_bpe_texts({"some text"}, opt); });
+  EXPECT_NE(msg.find("smaller than the 256 byte tokens + 1 special"), std::string::npos) << msg;
+  opt.vocab_size = 300;
+  opt.specials = {kEndOfText, kEndOfText};
+  EXPECT_NE(error_of([&] { train_bpe_texts({"x"}, opt); }).find("given twice"), std::string::npos);
+  EXPECT_NE(error_of([] { pattern_by_name("gpt3"); }).find("gpt3"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------- encoding
+
+TEST(Encoding, ArbitraryBytesRoundTrip) {
+  std::mt19937 rng(7);
+  for (const char* pat : {kGpt2Pattern, kGpt4Pattern}) {
+    const Tokenizer tk = small_trained(pat);
+    for (int i = 0; i < 300; ++i) {
+      const std::string s = random_bytes(rng, rng() % 2000);
+      const auto ids = tk.encode(s);
+      ASSERT_EQ(tk.decode(ids), s) << "case " << i;
+      for (uint32_t id : ids) ASSERT_LT(id, tk.n_ranks());
+      ASSERT_EQ(tk.decode(tk.encode_with_specials(s)), s);
+    }
+  }
+  EXPECT_EQ(gpt2().decode(gpt2().encode("\xff\xfe\xed\xa0\x80 caf\xc3")), "\xff\xfe\xed\xa0\x80 caf\xc3");
+  EXPECT_TRUE(gpt2().encode("").empty());
+}
+
+TEST(Encoding, ThreadCountsAndBatchesGiveTheSameIds) {
+  std::mt19937 rng(11);
+  const Tokenizer tk = small_trained();
+  std::string big = random_bytes(rng, 600'000);
+  big += corpus().substr(0, 400'000);
+  const auto one = tk.encode(big, 1);
+  for (int t : {2, 3, 8}) EXPECT_EQ(tk.encode(big, t), one) << t << " threads";
+  std::vector<std::string> docs;
+  for (int i = 0; i < 20; ++i) docs.push_back(random_bytes(rng, rng() % 100'000));
+  std::vector<std::string_view> views(docs.begin(), docs.end());
+  const auto batch = tk.encode_batch(views, 4);
+  ASSERT_EQ(batch.size(), docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) EXPECT_EQ(batch[i], tk.encode(docs[i], 1)) << "document " << i;
+}
+
+TEST(Encoding, LinearAndHeapMergesAgree) {
+  const Tokenizer& tk = gpt2();
+  const auto& im = *tk.impl();
+  std::mt19937 rng(3);
+  std::vector<uint32_t> a, b;
+  auto check = [&](std::string_view piece) {
+    a.clear();
+    b.clear();
+    const auto* p = reinterpret_cast<const uint8_t*>(piece.data());
+    tok::bpe_merge_linear(p, piece.size(), im.ranks, a);
+    tok::bpe_merge_heap(p, piece.size(), im.ranks, b);
+    ASSERT_EQ(a, b) << piece;
+  };
+  const std::string_view text = std::string_view(corpus()).substr(0, 300'000);
+  im.pre->split(text, 0, text.size(), [&](size_t off, size_t len) { check(text.substr(off, len)); });
+  for (int i = 0; i < 200; ++i) check(random_bytes(rng, 1 + rng() % 300));
+}
+
+TEST(Encoding, SpecialTokensOnlyWhenAsked) {
+  const Tokenizer& tk = gpt2();
+  const auto plain = tk.encode("a<|endoftext|>b");
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), 50256u), 0);
+  EXPECT_EQ(tk.decode(plain), "a<|endoftext|>b");
+  EXPECT_EQ(tk.encode_with_specials("a<|endoftext|>b<|endoftext|>"),
+            (std::vector<uint32_t>{tk.encode("a")[0], 50256, tk.encode("b")[0], 50256}));
+  EXPECT_NE(error_of([&] { tk.decode(std::vector<uint32_t>{1, 60000}); }).find("index 1"), std::string::npos);
+}
+
+TEST(Encoding, WhitespaceFollowsTiktoken) {
+  // Pieces of "\s+(?!\S)": the last space of a run goes with the next word; a run at the end of
+  // the text stays whole; U+0085 is White_Space, U+180E is not.
+  const Tokenizer& tk = gpt2();
+  auto pieces = [&](std::string_view s) {
+    std::vector<std::string> out;
+    tk.impl()->pre->split(s, 0, s.size(), [&](size_t o, size_t n) { out.emplace_back(s.substr(o, n)); });
+    return out;
+  };
+  EXPECT_EQ(pieces("a   b"), (std::vector<std::string>{"a", "  ", " b"}));
+  EXPECT_EQ(pieces("a \n\n b  "), (std::vector<std::string>{"a", " \n\n", " b", "  "}));
+  EXPECT_EQ(pieces("x\xc2\x85y"), (std::vector<std::string>{"x", "\xc2\x85", "y"}));
+  EXPECT_EQ(pieces("x \xe1\xa0\x8ey"), (std::vector<std::string>{"x", " \xe1\xa0\x8e", "y"}));
+  EXPECT_EQ(pieces("it's I'M"), (std::vector<std::string>{"it", "'s", " I", "'", "M"}));
+  EXPECT_EQ(pieces("a\xff\xfe b"), (std::vector<std::string>{"a", "\xff\xfe", " b"}));
+}
+
+// ---------------------------------------------------------------------------------- files
+
+TEST(Files, SaveLoadRoundTrip) {
+  TempDir d;
+  const Tokenizer tk = small_trained(kGpt4Pattern);
+  tk.save(d / "t.tiktoken");
+  const Tokenizer back = Tokenizer::load(d / "t.tiktoken");
+  EXPECT_EQ(back.pattern(), kGpt4Pattern);
+  EXPECT_EQ(back.specials(), tk.specials());
+  ASSERT_EQ(back.n_ranks(), tk.n_ranks());
+  for (uint32_t r = 0; r < tk.n_ranks(); ++r) ASSERT_EQ(back.token_bytes(r), tk.token_bytes(r));
+  // Without a sidecar: GPT-2's pattern and <|endoftext|> after the ranks.
+  fs::remove(d / "t.tiktoken.json");
+  const Tokenizer bare = Tokenizer::load(d / "t.tiktoken");
+  EXPECT_EQ(bare.pattern(), kGpt2Pattern);
+  EXPECT_EQ(bare.eot_id(), tk.n_ranks());
+}
+
+TEST(Files, CorruptRanksNameTheLine) {
+  TempDir d;
+  // A valid start: the 256 single bytes, ranks 0..255.
+  std::string good;
+  for (int b = 0; b < 256; ++b) good += tok::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
+  auto load_with = [&](const std::string& tail) {
+    write_file(d / "r.tiktoken", good + tail);
+    return error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+  };
+  const std::string f = (d / "r.tiktoken").string();
+  std::string m = load_with("aGk= 256\nnot*base64 257\n");
+  EXPECT_NE(m.find(f + ":258: invalid base64"), std::string::npos) << m;
+  m = load_with("aGk= 256\naGo= 256\n");
+  EXPECT_NE(m.find(f + ":258: duplicate rank 256 (first on line 257)"), std::string::npos) << m;
+  m = load_with("aGk= 256\naGo= 259\n");
+  EXPECT_NE(m.find(f + ":258: gap: rank 259 follows rank 256"), std::string::npos) << m;
+  m = load_with("aGk= 256\naGk= 257\n");
+  EXPECT_NE(m.find(f + ":258: token 'aGk=' already has rank 256 (line 257)"), std::string::npos) << m;
+  m = load_with("aGk= x\n");
+  EXPECT_NE(m.find(f + ":257: rank 'x'"), std::string::npos) << m;
+  m = load_with("aGk=256\n");
+  EXPECT_NE(m.find(f + ":257: expected 'BASE64 RANK'"), std::string::npos) << m;
+  // A missing byte token.
+  write_file(d / "r.tiktoken", "YQ== 0\n");
+  m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+  EXPECT_NE(m.find("byte 0x00 has no rank"), std::string::npos) << m;
+  write_file(d / "r.tiktoken", "");
+  EXPECT_NE(error_of([&] { Tokenizer::load(d / "r.tiktoken"); }).find("no ranks"), std::string::npos);
+  // Sidecar problems name the sidecar.
+  write_file(d / "r.tiktoken", good);
+  write_file(d / "r.tiktoken.json", "{\"pattern\": 3}");
+  m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+  EXPECT_NE(m.find("r.tiktoken.json: key 'pattern' must be a string"), std::string::npos) << m;
+  write_file(d / "r.tiktoken.json", "{\"special_tokens\": {\"<|x|>\": 5}}");
+  m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+  EXPECT_NE(m.find("inside the ranks"), std::string::npos) << m;
+  write_file(d / "r.tiktoken.json", "{\"pattern\": \"(a\"}");
+  m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+  EXPECT_NE(m.find("offset"), std::string::npos) << m;
+  write_file(d / "r.tiktoken.json", "{ nope");
+  EXPECT_NE(error_of([&] { Tokenizer::load(d / "r.tiktoken"); }).find("invalid JSON"), std::string::npos);
+}
+
+TEST(Files, CorruptGpt2FilesNameTheLine) {
+  TempDir d;
+  write_file(d / "vocab.bpe", "#version: 0.2\nĠ t\nĠt he\n");
+  write_file(d / "encoder.json", "{}");
+  std::string m = error_of([&] { Tokenizer::load(d.path); });
+  EXPECT_NE(m.find("vocab.bpe:3: merge of 'Ġt he' needs both parts"), std::string::npos) << m;
+  write_file(d / "vocab.bpe", "#version: 0.2\nĠ t\nĠt\n");
+  m = error_of([&] { Tokenizer::load(d / "encoder.json"); });
+  EXPECT_NE(m.find("vocab.bpe:3: expected two tokens"), std::string::npos) << m;
+  write_file(d / "vocab.bpe", "#version: 0.2\nĠ t\n");
+  write_file(d / "encoder.json", "{\"!\": 1}");
+  m = error_of([&] { Tokenizer::load(d.path); });
+  EXPECT_NE(m.find("encoder.json: \"!\" has id 1"), std::string::npos) << m;
+}
+
+// ---------------------------------------------------------------------------------- CLI
+
+namespace {
+
+std::string run(const std::string& cmd, int* rc = nullptr) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  if (rc) *rc = WEXITSTATUS(status);
+  return out;
+}
+
+}  // namespace
+
+TEST(Cli, TrainTokenizeDecode) {
+  TempDir d;
+  write_file(d / "text.txt", corpus().substr(0, 200'000));
+  int rc = -1;
+  run(std::string(OURO_BIN) + " tokenizer train --input " + (d / "text.txt").string() +
+          " --vocab 600 --pattern gpt4 --special '<|pad|>' --out " + (d / "t.tiktoken").string() + " 2>&1",
+      &rc);
+  ASSERT_EQ(rc, 0);
+  const Tokenizer tk = Tokenizer::load(d / "t.tiktoken");
+  EXPECT_EQ(tk.vocab_size(), 600u);
+  EXPECT_EQ(tk.special_id("<|pad|>"), 599u);
+  const std::string sample = "Größe 東京 it's  \n\t42 \xff<|endoftext|>";
+  write_file(d / "in.txt", sample);
+  const std::string ids = run(std::string(OURO_BIN) + " tokenize --tokenizer " + (d / "t.tiktoken").string() +
+                                  " < " + (d / "in.txt").string(), &rc);
+  ASSERT_EQ(rc, 0);
+  const auto j = nlohmann::json::parse(ids);
+  EXPECT_EQ(j.get<std::vector<uint32_t>>(), tk.encode(sample));
+  write_file(d / "ids.json", ids);
+  EXPECT_EQ(run(std::string(OURO_BIN) + " tokenize --decode -t " + (d / "t.tiktoken").string() + " < " +
+                    (d / "ids.json").string(), &rc), sample);
+  EXPECT_EQ(rc, 0);
+  const std::string sp = run(std::string(OURO_BIN) + " tokenize --allow-special -t " + (d / "t.tiktoken").string() +
+                             " < " + (d / "in.txt").string(), &rc);
+  EXPECT_EQ(nlohmann::json::parse(sp).back().get<uint32_t>(), 598u);
+  write_file(d / "bad.json", "[1, -2]");
+  const std::string err = run(std::string(OURO_BIN) + " tokenize --decode -t " + (d / "t.tiktoken").string() +
+                              " < " + (d / "bad.json").string() + " 2>&1", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(err.find("element 1"), std::string::npos) << err;
+  run(std::string(OURO_BIN) + " tokenizer train --input " + (d / "text.txt").string() +
+          " --vocab 200 --out " + (d / "x.tiktoken").string() + " 2>&1", &rc);
+  EXPECT_NE(rc, 0);
+}
