@@ -511,7 +511,7 @@ __global__ void contend(Counters* c, int* exch_slot) {
   atomicInc(&c->u_inc, 9u);
   atomicDec(&c->u_dec, 6u);
   // Lock-free increment through compare-and-swap.
-  unsigned old = c->u_cas, seen;
+  unsigned old = atomicOr(&c->u_cas, 0u), seen;  // an atomic read: a plain one races (TSan says so)
   while ((seen = atomicCAS(&c->u_cas, old, old + 1)) != old) old = seen;
   atomicAdd(&c->ull_add, 1ull << 33);
   atomicAdd(&c->f_add, 1.0f);
@@ -679,7 +679,9 @@ TEST(SimtOrder, Parse) {
   EXPECT_EQ(simt::to_string(simt::parse_run_order("shuffle:7")), "shuffle:7");
 }
 
-__global__ void which_thread(std::thread::id* ids) { ids[blockIdx.x] = std::this_thread::get_id(); }
+__global__ void which_thread(std::thread::id* ids) {
+  if (threadIdx.x == 0) ids[blockIdx.x] = std::this_thread::get_id();
+}
 
 TEST(SimtPool, BlocksRunOnSeveralOsThreads) {
   const unsigned saved = simt::worker_threads();

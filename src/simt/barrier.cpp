@@ -18,9 +18,9 @@ std::string site(const char* op, const std::source_location& w) {
 }  // namespace
 
 int Worker::barrier(BarrierKind kind, int predicate, const char* op, std::source_location where) {
+  HideFromTsan hide;
   Fiber& f = current();
   {
-    HideFromTsan hide;
     Barrier& b = barrier_;
     if (b.arrived == 0) {
       b.kind = kind;
@@ -39,7 +39,6 @@ int Worker::barrier(BarrierKind kind, int predicate, const char* op, std::source
   }
   tsan_release(&barrier_.tsan_sync[barrier_.phase & 1]);
   {
-    HideFromTsan hide;
     if (barrier_.arrived == live_) {
       const unsigned phase = barrier_.phase;
       complete_barrier();

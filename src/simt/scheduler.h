@@ -109,7 +109,13 @@ class Worker {
   std::size_t shared_map_size_ = 0;
   unsigned char* shared_ = nullptr;      // 1 KiB aligned start inside shared_map_
   std::size_t shared_ready_ = 0;         // unpoisoned bytes
-  char tsan_block_epoch_ = 0;            // happens-before from one block to the next
+  // Happens-before from one block to the next on this OS thread (they share shared memory):
+  // fibers release `exit` when they return, the scheduler acquires it at the block's end and
+  // releases `start` for the next block, whose fibers acquire `start`. Two addresses, so that
+  // a fiber never synchronises with a fiber of its own block that returned before it started.
+  char tsan_block_start_ = 0;
+  char tsan_block_exit_ = 0;
+  char tsan_abandon_ = 0;                // from suspended fibers to the scheduler, see yield()
 };
 
 // Hide the emulator's own bookkeeping from TSan (fibers of one OS thread share it without
@@ -118,6 +124,7 @@ void tsan_acquire(void* addr);
 void tsan_release(void* addr);
 
 uint3 unflatten(unsigned linear, dim3 dims);
+void install_sanitizer_hooks();  // sanitizer_hooks.cpp
 std::string format_dim(uint3 v);
 
 }  // namespace detail

@@ -26,12 +26,12 @@ bool same_op(const char* a, const char* b) { return a == b || std::string_view(a
 }  // namespace
 
 void Worker::warp_arrive(WarpArrival& a) {
+  HideFromTsan hide;  // see worker.cpp; only the compute callback is shown to TSan
   Fiber& f = current();
   const unsigned lane = f.info.lane;
   const unsigned bit = 1u << lane;
   WarpSlot& slot = warps_[f.info.warp];
   {
-    HideFromTsan hide;
     if (!(a.mask & bit)) {
       report(BugKind::warp_bad_mask,
              cat("lane ", lane, " calls ", a.op, " with mask ", hex(a.mask), " that does not name it"),
@@ -62,27 +62,21 @@ void Worker::warp_arrive(WarpArrival& a) {
     slot.arrived |= bit;
   }
   if (a.orders_memory) tsan_release(&slot.tsan_sync);
-  bool last;
-  {
-    HideFromTsan hide;
-    last = slot.arrived == slot.mask;
-  }
-  if (last) {
+  if (slot.arrived == slot.mask) {
     // Everybody is here: compute every lane's result (visible to sanitizers), wake the others.
-    a.complete(slot.lanes, slot.mask, a.ctx);
-    HideFromTsan hide;
+    {
+      ShowToTsan show;
+      a.complete(slot.lanes, slot.mask, a.ctx);
+    }
     const unsigned mask = slot.mask;
     slot.arrived = 0;
     const unsigned base = f.info.warp * kWarpSize;
     for (unsigned l = 0; l < kWarpSize; ++l)
       if ((mask >> l & 1u) && l != lane) fibers_[base + l]->state = FiberState::ready;
   } else {
-    {
-      HideFromTsan hide;
-      f.state = FiberState::at_warp;
-      f.wait_op = a.op;
-      f.wait_where = a.where;
-    }
+    f.state = FiberState::at_warp;
+    f.wait_op = a.op;
+    f.wait_where = a.where;
     yield(f);
   }
   if (a.orders_memory) tsan_acquire(&slot.tsan_sync);

@@ -78,6 +78,7 @@ Worker& Worker::self() {
 }
 
 Worker::Worker() {
+  install_sanitizer_hooks();
   init_thread_context(sched_);
   warps_.resize(1024 / kWarpSize);
   // Dynamic shared memory: the largest block allowance plus alignment slack, mapped once.
@@ -130,29 +131,34 @@ void Worker::prepare_shared(std::size_t bytes) {
   tl_dynamic_shared = shared_;
 }
 
+// Under TSan every emulator function hides its own bookkeeping (HideFromTsan) for its whole
+// body: fibers of one OS thread share that state with no synchronisation TSan could see (the
+// cooperative scheduling is the synchronisation). Only kernel code is shown to TSan.
 void Worker::fiber_entry() {
   fiber_started();
+  HideFromTsan hide;
   for (;;) {
     Worker& w = *tl_worker;
     Fiber& f = *w.current_;
-    tsan_acquire(&w.tsan_block_epoch_);
+    tsan_acquire(&w.tsan_block_start_);
     const Launch* launch = w.launch_;
     try {
-      launch->params.body(launch->params.closure);
+      {
+        ShowToTsan show;
+        launch->params.body(launch->params.closure);
+      }
+      tsan_release(&w.tsan_block_exit_);
+      w.thread_exited(f);  // may report (an exit others wait for); returns in the next block
     } catch (...) {
       // A throwing report handler (tests): hand the exception to the scheduler, which abandons
       // the block; this fiber is never resumed.
-      {
-        HideFromTsan hide;
-        w.error_ = std::current_exception();
-        f.state = FiberState::dead;
-        tl_thread = nullptr;
-      }
+      w.error_ = std::current_exception();
+      f.state = FiberState::dead;
+      tl_thread = nullptr;
+      tsan_release(&w.tsan_abandon_);
       switch_context(f.ctx, w.sched_);
       std::abort();  // unreachable
     }
-    tsan_release(&w.tsan_block_epoch_);
-    w.thread_exited(f);
   }
 }
 
@@ -165,6 +171,7 @@ Fiber* Worker::next_ready(unsigned after_pos) {
 }
 
 void Worker::switch_to(Context& from, Fiber* to) {
+  HideFromTsan hide;
   ++switches;
   if (to) {
     current_ = to;
@@ -178,17 +185,17 @@ void Worker::switch_to(Context& from, Fiber* to) {
 }
 
 void Worker::yield(Fiber& f) {
-  Fiber* next;
-  {
-    HideFromTsan hide;
-    next = next_ready(f.pos);
-  }
-  switch_to(f.ctx, next);
+  HideFromTsan hide;
+  // If the block is abandoned (a report in test mode) this fiber never runs again; the
+  // scheduler then acquires this, so that it may reuse what the fiber read (its launch's
+  // arguments on the launching stack). Fibers never acquire it: no edge between fibers.
+  tsan_release(&tsan_abandon_);
+  switch_to(f.ctx, next_ready(f.pos));
 }
 
 void Worker::thread_exited(Fiber& f) {
+  HideFromTsan hide;
   {
-    HideFromTsan hide;
     f.state = FiberState::exited;
     --live_;
     WarpSlot& slot = warps_[f.info.warp];
@@ -208,6 +215,7 @@ void Worker::thread_exited(Fiber& f) {
 }
 
 void Worker::abandon_block() {
+  tsan_acquire(&tsan_abandon_);
   // Fibers stopped mid-kernel hold frames that will never unwind: throw them away whole.
   for (unsigned i = 0; i < nthreads_; ++i) {
     auto& f = fibers_[i];
@@ -222,6 +230,7 @@ void Worker::abandon_block() {
 }
 
 void Worker::run_block(const Launch& launch, unsigned block_linear) {
+  HideFromTsan hide;
   const LaunchParams& p = launch.params;
   nthreads_ = launch.threads_per_block;
   ensure_fibers(nthreads_);
@@ -267,17 +276,13 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
 #endif
   }
   // Happens-before from the previous block on this OS thread (it used the same shared memory).
-  tsan_release(&tsan_block_epoch_);
+  tsan_release(&tsan_block_start_);
 
   try {
     for (;;) {
-      Fiber* f;
-      {
-        HideFromTsan hide;
-        if (live_ == 0) break;
-        f = next_ready(~0u);
-        if (!f) report_deadlock();
-      }
+      if (live_ == 0) break;
+      Fiber* f = next_ready(~0u);
+      if (!f) report_deadlock();
       switch_to(sched_, f);
       if (error_) {
         std::exception_ptr e = std::exchange(error_, nullptr);
@@ -289,7 +294,7 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
     launch_ = nullptr;
     throw;
   }
-  tsan_acquire(&tsan_block_epoch_);
+  tsan_acquire(&tsan_block_exit_);
   launch_ = nullptr;
 }
 

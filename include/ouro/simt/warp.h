@@ -78,9 +78,17 @@ struct HideFromTsan {
   HideFromTsan() { __tsan_ignore_thread_begin(); }
   ~HideFromTsan() { __tsan_ignore_thread_end(); }
 };
+// Inside a HideFromTsan scope: let the kernel's own accesses (a collective's compute) be seen.
+struct ShowToTsan {
+  ShowToTsan() { __tsan_ignore_thread_end(); }
+  ~ShowToTsan() { __tsan_ignore_thread_begin(); }
+};
 #else
 struct HideFromTsan {
   HideFromTsan() {}  // user-provided: no unused-variable warnings at the call sites
+};
+struct ShowToTsan {
+  ShowToTsan() {}
 };
 #endif
 
