@@ -47,6 +47,7 @@ void add_bench(CLI::App& app) {
   });
 
   add_bench_tokenizer(*cmd);
+  add_bench_simt(*cmd);
 }
 
 }  // namespace ouro::cli

@@ -13,5 +13,6 @@ void add_bench(CLI::App& app);
 void add_tokenizer(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_bench_tokenizer(CLI::App& bench);  // `ouro bench tokenizer`, under bench
+void add_bench_simt(CLI::App& bench);       // `ouro bench simt`, under bench
 
 }  // namespace ouro::cli
