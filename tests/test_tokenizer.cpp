@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
 #include "tokenizer/base64.h"
@@ -320,6 +321,37 @@ TEST(Encoding, ThreadCountsAndBatchesGiveTheSameIds) {
   for (size_t i = 0; i < docs.size(); ++i) EXPECT_EQ(batch[i], tk.encode(docs[i], 1)) << "document " << i;
 }
 
+TEST(Encoding, PrefixesEndWhereTheRestCannotReach) {
+  std::mt19937 rng(13);
+  for (const char* pat : {kGpt2Pattern, kGpt4Pattern}) {
+    const Tokenizer tk = small_trained(pat);
+    int cuts = 0;
+    for (int i = 0; i < 200; ++i) {
+      const std::string s = random_bytes(rng, 1 + rng() % 3000);
+      std::vector<uint32_t> ids;
+      const size_t cut = tk.encode_prefix(s, ids);
+      if (cut == 0) {
+        EXPECT_TRUE(ids.empty());
+        continue;
+      }
+      ++cuts;
+      ASSERT_TRUE(s[cut - 1] == '\n' && std::isalpha(static_cast<unsigned char>(s[cut])));
+      for (size_t p = cut + 1; p < s.size(); ++p)  // and the last such point
+        ASSERT_FALSE(s[p - 1] == '\n' && std::isalpha(static_cast<unsigned char>(s[p]))) << p;
+      const auto rest = tk.encode(std::string_view(s).substr(cut));
+      ids.insert(ids.end(), rest.begin(), rest.end());
+      ASSERT_EQ(ids, tk.encode(s)) << "case " << i << ", cut at " << cut;
+    }
+    EXPECT_GT(cuts, 50);
+  }
+  // Unknown patterns have no cuts: the stream keeps buffering.
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  const Tokenizer custom(bytes, {}, R"(\S+|\s+)");
+  std::vector<uint32_t> ids;
+  EXPECT_EQ(custom.encode_prefix("a\nb\nc", ids), 0u);
+}
+
 TEST(Encoding, LinearAndHeapMergesAgree) {
   const Tokenizer& tk = gpt2();
   const auto& im = *tk.impl();
@@ -439,6 +471,68 @@ TEST(Files, CorruptGpt2FilesNameTheLine) {
   write_file(d / "encoder.json", "{\"!\": 1}");
   m = error_of([&] { Tokenizer::load(d.path); });
   EXPECT_NE(m.find("encoder.json: \"!\" has id 1"), std::string::npos) << m;
+}
+
+// ---------------------------------------------------------------------------------- prepare
+
+namespace {
+
+// The token stream prepare dealt into train and val: block i of `block` tokens went to val when
+// i % k == k - 1.
+std::vector<uint32_t> interleave(const PrepareResult& r, size_t block, size_t k) {
+  Shard train(r.train), val(r.val);
+  std::vector<uint32_t> out;
+  size_t t = 0, v = 0;
+  for (size_t b = 0; t < train.size() || v < val.size(); ++b) {
+    const bool to_val = b % k == k - 1;
+    Shard& s = to_val ? val : train;
+    size_t& i = to_val ? v : t;
+    for (size_t j = 0; j < block && i < s.size(); ++j) out.push_back(s[i++]);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Prepare, ShardsHoldEachDocumentAfterEndOfText) {
+  TempDir d;
+  std::mt19937 rng(5);
+  const std::string a = corpus().substr(100'000, 250'000) + random_bytes(rng, 5000);
+  const std::string b = random_bytes(rng, 3000) + corpus().substr(2'000'000, 150'000);
+  write_file(d / "a.txt", a);
+  write_file(d / "b.txt", b);
+  const Tokenizer small = small_trained(kGpt4Pattern);
+  for (const Tokenizer* tk : {&gpt2(), &small}) {
+    std::vector<uint32_t> want{tk->eot_id()};
+    for (const std::string* doc : {&a, &b}) {
+      const auto ids = tk->encode(*doc);
+      want.insert(want.end(), ids.begin(), ids.end());
+      if (doc == &a) want.push_back(tk->eot_id());
+    }
+    for (size_t read : {size_t{4096}, size_t{100'000}, size_t{8 << 20}}) {
+      const auto r = prepare_tokens({d / "a.txt", d / "b.txt"}, d / "out", *tk, 0.1, 512, false, 2, read);
+      EXPECT_EQ(r.vocab_size, tk->vocab_size());
+      EXPECT_EQ(Shard(r.train).version(), kShardVersionU16);
+      EXPECT_EQ(r.train_tokens + r.val_tokens, want.size());
+      EXPECT_EQ(interleave(r, 512, 10), want) << "reads of " << read << " bytes";
+    }
+  }
+}
+
+TEST(Prepare, LargeVocabulariesWriteUint32Shards) {
+  TempDir d;
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  const Tokenizer tk(bytes, {{kEndOfText, 70000}}, kGpt2Pattern);
+  write_file(d / "a.txt", "hello world\n");
+  const auto r = prepare_tokens({d / "a.txt"}, d / "out", tk, 0.5, 4);
+  EXPECT_EQ(Shard(r.train).version(), kShardVersionU32);
+  EXPECT_EQ(Shard(r.train)[0], 70000u);
+  EXPECT_NE(error_of([&] { prepare_tokens({d / "missing.txt"}, d / "o", tk, 0.1); }).find("missing.txt"),
+            std::string::npos);
+  write_file(d / "empty.txt", "");
+  EXPECT_NE(error_of([&] { prepare_tokens({d / "empty.txt"}, d / "o", tk, 0.1); }).find("is empty"),
+            std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------- CLI

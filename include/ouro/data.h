@@ -14,6 +14,8 @@
 
 namespace ouro {
 
+class Tokenizer;
+
 constexpr int32_t kShardMagic = 20240520;
 constexpr int32_t kShardVersionU16 = 1;
 constexpr int32_t kShardVersionU32 = 2;
@@ -87,9 +89,20 @@ class DataLoader {
 struct PrepareResult {
   std::filesystem::path train, val;
   size_t train_tokens = 0, val_tokens = 0;
+  size_t vocab_size = 0;
 };
 PrepareResult prepare_bytes(const std::vector<std::filesystem::path>& inputs,
                             const std::filesystem::path& out_prefix, double val_frac,
                             size_t block_tokens = 8192);
+
+// The same with a BPE tokenizer: each file is one document, prefixed by the tokenizer's
+// <|endoftext|>, read in blocks that are cut where the split pattern always splits and encoded on
+// `threads` threads (0 = all cores), so memory holds a block of text plus the tokens. Shards are
+// uint16 when the vocabulary fits, uint32 otherwise. progress: a bar on stderr. read_bytes:
+// the size of each read (tests make it small to exercise the cuts).
+PrepareResult prepare_tokens(const std::vector<std::filesystem::path>& inputs,
+                             const std::filesystem::path& out_prefix, const Tokenizer& tokenizer,
+                             double val_frac, size_t block_tokens = 8192, bool progress = false,
+                             int threads = 0, size_t read_bytes = 8 << 20);
 
 }  // namespace ouro

@@ -57,6 +57,11 @@ class Tokenizer {
   std::vector<uint32_t> encode(std::string_view text, int threads = 1) const;
   // Like encode, but occurrences of the special tokens' text become their ids.
   std::vector<uint32_t> encode_with_specials(std::string_view text, int threads = 1) const;
+  // Streaming: encodes text[0, cut) into out (appending) and returns cut, the last point of
+  // text where the pattern always splits (see Pretokenizer::safe_cut) so that what comes after
+  // text cannot change these ids. Returns 0 when text has no such point (or the pattern is not
+  // one ouro knows): read more, or finish the stream with encode().
+  size_t encode_prefix(std::string_view text, std::vector<uint32_t>& out, int threads = 1) const;
   // One id list per document, documents spread over threads (0 = all cores).
   std::vector<std::vector<uint32_t>> encode_batch(const std::vector<std::string_view>& docs,
                                                   int threads = 0) const;

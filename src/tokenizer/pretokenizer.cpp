@@ -97,6 +97,20 @@ size_t Pretokenizer::safe_cut(std::string_view text, size_t from, size_t limit) 
   return std::string_view::npos;
 }
 
+size_t Pretokenizer::last_safe_cut(std::string_view text, size_t from) const {
+  if (!safe_cuts_ || text.size() < 2) return std::string_view::npos;
+  // Candidates q = newline + 1 with q < size, scanning newlines backwards from size - 2.
+  size_t end = text.size() - 1;  // search newlines in [from, end)
+  while (end > from) {
+    const void* nl = ::memrchr(text.data() + from, '\n', end - from);
+    if (!nl) break;
+    const size_t q = static_cast<size_t>(static_cast<const char*>(nl) - text.data()) + 1;
+    if (q > from && is_ascii_letter(text[q])) return q;
+    end = q - 1;
+  }
+  return std::string_view::npos;
+}
+
 Pretokenizer::Scan::Scan(const Pretokenizer& p, std::string_view text) : p_(p), text_(text) {
   match_data_ = pcre2_match_data_create_from_pattern(code_of(p.code_), nullptr);
   OURO_CHECK(match_data_, "split pattern: out of memory for match data");

@@ -68,6 +68,9 @@ class Pretokenizer {
   // before the letter is valid UTF-8, so no match or unmatched run spans p. npos if none.
   size_t safe_cut(std::string_view text, size_t from, size_t limit) const;
 
+  // The last such p in (from, text.size()); npos if none.
+  size_t last_safe_cut(std::string_view text, size_t from = 0) const;
+
   const std::string& pattern() const { return pattern_; }
 
  private:

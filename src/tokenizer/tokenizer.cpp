@@ -122,25 +122,27 @@ void encode_task(const Tokenizer::Impl& im, std::string_view text, size_t from, 
   });
 }
 
-// Cuts each document into tasks of about `chunk` bytes at safe cuts (whole documents when the
-// pattern has none), encodes the tasks on `threads` threads and concatenates per document.
+// Cuts each document's [0, ends[d]) into tasks of about `chunk` bytes at safe cuts (whole when
+// the pattern has none), encodes the tasks on `threads` threads and concatenates per document.
+// The document itself stays the regex subject, so lookaheads see past ends[d].
 std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
                                                const std::vector<std::string_view>& docs,
-                                               int threads) {
+                                               const std::vector<size_t>& ends, int threads) {
   size_t total = 0;
-  for (auto d : docs) total += d.size();
+  for (size_t e : ends) total += e;
   const size_t chunk = std::max(kMinChunk, total / (static_cast<size_t>(threads) * 8) + 1);
   std::vector<Task> tasks;
   for (size_t d = 0; d < docs.size(); ++d) {
     const std::string_view text = docs[d];
+    const size_t end = ends[d];
     size_t from = 0;
-    while (threads > 1 && text.size() - from > 2 * chunk) {
-      const size_t cut = im.pre->safe_cut(text, from + chunk, text.size());
+    while (threads > 1 && end - from > 2 * chunk) {
+      const size_t cut = im.pre->safe_cut(text, from + chunk, end);
       if (cut == std::string_view::npos) break;
       tasks.push_back({d, from, cut});
       from = cut;
     }
-    tasks.push_back({d, from, text.size()});
+    tasks.push_back({d, from, end});
   }
   std::vector<std::vector<uint32_t>> parts(tasks.size());
   const auto n = static_cast<long>(tasks.size());
@@ -158,10 +160,25 @@ std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
   return out;
 }
 
+std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
+                                               const std::vector<std::string_view>& docs, int threads) {
+  std::vector<size_t> ends;
+  for (auto d : docs) ends.push_back(d.size());
+  return encode_docs(im, docs, ends, threads);
+}
+
 }  // namespace
 
 std::vector<uint32_t> Tokenizer::encode(std::string_view text, int threads) const {
   return std::move(encode_docs(*impl_, {text}, resolve_threads(threads))[0]);
+}
+
+size_t Tokenizer::encode_prefix(std::string_view text, std::vector<uint32_t>& out, int threads) const {
+  const size_t cut = impl_->pre->last_safe_cut(text);
+  if (cut == std::string_view::npos) return 0;
+  auto ids = encode_docs(*impl_, {text}, {cut}, resolve_threads(threads));
+  out.insert(out.end(), ids[0].begin(), ids[0].end());
+  return cut;
 }
 
 std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(const std::vector<std::string_view>& docs,
