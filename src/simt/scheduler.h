@@ -57,7 +57,8 @@ struct WarpSlot {
   bool orders_memory = false;
   unsigned live = 0;          // lanes that exist and have not exited
   WarpArrival* lanes[kWarpSize]{};
-  char tsan_sync = 0;
+  unsigned phase = 0;  // completed collectives; picks the TSan sync address
+  char tsan_sync[2]{};
 };
 
 // Everything one OS thread needs to run blocks; thread_local, created on first use.

@@ -61,7 +61,11 @@ void Worker::warp_arrive(WarpArrival& a) {
     slot.lanes[lane] = &a;
     slot.arrived |= bit;
   }
-  if (a.orders_memory) tsan_release(&slot.tsan_sync);
+  // __syncwarp orders memory: release at arrival, acquire once complete. Alternating addresses
+  // per phase, so that a lane acquiring late does not also take the releases of lanes that
+  // already went on to the next __syncwarp (which would hide races in between).
+  const unsigned phase = slot.phase;
+  if (a.orders_memory) tsan_release(&slot.tsan_sync[phase & 1]);
   if (slot.arrived == slot.mask) {
     // Everybody is here: compute every lane's result (visible to sanitizers), wake the others.
     {
@@ -70,6 +74,7 @@ void Worker::warp_arrive(WarpArrival& a) {
     }
     const unsigned mask = slot.mask;
     slot.arrived = 0;
+    ++slot.phase;
     const unsigned base = f.info.warp * kWarpSize;
     for (unsigned l = 0; l < kWarpSize; ++l)
       if ((mask >> l & 1u) && l != lane) fibers_[base + l]->state = FiberState::ready;
@@ -79,7 +84,7 @@ void Worker::warp_arrive(WarpArrival& a) {
     f.wait_where = a.where;
     yield(f);
   }
-  if (a.orders_memory) tsan_acquire(&slot.tsan_sync);
+  if (a.orders_memory) tsan_acquire(&slot.tsan_sync[phase & 1]);
 }
 
 void warp_arrive(WarpArrival& a) { Worker::self().warp_arrive(a); }
