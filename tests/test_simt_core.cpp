@@ -369,6 +369,25 @@ TEST_P(SimtCore, ShufflePartialWarpsAndWideTypes) {
   }
 }
 
+// Disjoint groups of one warp may run different collectives at once (legal since Volta).
+__global__ void half_warps(int* out) {
+  const unsigned lane = threadIdx.x % 32;
+  int v = static_cast<int>(threadIdx.x);
+  if (lane < 16)
+    v += __shfl_xor_sync(0x0000ffffu, v, 1);
+  else
+    v += __shfl_xor_sync(0xffff0000u, v, 2);
+  out[threadIdx.x] = v;
+}
+
+TEST_P(SimtCore, DisjointMasksInDifferentBranches) {
+  DeviceBuffer<int> out(96);
+  ouro::launch(half_warps, 1, 96, 0, nullptr, out.ptr);
+  OURO_CUDA_CHECK_LAUNCH();
+  const auto h = out.download();
+  for (int t = 0; t < 96; ++t) ASSERT_EQ(h[t], t + (t % 32 < 16 ? t ^ 1 : t ^ 2)) << t;
+}
+
 // ---- votes and reductions --------------------------------------------------------------------------
 
 struct VoteOut {

@@ -49,16 +49,31 @@ struct Barrier {
   char tsan_sync[2]{}; // alternating release/acquire addresses, one per phase parity
 };
 
-struct WarpSlot {
-  unsigned arrived = 0;       // lanes waiting at the pending collective
+// One pending collective of a warp: the lanes named in `mask` meet at `op` / `where`.
+struct WarpGroup {
   unsigned mask = 0;
+  unsigned arrived = 0;       // lanes of mask waiting
   const char* op = nullptr;
   std::source_location where;
   bool orders_memory = false;
+};
+
+// A warp's rendezvous state. Groups with disjoint masks may be pending at once (two half-warps
+// shuffling in different branches is legal since Volta); overlapping ones must agree.
+struct WarpSlot {
   unsigned live = 0;          // lanes that exist and have not exited
+  unsigned ngroups = 0;       // groups[0, ngroups) are pending
+  WarpGroup groups[kWarpSize];
   WarpArrival* lanes[kWarpSize]{};
-  unsigned phase = 0;  // completed collectives; picks the TSan sync address
-  char tsan_sync[2]{};
+  // TSan release/acquire addresses of __syncwarp, per lowest lane of the mask and phase parity;
+  // never reset (only their identity matters).
+  unsigned phase[kWarpSize]{};
+  char tsan_sync[kWarpSize][2]{};
+
+  void reset(unsigned live_lanes) {  // at block start: cheap, groups are dead past ngroups
+    live = live_lanes;
+    ngroups = 0;
+  }
 };
 
 // Everything one OS thread needs to run blocks; thread_local, created on first use.

@@ -201,12 +201,15 @@ void Worker::thread_exited(Fiber& f) {
     WarpSlot& slot = warps_[f.info.warp];
     const unsigned bit = 1u << f.info.lane;
     slot.live &= ~bit;
-    if (slot.arrived && (slot.mask & bit)) {
-      // Lanes wait at a collective that names this lane, which will now never come.
-      report(BugKind::warp_absent_lane,
-             cat("lane ", f.info.lane, " exits while lanes of its warp wait for it at ", slot.op, " (",
-                 slot.where.file_name(), ":", slot.where.line(), ")"),
-             slot.where);
+    for (unsigned g = 0; g < slot.ngroups; ++g) {
+      const WarpGroup& group = slot.groups[g];
+      if (group.mask & bit) {
+        // Lanes wait at a collective that names this lane, which will now never come.
+        report(BugKind::warp_absent_lane,
+               cat("lane ", f.info.lane, " exits while lanes of its warp wait for it at ", group.op, " (",
+                   group.where.file_name(), ":", group.where.line(), ")"),
+               group.where);
+      }
     }
     // The barrier's quorum shrank: the waiting threads may now all be there.
     if (barrier_.arrived && barrier_.arrived == live_) complete_barrier();
@@ -226,7 +229,7 @@ void Worker::abandon_block() {
   }
   std::erase(fibers_, nullptr);
   barrier_ = Barrier{};
-  for (auto& s : warps_) s = WarpSlot{};
+  for (auto& s : warps_) s.reset(0);
 }
 
 void Worker::run_block(const Launch& launch, unsigned block_linear) {
@@ -240,9 +243,8 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
   barrier_ = Barrier{};
   const unsigned nwarps = (nthreads_ + kWarpSize - 1) / kWarpSize;
   for (unsigned w = 0; w < nwarps; ++w) {
-    warps_[w] = WarpSlot{};
     const unsigned lanes = std::min(kWarpSize, nthreads_ - w * kWarpSize);
-    warps_[w].live = lanes == kWarpSize ? kFullMask : (1u << lanes) - 1;
+    warps_[w].reset(lanes == kWarpSize ? kFullMask : (1u << lanes) - 1);
   }
   prepare_shared(p.shared_bytes);
 
