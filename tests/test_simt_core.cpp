@@ -3,6 +3,7 @@
 // the runtime API. Every kernel test runs in every run order and on 1 and 2 OS threads, with
 // block sizes that are not multiples of 32 and several grid shapes.
 #include <ouro/cuda.h>  // first: it defines __shared__ before the CUDA headers
+#include <ouro/simt/bench.h>
 
 #include <gtest/gtest.h>
 
@@ -840,6 +841,24 @@ TEST(SimtRuntime, DeviceQueries) {
   int v = 0;
   EXPECT_EQ(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0), cudaSuccess);
   EXPECT_EQ(v, 227 * 1024);
+}
+
+// `ouro bench simt` in miniature: it runs, restores the settings, and prints sane figures.
+TEST(SimtBench, SmokeRun) {
+  simt::set_worker_threads(2);
+  simt::BenchOptions options;
+  options.block_sizes = {32, 40};
+  options.target_ops = 2e4;
+  options.repeats = 1;
+  const simt::BenchResult r = simt::run_bench(options);
+  EXPECT_EQ(simt::worker_threads(), 2u);
+  ASSERT_EQ(r.rows.size(), 2u);
+  for (const auto& row : r.rows) {
+    EXPECT_GT(row.sync_ns, 0.0);
+    EXPECT_GT(row.shfl_ns, 0.0);
+    EXPECT_GT(row.switch_ns, 0.0);
+  }
+  EXPECT_NE(r.json().find("\"block\": 40"), std::string::npos) << r.json();
 }
 
 INSTANTIATE_TEST_SUITE_P(Orders, SimtCore,

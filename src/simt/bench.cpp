@@ -27,7 +27,8 @@ __global__ void bench_syncthreads(int iters, float* out) {
 
 __global__ void bench_shuffle(int iters, float* out) {
   float v = static_cast<float>(threadIdx.x);
-  for (int i = 0; i < iters; ++i) v += __shfl_xor_sync(0xffffffffu, v, 1);
+  const unsigned mask = __activemask();  // the existing lanes, for blocks not a multiple of 32
+  for (int i = 0; i < iters; ++i) v += __shfl_xor_sync(mask, v, 1);
   out[threadIdx.x] = v;
 }
 
