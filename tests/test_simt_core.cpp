@@ -576,6 +576,26 @@ TEST_P(SimtCore, AtomicsUnderContention) {
   EXPECT_EQ(__high2float(r.bf2), -256.0f);
 }
 
+// Thread 0 publishes a value that the others poll for with atomicCAS: a failed CAS lets the
+// other fibers run, so this ends in every run order (thread 0 may well run last).
+__global__ void flag_wait(int* flag, int* data, int* out) {
+  if (threadIdx.x == 0) {
+    *data = 42;
+    atomicExch(flag, 1);
+  } else {
+    while (atomicCAS(flag, 1, 1) != 1) {
+    }
+    out[threadIdx.x] = atomicAdd(data, 0);
+  }
+}
+
+TEST_P(SimtCore, SpinWaitOnAFlagEnds) {
+  DeviceBuffer<int> flag(std::vector<int>{0}), data(std::vector<int>{0}), out(64);
+  ouro::launch(flag_wait, 1, 64, 0, nullptr, flag.ptr, data.ptr, out.ptr);
+  const auto h = out.download();
+  for (int t = 1; t < 64; ++t) ASSERT_EQ(h[t], 42);
+}
+
 // ---- intrinsics ---------------------------------------------------------------------------------
 
 __global__ void math_kernel(const float* x, float* out) {

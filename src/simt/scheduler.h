@@ -91,6 +91,8 @@ class Worker {
   // The current fiber cannot continue (waiting or exited): run the next ready fiber in the run
   // order, or return to the scheduler. Returns when the fiber is resumed.
   void yield(Fiber& f);
+  // The current fiber stays ready but lets the fibers after it in the run order go first.
+  void spin_yield(Fiber& f);
   void thread_exited(Fiber& f);
   int barrier(BarrierKind kind, int predicate, const char* op, std::source_location where);
   void warp_arrive(WarpArrival& a);

@@ -193,6 +193,12 @@ void Worker::yield(Fiber& f) {
   switch_to(f.ctx, next_ready(f.pos));
 }
 
+void Worker::spin_yield(Fiber& f) {
+  HideFromTsan hide;
+  tsan_release(&tsan_abandon_);
+  switch_to(f.ctx, next_ready(f.pos));  // none after it: the scheduler starts the next sweep
+}
+
 void Worker::thread_exited(Fiber& f) {
   HideFromTsan hide;
   {
@@ -301,6 +307,12 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
 }
 
 }  // namespace detail
+
+void spin_yield() {
+  if (!in_kernel()) return;
+  auto& w = detail::Worker::self();
+  w.spin_yield(w.current());
+}
 
 unsigned live_lanes() {
   auto& w = detail::Worker::self();

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "ouro/simt/thread.h"
+
 namespace ouro::simt::detail {
 
 constexpr auto kAtomicOrder = std::memory_order_acq_rel;
@@ -83,8 +85,11 @@ inline T atomicExch(T* addr, std::type_identity_t<T> val) {
 template <class T>
   requires(::ouro::simt::detail::AtomicInt<T> || std::is_same_v<T, unsigned short>)
 inline T atomicCAS(T* addr, std::type_identity_t<T> compare, std::type_identity_t<T> val) {
-  std::atomic_ref<T>(*addr).compare_exchange_strong(compare, val, ::ouro::simt::detail::kAtomicOrder,
-                                                    std::memory_order_relaxed);
+  if (!std::atomic_ref<T>(*addr).compare_exchange_strong(compare, val, ::ouro::simt::detail::kAtomicOrder,
+                                                         std::memory_order_relaxed)) {
+    // A failed CAS is how threads wait for each other (locks, flags): let the others run.
+    ::ouro::simt::spin_yield();
+  }
   return compare;  // the old value whether or not it matched
 }
 

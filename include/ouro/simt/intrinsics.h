@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "ouro/simt/report.h"
+#include "ouro/simt/thread.h"
 
 // ---- fast math -------------------------------------------------------------------------------
 inline float __expf(float x) { return std::exp(x); }
@@ -125,7 +126,7 @@ inline long long clock64() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-inline void __nanosleep(unsigned) {}
+inline void __nanosleep(unsigned) { ::ouro::simt::spin_yield(); }  // a polling loop: let others run
 [[noreturn]] inline void __trap(std::source_location where = std::source_location::current()) {
   ::ouro::simt::report(::ouro::simt::BugKind::invalid_argument, "__trap() executed", where);
 }

@@ -35,6 +35,12 @@ inline const ThreadInfo& this_thread() { return *detail::tl_thread; }
 // True while the caller runs as an emulated GPU thread.
 inline bool in_kernel() { return detail::tl_thread != nullptr; }
 
+// Let the other threads of the block run before the caller goes on (the caller stays ready).
+// Called where a thread may be waiting for another one without a barrier (a failed atomicCAS,
+// __nanosleep): fibers only switch at barriers otherwise, and a spin loop would never end.
+// A no-op outside kernels.
+void spin_yield();
+
 // Name of the kernel of the current launch (demangled symbol, or "?" when unknown).
 const char* kernel_name(const Launch* launch);
 
