@@ -586,3 +586,38 @@ TEST(Cli, TrainTokenizeDecode) {
           " --vocab 200 --out " + (d / "x.tiktoken").string() + " 2>&1", &rc);
   EXPECT_NE(rc, 0);
 }
+
+TEST(Cli, PrepareTrainAndSampleWithATokenizer) {
+  // The whole text path: train a tokenizer, prepare shards with it, train a small model whose
+  // periodic samples decode with it, then `ouro sample` finds the run's copy of it.
+  TempDir d;
+  write_file(d / "text.txt", corpus().substr(0, 400'000));
+  const std::string bin = OURO_BIN;
+  int rc = -1;
+  std::string out = run(bin + " tokenizer train -i " + (d / "text.txt").string() + " --vocab 320 -o " +
+                            (d / "tok.tiktoken").string() + " 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  out = run(bin + " prepare -i " + (d / "text.txt").string() + " -o " + (d / "data").string() + " -t " +
+                (d / "tok.tiktoken").string() + " 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("100%"), std::string::npos) << out;  // the progress bar's last line
+  write_file(d / "cfg.toml", "[model]\nn_layer = 1\nn_head = 2\nn_embd = 32\nseq_len = 32\nvocab_size = 320\n"
+                             "[train]\nsteps = 4\nbatch_size = 2\neval_every = 0\n[data]\ntrain = \"" +
+                                 (d / "data_train.bin").string() + "\"\ntokenizer = \"" +
+                                 (d / "tok.tiktoken").string() + "\"\n[run]\nthreads = 2\nout_dir = \"" +
+                                 (d / "run").string() + "\"\n[sample]\nevery = 2\nmax_tokens = 8\nprompt = \"And God\"\n");
+  out = run(bin + " train --config " + (d / "cfg.toml").string() + " 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("sample at step 2: And God"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(d / "run/tokenizer.tiktoken"));
+  EXPECT_TRUE(fs::exists(d / "run/tokenizer.tiktoken.json"));
+  out = run(bin + " sample --init " + (d / "run/checkpoints/step_000004").string() +
+                " --prompt 'In the beginning' -n 12 --seed 3 2>/dev/null", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(out.rfind("In the beginning", 0), 0u) << out;
+  // A tokenizer larger than the model's vocabulary is refused before training starts.
+  out = run(bin + " train --config " + (d / "cfg.toml").string() + " --set model.vocab_size=300 --set run.out_dir=" +
+                (d / "run2").string() + " 2>&1", &rc);
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("has 320 ids but the model's vocabulary is 300"), std::string::npos) << out;
+}

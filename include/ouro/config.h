@@ -35,6 +35,7 @@ struct TrainSection {
 };
 struct DataSection {
   std::string train, val;
+  std::string tokenizer;  // the BPE tokenizer the data was prepared with ("": byte-level, or none)
 };
 struct RunSection {
   std::string out_dir = "runs/default";

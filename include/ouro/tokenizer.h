@@ -38,8 +38,12 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&);
 
   // A ranks file (+ FILE.json; without one: GPT-2's pattern and <|endoftext|> after the ranks),
-  // or GPT-2's encoder.json + vocab.bpe (their directory or encoder.json's path).
+  // or GPT-2's encoder.json + vocab.bpe (their directory or encoder.json's path; a Hugging Face
+  // directory's vocab.json + merges.txt are the same files under other names).
   static Tokenizer load(const std::filesystem::path& path);
+  // Byte-level: token b is byte b, <|endoftext|> is 256 (what `ouro prepare` writes without a
+  // tokenizer, kByteVocab = 257 tokens).
+  static Tokenizer byte_level();
   // Writes the ranks file and FILE.json atomically.
   void save(const std::filesystem::path& path) const;
 
@@ -49,6 +53,7 @@ class Tokenizer {
   const std::vector<std::pair<std::string, uint32_t>>& specials() const;
   std::optional<uint32_t> special_id(std::string_view text) const;
   uint32_t eot_id() const;  // <|endoftext|>; an error when this tokenizer has none
+  bool has_token(uint32_t id) const;  // false past the vocabulary and in holes between specials
   std::string_view token_bytes(uint32_t id) const;
 
   // Encodes text as ordinary text (special-token strings are plain bytes). threads: 0 = all

@@ -6,6 +6,7 @@
 #include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
+#include "train/run_tokenizer.h"
 #include "train/trainer.h"
 
 namespace ouro::cli {
@@ -13,14 +14,16 @@ namespace ouro::cli {
 void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate text from a model with a KV cache");
   struct Opts {
-    std::string init, prompt, device = "cpu";
+    std::string init, prompt, device = "cpu", tokenizer;
     int max_tokens = 200, top_k = 0, threads = 0;
     float temperature = 1.0f, top_p = 1.0f;
     uint64_t seed = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--init", o->init, "Model: checkpoint or Hugging Face directory, or llm.c .bin")->required();
-  cmd->add_option("--prompt,-p", o->prompt, "Prompt text (byte-level tokens)");
+  cmd->add_option("--prompt,-p", o->prompt, "Prompt text");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "Tokenizer (default: tokenizer.tiktoken of the run the checkpoint belongs to; byte-level for 257 tokens)");
   cmd->add_option("--max-tokens,-n", o->max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
   cmd->add_option("--temperature,-t", o->temperature, "Softmax temperature; 0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
@@ -31,25 +34,22 @@ void add_sample(CLI::App& app) {
   cmd->callback([o] {
     set_compute_threads(o->threads);
     LoadedModel lm = load_model(o->init);
-    OURO_CHECK(lm.config.vocab_size == kByteVocab,
-               "{}: vocabulary of {} tokens; only byte-level models ({} tokens) can be prompted with text for now",
-               o->init, lm.config.vocab_size, kByteVocab);
+    const Tokenizer tok = find_model_tokenizer(o->tokenizer, o->init, lm.config.vocab_size);
+    const auto eot = static_cast<int>(tok.eot_id());
     auto ops = make_ops(o->device);
     GPT2 model(lm.config, *ops, 1, lm.config.seq_len);
     model.set_params(lm.params);
-    std::vector<int> prompt{kByteEot};
-    for (unsigned char c : o->prompt) prompt.push_back(c);
+    std::vector<int> prompt{eot};
+    for (uint32_t id : tok.encode(o->prompt)) prompt.push_back(static_cast<int>(id));
     SampleOptions so;
     so.max_tokens = o->max_tokens;
     so.temperature = o->temperature;
     so.top_k = o->top_k;
     so.top_p = o->top_p;
     so.seed = o->seed;
-    so.stop_token = kByteEot;
+    so.stop_token = eot;  // a document ends there
     auto out = generate(model, prompt, so);
-    std::string text = o->prompt;
-    for (int t : out)
-      if (t < 256) text += static_cast<char>(t);
+    const std::string text = o->prompt + decode_sample(tok, out);
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fputc('\n', stdout);
   });

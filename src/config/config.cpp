@@ -43,6 +43,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(train, eval_every, Int64),    OURO_KEY(train, eval_batches, Int),
       OURO_KEY(train, log_every, Int64),
       OURO_KEY(data, train, String),         OURO_KEY(data, val, String),
+      OURO_KEY(data, tokenizer, String),
       OURO_KEY(run, out_dir, String),        OURO_KEY(run, device, String),
       OURO_KEY(run, threads, Int),
       OURO_KEY(checkpoint, every, Int64),    OURO_KEY(checkpoint, keep, Int),

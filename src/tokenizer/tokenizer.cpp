@@ -106,6 +106,10 @@ uint32_t Tokenizer::eot_id() const {
   return *id;
 }
 
+bool Tokenizer::has_token(uint32_t id) const {
+  return id < impl_->vocab_size && impl_->valid[id];
+}
+
 std::string_view Tokenizer::token_bytes(uint32_t id) const {
   OURO_CHECK(id < impl_->vocab_size && impl_->valid[id], "tokenizer: id {} is not a token", id);
   return std::string_view(impl_->arena).substr(impl_->offset[id], impl_->offset[id + 1] - impl_->offset[id]);

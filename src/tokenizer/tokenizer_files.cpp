@@ -187,9 +187,12 @@ Tokenizer load_gpt2(const fs::path& encoder_json, const fs::path& vocab_bpe) {
 Tokenizer Tokenizer::load(const fs::path& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    OURO_CHECK(fs::exists(path / "encoder.json") && fs::exists(path / "vocab.bpe"),
-               "tokenizer: directory {} holds no encoder.json + vocab.bpe", path.string());
-    return load_gpt2(path / "encoder.json", path / "vocab.bpe");
+    if (fs::exists(path / "encoder.json") && fs::exists(path / "vocab.bpe"))
+      return load_gpt2(path / "encoder.json", path / "vocab.bpe");
+    if (fs::exists(path / "vocab.json") && fs::exists(path / "merges.txt"))
+      return load_gpt2(path / "vocab.json", path / "merges.txt");
+    fail("tokenizer: directory {} holds neither encoder.json + vocab.bpe nor vocab.json + merges.txt",
+         path.string());
   }
   OURO_CHECK(fs::is_regular_file(path, ec), "tokenizer: {} is not a readable file", path.string());
   if (path.filename() == "encoder.json") {
@@ -198,6 +201,12 @@ Tokenizer Tokenizer::load(const fs::path& path) {
     return load_gpt2(path, bpe);
   }
   return load_ranks(path);
+}
+
+Tokenizer Tokenizer::byte_level() {
+  std::vector<std::string> tokens;
+  for (int b = 0; b < 256; ++b) tokens.emplace_back(1, static_cast<char>(b));
+  return Tokenizer(std::move(tokens), {{kEndOfText, 256}}, kGpt2Pattern);
 }
 
 void Tokenizer::save(const fs::path& path) const {

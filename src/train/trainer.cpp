@@ -19,6 +19,7 @@
 #include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
+#include "train/run_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -41,15 +42,6 @@ std::string format_eta(double seconds) {
   if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
   if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
   return fmt::format("{}s", s);
-}
-
-std::string decode_bytes(const std::vector<int>& toks) {
-  std::string s;
-  for (int t : toks) {
-    if (t == kByteEot) s += "<|endoftext|>";
-    else if (t >= 0 && t < 256) s += static_cast<char>(t);
-  }
-  return s;
 }
 
 // Keys that must not change when a run resumes: they decide what the next steps compute.
@@ -279,17 +271,20 @@ double Trainer::run_eval(int64_t step) {
 void Trainer::maybe_sample(int64_t step) {
   if (cfg_.sample.every <= 0 || step % cfg_.sample.every != 0) return;
   // A separate inference model would double memory; the KV path reuses the training buffers.
-  std::vector<int> prompt{kByteEot};
-  for (unsigned char ch : cfg_.sample.prompt) prompt.push_back(ch);
+  // Text needs a tokenizer: data.tokenizer, or bytes for a 257-token model; none: no sample.
+  const auto tok = load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
+  if (!tok) return;
+  std::vector<int> prompt{static_cast<int>(tok->eot_id())};
+  for (uint32_t id : tok->encode(cfg_.sample.prompt)) prompt.push_back(static_cast<int>(id));
   SampleOptions so;
   so.max_tokens = cfg_.sample.max_tokens;
   so.temperature = static_cast<float>(cfg_.sample.temperature);
   so.top_k = cfg_.sample.top_k;
   so.top_p = static_cast<float>(cfg_.sample.top_p);
   so.seed = static_cast<uint64_t>(cfg_.train.seed) + static_cast<uint64_t>(step);
-  if (cfg_.model.vocab_size != kByteVocab) return;  // byte decoding only for byte-level data
+  so.stop_token = prompt[0];  // a document ends at <|endoftext|>
   auto toks = generate(*model_, prompt, so);
-  logger()->info("sample at step {}: {}", step, cfg_.sample.prompt + decode_bytes(toks));
+  logger()->info("sample at step {}: {}", step, cfg_.sample.prompt + decode_sample(*tok, toks));
 }
 
 TrainSummary Trainer::run() {
@@ -299,6 +294,8 @@ TrainSummary Trainer::run() {
   if (lead) {
     fs::create_directories(out_);
     attach_log_file(out_ / "train.log");
+    // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
+    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
   } else {
     logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
   }
