@@ -122,3 +122,268 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
   }
   EXPECT_THROW(generate_batch(batch, {{1, 2}, {3}}, o, {1, 2}), Error);
 }
+
+// ---- the buffer, the selection, and the loop end to end ----
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "loop/buffer.h"
+#include "loop/selection.h"
+#include "ouro/checkpoint.h"
+#include "ouro/data.h"
+
+namespace fs = std::filesystem;
+
+TEST(ReplayBuffer, CapEvictionAndReuseLimit) {
+  ReplayBuffer age(10, "age", 2, 1);
+  age.add({{1, 2, 3, 4}, 0.5, 0, 0});
+  age.add({{5, 6, 7, 8}, 0.9, 1, 0});
+  age.add({{9, 9, 9, 9}, 0.1, 2, 0});  // 12 tokens > 10: the oldest (round 0) goes
+  ASSERT_EQ(age.size(), 2u);
+  EXPECT_EQ(age.samples()[0].round, 1);
+  ReplayBuffer score(10, "score", 2, 1);
+  score.add({{1, 2, 3, 4}, 0.5, 0, 0});
+  score.add({{5, 6, 7, 8}, 0.9, 1, 0});
+  score.add({{9, 9, 9, 9}, 0.1, 2, 0});  // the lowest score goes: the newest one
+  ASSERT_EQ(score.size(), 2u);
+  EXPECT_EQ(score.samples()[1].round, 1);
+  EXPECT_EQ(score.tokens(), 8);
+  score.start_round();
+  score.start_round();
+  EXPECT_EQ(score.size(), 2u);
+  score.start_round();  // third use > reuse limit 2
+  EXPECT_EQ(score.size(), 0u);
+}
+
+TEST(ReplayBuffer, WindowsAreAPureFunctionOfStepMicroRow) {
+  ReplayBuffer b(1000, "age", 5, 7);
+  for (int i = 0; i < 5; ++i) b.add({{256, 10 + i, 20 + i, 30 + i, 40 + i, 50 + i}, 0, i, 0});
+  std::vector<int> x1(3 * 4), y1(x1.size()), x2(x1.size()), y2(x1.size());
+  b.fill(3, 4, 12, 1, x1.data(), y1.data());
+  b.fill(3, 4, 12, 1, x2.data(), y2.data());
+  EXPECT_EQ(x1, x2);
+  EXPECT_EQ(y1, y2);
+  for (int r = 0; r < 3; ++r)
+    for (int t = 0; t + 1 < 4; ++t) EXPECT_EQ(y1[r * 4 + t], x1[r * 4 + t + 1]);
+  b.fill(3, 4, 13, 1, x2.data(), y2.data());
+  EXPECT_NE(x1, x2);
+  // A round trip through JSON (checkpoints) keeps every field.
+  ReplayBuffer c(1000, "age", 5, 7);
+  c.from_json(b.to_json());
+  c.fill(3, 4, 12, 1, x2.data(), y2.data());
+  EXPECT_EQ(x1, x2);
+}
+
+namespace {
+Candidate cand(int prompt, Tokens gen, std::vector<float> lp, bool stopped = true) {
+  Candidate c;
+  c.prompt = prompt;
+  c.prompt_tokens = {256, 1};
+  c.gen = std::move(gen);
+  c.logprobs = std::move(lp);
+  c.stopped = stopped;
+  return c;
+}
+}  // namespace
+
+TEST(Selection, BandCutsTopAndBottomAndFiltersNameThemselves) {
+  std::vector<Candidate> c;
+  for (int i = 0; i < 10; ++i) c.push_back(cand(i, {100 + i, 200 + i, 300 + i}, {-0.1f * i, -0.1f * i, -0.1f * i}));
+  c.push_back(cand(10, {}, {}));                                       // too short
+  c.push_back(cand(11, {5, 5, 5, 5, 5, 5, 5}, std::vector<float>(7, -0.5f)));  // a loop
+  score_candidates(c);
+  EXPECT_NEAR(c[3].mean_logprob, -0.3, 1e-6);
+  EXPECT_NEAR(c[3].min_prob, std::exp(-0.3), 1e-6);
+  LoopSection cfg;
+  cfg.scorer = "logprob_band";
+  cfg.band_lo = 0.2, cfg.band_hi = 0.8;
+  cfg.per_prompt_cap = 5;
+  auto rej = select_candidates(c, cfg, {});
+  EXPECT_EQ(c[10].rejected_by, "length");
+  EXPECT_EQ(c[11].rejected_by, "repetition");
+  EXPECT_EQ(c[0].rejected_by, "logprob_band");  // the most likely: cut, not kept
+  EXPECT_EQ(c[9].rejected_by, "logprob_band");
+  EXPECT_TRUE(c[5].accepted);
+  int accepted = 0;
+  for (auto& x : c) accepted += x.accepted;
+  EXPECT_EQ(accepted + rej["length"] + rej["repetition"] + rej["logprob_band"], 12);
+}
+
+TEST(Selection, MajorityVerifierDedupAndCap) {
+  LoopSection cfg;
+  cfg.task = "add";
+  cfg.per_prompt_cap = 1;
+  std::vector<Candidate> c;
+  for (const char* a : {"12", "12", "13"}) {
+    auto x = cand(0, Tokens(a, a + 2), {-0.1f, -0.2f});
+    x.answer = a;
+    x.verified = std::string(a) == "13";
+    c.push_back(x);
+  }
+  score_candidates(c);
+  cfg.scorer = "majority";
+  auto m = c;
+  select_candidates(m, cfg, {});
+  EXPECT_EQ(m[2].rejected_by, "majority");
+  EXPECT_TRUE(m[0].accepted);
+  EXPECT_EQ(m[1].rejected_by, "dedup");  // the same document twice
+  cfg.scorer = "verifier";
+  auto v = c;
+  select_candidates(v, cfg, {});
+  EXPECT_TRUE(v[2].accepted);
+  EXPECT_EQ(v[0].rejected_by, "verifier");
+  // Dedup against the buffer, then the per-prompt cap.
+  cfg.scorer = "accept_all";
+  auto d = c;
+  Tokens doc = {256, 1, '1', '3'};
+  select_candidates(d, cfg, {doc});
+  EXPECT_EQ(d[2].rejected_by, "dedup");
+  EXPECT_TRUE(d[0].accepted);
+  EXPECT_EQ(d[1].rejected_by, "dedup");
+  auto e = c;
+  e[1].gen = {'1', '4'};
+  select_candidates(e, cfg, {});
+  EXPECT_EQ(e[1].rejected_by, "per_prompt_cap");
+}
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+Result sh(const std::string& cmd, const fs::path& log) {
+  int st = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
+  Result r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  return r;
+}
+
+std::vector<nlohmann::json> jsonl(const fs::path& p) {
+  std::vector<nlohmann::json> v;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    j.erase("seconds");  // wall time is the one thing allowed to differ
+    v.push_back(j);
+  }
+  return v;
+}
+
+std::string bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class LoopRun : public ::testing::Test {
+ protected:
+  fs::path dir;
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("ouro_test_loop_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    // Addition problems of 1-2 digits as the real data.
+    auto task = make_task("add");
+    std::vector<uint32_t> toks;
+    for (uint64_t i = 0; toks.size() < 20000; ++i) {
+      toks.push_back(kByteEot);
+      for (char ch : problem_text(task->make(1 + static_cast<int>(i % 2), 99, i))) toks.push_back(static_cast<unsigned char>(ch));
+    }
+    write_shard(dir / "train.bin", toks, kByteVocab);
+    toks.resize(4000);
+    write_shard(dir / "val.bin", toks, kByteVocab);
+    std::ofstream(dir / "cfg.toml")
+        << "[model]\nn_layer = 2\nn_head = 2\nn_embd = 32\nseq_len = 32\nvocab_size = 257\n"
+           "[train]\nsteps = 40\nbatch_size = 8\nlr = 3e-3\nwarmup_steps = 2\neval_every = 0\n"
+           "eval_batches = 2\n[data]\ntrain = \"" + (dir / "train.bin").string() +
+               "\"\nval = \"" + (dir / "val.bin").string() +
+               "\"\n[run]\nthreads = 2\n[checkpoint]\nevery = 1\nkeep = 0\n"
+               "[loop]\nrounds = 3\nstart_step = 10\nround_steps = 10\nprompts = 6\nk = 3\n"
+               "max_new_tokens = 6\ntask = \"add\"\ntask_min = 2\ntask_max = 3\nscorer = \"majority\"\n"
+               "guard_tolerance = 10.0\nper_prompt_cap = 1\n";
+  }
+  Result train(const std::string& name, const std::string& extra = "") {
+    return sh(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
+                  " --set run.out_dir=" + (dir / name).string() + " " + extra,
+              dir / (name + ".log"));
+  }
+};
+
+}  // namespace
+
+TEST_F(LoopRun, RoundsAreRecordedAndDeterministic) {
+  auto a = train("a");
+  ASSERT_EQ(a.code, 0) << a.out;
+  auto b = train("b");
+  ASSERT_EQ(b.code, 0) << b.out;
+  auto ra = jsonl(dir / "a/rounds.jsonl"), rb = jsonl(dir / "b/rounds.jsonl");
+  ASSERT_EQ(ra.size(), 3u);
+  EXPECT_EQ(ra, rb);
+  for (const char* k : {"round", "flops", "generated", "accepted", "accept_rate", "rejected_by", "syn_frac",
+                        "buffer_tokens", "val_loss", "val_loss_tail", "distinct_2", "self_bleu",
+                        "task_accuracy", "committed", "probe_auroc"})
+    EXPECT_TRUE(ra[0].contains(k)) << k;
+  EXPECT_EQ(ra[0]["generated"], 18);
+  for (const char* k : {"train", "generate", "score"}) EXPECT_TRUE(ra[0]["flops"].contains(k)) << k;
+  EXPECT_TRUE(fs::exists(dir / "a/samples.jsonl"));
+  EXPECT_EQ(bytes(dir / "a/checkpoints/step_000040/model.safetensors"),
+            bytes(dir / "b/checkpoints/step_000040/model.safetensors"));
+}
+
+TEST_F(LoopRun, ARolledBackRoundRestoresTheStateBeforeItBitwise) {
+  auto r = train("rb", "--fault-rollback-rounds 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto rounds = jsonl(dir / "rb/rounds.jsonl");
+  ASSERT_GE(rounds.size(), 2u);
+  EXPECT_EQ(rounds[1]["rolled_back"], true);
+  EXPECT_EQ(rounds[1]["step_end"], rounds[1]["step_start"]);
+  EXPECT_DOUBLE_EQ(rounds[2]["syn_frac"].get<double>(), rounds[1]["syn_frac"].get<double>() / 2);
+  // Round 1 started at step 20 (after round 0's checkpoint) and was rolled back to it: the
+  // checkpoint written after the rollback holds exactly round 0's end state.
+  const auto step20 = dir / "rb/checkpoints/step_000020";
+  ASSERT_TRUE(fs::exists(step20));
+  auto ck = load_checkpoint(step20);
+  EXPECT_EQ(ck.state["loop"]["round"], 2);
+  // Compare with the same run without the fault, at the end of its round 0.
+  auto ok = train("ok", "--stop-at 20");
+  ASSERT_EQ(ok.code, 0) << ok.out;
+  EXPECT_EQ(bytes(step20 / "model.safetensors"), bytes(dir / "ok/checkpoints/step_000020/model.safetensors"));
+  EXPECT_EQ(bytes(step20 / "optimizer.safetensors"), bytes(dir / "ok/checkpoints/step_000020/optimizer.safetensors"));
+}
+
+TEST_F(LoopRun, ResumeInTheMiddleOfARoundRedoesItExactly) {
+  auto straight = train("s");
+  ASSERT_EQ(straight.code, 0) << straight.out;
+  auto first = train("p", "--stop-at 25");  // inside round 1 (steps 20..30)
+  ASSERT_EQ(first.code, 0) << first.out;
+  auto ck = latest_checkpoint(dir / "p");
+  ASSERT_TRUE(ck.has_value());
+  EXPECT_EQ(ck->filename(), "step_000020");  // the state before the interrupted round
+  auto second = train("p", "--resume");
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_EQ(jsonl(dir / "s/rounds.jsonl"), jsonl(dir / "p/rounds.jsonl"));
+  EXPECT_EQ(bytes(dir / "s/checkpoints/step_000040/model.safetensors"),
+            bytes(dir / "p/checkpoints/step_000040/model.safetensors"));
+}
+
+TEST_F(LoopRun, BaselineSpendsTheGenerationFlopsOnRealData) {
+  auto r = train("base", "--set loop.mode=baseline");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto rounds = jsonl(dir / "base/rounds.jsonl");
+  ASSERT_FALSE(rounds.empty());
+  EXPECT_EQ(rounds[0]["generated"], 0);
+  EXPECT_GT(rounds[0]["step_end"].get<int>() - rounds[0]["step_start"].get<int>(), 10);
+}

@@ -224,7 +224,7 @@ TEST_F(TrainEndToEnd, SigtermCheckpointsAndTheRunResumesExactly) {
   const std::string longrun = cfg() + " --set train.steps=100000 --set train.eval_every=0";
   const auto metrics_file = dir / "sig" / "metrics.jsonl";
   std::string script = "(" + std::string(OURO_BIN) + " train " + longrun + out("sig") + " > " +
-                       (dir / "sig.log").string() + " 2>&1 & pid=$!; " + "while [ ! -s " +
+                       (dir / "sig.log").string() + " 2>&1 & pid=$!; " + "while kill -0 $pid 2>/dev/null && [ ! -s " +
                        metrics_file.string() + " ]; do sleep 0.02; done; sleep 0.2; kill -TERM $pid; wait $pid)";
   ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
   auto ck = ouro::latest_checkpoint(dir / "sig");

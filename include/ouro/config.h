@@ -60,6 +60,38 @@ struct DistSection {
   double timeout_s = 300; // a collective taking longer aborts the job (a peer died or hung)
 };
 
+// The self-improvement loop (src/loop). rounds = 0: plain training.
+struct LoopSection {
+  int rounds = 0;
+  std::string mode = "loop";  // loop | baseline (same FLOPs, real data only) | replace (collapse arm)
+  int64_t start_step = 0;     // pretraining steps on real data before the first round
+  int64_t round_steps = 50;   // training steps per round on the mix
+  int prompts = 16;           // prompts per round (per rank)
+  int k = 4;                  // samples per prompt
+  int prompt_tokens = 32;     // text: length of the real-text prefix used as a prompt
+  int max_new_tokens = 64;
+  double temperature = 1.0;
+  int top_k = 0;
+  double top_p = 1.0;
+  double syn_frac = 0.25;     // fraction of each batch's rows drawn from the buffer
+  std::string task = "";      // "" = text prompts; add | sort | copy
+  int task_min = 1, task_max = 3;  // difficulties of the task's prompts
+  std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, accept_all
+  double band_lo = 0.25, band_hi = 0.75;  // quantiles of length-normalized log-prob kept
+  double min_token_prob = 0.0;  // min_prob scorer: every token at least this likely
+  int dedup_n = 4;              // n-gram size for Jaccard dedup
+  double dedup_threshold = 0.7; // reject when Jaccard with the buffer or real data >= this
+  double max_repeat = 0.5;      // reject when one n-gram takes this fraction of a sample
+  int min_new_tokens = 1;
+  int per_prompt_cap = 2;       // accepted samples per prompt at most
+  int64_t buffer_tokens = 100000;  // buffer cap
+  std::string evict = "age";    // age | score
+  int reuse_limit = 8;          // a sample leaves the buffer after this many rounds of use
+  double guard_tolerance = 0.02;   // relative worsening of val loss (and tail) that rolls back
+  double tail_frac = 0.1;          // the hardest fraction of validation windows
+  double accept_min = 0.0, accept_max = 1.0;  // accept-rate bounds (outside: flagged in records)
+};
+
 struct Config {
   ModelSection model;
   TrainSection train;
@@ -68,6 +100,7 @@ struct Config {
   CheckpointSection checkpoint;
   SampleSection sample;
   DistSection dist;
+  LoopSection loop;
   std::string source;  // the file it came from ("" for defaults)
 
   int train_seq_len() const { return train.seq_len > 0 ? train.seq_len : model.seq_len; }

@@ -69,6 +69,8 @@ class GPT2 {
   // loss * grad_weight is accumulated into the parameter gradients.
   float forward_backward(const int* tokens, const int* targets, int B, int T, float grad_weight);
   float forward(const int* tokens, const int* targets, int B, int T);  // loss only
+  // Per-position losses (B*T) of the last forward with targets (0 where a target was ignored).
+  std::vector<float> last_losses(int B, int T) const;
   // Logits of the last forward (B,T,Vp) as fp32 on the host; only valid after forward_logits.
   std::vector<float> forward_logits(const int* tokens, int B, int T);
 

@@ -19,6 +19,7 @@ void add_train(CLI::App& app) {
     int kill_rank = -1;
     int64_t kill_step = -1;
     std::string kill_signal = "kill";
+    std::vector<int> rollback;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
@@ -30,6 +31,8 @@ void add_train(CLI::App& app) {
   cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
       ->delimiter(',')
       ->group("");  // hidden from --help
+  cmd->add_option("--fault-rollback-rounds", o->rollback, "Testing: loop rounds whose guard fails")
+      ->delimiter(',')->group("");
   cmd->add_option("--fault-rank", o->kill_rank, "Testing: this rank sends itself --fault-signal ...")->group("");
   cmd->add_option("--fault-step", o->kill_step, "... at this 0-based step")->group("");
   cmd->add_option("--fault-signal", o->kill_signal, "kill (dies) or stop (hangs)")
@@ -45,6 +48,7 @@ void add_train(CLI::App& app) {
     t.fault_nan_steps.insert(o->fault_nan.begin(), o->fault_nan.end());
     t.fault_kill_rank = o->kill_rank;
     t.fault_kill_step = o->kill_step;
+    t.fault_rollback_rounds.insert(o->rollback.begin(), o->rollback.end());
     t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
     auto s = train(cfg, t);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);

@@ -51,6 +51,22 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(sample, temperature, Float),  OURO_KEY(sample, top_k, Int),
       OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
       OURO_KEY(dist, zero, Int),             OURO_KEY(dist, timeout_s, Float),
+      OURO_KEY(loop, rounds, Int),           OURO_KEY(loop, mode, String),
+      OURO_KEY(loop, start_step, Int64),     OURO_KEY(loop, round_steps, Int64),
+      OURO_KEY(loop, prompts, Int),          OURO_KEY(loop, k, Int),
+      OURO_KEY(loop, prompt_tokens, Int),    OURO_KEY(loop, max_new_tokens, Int),
+      OURO_KEY(loop, temperature, Float),    OURO_KEY(loop, top_k, Int),
+      OURO_KEY(loop, top_p, Float),          OURO_KEY(loop, syn_frac, Float),
+      OURO_KEY(loop, task, String),          OURO_KEY(loop, task_min, Int),
+      OURO_KEY(loop, task_max, Int),         OURO_KEY(loop, scorer, String),
+      OURO_KEY(loop, band_lo, Float),        OURO_KEY(loop, band_hi, Float),
+      OURO_KEY(loop, min_token_prob, Float), OURO_KEY(loop, dedup_n, Int),
+      OURO_KEY(loop, dedup_threshold, Float), OURO_KEY(loop, max_repeat, Float),
+      OURO_KEY(loop, min_new_tokens, Int),   OURO_KEY(loop, per_prompt_cap, Int),
+      OURO_KEY(loop, buffer_tokens, Int64),  OURO_KEY(loop, evict, String),
+      OURO_KEY(loop, reuse_limit, Int),      OURO_KEY(loop, guard_tolerance, Float),
+      OURO_KEY(loop, tail_frac, Float),      OURO_KEY(loop, accept_min, Float),
+      OURO_KEY(loop, accept_max, Float),
   };
   return keys;
 }
@@ -296,6 +312,31 @@ void Config::validate() const {
   need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
   need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
   need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
+  need(loop.rounds >= 0, "loop.rounds", "must be >= 0");
+  if (loop.rounds == 0) return;  // the loop's keys matter only when it runs
+  need(loop.mode == "loop" || loop.mode == "baseline" || loop.mode == "replace", "loop.mode",
+       "must be one of loop, baseline, replace (got '" + loop.mode + "')");
+  need(loop.start_step >= 0, "loop.start_step", "must be >= 0");
+  need(loop.round_steps > 0, "loop.round_steps", "must be positive");
+  need(loop.prompts > 0, "loop.prompts", "must be positive");
+  need(loop.k > 0, "loop.k", "must be positive");
+  need(loop.prompt_tokens > 0 && (!loop.task.empty() || loop.prompt_tokens < model.seq_len),
+       "loop.prompt_tokens", "must be positive and below model.seq_len");
+  need(loop.max_new_tokens > 0, "loop.max_new_tokens", "must be positive");
+  need(loop.syn_frac >= 0 && loop.syn_frac <= 1, "loop.syn_frac", "must be in [0, 1]");
+  need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy",
+       "loop.task", "must be empty (text) or one of add, sort, copy");
+  need(loop.task_min >= 1 && loop.task_min <= loop.task_max, "loop.task_min",
+       "must be >= 1 and <= loop.task_max");
+  need(loop.band_lo >= 0 && loop.band_lo < loop.band_hi && loop.band_hi <= 1, "loop.band_lo",
+       "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
+  need(loop.dedup_n > 0, "loop.dedup_n", "must be positive");
+  need(loop.per_prompt_cap > 0, "loop.per_prompt_cap", "must be positive");
+  need(loop.buffer_tokens > 0, "loop.buffer_tokens", "must be positive");
+  need(loop.evict == "age" || loop.evict == "score", "loop.evict", "must be age or score");
+  need(loop.reuse_limit > 0, "loop.reuse_limit", "must be positive");
+  need(loop.guard_tolerance >= 0, "loop.guard_tolerance", "must be >= 0");
+  need(loop.tail_frac > 0 && loop.tail_frac <= 1, "loop.tail_frac", "must be in (0, 1]");
 }
 
 }  // namespace ouro

@@ -92,6 +92,7 @@ double max_repeat_fraction(const Tokens& t, int n) {
   if (t.size() < static_cast<size_t>(n)) return 0.0;
   int best = 0;
   for (const auto& [g, c] : ngram_counts(t, n)) best = std::max(best, c);
+  if (best < 2) return 0.0;  // nothing repeats (a short sample is not a loop)
   return static_cast<double>(best) / static_cast<double>(t.size() - n + 1);
 }
 

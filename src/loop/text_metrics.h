@@ -23,7 +23,7 @@ std::unordered_set<uint64_t> ngram_set(const Tokens& t, int n);
 double jaccard(const std::unordered_set<uint64_t>& a, const std::unordered_set<uint64_t>& b);
 
 // Largest fraction of a sequence's n-grams taken by one repeated n-gram (a degenerate loop
-// "the the the ..." scores near 1).
+// "the the the ..." scores near 1); 0 when no n-gram occurs twice.
 double max_repeat_fraction(const Tokens& t, int n);
 
 // Area under the ROC curve of scores predicting binary labels (ties count half); 0.5 when a

@@ -237,6 +237,13 @@ float GPT2::forward(const int* tokens, const int* targets, int B, int T) {
   return mean_loss(*impl_, ops_, targets, B * T);
 }
 
+std::vector<float> GPT2::last_losses(int B, int T) const {
+  OURO_CHECK(impl_->losses.ptr && B * T <= impl_->max_B * impl_->max_T, "last_losses before a forward");
+  std::vector<float> out(static_cast<size_t>(B) * T);
+  ops_.to_host(out.data(), impl_->losses.ptr, out.size() * sizeof(float));
+  return out;
+}
+
 std::vector<float> GPT2::forward_logits(const int* tokens, int B, int T) {
   check_batch(*impl_, cfg_, tokens, B, T);
   ensure_activations(*impl_, ops_, cfg_);

@@ -9,13 +9,14 @@
 namespace ouro {
 
 struct EvalResult {
-  double loss = 0;    // mean over tokens
+  double loss = 0;       // mean over tokens
   size_t tokens = 0;
+  double tail_loss = 0;  // mean over the hardest tail_frac of windows (highest loss)
 };
 
 // batches <= 0: every full batch of the shard. With a communicator of W ranks each rank
 // evaluates its share of every batch of W*B windows and the result is reduced over ranks.
 EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batches,
-                    Communicator* comm = nullptr);
+                    Communicator* comm = nullptr, double tail_frac = 0.1);
 
 }  // namespace ouro

@@ -4,19 +4,14 @@
 #include <cblas.h>
 
 #include <atomic>
-#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <filesystem>
 
+#include "loop/loop.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
-#include "ouro/comm.h"
-#include "ouro/data.h"
 #include "ouro/error.h"
-#include "ouro/model.h"
-#include "ouro/ops.h"
-#include "train/evaluate.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
 #include "train/run_tokenizer.h"
@@ -47,7 +42,7 @@ std::string format_eta(double seconds) {
 // Keys that must not change when a run resumes: they decide what the next steps compute.
 bool resume_sensitive(const std::string& diff) {
   for (const char* k : {"model.", "train.batch_size", "train.seq_len", "train.grad_accum",
-                        "train.seed", "data.train"})
+                        "train.seed", "data.train", "loop."})
     if (diff.rfind(k, 0) == 0) return true;
   return false;
 }
@@ -60,57 +55,86 @@ uint64_t fingerprint(const std::vector<float>& v) {
   return h;
 }
 
-class Trainer {
- public:
-  Trainer(const Config& cfg, const TrainOptions& opt) : cfg_(cfg), opt_(opt) {}
-  TrainSummary run();
+}  // namespace
 
- private:
-  void check_same_config();
-  void sync_gradients();
-  double global_grad_norm();
-  std::vector<float> full_moment(std::vector<float> shard);
-  void load_start_state();
-  void save(int64_t step);
-  double run_eval(int64_t step);
-  void maybe_sample(int64_t step);
+TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cfg), opt_(opt) {
+  OURO_CHECK(!cfg_.data.train.empty(), "{}: key 'data.train' is not set",
+             cfg_.source.empty() ? "config" : cfg_.source);
+  out_ = cfg_.run.out_dir;
+  comm_ = make_comm(default_transport(), cfg_.dist.timeout_s);
+  if (lead()) {
+    fs::create_directories(out_);
+    attach_log_file(fs::path(out_) / "train.log");
+    // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
+    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
+  } else {
+    logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
+  }
+  if (comm_->world() > 1) {
+    check_same_config();
+    logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
+                   cfg_.dist.zero);
+  }
+  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
+  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
+  if (zero_) shard_ = shard_of(shard_.end, comm_->world(), comm_->rank());
+  set_compute_threads(cfg_.run.threads);
+  ops_ = make_ops(cfg_.run.device);
+  load_start_state();
+  OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
+             "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
+             loader_->max_token(), cfg_.model.vocab_size);
+  // A resumed run first drops records past its checkpoint (a crash may have left some), so the
+  // file reads as one uninterrupted run.
+  const fs::path metrics_file = fs::path(out_) / "metrics.jsonl";
+  if (step_ > 0 && lead()) truncate_metrics_after(metrics_file, step_);
+  if (lead()) metrics_ = std::make_unique<MetricsWriter>(metrics_file, step_ > 0);
+  first_step_ = step_;
+  const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
+  logger()->info("model: {} parameters ({} layers, {} heads, {} channels), device {}",
+                 model_->num_params(), cfg_.model.n_layer, cfg_.model.n_head, cfg_.model.n_embd,
+                 ops_->name());
+  logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} x ranks {} = {} tokens/step",
+                 step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
+                 static_cast<int64_t>(B) * T * A * comm_->world());
+  g_stop_signal = 0;
+  old_int_ = std::signal(SIGINT, on_stop_signal);
+  old_term_ = std::signal(SIGTERM, on_stop_signal);
+  t0_ = std::chrono::steady_clock::now();
+}
 
-  Config cfg_;
-  TrainOptions opt_;
-  fs::path out_;
-  std::unique_ptr<Ops> ops_;
-  std::unique_ptr<GPT2> model_;
-  std::unique_ptr<DataLoader> loader_;
-  std::unique_ptr<MetricsWriter> metrics_;
-  std::unique_ptr<Communicator> comm_;
-  bool zero_ = false;
-  ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
-  int64_t step_ = 0;        // steps completed
-  int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
-  int bad_streak_ = 0;
-  double elapsed_before_ = 0;  // seconds spent by earlier (resumed-from) runs
-  double last_val_ = -1;
-};
+TrainSession::~TrainSession() {
+  std::signal(SIGINT, old_int_);
+  std::signal(SIGTERM, old_term_);
+}
 
-void Trainer::load_start_state() {
+int64_t TrainSession::last_step() const {
+  return opt_.stop_at >= 0 ? std::min(cfg_.train.steps, opt_.stop_at) : cfg_.train.steps;
+}
+
+double TrainSession::step_flops() const {
+  const double tokens = static_cast<double>(cfg_.train.batch_size) * cfg_.train_seq_len() *
+                        cfg_.train.grad_accum * comm_->world();
+  return gpt2_flops_per_token(model_->config(), cfg_.train_seq_len()) * tokens;
+}
+
+void TrainSession::load_start_state() {
   const GPT2Config mc = cfg_.model.gpt2();
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len();
   std::optional<fs::path> ckpt;
   if (opt_.resume) {
     ckpt = latest_checkpoint(out_);
-    if (!ckpt) logger()->warn("--resume: no checkpoint in {}, starting fresh", out_.string());
-  }
-  if (!opt_.resume) {
+    if (!ckpt) logger()->warn("--resume: no checkpoint in {}, starting fresh", out_);
+  } else if (auto old = latest_checkpoint(out_)) {
     // A fresh run must not mix its checkpoints with an older run's: a later --resume would
     // pick whichever step number is highest.
-    if (auto old = latest_checkpoint(out_))
-      fail("run.out_dir {} already holds checkpoints (newest {}); pass --resume to continue that "
-           "run, or choose another run.out_dir",
-           out_.string(), old->filename().string());
+    fail("run.out_dir {} already holds checkpoints (newest {}); pass --resume to continue that "
+         "run, or choose another run.out_dir",
+         out_, old->filename().string());
   }
-  std::vector<float> params;
   loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
                                          static_cast<uint64_t>(cfg_.train.seed), true);
+  model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   if (ckpt) {
     TrainingCheckpoint ck = load_checkpoint(*ckpt);
     if (ck.state.contains("config")) {
@@ -134,7 +158,6 @@ void Trainer::load_start_state() {
     }
     OURO_CHECK(ck.model.config == mc, "--resume from {}: the checkpoint's model shape differs",
                ckpt->string());
-    model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
     model_->set_params(ck.model.params);
     model_->set_optimizer_range(shard_.begin, shard_.end);
     // Moments are saved whole, so any world size re-cuts them into its own shards.
@@ -143,11 +166,14 @@ void Trainer::load_start_state() {
                              {ck.adam_v.begin() + shard_.begin, ck.adam_v.begin() + shard_.end});
     step_ = ck.state.value("step", int64_t{0});
     opt_steps_ = ck.state.value("opt_steps", int64_t{0});
-    elapsed_before_ = ck.state.value("elapsed_s", 0.0);
+    elapsed_ = ck.state.value("elapsed_s", 0.0);
     if (ck.state.contains("loader")) loader_->set_position(ck.state["loader"].get<LoaderPosition>());
+    if (ck.state.contains("loop")) resumed_loop_state_ = ck.state["loop"];
+    saved_step_ = step_;
     logger()->info("resumed from {} at step {}", ckpt->string(), step_);
     return;
   }
+  std::vector<float> params;
   if (!opt_.init.empty()) {
     LoadedModel lm = load_model(opt_.init);
     OURO_CHECK(lm.config == mc,
@@ -161,12 +187,11 @@ void Trainer::load_start_state() {
   } else {
     params = gpt2_init_params(mc, static_cast<uint64_t>(cfg_.train.seed));
   }
-  model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   model_->set_params(params);
   model_->set_optimizer_range(shard_.begin, shard_.end);
 }
 
-void Trainer::check_same_config() {
+void TrainSession::check_same_config() {
   // Rank 0's resolved config is the reference; every rank compares its own against it, and all
   // ranks learn whether any differed so that none starts a run the others refuse.
   std::string mine = cfg_.to_toml(), ref = mine;
@@ -187,7 +212,7 @@ void Trainer::check_same_config() {
   fail("rank {}: another rank runs a different config than rank 0; refusing to start", comm_->rank());
 }
 
-std::vector<float> Trainer::full_moment(std::vector<float> part) {
+std::vector<float> TrainSession::full_moment(std::vector<float> part) const {
   if (!zero_) return part;
   std::vector<float> full(model_->num_params(), 0.0f);
   std::copy(part.begin(), part.end(), full.begin() + shard_.begin);
@@ -195,7 +220,7 @@ std::vector<float> Trainer::full_moment(std::vector<float> part) {
   return full;
 }
 
-void Trainer::sync_gradients() {
+void TrainSession::sync_gradients() {
   if (comm_->world() == 1) return;
   OURO_CHECK(ops_->act_dtype() == DType::F32, "data parallelism over {} needs fp32 gradients",
              comm_->name());
@@ -206,7 +231,7 @@ void Trainer::sync_gradients() {
     comm_->all_reduce(g, model_->num_params(), ReduceOp::Avg);
 }
 
-double Trainer::global_grad_norm() {
+double TrainSession::global_grad_norm() {
   // Per-shard partial sums added in rank order: ZeRO-0 and ZeRO-1 compute the same bits.
   const int W = comm_->world();
   const size_t n = model_->num_params();
@@ -225,7 +250,8 @@ double Trainer::global_grad_norm() {
   return std::sqrt(sum);
 }
 
-void Trainer::save(int64_t step) {
+void TrainSession::save() {
+  const int64_t step = step_;
   auto params = model_->get_params();
   auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
   if (comm_->world() > 1) {
@@ -235,42 +261,47 @@ void Trainer::save(int64_t step) {
     double differs = mine != ref ? 1.0 : 0.0;
     comm_->all_reduce(&differs, 1, ReduceOp::Max);
     OURO_CHECK(differs == 0.0, "rank {}: the ranks' weights diverged at step {}", comm_->rank(), step);
-    if (comm_->rank() != 0) {
-      comm_->barrier();  // rank 0 writes; the others wait so nobody races ahead of the file
-      return;
-    }
   }
-  CheckpointData d;
-  d.config = model_->config();
-  d.params = &params;
-  d.adam_m = &m;
-  d.adam_v = &v;
-  d.state = {{"step", step},
-             {"opt_steps", opt_steps_},
-             {"world", comm_->world()},
-             {"loader", loader_->position()},
-             {"elapsed_s", elapsed_before_},
-             // Nothing in training draws from a stateful generator: the data order is a
-             // function of (seed, epoch) and samples of (seed, step), so the seed is the state.
-             {"rng", {{"seed", cfg_.train.seed}, {"scheme", "counter-based splitmix64"}}},
-             {"config", cfg_.to_toml()}};
-  auto dir = save_checkpoint(out_, step, d, cfg_.checkpoint.keep);
-  logger()->info("checkpoint {}", dir.string());
-  if (comm_->world() > 1) comm_->barrier();
+  if (lead()) {
+    CheckpointData d;
+    d.config = model_->config();
+    d.params = &params;
+    d.adam_m = &m;
+    d.adam_v = &v;
+    d.state = {{"step", step},
+               {"opt_steps", opt_steps_},
+               {"world", comm_->world()},
+               {"loader", loader_->position()},
+               {"elapsed_s", elapsed_},
+               // Nothing in training draws from a stateful generator: the data order is a
+               // function of (seed, epoch) and samples of (seed, step), so the seed is the state.
+               {"rng", {{"seed", cfg_.train.seed}, {"scheme", "counter-based splitmix64"}}},
+               {"config", cfg_.to_toml()}};
+    if (!loop_state_.is_null()) d.state["loop"] = loop_state_;
+    auto dir = save_checkpoint(out_, step, d, cfg_.checkpoint.keep);
+    logger()->info("checkpoint {}", dir.string());
+  }
+  saved_step_ = step;
+  if (comm_->world() > 1) comm_->barrier();  // nobody races ahead of the file
 }
 
-double Trainer::run_eval(int64_t step) {
+EvalResult TrainSession::evaluate_val() {
+  return evaluate(*model_, cfg_.data.val, cfg_.train.batch_size, cfg_.train_seq_len(),
+                  cfg_.train.eval_batches, comm_.get(), cfg_.loop.tail_frac);
+}
+
+double TrainSession::run_eval() {
   if (cfg_.data.val.empty()) return -1;
-  auto r = evaluate(*model_, cfg_.data.val, cfg_.train.batch_size, cfg_.train_seq_len(),
-                    cfg_.train.eval_batches, comm_.get());
-  if (metrics_) metrics_->write({{"step", step}, {"val_loss", r.loss}, {"val_tokens", r.tokens}});
-  logger()->info("step {} | val loss {:.4f} ({} tokens)", step, r.loss, r.tokens);
+  auto r = evaluate_val();
+  if (metrics_) metrics_->write({{"step", step_}, {"val_loss", r.loss}, {"val_tokens", r.tokens}});
+  logger()->info("step {} | val loss {:.4f} ({} tokens)", step_, r.loss, r.tokens);
+  last_val_ = r.loss;
   return r.loss;
 }
 
-void Trainer::maybe_sample(int64_t step) {
-  if (cfg_.sample.every <= 0 || step % cfg_.sample.every != 0) return;
-  // A separate inference model would double memory; the KV path reuses the training buffers.
+void TrainSession::maybe_sample() {
+  if (!lead() || cfg_.sample.every <= 0 || step_ % cfg_.sample.every != 0) return;
+  // The KV path reuses the training buffers: no second model in memory.
   // Text needs a tokenizer: data.tokenizer, or bytes for a 257-token model; none: no sample.
   const auto tok = load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
   if (!tok) return;
@@ -281,159 +312,145 @@ void Trainer::maybe_sample(int64_t step) {
   so.temperature = static_cast<float>(cfg_.sample.temperature);
   so.top_k = cfg_.sample.top_k;
   so.top_p = static_cast<float>(cfg_.sample.top_p);
-  so.seed = static_cast<uint64_t>(cfg_.train.seed) + static_cast<uint64_t>(step);
+  so.seed = static_cast<uint64_t>(cfg_.train.seed) + static_cast<uint64_t>(step_);
   so.stop_token = prompt[0];  // a document ends at <|endoftext|>
   auto toks = generate(*model_, prompt, so);
-  logger()->info("sample at step {}: {}", step, cfg_.sample.prompt + decode_sample(*tok, toks));
+  logger()->info("sample at step {}: {}", step_, cfg_.sample.prompt + decode_sample(*tok, toks));
 }
 
-TrainSummary Trainer::run() {
-  out_ = cfg_.run.out_dir;
-  comm_ = make_comm(default_transport(), cfg_.dist.timeout_s);
-  const bool lead = comm_->rank() == 0;
-  if (lead) {
-    fs::create_directories(out_);
-    attach_log_file(out_ / "train.log");
-    // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
-    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
-  } else {
-    logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
-  }
-  if (comm_->world() > 1) {
-    check_same_config();
-    logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
-                   cfg_.dist.zero);
-  }
-  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
-  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
-  if (zero_) shard_ = shard_of(shard_.end, comm_->world(), comm_->rank());
-  set_compute_threads(cfg_.run.threads);
-  ops_ = make_ops(cfg_.run.device);
-  load_start_state();
-  OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
-             "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
-             loader_->max_token(), cfg_.model.vocab_size);
-  // A resumed run first drops records past its checkpoint (a crash may have left some), so the
-  // file reads as one uninterrupted run.
-  if (step_ > 0 && lead) truncate_metrics_after(out_ / "metrics.jsonl", step_);
-  if (lead) metrics_ = std::make_unique<MetricsWriter>(out_ / "metrics.jsonl", step_ > 0);
-  const int W = comm_->world();
+TrainSession::Snapshot TrainSession::snapshot() const {
+  return {model_->get_params(), model_->get_adam_m(), model_->get_adam_v(), step_, opt_steps_,
+          loader_->position(), bad_streak_};
+}
 
+void TrainSession::restore(const Snapshot& s) {
+  model_->set_params(s.params);
+  model_->set_adam_state(s.adam_m, s.adam_v);
+  step_ = s.step;
+  opt_steps_ = s.opt_steps;
+  loader_->set_position(s.loader);
+  bad_streak_ = s.bad_streak;
+}
+
+// One optimizer step. Returns false if it was skipped (non-finite loss or gradient).
+bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
-  const int64_t total = cfg_.train.steps;
-  const int64_t last = opt_.stop_at >= 0 ? std::min(total, opt_.stop_at) : total;
+  const int W = comm_->world();
   LrSchedule sched{cfg_.train.lr, cfg_.train.min_lr_frac, cfg_.train.decay_frac,
-                   cfg_.train.warmup_steps, total, cfg_.train.schedule};
-  logger()->info("model: {} parameters ({} layers, {} heads, {} channels), device {}",
-                 model_->num_params(), cfg_.model.n_layer, cfg_.model.n_head, cfg_.model.n_embd,
-                 ops_->name());
-  logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} x ranks {} = {} tokens/step",
-                 step_, last, total, B, T, A, W, static_cast<int64_t>(B) * T * A * W);
-
-  g_stop_signal = 0;
-  auto old_int = std::signal(SIGINT, on_stop_signal);
-  auto old_term = std::signal(SIGTERM, on_stop_signal);
-  struct RestoreSignals {
-    decltype(old_int) i, t;
-    ~RestoreSignals() { std::signal(SIGINT, i), std::signal(SIGTERM, t); }
-  } restore{old_int, old_term};
-
+                   cfg_.train.warmup_steps, cfg_.train.steps, cfg_.train.schedule};
+  const auto ts = std::chrono::steady_clock::now();
   std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
-  TrainSummary sum;
-  const auto t0 = std::chrono::steady_clock::now();
-  const int64_t first = step_;
-  bool saved_last = false;
-  while (step_ < last) {
-    const auto ts = std::chrono::steady_clock::now();
-    model_->zero_grad();
-    double loss = 0;
-    for (int a = 0; a < A; ++a) {
-      loader_->next_batch(x.data(), y.data());
-      loss += model_->forward_backward(x.data(), y.data(), B, T, 1.0f / A) / A;
-    }
-    if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
-    if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
-    sync_gradients();
-    comm_->all_reduce(&loss, 1, ReduceOp::Avg);
-    const double norm = global_grad_norm();
-    const double lr = sched.at(step_);
-    const int64_t step_no = step_ + 1;
-    if (!std::isfinite(loss) || !std::isfinite(norm)) {
-      ++bad_streak_;
-      logger()->warn("step {}: non-finite loss {} or grad norm {}; update skipped ({} of {} in a row)",
-                     step_no, loss, norm, bad_streak_, cfg_.train.max_bad_steps);
-      if (metrics_)
-        metrics_->write({{"step", step_no}, {"loss", nullptr}, {"grad_norm", nullptr},
-                         {"skipped", true}, {"lr", lr}});
-      step_ = step_no;
-      if (bad_streak_ >= cfg_.train.max_bad_steps) {
-        save(step_);
-        fail("aborting: {} consecutive steps with a non-finite loss or gradient (train.max_bad_steps); "
-             "the last good weights are in the checkpoint of step {}",
-             bad_streak_, step_);
-      }
-      continue;
-    }
-    bad_streak_ = 0;
-    AdamWArgs args;
-    args.lr = static_cast<float>(lr);
-    args.beta1 = static_cast<float>(cfg_.train.beta1);
-    args.beta2 = static_cast<float>(cfg_.train.beta2);
-    args.eps = static_cast<float>(cfg_.train.eps);
-    args.weight_decay = static_cast<float>(cfg_.train.weight_decay);
-    args.grad_scale = clip_coefficient(norm, cfg_.train.grad_clip);
-    args.step = ++opt_steps_;
-    model_->adamw_step(args);
-    if (zero_) comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
-    step_ = step_no;
-    ops_->synchronize();
-
-    const auto now = std::chrono::steady_clock::now();
-    const double dt = std::chrono::duration<double>(now - ts).count();
-    const double run_s = std::chrono::duration<double>(now - t0).count();
-    const double tok_s = static_cast<double>(x.size()) * A * W / dt;
-    elapsed_before_ += dt;
+  const int real_rows = syn ? B - syn_rows : B;
+  model_->zero_grad();
+  double loss = 0;
+  for (int a = 0; a < A; ++a) {
+    // Real rows first (the loader always reads full batches, so the real data order does not
+    // depend on the mix), then the synthetic rows over the tail of the batch.
+    loader_->next_batch(x.data(), y.data());
+    if (syn && syn_rows > 0)
+      syn->fill(syn_rows, T, step_, a, x.data() + static_cast<size_t>(real_rows) * T,
+                y.data() + static_cast<size_t>(real_rows) * T);
+    loss += model_->forward_backward(x.data(), y.data(), B, T, 1.0f / A) / A;
+  }
+  if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
+  if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
+  sync_gradients();
+  comm_->all_reduce(&loss, 1, ReduceOp::Avg);
+  const double norm = global_grad_norm();
+  const double lr = sched.at(step_);
+  const int64_t step_no = step_ + 1;
+  if (!std::isfinite(loss) || !std::isfinite(norm)) {
+    ++bad_streak_;
+    logger()->warn("step {}: non-finite loss {} or grad norm {}; update skipped ({} of {} in a row)",
+                   step_no, loss, norm, bad_streak_, cfg_.train.max_bad_steps);
     if (metrics_)
-      metrics_->write({{"step", step_}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                       {"tokens_per_s", tok_s}, {"elapsed_s", elapsed_before_}});
-    sum.last_loss = loss;
-    if (step_ % cfg_.train.log_every == 0 || step_ == last) {
-      const double eta = run_s / static_cast<double>(step_ - first) * static_cast<double>(last - step_);
-      logger()->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {}",
-                     step_, total, loss, lr, norm, tok_s, format_eta(eta));
+      metrics_->write({{"step", step_no}, {"loss", nullptr}, {"grad_norm", nullptr},
+                       {"skipped", true}, {"lr", lr}});
+    step_ = step_no;
+    if (bad_streak_ >= cfg_.train.max_bad_steps) {
+      save();
+      fail("aborting: {} consecutive steps with a non-finite loss or gradient (train.max_bad_steps); "
+           "the last good weights are in the checkpoint of step {}",
+           bad_streak_, step_);
     }
-    if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0) last_val_ = run_eval(step_);
-    if (lead) maybe_sample(step_);
-    const bool at_end = step_ == last;
-    if ((cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) || at_end) {
-      save(step_);
-      saved_last = at_end;
-    }
+    return false;
+  }
+  bad_streak_ = 0;
+  AdamWArgs args;
+  args.lr = static_cast<float>(lr);
+  args.beta1 = static_cast<float>(cfg_.train.beta1);
+  args.beta2 = static_cast<float>(cfg_.train.beta2);
+  args.eps = static_cast<float>(cfg_.train.eps);
+  args.weight_decay = static_cast<float>(cfg_.train.weight_decay);
+  args.grad_scale = clip_coefficient(norm, cfg_.train.grad_clip);
+  args.step = ++opt_steps_;
+  model_->adamw_step(args);
+  if (zero_) comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
+  step_ = step_no;
+  ops_->synchronize();
+
+  const auto now = std::chrono::steady_clock::now();
+  const double dt = std::chrono::duration<double>(now - ts).count();
+  const double run_s = std::chrono::duration<double>(now - t0_).count();
+  const double tok_s = static_cast<double>(x.size()) * A * W / dt;
+  elapsed_ += dt;
+  last_loss_ = loss;
+  if (metrics_) {
+    nlohmann::json rec = {{"step", step_}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                          {"tokens_per_s", tok_s}, {"elapsed_s", elapsed_}};
+    if (syn) rec["syn_rows"] = syn_rows;
+    metrics_->write(rec);
+  }
+  const int64_t last = last_step();
+  if (step_ % cfg_.train.log_every == 0 || step_ == last) {
+    const double eta = run_s / static_cast<double>(step_ - first_step_) * static_cast<double>(last - step_);
+    logger()->info("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {}",
+                   step_, cfg_.train.steps, loss, lr, norm, tok_s, format_eta(eta));
+  }
+  return true;
+}
+
+bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) {
+  OURO_CHECK(syn_rows >= 0 && syn_rows <= cfg_.train.batch_size,
+             "synthetic rows {} outside [0, batch {}]", syn_rows, cfg_.train.batch_size);
+  const int64_t last = std::min(until, last_step());
+  while (step_ < last) {
+    one_step(syn, syn_rows);
+    if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0) run_eval();
+    maybe_sample();
+    if (autosave_ && cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) save();
     // A signal may reach the ranks a step apart: they agree on stopping at the same step.
     double stop = g_stop_signal ? 1.0 : 0.0;
     comm_->all_reduce(&stop, 1, ReduceOp::Max);
     if (stop != 0.0) {
-      logger()->warn("stop signal received: checkpointing at step {} and stopping", step_);
-      if (!(cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0)) save(step_);
-      break;
+      logger()->warn("stop signal received at step {}: stopping", step_);
+      if (autosave_ && saved_step_ != step_) save();
+      stopped_ = true;
+      return false;
     }
   }
-  if (!saved_last && step_ == last && step_ == first) save(step_);  // nothing to do: still leave a checkpoint
-  if (step_ == total && !cfg_.data.val.empty() &&
-      !(cfg_.train.eval_every > 0 && total % cfg_.train.eval_every == 0) && step_ > first)
-    last_val_ = run_eval(step_);
+  return step_ < last_step();
+}
+
+TrainSummary TrainSession::finish() {
+  TrainSummary sum;
+  if (!stopped_) {
+    if (saved_step_ != step_ || step_ == first_step_) save();
+    if (step_ == cfg_.train.steps && !cfg_.data.val.empty() && step_ > first_step_ &&
+        !(cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0))
+      run_eval();
+  }
   sum.steps_done = step_;
+  sum.last_loss = last_loss_;
   sum.val_loss = last_val_;
   return sum;
 }
 
-}  // namespace
-
 TrainSummary train(const Config& cfg, const TrainOptions& opt) {
-  OURO_CHECK(!cfg.data.train.empty(), "{}: key 'data.train' is not set",
-             cfg.source.empty() ? "config" : cfg.source);
-  Trainer t(cfg, opt);
-  return t.run();
+  TrainSession s(cfg, opt);
+  if (cfg.loop.rounds > 0) return run_loop(s, opt.fault_rollback_rounds);
+  s.run_until(s.last_step());
+  return s.finish();
 }
 
 }  // namespace ouro

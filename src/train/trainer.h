@@ -1,10 +1,21 @@
 // The training loop: data, model, optimizer, schedule, evaluation, checkpoints, metrics.
+// TrainSession is the engine the self-improvement loop (src/loop) drives round by round;
+// train() runs a plain session from start to end.
 #pragma once
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "ouro/comm.h"
 #include "ouro/config.h"
+#include "ouro/data.h"
+#include "ouro/model.h"
+#include "ouro/ops.h"
+#include "train/evaluate.h"
 
 namespace ouro {
 
@@ -16,6 +27,7 @@ struct TrainOptions {
   int fault_kill_rank = -1;           // testing: this rank sends itself fault_signal ...
   int64_t fault_kill_step = -1;       // ... when it reaches this 0-based step
   int fault_signal = 9;               // SIGKILL: the rank dies; SIGSTOP: it hangs
+  std::set<int> fault_rollback_rounds;  // testing: loop rounds whose guard fails
 };
 
 struct TrainSummary {
@@ -24,6 +36,99 @@ struct TrainSummary {
   double val_loss = -1;     // -1 when no evaluation ran
 };
 
+// Supplies the synthetic rows of a mixed batch: `rows` windows of T+1 tokens as inputs and
+// targets (rows*T each), a pure function of (step, micro) so that a rolled-back or resumed
+// round redraws the same rows.
+class SyntheticSource {
+ public:
+  virtual ~SyntheticSource() = default;
+  virtual void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) = 0;
+};
+
+class TrainSession {
+ public:
+  TrainSession(const Config& cfg, const TrainOptions& opt);
+  ~TrainSession();
+  TrainSession(const TrainSession&) = delete;
+  TrainSession& operator=(const TrainSession&) = delete;
+
+  // Trains until `until` steps are done, the run's stop step is reached, or a stop signal
+  // arrives (then the step is checkpointed). syn_rows of every micro-batch's B rows come from
+  // `syn`. Returns false when the run must stop.
+  bool run_until(int64_t until, SyntheticSource* syn = nullptr, int syn_rows = 0);
+  // The end of a run: a checkpoint of the last step (if not written yet) and a final eval.
+  TrainSummary finish();
+
+  // Held-out loss over data.val (reduced over ranks); per-window losses when tails matter.
+  EvalResult evaluate_val();
+
+  // Everything a round may change, for an exact rollback.
+  struct Snapshot {
+    std::vector<float> params, adam_m, adam_v;
+    int64_t step = 0, opt_steps = 0;
+    LoaderPosition loader;
+    int bad_streak = 0;
+  };
+  Snapshot snapshot() const;
+  void restore(const Snapshot& s);
+
+  // State written into every checkpoint's state.json under "loop" (set by the loop).
+  void set_loop_state(nlohmann::json j) { loop_state_ = std::move(j); }
+  // The "loop" state of the checkpoint this session resumed from (null if none).
+  const nlohmann::json& resumed_loop_state() const { return resumed_loop_state_; }
+  void save();  // checkpoint the current step
+  // false: run_until neither checkpoints every checkpoint.every steps nor when a stop signal
+  // arrives; the caller (the loop, which checkpoints only between rounds) does.
+  void set_autosave(bool on) { autosave_ = on; }
+
+  int64_t step() const { return step_; }
+  int64_t last_step() const;  // where this run stops: train.steps or --stop-at
+  bool stop_requested() const { return stopped_; }
+  GPT2& model() { return *model_; }
+  Ops& ops() { return *ops_; }
+  Communicator& comm() { return *comm_; }
+  const Config& config() const { return cfg_; }
+  DataLoader& loader() { return *loader_; }
+  double step_flops() const;  // FLOPs of one optimizer step over all ranks
+  bool lead() const { return comm_->rank() == 0; }
+
+ private:
+  void check_same_config();
+  void sync_gradients();
+  double global_grad_norm();
+  std::vector<float> full_moment(std::vector<float> part) const;
+  void load_start_state();
+  bool one_step(SyntheticSource* syn, int syn_rows);
+  double run_eval();
+  void maybe_sample();
+
+  Config cfg_;
+  TrainOptions opt_;
+  std::string out_;
+  std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<Ops> ops_;
+  std::unique_ptr<GPT2> model_;
+  std::unique_ptr<DataLoader> loader_;
+  std::unique_ptr<class MetricsWriter> metrics_;
+  bool zero_ = false;
+  ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
+  int64_t step_ = 0;        // steps completed
+  int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
+  int64_t first_step_ = 0;  // where this process started
+  int bad_streak_ = 0;
+  double elapsed_ = 0;      // training seconds, including earlier (resumed-from) runs
+  double last_val_ = -1;
+  double last_loss_ = 0;
+  int64_t saved_step_ = -1;
+  bool stopped_ = false;
+  bool autosave_ = true;
+  nlohmann::json loop_state_, resumed_loop_state_;
+  std::chrono::steady_clock::time_point t0_;
+  void (*old_int_)(int) = nullptr;
+  void (*old_term_)(int) = nullptr;
+};
+
+// Runs a whole training (or, with a [loop] section, the self-improvement loop).
 // Throws ouro::Error on bad input and after too many consecutive non-finite steps.
 TrainSummary train(const Config& cfg, const TrainOptions& opt);
 

@@ -1,0 +1,50 @@
+// The synthetic replay buffer: accepted samples accumulate across rounds (never replacing the
+// real data), capped in tokens, evicted by age or score, and retired after `reuse_limit` rounds
+// of use. It is also the SyntheticSource the trainer draws mixed rows from.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/trainer.h"
+
+namespace ouro {
+
+struct BufferSample {
+  std::vector<int> tokens;  // a whole document: separator, prompt, generated tokens
+  double score = 0;         // the self-score it was accepted with (higher is better)
+  int round = 0;            // the round that produced it
+  int uses = 0;             // rounds it has been trained on
+};
+void to_json(nlohmann::json& j, const BufferSample& s);
+void from_json(const nlohmann::json& j, BufferSample& s);
+
+class ReplayBuffer final : public SyntheticSource {
+ public:
+  ReplayBuffer(int64_t cap_tokens, std::string evict, int reuse_limit, uint64_t seed)
+      : cap_(cap_tokens), evict_(std::move(evict)), reuse_limit_(reuse_limit), seed_(seed) {}
+  void add(BufferSample s);  // evicts to stay under the cap
+  // A round of training on the buffer is about to start: count the use, retire the worn out.
+  void start_round();
+  void clear() { samples_.clear(); }
+  int64_t tokens() const;
+  size_t size() const { return samples_.size(); }
+  const std::vector<BufferSample>& samples() const { return samples_; }
+  // Windows of T+1 tokens cut from the concatenated samples at positions drawn from
+  // (seed, step, micro, row): a pure function, so rollback and resume redraw the same rows.
+  void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) override;
+
+  nlohmann::json to_json() const;
+  void from_json(const nlohmann::json& j);
+
+ private:
+  int64_t cap_;
+  std::string evict_;
+  int reuse_limit_;
+  uint64_t seed_;
+  std::vector<BufferSample> samples_;
+};
+
+}  // namespace ouro

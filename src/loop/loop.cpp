@@ -1,0 +1,365 @@
+#include "loop/loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "loop/buffer.h"
+#include "loop/selection.h"
+#include "loop/tasks.h"
+#include "model/generate.h"
+#include "ouro/error.h"
+#include "train/run_log.h"
+
+namespace fs = std::filesystem;
+
+namespace ouro {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+Tokens text_tokens(const std::string& s) { return Tokens(s.begin(), s.end()); }
+
+std::string to_text(const Tokens& t) {
+  std::string s;
+  for (int x : t) {
+    if (x == kByteEot) s += "<|endoftext|>";
+    else if (x >= 0 && x < 256) s += static_cast<char>(x);
+  }
+  return s;
+}
+
+class Loop {
+ public:
+  Loop(TrainSession& s, std::set<int> fault_rollback)
+      : s_(s), cfg_(s.config()), L_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
+        buffer_(L_.buffer_tokens, L_.evict, L_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu),
+        syn_frac_(L_.syn_frac) {
+    OURO_CHECK(s.comm().world() == 1, "the self-improvement loop runs on one rank for now (loop.rounds > 0 under {} ranks)",
+               s.comm().world());
+    OURO_CHECK(cfg_.model.vocab_size == kByteVocab,
+               "the self-improvement loop needs a byte-level model (model.vocab_size = {}) for now", kByteVocab);
+    if (!L_.task.empty()) task_ = make_task(L_.task);
+    out_ = cfg_.run.out_dir;
+    if (!s.resumed_loop_state().is_null()) {
+      const auto& j = s.resumed_loop_state();
+      round_ = j.at("round").get<int>();
+      syn_frac_ = j.at("syn_frac").get<double>();
+      buffer_.from_json(j.at("buffer"));
+    }
+    truncate_jsonl(out_ / "rounds.jsonl", "round", round_);
+    truncate_jsonl(out_ / "samples.jsonl", "round", round_);
+    rounds_.open(out_ / "rounds.jsonl", std::ios::app);
+    samples_.open(out_ / "samples.jsonl", std::ios::app);
+    OURO_CHECK(rounds_.good() && samples_.good(), "{}: cannot write the loop's records", out_.string());
+    publish_state();
+  }
+
+  TrainSummary run() {
+    if (!s_.run_until(L_.start_step)) return s_.finish();
+    // Within rounds only round boundaries are checkpointed: a run stopped mid-round saves the
+    // state before the round and redoes it on resume, generation included, to the same bits.
+    s_.set_autosave(false);
+    while (round_ < L_.rounds && s_.step() < s_.last_step()) {
+      if (!one_round()) return s_.finish();
+    }
+    s_.set_autosave(true);
+    // After the last round, training continues on the mix until train.steps.
+    s_.run_until(s_.last_step(), buffer_.size() ? &buffer_ : nullptr, syn_rows());
+    return s_.finish();
+  }
+
+ private:
+  // Records past the checkpoint a resumed run starts from belong to work it will redo.
+  static void truncate_jsonl(const fs::path& file, const char* key, int keep_below) {
+    std::ifstream in(file);
+    if (!in) return;
+    std::string kept, line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value(key, 0) < keep_below) kept += line + "\n";
+    }
+    in.close();
+    std::ofstream(file, std::ios::trunc) << kept;
+  }
+
+  int syn_rows() const {
+    if (buffer_.size() == 0 || L_.mode == "baseline") return 0;
+    if (L_.mode == "replace") return cfg_.train.batch_size;
+    return static_cast<int>(std::lround(syn_frac_ * cfg_.train.batch_size));
+  }
+
+  void publish_state() {
+    s_.set_loop_state({{"round", round_}, {"syn_frac", syn_frac_}, {"buffer", buffer_.to_json()}});
+  }
+
+  // The prompts of this round: task problems, or real-text prefixes with their continuations.
+  std::vector<Candidate> make_prompts() {
+    std::vector<Candidate> prompts;
+    const uint64_t seed = mix(static_cast<uint64_t>(cfg_.train.seed), static_cast<uint64_t>(round_));
+    if (task_) {
+      const int span = L_.task_max - L_.task_min + 1;
+      for (int i = 0; i < L_.prompts; ++i) {
+        Problem p = task_->make(L_.task_min + i % span, seed, static_cast<uint64_t>(i));
+        Candidate c;
+        c.prompt = i;
+        c.prompt_tokens = text_tokens(p.prompt);
+        c.prompt_tokens.insert(c.prompt_tokens.begin(), kByteEot);
+        problems_.push_back(p);
+        prompts.push_back(std::move(c));
+      }
+      return prompts;
+    }
+    // Text: windows of the training data in a fixed order of their own (not the loader's).
+    DataLoader src(cfg_.data.train, 1, L_.prompt_tokens + L_.max_new_tokens, 0, 1, seed, true);
+    std::vector<int> x(L_.prompt_tokens + L_.max_new_tokens), y(x.size());
+    for (int i = 0; i < L_.prompts; ++i) {
+      src.next_batch(x.data(), y.data());
+      Candidate c;
+      c.prompt = i;
+      c.prompt_tokens.assign(x.begin(), x.begin() + L_.prompt_tokens);
+      c.reference.assign(x.begin() + L_.prompt_tokens, x.end());
+      prompts.push_back(std::move(c));
+    }
+    return prompts;
+  }
+
+  std::vector<Candidate> generate_round(std::vector<Candidate>& prompts, double& gen_tokens) {
+    // The frozen snapshot: a second model with the current weights and room for K rows.
+    GPT2 gen(s_.model().config(), s_.ops(), L_.k, cfg_.model.seq_len);
+    gen.set_params(s_.model().get_params());
+    SampleOptions so;
+    so.max_tokens = L_.max_new_tokens;
+    so.temperature = static_cast<float>(L_.temperature);
+    so.top_k = L_.top_k;
+    so.top_p = static_cast<float>(L_.top_p);
+    so.stop_token = task_ ? '\n' : kByteEot;
+    std::vector<Candidate> out;
+    gen_tokens = 0;
+    for (auto& p : prompts) {
+      std::vector<std::vector<int>> rows(L_.k, p.prompt_tokens);
+      std::vector<uint64_t> seeds(L_.k);
+      for (int k = 0; k < L_.k; ++k)
+        seeds[k] = mix(mix(static_cast<uint64_t>(cfg_.train.seed), 1000003u * round_ + p.prompt), k);
+      auto g = generate_batch(gen, rows, so, seeds);
+      gen_tokens += static_cast<double>(L_.k) * p.prompt_tokens.size();
+      for (int k = 0; k < L_.k; ++k) {
+        Candidate c = p;
+        c.stopped = g[k].stopped;
+        c.gen = g[k].tokens;
+        c.logprobs = g[k].logprobs;
+        gen_tokens += static_cast<double>(c.gen.size());
+        if (c.stopped) c.gen.pop_back(), c.logprobs.pop_back();  // the stop token is not content
+        if (task_) {
+          c.answer = to_text(c.gen);
+          c.verified = task_->verify(problems_[p.prompt], c.answer) ? 1 : 0;
+        }
+        out.push_back(std::move(c));
+      }
+    }
+    return out;
+  }
+
+  // Greedy exact-match accuracy per difficulty on a fixed held-out problem set.
+  nlohmann::json task_accuracy() {
+    nlohmann::json acc = nlohmann::json::object();
+    GPT2 gen(s_.model().config(), s_.ops(), 16, cfg_.model.seq_len);
+    gen.set_params(s_.model().get_params());
+    SampleOptions so;
+    so.max_tokens = L_.max_new_tokens;
+    so.temperature = 0;
+    so.stop_token = '\n';
+    for (int d = L_.task_min; d <= L_.task_max + 1; ++d) {
+      std::vector<std::vector<int>> rows;
+      std::vector<Problem> probs;
+      for (int i = 0; i < 16; ++i) {
+        probs.push_back(task_->make(d, 0xE7A1u, static_cast<uint64_t>(i)));
+        Tokens t = text_tokens(probs.back().prompt);
+        t.insert(t.begin(), kByteEot);
+        rows.push_back(t);
+      }
+      if (static_cast<int>(rows[0].size()) >= cfg_.model.seq_len) break;
+      auto g = generate_batch(gen, rows, so, std::vector<uint64_t>(rows.size(), 0));
+      int ok = 0;
+      for (size_t i = 0; i < g.size(); ++i) ok += task_->verify(probs[i], to_text(g[i].tokens));
+      acc[std::to_string(d)] = static_cast<double>(ok) / static_cast<double>(g.size());
+    }
+    return acc;
+  }
+
+  bool one_round() {
+    const auto t_round = Clock::now();
+    const int64_t start = s_.step();
+    auto snap = s_.snapshot();
+    auto buffer_before = buffer_.to_json();
+    const double syn_before = syn_frac_;
+    const EvalResult before = s_.evaluate_val();
+    const double fwd_flops_per_token = gpt2_flops_per_token(s_.model().config(), cfg_.model.seq_len) / 3.0;
+
+    nlohmann::json rec = {{"round", round_}, {"step_start", start}, {"mode", L_.mode}};
+    double gen_s = 0, score_s = 0, gen_tokens = 0;
+    int generated = 0, accepted = 0;
+    std::map<std::string, int> rejected_by;
+    std::vector<Candidate> cands;
+    problems_.clear();
+    int64_t extra_steps = 0;
+    if (L_.mode != "baseline") {
+      auto t = Clock::now();
+      auto prompts = make_prompts();
+      cands = generate_round(prompts, gen_tokens);
+      gen_s = since(t);
+      t = Clock::now();
+      score_candidates(cands);
+      std::vector<Tokens> existing;
+      for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);
+      if (!task_)  // text dedup compares continuations; buffer docs hold prompt + continuation
+        for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), L_.prompt_tokens));
+      rejected_by = select_candidates(cands, L_, existing);
+      if (L_.mode == "replace") buffer_.clear();
+      for (const auto& c : cands) {
+        ++generated;
+        if (!c.accepted) continue;
+        ++accepted;
+        BufferSample b;
+        b.tokens = c.prompt_tokens;
+        b.tokens.insert(b.tokens.end(), c.gen.begin(), c.gen.end());
+        if (task_) b.tokens.push_back('\n');
+        b.score = c.mean_logprob;
+        b.round = round_;
+        buffer_.add(std::move(b));
+      }
+      score_s = since(t);
+    } else {
+      // Same FLOPs on real data: the generation this round would have done, as extra steps.
+      const double would = static_cast<double>(L_.prompts) * L_.k *
+                           (L_.prompt_tokens + L_.max_new_tokens) * fwd_flops_per_token;
+      extra_steps = static_cast<int64_t>(std::llround(would / s_.step_flops()));
+    }
+    buffer_.start_round();
+
+    auto t_train = Clock::now();
+    publish_state();
+    const int rows = syn_rows();
+    const int64_t target = start + L_.round_steps + extra_steps;
+    s_.run_until(target, rows ? &buffer_ : nullptr, rows);
+    const double train_s = since(t_train);
+    // A signal, or --stop-at inside the round: keep the state before the round.
+    if (s_.stop_requested() || (s_.step() < target && s_.step() < s_.config().train.steps)) {
+      s_.restore(snap);
+      buffer_.from_json(buffer_before);
+      syn_frac_ = syn_before;
+      publish_state();
+      s_.save();
+      logger()->warn("round {} interrupted: checkpointed the state before it (step {}); --resume redoes it",
+                     round_, start);
+      return false;
+    }
+    const EvalResult after = s_.evaluate_val();
+
+    // Guards: the real held-out loss, overall and on its hardest tail, must not worsen.
+    const double tol = L_.guard_tolerance;
+    const bool worse = after.loss > before.loss * (1 + tol) || after.tail_loss > before.tail_loss * (1 + tol);
+    const bool rolled_back = (worse || fault_rollback_.count(round_)) && L_.mode != "baseline";
+    if (rolled_back) {
+      s_.restore(snap);
+      buffer_.from_json(buffer_before);
+      syn_frac_ = syn_before / 2;
+      logger()->warn("round {}: val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}) worse by more than {}: "
+                     "rolled back to step {}, syn_frac {} -> {}",
+                     round_, before.loss, after.loss, before.tail_loss, after.tail_loss, tol, start,
+                     syn_before, syn_frac_);
+    }
+
+    std::vector<Tokens> acc_gen, real_ref;
+    std::vector<double> self_scores;
+    std::vector<int> labels;
+    for (const auto& c : cands) {
+      if (c.accepted) acc_gen.push_back(c.gen);
+      if (!c.reference.empty()) real_ref.push_back(c.reference);
+      if (c.verified >= 0) self_scores.push_back(c.mean_logprob), labels.push_back(c.verified);
+    }
+    const double step_flops = s_.step_flops();
+    rec.update({
+        {"step_end", s_.step()},
+        {"seconds", {{"train", train_s}, {"generate", gen_s}, {"score", score_s}, {"round", since(t_round)}}},
+        {"flops", {{"train", step_flops * static_cast<double>(L_.round_steps + extra_steps)},
+                   {"generate", gen_tokens * fwd_flops_per_token},
+                   {"score", 0.0}}},  // the scorers reuse the log-probs recorded while generating
+        {"generated", generated},
+        {"accepted", accepted},
+        {"accept_rate", generated ? static_cast<double>(accepted) / generated : 0.0},
+        {"accept_rate_in_bounds", generated == 0 || (static_cast<double>(accepted) / generated >= L_.accept_min &&
+                                                     static_cast<double>(accepted) / generated <= L_.accept_max)},
+        {"rejected_by", rejected_by},
+        {"syn_frac", syn_before},
+        {"syn_rows", rows},
+        {"buffer_tokens", buffer_.tokens()},
+        {"val_loss_before", before.loss},
+        {"val_loss", after.loss},
+        {"val_loss_tail", after.tail_loss},
+        {"distinct_1", distinct_n(acc_gen, 1)},
+        {"distinct_2", distinct_n(acc_gen, 2)},
+        {"distinct_3", distinct_n(acc_gen, 3)},
+        {"self_bleu", acc_gen.size() > 1 ? mean_bleu(acc_gen, acc_gen, true) : 0.0},
+        {"real_distinct_2", distinct_n(real_ref, 2)},
+        {"real_self_bleu", real_ref.size() > 1 ? mean_bleu(real_ref, real_ref, true) : 0.0},
+        {"committed", !rolled_back},
+        {"rolled_back", rolled_back},
+    });
+    if (!labels.empty()) rec["probe_auroc"] = auroc(self_scores, labels);
+    if (task_) rec["task_accuracy"] = task_accuracy();
+    rounds_ << rec.dump() << '\n';
+    rounds_.flush();
+    int na = 0, nr = 0;
+    for (const auto& c : cands) {
+      bool a = c.accepted;
+      if ((a && na >= 20) || (!a && nr >= 20)) continue;
+      (a ? na : nr)++;
+      samples_ << nlohmann::json{{"round", round_}, {"accepted", a}, {"rejected_by", c.rejected_by},
+                                 {"score", c.mean_logprob}, {"prompt", to_text(c.prompt_tokens)},
+                                 {"text", to_text(c.gen)}}
+                      // generated bytes need not be valid UTF-8: replace, never throw
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+               << '\n';
+    }
+    samples_.flush();
+    logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
+                   round_, generated, accepted, generated ? 100.0 * accepted / generated : 0.0, buffer_.tokens(),
+                   before.loss, after.loss, rolled_back ? " (rolled back)" : "");
+    ++round_;
+    publish_state();
+    if (cfg_.checkpoint.every > 0 || s_.step() >= s_.last_step()) s_.save();
+    return s_.step() < s_.last_step();
+  }
+
+  TrainSession& s_;
+  const Config& cfg_;
+  const LoopSection& L_;
+  std::set<int> fault_rollback_;
+  ReplayBuffer buffer_;
+  double syn_frac_;
+  int round_ = 0;
+  std::unique_ptr<Task> task_;
+  std::vector<Problem> problems_;
+  fs::path out_;
+  std::ofstream rounds_, samples_;
+};
+
+}  // namespace
+
+TrainSummary run_loop(TrainSession& session, std::set<int> fault_rollback_rounds) {
+  Loop loop(session, std::move(fault_rollback_rounds));
+  return loop.run();
+}
+
+}  // namespace ouro

@@ -1,0 +1,115 @@
+#include "loop/selection.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "ouro/error.h"
+
+namespace ouro {
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = static_cast<size_t>(std::ceil(pos));
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+}  // namespace
+
+void score_candidates(std::vector<Candidate>& cands) {
+  for (auto& c : cands) {
+    double sum = 0, mn = 0;
+    for (size_t i = 0; i < c.logprobs.size(); ++i) {
+      sum += c.logprobs[i];
+      mn = i == 0 ? c.logprobs[i] : std::min<double>(mn, c.logprobs[i]);
+    }
+    c.mean_logprob = c.logprobs.empty() ? -INFINITY : sum / static_cast<double>(c.logprobs.size());
+    c.min_prob = c.logprobs.empty() ? 0.0 : std::exp(mn);
+  }
+}
+
+std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, const LoopSection& cfg,
+                                             const std::vector<Tokens>& existing) {
+  std::map<std::string, int> rejected;
+  auto reject = [&](Candidate& c, const char* why) {
+    if (!c.rejected_by.empty()) return;
+    c.rejected_by = why;
+    rejected[why]++;
+  };
+  const auto scorers = split_list(cfg.scorer);
+  for (const auto& s : scorers)
+    OURO_CHECK(s == "logprob_band" || s == "min_prob" || s == "majority" || s == "verifier" || s == "accept_all",
+               "loop.scorer: unknown scorer '{}' (logprob_band, min_prob, majority, verifier, accept_all)", s);
+  const bool is_task = !cfg.task.empty();
+  for (auto& c : cands) {
+    c.rejected_by.clear();
+    c.accepted = false;
+    if (static_cast<int>(c.gen.size()) < cfg.min_new_tokens || (is_task && !c.stopped)) reject(c, "length");
+    else if (max_repeat_fraction(c.gen, 3) > cfg.max_repeat) reject(c, "repetition");
+  }
+  // The band is taken over the candidates still in play: the quantiles of this round's scores,
+  // so the top (often degenerate, repetitive text) is cut as well as the bottom.
+  std::vector<double> live;
+  for (auto& c : cands)
+    if (c.rejected_by.empty()) live.push_back(c.mean_logprob);
+  const double lo = quantile(live, cfg.band_lo), hi = quantile(live, cfg.band_hi);
+  // Majority answer per prompt over its K samples (ties: the lexicographically smallest).
+  std::map<int, std::map<std::string, int>> votes;
+  for (auto& c : cands)
+    if (is_task && c.stopped) votes[c.prompt][c.answer]++;
+  std::map<int, std::string> majority;
+  for (auto& [p, v] : votes) {
+    int best = -1;
+    for (auto& [a, n] : v)
+      if (n > best) best = n, majority[p] = a;
+  }
+  for (auto& c : cands) {
+    if (!c.rejected_by.empty()) continue;
+    for (const auto& s : scorers) {
+      if (s == "logprob_band" && (c.mean_logprob < lo || c.mean_logprob > hi)) reject(c, "logprob_band");
+      if (s == "min_prob" && c.min_prob < cfg.min_token_prob) reject(c, "min_prob");
+      if (s == "majority" && (!is_task || c.answer != majority[c.prompt])) reject(c, "majority");
+      if (s == "verifier" && c.verified != 1) reject(c, "verifier");
+    }
+  }
+  // Dedup and the per-prompt cap run last, over the survivors, best score first.
+  std::vector<size_t> order;
+  for (size_t i = 0; i < cands.size(); ++i)
+    if (cands[i].rejected_by.empty()) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return cands[a].mean_logprob > cands[b].mean_logprob; });
+  std::vector<std::unordered_set<uint64_t>> seen;
+  for (const auto& t : existing) seen.push_back(ngram_set(t, cfg.dedup_n));
+  std::map<int, int> per_prompt;
+  for (size_t i : order) {
+    Candidate& c = cands[i];
+    Tokens doc = c.prompt_tokens;
+    doc.insert(doc.end(), c.gen.begin(), c.gen.end());
+    auto grams = ngram_set(is_task ? doc : c.gen, cfg.dedup_n);
+    bool dup = !c.reference.empty() && jaccard(grams, ngram_set(c.reference, cfg.dedup_n)) >= cfg.dedup_threshold;
+    for (const auto& s : seen)
+      if (!dup && jaccard(grams, s) >= cfg.dedup_threshold) dup = true;
+    if (dup) { reject(c, "dedup"); continue; }
+    if (per_prompt[c.prompt] >= cfg.per_prompt_cap) { reject(c, "per_prompt_cap"); continue; }
+    per_prompt[c.prompt]++;
+    c.accepted = true;
+    seen.push_back(std::move(grams));
+  }
+  return rejected;
+}
+
+}  // namespace ouro

@@ -1,0 +1,40 @@
+// Scoring and filtering of one round's generated candidates. Scorers judge quality without an
+// external model; filters reject by rule. Each rejected candidate names the first filter that
+// rejected it, so rounds.jsonl can say where samples go.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "loop/text_metrics.h"
+#include "ouro/config.h"
+
+namespace ouro {
+
+struct Candidate {
+  int prompt = 0;            // index of its prompt in this round
+  Tokens prompt_tokens;      // the prompt
+  Tokens gen;                // generated tokens (the stop token excluded)
+  std::vector<float> logprobs;
+  bool stopped = false;      // the model ended it itself
+  Tokens reference;          // text: the real continuation of the prompt (for dedup, metrics)
+  std::string answer;        // task: the extracted answer
+  int verified = -1;         // task: 1 correct, 0 wrong, -1 no verifier
+  // filled by score_candidates
+  double mean_logprob = 0;   // length-normalized log-prob: the self-score
+  double min_prob = 0;
+  bool accepted = false;
+  std::string rejected_by;
+};
+
+// Fills mean_logprob and min_prob.
+void score_candidates(std::vector<Candidate>& c);
+
+// Applies the filters and the scorers of `loop.scorer` in a fixed order: length, repetition,
+// each scorer (logprob_band, min_prob, majority, verifier, accept_all), dedup (against
+// `existing` n-gram sets, the accepted so far, and the real continuation), per-prompt cap.
+// Returns counts per rejecting filter.
+std::map<std::string, int> select_candidates(std::vector<Candidate>& c, const LoopSection& cfg,
+                                             const std::vector<Tokens>& existing);
+
+}  // namespace ouro
