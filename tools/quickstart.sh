@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# From a fresh machine to a trained model: installs, builds, prepares the King James Bible,
-# trains configs/tiny.toml for a few minutes, prints the validation loss and a sample.
+# From a fresh machine to a trained model: installs, builds, trains a BPE tokenizer on the King
+# James Bible and tokenizes it, trains configs/tiny.toml for a few minutes, prints the validation
+# loss and a sample (decoded with the tokenizer the run keeps in its out_dir).
 # Extra arguments go to `ouro train` (e.g. --set train.steps=100).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,8 +20,8 @@ rm -rf "$out"
 
 ckpt=$(ls -d "$out"/checkpoints/step_* | sort | tail -n 1)
 echo
-echo "== validation loss of $ckpt (nats per byte) =="
-"$ouro" eval --init "$ckpt" --data data/kjv_val.bin --batch 8 --json
+echo "== validation loss of $ckpt (nats per token, 2048-token BPE) =="
+"$ouro" eval --init "$ckpt" --data data/kjv_bpe_val.bin --batch 8 --json
 echo
 echo "== sample =="
 "$ouro" sample --init "$ckpt" --prompt "And God said" --max-tokens 300 --temperature 0.8 --seed 1
