@@ -315,6 +315,8 @@ class LoopRun : public ::testing::Test {
                "max_new_tokens = 6\ntask = \"add\"\ntask_min = 2\ntask_max = 3\nscorer = \"majority\"\n"
                "guard_tolerance = 10.0\nper_prompt_cap = 1\n";
   }
+  // A plain 10-step run (no loop) whose checkpoint the CLI tests use.
+  int train_and_stop() { return train("m", "--set loop.rounds=0 --set train.steps=10").code; }
   Result train(const std::string& name, const std::string& extra = "") {
     return sh(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
                   " --set run.out_dir=" + (dir / name).string() + " " + extra,
@@ -386,4 +388,30 @@ TEST_F(LoopRun, BaselineSpendsTheGenerationFlopsOnRealData) {
   ASSERT_FALSE(rounds.empty());
   EXPECT_EQ(rounds[0]["generated"], 0);
   EXPECT_GT(rounds[0]["step_end"].get<int>() - rounds[0]["step_start"].get<int>(), 10);
+}
+
+TEST_F(LoopRun, PrepareTaskAndEvalTask) {
+  auto p = sh(std::string(OURO_BIN) + " prepare --task sort --count 50 --min 2 --max 4 --out " +
+                  (dir / "sortdata").string(),
+              dir / "prep.log");
+  ASSERT_EQ(p.code, 0) << p.out;
+  Shard train(dir / "sortdata_train.bin");
+  // The first document: <|endoftext|> + "sort XY=" + sorted + "\n" at difficulty 2.
+  auto first = make_task("sort")->make(2, 1, 0);
+  std::string text = problem_text(first);
+  ASSERT_EQ(train[0], static_cast<uint32_t>(kByteEot));
+  for (size_t i = 0; i < text.size(); ++i) ASSERT_EQ(train[1 + i], static_cast<unsigned char>(text[i]));
+  EXPECT_TRUE(fs::exists(dir / "sortdata_val.bin"));
+  ASSERT_EQ(train_and_stop(), 0);
+  auto e = sh(std::string(OURO_BIN) + " eval --init " + (dir / "m/checkpoints/step_000010").string() +
+                  " --task add --min 1 --max 2 --problems 4 -k 3 --json",
+              dir / "eval.log");
+  ASSERT_EQ(e.code, 0) << e.out;
+  auto j = nlohmann::json::parse(e.out.substr(e.out.find('{')));
+  EXPECT_EQ(j["task"], "add");
+  EXPECT_TRUE(j["greedy"].contains("1") && j["greedy"].contains("2"));
+  EXPECT_TRUE(j["majority"].contains("2"));
+  auto bad = sh(std::string(OURO_BIN) + " prepare --task divide --out " + (dir / "x").string(), dir / "bad.log");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("divide"), std::string::npos) << bad.out;
 }

@@ -1,6 +1,8 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "loop/task_eval.h"
+#include "ouro/error.h"
 #include "ouro/data.h"
 #include "ouro/tokenizer.h"
 #include "train/run_log.h"
@@ -16,9 +18,18 @@ void add_prepare(CLI::App& app) {
     size_t block = 8192;
     int threads = 0;
     bool quiet = false;
+    std::string task;
+    int64_t count = 100000;
+    int min_d = 1, max_d = 3;
+    uint64_t seed = 1;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--input,-i", o->inputs, "Text files; each is one document")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--input,-i", o->inputs, "Text files; each is one document")->check(CLI::ExistingFile);
+  cmd->add_option("--task", o->task, "Write a built-in task's problems instead of text: add, sort or copy");
+  cmd->add_option("--count", o->count, "--task: training problems")->check(CLI::PositiveNumber);
+  cmd->add_option("--min", o->min_d, "--task: smallest difficulty (digits or length)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max", o->max_d, "--task: largest difficulty")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", o->seed, "--task: problem seed");
   cmd->add_option("--out,-o", o->out, "Output prefix: writes PREFIX_train.bin and PREFIX_val.bin")->required();
   cmd->add_option("--tokenizer,-t", o->tokenizer,
                   "BPE tokenizer (ranks file, or GPT-2's directory / encoder.json); without it, byte-level tokens");
@@ -27,6 +38,15 @@ void add_prepare(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Encoding threads (0 = all cores)");
   cmd->add_flag("--quiet,-q", o->quiet, "No progress bar");
   cmd->callback([o] {
+    if (!o->task.empty()) {
+      OURO_CHECK(o->inputs.empty(), "prepare: --task and --input are exclusive");
+      auto task = make_task(o->task);
+      auto r = prepare_task(*task, o->out, o->count, o->min_d, o->max_d, o->seed, o->val_frac);
+      logger()->info("wrote {} ({} tokens) and {} ({} tokens): task {} at difficulties {}..{}", r.train.string(),
+                     r.train_tokens, r.val.string(), r.val_tokens, o->task, o->min_d, o->max_d);
+      return;
+    }
+    OURO_CHECK(!o->inputs.empty(), "prepare: give --input FILES (text) or --task NAME");
     std::vector<std::filesystem::path> in(o->inputs.begin(), o->inputs.end());
     PrepareResult r;
     if (o->tokenizer.empty()) {

@@ -8,6 +8,7 @@
 
 #include "loop/buffer.h"
 #include "loop/selection.h"
+#include "loop/task_eval.h"
 #include "loop/tasks.h"
 #include "model/generate.h"
 #include "ouro/error.h"
@@ -170,31 +171,16 @@ class Loop {
     return out;
   }
 
-  // Greedy exact-match accuracy per difficulty on a fixed held-out problem set.
+  // Greedy exact-match accuracy per difficulty, one beyond the trained range included.
   nlohmann::json task_accuracy() {
-    nlohmann::json acc = nlohmann::json::object();
-    GPT2 gen(s_.model().config(), s_.ops(), 16, cfg_.model.seq_len);
+    GPT2 gen(s_.model().config(), s_.ops(), 1, cfg_.model.seq_len);
     gen.set_params(s_.model().get_params());
-    SampleOptions so;
-    so.max_tokens = L_.max_new_tokens;
-    so.temperature = 0;
-    so.stop_token = '\n';
-    for (int d = L_.task_min; d <= L_.task_max + 1; ++d) {
-      std::vector<std::vector<int>> rows;
-      std::vector<Problem> probs;
-      for (int i = 0; i < 16; ++i) {
-        probs.push_back(task_->make(d, 0xE7A1u, static_cast<uint64_t>(i)));
-        Tokens t = text_tokens(probs.back().prompt);
-        t.insert(t.begin(), kByteEot);
-        rows.push_back(t);
-      }
-      if (static_cast<int>(rows[0].size()) >= cfg_.model.seq_len) break;
-      auto g = generate_batch(gen, rows, so, std::vector<uint64_t>(rows.size(), 0));
-      int ok = 0;
-      for (size_t i = 0; i < g.size(); ++i) ok += task_->verify(probs[i], to_text(g[i].tokens));
-      acc[std::to_string(d)] = static_cast<double>(ok) / static_cast<double>(g.size());
-    }
-    return acc;
+    TaskEvalOptions te;
+    te.min_d = L_.task_min;
+    te.max_d = L_.task_max + 1;
+    te.problems = 16;
+    te.max_new_tokens = L_.max_new_tokens;
+    return evaluate_task(gen, *task_, te)["greedy"];
   }
 
   bool one_round() {
