@@ -20,9 +20,11 @@
 //   so that reports point at the kernel's line, not at the wrapper.
 //
 //   Bugs the rendezvous reports (simt::report, see report.h), naming kernel, block, thread and
-//   file:line: the calling lane not in its mask; lanes disagreeing on mask, operation or call
-//   site; a lane named in the mask that has exited or does not exist (blocks whose size is not a
-//   multiple of 32); and, through the scheduler, a lane that never comes (deadlock). Use
+//   file:line: the calling lane not in its mask; lanes whose masks overlap but differ, or that
+//   meet at different operations or call sites (disjoint masks may be pending at once, e.g. two
+//   half-warps in different branches); a lane named in the mask that has exited or does not
+//   exist (blocks whose size is not a multiple of 32); and, through the scheduler, a lane that
+//   never comes (deadlock). Use
 //   simt::report(BugKind::misaligned_address, ...) yourself for address checks.
 //
 //   Memory ordering: pass orders_memory = true only for operations that order memory between
