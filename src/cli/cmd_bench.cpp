@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "bench/comm_bench.h"
+#include "bench/generate_bench.h"
 #include "bench/train_bench.h"
 #include "cli/commands.h"
 #include "ouro/comm.h"
@@ -30,6 +31,26 @@ void add_bench(CLI::App& app) {
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
     auto r = bench_train(load_config(o->config, sets), o->b);
     if (o->json) std::puts(r.dump(2).c_str());
+  });
+
+  auto* ge = cmd->add_subcommand("generate", "Generation tokens/s (KV cache) and its share of a loop round");
+  struct GenOpts {
+    std::string config, device;
+    std::vector<std::string> sets;
+    int steps = 3;
+    bool json = false;
+  };
+  auto go = std::make_shared<GenOpts>();
+  ge->add_option("--config,-c", go->config, "TOML config file (its [loop] settings)")->required();
+  ge->add_option("--set", go->sets, "Override a key: section.key=value (repeatable)");
+  ge->add_option("--device", go->device, "Backend: cpu, cuda or simt");
+  ge->add_option("--steps", go->steps, "Training steps timed for the comparison")->check(CLI::PositiveNumber);
+  ge->add_flag("--json", go->json, "Print the figures as JSON on stdout");
+  ge->callback([go] {
+    auto sets = go->sets;
+    if (!go->device.empty()) sets.push_back("run.device=" + go->device);
+    auto r = bench_generate(load_config(go->config, sets), go->steps);
+    if (go->json) std::puts(r.dump(2).c_str());
   });
 
   auto* cm = cmd->add_subcommand("comm", "Collective bandwidth over message sizes (run under mpirun)");

@@ -29,7 +29,7 @@ void CpuOps::adamw(void* params_, float* master, const void* grads_, float* m, f
     const float wd = seg.decay ? args.weight_decay : 0.0f;
     const float decay = float(1.0 - double(args.lr) * double(wd));
     const size_t end = seg.offset + seg.size;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(seg.size >= kParallelMin)
     for (size_t i = seg.offset; i < end; i++) {
       float g = grads[i] * gs;
       float p = w[i] * decay;

@@ -61,7 +61,7 @@ void CpuOps::attention_forward(void* out_, float* state, const void* qkv_, int B
   const int hd = C / NH;
   const float scale = 1.0f / std::sqrt(float(hd));
   const size_t C3 = size_t(3) * C;
-#pragma omp parallel for collapse(3) schedule(dynamic, 8)
+#pragma omp parallel for collapse(3) schedule(dynamic, 8) if(size_t(B) * NH * T * T * hd >= kParallelMin)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       for (int t = 0; t < T; t++) {
@@ -88,7 +88,7 @@ void CpuOps::attention_backward(void* dqkv_, const void* dout_, const void* qkv_
   const int hd = C / NH;
   const float scale = 1.0f / std::sqrt(float(hd));
   const size_t C3 = size_t(3) * C;
-#pragma omp parallel
+#pragma omp parallel if(size_t(B) * NH * T * T * hd >= kParallelMin)
   {
     std::vector<float> dp(T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
@@ -144,7 +144,7 @@ void CpuOps::attention_kv(void* out_, const void* qkv_, void* kcache_, void* vca
   const size_t C3 = size_t(3) * C;
 
   // First append every new token's k and v: a new token attends to the ones before it.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if(size_t(B) * Tn * C >= kParallelMin)
   for (int b = 0; b < B; b++) {
     for (int t = 0; t < Tn; t++) {
       const float* row = qkv + (size_t(b) * Tn + t) * C3;
@@ -156,7 +156,7 @@ void CpuOps::attention_kv(void* out_, const void* qkv_, void* kcache_, void* vca
     }
   }
 
-#pragma omp parallel
+#pragma omp parallel if(size_t(B) * Tn * (pos0 + Tn) * C >= kParallelMin)
   {
     std::vector<float> probs(pos0 + Tn);
 #pragma omp for collapse(3) schedule(dynamic, 8)

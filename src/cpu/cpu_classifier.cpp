@@ -16,7 +16,7 @@ void CpuOps::classifier(void* logits_, float* losses, const int* targets, int N,
   for (int n = 0; n < N; n++)  // checked up front: an exception cannot leave a parallel loop
     OURO_CHECK(targets[n] < V, "classifier: target {} at row {} is outside the vocab of {}",
                targets[n], n, V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * V >= kParallelMin)
   for (int n = 0; n < N; n++) {
     float* x = logits + size_t(n) * Vp;
     const int target = targets[n];

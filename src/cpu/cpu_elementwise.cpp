@@ -14,7 +14,7 @@ constexpr float kGeluCubic = 0.044715f;
 void CpuOps::gelu_forward(void* out_, const void* inp_, size_t n) {
   float* out = static_cast<float*>(out_);
   const float* inp = static_cast<const float*>(inp_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = kGeluScale * (x + kGeluCubic * x * x * x);
@@ -28,7 +28,7 @@ void CpuOps::gelu_backward(void* dinp_, const void* inp_, const void* dout_, siz
   float* dinp = static_cast<float*>(dinp_);
   const float* inp = static_cast<const float*>(inp_);
   const float* dout = static_cast<const float*>(dout_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = kGeluScale * (x + kGeluCubic * x * x * x);
@@ -44,14 +44,14 @@ void CpuOps::residual_forward(void* out_, const void* a_, const void* b_, size_t
   float* out = static_cast<float*>(out_);
   const float* a = static_cast<const float*>(a_);
   const float* b = static_cast<const float*>(b_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void CpuOps::add_inplace(void* dst_, const void* src_, size_t n) {
   float* dst = static_cast<float*>(dst_);
   const float* src = static_cast<const float*>(src_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
@@ -62,7 +62,7 @@ double CpuOps::sum_squares(const void* x_, size_t n) {
   constexpr size_t kChunk = 1 << 16;
   size_t nchunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(nchunks, 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(n >= kParallelMin)
   for (size_t c = 0; c < nchunks; c++) {
     size_t end = std::min(n, (c + 1) * kChunk);
     double s = 0.0;

@@ -10,7 +10,7 @@ namespace ouro {
 // out[b,t] = wte[tokens[b,t]] + wpe[pos0 + t]; shared by training (pos0 = 0) and decoding.
 static void encode(float* out, const int* tokens, const float* wte, const float* wpe, int B,
                    int T, int pos0, int C) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if(size_t(B) * T * C >= kParallelMin)
   for (int b = 0; b < B; b++) {
     for (int t = 0; t < T; t++) {
       size_t n = size_t(b) * T + t;
@@ -63,7 +63,7 @@ void CpuOps::encoder_backward(void* dwte_, void* dwpe_, const void* dout_, const
     }
   }
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(T) * C >= kParallelMin)
   for (int t = 0; t < T; t++) {
     float* dst = dwpe + size_t(t) * C;
     for (int b = 0; b < B; b++) {

@@ -20,7 +20,7 @@ void CpuOps::layernorm_forward(void* out_, float* mean, float* rstd, const void*
   const float* inp = static_cast<const float*>(inp_);
   const float* weight = static_cast<const float*>(weight_);
   const float* bias = static_cast<const float*>(bias_);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * C >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const float* x = inp + size_t(n) * C;
     // Row statistics in double: cheap next to the rest, and no cancellation in the variance.
@@ -54,7 +54,7 @@ void CpuOps::layernorm_backward(void* dinp_, void* dweight_, void* dbias_, const
   const float* inp = static_cast<const float*>(inp_);
   const float* weight = static_cast<const float*>(weight_);
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * C >= kParallelMin)
   for (int n = 0; n < N; n++) {
     const float* x = inp + size_t(n) * C;
     const float* dy = dout + size_t(n) * C;
@@ -76,7 +76,7 @@ void CpuOps::layernorm_backward(void* dinp_, void* dweight_, void* dbias_, const
   }
 
   const int nblocks = (C + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * C >= kParallelMin)
   for (int blk = 0; blk < nblocks; blk++) {
     const int c0 = blk * kChannelBlock;
     const int c1 = std::min(C, c0 + kChannelBlock);

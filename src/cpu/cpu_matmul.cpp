@@ -21,7 +21,7 @@ void CpuOps::matmul_forward(void* out_, const void* inp_, const void* weight_, c
   const float* bias = static_cast<const float*>(bias_);
   // Seed out with the bias (or zero) and accumulate with beta = 1: one pass fewer than adding
   // the bias afterwards, and the output never depends on what out held before.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * OC >= kParallelMin)
   for (int n = 0; n < N; n++) {
     float* o = out + size_t(n) * OC;
     if (bias) {
@@ -53,7 +53,7 @@ void CpuOps::matmul_backward(void* dinp_, void* dweight_, void* dbias_, const vo
   // dbias += column sums of dout: a task per block of output channels walks the rows in order,
   // so the sums do not depend on the thread count.
   const int nblocks = (OC + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(size_t(N) * OC >= kParallelMin)
   for (int blk = 0; blk < nblocks; blk++) {
     const int o0 = blk * kChannelBlock;
     const int o1 = std::min(OC, o0 + kChannelBlock);

@@ -1,0 +1,77 @@
+#include "bench/generate_bench.h"
+
+#include <chrono>
+#include <random>
+
+#include "model/generate.h"
+#include "ouro/model.h"
+#include "ouro/ops.h"
+#include "train/run_log.h"
+#include "train/trainer.h"
+
+namespace ouro {
+
+nlohmann::json bench_generate(const Config& cfg, int train_steps_timed) {
+  using Clock = std::chrono::steady_clock;
+  set_compute_threads(cfg.run.threads);
+  const GPT2Config mc = cfg.model.gpt2();
+  const auto& L = cfg.loop;
+  auto ops = make_ops(cfg.run.device);
+  const auto params = gpt2_init_params(mc, 1);
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> tok(0, mc.vocab_size - 1);
+
+  // Generation as a round does it: one batch of k rows per prompt.
+  GPT2 gen(mc, *ops, L.k, mc.seq_len);
+  gen.set_params(params);
+  SampleOptions so;
+  so.max_tokens = L.max_new_tokens;
+  so.temperature = static_cast<float>(L.temperature);
+  so.stop_token = -1;  // full length: the worst case
+  const int P = std::min(L.prompt_tokens, mc.seq_len - L.max_new_tokens);
+  auto t0 = Clock::now();
+  double new_tokens = 0;
+  for (int p = 0; p < L.prompts; ++p) {
+    std::vector<int> prompt(std::max(1, P));
+    for (auto& x : prompt) x = tok(rng);
+    std::vector<uint64_t> seeds(L.k);
+    for (int k = 0; k < L.k; ++k) seeds[k] = static_cast<uint64_t>(p) * 31 + k;
+    for (auto& g : generate_batch(gen, std::vector<std::vector<int>>(L.k, prompt), so, seeds))
+      new_tokens += static_cast<double>(g.tokens.size());
+  }
+  const double gen_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  // Training steps at the config's batch, to weigh generation against a round's training.
+  const int B = cfg.train.batch_size, T = cfg.train_seq_len();
+  GPT2 model(mc, *ops, B, T);
+  model.set_params(params);
+  std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
+  AdamWArgs args;
+  args.lr = 1e-4f;
+  double step_s = 0;
+  for (int s = 0; s <= train_steps_timed; ++s) {  // step 0 warms up
+    for (auto& v : x) v = tok(rng);
+    for (auto& v : y) v = tok(rng);
+    auto ts = Clock::now();
+    model.zero_grad();
+    for (int a = 0; a < cfg.train.grad_accum; ++a) model.forward_backward(x.data(), y.data(), B, T, 1.0f / cfg.train.grad_accum);
+    args.step = s + 1;
+    model.adamw_step(args);
+    ops->synchronize();
+    if (s > 0) step_s += std::chrono::duration<double>(Clock::now() - ts).count();
+  }
+  step_s /= std::max(1, train_steps_timed);
+  const double train_round_s = step_s * static_cast<double>(L.round_steps);
+  const double share = gen_s / (gen_s + train_round_s);
+  auto log = logger();
+  log->info("bench generate: {} prompts x {} samples, prompt {} + up to {} new tokens, device {}", L.prompts,
+            L.k, P, L.max_new_tokens, ops->name());
+  log->info("  generation      {:10.0f} new tokens/s ({:.2f} s per round)", new_tokens / gen_s, gen_s);
+  log->info("  training        {:10.3f} s per step x {} steps per round", step_s, L.round_steps);
+  log->info("  generation + scoring share of a round: {:.1f}% (goal <= 20%; scoring reuses the "
+            "log-probs recorded while generating)", 100.0 * share);
+  return {{"device", ops->name()}, {"new_tokens_per_s", new_tokens / gen_s}, {"generate_s", gen_s},
+          {"train_step_s", step_s}, {"round_steps", L.round_steps}, {"generate_share", share}};
+}
+
+}  // namespace ouro
