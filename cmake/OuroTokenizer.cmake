@@ -51,7 +51,6 @@ function(ouro_tokenizer_wire)
     COMMAND ${OURO_CLANGXX} -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined
             -fno-sanitize-recover=undefined -Wno-unknown-pragmas
             -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/src
-            -DOURO_FIXTURES="${CMAKE_SOURCE_DIR}/tests/fixtures"
             ${_sources} -o ${_out} ${PCRE2_LINK_LIBRARIES} -lfmt
     DEPENDS ${_sources} ${_headers}
     COMMENT "Building the tokenizer fuzz target with clang (libFuzzer)"
