@@ -360,4 +360,21 @@ TEST(SimtPtxReports, MmaInAPartialWarp) {
   EXPECT_EQ(r.line, static_cast<unsigned>(ptx_test::kMmaPartialWarpLine)) << r.text();
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+TEST(SimtPtxReports, CpAsyncPastTheDynamicSharedMemory) {
+  const auto r = expect_report(ptx_test::launch_cp_async_past_dynamic_shared);
+  EXPECT_EQ(r.kind, BugKind::invalid_argument) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_test::kCpAsyncPastDynamicSharedLine)) << r.text();
+  EXPECT_EQ(r.thread.x, 1u) << r.text();
+  EXPECT_NE(r.message.find("not addressable"), std::string::npos) << r.text();
+}
+
+TEST(SimtPtxReports, CpAsyncPastTheEndOfAGlobalBuffer) {
+  const auto r = expect_report(ptx_test::launch_cp_async_past_global);
+  EXPECT_EQ(r.kind, BugKind::invalid_argument) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_test::kCpAsyncPastGlobalLine)) << r.text();
+  EXPECT_NE(r.message.find("global source"), std::string::npos) << r.text();
+}
+#endif
+
 }  // namespace

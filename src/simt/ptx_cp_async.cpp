@@ -10,6 +10,7 @@
 #include <ouro/ptx.h>
 #include <ouro/simt/report.h>
 #include <ouro/simt/thread.h>
+#include <ouro/simt/warp.h>  // detail::HideFromTsan
 
 #include <cstdarg>
 #include <cstdio>
@@ -38,7 +39,9 @@ struct ThreadQueue {
 
 // The queues of the block running on this OS thread (a block runs on one OS thread).
 // A queue left with pending copies by a thread that exited dies with its block: the next block
-// run on this OS thread starts empty queues.
+// run on this OS thread starts empty queues. The queues are the emulator's bookkeeping, shared
+// by the block's fibers without synchronisation (scheduling is cooperative): TSan must not see
+// them (HideFromTsan), only the copies' own reads and writes, which are the kernel's.
 struct BlockQueues {
   const simt::Launch* launch = nullptr;
   uint3 block{~0u, ~0u, ~0u};
@@ -103,11 +106,13 @@ void cp_async(void* smem, const void* gmem, int size, int src_bytes, std::source
   check_addressable(gmem, src_bytes, "global source", where);
 
   std::memset(smem, 0xFF, size);
+  simt::detail::HideFromTsan hide;
   my_queue().copies.push_back(Copy{static_cast<unsigned char*>(smem),
                                    static_cast<const unsigned char*>(gmem), size, src_bytes, -1});
 }
 
 void cp_async_commit(std::source_location) {
+  simt::detail::HideFromTsan hide;
   ThreadQueue& q = my_queue();
   for (auto it = q.copies.rbegin(); it != q.copies.rend() && it->group < 0; ++it)
     it->group = q.committed;
@@ -115,17 +120,22 @@ void cp_async_commit(std::source_location) {
 }
 
 void cp_async_wait(int pending, std::source_location) {
-  ThreadQueue& q = my_queue();
-  const long done_below = q.committed - pending;  // groups [0, done_below) must be complete
-  std::size_t kept = 0;
-  for (std::size_t i = 0; i < q.copies.size(); ++i) {
-    const Copy& c = q.copies[i];
-    if (c.group >= 0 && c.group < done_below)
-      perform(c);
-    else
-      q.copies[kept++] = c;
+  std::vector<Copy> due;  // performed outside HideFromTsan: these accesses are the kernel's
+  {
+    simt::detail::HideFromTsan hide;
+    ThreadQueue& q = my_queue();
+    const long done_below = q.committed - pending;  // groups [0, done_below) must be complete
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < q.copies.size(); ++i) {
+      const Copy& c = q.copies[i];
+      if (c.group >= 0 && c.group < done_below)
+        due.push_back(c);
+      else
+        q.copies[kept++] = c;
+    }
+    q.copies.resize(kept);
   }
-  q.copies.resize(kept);
+  for (const Copy& c : due) perform(c);
 }
 
 }  // namespace ouro::ptx::emu

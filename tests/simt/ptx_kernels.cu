@@ -101,10 +101,10 @@ __global__ void ldmatrix_mma_kernel(const uint16_t* A, const uint16_t* B, const 
   // x2.trans over B[k][n]: lanes 0-15 give rows k = 0..15 (lanes 16-31 are unused).
   ouro::ptx::ldmatrix_x2_trans(b, &sb[8 * (lane % 16)]);
   const unsigned g = lane / 4, t = lane % 4;
-  float c[4], d[4];
-  for (int i = 0; i < 4; ++i) c[i] = C[8 * (g + 8 * (i / 2)) + 2 * t + i % 2];
-  ouro::ptx::mma_bf16_16816(d, a, b, c);
-  for (int i = 0; i < 4; ++i) D[8 * (g + 8 * (i / 2)) + 2 * t + i % 2] = d[i];
+  float acc[4];
+  for (int i = 0; i < 4; ++i) acc[i] = C[8 * (g + 8 * (i / 2)) + 2 * t + i % 2];
+  ouro::ptx::mma_bf16_16816(acc, a, b, acc);  // accumulating in place, as kernels do
+  for (int i = 0; i < 4; ++i) D[8 * (g + 8 * (i / 2)) + 2 * t + i % 2] = acc[i];
 }
 
 // ---- cp.async ---------------------------------------------------------------------------------
@@ -219,8 +219,22 @@ __global__ void mma_partial_warp_kernel(float* out) {
 }
 const int kMmaPartialWarpLineValue = __LINE__ - 3;
 
+__global__ void cp_async_past_dynamic_shared_kernel(const uint8_t* src) {
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();  // 64 bytes at launch
+  if (threadIdx.x == 1) ouro::ptx::cp_async_16(smem + 64, src);  // kCpAsyncPastDynamicSharedLine
+}
+const int kCpAsyncPastDynamicSharedLineValue = __LINE__ - 2;
+
+__global__ void cp_async_past_global_kernel(const uint8_t* src) {
+  __shared__ __align__(16) uint8_t slot[16];
+  if (threadIdx.x == 0) ouro::ptx::cp_async_16(slot, src + 16);  // kCpAsyncPastGlobalLine
+}
+const int kCpAsyncPastGlobalLineValue = __LINE__ - 2;
+
 }  // namespace
 
+const int kCpAsyncPastDynamicSharedLine = kCpAsyncPastDynamicSharedLineValue;
+const int kCpAsyncPastGlobalLine = kCpAsyncPastGlobalLineValue;
 const int kMisalignedLdmatrixLine = kMisalignedLdmatrixLineValue;
 const int kMisalignedCpAsyncDstLine = kMisalignedCpAsyncDstLineValue;
 const int kMisalignedCpAsyncSrcLine = kMisalignedCpAsyncSrcLineValue;
@@ -325,6 +339,18 @@ void launch_cp_async_src_bytes_too_large() {
 void launch_mma_partial_warp() {
   DeviceBuffer<float> out(16);
   ouro::launch(mma_partial_warp_kernel, dim3(1), dim3(16), 0, nullptr, out.ptr);
+  sync();
+}
+
+void launch_cp_async_past_dynamic_shared() {
+  DeviceBuffer<uint8_t> src(16);
+  ouro::launch(cp_async_past_dynamic_shared_kernel, dim3(1), dim3(32), 64, nullptr, src.ptr);
+  sync();
+}
+
+void launch_cp_async_past_global() {
+  DeviceBuffer<uint8_t> src(16);
+  ouro::launch(cp_async_past_global_kernel, dim3(1), dim3(32), 0, nullptr, src.ptr);
   sync();
 }
 

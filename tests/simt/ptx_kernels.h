@@ -52,4 +52,10 @@ void launch_misaligned_cp_async_src();   // thread 2: 8-byte copy from a 4-byte 
 void launch_cp_async_src_bytes_too_large();  // thread 0: 8-byte copy with src_bytes 9
 void launch_mma_partial_warp();          // a block of 16 threads runs mma.sync.aligned
 
+// Out of bounds, reported at issue in the ASan build (elsewhere they corrupt memory silently).
+extern const int kCpAsyncPastDynamicSharedLine;
+extern const int kCpAsyncPastGlobalLine;
+void launch_cp_async_past_dynamic_shared();  // thread 1: 16 bytes just past 64 bytes of smem
+void launch_cp_async_past_global();          // thread 0: reads 16 bytes past a 16-byte buffer
+
 }  // namespace ptx_test
