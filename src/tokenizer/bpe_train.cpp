@@ -3,12 +3,8 @@
 // revisits the words that hold the merged pair, and a max-heap with lazy invalidation yields the
 // next most frequent pair.
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <fstream>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 
 #ifdef _OPENMP
@@ -19,6 +15,7 @@
 #include "ouro/tokenizer.h"
 #include "tokenizer/byte_table.h"
 #include "tokenizer/pretokenizer.h"
+#include "tokenizer/text_parts.h"
 
 namespace fs = std::filesystem;
 
@@ -39,21 +36,11 @@ using PieceCounts = std::unordered_map<std::string_view, uint64_t, ViewHash>;
 // The text between special-token occurrences: specials are never learned from.
 std::vector<std::string_view> strip_specials(const std::vector<std::string_view>& docs,
                                              const std::vector<std::string>& specials) {
+  const std::vector<std::string_view> names(specials.begin(), specials.end());
   std::vector<std::string_view> out;
-  for (std::string_view d : docs) {
-    size_t pos = 0;
-    for (;;) {
-      size_t best = std::string_view::npos, len = 0;
-      for (const auto& s : specials) {
-        const size_t at = d.find(s, pos);
-        if (at < best || (at == best && s.size() > len)) best = at, len = s.size();
-      }
-      if (best == std::string_view::npos) break;
-      if (best > pos) out.push_back(d.substr(pos, best - pos));
-      pos = best + len;
-    }
-    if (pos < d.size()) out.push_back(d.substr(pos));
-  }
+  for (std::string_view d : docs)
+    for (const auto& part : tok::split_at_specials(d, names))
+      if (!part.before.empty()) out.push_back(part.before);
   return out;
 }
 
@@ -64,16 +51,8 @@ PieceCounts count_pieces(const std::vector<std::string_view>& segs, const tok::P
   };
   constexpr size_t kChunk = 1 << 20;
   std::vector<Task> tasks;
-  for (size_t s = 0; s < segs.size(); ++s) {
-    size_t from = 0;
-    while (segs[s].size() - from > 2 * kChunk) {
-      const size_t cut = pre.safe_cut(segs[s], from + kChunk, segs[s].size());
-      if (cut == std::string_view::npos) break;
-      tasks.push_back({s, from, cut});
-      from = cut;
-    }
-    tasks.push_back({s, from, segs[s].size()});
-  }
+  for (size_t s = 0; s < segs.size(); ++s)
+    for (auto [from, to] : pre.chunks(segs[s], segs[s].size(), kChunk)) tasks.push_back({s, from, to});
   PieceCounts total;
   const auto n = static_cast<long>(tasks.size());
 #pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
@@ -232,18 +211,6 @@ class Merger {
   std::priority_queue<HeapEntry, std::vector<HeapEntry>, HeapLess> heap_;
 };
 
-std::string read_file(const fs::path& p) {
-  std::error_code ec;
-  OURO_CHECK(fs::is_regular_file(p, ec), "tokenizer train: input {} is not a readable regular file",
-             p.string());
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("tokenizer train: cannot open {}: {}", p.string(), std::strerror(errno));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail("tokenizer train: error reading {}", p.string());
-  return ss.str();
-}
-
 }  // namespace
 
 Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTrainOptions& opt,
@@ -288,7 +255,7 @@ Tokenizer train_bpe(const std::vector<fs::path>& inputs, const BpeTrainOptions& 
                     BpeTrainStats* stats) {
   OURO_CHECK(!inputs.empty(), "tokenizer train: no input files");
   std::vector<std::string> texts;
-  for (const auto& p : inputs) texts.push_back(read_file(p));
+  for (const auto& p : inputs) texts.push_back(tok::read_file_text(p, "tokenizer train"));
   std::vector<std::string_view> views(texts.begin(), texts.end());
   return train_bpe_texts(views, opt, stats);
 }

@@ -97,6 +97,20 @@ size_t Pretokenizer::safe_cut(std::string_view text, size_t from, size_t limit) 
   return std::string_view::npos;
 }
 
+std::vector<std::pair<size_t, size_t>> Pretokenizer::chunks(std::string_view text, size_t end,
+                                                            size_t target) const {
+  std::vector<std::pair<size_t, size_t>> out;
+  size_t from = 0;
+  while (end - from > 2 * target) {
+    const size_t cut = safe_cut(text, from + target, end);
+    if (cut == std::string_view::npos) break;
+    out.emplace_back(from, cut);
+    from = cut;
+  }
+  out.emplace_back(from, end);
+  return out;
+}
+
 size_t Pretokenizer::last_safe_cut(std::string_view text, size_t from) const {
   if (!safe_cuts_ || text.size() < 2) return std::string_view::npos;
   // Candidates q = newline + 1 with q < size, scanning newlines backwards from size - 2.

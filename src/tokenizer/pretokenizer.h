@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace ouro::tok {
 
@@ -67,6 +69,11 @@ class Pretokenizer {
   // alternative of the gpt2/gpt4 patterns matches a newline followed by a letter, and the byte
   // before the letter is valid UTF-8, so no match or unmatched run spans p. npos if none.
   size_t safe_cut(std::string_view text, size_t from, size_t limit) const;
+
+  // Ranges [from, to) tiling text[0, end) at safe cuts, each at least `target` bytes (the last
+  // may be shorter; one range when the pattern has no known cuts). Each range can be split on
+  // its own thread with text as the subject.
+  std::vector<std::pair<size_t, size_t>> chunks(std::string_view text, size_t end, size_t target) const;
 
   // The last such p in (from, text.size()); npos if none.
   size_t last_safe_cut(std::string_view text, size_t from = 0) const;

@@ -12,6 +12,7 @@
 #include "ouro/error.h"
 #include "tokenizer/base64.h"
 #include "tokenizer/bpe_merge.h"
+#include "tokenizer/text_parts.h"
 #include "tokenizer/tokenizer_impl.h"
 
 namespace ouro {
@@ -137,16 +138,11 @@ std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
   const size_t chunk = std::max(kMinChunk, total / (static_cast<size_t>(threads) * 8) + 1);
   std::vector<Task> tasks;
   for (size_t d = 0; d < docs.size(); ++d) {
-    const std::string_view text = docs[d];
-    const size_t end = ends[d];
-    size_t from = 0;
-    while (threads > 1 && end - from > 2 * chunk) {
-      const size_t cut = im.pre->safe_cut(text, from + chunk, end);
-      if (cut == std::string_view::npos) break;
-      tasks.push_back({d, from, cut});
-      from = cut;
+    if (threads == 1) {
+      tasks.push_back({d, 0, ends[d]});
+      continue;
     }
-    tasks.push_back({d, from, end});
+    for (auto [from, to] : im.pre->chunks(docs[d], ends[d], chunk)) tasks.push_back({d, from, to});
   }
   std::vector<std::vector<uint32_t>> parts(tasks.size());
   const auto n = static_cast<long>(tasks.size());
@@ -191,35 +187,17 @@ std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(const std::vector<std
 }
 
 std::vector<uint32_t> Tokenizer::encode_with_specials(std::string_view text, int threads) const {
-  // Split at every special token's text (leftmost first; the longest when several start at the
-  // same byte), encode the segments between them together, then interleave.
+  // Split at the special tokens' text, encode the parts between them together, interleave.
+  std::vector<std::string_view> names;
+  for (const auto& sp : impl_->specials) names.push_back(sp.first);
+  const auto parts = tok::split_at_specials(text, names);
   std::vector<std::string_view> segments;
-  std::vector<uint32_t> special_after;  // id that follows segments[i] (none after the last)
-  const auto& sp = impl_->specials;
-  std::vector<size_t> next(sp.size());  // next occurrence of each special at or after pos
-  for (size_t k = 0; k < sp.size(); ++k) next[k] = text.find(sp[k].first);
-  size_t pos = 0;
-  for (;;) {
-    size_t best = sp.size();
-    for (size_t k = 0; k < sp.size(); ++k) {
-      if (next[k] != std::string_view::npos && next[k] < pos) next[k] = text.find(sp[k].first, pos);
-      if (next[k] == std::string_view::npos) continue;
-      if (best == sp.size() || next[k] < next[best] ||
-          (next[k] == next[best] && sp[k].first.size() > sp[best].first.size()))
-        best = k;
-    }
-    if (best == sp.size()) break;
-    segments.push_back(text.substr(pos, next[best] - pos));
-    special_after.push_back(sp[best].second);
-    pos = next[best] + sp[best].first.size();
-  }
-  const size_t seg_start = pos;
-  segments.push_back(text.substr(seg_start));
+  for (const auto& p : parts) segments.push_back(p.before);
   auto enc = encode_docs(*impl_, segments, resolve_threads(threads));
   std::vector<uint32_t> out;
   for (size_t i = 0; i < enc.size(); ++i) {
     out.insert(out.end(), enc[i].begin(), enc[i].end());
-    if (i < special_after.size()) out.push_back(special_after[i]);
+    if (parts[i].special >= 0) out.push_back(impl_->specials[static_cast<size_t>(parts[i].special)].second);
   }
   return out;
 }

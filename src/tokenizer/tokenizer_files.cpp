@@ -1,10 +1,7 @@
 // Tokenizer files: tiktoken ranks + JSON sidecar (read and written), GPT-2's encoder.json +
 // vocab.bpe (read). Errors name the file and line (ranks, vocab.bpe) or key (JSON).
-#include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +12,7 @@
 #include "tokenizer/base64.h"
 #include "tokenizer/byte_table.h"
 #include "tokenizer/gpt2_bytes.h"
+#include "tokenizer/text_parts.h"
 
 namespace fs = std::filesystem;
 
@@ -22,14 +20,7 @@ namespace ouro {
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) fail("tokenizer: cannot open {}: {}", p.string(), std::strerror(errno));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) fail("tokenizer: error reading {}", p.string());
-  return ss.str();
-}
+std::string read_text(const fs::path& p) { return tok::read_file_text(p, "tokenizer"); }
 
 // Calls fn(line_number, line) for each line (1-based, '\r\n' tolerated).
 template <class F>
