@@ -1,5 +1,8 @@
 // ouro::ptx under the SIMT emulator: mma, ldmatrix and cp.async against a scalar model of the
 // PTX ISA, at every lane, with seeded random inputs; and the bugs the wrappers must report.
+// The same file, linked with the nvcc-built kernels, is ouro_test_ptx_gpu: on a machine with a
+// GPU it checks the model (and so the emulator) against the hardware; without one it skips.
+// Tests of emulator-only behaviour (reports, poison, copy-at-wait) are compiled for OURO_SIMT.
 //
 // The scalar model here is written from the layout formulas (design.md section 4, PTX ISA
 // "Matrix Fragments for mma.m16n8k16"), in the opposite direction from the emulation: the test
@@ -8,7 +11,9 @@
 // test's own too.
 #include <gtest/gtest.h>
 
+#if defined(OURO_SIMT)
 #include <ouro/simt/report.h>
+#endif
 
 #include <bit>
 #include <cmath>
@@ -20,8 +25,16 @@
 
 namespace {
 
-using ouro::simt::BugKind;
-using ouro::simt::BugReport;
+// Every test needs a device: the emulator always has one; a CUDA build may run without a GPU.
+class DeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!ptx_test::device_available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+using SimtPtxMma = DeviceTest;
+using SimtPtxLdmatrix = DeviceTest;
+using SimtPtxCpAsync = DeviceTest;
 
 // ---- encodings ----------------------------------------------------------------------------------
 
@@ -128,7 +141,7 @@ void run_case(bool bf16, const MmaCase& mc, float (&d)[32][4]) {
   ptx_test::run_mma(bf16, f.a, f.b, f.c, d);
 }
 
-TEST(SimtPtxMma, Bf16SmallIntegersAreExactAtEveryLane) {
+TEST_F(SimtPtxMma, Bf16SmallIntegersAreExactAtEveryLane) {
   // Every partial sum is a small integer: the result is exact whatever the accumulation order,
   // so this case holds for a GPU's tensor cores as much as for the emulator.
   std::mt19937 rng(1);
@@ -140,13 +153,15 @@ TEST(SimtPtxMma, Bf16SmallIntegersAreExactAtEveryLane) {
   }
 }
 
-TEST(SimtPtxMma, Bf16RandomFollowsTheDocumentedAccumulationOrder) {
+TEST_F(SimtPtxMma, Bf16RandomFollowsTheDocumentedAccumulationOrder) {
   std::mt19937 rng(2);
   for (int rep = 0; rep < 8; ++rep) {
     const MmaCase mc = make_case(rng, Values::random_bf16);
     float d[32][4];
     run_case(true, mc, d);
-    check_d(mc, d, "bf16 random");
+#if defined(OURO_SIMT)
+    check_d(mc, d, "bf16 random");  // a GPU's tensor cores round their own way
+#endif
     // And it is what a matrix product is: close to the fp64 result.
     double err = 0, ref = 0;
     for (int lane = 0; lane < 32; ++lane)
@@ -157,11 +172,11 @@ TEST(SimtPtxMma, Bf16RandomFollowsTheDocumentedAccumulationOrder) {
         err += (d[lane][i] - exact) * (d[lane][i] - exact);
         ref += exact * exact;
       }
-    EXPECT_LT(std::sqrt(err / ref), 1e-6);
+    EXPECT_LT(std::sqrt(err / ref), 1e-5);
   }
 }
 
-TEST(SimtPtxMma, F16ExactValuesAtEveryLane) {
+TEST_F(SimtPtxMma, F16ExactValuesAtEveryLane) {
   std::mt19937 rng(3);
   for (int rep = 0; rep < 8; ++rep) {
     const MmaCase mc = make_case(rng, Values::exact_f16);
@@ -171,7 +186,7 @@ TEST(SimtPtxMma, F16ExactValuesAtEveryLane) {
   }
 }
 
-TEST(SimtPtxMma, F16DecodesSubnormalsInfinityAndNaN) {
+TEST_F(SimtPtxMma, F16DecodesSubnormalsInfinityAndNaN) {
   MmaCase mc{};
   // Row 0 of A: a subnormal (2^-24) and 1.0; B column 0: 1.0 and 2^-24 -> D[0][0] = 2^-23.
   mc.a[0][0] = 0x0001;
@@ -221,14 +236,14 @@ void check_ldmatrix(int n, bool trans, uint32_t seed) {
     }
 }
 
-TEST(SimtPtxLdmatrix, X1) { check_ldmatrix(1, false, 11); }
-TEST(SimtPtxLdmatrix, X2) { check_ldmatrix(2, false, 12); }
-TEST(SimtPtxLdmatrix, X4) { check_ldmatrix(4, false, 13); }
-TEST(SimtPtxLdmatrix, X1Trans) { check_ldmatrix(1, true, 14); }
-TEST(SimtPtxLdmatrix, X2Trans) { check_ldmatrix(2, true, 15); }
-TEST(SimtPtxLdmatrix, X4Trans) { check_ldmatrix(4, true, 16); }
+TEST_F(SimtPtxLdmatrix, X1) { check_ldmatrix(1, false, 11); }
+TEST_F(SimtPtxLdmatrix, X2) { check_ldmatrix(2, false, 12); }
+TEST_F(SimtPtxLdmatrix, X4) { check_ldmatrix(4, false, 13); }
+TEST_F(SimtPtxLdmatrix, X1Trans) { check_ldmatrix(1, true, 14); }
+TEST_F(SimtPtxLdmatrix, X2Trans) { check_ldmatrix(2, true, 15); }
+TEST_F(SimtPtxLdmatrix, X4Trans) { check_ldmatrix(4, true, 16); }
 
-TEST(SimtPtxLdmatrix, FeedsMmaAsOnHardware) {
+TEST_F(SimtPtxLdmatrix, FeedsMmaAsOnHardware) {
   // ldmatrix.x4 of row-major A and ldmatrix.x2.trans of B[k][n] produce exactly the mma
   // fragments: D is the plain matrix product (integers, so exact in any order).
   std::mt19937 rng(21);
@@ -269,11 +284,13 @@ void check_cp_async_size(int size) {
   }
 }
 
-TEST(SimtPtxCpAsync, Size16CopiesAndZeroFills) { check_cp_async_size(16); }
-TEST(SimtPtxCpAsync, Size8CopiesAndZeroFills) { check_cp_async_size(8); }
-TEST(SimtPtxCpAsync, Size4CopiesAndZeroFills) { check_cp_async_size(4); }
+TEST_F(SimtPtxCpAsync, Size16CopiesAndZeroFills) { check_cp_async_size(16); }
+TEST_F(SimtPtxCpAsync, Size8CopiesAndZeroFills) { check_cp_async_size(8); }
+TEST_F(SimtPtxCpAsync, Size4CopiesAndZeroFills) { check_cp_async_size(4); }
 
-TEST(SimtPtxCpAsync, WaitGroupLeavesAtMostTheNNewestGroupsPending) {
+#if defined(OURO_SIMT)
+// What a thread sees of its own pending copies is the emulator's choice (on a GPU: undefined).
+TEST_F(SimtPtxCpAsync, WaitGroupLeavesAtMostTheNNewestGroupsPending) {
   uint32_t src[16], snap[5][4][4];
   for (uint32_t i = 0; i < 16; ++i) src[i] = 0x1000 + i;
   ptx_test::run_cp_async_groups(src, snap);
@@ -288,7 +305,7 @@ TEST(SimtPtxCpAsync, WaitGroupLeavesAtMostTheNNewestGroupsPending) {
             << "snapshot " << s << " slot " << slot << " word " << w;
 }
 
-TEST(SimtPtxCpAsync, ReadsTheSourceAtTheWaitNotAtIssue) {
+TEST_F(SimtPtxCpAsync, ReadsTheSourceAtTheWaitNotAtIssue) {
   // The latest moment the ISA allows: a kernel that changes the source before waiting gets the
   // new data here (on a GPU: either, unpredictably), which makes that bug visible.
   const uint32_t first[4] = {1, 2, 3, 4}, later[4] = {5, 6, 7, 8};
@@ -297,7 +314,9 @@ TEST(SimtPtxCpAsync, ReadsTheSourceAtTheWaitNotAtIssue) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], later[i]);
 }
 
-TEST(SimtPtxCpAsync, OtherThreadsSeeTheDataAfterTheBarrier) {
+#endif  // OURO_SIMT
+
+TEST_F(SimtPtxCpAsync, OtherThreadsSeeTheDataAfterTheBarrier) {
   uint32_t src[32], out[32];
   for (uint32_t i = 0; i < 32; ++i) src[i] = 7 * i + 1;
   ptx_test::run_cp_async_visible_after_barrier(src, out);
@@ -305,6 +324,10 @@ TEST(SimtPtxCpAsync, OtherThreadsSeeTheDataAfterTheBarrier) {
 }
 
 // ---- reports ------------------------------------------------------------------------------------
+#if defined(OURO_SIMT)
+
+using ouro::simt::BugKind;
+using ouro::simt::BugReport;
 
 template <class Fn>
 ouro::simt::Report expect_report(Fn&& fn) {
@@ -376,5 +399,7 @@ TEST(SimtPtxReports, CpAsyncPastTheEndOfAGlobalBuffer) {
   EXPECT_NE(r.message.find("global source"), std::string::npos) << r.text();
 }
 #endif
+
+#endif  // OURO_SIMT
 
 }  // namespace

@@ -1,5 +1,5 @@
 // Test kernels for ouro::ptx (mma, ldmatrix, cp.async). One source for nvcc and for the SIMT
-// emulator: the CUDA build compiles it for sm_80/sm_90a, the simt tests run it.
+// emulator: ouro_test_simt_ptx runs it on the emulator, ouro_test_ptx_gpu (CUDA builds) on a GPU.
 #include <ouro/cuda.h>
 
 #include <cstring>
@@ -232,6 +232,11 @@ __global__ void cp_async_past_global_kernel(const uint8_t* src) {
 const int kCpAsyncPastGlobalLineValue = __LINE__ - 2;
 
 }  // namespace
+
+bool device_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
 
 const int kCpAsyncPastDynamicSharedLine = kCpAsyncPastDynamicSharedLineValue;
 const int kCpAsyncPastGlobalLine = kCpAsyncPastGlobalLineValue;

@@ -6,6 +6,9 @@
 
 namespace ptx_test {
 
+// Whether a device runs the kernels: always under the emulator; with nvcc, when a GPU is present.
+bool device_available();
+
 // One warp runs mma.m16n8k16 (bf16 or f16 inputs) on the given per-lane fragments.
 void run_mma(bool bf16, const uint32_t (*a)[4], const uint32_t (*b)[2], const float (*c)[4],
              float (*d)[4]);
