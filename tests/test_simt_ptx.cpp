@@ -12,7 +12,9 @@
 #include <gtest/gtest.h>
 
 #if defined(OURO_SIMT)
+#include <ouro/simt/launch.h>
 #include <ouro/simt/report.h>
+#include <ouro/simt/thread.h>
 #endif
 
 #include <bit>
@@ -314,6 +316,21 @@ TEST_F(SimtPtxCpAsync, ReadsTheSourceAtTheWaitNotAtIssue) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], later[i]);
 }
 
+template <class Info>
+constexpr bool kHasBlockRun = requires(const Info& t) { t.block_run; };
+
+TEST_F(SimtPtxCpAsync, CopiesPendingAtThreadExitDieWithTheBlock) {
+  if (!kHasBlockRun<ouro::simt::ThreadInfo>)
+    GTEST_SKIP() << "needs a per-run block serial (simt::ThreadInfo::block_run) from the scheduler";
+  // One OS thread, so that both runs of the block reuse the same queues and shared memory.
+  const unsigned threads = ouro::simt::worker_threads();
+  ouro::simt::set_worker_threads(1);
+  const uint32_t src[4] = {1, 2, 3, 4};
+  uint32_t out[4];
+  ptx_test::run_cp_async_pending_at_exit(src, out);
+  ouro::simt::set_worker_threads(threads);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], 7u) << "word " << i;
+}
 #endif  // OURO_SIMT
 
 TEST_F(SimtPtxCpAsync, OtherThreadsSeeTheDataAfterTheBarrier) {

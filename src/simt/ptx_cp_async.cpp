@@ -14,6 +14,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -45,17 +46,33 @@ struct ThreadQueue {
 struct BlockQueues {
   const simt::Launch* launch = nullptr;
   uint3 block{~0u, ~0u, ~0u};
+  std::uint64_t run = 0;
   std::vector<ThreadQueue> threads;
 };
 thread_local BlockQueues tl_queues;
 
+// Which execution of a block the thread belongs to. Launch address and blockIdx alone repeat
+// when the same kernel is launched again from the same place (the Launch lives on the stack), so
+// copies a thread left pending at exit would leak into the next run of that block on this OS
+// thread; a per-run serial in ThreadInfo (`block_run`) tells them apart. Until the scheduler
+// provides one this compiles to 0 and only (launch, blockIdx) is compared.
+template <class Info>
+std::uint64_t block_run(const Info& t) {
+  if constexpr (requires { t.block_run; })
+    return static_cast<std::uint64_t>(t.block_run);
+  else
+    return 0;
+}
+
 ThreadQueue& my_queue() {
   BlockQueues& q = tl_queues;
   const simt::ThreadInfo& t = simt::this_thread();
-  if (q.launch != t.launch || q.block.x != t.block_idx.x || q.block.y != t.block_idx.y ||
-      q.block.z != t.block_idx.z) {
+  const std::uint64_t run = block_run(t);
+  if (q.launch != t.launch || q.run != run || q.block.x != t.block_idx.x ||
+      q.block.y != t.block_idx.y || q.block.z != t.block_idx.z) {
     q.launch = t.launch;
     q.block = t.block_idx;
+    q.run = run;
     q.threads.assign(t.block_dim.x * t.block_dim.y * t.block_dim.z, ThreadQueue{});
   }
   return q.threads[t.tid];

@@ -177,6 +177,20 @@ __global__ void cp_async_visible_kernel(const uint32_t* src, uint32_t* out) {
   out[threadIdx.x] = words[threadIdx.x];
 }
 
+// Run 1 issues and commits a copy, then exits without waiting; run 2 (same kernel, same block)
+// fills the slot and waits: the copy of run 1 died with its block and must not land here.
+__global__ void cp_async_pending_at_exit_kernel(const uint32_t* src, uint32_t* out, int run) {
+  __shared__ __align__(16) uint32_t slot[4];
+  if (run == 1) {
+    ouro::ptx::cp_async_16(slot, src);
+    ouro::ptx::cp_async_commit();
+    return;
+  }
+  for (int i = 0; i < 4; ++i) slot[i] = 7;
+  ouro::ptx::cp_async_wait<0>();
+  for (int i = 0; i < 4; ++i) out[i] = slot[i];
+}
+
 // ---- bugs -------------------------------------------------------------------------------------
 
 __global__ void misaligned_ldmatrix_kernel() {
@@ -314,6 +328,15 @@ void run_cp_async_source_changed(const uint32_t* first, const uint32_t* later, u
 void run_cp_async_visible_after_barrier(const uint32_t* src, uint32_t* out) {
   DeviceBuffer<uint32_t> d_src(src, 32), d_out(32);
   ouro::launch(cp_async_visible_kernel, dim3(1), dim3(32), 0, nullptr, d_src.ptr, d_out.ptr);
+  sync();
+  d_out.get(out);
+}
+
+void run_cp_async_pending_at_exit(const uint32_t* src, uint32_t* out) {
+  DeviceBuffer<uint32_t> d_src(src, 4), d_out(4);
+  for (int run = 1; run <= 2; ++run)
+    ouro::launch(cp_async_pending_at_exit_kernel, dim3(1), dim3(1), 0, nullptr, d_src.ptr,
+                 d_out.ptr, run);
   sync();
   d_out.get(out);
 }

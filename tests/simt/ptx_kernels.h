@@ -42,6 +42,10 @@ void run_cp_async_source_changed(const uint32_t* first, const uint32_t* later, u
 // the block (32) reads word[tid] into out[tid].
 void run_cp_async_visible_after_barrier(const uint32_t* src /*[32]*/, uint32_t* out);
 
+// The same kernel launched twice: run 1 leaves a committed copy of src pending at exit, run 2
+// writes 7s to the slot, waits for all groups and copies the slot to out.
+void run_cp_async_pending_at_exit(const uint32_t* src /*[4]*/, uint32_t* out /*[4]*/);
+
 // Bugs the emulator must report. Each launches a kernel that commits it; the line of the faulty
 // call is given so the test can check the report's file:line.
 extern const int kMisalignedLdmatrixLine;  // lane 5 gives an address 8 bytes past a row
