@@ -270,6 +270,30 @@ TEST(Training, StopsWhenPairsRunOut) {
   EXPECT_EQ(tk.encode(" abc").size(), 1u);
 }
 
+TEST(Training, StreamedFilesTrainLikeTheWholeText) {
+  TempDir d;
+  const std::string_view c = corpus();
+  const std::string a(c.substr(0, 300'000)), b(c.substr(3'000'000, 200'000));
+  write_file(d / "a.txt", a);
+  write_file(d / "b.txt", b);
+  for (const char* pat : {kGpt2Pattern, kGpt4Pattern}) {
+    for (const std::vector<std::string>& specials :
+         {std::vector<std::string>{kEndOfText}, std::vector<std::string>{kEndOfText, "<|a\nb|>"}}) {
+      BpeTrainOptions opt;
+      opt.vocab_size = 1000;
+      opt.pattern = pat;
+      opt.specials = specials;
+      const Tokenizer whole = train_bpe_texts({a, b}, opt);
+      opt.read_bytes = 4096;  // many blocks per file
+      BpeTrainStats st;
+      const Tokenizer streamed = train_bpe({d / "a.txt", d / "b.txt"}, opt, &st);
+      EXPECT_EQ(st.input_bytes, a.size() + b.size());
+      ASSERT_EQ(streamed.vocab_size(), whole.vocab_size());
+      for (uint32_t r = 0; r < whole.n_ranks(); ++r) ASSERT_EQ(streamed.token_bytes(r), whole.token_bytes(r)) << r;
+    }
+  }
+}
+
 TEST(Training, BadInputErrors) {
   TempDir d;
   write_file(d / "empty.txt", "");

@@ -87,6 +87,7 @@ struct BpeTrainOptions {
   std::string pattern = kGpt2Pattern;
   std::vector<std::string> specials = {kEndOfText};
   int threads = 0;                    // pre-token counting; 0 = all cores
+  size_t read_bytes = 64 << 20;       // train_bpe reads files in blocks of this size
 };
 
 struct BpeTrainStats {
@@ -97,7 +98,8 @@ struct BpeTrainStats {
 // Learns merges on the text of `inputs` (special-token strings in the text separate pieces and
 // are not learned). Deterministic: the most frequent adjacent pair is merged first; ties go to
 // the pair whose left token has the lowest id, then the right token's. Errors: no input text,
-// vocab_size < 256 + specials.
+// vocab_size < 256 + specials. Files are streamed: memory holds a block of text and the counts
+// of the unique pre-tokens.
 Tokenizer train_bpe(const std::vector<std::filesystem::path>& inputs, const BpeTrainOptions& opt,
                     BpeTrainStats* stats = nullptr);
 // The same on in-memory documents.

@@ -4,6 +4,7 @@
 // next most frequent pair.
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <queue>
 #include <unordered_map>
 
@@ -29,9 +30,13 @@ double seconds_since(Clock::time_point t) {
 }
 
 struct ViewHash {
+  using is_transparent = void;
   size_t operator()(std::string_view s) const { return tok::hash_bytes(s.data(), s.size()); }
 };
+// Pieces as views into the text being counted; OwnedCounts keeps them across blocks of a stream.
 using PieceCounts = std::unordered_map<std::string_view, uint64_t, ViewHash>;
+using OwnedCounts = std::unordered_map<std::string, uint64_t, ViewHash, std::equal_to<>>;
+using CountList = std::vector<std::pair<std::string_view, uint64_t>>;
 
 // The text between special-token occurrences: specials are never learned from.
 std::vector<std::string_view> strip_specials(const std::vector<std::string_view>& docs,
@@ -91,13 +96,12 @@ uint64_t pair_key(uint32_t a, uint32_t b) { return uint64_t{a} << 32 | b; }
 
 class Merger {
  public:
-  Merger(const PieceCounts& counts, size_t target_ranks) : target_(target_ranks) {
+  Merger(CountList sorted, size_t target_ranks) : target_(target_ranks) {
     for (int b = 0; b < 256; ++b) {
       tokens_.emplace_back(1, static_cast<char>(b));
       index_.insert(tokens_.back(), static_cast<uint32_t>(b));
     }
     // Words in a fixed order (by bytes) so that nothing depends on the hash map's iteration.
-    std::vector<std::pair<std::string_view, uint64_t>> sorted(counts.begin(), counts.end());
     std::sort(sorted.begin(), sorted.end());
     for (const auto& [piece, c] : sorted) {
       if (piece.size() < 2) continue;  // no pairs inside
@@ -213,8 +217,9 @@ class Merger {
 
 }  // namespace
 
-Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTrainOptions& opt,
-                          BpeTrainStats* stats) {
+namespace {
+
+void check_options(const BpeTrainOptions& opt) {
   const size_t n_special = opt.specials.size();
   OURO_CHECK(opt.vocab_size >= 256 + n_special,
              "tokenizer train: vocabulary of {} is smaller than the 256 byte tokens + {} special "
@@ -225,22 +230,27 @@ Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTr
       OURO_CHECK(opt.specials[i] != opt.specials[j], "tokenizer train: special token {} given twice",
                  opt.specials[i]);
   }
-  BpeTrainStats st;
-  for (auto d : docs) st.input_bytes += d.size();
-  OURO_CHECK(st.input_bytes > 0, "tokenizer train: the input holds no text (empty corpus)");
-  const tok::Pretokenizer pre(opt.pattern);
+  OURO_CHECK(opt.read_bytes > 0, "tokenizer train: read_bytes must be positive");
+}
+
+int resolve_threads(int threads) {
 #ifdef _OPENMP
-  const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+  return threads > 0 ? threads : omp_get_max_threads();
 #else
-  const int threads = 1;
+  (void)threads;
+  return 1;
 #endif
-  auto t0 = Clock::now();
-  const PieceCounts counts = count_pieces(strip_specials(docs, opt.specials), pre, threads);
+}
+
+// Merges, then the tokenizer: ranks 0..255 are the bytes, then the merges, then the specials.
+Tokenizer finish(CountList counts, const BpeTrainOptions& opt, BpeTrainStats& st,
+                 Clock::time_point t0, BpeTrainStats* stats) {
+  OURO_CHECK(st.input_bytes > 0, "tokenizer train: the input holds no text (empty corpus)");
   OURO_CHECK(!counts.empty(), "tokenizer train: the input holds only special tokens (empty corpus)");
   st.unique_pieces = counts.size();
   st.count_s = seconds_since(t0);
   t0 = Clock::now();
-  Merger m(counts, opt.vocab_size - n_special);
+  Merger m(std::move(counts), opt.vocab_size - opt.specials.size());
   st.merges = m.run();
   st.merge_s = seconds_since(t0);
   std::vector<std::string> tokens = m.take_tokens();
@@ -251,13 +261,61 @@ Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTr
   return Tokenizer(std::move(tokens), std::move(specials), opt.pattern);
 }
 
+}  // namespace
+
+Tokenizer train_bpe_texts(const std::vector<std::string_view>& docs, const BpeTrainOptions& opt,
+                          BpeTrainStats* stats) {
+  check_options(opt);
+  BpeTrainStats st;
+  for (auto d : docs) st.input_bytes += d.size();
+  const tok::Pretokenizer pre(opt.pattern);
+  const auto t0 = Clock::now();
+  const PieceCounts counts = count_pieces(strip_specials(docs, opt.specials), pre, resolve_threads(opt.threads));
+  return finish(CountList(counts.begin(), counts.end()), opt, st, t0, stats);
+}
+
 Tokenizer train_bpe(const std::vector<fs::path>& inputs, const BpeTrainOptions& opt,
                     BpeTrainStats* stats) {
   OURO_CHECK(!inputs.empty(), "tokenizer train: no input files");
-  std::vector<std::string> texts;
-  for (const auto& p : inputs) texts.push_back(tok::read_file_text(p, "tokenizer train"));
-  std::vector<std::string_view> views(texts.begin(), texts.end());
-  return train_bpe_texts(views, opt, stats);
+  check_options(opt);
+  const tok::Pretokenizer pre(opt.pattern);
+  const int threads = resolve_threads(opt.threads);
+  // Files are read in blocks cut where the pattern always splits, so only one block of text is
+  // in memory besides the counts. A special token containing a newline could straddle such a
+  // cut: then each file is read whole.
+  bool stream = pre.has_safe_cuts();
+  for (const auto& s : opt.specials) stream = stream && s.find('\n') == std::string::npos;
+  BpeTrainStats st;
+  const auto t0 = Clock::now();
+  OwnedCounts total;
+  std::string buf;
+  for (const auto& path : inputs) {
+    std::ifstream f = tok::open_file(path, "tokenizer train");
+    buf.clear();
+    for (;;) {
+      const size_t old = buf.size();
+      buf.resize(old + opt.read_bytes);
+      f.read(buf.data() + old, static_cast<std::streamsize>(opt.read_bytes));
+      const auto got = static_cast<size_t>(f.gcount());
+      buf.resize(old + got);
+      OURO_CHECK(!f.bad(), "tokenizer train: error reading {}", path.string());
+      st.input_bytes += got;
+      size_t take = buf.size();
+      if (got > 0) {  // not at the end: count up to the last cut, keep the rest
+        take = stream ? pre.last_safe_cut(buf) : std::string::npos;
+        if (take == std::string::npos) continue;
+      }
+      const std::string_view block = std::string_view(buf).substr(0, take);
+      for (const auto& [piece, n] : count_pieces(strip_specials({block}, opt.specials), pre, threads)) {
+        auto it = total.find(piece);
+        if (it == total.end()) total.emplace(std::string(piece), n);
+        else it->second += n;
+      }
+      buf.erase(0, take);
+      if (got == 0) break;
+    }
+  }
+  return finish(CountList(total.begin(), total.end()), opt, st, t0, stats);
 }
 
 }  // namespace ouro

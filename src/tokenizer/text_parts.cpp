@@ -35,12 +35,17 @@ std::vector<SpecialSplit> split_at_specials(std::string_view text,
   return parts;
 }
 
-std::string read_file_text(const std::filesystem::path& path, std::string_view who) {
+std::ifstream open_file(const std::filesystem::path& path, std::string_view who) {
   std::error_code ec;
   OURO_CHECK(std::filesystem::is_regular_file(path, ec), "{}: {} is not a readable regular file",
              who, path.string());
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("{}: cannot open {}: {}", who, path.string(), std::strerror(errno));
+  return f;
+}
+
+std::string read_file_text(const std::filesystem::path& path, std::string_view who) {
+  std::ifstream f = open_file(path, who);
   std::ostringstream ss;
   ss << f.rdbuf();
   if (f.bad()) fail("{}: error reading {}", who, path.string());

@@ -2,6 +2,7 @@
 // occurrences, and reading a whole file.
 #pragma once
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,5 +21,7 @@ std::vector<SpecialSplit> split_at_specials(std::string_view text,
 
 // The file's bytes; errors name the file and say who wanted it ("tokenizer train: ...").
 std::string read_file_text(const std::filesystem::path& path, std::string_view who);
+// The file opened for reading in binary, with the same errors.
+std::ifstream open_file(const std::filesystem::path& path, std::string_view who);
 
 }  // namespace ouro::tok
