@@ -193,6 +193,24 @@ TEST(Gpt2, MatchesTiktokenIdForIdOnTheCorpus) {
   EXPECT_EQ(gpt2().decode(want), text);
 }
 
+TEST(Gpt2, EdgesOfThePatternsMatchTiktoken) {
+  // tricky.json: strings at the edges of the patterns (contractions under (?i), U+0085 and
+  // U+180E, other Unicode spaces, recent letters, ...) with tiktoken's ids.
+  const auto j = nlohmann::json::parse(read_file(kDir / "tricky.json"));
+  const auto cases = j["cases"].get<std::vector<std::string>>();
+  ASSERT_GE(cases.size(), 30u);
+  const std::pair<const char*, Tokenizer> tokenizers[] = {
+      {"gpt2", gpt2()},
+      {"trained_gpt2", Tokenizer::load(kDir / "trained_gpt2.tiktoken")},
+      {"trained_gpt4", Tokenizer::load(kDir / "trained_gpt4.tiktoken")}};
+  for (const auto& [name, tk] : tokenizers) {
+    const auto want = j[name].get<std::vector<std::vector<uint32_t>>>();
+    ASSERT_EQ(want.size(), cases.size()) << name;
+    for (size_t i = 0; i < cases.size(); ++i)
+      EXPECT_EQ(tk.encode(cases[i]), want[i]) << name << ", case " << i << ": " << cases[i];
+  }
+}
+
 TEST(Gpt2, ConvertedRanksFileEncodesTheSame) {
   TempDir d;
   gpt2().save(d / "gpt2.tiktoken");

@@ -20,6 +20,9 @@ Writes:
   trained_gpt2.tiktoken(.json)  ouro's tokenizer trained on corpus[:split] (gpt2 pattern, 4096)
   trained_gpt4.tiktoken(.json)  the same with the gpt4 (cl100k) pattern, 2048
   heldout_trained_{gpt2,gpt4}_ids.u16.xz   tiktoken's ids of corpus[split:] with those ranks
+  tricky.json                 short strings at the edges of the patterns (case folding of
+                              contractions, Unicode whitespace, letters of recent Unicode
+                              versions, ...) with tiktoken's ids for GPT-2 and both trained files
   manifest.json               sizes, the split offset, versions, hashes
 """
 import argparse
@@ -43,6 +46,18 @@ GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++
 GPT4_PAT = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
             r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
 TRAINED = [("gpt2", GPT2_PAT, 4096), ("gpt4", GPT4_PAT, 2048)]
+# Edges of the patterns: contractions under gpt4's (?i) (long s, Kelvin sign), White_Space that
+# PCRE2's \s and Rust's \s disagree on (U+0085, U+180E), other spaces, line separators, letters
+# and digits outside the BMP or from recent Unicode versions, titlecase, combining marks, emoji.
+TRICKY = ["it'\u017f THE'S they'RE we'Ve", "x\u212a'K 'k", "a\u0085b \u0085 c", "  \u00a0 x", "\u3000\u3000y",
+          "a\u2028\u2029b", "1234567 \u0661\u0662\u0663\u0664 \u216b\u216b", "e\u0301\u0301 x",
+          "\u180e\u180e a", "tab\t\t\tx\n\n\n", "\r\n\r\n  \r\nz", "\U0001F600\U0001F600 \U0001F468\u200d\U0001F469",
+          "\u01c5ungla \u01c8 \u01cb", "\u13f8\u13f9 \uab70", "\U0001D518\U0001D52B \U0001D7D9\U0001D7DA",
+          "\U000E0041 tags", "\ufb01 \ufb02 \u00df \u1e9e", "\u0130stanbul \u0131", "a'\u2019s", "x  \n", "  ", "\n",
+          "'", "'s'S'\u017f", "\u00c5\u212b \u03a9\u2126", "\U00010400\U00010428", "\u24b6\u24d0", "\u0345x \u0399",
+          "\ua7f2 \ua7f3 \U00010780", "\u061c\u200e\u200f x", " \U0001E4D0\U0001E4D1x", " \U00031350\U00031351",
+          " \U00011F04\U00011F05", " \U00010D50\U00010D51x", " \U0001E5D0\U0001E5D1", "a\U00016D40\U00016D41",
+          "<|endoftext|> x", "123456789012 3.14159e-10", "   leading and trailing   "]
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -237,6 +252,15 @@ def main(argv=None) -> int:
             assert enc.decode_bytes(hids) == raw[split:]
             write_xz(out / f"heldout_trained_{name}_ids.u16.xz", u16(hids))
             manifest["trained"][name] = {"vocab": vocab, "heldout_tokens": len(hids)}
+    tricky = {"cases": TRICKY, "gpt2": [gpt2.encode_ordinary(t) for t in TRICKY]}
+    for name, _, _ in TRAINED:
+        ranks_path = out / f"trained_{name}.tiktoken"
+        side = json.loads(Path(str(ranks_path) + ".json").read_text())
+        enc = tiktoken.Encoding(f"ouro_{name}", pat_str=side["pattern"],
+                                mergeable_ranks=load_tiktoken_bpe(str(ranks_path)),
+                                special_tokens=side["special_tokens"])
+        tricky[f"trained_{name}"] = [enc.encode_ordinary(t) for t in TRICKY]
+    (out / "tricky.json").write_text(json.dumps(tricky, indent=1) + "\n")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     for p in sorted(out.rglob("*")):
         if p.is_file():

@@ -3,8 +3,9 @@
 // patterns: Perl-style leftmost-first alternation with backtracking, `$` only at the very end
 // (PCRE2_DOLLAR_ENDONLY), and `\s`/`\S` meaning Unicode White_Space (PCRE2's UCP `\s` also takes
 // U+180E, which Rust's does not, so they are rewritten to \p{White_Space}). Unicode property
-// tables are PCRE2's (Unicode 14 for 10.42): a letter or digit assigned later is classified
-// differently from a newer regex crate.
+// tables are PCRE2's: a character assigned in a Unicode version newer than its tables would be
+// classified differently from tiktoken's regex crate (none found among the Unicode 15 and 16
+// letters in tests/fixtures/tokenizer/tricky.json).
 //
 // Invalid UTF-8 never matches (PCRE2_MATCH_INVALID_UTF); the bytes between matches come out as
 // pieces of their own, so every byte of the input lands in exactly one piece.
