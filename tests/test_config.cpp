@@ -1,5 +1,6 @@
 // Config loading: schema validation with file:line:key errors, overrides, round trips.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,7 +14,7 @@ using ouro::Config;
 namespace {
 
 fs::path write_tmp(const std::string& name, const std::string& text) {
-  auto dir = fs::temp_directory_path() / "ouro_test_config";
+  auto dir = fs::temp_directory_path() / ("ouro_test_config_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto p = dir / name;
   std::ofstream(p) << text;

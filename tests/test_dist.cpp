@@ -1,6 +1,7 @@
 // Data parallelism on the cpu backend under `mpirun -np 2`: equivalence with one rank, ZeRO-1,
 // resume across world sizes, config mismatch, and a rank that dies or hangs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <sys/wait.h>
 
@@ -48,9 +49,14 @@ std::string mpirun(int np) {
 class Dist : public ::testing::Test {
  protected:
   fs::path dir;
+  // Kept when a test fails, for reading its logs; removed otherwise.
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
   void SetUp() override {
     dir = fs::temp_directory_path() /
-          ("ouro_test_dist_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+          ("ouro_test_dist_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
     fs::remove_all(dir);
     fs::create_directories(dir);
     std::mt19937 rng(11);

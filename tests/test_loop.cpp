@@ -1,6 +1,7 @@
 // The self-improvement loop's building blocks: tasks and verifiers, text metrics, batched
 // generation with log-probs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <random>
@@ -290,9 +291,14 @@ std::string bytes(const fs::path& p) {
 class LoopRun : public ::testing::Test {
  protected:
   fs::path dir;
+  // Kept when a test fails, for reading its logs; removed otherwise.
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
   void SetUp() override {
     dir = fs::temp_directory_path() /
-          ("ouro_test_loop_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+          ("ouro_test_loop_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
     fs::remove_all(dir);
     fs::create_directories(dir);
     // Addition problems of 1-2 digits as the real data.

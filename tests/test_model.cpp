@@ -2,6 +2,7 @@
 // tools/make_fixtures.py): logits, loss, every parameter gradient, 10 AdamW steps with clipping,
 // plus the KV-cache path against the full forward and llm.c imports.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -44,7 +45,7 @@ struct Fixture {
 
 // Internal-layout vector -> tensors under Hugging Face names, through the exporter.
 SafeTensors as_hf(const GPT2Config& cfg, const std::vector<float>& flat, const std::string& tag) {
-  auto dir = fs::temp_directory_path() / ("ouro_test_model_" + tag);
+  auto dir = fs::temp_directory_path() / ("ouro_test_model_" + tag + "_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   save_hf_model(dir, cfg, flat);
   return SafeTensors(dir / "model.safetensors");

@@ -1,5 +1,6 @@
 // End to end through the `ouro` binary: exact resume, non-finite steps, bad input, eval/sample.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <sys/wait.h>
 
@@ -40,9 +41,14 @@ Run run_ouro(const std::string& args, const fs::path& dir) {
 class TrainEndToEnd : public ::testing::Test {
  protected:
   fs::path dir;
+  // Kept when a test fails, for reading its logs; removed otherwise.
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
   void SetUp() override {
     dir = fs::temp_directory_path() /
-          ("ouro_test_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+          ("ouro_test_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
     fs::remove_all(dir);
     fs::create_directories(dir);
     // Text-like bytes with structure the model can learn a little of.
