@@ -316,12 +316,7 @@ TEST_F(SimtPtxCpAsync, ReadsTheSourceAtTheWaitNotAtIssue) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(out[i], later[i]);
 }
 
-template <class Info>
-constexpr bool kHasBlockRun = requires(const Info& t) { t.block_run; };
-
 TEST_F(SimtPtxCpAsync, CopiesPendingAtThreadExitDieWithTheBlock) {
-  if (!kHasBlockRun<ouro::simt::ThreadInfo>)
-    GTEST_SKIP() << "needs a per-run block serial (simt::ThreadInfo::block_run) from the scheduler";
   // One OS thread, so that both runs of the block reuse the same queues and shared memory.
   const unsigned threads = ouro::simt::worker_threads();
   ouro::simt::set_worker_threads(1);

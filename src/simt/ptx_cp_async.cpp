@@ -54,20 +54,11 @@ thread_local BlockQueues tl_queues;
 // Which execution of a block the thread belongs to. Launch address and blockIdx alone repeat
 // when the same kernel is launched again from the same place (the Launch lives on the stack), so
 // copies a thread left pending at exit would leak into the next run of that block on this OS
-// thread; a per-run serial in ThreadInfo (`block_run`) tells them apart. Until the scheduler
-// provides one this compiles to 0 and only (launch, blockIdx) is compared.
-template <class Info>
-std::uint64_t block_run(const Info& t) {
-  if constexpr (requires { t.block_run; })
-    return static_cast<std::uint64_t>(t.block_run);
-  else
-    return 0;
-}
-
+// thread; the scheduler's per-run serial (ThreadInfo::block_run) tells them apart.
 ThreadQueue& my_queue() {
   BlockQueues& q = tl_queues;
   const simt::ThreadInfo& t = simt::this_thread();
-  const std::uint64_t run = block_run(t);
+  const std::uint64_t run = t.block_run;
   if (q.launch != t.launch || q.run != run || q.block.x != t.block_idx.x ||
       q.block.y != t.block_idx.y || q.block.z != t.block_idx.z) {
     q.launch = t.launch;

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -253,6 +254,8 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
     warps_[w].reset(lanes == kWarpSize ? kFullMask : (1u << lanes) - 1);
   }
   prepare_shared(p.shared_bytes);
+  static std::atomic<uint64_t> block_runs{0};
+  const uint64_t run = ++block_runs;
 
   // Run order of the block's threads.
   order_.resize(nthreads_);
@@ -276,6 +279,7 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
     f.info.warp = tid / kWarpSize;
     f.info.lane = tid % kWarpSize;
     f.info.launch = &launch;
+    f.info.block_run = run;
 #if defined(__SANITIZE_THREAD__)
     char name[96];
     std::snprintf(name, sizeof name, "block %s thread %s", format_dim(block_idx_).c_str(),

@@ -23,6 +23,9 @@ struct ThreadInfo {
   unsigned warp = 0;    // tid / 32
   unsigned lane = 0;    // tid % 32
   const Launch* launch = nullptr;
+  // Unique per run of a block (process-wide): state that must die with the block (a cp.async
+  // queue left pending at thread exit) is keyed by it, not by the reused fiber.
+  uint64_t block_run = 0;
 };
 
 namespace detail {
