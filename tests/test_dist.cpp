@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cmath>
@@ -11,54 +10,27 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "ouro/comm.h"
+#include "test_support.h"
 #include "ouro/data.h"
 
 namespace fs = std::filesystem;
+using namespace ouro::test;
 
 namespace {
-
-struct Result {
-  int code = -1;
-  std::string out;
-  double seconds = 0;
-};
-
-Result shell(const std::string& cmd, const fs::path& log) {
-  auto t0 = std::chrono::steady_clock::now();
-  int st = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
-  Result r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  return r;
-}
 
 // mpirun as CI needs it: root is allowed, 2 ranks on 2 cores.
 std::string mpirun(int np) {
   return "mpirun --allow-run-as-root --oversubscribe --bind-to none -np " + std::to_string(np) + " ";
 }
 
-class Dist : public ::testing::Test {
+class Dist : public ScratchDirTest {
  protected:
-  fs::path dir;
-  // Kept when a test fails, for reading its logs; removed otherwise.
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir);
-  }
   void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("ouro_test_dist_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    make_dir("ouro_test_dist_");
     std::mt19937 rng(11);
     std::vector<uint32_t> toks{ouro::kByteEot};
     const std::string words[] = {"in ", "the ", "beginning ", "was ", "word ", "and ", "light, "};
@@ -74,11 +46,11 @@ class Dist : public ::testing::Test {
                "\"\nval = \"" + (dir / "val.bin").string() + "\"\n[run]\nthreads = 1\n"
            "[dist]\ntimeout_s = 20\n";
   }
-  Result train(int np, const std::string& name, const std::string& extra = "") {
+  CmdResult train(int np, const std::string& name, const std::string& extra = "") {
     std::string cmd = (np > 0 ? mpirun(np) : std::string()) + OURO_BIN + " train --config " +
                       (dir / "cfg.toml").string() + " --set run.out_dir=" + (dir / name).string() +
                       " " + extra;
-    return shell(cmd, dir / (name + ".log"));
+    return run_shell(cmd, dir / (name + ".log"));
   }
   std::vector<double> values(const std::string& name, const char* key) const {
     std::vector<double> v;
@@ -89,12 +61,7 @@ class Dist : public ::testing::Test {
     }
     return v;
   }
-  std::string bytes(const std::string& rel) const {
-    std::ifstream in(dir / rel, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  std::string bytes(const std::string& rel) const { return read_file(dir / rel); }
 };
 
 void expect_close(const std::vector<double>& a, const std::vector<double>& b, double rel) {
@@ -172,7 +139,7 @@ TEST_F(Dist, ResumeAcrossWorldSizes) {
 TEST_F(Dist, AConfigMismatchIsRefusedNamingTheKey) {
   const std::string base = std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
                            " --set run.out_dir=" + (dir / "mm").string();
-  auto r = shell("mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 " + base + " : -np 1 " +
+  auto r = run_shell("mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 " + base + " : -np 1 " +
                      base + " --set train.lr=0.01",
                  dir / "mm.log");
   EXPECT_NE(r.code, 0);

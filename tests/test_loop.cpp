@@ -125,11 +125,9 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
 }
 
 // ---- the buffer, the selection, and the loop end to end ----
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -137,6 +135,7 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
 #include "loop/selection.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 
@@ -254,22 +253,6 @@ TEST(Selection, MajorityVerifierDedupAndCap) {
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result sh(const std::string& cmd, const fs::path& log) {
-  int st = std::system((cmd + " > " + log.string() + " 2>&1").c_str());
-  Result r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  return r;
-}
-
 std::vector<nlohmann::json> jsonl(const fs::path& p) {
   std::vector<nlohmann::json> v;
   std::ifstream in(p);
@@ -281,26 +264,12 @@ std::vector<nlohmann::json> jsonl(const fs::path& p) {
   return v;
 }
 
-std::string bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string bytes(const fs::path& p) { return ouro::test::read_file(p); }
 
-class LoopRun : public ::testing::Test {
+class LoopRun : public ouro::test::ScratchDirTest {
  protected:
-  fs::path dir;
-  // Kept when a test fails, for reading its logs; removed otherwise.
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir);
-  }
   void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("ouro_test_loop_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    make_dir("ouro_test_loop_");
     // Addition problems of 1-2 digits as the real data.
     auto task = make_task("add");
     std::vector<uint32_t> toks;
@@ -323,8 +292,8 @@ class LoopRun : public ::testing::Test {
   }
   // A plain 10-step run (no loop) whose checkpoint the CLI tests use.
   int train_and_stop() { return train("m", "--set loop.rounds=0 --set train.steps=10").code; }
-  Result train(const std::string& name, const std::string& extra = "") {
-    return sh(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
+  ouro::test::CmdResult train(const std::string& name, const std::string& extra = "") {
+    return ouro::test::run_shell(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
                   " --set run.out_dir=" + (dir / name).string() + " " + extra,
               dir / (name + ".log"));
   }
@@ -397,7 +366,7 @@ TEST_F(LoopRun, BaselineSpendsTheGenerationFlopsOnRealData) {
 }
 
 TEST_F(LoopRun, PrepareTaskAndEvalTask) {
-  auto p = sh(std::string(OURO_BIN) + " prepare --task sort --count 50 --min 2 --max 4 --out " +
+  auto p = ouro::test::run_shell(std::string(OURO_BIN) + " prepare --task sort --count 50 --min 2 --max 4 --out " +
                   (dir / "sortdata").string(),
               dir / "prep.log");
   ASSERT_EQ(p.code, 0) << p.out;
@@ -409,7 +378,7 @@ TEST_F(LoopRun, PrepareTaskAndEvalTask) {
   for (size_t i = 0; i < text.size(); ++i) ASSERT_EQ(train[1 + i], static_cast<unsigned char>(text[i]));
   EXPECT_TRUE(fs::exists(dir / "sortdata_val.bin"));
   ASSERT_EQ(train_and_stop(), 0);
-  auto e = sh(std::string(OURO_BIN) + " eval --init " + (dir / "m/checkpoints/step_000010").string() +
+  auto e = ouro::test::run_shell(std::string(OURO_BIN) + " eval --init " + (dir / "m/checkpoints/step_000010").string() +
                   " --task add --min 1 --max 2 --problems 4 -k 3 --json",
               dir / "eval.log");
   ASSERT_EQ(e.code, 0) << e.out;
@@ -417,7 +386,7 @@ TEST_F(LoopRun, PrepareTaskAndEvalTask) {
   EXPECT_EQ(j["task"], "add");
   EXPECT_TRUE(j["greedy"].contains("1") && j["greedy"].contains("2"));
   EXPECT_TRUE(j["majority"].contains("2"));
-  auto bad = sh(std::string(OURO_BIN) + " prepare --task divide --out " + (dir / "x").string(), dir / "bad.log");
+  auto bad = ouro::test::run_shell(std::string(OURO_BIN) + " prepare --task divide --out " + (dir / "x").string(), dir / "bad.log");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("divide"), std::string::npos) << bad.out;
 }

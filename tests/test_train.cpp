@@ -1,56 +1,31 @@
 // End to end through the `ouro` binary: exact resume, non-finite steps, bad input, eval/sample.
 #include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <sys/wait.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "test_support.h"
 
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
 
 namespace fs = std::filesystem;
+using namespace ouro::test;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out;
-};
-
-Run run_ouro(const std::string& args, const fs::path& dir) {
-  auto log = dir / "cmd.log";
-  std::string cmd = std::string(OURO_BIN) + " " + args + " > " + log.string() + " 2>&1";
-  int st = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  return r;
+CmdResult run_ouro(const std::string& args, const fs::path& dir) {
+  return run_shell(std::string(OURO_BIN) + " " + args, dir / "cmd.log");
 }
 
-class TrainEndToEnd : public ::testing::Test {
+class TrainEndToEnd : public ScratchDirTest {
  protected:
-  fs::path dir;
-  // Kept when a test fails, for reading its logs; removed otherwise.
-  void TearDown() override {
-    if (!HasFailure()) fs::remove_all(dir);
-  }
   void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("ouro_test_train_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-           "_" + std::to_string(::getpid()));  // concurrent test runs never share a directory
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    make_dir("ouro_test_train_");
     // Text-like bytes with structure the model can learn a little of.
     std::mt19937 rng(5);
     std::vector<uint32_t> toks{ouro::kByteEot};
@@ -83,13 +58,6 @@ class TrainEndToEnd : public ::testing::Test {
   }
 };
 
-std::string file_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
@@ -106,10 +74,10 @@ TEST_F(TrainEndToEnd, ResumeGivesBitwiseTheSameLossesAndWeights) {
   ASSERT_EQ(lb.size(), 8u);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_EQ(la[i], lb[i]) << "step " << i + 1;  // bitwise
   EXPECT_LT(la.back(), la.front());
-  EXPECT_EQ(file_bytes(dir / "straight/checkpoints/step_000008/model.safetensors"),
-            file_bytes(dir / "split/checkpoints/step_000008/model.safetensors"));
-  EXPECT_EQ(file_bytes(dir / "straight/checkpoints/step_000008/optimizer.safetensors"),
-            file_bytes(dir / "split/checkpoints/step_000008/optimizer.safetensors"));
+  EXPECT_EQ(read_file(dir / "straight/checkpoints/step_000008/model.safetensors"),
+            read_file(dir / "split/checkpoints/step_000008/model.safetensors"));
+  EXPECT_EQ(read_file(dir / "straight/checkpoints/step_000008/optimizer.safetensors"),
+            read_file(dir / "split/checkpoints/step_000008/optimizer.safetensors"));
   // Every step record carries the fields users plot.
   for (auto& j : metrics("straight"))
     if (j.contains("loss"))
