@@ -9,6 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "ouro/checkpoint.h"
+#include "io/shape_str.h"
 #include "ouro/error.h"
 
 namespace fs = std::filesystem;
@@ -69,14 +70,7 @@ std::vector<Slot> hf_slots(const GPT2Config& cfg) {
   return slots;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(s[i]);
-  }
-  return out + "]";
-}
+using io::shape_str;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;

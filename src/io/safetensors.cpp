@@ -11,6 +11,7 @@
 
 #include "io/atomic_file.h"
 #include "ouro/checkpoint.h"
+#include "io/shape_str.h"
 #include "ouro/error.h"
 
 namespace fs = std::filesystem;
@@ -47,14 +48,7 @@ size_t checked_numel(const std::vector<int64_t>& shape, const fs::path& path, co
   return n;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(s[i]);
-  }
-  return out + "]";
-}
+using io::shape_str;
 
 // IEEE binary16 -> binary32, exact for every input (subnormals, infinities, NaN payloads).
 float f16_to_f32(uint16_t h) {

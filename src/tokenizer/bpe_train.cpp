@@ -17,6 +17,7 @@
 #include "tokenizer/byte_table.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/text_parts.h"
+#include "tokenizer/tokenizer_impl.h"
 
 namespace fs = std::filesystem;
 
@@ -233,14 +234,6 @@ void check_options(const BpeTrainOptions& opt) {
   OURO_CHECK(opt.read_bytes > 0, "tokenizer train: read_bytes must be positive");
 }
 
-int resolve_threads(int threads) {
-#ifdef _OPENMP
-  return threads > 0 ? threads : omp_get_max_threads();
-#else
-  (void)threads;
-  return 1;
-#endif
-}
 
 // Merges, then the tokenizer: ranks 0..255 are the bytes, then the merges, then the specials.
 Tokenizer finish(CountList counts, const BpeTrainOptions& opt, BpeTrainStats& st,

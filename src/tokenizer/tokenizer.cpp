@@ -19,14 +19,6 @@ namespace ouro {
 
 namespace {
 
-int resolve_threads(int threads) {
-#ifdef _OPENMP
-  return threads > 0 ? threads : omp_get_max_threads();
-#else
-  (void)threads;
-  return 1;
-#endif
-}
 
 // A contiguous part of one document, encoded by one thread.
 struct Task {

@@ -7,11 +7,25 @@
 #include <utility>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "ouro/tokenizer.h"
 #include "tokenizer/byte_table.h"
 #include "tokenizer/pretokenizer.h"
 
 namespace ouro {
+
+// Threads to use: the requested count, or every OpenMP thread when 0.
+inline int resolve_threads(int threads) {
+#ifdef _OPENMP
+  return threads > 0 ? threads : omp_get_max_threads();
+#else
+  (void)threads;
+  return 1;
+#endif
+}
 
 struct Tokenizer::Impl {
   std::vector<std::string> tokens;  // by rank
