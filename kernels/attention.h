@@ -1,0 +1,29 @@
+// Causal flash attention, bf16 in and out, online softmax in fp32. qkv (B, T, 3C) holds q|k|v per
+// row, each split into NH heads of hd = C/NH (hd in {32, 64, 128}). Device pointers; async on
+// `stream`.
+#pragma once
+#include "kernels/common.cuh"
+
+namespace ouro::kernels {
+
+// True when the kernels support this head dimension.
+bool attention_supports(int head_dim);
+
+// out (B, T, C); lse (B, NH, T) floats: the logsumexp of each query row's scaled scores, saved
+// for the backward.
+void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+                       cudaStream_t stream);
+
+// dqkv (B, T, 3C) OVERWRITTEN. scratch: attention_backward_scratch_bytes(B, T, C, NH) bytes.
+size_t attention_backward_scratch_bytes(int B, int T, int C, int NH);
+void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
+                        const float* lse, int B, int T, int C, int NH, void* scratch,
+                        cudaStream_t stream);
+
+// Decoding with a KV cache: qkv (B, Tn, 3C) for the Tn new tokens at positions pos0.. ; their k
+// and v are written into kcache / vcache (B, Tmax, C); out (B, Tn, C) attends causally over
+// cache positions <= its own.
+void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0,
+                  int Tmax, int C, int NH, cudaStream_t stream);
+
+}  // namespace ouro::kernels

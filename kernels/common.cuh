@@ -1,0 +1,81 @@
+// Small device utilities shared by every kernel family: the bf16 type, ceil_div, warp and block
+// reductions, 128-bit packed loads and stores, the Philox4x32-10 counter-based RNG and
+// stochastic rounding to bf16. Header-only; included by kernels/*.cu after <ouro/cuda.h>.
+#pragma once
+#include <ouro/cuda.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ouro::kernels {
+
+using bf16 = __nv_bfloat16;
+
+__host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
+__host__ __device__ constexpr size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+// Sum over the 32 lanes of a full warp (every lane gets the result).
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+
+// Sum over a block of whole warps (blockDim.x a multiple of 32, at most 1024); every thread
+// gets the result. `scratch` holds 32 floats of shared memory, reusable after the call returns.
+__device__ __forceinline__ float block_sum(float x, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  x = warp_sum(x);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = lane < nwarps ? scratch[lane] : 0.0f;
+  return warp_sum(x);
+}
+
+// Eight bf16 in one 16-byte word: the unit of a 128-bit load or store (LDG.128 / STG.128).
+struct alignas(16) Bf16x8 {
+  bf16 v[8];
+};
+__device__ __forceinline__ Bf16x8 load_bf16x8(const bf16* p) { return *reinterpret_cast<const Bf16x8*>(p); }
+__device__ __forceinline__ void store_bf16x8(bf16* p, const Bf16x8& x) { *reinterpret_cast<Bf16x8*>(p) = x; }
+
+// Philox4x32-10 (Salmon et al., SC'11): four 32-bit random words from a 128-bit counter and a
+// 64-bit key, with no state, so any thread can draw the numbers of any (seed, offset) directly.
+// The same function runs on the host, which is how the tests and the CPU path reproduce it.
+struct Philox4 {
+  uint32_t x[4];
+};
+__host__ __device__ inline Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                                                 uint32_t k0, uint32_t k1) {
+  for (int round = 0; round < 10; round++) {
+    const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
+    const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
+    const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ k1;
+    c0 = n0;
+    c1 = uint32_t(p1);
+    c2 = n2;
+    c3 = uint32_t(p0);
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return Philox4{{c0, c1, c2, c3}};
+}
+// A uniform float in [0, 1) from a 32-bit word (24 significant bits).
+__host__ __device__ inline float uniform01(uint32_t r) { return float(r >> 8) * (1.0f / 16777216.0f); }
+
+// fp32 -> bf16 with stochastic rounding: adds 16 random low bits before truncating, so the
+// expected value of the result equals x (round-to-nearest would lose small AdamW updates).
+// NaN and infinities pass through unchanged.
+__device__ __forceinline__ bf16 float_to_bf16_stochastic(float x, uint32_t random) {
+  uint32_t bits = __float_as_uint(x);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return __float2bfloat16_rn(x);
+  bits = (bits + (random & 0xffffu)) & 0xffff0000u;
+  return __float2bfloat16_rn(__uint_as_float(bits));
+}
+
+}  // namespace ouro::kernels

@@ -1,0 +1,25 @@
+// GEMM launchers for the three training layouts, bf16 operands on tensor cores, fp32 accumulation.
+// Weights are stored (OC, C) as in ouro::Ops: out[n][o] = sum_i inp[n][i] * w[o][i] + b[o].
+// All pointers are device pointers; every call is asynchronous on `stream`.
+#pragma once
+#include "kernels/common.cuh"
+
+namespace ouro::kernels {
+
+enum class Epilogue { none, gelu };
+
+// out (N, OC) = epilogue(inp (N, C) @ weight (OC, C)^T + bias). bias may be null. With
+// Epilogue::gelu, pre_gelu (N, OC), when not null, receives the value before the GELU.
+void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C,
+                    int OC, cudaStream_t stream, Epilogue epilogue = Epilogue::none,
+                    bf16* pre_gelu = nullptr);
+
+// dinp (N, C) = dout (N, OC) @ weight (OC, C)       (OVERWRITTEN)
+// dweight (OC, C) += dout^T @ inp (N, C)            (accumulates)
+// dbias (OC) += column sums of dout                 (accumulates; may be null)
+// scratch: matmul_backward_scratch_bytes(N, C, OC) bytes of device memory (fp32 partial sums).
+size_t matmul_backward_scratch_bytes(int N, int C, int OC);
+void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int N, int C, int OC, void* scratch, cudaStream_t stream);
+
+}  // namespace ouro::kernels
