@@ -22,4 +22,16 @@ size_t matmul_backward_scratch_bytes(int N, int C, int OC);
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int N, int C, int OC, void* scratch, cudaStream_t stream);
 
+// Tile configuration. `automatic` (what the overloads above use) picks by shape: the 128x128
+// tensor-core tile when it fills the GPU, else 64x64; shapes whose C or OC is not a multiple of 8
+// (or operands not 16-byte aligned) always take the simple deterministic fp32 kernel. Forcing
+// `large` / `small` / `simple` is for tests and benchmarks (large/small still fall back to simple
+// when the shape does not allow them).
+enum class MatmulTile { automatic, large, small, simple };
+void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C,
+                    int OC, cudaStream_t stream, Epilogue epilogue, bf16* pre_gelu, MatmulTile tile);
+void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int N, int C, int OC, void* scratch, cudaStream_t stream,
+                     MatmulTile tile);
+
 }  // namespace ouro::kernels

@@ -1,0 +1,428 @@
+#include "kernels/matmul.h"
+
+// bf16 GEMM on tensor cores for the three training layouts (fp32 accumulation throughout).
+//
+// Every layout is one product D (M x Nn) = sum_k A(m,k) B(k,n), with the operands stored either
+// "K-major" (the reduction index is the contiguous one) or "MN-major":
+//   forward  out   (N,OC)  : M=N,  Nn=OC, K=C   A = inp  [m][k] (K-major)   B = W   [n][k] (K-major)
+//   dX       dinp  (N,C)   : M=N,  Nn=C,  K=OC  A = dout [m][k] (K-major)   B = W   [k][n] (MN-major)
+//   dW       dW    (OC,C)  : M=OC, Nn=C,  K=N   A = dout [k][m] (MN-major)  B = inp [k][n] (MN-major)
+// All matrices are dense row-major, so the leading dimension is the length of the contiguous index.
+//
+// Fast path (C % 8 == 0 and OC % 8 == 0, operands 16-byte aligned: every global row is a whole
+// number of 16-byte chunks, so a chunk is either fully inside the matrix or fully outside):
+//  - block tile BM x BN x 32, a STAGES-deep cp.async pipeline (16-byte copies; chunks past the
+//    edge of M, Nn or K use the zero-fill form with src_bytes 0, so ragged tiles add zeros);
+//  - shared tiles keep the global orientation, rows padded by 8 bf16 (16 bytes): a K-major row is
+//    80 bytes, an MN-major row 272 (144 for the 64-wide tile), so the 8 row addresses of one
+//    ldmatrix 8x8 matrix fall in 8 distinct 16-byte bank groups (conflict-free) and cp.async's
+//    16-byte destinations stay aligned. Padding costs 20-25% more shared memory than an XOR
+//    swizzle but keeps the address math obvious, and the tiles fit either way;
+//  - fragments via ldmatrix.x4: plain for K-major operands (rows are m or n, as mma's row-major A
+//    and "col" B want), .trans for MN-major ones (the stored rows are k), then mma.m16n8k16;
+//  - the epilogue (bias, GELU with the pre-GELU value saved, overwrite or accumulate) runs on the
+//    fp32 accumulators straight from registers.
+// Tiles: large = 128x128, 8 warps as 2 (M) x 4 (N), warp tile 64x32 (4x4 mma tiles, 64 fp32
+// accumulators per thread), 4 stages = 80 KiB shared -> 2 blocks per SM on A100 and H100 (the
+// register file allows 2 x 256 threads at <= 128 registers). It loads 2 x 128 x 32 bf16 per
+// 128x128x32 of math (16 FLOP per shared byte). small = 64x64, 4 warps as 2 x 2, warp tile 32x32,
+// 4 stages = 36 KiB: 4x more blocks for shapes that would not fill the GPU with 128x128 tiles
+// (e.g. dW 768x768, where K = B*T is long but there are only 36 large tiles).
+//
+// Determinism: each output element is produced by one thread with a fixed k order; no atomics and
+// no split-K. dbias is a separate two-pass reduction over fixed row chunks through the scratch
+// memory (fp32 partial sums per chunk, then summed in chunk order).
+//
+// Fallback (any shape): 16x16 output tiles, 256 threads, one output per thread, fp32 FMA over
+// 16-wide k tiles staged through shared memory; the same epilogue.
+//
+// GELU: the tanh approximation of src/cpu/cpu_elementwise.cpp, applied to the bf16-rounded
+// pre-activation (the value saved in pre_gelu), so the fused result equals matmul-then-GELU.
+
+namespace ouro::kernels {
+
+namespace {
+
+constexpr int kBK = 32;   // k depth of a pipeline stage
+constexpr int kPad = 8;   // bf16 of padding per shared row (16 bytes)
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
+}
+
+// What happens to an accumulated value before it is stored.
+struct Epi {
+  bf16* out;              // (M, ld) row-major
+  int ld;                 // = Nn
+  const bf16* bias;       // per column, or null
+  bf16* pre_gelu;         // (M, ld) or null; only with gelu
+  bool gelu;
+  bool accumulate;        // out += value (rounded once from fp32)
+};
+
+__device__ __forceinline__ void epi_store(const Epi& e, int m, int n, float v) {
+  const size_t idx = size_t(m) * e.ld + n;
+  if (e.accumulate) v += __bfloat162float(e.out[idx]);
+  if (e.bias) v += __bfloat162float(e.bias[n]);
+  if (e.gelu) {
+    const bf16 p = __float2bfloat16_rn(v);
+    if (e.pre_gelu) e.pre_gelu[idx] = p;
+    v = gelu_tanh(__bfloat162float(p));
+  }
+  e.out[idx] = __float2bfloat16_rn(v);
+}
+
+// Two adjacent columns (n even, both inside): 4-byte loads/stores, same numerics as epi_store.
+__device__ __forceinline__ void epi_store2(const Epi& e, int m, int n, float v0, float v1) {
+  const size_t idx = size_t(m) * e.ld + n;
+  if (e.accumulate) {
+    const __nv_bfloat162 old = *reinterpret_cast<const __nv_bfloat162*>(e.out + idx);
+    v0 += __low2float(old);
+    v1 += __high2float(old);
+  }
+  if (e.bias) {
+    v0 += __bfloat162float(e.bias[n]);
+    v1 += __bfloat162float(e.bias[n + 1]);
+  }
+  if (e.gelu) {
+    const __nv_bfloat162 p = __floats2bfloat162_rn(v0, v1);
+    if (e.pre_gelu) *reinterpret_cast<__nv_bfloat162*>(e.pre_gelu + idx) = p;
+    v0 = gelu_tanh(__low2float(p));
+    v1 = gelu_tanh(__high2float(p));
+  }
+  *reinterpret_cast<__nv_bfloat162*>(e.out + idx) = __floats2bfloat162_rn(v0, v1);
+}
+
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+  static constexpr int THREADS = WARPS_M * WARPS_N * 32;
+  static constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;  // warp tile
+  static constexpr int MI = WTM / 16, NI = WTN / 8;              // mma tiles per warp
+  static_assert(WTM % 16 == 0 && WTN % 16 == 0, "warp tile: whole m16 tiles, pairs of n8 tiles");
+  static_assert(STAGES >= 2, "pipeline");
+};
+using LargeTile = Tile<128, 128, 2, 4, 4>;
+using SmallTile = Tile<64, 64, 2, 2, 4>;
+
+// Shared layout of one operand's stage: K-major -> [ROWS=MN][K + pad], MN-major -> [K][MN + pad].
+template <int MN, bool KMAJOR>
+struct Operand {
+  static constexpr int ROWS = KMAJOR ? MN : kBK;
+  static constexpr int COLS = KMAJOR ? kBK : MN;  // data columns (multiple of 8)
+  static constexpr int LD = COLS + kPad;          // shared row length in bf16
+  static constexpr int STAGE = ROWS * LD;         // bf16 per stage
+};
+
+template <class T, bool A_K, bool B_K>
+constexpr size_t gemm_smem_bytes() {
+  return size_t(T::STAGES) * (Operand<T::BM, A_K>::STAGE + Operand<T::BN, B_K>::STAGE) * sizeof(bf16);
+}
+
+// Copies one operand's ROWS x COLS tile (rows r0.., columns c0.. of the global matrix with
+// leading dimension ld) into shared memory; chunks outside (rmax, cmax) are zero-filled.
+template <class Op, int THREADS>
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* g, int ld, int r0, int rmax, int c0, int cmax) {
+  constexpr int CPR = Op::COLS / 8;  // 16-byte chunks per row
+  constexpr int CHUNKS = Op::ROWS * CPR;
+  static_assert(CHUNKS % THREADS == 0, "every thread copies the same number of chunks");
+#pragma unroll
+  for (int i = 0; i < CHUNKS / THREADS; i++) {
+    const int chunk = int(threadIdx.x) + i * THREADS;
+    const int r = chunk / CPR, c = (chunk % CPR) * 8;
+    const int gr = r0 + r, gc = c0 + c;
+    const bool inside = gr < rmax && gc < cmax;
+    const bf16* src = inside ? g + size_t(gr) * ld + gc : g;  // src_bytes 0 reads nothing
+    ptx::cp_async_16(s + r * Op::LD + c, src, inside ? 16 : 0);
+  }
+}
+
+// D (M x Nn) = A (M x K) B (K x Nn), then the epilogue. A: [m][k] if A_K else [k][m];
+// B: [n][k] if B_K else [k][n]. Requires the contiguous dimension of each operand (and Nn) to be a
+// multiple of 8 and 16-byte aligned rows.
+template <class T, bool A_K, bool B_K>
+__global__ void __launch_bounds__(T::THREADS, 2)
+    gemm_tc_kernel(const bf16* __restrict__ A, const bf16* __restrict__ B, int M, int Nn, int K, Epi e) {
+  using OpA = Operand<T::BM, A_K>;
+  using OpB = Operand<T::BN, B_K>;
+  bf16* sA = dynamic_shared<bf16>();
+  bf16* sB = sA + T::STAGES * OpA::STAGE;
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int wm = warp / T::WARPS_N, wn = warp % T::WARPS_N;
+  const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
+  const int lda = A_K ? K : M, ldb = B_K ? K : Nn;
+
+  auto load_stage = [&](int stage, int k0) {
+    bf16* a = sA + stage * OpA::STAGE;
+    bf16* b = sB + stage * OpB::STAGE;
+    if constexpr (A_K) load_tile<OpA, T::THREADS>(a, A, lda, m0, M, k0, K);
+    else load_tile<OpA, T::THREADS>(a, A, lda, k0, K, m0, M);
+    if constexpr (B_K) load_tile<OpB, T::THREADS>(b, B, ldb, n0, Nn, k0, K);
+    else load_tile<OpB, T::THREADS>(b, B, ldb, k0, K, n0, Nn);
+  };
+
+  float acc[T::MI][T::NI][4];
+#pragma unroll
+  for (int i = 0; i < T::MI; i++)
+#pragma unroll
+    for (int j = 0; j < T::NI; j++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
+
+  const int KT = ceil_div(K, kBK);
+  // Prologue: STAGES-1 tiles in flight (one commit group each, empty groups past the end keep
+  // the group count uniform so wait<STAGES-2> always means "tile kt has landed").
+#pragma unroll
+  for (int s = 0; s < T::STAGES - 1; s++) {
+    if (s < KT) load_stage(s, s * kBK);
+    ptx::cp_async_commit();
+  }
+
+  // ldmatrix lane roles: lane 8i+j gives row j of 8x8 matrix i.
+  const int li = lane / 8, lj = lane % 8;
+
+  for (int kt = 0; kt < KT; kt++) {
+    ptx::cp_async_wait<T::STAGES - 2>();
+    __syncthreads();  // tile kt visible to all; stage (kt-1) % STAGES no longer read by anyone
+    {
+      const int next = kt + T::STAGES - 1;
+      if (next < KT) load_stage(next % T::STAGES, next * kBK);
+      ptx::cp_async_commit();
+    }
+    const bf16* a = sA + (kt % T::STAGES) * OpA::STAGE;
+    const bf16* b = sB + (kt % T::STAGES) * OpB::STAGE;
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 16) {
+      uint32_t af[T::MI][4];
+      uint32_t bfr[T::NI][2];
+#pragma unroll
+      for (int mi = 0; mi < T::MI; mi++) {
+        const int mb = wm * T::WTM + mi * 16;
+        if constexpr (A_K) {
+          // matrices: (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
+          ptx::ldmatrix_x4(af[mi], a + (mb + lane % 16) * OpA::LD + kk + (lane / 16) * 8);
+        } else {
+          // stored [k][m]; .trans turns each 8x8 (k, m) block into the (m, k) fragment
+          ptx::ldmatrix_x4_trans(af[mi], a + (kk + lj + 8 * (li / 2)) * OpA::LD + mb + 8 * (li % 2));
+        }
+      }
+#pragma unroll
+      for (int nj = 0; nj < T::NI / 2; nj++) {
+        const int nb = wn * T::WTN + nj * 16;
+        uint32_t r[4];
+        if constexpr (B_K) {
+          // matrices: (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15)
+          ptx::ldmatrix_x4(r, b + (nb + lj + 8 * (li / 2)) * OpB::LD + kk + 8 * (li % 2));
+        } else {
+          // stored [k][n]: (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15)
+          ptx::ldmatrix_x4_trans(r, b + (kk + lj + 8 * (li % 2)) * OpB::LD + nb + 8 * (li / 2));
+        }
+        bfr[2 * nj][0] = r[0];
+        bfr[2 * nj][1] = r[1];
+        bfr[2 * nj + 1][0] = r[2];
+        bfr[2 * nj + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int mi = 0; mi < T::MI; mi++)
+#pragma unroll
+        for (int ni = 0; ni < T::NI; ni++) ptx::mma_bf16_16816(acc[mi][ni], af[mi], bfr[ni], acc[mi][ni]);
+    }
+  }
+  ptx::cp_async_wait<0>();  // only empty groups can remain; leave nothing pending
+
+  // Epilogue from the accumulator fragments: c0,c1 at (g, 2t..2t+1), c2,c3 at (g+8, 2t..2t+1).
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int mi = 0; mi < T::MI; mi++) {
+#pragma unroll
+    for (int ni = 0; ni < T::NI; ni++) {
+      const int n = n0 + wn * T::WTN + ni * 8 + 2 * t;
+      if (n >= Nn) continue;  // Nn % 8 == 0: n < Nn implies n + 1 < Nn
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int m = m0 + wm * T::WTM + mi * 16 + g + 8 * h;
+        if (m < M) epi_store2(e, m, n, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+      }
+    }
+  }
+}
+
+// The fallback: any shape and alignment. 16x16 outputs per block of 256 threads.
+template <bool A_K, bool B_K>
+__global__ void __launch_bounds__(256)
+    gemm_simple_kernel(const bf16* __restrict__ A, const bf16* __restrict__ B, int M, int Nn, int K, Epi e) {
+  __shared__ float sA[16][17];  // [m][k]
+  __shared__ float sB[16][17];  // [k][n]
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int m0 = blockIdx.y * 16, n0 = blockIdx.x * 16;
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    // Let the contiguous global index follow tx (coalesced reads).
+    if constexpr (A_K) {
+      const int m = m0 + ty, k = k0 + tx;
+      sA[ty][tx] = (m < M && k < K) ? __bfloat162float(A[size_t(m) * K + k]) : 0.0f;
+    } else {
+      const int m = m0 + tx, k = k0 + ty;
+      sA[tx][ty] = (m < M && k < K) ? __bfloat162float(A[size_t(k) * M + m]) : 0.0f;
+    }
+    if constexpr (B_K) {
+      const int n = n0 + ty, k = k0 + tx;
+      sB[tx][ty] = (n < Nn && k < K) ? __bfloat162float(B[size_t(n) * K + k]) : 0.0f;
+    } else {
+      const int n = n0 + tx, k = k0 + ty;
+      sB[ty][tx] = (n < Nn && k < K) ? __bfloat162float(B[size_t(k) * Nn + n]) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 16; kk++) acc = fmaf(sA[ty][kk], sB[kk][tx], acc);
+    __syncthreads();
+  }
+  const int m = m0 + ty, n = n0 + tx;
+  if (m < M && n < Nn) epi_store(e, m, n, acc);
+}
+
+// dbias, pass 1: partial[chunk][o] = sum of dout[n][o] over the rows of the chunk (fixed order).
+// Block (64 columns) x (4 row lanes); the 4 lane sums are combined in lane order.
+constexpr int kBiasCols = 64, kBiasLanes = 4, kBiasMaxChunks = 64, kBiasMinRows = 128;
+
+__host__ __device__ inline int bias_chunks(int N) {
+  const int c = ceil_div(N, kBiasMinRows);
+  return c < kBiasMaxChunks ? c : kBiasMaxChunks;
+}
+
+__global__ void __launch_bounds__(kBiasCols * kBiasLanes)
+    dbias_partial_kernel(float* __restrict__ partial, const bf16* __restrict__ dout, int N, int OC, int rows_per_chunk) {
+  __shared__ float s[kBiasLanes][kBiasCols];
+  const int tx = threadIdx.x % kBiasCols, ty = threadIdx.x / kBiasCols;
+  const int o = blockIdx.x * kBiasCols + tx;
+  const int r0 = blockIdx.y * rows_per_chunk;
+  const int r1 = r0 + rows_per_chunk < N ? r0 + rows_per_chunk : N;
+  float sum = 0.0f;
+  if (o < OC)
+    for (int r = r0 + ty; r < r1; r += kBiasLanes) sum += __bfloat162float(dout[size_t(r) * OC + o]);
+  s[ty][tx] = sum;
+  __syncthreads();
+  if (ty == 0 && o < OC) {
+    float total = s[0][tx];
+    for (int l = 1; l < kBiasLanes; l++) total += s[l][tx];
+    partial[size_t(blockIdx.y) * OC + o] = total;
+  }
+}
+
+// dbias, pass 2: dbias[o] += sum over chunks in chunk order (one fp32 add into the old value).
+__global__ void __launch_bounds__(256)
+    dbias_final_kernel(bf16* __restrict__ dbias, const float* __restrict__ partial, int OC, int chunks) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= OC) return;
+  float sum = 0.0f;
+  for (int c = 0; c < chunks; c++) sum += partial[size_t(c) * OC + o];
+  dbias[o] = __float2bfloat16_rn(__bfloat162float(dbias[o]) + sum);
+}
+
+bool aligned(const void* p, size_t a) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+int sm_count() {
+  int dev = 0, n = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 1;
+  }
+  return n > 0 ? n : 1;
+}
+
+template <class T, bool A_K, bool B_K>
+void launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, cudaStream_t stream) {
+  auto kernel = gemm_tc_kernel<T, A_K, B_K>;
+  constexpr size_t smem = gemm_smem_bytes<T, A_K, B_K>();
+  if constexpr (smem > 48 * 1024) {
+    OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  }
+  const dim3 grid(ceil_div(Nn, T::BN), ceil_div(M, T::BM));
+  launch(kernel, grid, dim3(T::THREADS), smem, stream, A, B, M, Nn, K, e);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+// D = A B + epilogue, choosing the kernel. fast: the caller's shape/alignment check passed.
+template <bool A_K, bool B_K>
+void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool fast, MatmulTile tile,
+          cudaStream_t stream) {
+  if (!fast || tile == MatmulTile::simple) {
+    const dim3 grid(ceil_div(Nn, 16), ceil_div(M, 16));
+    launch(gemm_simple_kernel<A_K, B_K>, grid, dim3(256), 0, stream, A, B, M, Nn, K, e);
+    OURO_CUDA_CHECK_LAUNCH();
+    return;
+  }
+  if (tile == MatmulTile::automatic) {
+    const long large_tiles = long(ceil_div(M, LargeTile::BM)) * ceil_div(Nn, LargeTile::BN);
+    tile = large_tiles >= sm_count() ? MatmulTile::large : MatmulTile::small;
+  }
+  if (tile == MatmulTile::large) launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, e, stream);
+  else launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, e, stream);
+}
+
+void check_dims(const char* fn, int N, int C, int OC) {
+  if (N < 1 || C < 1 || OC < 1)
+    throw std::invalid_argument(std::string(fn) + ": N, C, OC must be >= 1 (got N=" + std::to_string(N) +
+                                ", C=" + std::to_string(C) + ", OC=" + std::to_string(OC) + ")");
+}
+
+}  // namespace
+
+void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C, int OC,
+                    cudaStream_t stream, Epilogue epilogue, bf16* pre_gelu, MatmulTile tile) {
+  check_dims("matmul_forward", N, C, OC);
+  if (!out || !inp || !weight) throw std::invalid_argument("matmul_forward: out, inp and weight must not be null");
+  const bool gelu = epilogue == Epilogue::gelu;
+  const Epi e{out, OC, bias, gelu ? pre_gelu : nullptr, gelu, false};
+  const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 4) &&
+                    aligned(e.pre_gelu, 4);
+  gemm<true, true>(inp, weight, N, OC, C, e, fast, tile, stream);
+}
+
+void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C, int OC,
+                    cudaStream_t stream, Epilogue epilogue, bf16* pre_gelu) {
+  matmul_forward(out, inp, weight, bias, N, C, OC, stream, epilogue, pre_gelu, MatmulTile::automatic);
+}
+
+size_t matmul_backward_scratch_bytes(int N, int /*C*/, int OC) {
+  if (N < 1 || OC < 1) return 0;
+  return size_t(bias_chunks(N)) * size_t(OC) * sizeof(float);
+}
+
+void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
+                     int N, int C, int OC, void* scratch, cudaStream_t stream, MatmulTile tile) {
+  check_dims("matmul_backward", N, C, OC);
+  if (!dinp || !dweight || !dout || !inp || !weight)
+    throw std::invalid_argument("matmul_backward: dinp, dweight, dout, inp and weight must not be null");
+  if (dbias && !scratch)
+    throw std::invalid_argument("matmul_backward: scratch (matmul_backward_scratch_bytes) is needed with dbias");
+  if (dbias && !aligned(scratch, alignof(float)))
+    throw std::invalid_argument("matmul_backward: scratch must be 4-byte aligned");
+
+  if (dbias) {
+    const int chunks = bias_chunks(N), rows = ceil_div(N, chunks);
+    float* partial = static_cast<float*>(scratch);
+    launch(dbias_partial_kernel, dim3(ceil_div(OC, kBiasCols), chunks), dim3(kBiasCols * kBiasLanes), 0, stream,
+           partial, dout, N, OC, rows);
+    OURO_CUDA_CHECK_LAUNCH();
+    launch(dbias_final_kernel, dim3(ceil_div(OC, 256)), dim3(256), 0, stream, dbias, static_cast<const float*>(partial),
+           OC, chunks);
+    OURO_CUDA_CHECK_LAUNCH();
+  }
+  const bool shape_ok = C % 8 == 0 && OC % 8 == 0 && aligned(dout, 16) && aligned(weight, 16) && aligned(inp, 16);
+  // dW first: it reads inp, which a caller might reuse as dinp.
+  const Epi ew{dweight, C, nullptr, nullptr, false, true};
+  gemm<false, false>(dout, inp, OC, C, N, ew, shape_ok && aligned(dweight, 4), tile, stream);
+  const Epi ex{dinp, C, nullptr, nullptr, false, false};
+  gemm<true, false>(dout, weight, N, C, OC, ex, shape_ok && aligned(dinp, 4), tile, stream);
+}
+
+void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
+                     int N, int C, int OC, void* scratch, cudaStream_t stream) {
+  matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC, scratch, stream, MatmulTile::automatic);
+}
+
+}  // namespace ouro::kernels
