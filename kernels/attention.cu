@@ -1,0 +1,734 @@
+#include "kernels/attention.h"
+// Causal flash attention (FlashAttention-2 style) on bf16 tensor cores, plus KV-cache decoding.
+//
+// Layout: qkv (B, T, 3C) row-major, q | k | v each C = NH * hd wide, head h at columns
+// [h*hd, (h+1)*hd) of each part; out (B, T, C); lse (B, NH, T) fp32 = logsumexp of the query
+// row's scaled scores (scale 1/sqrt(hd)), natural log. hd in {32, 64, 128} is a template
+// parameter so every fragment array has a compile-time size and lives in registers.
+//
+// Forward: one block of 4 warps per (64-query tile, head, batch). Each warp owns 16 query rows,
+// their Q fragment (A operand of m16n8k16) stays in registers for the whole kernel. K and V tiles
+// of 64 keys stream through shared memory with cp.async, double buffered: tile j+1 is in flight
+// while tile j is used. S = Q K^T and O += P V run on mma.sync; the fp32 S accumulators are
+// exactly the A fragment of the P V product (C fragment rows g / g+8, cols 2t, 2t+1 of two
+// adjacent n-tiles = A fragment of one 16-wide k-step), so P never touches shared memory.
+// Softmax is online in fp32 with exp2 of log2e-prescaled scores. Causal: the query tile qt only
+// visits key tiles 0..qt, and only the diagonal tile needs the mask (keys past T only occur in
+// the last tile, which is the diagonal of the last query tile). Blocks start with the heaviest
+// (last) query tiles so the tail of the grid is short.
+//
+// Backward (deterministic, no atomics): (1) D = rowsum(dO * O) per (row, head), fp32 in the
+// scratch; (2) one block per (64-key tile, head, batch), each warp owning 16 keys, loops over the
+// query tiles at or after its keys and accumulates dV += P^T dO and dK += dS^T Q in registers
+// (P recomputed from lse); (3) one block per (64-query tile, head, batch) loops over key tiles
+// and accumulates dQ += dS K. Each output element is written once, by one thread, so results are
+// bitwise reproducible. The transposed products (P^T, dS^T) are computed directly as K Q^T and
+// V dO^T so they too come out as C fragments = A fragments. Operands that are shared by the four
+// warps are read with ldmatrix (.trans where the product needs the other orientation).
+//
+// Shared-memory rows are padded to hd + 8 elements (16 bytes), so the 8 row addresses of one
+// ldmatrix phase fall in different bank groups (conflict free) and every row stays 16-byte
+// aligned for cp.async.
+//
+// Decoding (attention_kv): a copy kernel appends the new k, v to the caches, then a warp per
+// (token, head) walks the cache positions with an fp32 online softmax (lane owns hd/32 dims).
+// Two launches because a token attends to the k, v of the new tokens before it.
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace ouro::kernels {
+
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps
+constexpr int kTile = 64;      // query rows per forward / dQ block, keys per dK,dV block
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const uint32_t l = __bfloat16_as_ushort(__float2bfloat16_rn(lo));
+  const uint32_t h = __bfloat16_as_ushort(__float2bfloat16_rn(hi));
+  return l | (h << 16);
+}
+
+// cp.async of a ROWS x HD tile (rows row0.. of a matrix with row stride `stride` elements) into
+// shared memory with row stride HD + 8. Rows >= T are zero-filled (src_bytes 0, source clamped
+// to row 0 so the address stays valid).
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_tile(bf16* smem, const bf16* g, size_t stride, int row0, int T) {
+  constexpr int kChunks = HD / 8;  // 16-byte chunks per row
+  constexpr int LD = HD + 8;
+#pragma unroll
+  for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const int row = row0 + r;
+    const bool ok = row < T;
+    ptx::cp_async_16(smem + r * LD + col, g + size_t(ok ? row : 0) * stride + col, ok ? 16 : 0);
+  }
+}
+
+// A fragment (16 rows x 16 cols at col k0) of a row-major shared tile starting at row `row0`.
+template <int LD>
+__device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16* s, int row0, int k0) {
+  const int lane = threadIdx.x % 32;
+  ptx::ldmatrix_x4(a, s + (row0 + (lane & 15)) * LD + k0 + (lane >> 4) * 8);
+}
+// B fragments of two n-tiles (rows n0..n0+15 of the tile are the n index, cols k0..k0+15 the k
+// index): B = tile^T. Registers {0,1} for n-tile n0, {2,3} for n0 + 8.
+template <int LD>
+__device__ __forceinline__ void ldsm_bt(uint32_t (&b)[4], const bf16* s, int n0, int k0) {
+  const int lane = threadIdx.x % 32;
+  ptx::ldmatrix_x4(b, s + (n0 + (lane >> 4) * 8 + (lane & 7)) * LD + k0 + ((lane >> 3) & 1) * 8);
+}
+// B fragments of two n-tiles where the tile rows are the k index (k0..k0+15) and the columns
+// the n index (n0..n0+15): B = tile itself, read with .trans. {0,1} n-tile n0, {2,3} n0 + 8.
+template <int LD>
+__device__ __forceinline__ void ldsm_b(uint32_t (&b)[4], const bf16* s, int k0, int n0) {
+  const int lane = threadIdx.x % 32;
+  ptx::ldmatrix_x4_trans(b, s + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + n0 + (lane >> 4) * 8);
+}
+
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  const uint32_t b[2] = {b0, b1};
+  ptx::mma_bf16_16816(d, a, b, d);
+}
+
+// C fragments of n-tiles 2k, 2k+1 -> A fragment of k-step k (rounded to bf16).
+template <int N>
+__device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[N][4], int k) {
+  a[0] = pack_bf16x2(c[2 * k][0], c[2 * k][1]);
+  a[1] = pack_bf16x2(c[2 * k][2], c[2 * k][3]);
+  a[2] = pack_bf16x2(c[2 * k + 1][0], c[2 * k + 1][1]);
+  a[3] = pack_bf16x2(c[2 * k + 1][2], c[2 * k + 1][3]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Forward
+template <int HD>
+constexpr size_t forward_smem_bytes() {
+  return size_t(kTile) * (HD + 8) * 2 * 5;  // Q + 2 stages of K + 2 stages of V
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, float* lse,
+                                                                     const bf16* qkv, int T, int NH) {
+  constexpr int LD = HD + 8;
+  constexpr int kTileElems = kTile * LD;
+  const int C = NH * HD;
+  const size_t C3 = size_t(3) * C;
+  const int qt = gridDim.x - 1 - blockIdx.x;  // heaviest tiles first
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const float sl2 = kLog2e / sqrtf(float(HD));
+
+  bf16* sQ = dynamic_shared<bf16>();
+  bf16* sK = sQ + kTileElems;      // 2 stages
+  bf16* sV = sK + 2 * kTileElems;  // 2 stages
+  const bf16* qbase = qkv + size_t(b) * T * C3 + h * HD;
+  const int q0 = qt * kTile;
+
+  load_tile<HD, kTile>(sQ, qbase, C3, q0, T);
+  load_tile<HD, kTile>(sK, qbase + C, C3, 0, T);
+  load_tile<HD, kTile>(sV, qbase + 2 * C, C3, 0, T);
+  ptx::cp_async_commit();
+
+  uint32_t qf[HD / 16][4];
+  float o[HD / 8][4];
+#pragma unroll
+  for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  const int row_base = q0 + warp * 16 + g;  // rows row_base and row_base + 8
+
+  const int nkv = qt + 1;
+  for (int j = 0; j < nkv; j++) {
+    const int st = j & 1;
+    if (j + 1 < nkv) {
+      load_tile<HD, kTile>(sK + (st ^ 1) * kTileElems, qbase + C, C3, (j + 1) * kTile, T);
+      load_tile<HD, kTile>(sV + (st ^ 1) * kTileElems, qbase + 2 * C, C3, (j + 1) * kTile, T);
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<1>();
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int kk = 0; kk < HD / 16; kk++) ldsm_a<LD>(qf[kk], sQ, warp * 16, kk * 16);
+    }
+    const bf16* sKs = sK + st * kTileElems;
+    const bf16* sVs = sV + st * kTileElems;
+
+    // S = Q K^T (16 x 64 per warp)
+    float s[kTile / 8][4];
+#pragma unroll
+    for (int i = 0; i < kTile / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+#pragma unroll
+      for (int np = 0; np < kTile / 16; np++) {
+        uint32_t kf[4];
+        ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
+        mma(s[2 * np], qf[kk], kf[0], kf[1]);
+        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
+      }
+    }
+    if (j == qt) {  // diagonal tile: key > query is masked (this also covers keys >= T)
+#pragma unroll
+      for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+          const int key = j * kTile + nt * 8 + 2 * t4 + (i & 1);
+          if (key > row_base + 8 * (i >> 1)) s[nt][i] = -INFINITY;
+        }
+    }
+    // online softmax, rows r = 0 (g) and 1 (g + 8); a row's values live in the 4 lanes of a quad
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      float mx = m[r];
+#pragma unroll
+      for (int nt = 0; nt < kTile / 8; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mscaled = mx == -INFINITY ? 0.0f : mx * sl2;
+      const float alpha = exp2f(m[r] * sl2 - mscaled);  // 0 on the first tile (m = -inf)
+      m[r] = mx;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nt = 0; nt < kTile / 8; nt++) {
+        s[nt][2 * r] = exp2f(fmaf(s[nt][2 * r], sl2, -mscaled));
+        s[nt][2 * r + 1] = exp2f(fmaf(s[nt][2 * r + 1], sl2, -mscaled));
+        sum += s[nt][2 * r] + s[nt][2 * r + 1];
+      }
+      l[r] = l[r] * alpha + sum;  // per-lane partial sum; the quad is reduced at the end
+#pragma unroll
+      for (int dt = 0; dt < HD / 8; dt++) {
+        o[dt][2 * r] *= alpha;
+        o[dt][2 * r + 1] *= alpha;
+      }
+    }
+    // O += P V
+#pragma unroll
+    for (int ks = 0; ks < kTile / 16; ks++) {
+      uint32_t pa[4];
+      c_to_a(pa, s, ks);
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; dp++) {
+        uint32_t vf[4];
+        ldsm_b<LD>(vf, sVs, ks * 16, dp * 16);
+        mma(o[2 * dp], pa, vf[0], vf[1]);
+        mma(o[2 * dp + 1], pa, vf[2], vf[3]);
+      }
+    }
+    __syncthreads();  // the next iteration's cp.async overwrites the other stage
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float sum = l[r];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int row = row_base + 8 * r;
+    if (row < T) {
+      const float inv = 1.0f / sum;
+      bf16* orow = out + (size_t(b) * T + row) * C + h * HD + 2 * t4;
+#pragma unroll
+      for (int dt = 0; dt < HD / 8; dt++)
+        *reinterpret_cast<uint32_t*>(orow + dt * 8) = pack_bf16x2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+      if (t4 == 0) lse[(size_t(b) * NH + h) * T + row] = (m[r] * sl2 + log2f(sum)) * kLn2;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Backward
+//
+// D[b, h, t] = sum_d dO[b, t, h, d] * O[b, t, h, d]: a warp per (row, head).
+template <int HD>
+__global__ void __launch_bounds__(kThreads) attention_backward_d_kernel(float* D, const bf16* dout, const bf16* out,
+                                                                        int B, int T, int NH) {
+  const int item = blockIdx.x * (kThreads / 32) + threadIdx.x / 32;  // (b * T + t) * NH + h
+  if (item >= B * T * NH) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32;
+  const int h = item % NH, bt = item / NH, b = bt / T, t = bt % T;
+  const size_t off = size_t(bt) * NH * HD + h * HD;
+  float acc = 0.0f;
+#pragma unroll
+  for (int e = 0; e < HD / 32; e++) {
+    const int d = lane + 32 * e;
+    acc += __bfloat162float(dout[off + d]) * __bfloat162float(out[off + d]);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) D[(size_t(b) * NH + h) * T + t] = acc;
+}
+
+// Query rows per step of the dK, dV kernel: 32 for hd 128 keeps its accumulators (dK, dV: 128
+// floats per lane) plus the 16 x BQ score tiles within the register file.
+template <int HD>
+constexpr int dkv_bq() { return HD >= 128 ? 32 : 64; }
+template <int HD>
+constexpr size_t dkv_smem_bytes() {
+  constexpr int BQ = dkv_bq<HD>();
+  // K, V (64 rows) + 2 stages of Q and dO (BQ rows) + 2 stages of lse, D
+  return (size_t(2) * kTile + 4 * BQ) * (HD + 8) * 2 + 4 * BQ * sizeof(float);
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                                                                          const float* lse, const float* Dg, int T, int NH) {
+  constexpr int LD = HD + 8;
+  constexpr int BQ = dkv_bq<HD>();
+  const int C = NH * HD;
+  const size_t C3 = size_t(3) * C;
+  const int kt = gridDim.x - 1 - blockIdx.x;  // the first key tiles see the most queries
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const float scale = 1.0f / sqrtf(float(HD));
+  const float sl2 = kLog2e * scale;
+
+  bf16* sK = dynamic_shared<bf16>();
+  bf16* sV = sK + kTile * LD;
+  bf16* sQ = sV + kTile * LD;        // 2 stages of BQ rows
+  bf16* sdO = sQ + 2 * BQ * LD;      // 2 stages
+  float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LD);  // 2 stages: lse * log2e
+  float* sD = sL + 2 * BQ;                                  // 2 stages
+
+  const bf16* qbase = qkv + size_t(b) * T * C3 + h * HD;
+  const bf16* dobase = dout + size_t(b) * T * C + h * HD;
+  const float* lrow = lse + (size_t(b) * NH + h) * T;
+  const float* drow = Dg + (size_t(b) * NH + h) * T;
+  const int k0 = kt * kTile;
+  const int i0 = k0 / BQ, nq = ceil_div(T, BQ);
+
+  auto load_q = [&](int i, int st) {
+    load_tile<HD, BQ>(sQ + st * BQ * LD, qbase, C3, i * BQ, T);
+    load_tile<HD, BQ>(sdO + st * BQ * LD, dobase, C, i * BQ, T);
+    for (int r = threadIdx.x; r < BQ; r += kThreads) {
+      const int row = i * BQ + r;
+      sL[st * BQ + r] = row < T ? lrow[row] * kLog2e : 0.0f;
+      sD[st * BQ + r] = row < T ? drow[row] : 0.0f;
+    }
+  };
+  load_tile<HD, kTile>(sK, qbase + C, C3, k0, T);
+  load_tile<HD, kTile>(sV, qbase + 2 * C, C3, k0, T);
+  load_q(i0, 0);
+  ptx::cp_async_commit();
+
+  float dk[HD / 8][4], dv[HD / 8][4];
+#pragma unroll
+  for (int i = 0; i < HD / 8; i++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.0f;
+  const int key_base = k0 + warp * 16 + g;  // keys key_base and key_base + 8
+
+  for (int i = i0; i < nq; i++) {
+    const int st = (i - i0) & 1;
+    if (i + 1 < nq) {
+      load_q(i + 1, st ^ 1);
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<1>();
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();
+    const bf16* sQs = sQ + st * BQ * LD;
+    const bf16* sdOs = sdO + st * BQ * LD;
+    const float* sLs = sL + st * BQ;
+    const float* sDs = sD + st * BQ;
+    const int q0 = i * BQ;
+
+    // S^T = K Q^T (16 keys x BQ queries per warp), then P^T
+    float p[BQ / 8][4];
+#pragma unroll
+    for (int n = 0; n < BQ / 8; n++) p[n][0] = p[n][1] = p[n][2] = p[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t ka[4];
+      ldsm_a<LD>(ka, sK, warp * 16, kk * 16);
+#pragma unroll
+      for (int np = 0; np < BQ / 16; np++) {
+        uint32_t qf[4];
+        ldsm_bt<LD>(qf, sQs, np * 16, kk * 16);
+        mma(p[2 * np], ka, qf[0], qf[1]);
+        mma(p[2 * np + 1], ka, qf[2], qf[3]);
+      }
+    }
+    const bool need_mask = q0 < k0 + kTile || q0 + BQ > T;
+#pragma unroll
+    for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int qc = nt * 8 + 2 * t4 + (e & 1);
+        const int query = q0 + qc, key = key_base + 8 * (e >> 1);
+        float v = exp2f(fmaf(p[nt][e], sl2, -sLs[qc]));
+        if (need_mask && (key > query || query >= T)) v = 0.0f;
+        p[nt][e] = v;
+      }
+    // dV += P^T dO
+#pragma unroll
+    for (int ks = 0; ks < BQ / 16; ks++) {
+      uint32_t pa[4];
+      c_to_a(pa, p, ks);
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; dp++) {
+        uint32_t of[4];
+        ldsm_b<LD>(of, sdOs, ks * 16, dp * 16);
+        mma(dv[2 * dp], pa, of[0], of[1]);
+        mma(dv[2 * dp + 1], pa, of[2], of[3]);
+      }
+    }
+    // dP^T = V dO^T
+    float ds[BQ / 8][4];
+#pragma unroll
+    for (int n = 0; n < BQ / 8; n++) ds[n][0] = ds[n][1] = ds[n][2] = ds[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t va[4];
+      ldsm_a<LD>(va, sV, warp * 16, kk * 16);
+#pragma unroll
+      for (int np = 0; np < BQ / 16; np++) {
+        uint32_t of[4];
+        ldsm_bt<LD>(of, sdOs, np * 16, kk * 16);
+        mma(ds[2 * np], va, of[0], of[1]);
+        mma(ds[2 * np + 1], va, of[2], of[3]);
+      }
+    }
+    // dS^T = P^T (dP^T - D)
+#pragma unroll
+    for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) ds[nt][e] = p[nt][e] * (ds[nt][e] - sDs[nt * 8 + 2 * t4 + (e & 1)]);
+    // dK += dS^T Q
+#pragma unroll
+    for (int ks = 0; ks < BQ / 16; ks++) {
+      uint32_t da[4];
+      c_to_a(da, ds, ks);
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; dp++) {
+        uint32_t qf[4];
+        ldsm_b<LD>(qf, sQs, ks * 16, dp * 16);
+        mma(dk[2 * dp], da, qf[0], qf[1]);
+        mma(dk[2 * dp + 1], da, qf[2], qf[3]);
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int key = key_base + 8 * r;
+    if (key < T) {
+      bf16* row = dqkv + (size_t(b) * T + key) * C3 + h * HD + 2 * t4;
+#pragma unroll
+      for (int dt = 0; dt < HD / 8; dt++) {
+        *reinterpret_cast<uint32_t*>(row + C + dt * 8) = pack_bf16x2(dk[dt][2 * r] * scale, dk[dt][2 * r + 1] * scale);
+        *reinterpret_cast<uint32_t*>(row + 2 * C + dt * 8) = pack_bf16x2(dv[dt][2 * r], dv[dt][2 * r + 1]);
+      }
+    }
+  }
+}
+
+template <int HD>
+constexpr size_t dq_smem_bytes() {
+  return size_t(kTile) * (HD + 8) * 2 * 6;  // Q, dO + 2 stages of K and V
+}
+
+template <int HD>
+__global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                                                                         const float* lse, const float* Dg, int T, int NH) {
+  constexpr int LD = HD + 8;
+  constexpr int kTileElems = kTile * LD;
+  const int C = NH * HD;
+  const size_t C3 = size_t(3) * C;
+  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
+  const float scale = 1.0f / sqrtf(float(HD));
+  const float sl2 = kLog2e * scale;
+
+  bf16* sQ = dynamic_shared<bf16>();
+  bf16* sdO = sQ + kTileElems;
+  bf16* sK = sdO + kTileElems;     // 2 stages
+  bf16* sV = sK + 2 * kTileElems;  // 2 stages
+  const bf16* qbase = qkv + size_t(b) * T * C3 + h * HD;
+  const int q0 = qt * kTile;
+
+  load_tile<HD, kTile>(sQ, qbase, C3, q0, T);
+  load_tile<HD, kTile>(sdO, dout + size_t(b) * T * C + h * HD, C, q0, T);
+  load_tile<HD, kTile>(sK, qbase + C, C3, 0, T);
+  load_tile<HD, kTile>(sV, qbase + 2 * C, C3, 0, T);
+  ptx::cp_async_commit();
+
+  const int row_base = q0 + warp * 16 + g;
+  float L[2], Dr[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = row_base + 8 * r;
+    const size_t idx = (size_t(b) * NH + h) * T + row;
+    L[r] = row < T ? lse[idx] * kLog2e : 0.0f;
+    Dr[r] = row < T ? Dg[idx] : 0.0f;
+  }
+  float dq[HD / 8][4];
+#pragma unroll
+  for (int i = 0; i < HD / 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
+
+  const int nkv = qt + 1;
+  for (int j = 0; j < nkv; j++) {
+    const int st = j & 1;
+    if (j + 1 < nkv) {
+      load_tile<HD, kTile>(sK + (st ^ 1) * kTileElems, qbase + C, C3, (j + 1) * kTile, T);
+      load_tile<HD, kTile>(sV + (st ^ 1) * kTileElems, qbase + 2 * C, C3, (j + 1) * kTile, T);
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<1>();
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();
+    const bf16* sKs = sK + st * kTileElems;
+    const bf16* sVs = sV + st * kTileElems;
+
+    // S = Q K^T and dP = dO V^T (16 x 64 per warp)
+    float p[kTile / 8][4], ds[kTile / 8][4];
+#pragma unroll
+    for (int n = 0; n < kTile / 8; n++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) p[n][e] = ds[n][e] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+      uint32_t qa[4], oa[4];
+      ldsm_a<LD>(qa, sQ, warp * 16, kk * 16);
+      ldsm_a<LD>(oa, sdO, warp * 16, kk * 16);
+#pragma unroll
+      for (int np = 0; np < kTile / 16; np++) {
+        uint32_t kf[4], vf[4];
+        ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
+        mma(p[2 * np], qa, kf[0], kf[1]);
+        mma(p[2 * np + 1], qa, kf[2], kf[3]);
+        ldsm_bt<LD>(vf, sVs, np * 16, kk * 16);
+        mma(ds[2 * np], oa, vf[0], vf[1]);
+        mma(ds[2 * np + 1], oa, vf[2], vf[3]);
+      }
+    }
+    // P = exp(S * scale - lse) (masked on the diagonal tile), dS = P (dP - D)
+    const bool diag = j == qt;
+#pragma unroll
+    for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = e >> 1;
+        const int key = j * kTile + nt * 8 + 2 * t4 + (e & 1);
+        float v = exp2f(fmaf(p[nt][e], sl2, -L[r]));
+        if (diag && key > row_base + 8 * r) v = 0.0f;
+        ds[nt][e] = v * (ds[nt][e] - Dr[r]);
+      }
+    // dQ += dS K
+#pragma unroll
+    for (int ks = 0; ks < kTile / 16; ks++) {
+      uint32_t da[4];
+      c_to_a(da, ds, ks);
+#pragma unroll
+      for (int dp = 0; dp < HD / 16; dp++) {
+        uint32_t kf[4];
+        ldsm_b<LD>(kf, sKs, ks * 16, dp * 16);
+        mma(dq[2 * dp], da, kf[0], kf[1]);
+        mma(dq[2 * dp + 1], da, kf[2], kf[3]);
+      }
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = row_base + 8 * r;
+    if (row < T) {
+      bf16* dst = dqkv + (size_t(b) * T + row) * C3 + h * HD + 2 * t4;
+#pragma unroll
+      for (int dt = 0; dt < HD / 8; dt++)
+        *reinterpret_cast<uint32_t*>(dst + dt * 8) = pack_bf16x2(dq[dt][2 * r] * scale, dq[dt][2 * r + 1] * scale);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// KV-cache decoding
+//
+// Appends the new tokens' k and v (16-byte chunks) to the caches at positions pos0...
+__global__ void attention_kv_append_kernel(const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0,
+                                           int Tmax, int C) {
+  const size_t chunks_per_row = C / 8;
+  const size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= size_t(B) * Tn * chunks_per_row) return;
+  const size_t bt = idx / chunks_per_row, c = (idx % chunks_per_row) * 8;
+  const size_t b = bt / Tn, t = bt % Tn;
+  const bf16* src = qkv + bt * 3 * C;
+  const size_t dst = (b * Tmax + pos0 + t) * C + c;
+  store_bf16x8(kcache + dst, load_bf16x8(src + C + c));
+  store_bf16x8(vcache + dst, load_bf16x8(src + 2 * C + c));
+}
+
+// A warp per (token, head): lane owns dims [lane * E, lane * E + E), E = hd / 32; the score of
+// each cache position is a warp sum, the softmax is online in fp32.
+template <int HD>
+__global__ void __launch_bounds__(kThreads) attention_kv_kernel(bf16* out, const bf16* qkv, const bf16* kcache,
+                                                                const bf16* vcache, int B, int Tn, int pos0, int Tmax,
+                                                                int NH) {
+  constexpr int E = HD / 32;
+  const int item = blockIdx.x * (kThreads / 32) + threadIdx.x / 32;  // (b * Tn + t) * NH + h
+  if (item >= B * Tn * NH) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32;
+  const int C = NH * HD;
+  const int h = item % NH, bt = item / NH, b = bt / Tn, t = bt % Tn;
+  const float scale = 1.0f / sqrtf(float(HD));
+  const bf16* qrow = qkv + size_t(bt) * 3 * C + h * HD + lane * E;
+  float q[E], o[E];
+#pragma unroll
+  for (int e = 0; e < E; e++) {
+    q[e] = __bfloat162float(qrow[e]) * scale;
+    o[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  const size_t cache0 = size_t(b) * Tmax * C + h * HD + lane * E;
+  const int n = pos0 + t + 1;
+  for (int j = 0; j < n; j++) {
+    const bf16* kr = kcache + cache0 + size_t(j) * C;
+    float part = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; e++) part += q[e] * __bfloat162float(kr[e]);
+    const float s = warp_sum(part);
+    const float mn = fmaxf(m, s);
+    const float corr = expf(m - mn);  // 0 on the first position
+    const float pj = expf(s - mn);
+    l = l * corr + pj;
+    const bf16* vr = vcache + cache0 + size_t(j) * C;
+#pragma unroll
+    for (int e = 0; e < E; e++) o[e] = o[e] * corr + pj * __bfloat162float(vr[e]);
+    m = mn;
+  }
+  const float inv = 1.0f / l;
+  bf16* orow = out + size_t(bt) * C + h * HD + lane * E;
+#pragma unroll
+  for (int e = 0; e < E; e++) orow[e] = __float2bfloat16_rn(o[e] * inv);
+}
+
+// ------------------------------------------------------------------------------------------
+// Launch helpers
+
+void check_shape(const char* what, int B, int T, int C, int NH) {
+  if (B < 1 || T < 1 || NH < 1 || C < 1 || C % NH != 0)
+    throw std::invalid_argument(std::string(what) + ": need B, T, NH >= 1 and C a multiple of NH (B=" +
+                                std::to_string(B) + " T=" + std::to_string(T) + " C=" + std::to_string(C) +
+                                " NH=" + std::to_string(NH) + ")");
+  if (!attention_supports(C / NH))
+    throw std::invalid_argument(std::string(what) + ": head dim " + std::to_string(C / NH) +
+                                " is not supported (32, 64 or 128)");
+  if (size_t(B) * T * 3 * C >= (size_t(1) << 31) || T > 65535 * kTile || NH > 65535 || B > 65535)
+    throw std::invalid_argument(std::string(what) + ": tensor too large for the kernels' index types");
+}
+
+void check_aligned(const char* what, const void* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+    throw std::invalid_argument(std::string(what) + ": pointers must be 16-byte aligned");
+}
+
+template <class Kernel>
+void set_smem(Kernel kernel, size_t bytes) {
+  OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+}
+
+template <int HD>
+void forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cudaStream_t stream) {
+  constexpr size_t smem = forward_smem_bytes<HD>();
+  set_smem(attention_forward_kernel<HD>, smem);
+  launch(attention_forward_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem, stream, out, lse, qkv,
+         T, NH);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+template <int HD>
+void backward_hd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B, int T,
+                 int NH, float* D, cudaStream_t stream) {
+  const int items = B * T * NH;
+  launch(attention_backward_d_kernel<HD>, dim3(ceil_div(items, kThreads / 32)), dim3(kThreads), 0, stream, D, dout,
+         out, B, T, NH);
+  OURO_CUDA_CHECK_LAUNCH();
+  constexpr size_t smem_kv = dkv_smem_bytes<HD>();
+  set_smem(attention_backward_dkv_kernel<HD>, smem_kv);
+  launch(attention_backward_dkv_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_kv, stream, dqkv,
+         dout, qkv, lse, static_cast<const float*>(D), T, NH);
+  OURO_CUDA_CHECK_LAUNCH();
+  constexpr size_t smem_q = dq_smem_bytes<HD>();
+  set_smem(attention_backward_dq_kernel<HD>, smem_q);
+  launch(attention_backward_dq_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_q, stream, dqkv,
+         dout, qkv, lse, static_cast<const float*>(D), T, NH);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+template <int HD>
+void kv_hd(bf16* out, const bf16* qkv, const bf16* kcache, const bf16* vcache, int B, int Tn, int pos0, int Tmax,
+           int NH, cudaStream_t stream) {
+  const int items = B * Tn * NH;
+  launch(attention_kv_kernel<HD>, dim3(ceil_div(items, kThreads / 32)), dim3(kThreads), 0, stream, out, qkv, kcache,
+         vcache, B, Tn, pos0, Tmax, NH);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool attention_supports(int head_dim) { return head_dim == 32 || head_dim == 64 || head_dim == 128; }
+
+void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
+  check_shape("attention_forward", B, T, C, NH);
+  check_aligned("attention_forward", qkv);
+  check_aligned("attention_forward", out);
+  switch (C / NH) {
+    case 32: forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
+    case 64: forward_hd<64>(out, lse, qkv, B, T, NH, stream); break;
+    default: forward_hd<128>(out, lse, qkv, B, T, NH, stream); break;
+  }
+}
+
+size_t attention_backward_scratch_bytes(int B, int T, int C, int NH) {
+  (void)C;
+  return (size_t(B) * NH * T * sizeof(float) + 255) / 256 * 256;  // D = rowsum(dO * O)
+}
+
+void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B,
+                        int T, int C, int NH, void* scratch, cudaStream_t stream) {
+  check_shape("attention_backward", B, T, C, NH);
+  check_aligned("attention_backward", dqkv);
+  check_aligned("attention_backward", dout);
+  check_aligned("attention_backward", qkv);
+  if (scratch == nullptr) throw std::invalid_argument("attention_backward: scratch is null");
+  float* D = static_cast<float*>(scratch);
+  switch (C / NH) {
+    case 32: backward_hd<32>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+    case 64: backward_hd<64>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+    default: backward_hd<128>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+  }
+}
+
+void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0, int Tmax, int C,
+                  int NH, cudaStream_t stream) {
+  check_shape("attention_kv", B, Tn, C, NH);
+  if (pos0 < 0 || Tmax < 1 || pos0 + Tn > Tmax)
+    throw std::invalid_argument("attention_kv: positions " + std::to_string(pos0) + ".." +
+                                std::to_string(pos0 + Tn - 1) + " do not fit the KV cache of " +
+                                std::to_string(Tmax) + " positions");
+  if (size_t(B) * Tmax * C >= (size_t(1) << 31))
+    throw std::invalid_argument("attention_kv: KV cache too large for the kernels' index types");
+  check_aligned("attention_kv", qkv);
+  check_aligned("attention_kv", kcache);
+  check_aligned("attention_kv", vcache);
+  const size_t chunks = size_t(B) * Tn * (C / 8);
+  launch(attention_kv_append_kernel, dim3(unsigned(ceil_div(chunks, size_t(256)))), dim3(256), 0, stream, qkv,
+         kcache, vcache, B, Tn, pos0, Tmax, C);
+  OURO_CUDA_CHECK_LAUNCH();
+  switch (C / NH) {
+    case 32: kv_hd<32>(out, qkv, kcache, vcache, B, Tn, pos0, Tmax, NH, stream); break;
+    case 64: kv_hd<64>(out, qkv, kcache, vcache, B, Tn, pos0, Tmax, NH, stream); break;
+    default: kv_hd<128>(out, qkv, kcache, vcache, B, Tn, pos0, Tmax, NH, stream); break;
+  }
+}
+
+}  // namespace ouro::kernels

@@ -1,0 +1,192 @@
+// Flash attention forward / backward and KV-cache decoding against the CPU reference (CpuOps on
+// the same bf16-rounded inputs) and an fp64 logsumexp loop. Shapes are ragged (T not a multiple
+// of the 64-row tiles; T = 160 spans three tiles so the double-buffered pipeline, the diagonal
+// mask and the non-diagonal tiles all run), head dims 32, 64 and 128.
+#include "kernel_test_support.h"
+
+#include "kernels/attention.h"
+
+#include "cpu/cpu_ops.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <tuple>
+
+namespace {
+
+using namespace kernel_test;
+using ouro::kernels::attention_backward;
+using ouro::kernels::attention_backward_scratch_bytes;
+using ouro::kernels::attention_forward;
+using ouro::kernels::attention_kv;
+using ouro::kernels::attention_supports;
+
+class AttentionTest : public KernelTest {};
+
+// One part (0 = q, 1 = k, 2 = v) of a (B, T, 3C) tensor as a flat vector.
+std::vector<float> part(const std::vector<float>& x, int B, int T, int C, int which) {
+  std::vector<float> out;
+  out.reserve(size_t(B) * T * C);
+  for (size_t r = 0; r < size_t(B) * T; r++)
+    for (int c = 0; c < C; c++) out.push_back(x[r * 3 * C + which * C + c]);
+  return out;
+}
+
+// fp64 logsumexp of each query row's scaled, causally masked scores: (B, NH, T).
+std::vector<float> lse_fp64(const std::vector<float>& qkv, int B, int T, int C, int NH) {
+  const int hd = C / NH;
+  const double scale = 1.0 / std::sqrt(double(hd));
+  std::vector<float> lse(size_t(B) * NH * T);
+  std::vector<double> s(T);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        const float* q = &qkv[(size_t(b) * T + t) * 3 * C + h * hd];
+        double mx = -INFINITY;
+        for (int j = 0; j <= t; j++) {
+          const float* k = &qkv[(size_t(b) * T + j) * 3 * C + C + h * hd];
+          double d = 0;
+          for (int i = 0; i < hd; i++) d += double(q[i]) * double(k[i]);
+          s[j] = d * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j <= t; j++) sum += std::exp(s[j] - mx);
+        lse[(size_t(b) * NH + h) * T + t] = float(mx + std::log(sum));
+      }
+  return lse;
+}
+
+struct Shape {
+  int hd, T, NH;
+};
+
+class AttentionShapes : public AttentionTest, public ::testing::WithParamInterface<Shape> {};
+
+// Forward out, lse and backward dqkv on one shape.
+TEST_P(AttentionShapes, ForwardBackwardMatchCpu) {
+  const auto [hd, T, NH] = GetParam();
+  const int B = 2, C = hd * NH;
+  const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+  const auto qkv = random_bf16_values(nqkv, 1000 + hd * 7 + T, 1.5f);
+  const auto dout = random_bf16_values(nout, 2000 + hd * 7 + T);
+
+  ouro::CpuOps cpu;
+  std::vector<float> ref_out(nout), state(cpu.attention_state_size(B, T, NH)), ref_dqkv(nqkv);
+  cpu.attention_forward(ref_out.data(), state.data(), qkv.data(), B, T, C, NH);
+
+  DeviceBuffer<bf16> d_qkv(to_bf16(qkv)), d_out(nout), d_dout(to_bf16(dout)), d_dqkv(nqkv);
+  DeviceBuffer<float> d_lse(size_t(B) * NH * T);
+  DeviceBuffer<unsigned char> scratch(attention_backward_scratch_bytes(B, T, C, NH));
+  attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr);
+  const auto out = to_float(d_out.download());
+  const auto lse = d_lse.download();
+  // bf16 output (2^-9 relative rounding) plus P rounded to bf16 for the P V product: ~3e-3.
+  EXPECT_LT(rel_error(out, ref_out), 1e-2) << "out hd=" << hd << " T=" << T;
+  // lse is fp32 from exact bf16 products accumulated in fp32: a few ulps.
+  EXPECT_LT(rel_error(lse, lse_fp64(qkv, B, T, C, NH)), 1e-5) << "lse hd=" << hd << " T=" << T;
+
+  // The CPU backward on the same (rounded) inputs; our kernel sees the bf16 forward output.
+  cpu.attention_backward(ref_dqkv.data(), dout.data(), qkv.data(), ref_out.data(), state.data(), B, T, C, NH);
+  attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, nullptr);
+  const auto dqkv = to_float(d_dqkv.download());  // poisoned before: unwritten elements are NaN
+  // bf16 operands of every product (P, dS rounded to bf16), bf16 outputs and D from the bf16
+  // output: each a ~2^-9 relative rounding, compounded through dS = P (dP - D): ~5e-3.
+  const char* names[3] = {"dq", "dk", "dv"};
+  for (int p = 0; p < 3; p++)
+    EXPECT_LT(rel_error(part(dqkv, B, T, C, p), part(ref_dqkv, B, T, C, p)), 2e-2)
+        << names[p] << " hd=" << hd << " T=" << T;
+}
+
+INSTANTIATE_TEST_SUITE_P(Ragged, AttentionShapes,
+                         ::testing::Values(Shape{32, 1, 3}, Shape{32, 37, 3}, Shape{32, 100, 2}, Shape{32, 160, 3},
+                                           Shape{64, 1, 2}, Shape{64, 37, 2}, Shape{64, 100, 3}, Shape{64, 160, 2},
+                                           Shape{128, 1, 2}, Shape{128, 37, 2}, Shape{128, 100, 2},
+                                           Shape{128, 160, 2}),
+                         [](const auto& info) {
+                           return "hd" + std::to_string(info.param.hd) + "_T" + std::to_string(info.param.T) +
+                                  "_NH" + std::to_string(info.param.NH);
+                         });
+
+// Two runs of forward and backward give bitwise equal results (no atomics, fixed order).
+TEST_F(AttentionTest, Deterministic) {
+  const int B = 2, T = 150, NH = 2, hd = 64, C = hd * NH;
+  const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+  DeviceBuffer<bf16> d_qkv(to_bf16(random_bf16_values(nqkv, 7))), d_dout(to_bf16(random_bf16_values(nout, 8)));
+  DeviceBuffer<unsigned char> scratch(attention_backward_scratch_bytes(B, T, C, NH));
+  std::vector<bf16> outs[2], dqkvs[2];
+  std::vector<float> lses[2];
+  for (int run = 0; run < 2; run++) {
+    DeviceBuffer<bf16> d_out(nout), d_dqkv(nqkv);
+    DeviceBuffer<float> d_lse(size_t(B) * NH * T);
+    attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr);
+    attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, nullptr);
+    outs[run] = d_out.download();
+    lses[run] = d_lse.download();
+    dqkvs[run] = d_dqkv.download();
+  }
+  EXPECT_EQ(0, std::memcmp(outs[0].data(), outs[1].data(), nout * sizeof(bf16)));
+  EXPECT_EQ(0, std::memcmp(lses[0].data(), lses[1].data(), lses[0].size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(dqkvs[0].data(), dqkvs[1].data(), nqkv * sizeof(bf16)));
+  for (bf16 x : dqkvs[0]) ASSERT_TRUE(std::isfinite(to_float(x)));  // every element written
+}
+
+// Decoding: a prefill of Tn > 1 tokens then one-token steps reproduce the training forward's
+// rows on the same tokens, and the caches hold exactly the tokens' k and v.
+TEST_F(AttentionTest, KvCacheMatchesForward) {
+  for (int hd : {32, 64, 128}) {
+    const int B = 2, NH = 2, C = hd * NH, T = 41, Tmax = 48, prefill = 29;
+    const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+    const auto qkv = random_bf16_values(nqkv, 300 + hd, 1.5f);
+    DeviceBuffer<bf16> d_qkv(to_bf16(qkv)), d_out(nout);
+    DeviceBuffer<float> d_lse(size_t(B) * NH * T);
+    attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr);
+    const auto fwd = to_float(d_out.download());
+    ouro::CpuOps cpu;
+    std::vector<float> ref(nout), state(cpu.attention_state_size(B, T, NH));
+    cpu.attention_forward(ref.data(), state.data(), qkv.data(), B, T, C, NH);
+
+    DeviceBuffer<bf16> kcache(size_t(B) * Tmax * C), vcache(size_t(B) * Tmax * C);
+    std::vector<float> dec(nout);  // decoded rows, assembled as (B, T, C)
+    for (int pos0 = 0; pos0 < T;) {
+      const int Tn = pos0 == 0 ? prefill : 1;
+      std::vector<float> step(size_t(B) * Tn * 3 * C);
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tn; t++)
+          for (int c = 0; c < 3 * C; c++)
+            step[(size_t(b) * Tn + t) * 3 * C + c] = qkv[(size_t(b) * T + pos0 + t) * 3 * C + c];
+      DeviceBuffer<bf16> d_step(to_bf16(step)), d_sout(size_t(B) * Tn * C);
+      attention_kv(d_sout, d_step, kcache, vcache, B, Tn, pos0, Tmax, C, NH, nullptr);
+      const auto sout = to_float(d_sout.download());
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < Tn; t++)
+          for (int c = 0; c < C; c++)
+            dec[(size_t(b) * T + pos0 + t) * C + c] = sout[(size_t(b) * Tn + t) * C + c];
+      pos0 += Tn;
+    }
+    // Decoding is fp32 throughout (only the output rounded: ~2e-3); the training forward also
+    // rounds P to bf16 (~3e-3), so they differ by a few 1e-3.
+    EXPECT_LT(rel_error(dec, fwd), 1e-2) << "hd=" << hd;
+    EXPECT_LT(rel_error(dec, ref), 5e-3) << "hd=" << hd;
+    const auto kc = to_float(kcache.download()), vc = to_float(vcache.download());
+    for (int b = 0; b < B; b++)
+      for (int t = 0; t < T; t++)
+        for (int c = 0; c < C; c++) {
+          const size_t src = (size_t(b) * T + t) * 3 * C, dst = (size_t(b) * Tmax + t) * C + c;
+          ASSERT_EQ(kc[dst], qkv[src + C + c]);
+          ASSERT_EQ(vc[dst], qkv[src + 2 * C + c]);
+        }
+  }
+}
+
+TEST_F(AttentionTest, RejectsUnsupportedShapes) {
+  EXPECT_FALSE(attention_supports(48));
+  EXPECT_TRUE(attention_supports(64));
+  DeviceBuffer<bf16> qkv(3 * 96 * 4), out(96 * 4), cache(96 * 8);
+  DeviceBuffer<float> lse(8);
+  EXPECT_THROW(attention_forward(out, lse, qkv, 1, 4, 96, 2, nullptr), std::invalid_argument);  // hd 48
+  EXPECT_THROW(attention_forward(out, lse, qkv, 1, 0, 64, 2, nullptr), std::invalid_argument);
+  EXPECT_THROW(attention_kv(out, qkv, cache, cache, 1, 2, 7, 8, 64, 2, nullptr), std::invalid_argument);
+}
+
+}  // namespace
