@@ -81,9 +81,10 @@ TEST_P(AttentionShapes, ForwardBackwardMatchCpu) {
   attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr);
   const auto out = to_float(d_out.download());
   const auto lse = d_lse.download();
-  // bf16 output (2^-9 relative rounding) plus P rounded to bf16 for the P V product: ~3e-3.
-  EXPECT_LT(rel_error(out, ref_out), 1e-2) << "out hd=" << hd << " T=" << T;
-  // lse is fp32 from exact bf16 products accumulated in fp32: a few ulps.
+  // bf16 output (2^-9 relative rounding) plus P rounded to bf16 for the P V product: measured
+  // ~1.8e-3 for every shape.
+  EXPECT_LT(rel_error(out, ref_out), 5e-3) << "out hd=" << hd << " T=" << T;
+  // lse is fp32 from exact bf16 products accumulated in fp32: a few ulps (measured ~6e-8).
   EXPECT_LT(rel_error(lse, lse_fp64(qkv, B, T, C, NH)), 1e-5) << "lse hd=" << hd << " T=" << T;
 
   // The CPU backward on the same (rounded) inputs; our kernel sees the bf16 forward output.
@@ -91,10 +92,11 @@ TEST_P(AttentionShapes, ForwardBackwardMatchCpu) {
   attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, nullptr);
   const auto dqkv = to_float(d_dqkv.download());  // poisoned before: unwritten elements are NaN
   // bf16 operands of every product (P, dS rounded to bf16), bf16 outputs and D from the bf16
-  // output: each a ~2^-9 relative rounding, compounded through dS = P (dP - D): ~5e-3.
+  // output: each a ~2^-9 relative rounding, compounded through dS = P (dP - D): measured
+  // 2.2e-3 (dv) .. 3.7e-3 (dq, dk).
   const char* names[3] = {"dq", "dk", "dv"};
   for (int p = 0; p < 3; p++)
-    EXPECT_LT(rel_error(part(dqkv, B, T, C, p), part(ref_dqkv, B, T, C, p)), 2e-2)
+    EXPECT_LT(rel_error(part(dqkv, B, T, C, p), part(ref_dqkv, B, T, C, p)), 1e-2)
         << names[p] << " hd=" << hd << " T=" << T;
 }
 
@@ -165,8 +167,8 @@ TEST_F(AttentionTest, KvCacheMatchesForward) {
       pos0 += Tn;
     }
     // Decoding is fp32 throughout (only the output rounded: ~2e-3); the training forward also
-    // rounds P to bf16 (~3e-3), so they differ by a few 1e-3.
-    EXPECT_LT(rel_error(dec, fwd), 1e-2) << "hd=" << hd;
+    // rounds P to bf16; measured ~1.4e-3 against the forward, ~1.6e-3 against the CPU.
+    EXPECT_LT(rel_error(dec, fwd), 5e-3) << "hd=" << hd;
     EXPECT_LT(rel_error(dec, ref), 5e-3) << "hd=" << hd;
     const auto kc = to_float(kcache.download()), vc = to_float(vcache.download());
     for (int b = 0; b < B; b++)
