@@ -11,6 +11,9 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
+
+#include "simt/static_shared.h"
 
 namespace {
 
@@ -227,6 +230,39 @@ TEST_F(SimtBugs, UninitialisedSharedMemoryReadsAsNan) {
   float h[64];
   OURO_CUDA_CHECK(cudaMemcpy(h, buf_, sizeof h, cudaMemcpyDeviceToHost));
   for (float v : h) EXPECT_TRUE(std::isnan(v));
+}
+
+// Static shared arrays too, in plain and templated kernels, and also when the OS thread's previous
+// block wrote them (each block must start from NaN, not from its predecessor's data).
+__global__ void static_read_before_write(float* out, int write_first) {
+  __shared__ float s[64];
+  if (write_first) s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = s[threadIdx.x];
+}
+
+// (A shared array that no code ever writes is a constant zero to g++, which folds its reads: the
+// kernels here write theirs on some path, as every real kernel does.)
+template <class T>
+__global__ void static_read_before_write_t(float* out, int write_first) {
+  static __shared__ __align__(16) T s[32];
+  if (write_first) s[threadIdx.x] = T(1);
+  __syncthreads();
+  out[threadIdx.x] = float(s[threadIdx.x]);
+}
+
+TEST_F(SimtBugs, UninitialisedStaticSharedMemoryReadsAsNan) {
+  EXPECT_GT(simt::detail::static_shared_bytes(), 0u);
+  // Block 0 writes its copy; every later launch's blocks must still read NaN.
+  ouro::launch(static_read_before_write, 1, 64, 0, nullptr, buf_, 1);
+  ouro::launch(static_read_before_write, 3, 64, 0, nullptr, buf_, 0);
+  std::vector<float> h(3 * 64);
+  OURO_CUDA_CHECK(cudaMemcpy(h.data(), buf_, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  for (float v : h) EXPECT_TRUE(std::isnan(v));
+  ouro::launch(static_read_before_write_t<float>, 1, 32, 0, nullptr, buf_, 1);
+  ouro::launch(static_read_before_write_t<float>, 1, 32, 0, nullptr, buf_, 0);
+  OURO_CUDA_CHECK(cudaMemcpy(h.data(), buf_, 32 * sizeof(float), cudaMemcpyDeviceToHost));
+  for (int i = 0; i < 32; i++) EXPECT_TRUE(std::isnan(h[i])) << i;
 }
 
 // The default handler: the process prints the report and exits with kReportExitStatus.

@@ -49,8 +49,11 @@ __device__ __forceinline__ T* dynamic_shared() {
 #error "SIMT builds must not define __CUDA_ARCH__: the CUDA headers would compile device-only code"
 #endif
 #define OURO_SIMT_SHARED 1
-// Per-OS-thread static shared memory; constinit keeps GCC from adding a TLS init guard.
-#define __shared__ constinit thread_local
+// Per-OS-thread static shared memory; constinit keeps GCC from adding a TLS init guard. The ABI
+// tag marks the variables' symbols so that the emulator finds them and fills them with NaN at
+// each block start (src/simt/static_shared.cpp); GNU attribute syntax may stand anywhere among
+// the declaration's specifiers (`static __shared__`, `__shared__ __align__(16)`).
+#define __shared__ __attribute__((abi_tag("ouro_shared"))) constinit thread_local
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -16,6 +16,7 @@
 
 #include "ouro/simt/report.h"
 #include "simt/scheduler.h"
+#include "simt/static_shared.h"
 #include "simt/text.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -130,6 +131,8 @@ void Worker::prepare_shared(std::size_t bytes) {
   // 0xFF bytes are a NaN in fp32, bf16 and fp16: reading shared memory never written shows.
   std::memset(shared_, 0xFF, bytes);
   tl_dynamic_shared = shared_;
+  // Static shared variables too: each block starts from NaN, not from the previous block's data.
+  fill_static_shared();
 }
 
 // Under TSan every emulator function hides its own bookkeeping (HideFromTsan) for its whole
