@@ -1,5 +1,7 @@
 #include "kernels/matmul.h"
 
+#include <algorithm>
+
 // bf16 GEMM on tensor cores for the three training layouts (fp32 accumulation throughout).
 //
 // Every layout is one product D (M x Nn) = sum_k A(m,k) B(k,n), with the operands stored either
@@ -29,8 +31,10 @@
 // 4 stages = 36 KiB: 4x more blocks for shapes that would not fill the GPU with 128x128 tiles
 // (e.g. dW 768x768, where K = B*T is long but there are only 36 large tiles).
 //
-// Determinism: each output element is produced by one thread with a fixed k order; no atomics and
-// no split-K. dbias is a separate two-pass reduction over fixed row chunks through the scratch
+// Determinism: each output element is produced by one thread with a fixed k order; no atomics.
+// dW may split K (few output tiles, long K = B*T): each slice writes raw fp32 sums to the scratch
+// memory and one kernel adds the slices in slice order to dweight; the split count depends on the
+// shape only. dbias is a separate two-pass reduction over fixed row chunks through the scratch
 // memory (fp32 partial sums per chunk, then summed in chunk order).
 //
 // Fallback (any shape): 16x16 output tiles, 256 threads, one output per thread, fp32 FMA over
@@ -59,6 +63,7 @@ struct Epi {
   bf16* pre_gelu;         // (M, ld) or null; only with gelu
   bool gelu;
   bool accumulate;        // out += value (rounded once from fp32)
+  float* partial;         // split-K: raw fp32 sums to partial[blockIdx.z][m][n] instead of the above
 };
 
 __device__ __forceinline__ void epi_store(const Epi& e, int m, int n, float v) {
@@ -143,7 +148,7 @@ __device__ __forceinline__ void load_tile(bf16* s, const bf16* g, int ld, int r0
 // multiple of 8 and 16-byte aligned rows.
 template <class T, bool A_K, bool B_K>
 __global__ void __launch_bounds__(T::THREADS, 2)
-    gemm_tc_kernel(const bf16* __restrict__ A, const bf16* __restrict__ B, int M, int Nn, int K, Epi e) {
+    gemm_tc_kernel(const bf16* __restrict__ A, const bf16* __restrict__ B, int M, int Nn, int K, int k_split, Epi e) {
   using OpA = Operand<T::BM, A_K>;
   using OpB = Operand<T::BN, B_K>;
   bf16* sA = dynamic_shared<bf16>();
@@ -153,14 +158,17 @@ __global__ void __launch_bounds__(T::THREADS, 2)
   const int wm = warp / T::WARPS_N, wn = warp % T::WARPS_N;
   const int m0 = blockIdx.y * T::BM, n0 = blockIdx.x * T::BN;
   const int lda = A_K ? K : M, ldb = B_K ? K : Nn;
+  // Split-K (blockIdx.z): this block reduces k in [k_begin, k_end); k_split is a multiple of kBK.
+  const int k_begin = blockIdx.z * k_split;
+  const int k_end = K - k_begin < k_split ? K : k_begin + k_split;
 
   auto load_stage = [&](int stage, int k0) {
     bf16* a = sA + stage * OpA::STAGE;
     bf16* b = sB + stage * OpB::STAGE;
-    if constexpr (A_K) load_tile<OpA, T::THREADS>(a, A, lda, m0, M, k0, K);
-    else load_tile<OpA, T::THREADS>(a, A, lda, k0, K, m0, M);
-    if constexpr (B_K) load_tile<OpB, T::THREADS>(b, B, ldb, n0, Nn, k0, K);
-    else load_tile<OpB, T::THREADS>(b, B, ldb, k0, K, n0, Nn);
+    if constexpr (A_K) load_tile<OpA, T::THREADS>(a, A, lda, m0, M, k0, k_end);
+    else load_tile<OpA, T::THREADS>(a, A, lda, k0, k_end, m0, M);
+    if constexpr (B_K) load_tile<OpB, T::THREADS>(b, B, ldb, n0, Nn, k0, k_end);
+    else load_tile<OpB, T::THREADS>(b, B, ldb, k0, k_end, n0, Nn);
   };
 
   float acc[T::MI][T::NI][4];
@@ -171,12 +179,12 @@ __global__ void __launch_bounds__(T::THREADS, 2)
 #pragma unroll
       for (int r = 0; r < 4; r++) acc[i][j][r] = 0.0f;
 
-  const int KT = ceil_div(K, kBK);
+  const int KT = k_end > k_begin ? ceil_div(k_end - k_begin, kBK) : 0;
   // Prologue: STAGES-1 tiles in flight (one commit group each, empty groups past the end keep
   // the group count uniform so wait<STAGES-2> always means "tile kt has landed").
 #pragma unroll
   for (int s = 0; s < T::STAGES - 1; s++) {
-    if (s < KT) load_stage(s, s * kBK);
+    if (s < KT) load_stage(s, k_begin + s * kBK);
     ptx::cp_async_commit();
   }
 
@@ -188,7 +196,7 @@ __global__ void __launch_bounds__(T::THREADS, 2)
     __syncthreads();  // tile kt visible to all; stage (kt-1) % STAGES no longer read by anyone
     {
       const int next = kt + T::STAGES - 1;
-      if (next < KT) load_stage(next % T::STAGES, next * kBK);
+      if (next < KT) load_stage(next % T::STAGES, k_begin + next * kBK);
       ptx::cp_async_commit();
     }
     const bf16* a = sA + (kt % T::STAGES) * OpA::STAGE;
@@ -243,7 +251,13 @@ __global__ void __launch_bounds__(T::THREADS, 2)
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int m = m0 + wm * T::WTM + mi * 16 + g + 8 * h;
-        if (m < M) epi_store2(e, m, n, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        if (m >= M) continue;
+        if (e.partial) {
+          float2* p = reinterpret_cast<float2*>(e.partial + (size_t(blockIdx.z) * M + m) * Nn + n);
+          *p = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        } else {
+          epi_store2(e, m, n, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        }
       }
     }
   }
@@ -321,6 +335,37 @@ __global__ void __launch_bounds__(256)
   dbias[o] = __float2bfloat16_rn(__bfloat162float(dbias[o]) + sum);
 }
 
+// Split-K reduction for dW: out[i] = bf16(out[i] + sum_z partial[z][i]), z in order.
+__global__ void __launch_bounds__(256)
+    splitk_accumulate_kernel(bf16* __restrict__ out, const float* __restrict__ partial, size_t count, int splits) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float sum = 0.0f;
+  for (int z = 0; z < splits; z++) sum += partial[size_t(z) * count + i];
+  out[i] = __float2bfloat16_rn(__bfloat162float(out[i]) + sum);
+}
+
+// dW (M = OC, Nn = C, K = N) has few output tiles and a long K (B*T): e.g. 768 x 768 is 36 tiles
+// of 128x128 against ~264 resident blocks on an H100. Split K into S slices of >= kMinSplitK
+// (fp32 partials in the scratch memory, summed in slice order by splitk_accumulate_kernel) until
+// about kTargetBlocks blocks run. S depends on the shape only, so results are the same on any GPU.
+constexpr int kTargetBlocks = 256, kMinSplitK = 512, kMaxSplits = 8;
+struct SplitK {
+  int splits, k_split;
+};
+SplitK dw_split(int M, int Nn, int K) {
+  const long tiles = long(ceil_div(M, 128)) * ceil_div(Nn, 128);
+  const long by_tiles = (kTargetBlocks + tiles - 1) / tiles;
+  const int s = int(std::min({by_tiles, long(K / kMinSplitK), long(kMaxSplits)}));
+  if (s <= 1) return {1, ceil_div(K, kBK) * kBK};
+  const int k_split = ceil_div(ceil_div(K, int(s)), kBK) * kBK;
+  return {ceil_div(K, k_split), k_split};
+}
+
+size_t bias_scratch_bytes(int N, int OC) {
+  return ceil_div(size_t(bias_chunks(N)) * size_t(OC) * sizeof(float), size_t(256)) * 256;
+}
+
 bool aligned(const void* p, size_t a) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % a == 0; }
 
 int sm_count() {
@@ -333,34 +378,45 @@ int sm_count() {
 }
 
 template <class T, bool A_K, bool B_K>
-void launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, cudaStream_t stream) {
+void launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, cudaStream_t stream,
+               SplitK split) {
   auto kernel = gemm_tc_kernel<T, A_K, B_K>;
   constexpr size_t smem = gemm_smem_bytes<T, A_K, B_K>();
   if constexpr (smem > 48 * 1024) {
     OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   }
-  const dim3 grid(ceil_div(Nn, T::BN), ceil_div(M, T::BM));
-  launch(kernel, grid, dim3(T::THREADS), smem, stream, A, B, M, Nn, K, e);
+  const dim3 grid(ceil_div(Nn, T::BN), ceil_div(M, T::BM), split.splits);
+  launch(kernel, grid, dim3(T::THREADS), smem, stream, A, B, M, Nn, K, split.k_split, e);
   OURO_CUDA_CHECK_LAUNCH();
 }
 
 // D = A B + epilogue, choosing the kernel. fast: the caller's shape/alignment check passed.
 template <bool A_K, bool B_K>
 void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool fast, MatmulTile tile,
-          cudaStream_t stream) {
+          cudaStream_t stream, float* splitk_scratch = nullptr) {
   if (!fast || tile == MatmulTile::simple) {
     const dim3 grid(ceil_div(Nn, 16), ceil_div(M, 16));
     launch(gemm_simple_kernel<A_K, B_K>, grid, dim3(256), 0, stream, A, B, M, Nn, K, e);
     OURO_CUDA_CHECK_LAUNCH();
     return;
   }
+  SplitK split{1, ceil_div(K, kBK) * kBK};
+  if (splitk_scratch) split = dw_split(M, Nn, K);
   if (tile == MatmulTile::automatic) {
     const long large_tiles = long(ceil_div(M, LargeTile::BM)) * ceil_div(Nn, LargeTile::BN);
-    tile = large_tiles >= sm_count() ? MatmulTile::large : MatmulTile::small;
+    tile = split.splits > 1 || large_tiles >= sm_count() ? MatmulTile::large : MatmulTile::small;
   }
-  if (tile == MatmulTile::large) launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, e, stream);
-  else launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, e, stream);
+  Epi ek = e;
+  if (split.splits > 1) ek.partial = splitk_scratch;
+  if (tile == MatmulTile::large) launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);
+  else launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);
+  if (split.splits > 1) {
+    const size_t count = size_t(M) * Nn;
+    launch(splitk_accumulate_kernel, dim3(unsigned(ceil_div(count, size_t(256)))), dim3(256), 0, stream, e.out,
+           static_cast<const float*>(splitk_scratch), count, split.splits);
+    OURO_CUDA_CHECK_LAUNCH();
+  }
 }
 
 void check_dims(const char* fn, int N, int C, int OC) {
@@ -376,7 +432,7 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   check_dims("matmul_forward", N, C, OC);
   if (!out || !inp || !weight) throw std::invalid_argument("matmul_forward: out, inp and weight must not be null");
   const bool gelu = epilogue == Epilogue::gelu;
-  const Epi e{out, OC, bias, gelu ? pre_gelu : nullptr, gelu, false};
+  const Epi e{out, OC, bias, gelu ? pre_gelu : nullptr, gelu, false, nullptr};
   const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 4) &&
                     aligned(e.pre_gelu, 4);
   gemm<true, true>(inp, weight, N, OC, C, e, fast, tile, stream);
@@ -387,9 +443,12 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   matmul_forward(out, inp, weight, bias, N, C, OC, stream, epilogue, pre_gelu, MatmulTile::automatic);
 }
 
-size_t matmul_backward_scratch_bytes(int N, int /*C*/, int OC) {
-  if (N < 1 || OC < 1) return 0;
-  return size_t(bias_chunks(N)) * size_t(OC) * sizeof(float);
+// Scratch: [dbias partials, 256-byte aligned][dW split-K partials (splits x OC x C fp32) when split].
+size_t matmul_backward_scratch_bytes(int N, int C, int OC) {
+  if (N < 1 || C < 1 || OC < 1) return 0;
+  const SplitK split = dw_split(OC, C, N);
+  const size_t splitk = split.splits > 1 ? size_t(split.splits) * OC * C * sizeof(float) : 0;
+  return bias_scratch_bytes(N, OC) + splitk;
 }
 
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
@@ -397,10 +456,8 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
   check_dims("matmul_backward", N, C, OC);
   if (!dinp || !dweight || !dout || !inp || !weight)
     throw std::invalid_argument("matmul_backward: dinp, dweight, dout, inp and weight must not be null");
-  if (dbias && !scratch)
-    throw std::invalid_argument("matmul_backward: scratch (matmul_backward_scratch_bytes) is needed with dbias");
-  if (dbias && !aligned(scratch, alignof(float)))
-    throw std::invalid_argument("matmul_backward: scratch must be 4-byte aligned");
+  if (!scratch) throw std::invalid_argument("matmul_backward: scratch (matmul_backward_scratch_bytes) must not be null");
+  if (!aligned(scratch, 16)) throw std::invalid_argument("matmul_backward: scratch must be 16-byte aligned");
 
   if (dbias) {
     const int chunks = bias_chunks(N), rows = ceil_div(N, chunks);
@@ -414,9 +471,10 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
   }
   const bool shape_ok = C % 8 == 0 && OC % 8 == 0 && aligned(dout, 16) && aligned(weight, 16) && aligned(inp, 16);
   // dW first: it reads inp, which a caller might reuse as dinp.
-  const Epi ew{dweight, C, nullptr, nullptr, false, true};
-  gemm<false, false>(dout, inp, OC, C, N, ew, shape_ok && aligned(dweight, 4), tile, stream);
-  const Epi ex{dinp, C, nullptr, nullptr, false, false};
+  const Epi ew{dweight, C, nullptr, nullptr, false, true, nullptr};
+  float* splitk = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch) + bias_scratch_bytes(N, OC));
+  gemm<false, false>(dout, inp, OC, C, N, ew, shape_ok && aligned(dweight, 4), tile, stream, splitk);
+  const Epi ex{dinp, C, nullptr, nullptr, false, false, nullptr};
   gemm<true, false>(dout, weight, N, C, OC, ex, shape_ok && aligned(dinp, 4), tile, stream);
 }
 

@@ -18,6 +18,8 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
 // dweight (OC, C) += dout^T @ inp (N, C)            (accumulates)
 // dbias (OC) += column sums of dout                 (accumulates; may be null)
 // scratch: matmul_backward_scratch_bytes(N, C, OC) bytes of device memory (fp32 partial sums).
+// The scratch is required even when dbias is null (dW may split K through it: few output tiles,
+// long N); 16-byte aligned (cudaMalloc memory is); it may be reused once the stream passes the call.
 size_t matmul_backward_scratch_bytes(int N, int C, int OC);
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int N, int C, int OC, void* scratch, cudaStream_t stream);

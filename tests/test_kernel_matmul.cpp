@@ -157,6 +157,12 @@ TEST_F(MatmulTest, LargerShapeAllPipelineStages) {
   }
 }
 
+// dW with few output tiles and a long K = N splits K (two slices here, the second one ragged):
+// fp32 partials in the scratch memory, summed in slice order.
+TEST_F(MatmulTest, BackwardSplitK) {
+  for (MatmulTile t : {MatmulTile::automatic, MatmulTile::small}) check_backward({1100, 48, 40}, t, true, 71);
+}
+
 // C or OC not a multiple of 8: the fast path cannot take 16-byte rows, the fallback runs
 // whatever tile is asked for.
 TEST_F(MatmulTest, FallbackShapes) {
@@ -208,7 +214,7 @@ TEST_F(MatmulTest, RejectsBadArguments) {
   EXPECT_THROW(ouro::kernels::matmul_forward(c, a, b, nullptr, 0, 8, 8, nullptr), std::invalid_argument);
   EXPECT_THROW(ouro::kernels::matmul_forward(c, nullptr, b, nullptr, 8, 8, 8, nullptr), std::invalid_argument);
   EXPECT_THROW(ouro::kernels::matmul_backward(c, a, b, a, b, a, 8, 8, -1, nullptr, nullptr), std::invalid_argument);
-  // dbias without scratch
+  // no scratch
   EXPECT_THROW(ouro::kernels::matmul_backward(c, a, b, a, b, a, 8, 8, 8, nullptr, nullptr), std::invalid_argument);
 }
 
