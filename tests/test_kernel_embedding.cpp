@@ -20,11 +20,11 @@ class EmbeddingKernel : public KernelTest {};
 
 constexpr double kBf16Tol = 4e-3;
 
-// Tokens in [0, V) with heavy repeats: token 3 takes every 5th position.
+// Tokens in [0, V) with heavy repeats: token 3 % V takes every 5th position.
 std::vector<int> make_tokens(int N, int V, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int> t(N);
-  for (int i = 0; i < N; i++) t[i] = i % 5 == 0 ? 3 : int(rng() % uint64_t(V));
+  for (int i = 0; i < N; i++) t[i] = i % 5 == 0 ? 3 % V : int(rng() % uint64_t(V));
   return t;
 }
 
@@ -73,10 +73,12 @@ Grads check_backward(int B, int T, int C, int V, uint64_t seed) {
   std::vector<bool> seen(V, false);
   for (int t : tokens) seen[t] = true;
   const auto init = to_bf16(dwte0);
-  for (int v = 0; v < V; v++)
-    if (!seen[v])
+  for (int v = 0; v < V; v++) {
+    if (!seen[v]) {
       EXPECT_EQ(std::memcmp(g.dwte.data() + size_t(v) * C, init.data() + size_t(v) * C, C * sizeof(bf16)), 0)
           << "token " << v;
+    }
+  }
   return g;
 }
 
