@@ -158,6 +158,9 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, 
     }
     const bf16* sKs = sK + st * kTileElems;
     const bf16* sVs = sV + st * kTileElems;
+    // On the diagonal tile, key pair np (keys 16np..16np+15) is entirely above warp w's rows
+    // (16w..16w+15) when np > w: its S stays 0, the mask below makes P 0, skip its mma work.
+    const bool diag = j == qt;
 
     // S = Q K^T (16 x 64 per warp)
     float s[kTile / 8][4];
@@ -167,13 +170,14 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, 
     for (int kk = 0; kk < HD / 16; kk++) {
 #pragma unroll
       for (int np = 0; np < kTile / 16; np++) {
+        if (diag && np > warp) continue;
         uint32_t kf[4];
         ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
         mma(s[2 * np], qf[kk], kf[0], kf[1]);
         mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
       }
     }
-    if (j == qt) {  // diagonal tile: key > query is masked (this also covers keys >= T)
+    if (diag) {  // diagonal tile: key > query is masked (this also covers keys >= T)
 #pragma unroll
       for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
@@ -210,6 +214,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, 
     // O += P V
 #pragma unroll
     for (int ks = 0; ks < kTile / 16; ks++) {
+      if (diag && ks > warp) continue;
       uint32_t pa[4];
       c_to_a(pa, s, ks);
 #pragma unroll
@@ -314,6 +319,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
   load_q(i0, 0);
   ptx::cp_async_commit();
 
+  // hd <= 64: the warp's K and V A fragments stay in registers (hd 128 would spill: re-read).
+  constexpr bool kRegs = HD <= 64;
+  uint32_t kreg[kRegs ? HD / 16 : 1][4], vreg[kRegs ? HD / 16 : 1][4];
   float dk[HD / 8][4], dv[HD / 8][4];
 #pragma unroll
   for (int i = 0; i < HD / 8; i++)
@@ -336,6 +344,17 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
     const float* sLs = sL + st * BQ;
     const float* sDs = sD + st * BQ;
     const int q0 = i * BQ;
+    if (kRegs && i == i0) {
+#pragma unroll
+      for (int kk = 0; kk < (kRegs ? HD / 16 : 0); kk++) {
+        ldsm_a<LD>(kreg[kk], sK, warp * 16, kk * 16);
+        ldsm_a<LD>(vreg[kk], sV, warp * 16, kk * 16);
+      }
+    }
+    // Where the query tile overlaps the key tile, query pair np (queries q0+16np..+15) lies
+    // entirely before warp w's keys when q0 + 16np + 15 < k0 + 16w: P = 0 there, skip it.
+    const bool overlap = q0 < k0 + kTile;
+    const int first_live = overlap ? k0 + warp * 16 - q0 - 15 : -(1 << 30);  // live: 16np >= this
 
     // S^T = K Q^T (16 keys x BQ queries per warp), then P^T
     float p[BQ / 8][4];
@@ -344,9 +363,15 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
       uint32_t ka[4];
-      ldsm_a<LD>(ka, sK, warp * 16, kk * 16);
+      if constexpr (kRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) ka[e] = kreg[kk][e];
+      } else {
+        ldsm_a<LD>(ka, sK, warp * 16, kk * 16);
+      }
 #pragma unroll
       for (int np = 0; np < BQ / 16; np++) {
+        if (np * 16 < first_live) continue;
         uint32_t qf[4];
         ldsm_bt<LD>(qf, sQs, np * 16, kk * 16);
         mma(p[2 * np], ka, qf[0], qf[1]);
@@ -367,6 +392,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
     // dV += P^T dO
 #pragma unroll
     for (int ks = 0; ks < BQ / 16; ks++) {
+      if (ks * 16 < first_live) continue;
       uint32_t pa[4];
       c_to_a(pa, p, ks);
 #pragma unroll
@@ -384,9 +410,15 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
       uint32_t va[4];
-      ldsm_a<LD>(va, sV, warp * 16, kk * 16);
+      if constexpr (kRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) va[e] = vreg[kk][e];
+      } else {
+        ldsm_a<LD>(va, sV, warp * 16, kk * 16);
+      }
 #pragma unroll
       for (int np = 0; np < BQ / 16; np++) {
+        if (np * 16 < first_live) continue;
         uint32_t of[4];
         ldsm_bt<LD>(of, sdOs, np * 16, kk * 16);
         mma(ds[2 * np], va, of[0], of[1]);
@@ -401,6 +433,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
     // dK += dS^T Q
 #pragma unroll
     for (int ks = 0; ks < BQ / 16; ks++) {
+      if (ks * 16 < first_live) continue;
       uint32_t da[4];
       c_to_a(da, ds, ks);
 #pragma unroll
@@ -471,6 +504,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* d
   float dq[HD / 8][4];
 #pragma unroll
   for (int i = 0; i < HD / 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
+  // hd <= 64: the warp's Q and dO A fragments stay in registers (hd 128: re-read each tile).
+  constexpr bool kRegs = HD <= 64;
+  uint32_t qreg[kRegs ? HD / 16 : 1][4], oreg[kRegs ? HD / 16 : 1][4];
 
   const int nkv = qt + 1;
   for (int j = 0; j < nkv; j++) {
@@ -486,6 +522,15 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* d
     __syncthreads();
     const bf16* sKs = sK + st * kTileElems;
     const bf16* sVs = sV + st * kTileElems;
+    if (kRegs && j == 0) {
+#pragma unroll
+      for (int kk = 0; kk < (kRegs ? HD / 16 : 0); kk++) {
+        ldsm_a<LD>(qreg[kk], sQ, warp * 16, kk * 16);
+        ldsm_a<LD>(oreg[kk], sdO, warp * 16, kk * 16);
+      }
+    }
+    // Diagonal tile: key pairs np > warp are entirely masked for this warp's rows (skipped).
+    const bool diag = j == qt;
 
     // S = Q K^T and dP = dO V^T (16 x 64 per warp)
     float p[kTile / 8][4], ds[kTile / 8][4];
@@ -496,10 +541,19 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* d
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
       uint32_t qa[4], oa[4];
-      ldsm_a<LD>(qa, sQ, warp * 16, kk * 16);
-      ldsm_a<LD>(oa, sdO, warp * 16, kk * 16);
+      if constexpr (kRegs) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          qa[e] = qreg[kk][e];
+          oa[e] = oreg[kk][e];
+        }
+      } else {
+        ldsm_a<LD>(qa, sQ, warp * 16, kk * 16);
+        ldsm_a<LD>(oa, sdO, warp * 16, kk * 16);
+      }
 #pragma unroll
       for (int np = 0; np < kTile / 16; np++) {
+        if (diag && np > warp) continue;
         uint32_t kf[4], vf[4];
         ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
         mma(p[2 * np], qa, kf[0], kf[1]);
@@ -510,7 +564,6 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* d
       }
     }
     // P = exp(S * scale - lse) (masked on the diagonal tile), dS = P (dP - D)
-    const bool diag = j == qt;
 #pragma unroll
     for (int nt = 0; nt < kTile / 8; nt++)
 #pragma unroll
@@ -524,6 +577,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* d
     // dQ += dS K
 #pragma unroll
     for (int ks = 0; ks < kTile / 16; ks++) {
+      if (diag && ks > warp) continue;
       uint32_t da[4];
       c_to_a(da, ds, ks);
 #pragma unroll
