@@ -22,9 +22,14 @@
 // query tiles at or after its keys and accumulates dV += P^T dO and dK += dS^T Q in registers
 // (P recomputed from lse); (3) one block per (64-query tile, head, batch) loops over key tiles
 // and accumulates dQ += dS K. Each output element is written once, by one thread, so results are
-// bitwise reproducible. The transposed products (P^T, dS^T) are computed directly as K Q^T and
-// V dO^T so they too come out as C fragments = A fragments. Operands that are shared by the four
-// warps are read with ldmatrix (.trans where the product needs the other orientation).
+// bitwise reproducible (dqkv must not alias qkv, dout or out: the dK,dV kernel writes the k, v
+// columns other blocks still read). Scratch: D only, B*NH*T floats. The transposed products
+// (P^T, dS^T) are computed directly as K Q^T and V dO^T so they too come out as C fragments =
+// A fragments. Operands shared by the four warps are read with ldmatrix (.trans where the
+// product needs the other orientation); for hd <= 64 each warp's own A operands (K, V in the
+// dK,dV kernel; Q, dO in the dQ kernel) stay in registers; for hd 128 they are re-read from
+// shared memory (keeping them would push the kernels past 255 registers).
+// On tiles that straddle the diagonal, 16-wide sub-tiles entirely above it are skipped.
 //
 // Shared-memory rows are padded to hd + 8 elements (16 bytes), so the 8 row addresses of one
 // ldmatrix phase fall in different bank groups (conflict free) and every row stays 16-byte
