@@ -11,7 +11,7 @@
 //   dW       dW    (OC,C)  : M=OC, Nn=C,  K=N   A = dout [k][m] (MN-major)  B = inp [k][n] (MN-major)
 // All matrices are dense row-major, so the leading dimension is the length of the contiguous index.
 //
-// Fast path (C % 8 == 0 and OC % 8 == 0, operands 16-byte aligned: every global row is a whole
+// Fast path (C % 8 == 0 and OC % 8 == 0, all pointers 16-byte aligned: every global row is a whole
 // number of 16-byte chunks, so a chunk is either fully inside the matrix or fully outside):
 //  - block tile BM x BN x 32, a STAGES-deep cp.async pipeline (16-byte copies; chunks past the
 //    edge of M, Nn or K use the zero-fill form with src_bytes 0, so ragged tiles add zeros);
@@ -22,8 +22,10 @@
 //    swizzle but keeps the address math obvious, and the tiles fit either way;
 //  - fragments via ldmatrix.x4: plain for K-major operands (rows are m or n, as mma's row-major A
 //    and "col" B want), .trans for MN-major ones (the stored rows are k), then mma.m16n8k16;
-//  - the epilogue (bias, GELU with the pre-GELU value saved, overwrite or accumulate) runs on the
-//    fp32 accumulators straight from registers.
+//  - the epilogue stages the fp32 accumulator tile through the (then idle) pipeline shared memory
+//    so each thread handles 8 consecutive outputs of a row: 16-byte loads of bias / old dweight,
+//    16-byte stores of out and pre_gelu (bias, GELU with the pre-GELU value saved, overwrite or
+//    accumulate; or raw fp32 split-K partials).
 // Tiles: large = 128x128, 8 warps as 2 (M) x 4 (N), warp tile 64x32 (4x4 mma tiles, 64 fp32
 // accumulators per thread), 4 stages = 80 KiB shared -> 2 blocks per SM on A100 and H100 (the
 // register file allows 2 x 256 threads at <= 128 registers). It loads 2 x 128 x 32 bf16 per
@@ -78,25 +80,32 @@ __device__ __forceinline__ void epi_store(const Epi& e, int m, int n, float v) {
   e.out[idx] = __float2bfloat16_rn(v);
 }
 
-// Two adjacent columns (n even, both inside): 4-byte loads/stores, same numerics as epi_store.
-__device__ __forceinline__ void epi_store2(const Epi& e, int m, int n, float v0, float v1) {
+// Eight adjacent columns (n % 8 == 0, all inside, 16-byte aligned rows): 16-byte loads and
+// stores, the same numerics as epi_store.
+__device__ __forceinline__ void epi_store8(const Epi& e, int m, int n, float (&v)[8]) {
   const size_t idx = size_t(m) * e.ld + n;
   if (e.accumulate) {
-    const __nv_bfloat162 old = *reinterpret_cast<const __nv_bfloat162*>(e.out + idx);
-    v0 += __low2float(old);
-    v1 += __high2float(old);
+    const Bf16x8 old = load_bf16x8(e.out + idx);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] += __bfloat162float(old.v[j]);
   }
   if (e.bias) {
-    v0 += __bfloat162float(e.bias[n]);
-    v1 += __bfloat162float(e.bias[n + 1]);
+    const Bf16x8 b = load_bf16x8(e.bias + n);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] += __bfloat162float(b.v[j]);
   }
   if (e.gelu) {
-    const __nv_bfloat162 p = __floats2bfloat162_rn(v0, v1);
-    if (e.pre_gelu) *reinterpret_cast<__nv_bfloat162*>(e.pre_gelu + idx) = p;
-    v0 = gelu_tanh(__low2float(p));
-    v1 = gelu_tanh(__high2float(p));
+    Bf16x8 p;
+#pragma unroll
+    for (int j = 0; j < 8; j++) p.v[j] = __float2bfloat16_rn(v[j]);
+    if (e.pre_gelu) store_bf16x8(e.pre_gelu + idx, p);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = gelu_tanh(__bfloat162float(p.v[j]));
   }
-  *reinterpret_cast<__nv_bfloat162*>(e.out + idx) = __floats2bfloat162_rn(v0, v1);
+  Bf16x8 o;
+#pragma unroll
+  for (int j = 0; j < 8; j++) o.v[j] = __float2bfloat16_rn(v[j]);
+  store_bf16x8(e.out + idx, o);
 }
 
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
@@ -240,25 +249,41 @@ __global__ void __launch_bounds__(T::THREADS, 2)
   }
   ptx::cp_async_wait<0>();  // only empty groups can remain; leave nothing pending
 
-  // Epilogue from the accumulator fragments: c0,c1 at (g, 2t..2t+1), c2,c3 at (g+8, 2t..2t+1).
+  // Epilogue, staged through shared memory so that global memory sees whole 16-byte rows of 8
+  // outputs (and dW's read-modify-write reads them the same way). Accumulator fragments:
+  // c0,c1 at (g, 2t..2t+1), c2,c3 at (g+8, 2t..2t+1). Row stride BN + 8 floats (= 8 mod 32
+  // banks): the float2 writes of a half-warp (g 0..3, t 0..3) hit 32 distinct banks.
+  constexpr int SLD = T::BN + 8;
+  static_assert(size_t(T::BM) * SLD * sizeof(float) <= gemm_smem_bytes<T, A_K, B_K>(), "staging fits");
+  float* sC = reinterpret_cast<float*>(sA);
+  __syncthreads();  // every warp is done with the pipeline buffers
   const int g = lane / 4, t = lane % 4;
 #pragma unroll
-  for (int mi = 0; mi < T::MI; mi++) {
+  for (int mi = 0; mi < T::MI; mi++)
 #pragma unroll
-    for (int ni = 0; ni < T::NI; ni++) {
-      const int n = n0 + wn * T::WTN + ni * 8 + 2 * t;
-      if (n >= Nn) continue;  // Nn % 8 == 0: n < Nn implies n + 1 < Nn
+    for (int ni = 0; ni < T::NI; ni++)
 #pragma unroll
       for (int h = 0; h < 2; h++) {
-        const int m = m0 + wm * T::WTM + mi * 16 + g + 8 * h;
-        if (m >= M) continue;
-        if (e.partial) {
-          float2* p = reinterpret_cast<float2*>(e.partial + (size_t(blockIdx.z) * M + m) * Nn + n);
-          *p = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-        } else {
-          epi_store2(e, m, n, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
-        }
+        const int r = wm * T::WTM + mi * 16 + g + 8 * h, c = wn * T::WTN + ni * 8 + 2 * t;
+        *reinterpret_cast<float2*>(sC + r * SLD + c) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
       }
+  __syncthreads();
+  constexpr int CPR = T::BN / 8;
+  static_assert((T::BM * CPR) % T::THREADS == 0, "whole rounds of 8-column chunks");
+#pragma unroll 4
+  for (int i = threadIdx.x; i < T::BM * CPR; i += T::THREADS) {
+    const int r = i / CPR, c = (i % CPR) * 8;
+    const int m = m0 + r, n = n0 + c;
+    if (m >= M || n >= Nn) continue;  // Nn % 8 == 0: the chunk is all inside or all outside
+    const float4 lo = *reinterpret_cast<const float4*>(sC + r * SLD + c);
+    const float4 hi = *reinterpret_cast<const float4*>(sC + r * SLD + c + 4);
+    if (e.partial) {
+      float4* p = reinterpret_cast<float4*>(e.partial + (size_t(blockIdx.z) * M + m) * Nn + n);
+      p[0] = lo;
+      p[1] = hi;
+    } else {
+      float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+      epi_store8(e, m, n, v);
     }
   }
 }
@@ -433,8 +458,8 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   if (!out || !inp || !weight) throw std::invalid_argument("matmul_forward: out, inp and weight must not be null");
   const bool gelu = epilogue == Epilogue::gelu;
   const Epi e{out, OC, bias, gelu ? pre_gelu : nullptr, gelu, false, nullptr};
-  const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 4) &&
-                    aligned(e.pre_gelu, 4);
+  const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 16) &&
+                    aligned(bias, 16) && aligned(e.pre_gelu, 16);
   gemm<true, true>(inp, weight, N, OC, C, e, fast, tile, stream);
 }
 
@@ -473,9 +498,9 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
   // dW first: it reads inp, which a caller might reuse as dinp.
   const Epi ew{dweight, C, nullptr, nullptr, false, true, nullptr};
   float* splitk = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch) + bias_scratch_bytes(N, OC));
-  gemm<false, false>(dout, inp, OC, C, N, ew, shape_ok && aligned(dweight, 4), tile, stream, splitk);
+  gemm<false, false>(dout, inp, OC, C, N, ew, shape_ok && aligned(dweight, 16), tile, stream, splitk);
   const Epi ex{dinp, C, nullptr, nullptr, false, false, nullptr};
-  gemm<true, false>(dout, weight, N, C, OC, ex, shape_ok && aligned(dinp, 4), tile, stream);
+  gemm<true, false>(dout, weight, N, C, OC, ex, shape_ok && aligned(dinp, 16), tile, stream);
 }
 
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
