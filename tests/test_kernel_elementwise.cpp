@@ -4,7 +4,8 @@
 // Sizes: n % 8 != 0 (ragged tail after the 128-bit units), n < 8 (tail only), a size that makes
 // the grid-stride loop iterate (more units than the capped grid's threads), and pointers offset by
 // one element (not 16-byte aligned: the element-by-element path).
-// Tolerances: GELU outputs are rounded to bf16 (<= 2^-9 relative per element, RMS ~1.1e-3) and
+// Tolerances: GELU outputs are rounded to bf16 (<= 2^-8 = 3.9e-3 relative per element, so
+// even a one-element case passes; ~1.6e-3 measured over many elements) and
 // the fp32 math matches the reference to ~1e-6 (tanhf vs std::tanh): relative norm 4e-3. Adds and
 // conversions are exact: the fp32 sum of two bf16 values is exact here, then one round to nearest
 // even, the same as the host's rounding of the reference; compared bitwise.

@@ -2,8 +2,8 @@
 //
 // Forward is exact: wte + wpe of two bf16 values is exact in fp32, then one round to nearest
 // even, as the host rounds the reference; compared bitwise. Backward: the gradients accumulate
-// into nonzero bf16 tables and are rounded to bf16 once (<= 2^-9 relative per element, RMS
-// ~1.1e-3), the fp32 sums differ from the reference's only in association order (~1e-6):
+// into nonzero bf16 tables and are rounded to bf16 once (<= 2^-8 = 3.9e-3 relative per element;
+// ~1.5e-3 measured over many elements), the fp32 sums differ from the reference's only in association order (~1e-6):
 // relative norm 4e-3. Determinism: two runs give the same bits.
 #include "kernel_test_support.h"
 

@@ -2,10 +2,10 @@
 // bf16-rounded inputs.
 //
 // Tolerances (relative norm): bf16 outputs 4e-3 — rounding the result to bf16 alone gives a
-// relative error of at most 2^-9 = 1.95e-3 per element (RMS ~1.1e-3); the fp32 math differs from
-// the reference's by ~1e-6. fp32 statistics (mean, rstd) 1e-5: fp32 two-pass sums over <= 2048
-// elements vs the reference's double sums. The fused residual is bitwise bf16(a + b) (the fp32 sum
-// of two bf16 values is exact here, one rounding).
+// relative error of at most 2^-8 = 3.9e-3 per element (~1.6e-3 measured over many elements);
+// the fp32 math differs from the reference's by ~1e-6. fp32 statistics (mean, rstd) 1e-5: fp32
+// two-pass sums over <= 2056 elements vs the reference's double sums (~5e-8 measured). The fused
+// residual is bitwise bf16(a + b) (the fp32 sum of two bf16 values is exact here, one rounding).
 #include "kernel_test_support.h"
 
 #include "kernels/layernorm.h"
