@@ -26,8 +26,8 @@
 //     the token is the first kept i, in index order, whose running sum of kept weights exceeds
 //     u * (total kept weight). The scan is split into contiguous chunks, one per thread: chunk
 //     sums, an exclusive block scan of them, then the one thread whose chunk holds the crossing
-//     walks its chunk. If rounding leaves the crossing past the last kept token, the last kept
-//     token of that chunk (or the argmax, always kept) is taken.
+//     (the last chunk with kept weight starting at or below the target) walks its chunk. If
+//     rounding leaves the crossing past its last kept token, that token is taken.
 // Everything is in a fixed order: the same (logits, params) draw the same tokens run to run.
 // Sampling is not a hot kernel (B rows per decoding step), so the row is simply re-read from
 // L1/L2 by each pass instead of being staged in shared memory.
@@ -113,6 +113,7 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
   __shared__ int iscratch[32];
   __shared__ float search_buf[64];
   __shared__ int picked;
+  __shared__ int picked_token;
   int parity = 0;
   const int row = blockIdx.x, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bf16* x = logits + size_t(row) * size_t(Vp);
@@ -173,45 +174,50 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
       const float y = __shfl_up_sync(0xffffffffu, incl, o);
       if (lane >= o) incl += y;
     }
+    float excl = __shfl_up_sync(0xffffffffu, incl, 1);
+    if (lane == 0) excl = 0.0f;
     float* warp_off = fscratch;  // block_sum is done with fscratch: reuse it
     __syncthreads();
     if (lane == 31) warp_off[warp] = incl;
-    if (tid == 0) picked = amax;
+    if (tid == 0) picked = -1;
     __syncthreads();
     if (warp == 0) {  // exclusive scan of the warp totals, in warp order
       const int nwarps = blockDim.x / 32;
-      float t = lane < nwarps ? warp_off[lane] : 0.0f;
-      float s = t;
+      float s = lane < nwarps ? warp_off[lane] : 0.0f;
       for (int o = 1; o < 32; o <<= 1) {
         const float y = __shfl_up_sync(0xffffffffu, s, o);
         if (lane >= o) s += y;
       }
+      float e = __shfl_up_sync(0xffffffffu, s, 1);
+      if (lane == 0) e = 0.0f;
       __syncwarp();
-      if (lane < nwarps) warp_off[lane] = s - t;  // exclusive
-      if (lane == nwarps - 1) warp_off[31] = s;   // total (nwarps <= 16, so slot 31 is free)
+      if (lane < nwarps) warp_off[lane] = e;     // exclusive
+      if (lane == nwarps - 1) warp_off[31] = s;  // total (nwarps <= 16, so slot 31 is free)
     }
     __syncthreads();
-    const float excl = warp_off[warp] + (incl - local);
+    excl += warp_off[warp];
     const float total = warp_off[31];
     const Philox4 r = philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), uint32_t(row), 0u,
                                     uint32_t(p.seed), uint32_t(p.seed >> 32));
     const float target = uniform01(r.x[0]) * total;
-    // This thread's chunk holds the crossing when excl <= target < excl + local. At most one
-    // thread sees it (the chunks' [excl, excl + local) intervals are disjoint and ordered); if
-    // rounding puts the target past every chunk, picked stays the argmax.
-    if (local > 0.0f && excl <= target && target < excl + local) {
+    // The chunk holding the crossing: the LAST thread with kept weight whose exclusive prefix is
+    // <= target. Defined this way it is unique even where rounding makes neighbouring chunks'
+    // [excl, excl + local) overlap or leave a gap (an integer atomicMax: order-independent).
+    if (local > 0.0f && excl <= target) atomicMax(&picked, tid);
+    __syncthreads();
+    if (tid == picked) {
       float c = excl;
       int last = -1;
       for (int i = begin; i < end; i++) {
         if (bf16_key(x[i]) < cut) continue;
         c += expf((__bfloat162float(x[i]) - maxv) / T);
         last = i;
-        if (c > target) break;
+        if (c > target) break;  // past the chunk's end by rounding: its last kept token
       }
-      picked = last;
+      picked_token = last;
     }
     __syncthreads();
-    token = picked;
+    token = picked_token;
   }
   if (tid == 0) {
     tokens[row] = token;
