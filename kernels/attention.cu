@@ -39,6 +39,7 @@
 // (token, head) walks the cache positions with an fp32 online softmax (lane owns hd/32 dims).
 // Two launches because a token attends to the k, v of the new tokens before it.
 #include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -679,14 +680,20 @@ void check_shape(const char* what, int B, int T, int C, int NH) {
                                 " NH=" + std::to_string(NH) + ")");
   if (!attention_supports(C / NH))
     throw std::invalid_argument(std::string(what) + ": head dim " + std::to_string(C / NH) +
-                                " is not supported (32, 64 or 128)");
+                                " is not supported (1..256)");
   if (size_t(B) * T * 3 * C >= (size_t(1) << 31) || T > 65535 * kTile || NH > 65535 || B > 65535)
     throw std::invalid_argument(std::string(what) + ": tensor too large for the kernels' index types");
 }
 
-void check_aligned(const char* what, const void* p) {
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
-    throw std::invalid_argument(std::string(what) + ": pointers must be 16-byte aligned");
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// The tensor-core kernels need their head dim and 16-byte rows (cp.async, ldmatrix); any other
+// case runs the generic kernels (attention_generic.cu).
+bool tensor_core_path(int hd, std::initializer_list<const void*> ptrs) {
+  if (!attention_has_tensor_core_path(hd)) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
 }
 
 template <class Kernel>
@@ -734,12 +741,12 @@ void kv_hd(bf16* out, const bf16* qkv, const bf16* kcache, const bf16* vcache, i
 
 }  // namespace
 
-bool attention_supports(int head_dim) { return head_dim == 32 || head_dim == 64 || head_dim == 128; }
+bool attention_supports(int head_dim) { return head_dim >= 1 && head_dim <= 256; }
+bool attention_has_tensor_core_path(int head_dim) { return head_dim == 32 || head_dim == 64 || head_dim == 128; }
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
   check_shape("attention_forward", B, T, C, NH);
-  check_aligned("attention_forward", qkv);
-  check_aligned("attention_forward", out);
+  if (!tensor_core_path(C / NH, {qkv, out})) return generic_attention_forward(out, lse, qkv, B, T, C, NH, stream);
   switch (C / NH) {
     case 32: forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
     case 64: forward_hd<64>(out, lse, qkv, B, T, NH, stream); break;
@@ -755,11 +762,10 @@ size_t attention_backward_scratch_bytes(int B, int T, int C, int NH) {
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B,
                         int T, int C, int NH, void* scratch, cudaStream_t stream) {
   check_shape("attention_backward", B, T, C, NH);
-  check_aligned("attention_backward", dqkv);
-  check_aligned("attention_backward", dout);
-  check_aligned("attention_backward", qkv);
   if (scratch == nullptr) throw std::invalid_argument("attention_backward: scratch is null");
   float* D = static_cast<float*>(scratch);
+  if (!tensor_core_path(C / NH, {dqkv, dout, qkv, out}))
+    return generic_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, D, stream);
   switch (C / NH) {
     case 32: backward_hd<32>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
     case 64: backward_hd<64>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
@@ -776,9 +782,8 @@ void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B,
                                 std::to_string(Tmax) + " positions");
   if (size_t(B) * Tmax * C >= (size_t(1) << 31))
     throw std::invalid_argument("attention_kv: KV cache too large for the kernels' index types");
-  check_aligned("attention_kv", qkv);
-  check_aligned("attention_kv", kcache);
-  check_aligned("attention_kv", vcache);
+  if (!tensor_core_path(C / NH, {qkv, kcache, vcache, out}))
+    return generic_attention_kv(out, qkv, kcache, vcache, B, Tn, pos0, Tmax, C, NH, stream);
   const size_t chunks = size_t(B) * Tn * (C / 8);
   launch(attention_kv_append_kernel, dim3(unsigned(ceil_div(chunks, size_t(256)))), dim3(256), 0, stream, qkv,
          kcache, vcache, B, Tn, pos0, Tmax, C);

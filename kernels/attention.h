@@ -6,8 +6,11 @@
 
 namespace ouro::kernels {
 
-// True when the kernels support this head dimension.
+// True when the kernels support this head dimension: any hd in 1..256. hd 32, 64 and 128 with
+// 16-byte aligned tensors run on the tensor-core kernels (attention.cu); any other runs on the
+// generic CUDA-core kernels (attention_generic.cu).
 bool attention_supports(int head_dim);
+bool attention_has_tensor_core_path(int head_dim);
 
 // out (B, T, C); lse (B, NH, T) floats: the logsumexp of each query row's scaled scores, saved
 // for the backward.
@@ -25,5 +28,15 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
 // cache positions <= its own.
 void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0,
                   int Tmax, int C, int NH, cudaStream_t stream);
+
+// The generic path (attention_generic.cu), same contracts; D is the backward's scratch
+// (B*NH*T floats). The launchers above dispatch to these; tests call them directly too.
+void generic_attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
+                               cudaStream_t stream);
+void generic_attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out,
+                                const float* lse, int B, int T, int C, int NH, float* D,
+                                cudaStream_t stream);
+void generic_attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn,
+                          int pos0, int Tmax, int C, int NH, cudaStream_t stream);
 
 }  // namespace ouro::kernels

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace ouro::kernels {
 
@@ -67,6 +68,18 @@ __host__ __device__ inline Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint3
 }
 // A uniform float in [0, 1) from a 32-bit word (24 significant bits).
 __host__ __device__ inline float uniform01(uint32_t r) { return float(r >> 8) * (1.0f / 16777216.0f); }
+
+// The random word that rounds element i holding `value`: Philox keyed by seed, with the index
+// and the value's bits as the counter. Hashing the value (not a step number) makes the bf16
+// copy a pure function of the fp32 master weights: reloading a checkpoint's master reproduces
+// the bf16 weights bit for bit, so a resumed run continues exactly; the bits still change at
+// every update, because the value does.
+__host__ __device__ inline uint32_t rounding_random(size_t i, float value, uint64_t seed) {
+  uint32_t bits;
+  memcpy(&bits, &value, sizeof bits);
+  return philox4x32_10(uint32_t(i), uint32_t(uint64_t(i) >> 32), bits, 0u, uint32_t(seed),
+                       uint32_t(seed >> 32)).x[0];
+}
 
 // fp32 -> bf16 with stochastic rounding: adds 16 random low bits before truncating, so the
 // expected value of the result equals x (round-to-nearest would lose small AdamW updates).

@@ -16,8 +16,9 @@
 // the scalars (step size, sqrt of bias correction 2, lerp weight, decay factor) are computed on
 // the host in double and cast to float; on the device every product / sum / quotient is an
 // explicitly rounded __f*_rn so nvcc cannot fuse them into FMAs that CpuOps does not do.
-// params[i] = master[i] stochastically rounded to bf16 with the Philox word
-// philox4x32_10(i_lo, i_hi, 0, 0, seed_lo, seed_hi).x[0] (counter = the absolute index i).
+// params[i] = master[i] stochastically rounded to bf16 with rounding_random(i, master[i], seed)
+// (common.cuh: a pure function of the new value, so f32_to_bf16_stochastic below, run on a
+// checkpoint's master weights, reproduces the same bf16 weights).
 // Memory bound (28 bytes per element); the loads are coalesced 32-bit/16-bit words.
 //
 // sum_squares: pass 1, a fixed grid of G blocks (G depends on n only, never on the device) sums
@@ -44,7 +45,7 @@ struct AdamScalars {
   float w1, w2;      // 1 - beta1, 1 - beta2
   float decay_on;    // 1 - lr * weight_decay
   float decay_off;   // 1 - lr * 0 = 1
-  uint32_t seed_lo, seed_hi;
+  uint64_t seed;
 };
 
 __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, float* m, float* v,
@@ -101,13 +102,18 @@ __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, flo
     m[i] = mi;
     v[i] = vi;
     master[i] = p;
-    const uint32_t r = philox4x32_10(uint32_t(i), uint32_t(uint64_t(i) >> 32), 0u, 0u, a.seed_lo, a.seed_hi).x[0];
-    params[i] = float_to_bf16_stochastic(p, r);
+    params[i] = float_to_bf16_stochastic(p, rounding_random(i, p, a.seed));
   }
 }
 
 constexpr int kSumThreads = 256;
 constexpr int kSumMaxBlocks = 1024;
+
+// The bf16 weights from fp32 master weights, rounded exactly as adamw_kernel rounds them.
+__global__ void round_weights_kernel(bf16* params, const float* master, size_t n, uint64_t seed) {
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    params[i] = float_to_bf16_stochastic(master[i], rounding_random(i, master[i], seed));
+}
 
 // The pass-1 grid: enough blocks that each thread has ~16 elements, at most kSumMaxBlocks.
 int sum_squares_blocks(size_t n) {
@@ -185,8 +191,7 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   a.w2 = float(1.0 - double(p.beta2));
   a.decay_on = float(1.0 - double(p.lr) * double(p.weight_decay));
   a.decay_off = float(1.0 - double(p.lr) * 0.0);
-  a.seed_lo = uint32_t(p.seed);
-  a.seed_hi = uint32_t(p.seed >> 32);
+  a.seed = p.seed;
 
   // Fill the GPU (a few blocks per SM) rather than cover the tensor: the loop is grid-stride.
   int sms = 0;
@@ -197,6 +202,15 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   const size_t smem = size_t(n_segments) * sizeof(size_t);
   launch(adamw_kernel, dim3(blocks), dim3(kAdamThreads), smem, stream, params, master, grads, m, v,
          segments, n_segments, total_elements, a);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+void f32_to_bf16_stochastic(bf16* params, const float* master, size_t n, uint64_t seed, cudaStream_t stream) {
+  if (n == 0) return;
+  if (!params || !master) throw std::invalid_argument("f32_to_bf16_stochastic: null pointer");
+  const size_t want = ceil_div(n, size_t(kAdamThreads));
+  const int blocks = int(want < 4096 ? want : 4096);
+  launch(round_weights_kernel, dim3(blocks), dim3(kAdamThreads), 0, stream, params, master, n, seed);
   OURO_CUDA_CHECK_LAUNCH();
 }
 

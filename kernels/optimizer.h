@@ -20,11 +20,16 @@ struct AdamParams {
 
 // For every segment (a device array of n_segments) and element i in it: the torch.optim.AdamW
 // update of master[i] (fp32) with m[i], v[i] (fp32), from grads[i] (bf16); params[i] (bf16)
-// receives master[i] stochastically rounded (Philox keyed by seed, counter i). m and v are
+// receives master[i] stochastically rounded (rounding_random(i, master[i], seed)). m and v are
 // indexed by the same absolute i as params (callers offset the pointers for a shard).
 void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
            const AdamSegment* segments, int n_segments, size_t total_elements,
            const AdamParams& p, cudaStream_t stream);
+
+// params[i] = master[i] rounded to bf16 exactly as adamw rounds it (same seed): loading a
+// checkpoint's fp32 master weights gives back the bf16 weights the run trained with.
+void f32_to_bf16_stochastic(bf16* params, const float* master, size_t n, uint64_t seed,
+                            cudaStream_t stream);
 
 // Sum of squares of x[0..n) into *out (fp32 accumulation per block, the blocks' partials summed
 // in a fixed order into a double: deterministic). out is device memory; scratch holds

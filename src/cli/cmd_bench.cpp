@@ -1,8 +1,12 @@
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "bench/comm_bench.h"
 #include "bench/generate_bench.h"
 #include "bench/train_bench.h"
+#include "device/kernel_bench.h"
+#include "ouro/error.h"
 #include "cli/commands.h"
 #include "ouro/comm.h"
 #include "ouro/config.h"
@@ -31,6 +35,39 @@ void add_bench(CLI::App& app) {
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
     auto r = bench_train(load_config(o->config, sets), o->b);
     if (o->json) std::puts(r.dump(2).c_str());
+  });
+
+  auto* kb = cmd->add_subcommand("kernels", "Kernel TFLOP/s and GB/s against cuBLASLt and the copy bandwidth");
+  struct KernOpts {
+    KernelBenchOptions b;
+    bool json = false;
+  };
+  auto ko = std::make_shared<KernOpts>();
+  kb->add_flag("--small", ko->b.small, "Small shapes (a smoke run; always on the simt backend)");
+  kb->add_option("--reps", ko->b.reps, "Timed calls per figure")->check(CLI::PositiveNumber);
+  kb->add_flag("--json", ko->json, "Print the figures as JSON on stdout");
+  kb->callback([ko] {
+    auto fn = registered_kernel_bench();
+    OURO_CHECK(fn != nullptr, "this binary has no device backend (cuda or simt): no kernels to measure");
+    const KernelBenchResult r = fn(ko->b);
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : r.rows)
+      rows.push_back({{"kernel", row.kernel}, {"shape", row.shape}, {"figure", row.figure}, {"unit", row.unit},
+                      {"ceiling", row.ceiling}, {"ceiling_name", row.ceiling_name}, {"ms", row.ms},
+                      {"ratio", row.ceiling > 0 ? nlohmann::json(row.figure / row.ceiling) : nlohmann::json()}});
+    if (ko->json) {
+      std::puts(nlohmann::json({{"device", r.device}, {"rows", rows}}).dump(2).c_str());
+      return;
+    }
+    std::printf("device: %s\n%-24s %-30s %12s %-8s %12s %-18s %7s\n", r.device.c_str(), "kernel", "shape",
+                "figure", "unit", "ceiling", "ceiling is", "ratio");
+    for (const auto& row : r.rows) {
+      std::printf("%-24s %-30s %12.4g %-8s ", row.kernel.c_str(), row.shape.c_str(), row.figure, row.unit.c_str());
+      if (row.ceiling > 0)
+        std::printf("%12.4g %-18s %6.1f%%\n", row.ceiling, row.ceiling_name.c_str(), 100 * row.figure / row.ceiling);
+      else
+        std::printf("%12s %-18s %7s\n", "-", row.ceiling_name.c_str(), "-");
+    }
   });
 
   auto* ge = cmd->add_subcommand("generate", "Generation tokens/s (KV cache) and its share of a loop round");

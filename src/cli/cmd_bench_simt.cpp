@@ -1,6 +1,7 @@
 // `ouro bench simt`: the SIMT emulator's cost per __syncthreads per thread and per shuffle per
-// lane, measured here (plain build) and by ouro_bench_simt in the sanitizer builds
-// (build-asan, build-tsan: tools/test.sh makes them), which cannot share this process.
+// lane, measured by the ouro_bench_simt executables of this build (plain) and of the sanitizer
+// builds (build-asan, build-tsan: tools/test.sh makes them). They run as their own processes:
+// a binary with the CUDA backend cannot hold the emulator, and sanitizers cannot share one.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -11,16 +12,11 @@
 #include "cli/commands.h"
 #include "ouro/error.h"
 
-#if defined(OURO_SIMT)
-#include "ouro/simt/bench.h"
-#endif
-
 namespace ouro::cli {
 
-#if defined(OURO_SIMT)
 namespace {
 
-// Runs a sanitizer build's ouro_bench_simt; null when that build has none.
+// Runs a build's ouro_bench_simt; null when that build has none.
 nlohmann::json run_other_build(const std::string& dir, bool quick) {
   const std::filesystem::path exe = std::filesystem::path(dir) / "ouro_bench_simt";
   if (!std::filesystem::exists(exe)) return nullptr;
@@ -35,10 +31,7 @@ nlohmann::json run_other_build(const std::string& dir, bool quick) {
   return nlohmann::json::parse(out);
 }
 
-nlohmann::json to_json(const simt::BenchResult& r) { return nlohmann::json::parse(r.json()); }
-
 }  // namespace
-#endif
 
 void add_bench_simt(CLI::App& bench) {
   auto* cmd = bench.add_subcommand(
@@ -55,11 +48,10 @@ void add_bench_simt(CLI::App& bench) {
   cmd->add_flag("--quick", o->quick, "Fewer iterations (a smoke run)");
   cmd->add_flag("--json", o->json, "Print the figures as JSON on stdout");
   cmd->callback([o] {
-#if defined(OURO_SIMT)
-    simt::BenchOptions options;
-    if (o->quick) options.target_ops = 2e5, options.repeats = 1;
     nlohmann::json all;
-    all["none"] = to_json(simt::run_bench(options));
+    all["none"] = run_other_build(OURO_BINARY_DIR, o->quick);
+    OURO_CHECK(!all["none"].is_null(), "this build ({}) has no ouro_bench_simt: configure with OURO_SIMT=ON",
+               OURO_BINARY_DIR);
     if (!o->plain_only) {
       all["address"] = run_other_build(o->asan_dir, o->quick);
       all["thread"] = run_other_build(o->tsan_dir, o->quick);
@@ -85,9 +77,6 @@ void add_bench_simt(CLI::App& bench) {
     for (const auto& row : all["none"]["rows"])
       worst = std::max({worst, row["sync_ns"].get<double>(), row["shfl_ns"].get<double>()});
     std::printf("goal: <= 100 ns per thread/lane plain: %s (worst %.1f ns)\n", worst <= 100 ? "met" : "MISSED", worst);
-#else
-    fail("this ouro was built without the SIMT emulator (OURO_SIMT=OFF)");
-#endif
   });
 }
 

@@ -31,7 +31,8 @@ const std::vector<KeyDef>& schema() {
   static const std::vector<KeyDef> keys = {
       OURO_KEY(model, n_layer, Int),         OURO_KEY(model, n_head, Int),
       OURO_KEY(model, n_embd, Int),          OURO_KEY(model, seq_len, Int),
-      OURO_KEY(model, vocab_size, Int),
+      OURO_KEY(model, vocab_size, Int),      OURO_KEY(model, matmul, String),
+      OURO_KEY(model, attention, String),
       OURO_KEY(train, steps, Int64),         OURO_KEY(train, batch_size, Int),
       OURO_KEY(train, seq_len, Int),         OURO_KEY(train, grad_accum, Int),
       OURO_KEY(train, lr, Float),            OURO_KEY(train, min_lr_frac, Float),
@@ -281,6 +282,9 @@ void Config::validate() const {
        "must be a positive multiple of model.n_head");
   need(model.seq_len > 0, "model.seq_len", "must be positive");
   need(model.vocab_size > 0, "model.vocab_size", "must be positive");
+  need(model.matmul == "native" || model.matmul == "cublas", "model.matmul", "must be native or cublas");
+  need(model.attention == "native" || model.attention == "cudnn", "model.attention",
+       "must be native or cudnn");
   need(train.steps >= 0, "train.steps", "must be >= 0");
   need(train.batch_size > 0, "train.batch_size", "must be positive");
   need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "common/trace.h"
 #include "loop/buffer.h"
 #include "loop/selection.h"
 #include "loop/task_eval.h"
@@ -202,9 +203,13 @@ class Loop {
     if (L_.mode != "baseline") {
       auto t = Clock::now();
       auto prompts = make_prompts();
-      cands = generate_round(prompts, gen_tokens);
+      {
+        TraceRange trace("generate");
+        cands = generate_round(prompts, gen_tokens);
+      }
       gen_s = since(t);
       t = Clock::now();
+      TraceRange score_trace("score");
       score_candidates(cands);
       std::vector<Tokens> existing;
       for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);

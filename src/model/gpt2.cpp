@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/trace.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
 
@@ -50,6 +51,7 @@ struct GPT2::Impl {
   // forward activations, sized for (max_B, max_T)
   Buffer encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
   std::vector<LayerActs> layers;
+  std::vector<std::string> layer_names;  // NVTX range names, "backward/layer N"
   // backward scratch, shared by all layers
   Buffer dresidual, dln, dqkv, datty, dfch;
   // inference
@@ -73,6 +75,7 @@ GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
   impl_->max_T = max_T;
   impl_->params = Buffer(ops, num_params_ * impl_->esz);
   impl_->opt_end = num_params_;
+  for (int l = 0; l < cfg.n_layer; ++l) impl_->layer_names.push_back("backward/layer " + std::to_string(l));
   if (ops.act_dtype() != DType::F32) impl_->master = Buffer(ops, num_params_ * sizeof(float));
 }
 
@@ -149,6 +152,7 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
   const int C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab();
   const int N = B * T;
   const size_t esz = I.esz;
+  TraceRange trace("forward");
   auto g = param_ptrs(layout, I.params.ptr, esz, 0);
   ops.encoder_forward(I.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
   for (int l = 0; l < L; ++l) {
@@ -284,12 +288,14 @@ float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T
   auto gg = grad_ptrs(layout_, I.grads.ptr, e, 0);
   // logits now hold dlogits. The residual stream's gradient lives in dresidual throughout:
   // each residual add passes it through unchanged, each LayerNorm backward adds into it.
+  TraceRange trace("backward");
   ops_.fill_zero(I.dresidual.ptr, NC * e);
   ops_.matmul_backward(I.dln.ptr, gg.wte, nullptr, I.logits.ptr, I.lnf.ptr, gp.wte, N, C, Vp);
   ops_.layernorm_backward(I.dresidual.ptr, gg.lnfw, gg.lnfb, I.dln.ptr,
                           I.layers[L - 1].residual3.ptr, gp.lnfw, I.lnf_mean.f32(),
                           I.lnf_rstd.f32(), N, C);
   for (int l = L - 1; l >= 0; --l) {
+    TraceRange layer_trace(I.layer_names[l]);
     auto p = param_ptrs(layout_, I.params.ptr, e, l);
     auto g = grad_ptrs(layout_, I.grads.ptr, e, l);
     auto& a = I.layers[l];
@@ -347,6 +353,7 @@ static void ensure_adam(GPT2::Impl& I, Ops& ops) {
 void GPT2::adamw_step(const AdamWArgs& args) {
   OURO_CHECK(impl_->grads.ptr, "adamw_step before any backward");
   auto& I = *impl_;
+  TraceRange trace("optimizer");
   ensure_adam(I, ops_);
   // The parameter tensors clipped to the optimizer range, with offsets relative to its start.
   std::vector<ParamSegment> segs;

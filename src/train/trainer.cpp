@@ -8,6 +8,7 @@
 #include <csignal>
 #include <filesystem>
 
+#include "common/trace.h"
 #include "loop/loop.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
@@ -80,6 +81,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   if (zero_) shard_ = shard_of(shard_.end, comm_->world(), comm_->rank());
   set_compute_threads(cfg_.run.threads);
   ops_ = make_ops(cfg_.run.device);
+  ops_->select_alternates(cfg_.model.matmul, cfg_.model.attention);
   load_start_state();
   OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
              "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
@@ -286,6 +288,7 @@ void TrainSession::save() {
 }
 
 EvalResult TrainSession::evaluate_val() {
+  TraceRange trace("eval");
   return evaluate(*model_, cfg_.data.val, cfg_.train.batch_size, cfg_.train_seq_len(),
                   cfg_.train.eval_batches, comm_.get(), cfg_.loop.tail_frac);
 }
@@ -314,6 +317,7 @@ void TrainSession::maybe_sample() {
   so.top_p = static_cast<float>(cfg_.sample.top_p);
   so.seed = static_cast<uint64_t>(cfg_.train.seed) + static_cast<uint64_t>(step_);
   so.stop_token = prompt[0];  // a document ends at <|endoftext|>
+  TraceRange trace("sample");
   auto toks = generate(*model_, prompt, so);
   logger()->info("sample at step {}: {}", step_, cfg_.sample.prompt + decode_sample(*tok, toks));
 }

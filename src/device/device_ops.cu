@@ -1,0 +1,276 @@
+// DeviceOps: ouro::Ops on the hand-written kernels (kernels/*.cu). bf16 activations, parameters
+// and gradients; fp32 LayerNorm statistics, losses, master weights and AdamW moments.
+//
+// This one source is compiled twice (cmake/OuroDevice.cmake): by nvcc into the "cuda" backend
+// and by g++ against the SIMT emulator into the "simt" backend, so CI runs every line of the
+// device path. The host-side integer inputs of the Ops interface (tokens, targets) are copied
+// into device buffers that grow on demand; kernel scratch memory is one buffer that grows to
+// the largest request. Every op runs on the backend's stream; the copies back to the host
+// synchronise it.
+#include <ouro/cuda.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "device/cublaslt_matmul.h"
+#include "device/device_ops.h"
+#include "kernels/attention.h"
+#include "kernels/classifier.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/optimizer.h"
+#include "ouro/error.h"
+#include "ouro/ops.h"
+
+namespace ouro {
+namespace {
+
+using kernels::bf16;
+
+#if defined(OURO_SIMT)
+constexpr const char* kBackend = "simt";
+#else
+constexpr const char* kBackend = "cuda";
+#endif
+
+// A device buffer that only grows (contents are not kept across growth).
+class GrowBuffer {
+ public:
+  ~GrowBuffer() { cudaFree(p_); }
+  void* get(size_t bytes) {
+    if (bytes > cap_) {
+      OURO_CUDA_CHECK(cudaDeviceSynchronize());  // in-flight kernels may still use the old one
+      OURO_CUDA_CHECK(cudaFree(p_));
+      p_ = nullptr;
+      cap_ = std::max(bytes, cap_ * 2);
+      OURO_CUDA_CHECK(cudaMalloc(&p_, cap_));
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t cap_ = 0;
+};
+
+bool same_segments(const std::vector<kernels::AdamSegment>& a,
+                   const std::vector<kernels::AdamSegment>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (a[i].offset != b[i].offset || a[i].size != b[i].size || a[i].decay != b[i].decay) return false;
+  return true;
+}
+
+// The key of the weights' stochastic rounding (kernels::rounding_random).
+constexpr uint64_t kRoundingSeed = 0x0b5e55ed0b5e55edULL;
+
+const bf16* B(const void* p) { return static_cast<const bf16*>(p); }
+bf16* B(void* p) { return static_cast<bf16*>(p); }
+
+class DeviceOps final : public Ops {
+ public:
+  DeviceOps() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
+      fail("device '{}': no CUDA device is available (cudaGetDeviceCount: {})", kBackend, n);
+    OURO_CUDA_CHECK(cudaStreamCreate(&stream_));
+  }
+  ~DeviceOps() override { cudaStreamDestroy(stream_); }
+
+  std::string name() const override { return kBackend; }
+  DType act_dtype() const override { return DType::BF16; }
+  void select_alternates(const std::string& matmul, const std::string& attention) override {
+    OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
+    cublas_.reset();
+    if (matmul == "cublas") cublas_ = std::make_unique<CublasLtMatmul>(stream_);
+    // TODO(issue 5): cuDNN's graph-API flash attention. Until it lands the key refuses it
+    // rather than silently running the native kernels.
+    OURO_CHECK(attention == "native", "model.attention = {}: the cuDNN attention alternate is not "
+               "built yet; use native", attention);
+  }
+
+  // ---- memory ----
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    OURO_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
+    OURO_CUDA_CHECK(cudaMemset(p, 0, bytes));
+    return p;
+  }
+  void dealloc(void* p) override {
+    cudaStreamSynchronize(stream_);
+    cudaFree(p);
+  }
+  void to_device(void* dst, const void* src, size_t bytes) override {
+    OURO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void to_host(void* dst, const void* src, size_t bytes) override {
+    OURO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void fill_zero(void* dst, size_t bytes) override {
+    OURO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
+  }
+  void synchronize() override { OURO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // Parameters are rounded as the optimizer rounds its updates (stochastically, a function of
+  // the value): loading the fp32 master weights of a checkpoint gives back the run's bf16
+  // weights bit for bit.
+  void params_from_host(void* dst, const float* src, size_t n) override {
+    float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
+    to_device(tmp, src, n * sizeof(float));
+    kernels::f32_to_bf16_stochastic(B(dst), tmp, n, kRoundingSeed, stream_);
+    synchronize();
+  }
+  void params_to_host(float* dst, const void* src, size_t n) override {
+    float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
+    kernels::bf16_to_f32(tmp, B(src), n, stream_);
+    to_host(dst, tmp, n * sizeof(float));
+  }
+
+  // ---- forward / backward ----
+  void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
+                       int T, int C) override {
+    kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * T), B(wte), B(wpe),
+                             Bn, T, C, 0, stream_);
+  }
+  void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens, int Bn, int T,
+                        int C) override {
+    kernels::encoder_backward(B(dwte), B(dwpe), B(dout), tokens, Bn, T, C,
+                              scratch_.get(kernels::encoder_backward_scratch_bytes(Bn, T, C)),
+                              stream_);
+  }
+  void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
+                         const void* bias, int N, int C) override {
+    kernels::layernorm_forward(B(out), mean, rstd, B(inp), B(weight), B(bias), N, C, stream_);
+  }
+  void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout,
+                          const void* inp, const void* weight, const float* mean,
+                          const float* rstd, int N, int C) override {
+    kernels::layernorm_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), mean,
+                                rstd, N, C,
+                                scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)),
+                                stream_);
+  }
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
+                      int C, int OC) override {
+    if (cublas_) return cublas_->forward(B(out), B(inp), B(weight), B(bias), N, C, OC);
+    kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_);
+  }
+  void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
+                       const void* weight, int N, int C, int OC) override {
+    if (cublas_) return cublas_->backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC);
+    kernels::matmul_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC,
+                             scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
+                             stream_);
+  }
+  size_t attention_state_size(int Bn, int T, int NH) const override {
+    return size_t(Bn) * NH * T;  // the logsumexp of each query row
+  }
+  void attention_forward(void* out, float* state, const void* qkv, int Bn, int T, int C,
+                         int NH) override {
+    check_head_dim(C, NH);
+    kernels::attention_forward(B(out), state, B(qkv), Bn, T, C, NH, stream_);
+  }
+  void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
+                          const float* state, int Bn, int T, int C, int NH) override {
+    kernels::attention_backward(
+        B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH,
+        scratch_.get(kernels::attention_backward_scratch_bytes(Bn, T, C, NH)), stream_);
+  }
+  void gelu_forward(void* out, const void* inp, size_t n) override {
+    kernels::gelu_forward(B(out), B(inp), n, stream_);
+  }
+  void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override {
+    kernels::gelu_backward(B(dinp), B(inp), B(dout), n, stream_);
+  }
+  void residual_forward(void* out, const void* a, const void* b, size_t n) override {
+    kernels::residual_forward(B(out), B(a), B(b), n, stream_);
+  }
+  void add_inplace(void* dst, const void* src, size_t n) override {
+    kernels::add_inplace(B(dst), B(src), n, stream_);
+  }
+  void classifier(void* logits, float* losses, const int* targets, int N, int V, int Vp,
+                  float dloss) override {
+    for (int n = 0; n < N; n++)  // the kernel clamps; the error belongs here, naming the row
+      OURO_CHECK(targets[n] < V, "classifier: target {} at row {} is outside the vocab of {}",
+                 targets[n], n, V);
+    kernels::classifier(B(logits), losses, upload_ints(targets_, targets, size_t(N)), N, V, Vp,
+                        dloss, stream_);
+  }
+  double sum_squares(const void* x, size_t n) override {
+    double* out = static_cast<double*>(result_.get(sizeof(double)));
+    kernels::sum_squares(out, B(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    double h = 0;
+    to_host(&h, out, sizeof h);
+    return h;
+  }
+  void adamw(void* params, float* master, const void* grads, float* m, float* v,
+             const std::vector<ParamSegment>& segments, const AdamWArgs& args) override {
+    OURO_CHECK(master != nullptr, "device adamw needs the fp32 master weights");
+    std::vector<kernels::AdamSegment> segs;
+    size_t total = 0;
+    for (const auto& s : segments) {
+      segs.push_back({s.offset, s.size, s.decay ? 1 : 0});
+      total += s.size;
+    }
+    if (segs.empty()) return;
+    auto* dsegs = static_cast<kernels::AdamSegment*>(segments_.get(segs.size() * sizeof(segs[0])));
+    if (!same_segments(segs, uploaded_segments_)) {  // changes only with the optimizer range
+      OURO_CUDA_CHECK(cudaMemcpyAsync(dsegs, segs.data(), segs.size() * sizeof(segs[0]),
+                                      cudaMemcpyHostToDevice, stream_));
+      OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      uploaded_segments_ = segs;
+    }
+    kernels::AdamParams p{};
+    p.lr = args.lr, p.beta1 = args.beta1, p.beta2 = args.beta2, p.eps = args.eps;
+    p.weight_decay = args.weight_decay, p.grad_scale = args.grad_scale, p.step = args.step;
+    p.seed = kRoundingSeed;  // the random bits hash the value itself (rounding_random)
+    kernels::adamw(B(params), master, B(grads), m, v, dsegs, int(segs.size()), total, p, stream_);
+  }
+
+  // ---- inference with a KV cache ----
+  void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int Bn, int Tn,
+                    int pos0, int Tmax, int C, int NH) override {
+    kernels::attention_kv(B(out), B(qkv), B(kcache), B(vcache), Bn, Tn, pos0, Tmax, C, NH, stream_);
+  }
+  void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
+                          int Tn, int pos0, int C) override {
+    kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * Tn), B(wte), B(wpe),
+                             Bn, Tn, C, pos0, stream_);
+  }
+
+ private:
+  // Copies host ints into a device buffer on the stream. The host array may change as soon as
+  // this returns (callers reuse it), so the copy completes before returning.
+  const int* upload_ints(GrowBuffer& buf, const int* host, size_t n) {
+    int* d = static_cast<int*>(buf.get(n * sizeof(int)));
+    OURO_CUDA_CHECK(cudaMemcpyAsync(d, host, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return d;
+  }
+  void check_head_dim(int C, int NH) const {
+    OURO_CHECK(C % NH == 0 && kernels::attention_supports(C / NH),
+               "device '{}': attention head dimension {} (n_embd {} / n_head {}) is not supported "
+               "by the attention kernels", kBackend, NH ? C / NH : 0, C, NH);
+  }
+
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CublasLtMatmul> cublas_;  // model.matmul = cublas
+  GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_;
+  std::vector<kernels::AdamSegment> uploaded_segments_;
+};
+
+}  // namespace
+
+std::unique_ptr<Ops> make_device_ops() { return std::make_unique<DeviceOps>(); }
+
+// Registered with make_ops (src/runtime/make_ops.cpp) when this object is linked in.
+static const bool registered = (register_device_backend(kBackend, &make_device_ops), true);
+
+}  // namespace ouro

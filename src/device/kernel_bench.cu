@@ -1,0 +1,218 @@
+// `ouro bench kernels` (see kernel_bench.h). Each figure: one untimed call, then `reps` calls
+// between two CUDA events. FLOP counts: a GEMM is 2*M*N*K; causal attention forward is
+// 2 * 2*T*T*hd/2 per head (QK^T and PV over the causal half), the backward 2.5x that (dV, dP,
+// dQ, dK and the recomputed scores: 5 GEMMs of the 2 in the forward). Bytes of the memory-bound
+// kernels: what each must read and write at least once.
+#include <ouro/cuda.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device/cublaslt_matmul.h"
+#include "device/kernel_bench.h"
+#include "kernels/attention.h"
+#include "kernels/classifier.h"
+#include "kernels/elementwise.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/optimizer.h"
+
+namespace ouro {
+namespace {
+
+using kernels::bf16;
+
+struct Dev {
+  void* p = nullptr;
+  explicit Dev(size_t bytes) {
+    OURO_CUDA_CHECK(cudaMalloc(&p, bytes));
+    OURO_CUDA_CHECK(cudaMemset(p, 0, bytes));  // zeros: finite everywhere, no NaN slow paths
+  }
+  ~Dev() { cudaFree(p); }
+  template <class T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+template <class F>
+double time_ms(cudaStream_t s, int reps, F&& f) {
+  f();  // warm-up (and cuBLASLt's heuristic query)
+  cudaEvent_t a, b;
+  OURO_CUDA_CHECK(cudaEventCreate(&a));
+  OURO_CUDA_CHECK(cudaEventCreate(&b));
+  OURO_CUDA_CHECK(cudaEventRecord(a, s));
+  for (int i = 0; i < reps; i++) f();
+  OURO_CUDA_CHECK(cudaEventRecord(b, s));
+  OURO_CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0;
+  OURO_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return double(ms) / reps;
+}
+
+std::string device_name() {
+#if defined(OURO_SIMT)
+  return "simt (SIMT emulator on the CPU)";
+#else
+  cudaDeviceProp prop{};
+  int dev = 0;
+  OURO_CUDA_CHECK(cudaGetDevice(&dev));
+  OURO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  return prop.name;
+#endif
+}
+
+KernelBenchResult run(const KernelBenchOptions& opt) {
+  KernelBenchResult r;
+  r.device = device_name();
+#if defined(OURO_SIMT)
+  const bool small = true;  // the emulator runs ~1e6x slower than a GPU: a smoke run
+  const int reps = 1;
+#else
+  const bool small = opt.small;
+  const int reps = opt.reps;
+#endif
+  cudaStream_t s;
+  OURO_CUDA_CHECK(cudaStreamCreate(&s));
+
+  // ---- memory ceiling: device-to-device copy ----
+  const size_t copy_bytes = small ? (size_t(1) << 16) : (size_t(1) << 30);
+  double copy_gbs = 0;
+  {
+    Dev a(copy_bytes), b(copy_bytes);
+    const double ms = time_ms(s, reps, [&] {
+      OURO_CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, copy_bytes, cudaMemcpyDeviceToDevice, s));
+    });
+    copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
+    r.rows.push_back({"copy d2d", std::to_string(copy_bytes >> 20) + " MiB", copy_gbs, "GB/s", 0, "", ms});
+  }
+
+  // ---- GEMM on the GPT-2 shapes (tokens N = 8 x 1024), against cuBLASLt ----
+  struct Shape {
+    const char* model;
+    int C;
+  };
+  const std::vector<Shape> models = small ? std::vector<Shape>{{"tiny", 64}}
+                                          : std::vector<Shape>{{"124M", 768}, {"350M", 1024}, {"774M", 1280}, {"1558M", 1600}};
+  const int N = small ? 96 : 8192;
+  std::unique_ptr<CublasLtMatmul> lt;
+#if !defined(OURO_SIMT)
+  lt = std::make_unique<CublasLtMatmul>(s);
+#endif
+  for (const auto& m : models) {
+    const int C = m.C;
+    const int shapes[][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
+    for (const auto& sh : shapes) {
+      const int K = sh[0], OC = sh[1];
+      Dev inp(size_t(N) * K * 2), w(size_t(OC) * K * 2), bias(size_t(OC) * 2), out(size_t(N) * OC * 2);
+      Dev dinp(size_t(N) * K * 2), dw(size_t(OC) * K * 2), db(size_t(OC) * 2);
+      Dev scratch(kernels::matmul_backward_scratch_bytes(N, K, OC) + 16);
+      const double flops = 2.0 * N * K * OC;
+      const std::string shape = std::string(m.model) + " " + std::to_string(N) + "x" + std::to_string(K) +
+                                " -> " + std::to_string(OC);
+      double lt_fwd = 0, lt_bwd = 0;
+      if (lt) {
+        lt_fwd = flops / (time_ms(s, reps, [&] { lt->forward(out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(),
+                                                           bias.as<bf16>(), N, K, OC); }) * 1e-3) / 1e12;
+        lt_bwd = 2 * flops / (time_ms(s, reps, [&] { lt->backward(dinp.as<bf16>(), dw.as<bf16>(), db.as<bf16>(),
+                                                                out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(),
+                                                                N, K, OC); }) * 1e-3) / 1e12;
+      }
+      double ms = time_ms(s, reps, [&] {
+        kernels::matmul_forward(out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(), bias.as<bf16>(), N, K, OC, s);
+      });
+      r.rows.push_back({"matmul fwd", shape, flops / (ms * 1e-3) / 1e12, "TFLOP/s", lt_fwd, "cuBLASLt", ms});
+      ms = time_ms(s, reps, [&] {
+        kernels::matmul_backward(dinp.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), out.as<bf16>(), inp.as<bf16>(),
+                                 w.as<bf16>(), N, K, OC, scratch.p, s);
+      });
+      r.rows.push_back({"matmul bwd", shape, 2 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", lt_bwd, "cuBLASLt", ms});
+    }
+  }
+
+  // ---- causal flash attention ----
+  for (const int hd : {64, 128}) {
+    const int B = small ? 1 : 8, T = small ? 64 : 1024, NH = small ? 2 : 1536 / hd;
+    const int C = NH * hd;
+    Dev qkv(size_t(B) * T * 3 * C * 2), out(size_t(B) * T * C * 2), lse(size_t(B) * NH * T * 4);
+    Dev dqkv(size_t(B) * T * 3 * C * 2), scratch(kernels::attention_backward_scratch_bytes(B, T, C, NH) + 16);
+    const double flops = 2.0 * 2.0 * B * NH * double(T) * T * hd / 2;
+    const std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " NH" + std::to_string(NH) +
+                              " hd" + std::to_string(hd);
+    double ms = time_ms(s, reps, [&] {
+      kernels::attention_forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH, s);
+    });
+    r.rows.push_back({"attention fwd", shape, flops / (ms * 1e-3) / 1e12, "TFLOP/s", 0, "cuDNN (not built)", ms});
+    ms = time_ms(s, reps, [&] {
+      kernels::attention_backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(), lse.as<float>(),
+                                  B, T, C, NH, scratch.p, s);
+    });
+    r.rows.push_back({"attention bwd", shape, 2.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", 0, "cuDNN (not built)", ms});
+  }
+
+  // ---- memory-bound kernels, against the copy ----
+  {
+    const int Nr = small ? 64 : 8192, C = small ? 64 : 768;
+    const size_t n = size_t(Nr) * C;
+    Dev a(n * 2), b(n * 2), o(n * 2), res(n * 2), w(C * 2), bi(C * 2), mean(Nr * 4), rstd(Nr * 4);
+    Dev lnscratch(kernels::layernorm_backward_scratch_bytes(Nr, C) + 16), dw(C * 2), db(C * 2);
+    const std::string shape = std::to_string(Nr) + "x" + std::to_string(C);
+    auto add = [&](const char* name, double bytes, double ms) {
+      r.rows.push_back({name, shape, bytes / (ms * 1e-3) / 1e9, "GB/s", copy_gbs, "copy d2d", ms});
+    };
+    add("layernorm fwd", 2.0 * n * 2, time_ms(s, reps, [&] {
+          kernels::layernorm_forward(o.as<bf16>(), mean.as<float>(), rstd.as<float>(), a.as<bf16>(), w.as<bf16>(),
+                                     bi.as<bf16>(), Nr, C, s);
+        }));
+    add("residual+layernorm fwd", 4.0 * n * 2, time_ms(s, reps, [&] {
+          kernels::residual_layernorm_forward(res.as<bf16>(), o.as<bf16>(), mean.as<float>(), rstd.as<float>(),
+                                              a.as<bf16>(), b.as<bf16>(), w.as<bf16>(), bi.as<bf16>(), Nr, C, s);
+        }));
+    add("layernorm bwd", 4.0 * n * 2, time_ms(s, reps, [&] {
+          kernels::layernorm_backward(res.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), o.as<bf16>(), a.as<bf16>(),
+                                      w.as<bf16>(), mean.as<float>(), rstd.as<float>(), Nr, C, lnscratch.p, s);
+        }));
+    const size_t g = n * 4;  // the MLP's 4C activations
+    Dev ga(g * 2), gb(g * 2);
+    add("gelu fwd", 2.0 * g * 2, time_ms(s, reps, [&] { kernels::gelu_forward(gb.as<bf16>(), ga.as<bf16>(), g, s); }));
+    add("gelu bwd", 3.0 * g * 2, time_ms(s, reps, [&] {
+          kernels::gelu_backward(gb.as<bf16>(), ga.as<bf16>(), gb.as<bf16>(), g, s);
+        }));
+  }
+  {
+    const int Nr = small ? 16 : 8192, V = small ? 1000 : 50257, Vp = small ? 1024 : 50304;
+    Dev logits(size_t(Nr) * Vp * 2), losses(Nr * 4), targets(Nr * 4);
+    const double bytes = 2.0 * Nr * double(Vp) * 2;
+    const double ms = time_ms(s, reps, [&] {
+      kernels::classifier(logits.as<bf16>(), losses.as<float>(), targets.as<int>(), Nr, V, Vp, 1.0f / Nr, s);
+    });
+    r.rows.push_back({"classifier fwd+bwd", std::to_string(Nr) + "x" + std::to_string(Vp), bytes / (ms * 1e-3) / 1e9,
+                      "GB/s", copy_gbs, "copy d2d", ms});
+  }
+  {
+    const size_t n = small ? 4096 : size_t(124) << 20;  // GPT-2 124M's parameters
+    Dev params(n * 2), master(n * 4), grads(n * 2), m(n * 4), v(n * 4), seg(sizeof(kernels::AdamSegment));
+    const kernels::AdamSegment one{0, n, 1};
+    OURO_CUDA_CHECK(cudaMemcpy(seg.p, &one, sizeof one, cudaMemcpyHostToDevice));
+    kernels::AdamParams p{};
+    p.lr = 1e-4f, p.beta1 = 0.9f, p.beta2 = 0.95f, p.eps = 1e-8f, p.weight_decay = 0.1f, p.grad_scale = 1;
+    p.step = 1, p.seed = 1;
+    const double ms = time_ms(s, reps, [&] {
+      kernels::adamw(params.as<bf16>(), master.as<float>(), grads.as<bf16>(), m.as<float>(), v.as<float>(),
+                     seg.as<kernels::AdamSegment>(), 1, n, p, s);
+    });
+    // reads grads, master, m, v; writes master, m, v, params: 2 + 4*3 + 4*3 + 2 bytes
+    r.rows.push_back({"adamw", std::to_string(n) + " params", 28.0 * n / (ms * 1e-3) / 1e9, "GB/s", copy_gbs,
+                      "copy d2d", ms});
+  }
+  OURO_CUDA_CHECK(cudaStreamDestroy(s));
+  return r;
+}
+
+}  // namespace
+
+static const bool registered = (register_kernel_bench(&run), true);
+
+}  // namespace ouro
