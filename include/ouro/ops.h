@@ -42,6 +42,8 @@ class Ops {
  public:
   virtual ~Ops() = default;
   virtual std::string name() const = 0;
+  // The hardware, for reports: the GPU's name on cuda, else the backend's name.
+  virtual std::string device_name() const { return name(); }
   virtual DType act_dtype() const = 0;
   // Vendor-library alternates of the hand-written kernels (model.matmul = native|cublas,
   // model.attention = native|cudnn). Backends without them accept only "native".
@@ -87,6 +89,20 @@ class Ops {
   // dqkv (B,T,3C) is OVERWRITTEN.
   virtual void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
                                   const float* state, int B, int T, int C, int NH) = 0;
+  // Fusions a backend may implement in one pass (defaults: the two ops, the same results).
+  // residual = a + b, then out = LayerNorm(residual) as layernorm_forward.
+  virtual void residual_layernorm_forward(void* residual, void* out, float* mean, float* rstd,
+                                          const void* a, const void* b, const void* weight,
+                                          const void* bias, int N, int C) {
+    residual_forward(residual, a, b, static_cast<size_t>(N) * C);
+    layernorm_forward(out, mean, rstd, residual, weight, bias, N, C);
+  }
+  // pre_gelu (N,OC) = inp @ weight^T + bias, then out = gelu(pre_gelu).
+  virtual void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
+                                   const void* bias, int N, int C, int OC) {
+    matmul_forward(pre_gelu, inp, weight, bias, N, C, OC);
+    gelu_forward(out, pre_gelu, static_cast<size_t>(N) * OC);
+  }
   // GELU, tanh approximation.
   virtual void gelu_forward(void* out, const void* inp, size_t n) = 0;
   // dinp is OVERWRITTEN with gelu'(inp) * dout (dinp may alias dout).

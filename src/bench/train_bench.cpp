@@ -5,6 +5,7 @@
 #include <chrono>
 #include <random>
 
+#include "bench/peak_flops.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
 #include "train/run_log.h"
@@ -118,9 +119,20 @@ nlohmann::json bench_train(const Config& cfg, const TrainBenchOptions& opt) {
       {"gemm_share_of_step", gemm_s / step_s},
       {"shapes", shapes},
   };
+  // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
+  const std::string hw = ops->device_name();
+  const auto peak = ops->act_dtype() == DType::BF16 ? peak_bf16_flops(hw) : std::nullopt;
+  r["hardware"] = hw;
+  r["mfu"] = peak ? nlohmann::json(step_flops / step_s / *peak) : nlohmann::json();
   auto log = logger();
-  log->info("bench train: {} params, batch {} x {}, device {}", model.num_params(), B, T, ops->name());
+  log->info("bench train: {} params, batch {} x {}, device {} ({})", model.num_params(), B, T, ops->name(), hw);
   log->info("  step          {:10.3f} s   {:10.0f} tokens/s", step_s, tokens / step_s);
+  if (ops->act_dtype() == DType::BF16) {
+    if (peak)
+      log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)", 100 * step_flops / step_s / *peak, *peak / 1e12);
+    else
+      log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", hw);
+  }
   log->info("  training step {:10.1f} GFLOP/s", step_gflops);
   log->info("  sgemm ceiling {:10.1f} GFLOP/s (OpenBLAS, the model's GEMM shapes, same run)", sgemm_gflops);
   log->info("  ratio         {:10.3f}   (goal >= 0.5)", step_gflops / sgemm_gflops);

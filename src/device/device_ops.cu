@@ -84,6 +84,17 @@ class DeviceOps final : public Ops {
   ~DeviceOps() override { cudaStreamDestroy(stream_); }
 
   std::string name() const override { return kBackend; }
+  std::string device_name() const override {
+#if defined(OURO_SIMT)
+    return "SIMT emulator";
+#else
+    cudaDeviceProp prop{};
+    int dev = 0;
+    OURO_CUDA_CHECK(cudaGetDevice(&dev));
+    OURO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    return prop.name;
+#endif
+  }
   DType act_dtype() const override { return DType::BF16; }
   void select_alternates(const std::string& matmul, const std::string& attention) override {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
@@ -168,6 +179,18 @@ class DeviceOps final : public Ops {
     kernels::matmul_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC,
                              scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
                              stream_);
+  }
+  void residual_layernorm_forward(void* residual, void* out, float* mean, float* rstd, const void* a,
+                                  const void* b, const void* weight, const void* bias, int N,
+                                  int C) override {
+    kernels::residual_layernorm_forward(B(residual), B(out), mean, rstd, B(a), B(b), B(weight), B(bias), N,
+                                        C, stream_);
+  }
+  void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
+                           const void* bias, int N, int C, int OC) override {
+    if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
+    kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
+                            B(pre_gelu));
   }
   size_t attention_state_size(int Bn, int T, int NH) const override {
     return size_t(Bn) * NH * T;  // the logsumexp of each query row

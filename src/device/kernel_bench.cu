@@ -86,7 +86,9 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
       OURO_CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, copy_bytes, cudaMemcpyDeviceToDevice, s));
     });
     copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
-    r.rows.push_back({"copy d2d", std::to_string(copy_bytes >> 20) + " MiB", copy_gbs, "GB/s", 0, "", ms});
+    const std::string size = copy_bytes >= (size_t(1) << 20) ? std::to_string(copy_bytes >> 20) + " MiB"
+                                                              : std::to_string(copy_bytes >> 10) + " KiB";
+    r.rows.push_back({"copy d2d", size, copy_gbs, "GB/s", 0, "", ms});
   }
 
   // ---- GEMM on the GPT-2 shapes (tokens N = 8 x 1024), against cuBLASLt ----

@@ -155,26 +155,36 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
   TraceRange trace("forward");
   auto g = param_ptrs(layout, I.params.ptr, esz, 0);
   ops.encoder_forward(I.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
+  {
+    auto p0 = param_ptrs(layout, I.params.ptr, esz, 0);
+    auto& a0 = I.layers[0];
+    ops.layernorm_forward(a0.ln1.ptr, a0.ln1_mean.f32(), a0.ln1_rstd.f32(), I.encoded.ptr, p0.ln1w,
+                          p0.ln1b, N, C);
+  }
+  // Each residual add is fused with the LayerNorm that reads it (the next block's ln1, or ln_f
+  // after the last block), and the fc GEMM with its GELU: one pass over memory fewer each.
   for (int l = 0; l < L; ++l) {
     auto p = param_ptrs(layout, I.params.ptr, esz, l);
     auto& a = I.layers[l];
     const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
-    ops.layernorm_forward(a.ln1.ptr, a.ln1_mean.f32(), a.ln1_rstd.f32(), residual, p.ln1w,
-                          p.ln1b, N, C);
     ops.matmul_forward(a.qkv.ptr, a.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     ops.attention_forward(a.atty.ptr, a.att_state.f32(), a.qkv.ptr, B, T, C, NH);
     ops.matmul_forward(a.attproj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
-    ops.residual_forward(a.residual2.ptr, residual, a.attproj.ptr, static_cast<size_t>(N) * C);
-    ops.layernorm_forward(a.ln2.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(), a.residual2.ptr, p.ln2w,
-                          p.ln2b, N, C);
-    ops.matmul_forward(a.fch.ptr, a.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
-    ops.gelu_forward(a.fch_gelu.ptr, a.fch.ptr, static_cast<size_t>(N) * 4 * C);
+    ops.residual_layernorm_forward(a.residual2.ptr, a.ln2.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(),
+                                   residual, a.attproj.ptr, p.ln2w, p.ln2b, N, C);
+    ops.matmul_gelu_forward(a.fch_gelu.ptr, a.fch.ptr, a.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
     ops.matmul_forward(a.fcproj.ptr, a.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
-    ops.residual_forward(a.residual3.ptr, a.residual2.ptr, a.fcproj.ptr,
-                         static_cast<size_t>(N) * C);
+    if (l + 1 < L) {
+      auto pn = param_ptrs(layout, I.params.ptr, esz, l + 1);
+      auto& an = I.layers[l + 1];
+      ops.residual_layernorm_forward(a.residual3.ptr, an.ln1.ptr, an.ln1_mean.f32(),
+                                     an.ln1_rstd.f32(), a.residual2.ptr, a.fcproj.ptr, pn.ln1w,
+                                     pn.ln1b, N, C);
+    } else {
+      ops.residual_layernorm_forward(a.residual3.ptr, I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
+                                     a.residual2.ptr, a.fcproj.ptr, g.lnfw, g.lnfb, N, C);
+    }
   }
-  ops.layernorm_forward(I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
-                        I.layers[L - 1].residual3.ptr, g.lnfw, g.lnfb, N, C);
   ops.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
   if (targets) ops.classifier(I.logits.ptr, I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
 }
@@ -421,22 +431,27 @@ std::vector<float> GPT2::kv_step(const int* tokens, int B, int Tn) {
   auto g = param_ptrs(layout_, I.params.ptr, e, 0);
   void* x = I.encoded.ptr;  // the residual stream
   ops_.encoder_forward_at(x, tokens, g.wte, g.wpe, B, Tn, kv_pos_, C);
+  // The same fusions as run_forward, so decoding computes exactly what training does.
+  ops_.layernorm_forward(s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, g.ln1w, g.ln1b, N, C);
   for (int l = 0; l < L; ++l) {
     auto p = param_ptrs(layout_, I.params.ptr, e, l);
-    ops_.layernorm_forward(s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, p.ln1w, p.ln1b, N, C);
     ops_.matmul_forward(s.qkv.ptr, s.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     ops_.attention_kv(s.atty.ptr, s.qkv.ptr, I.kcache[l].ptr, I.vcache[l].ptr, B, Tn, kv_pos_,
                       I.max_T, C, NH);
     ops_.matmul_forward(s.attproj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
-    ops_.residual_forward(s.residual2.ptr, x, s.attproj.ptr, NC);
-    ops_.layernorm_forward(s.ln2.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(), s.residual2.ptr, p.ln2w,
-                           p.ln2b, N, C);
-    ops_.matmul_forward(s.fch.ptr, s.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
-    ops_.gelu_forward(s.fch_gelu.ptr, s.fch.ptr, NC * 4);
+    ops_.residual_layernorm_forward(s.residual2.ptr, s.ln2.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(),
+                                    x, s.attproj.ptr, p.ln2w, p.ln2b, N, C);
+    ops_.matmul_gelu_forward(s.fch_gelu.ptr, s.fch.ptr, s.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
     ops_.matmul_forward(s.fcproj.ptr, s.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
-    ops_.residual_forward(x, s.residual2.ptr, s.fcproj.ptr, NC);
+    if (l + 1 < L) {
+      auto pn = param_ptrs(layout_, I.params.ptr, e, l + 1);
+      ops_.residual_layernorm_forward(x, s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(),
+                                      s.residual2.ptr, s.fcproj.ptr, pn.ln1w, pn.ln1b, N, C);
+    } else {
+      ops_.residual_layernorm_forward(x, I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
+                                      s.residual2.ptr, s.fcproj.ptr, g.lnfw, g.lnfb, N, C);
+    }
   }
-  ops_.layernorm_forward(I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(), x, g.lnfw, g.lnfb, N, C);
   ops_.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
   std::vector<float> out(static_cast<size_t>(B) * Vp);
   for (int b = 0; b < B; ++b)
