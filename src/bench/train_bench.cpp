@@ -121,15 +121,15 @@ nlohmann::json bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   };
   // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
   const std::string hw = ops->device_name();
-  const auto peak = ops->act_dtype() == DType::BF16 ? peak_bf16_flops(hw) : std::nullopt;
+  const double peak = ops->act_dtype() == DType::BF16 ? peak_bf16_flops(hw).value_or(0.0) : 0.0;
   r["hardware"] = hw;
-  r["mfu"] = peak ? nlohmann::json(step_flops / step_s / *peak) : nlohmann::json();
+  r["mfu"] = peak > 0 ? nlohmann::json(step_flops / step_s / peak) : nlohmann::json();
   auto log = logger();
   log->info("bench train: {} params, batch {} x {}, device {} ({})", model.num_params(), B, T, ops->name(), hw);
   log->info("  step          {:10.3f} s   {:10.0f} tokens/s", step_s, tokens / step_s);
   if (ops->act_dtype() == DType::BF16) {
-    if (peak)
-      log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)", 100 * step_flops / step_s / *peak, *peak / 1e12);
+    if (peak > 0)
+      log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)", 100 * step_flops / step_s / peak, peak / 1e12);
     else
       log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", hw);
   }

@@ -141,8 +141,8 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     Dev qkv(size_t(B) * T * 3 * C * 2), out(size_t(B) * T * C * 2), lse(size_t(B) * NH * T * 4);
     Dev dqkv(size_t(B) * T * 3 * C * 2), scratch(kernels::attention_backward_scratch_bytes(B, T, C, NH) + 16);
     const double flops = 2.0 * 2.0 * B * NH * double(T) * T * hd / 2;
-    const std::string shape = "B" + std::to_string(B) + " T" + std::to_string(T) + " NH" + std::to_string(NH) +
-                              " hd" + std::to_string(hd);
+    char shape[64];  // (GCC 12 warns falsely on "literal" + std::string here: -Wrestrict)
+    std::snprintf(shape, sizeof shape, "B%d T%d NH%d hd%d", B, T, NH, hd);
     double ms = time_ms(s, reps, [&] {
       kernels::attention_forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH, s);
     });

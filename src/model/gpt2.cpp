@@ -425,7 +425,6 @@ std::vector<float> GPT2::kv_step(const int* tokens, int B, int Tn) {
     I.kv_B = I.max_B;
   }
   const int N = B * Tn;
-  const size_t NC = static_cast<size_t>(N) * C;
   // Scratch: the first layer's activation buffers, which are large enough for B x Tn.
   auto& s = I.layers[0];
   auto g = param_ptrs(layout_, I.params.ptr, e, 0);
