@@ -11,9 +11,14 @@ tools/build.sh
 ouro=build/ouro
 tools/prepare_kjv.sh
 
-# The GPU backend arrives with the CUDA kernels; until then (and on machines without a GPU)
-# the tiny model trains on the CPU reference backend.
-device="${OURO_DEVICE:-cpu}"
+# On a machine with an NVIDIA GPU (and a build with the CUDA backend: nvcc was found) the model
+# trains on the GPU; elsewhere on the CPU reference backend. OURO_DEVICE overrides the choice.
+device=cpu
+if nvidia-smi -L >/dev/null 2>&1 && "$ouro" --version | grep -q 'devices:.*cuda'; then
+  device=cuda
+fi
+device="${OURO_DEVICE:-$device}"
+echo "quickstart: training on device $device"
 out=runs/quickstart
 rm -rf "$out"
 "$ouro" train --config configs/tiny.toml --device "$device" --set run.out_dir="$out" "$@"
@@ -21,7 +26,8 @@ rm -rf "$out"
 ckpt=$(ls -d "$out"/checkpoints/step_* | sort | tail -n 1)
 echo
 echo "== validation loss of $ckpt (nats per token, 2048-token BPE) =="
-"$ouro" eval --init "$ckpt" --data data/kjv_bpe_val.bin --batch 8 --json
+"$ouro" eval --init "$ckpt" --data data/kjv_bpe_val.bin --batch 8 --device "$device" --json
 echo
 echo "== sample =="
-"$ouro" sample --init "$ckpt" --prompt "And God said" --max-tokens 300 --temperature 0.8 --seed 1
+"$ouro" sample --init "$ckpt" --prompt "And God said" --max-tokens 300 --temperature 0.8 --seed 1 \
+  --device "$device"

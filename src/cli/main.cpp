@@ -3,11 +3,14 @@
 
 #include "cli/commands.h"
 #include "ouro/error.h"
+#include "ouro/ops.h"
 #include "train/run_log.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ouro: a C++/CUDA engine that pretrains GPT-style language models"};
-  app.set_version_flag("--version", std::string("ouro ") + OURO_VERSION);
+  std::string devices;
+  for (const auto& d : ouro::available_devices()) devices += (devices.empty() ? "" : ", ") + d;
+  app.set_version_flag("--version", std::string("ouro ") + OURO_VERSION + " (devices: " + devices + ")");
   app.require_subcommand(1);
   ouro::cli::add_prepare(app);
   ouro::cli::add_train(app);
