@@ -44,6 +44,28 @@ struct alignas(16) Bf16x8 {
 __device__ __forceinline__ Bf16x8 load_bf16x8(const bf16* p) { return *reinterpret_cast<const Bf16x8*>(p); }
 __device__ __forceinline__ void store_bf16x8(bf16* p, const Bf16x8& x) { *reinterpret_cast<Bf16x8*>(p) = x; }
 
+// V consecutive bf16 <-> fp32 registers (V = 8: one 128-bit access, p 16-byte aligned; V = 1:
+// one element), for kernels templated on whether their rows allow 128-bit accesses.
+template <int V>
+__device__ __forceinline__ void load_vec(float (&f)[V], const bf16* p) {
+  if constexpr (V == 8) {
+    const Bf16x8 v = load_bf16x8(p);
+    for (int i = 0; i < 8; i++) f[i] = __bfloat162float(v.v[i]);  // constant trip count: unrolled
+  } else {
+    f[0] = __bfloat162float(*p);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_vec(bf16* p, const float (&f)[V]) {
+  if constexpr (V == 8) {
+    Bf16x8 v;
+    for (int i = 0; i < 8; i++) v.v[i] = __float2bfloat16_rn(f[i]);
+    store_bf16x8(p, v);
+  } else {
+    *p = __float2bfloat16_rn(f[0]);
+  }
+}
+
 // Philox4x32-10 (Salmon et al., SC'11): four 32-bit random words from a 128-bit counter and a
 // 64-bit key, with no state, so any thread can draw the numbers of any (seed, offset) directly.
 // The same function runs on the host, which is how the tests and the CPU path reproduce it.

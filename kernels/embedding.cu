@@ -27,28 +27,6 @@ namespace {
 constexpr int kThreads = 256;
 
 template <int V>
-__device__ __forceinline__ void load_vec(float (&f)[V], const bf16* p) {
-  if constexpr (V == 8) {
-    const Bf16x8 v = load_bf16x8(p);
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = __bfloat162float(v.v[i]);
-  } else {
-    f[0] = __bfloat162float(*p);
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_vec(bf16* p, const float (&f)[V]) {
-  if constexpr (V == 8) {
-    Bf16x8 v;
-#pragma unroll
-    for (int i = 0; i < 8; i++) v.v[i] = __float2bfloat16_rn(f[i]);
-    store_bf16x8(p, v);
-  } else {
-    *p = __float2bfloat16_rn(f[0]);
-  }
-}
-
-template <int V>
 __global__ void encoder_forward_kernel(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe,
                                        int B, int T, int C, int pos0) {
   const size_t units = size_t(C / V);

@@ -32,29 +32,6 @@ constexpr int kBwdMaxWarps = 4;
 constexpr int kBwdMaxBlocks = 1024;
 constexpr size_t kBwdSharedBudget = 48 * 1024;  // default dynamic shared memory limit
 
-// V consecutive bf16 <-> fp32 (V = 8: one 128-bit access; V = 1: one element).
-template <int V>
-__device__ __forceinline__ void load_vec(float (&f)[V], const bf16* p) {
-  if constexpr (V == 8) {
-    const Bf16x8 v = load_bf16x8(p);
-#pragma unroll
-    for (int i = 0; i < 8; i++) f[i] = __bfloat162float(v.v[i]);
-  } else {
-    f[0] = __bfloat162float(*p);
-  }
-}
-template <int V>
-__device__ __forceinline__ void store_vec(bf16* p, const float (&f)[V]) {
-  if constexpr (V == 8) {
-    Bf16x8 v;
-#pragma unroll
-    for (int i = 0; i < 8; i++) v.v[i] = __float2bfloat16_rn(f[i]);
-    store_bf16x8(p, v);
-  } else {
-    *p = __float2bfloat16_rn(f[0]);
-  }
-}
-
 // a (and, with kResidual, b: residual = a + b) -> out, mean, rstd. One warp per row.
 template <int V, bool kResidual>
 __global__ void layernorm_forward_kernel(bf16* out, float* mean, float* rstd, bf16* residual,

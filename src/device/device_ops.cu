@@ -84,17 +84,7 @@ class DeviceOps final : public Ops {
   ~DeviceOps() override { cudaStreamDestroy(stream_); }
 
   std::string name() const override { return kBackend; }
-  std::string device_name() const override {
-#if defined(OURO_SIMT)
-    return "SIMT emulator";
-#else
-    cudaDeviceProp prop{};
-    int dev = 0;
-    OURO_CUDA_CHECK(cudaGetDevice(&dev));
-    OURO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-    return prop.name;
-#endif
-  }
+  std::string device_name() const override { return device_hardware_name(); }
   DType act_dtype() const override { return DType::BF16; }
   void select_alternates(const std::string& matmul, const std::string& attention) override {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
@@ -292,6 +282,18 @@ class DeviceOps final : public Ops {
 }  // namespace
 
 std::unique_ptr<Ops> make_device_ops() { return std::make_unique<DeviceOps>(); }
+
+std::string device_hardware_name() {
+#if defined(OURO_SIMT)
+  return "SIMT emulator";
+#else
+  cudaDeviceProp prop{};
+  int dev = 0;
+  OURO_CUDA_CHECK(cudaGetDevice(&dev));
+  OURO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+  return prop.name;
+#endif
+}
 
 // Registered with make_ops (src/runtime/make_ops.cpp) when this object is linked in.
 static const bool registered = (register_device_backend(kBackend, &make_device_ops), true);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "device/cublaslt_matmul.h"
+#include "device/device_ops.h"
 #include "device/kernel_bench.h"
 #include "kernels/attention.h"
 #include "kernels/classifier.h"
@@ -52,21 +53,9 @@ double time_ms(cudaStream_t s, int reps, F&& f) {
   return double(ms) / reps;
 }
 
-std::string device_name() {
-#if defined(OURO_SIMT)
-  return "simt (SIMT emulator on the CPU)";
-#else
-  cudaDeviceProp prop{};
-  int dev = 0;
-  OURO_CUDA_CHECK(cudaGetDevice(&dev));
-  OURO_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-  return prop.name;
-#endif
-}
-
 KernelBenchResult run(const KernelBenchOptions& opt) {
   KernelBenchResult r;
-  r.device = device_name();
+  r.device = device_hardware_name();
 #if defined(OURO_SIMT)
   const bool small = true;  // the emulator runs ~1e6x slower than a GPU: a smoke run
   const int reps = 1;
