@@ -90,8 +90,8 @@ class DeviceOps final : public Ops {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
     cublas_.reset();
     if (matmul == "cublas") cublas_ = std::make_unique<CublasLtMatmul>(stream_);
-    // TODO(issue 5): cuDNN's graph-API flash attention. Until it lands the key refuses it
-    // rather than silently running the native kernels.
+    // cuDNN's graph-API flash attention is not built (issue 5 keeps it open): the key refuses
+    // "cudnn" rather than silently running the native kernels.
     OURO_CHECK(attention == "native", "model.attention = {}: the cuDNN attention alternate is not "
                "built yet; use native", attention);
   }
