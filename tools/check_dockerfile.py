@@ -15,6 +15,7 @@ breaks it silently is the repository changing under it. So this checks what the 
           architectures README.md promises for the cuda device
   base    every nvidia/cuda base image is pinned to a full x.y.z version, and all stages use the
           same CUDA version and OS
+  context .dockerignore leaves out local builds, the tools venv, data and runs
 
     tools/check_dockerfile.py [--dockerfile docker/Dockerfile] [--root .]
     tools/check_dockerfile.py --self-test   # broken variants of the Dockerfile must each fail
@@ -65,6 +66,7 @@ class Instruction:
 class Problem:
     line: int
     message: str
+    file: str = None  # None: the Dockerfile
 
 
 # ---- Dockerfile parsing --------------------------------------------------------------------
@@ -264,6 +266,24 @@ def ignored(path, patterns):
 
 
 # ---- the checks ------------------------------------------------------------------------------
+
+# What the build context must not carry, and why.
+CONTEXT_EXCLUDED = {
+    "build": "local build directories (build*/): large, and built for another system",
+    "build-cuda/ouro": "local build directories (build*/): large, and built for another system",
+    ".venv": "the local tools venv: COPY . . would overwrite the one tools/setup.sh made in the image",
+    "runs": "run output: large, and mounted as a volume instead",
+    "data": "training data: large, and mounted as a volume instead",
+}
+
+
+def check_dockerignore(root):
+    patterns = dockerignore_patterns(root)
+    return [Problem(0, f"does not leave out {path}: {why}", ".dockerignore")
+            for path, why in CONTEXT_EXCLUDED.items() if not ignored(path, patterns)] + \
+           [Problem(0, f"leaves out {path}, which the image needs", ".dockerignore")
+            for path in ("tools/setup.sh", "docker/runtime-packages.sh", "configs", "src", "CMakeLists.txt")
+            if ignored(path, patterns)]
 
 def resolve(workdir, path):
     return posixpath.normpath(path if path.startswith("/") else posixpath.join(workdir, path))
@@ -491,7 +511,8 @@ def check(text, root):
     problems += cmake_problems
     if options:
         problems += check_architectures(options, root)
-    return sorted(problems, key=lambda p: p.line)
+    problems += check_dockerignore(root)
+    return sorted(problems, key=lambda p: (p.file or "", p.line))
 
 
 # ---- self-test: the checker must fail on broken Dockerfiles ----------------------------------
@@ -524,6 +545,8 @@ MUTATIONS = [
     ("missing COPY source", "COPY --chown=ouro:ouro configs ", "COPY --chown=ouro:ouro config ",
      "COPY config: no such file"),
     ("unknown stage", "COPY --from=build ", "COPY --from=builder ", "no earlier stage"),
+    ("runtime script renamed", "bash docker/runtime-packages.sh", "bash docker/runtime_packages.sh",
+     "docker/runtime_packages.sh, which is not a file"),
 ]
 
 
@@ -566,7 +589,17 @@ def self_test(dockerfile, root):
     if extra:
         print("FAIL synthetic: unexpected problems: " + "; ".join(f"{p.line}: {p.message}" for p in extra))
         failures += 1
-    total = len(MUTATIONS) + len(want) + 1
+    # .dockerignore matching (Docker's rules: root-relative, a directory excludes what is under it).
+    patterns = [(False, "build*"), (False, ".venv"), (True, "build-keep")]
+    cases = [("build-cuda/ouro", True), (".venv/bin/python", True), ("tools/build.sh", False),
+             ("build-keep", False), ("src/data", False)]
+    wrong = [(p, w) for p, w in cases if ignored(p, patterns) != w]
+    for path, want_ignored in wrong:
+        print(f"FAIL dockerignore: {path} {'should' if want_ignored else 'should not'} be left out")
+    failures += bool(wrong)
+    if not wrong:
+        print(f"ok   dockerignore: {len(cases)} paths matched as Docker matches them")
+    total = len(MUTATIONS) + len(want) + 2
     print(f"self-test: {total - failures} passed, {failures} failed")
     return 1 if failures else 0
 
@@ -588,9 +621,9 @@ def main():
         problems = check(f.read(), root)
     shown = os.path.relpath(dockerfile, os.getcwd())
     for p in problems:
-        print(f"{shown}:{p.line}: {p.message}")
+        print(f"{p.file}: {p.message}" if p.file else f"{shown}:{p.line}: {p.message}")
     if problems:
-        print(f"{shown}: {len(problems)} problem(s)")
+        print(f"check_dockerfile: {len(problems)} problem(s)")
         return 1
     print(f"{shown}: paths, cmake options, CUDA architectures and base images agree with the repository")
     return 0
