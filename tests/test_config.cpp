@@ -127,6 +127,23 @@ TEST(Config, InvalidValuesNameTheKey) {
   EXPECT_NE(msg.find("train.schedule"), std::string::npos) << msg;
 }
 
+TEST(Config, DistRendezvousKeysAreValidated) {
+  Config c = ouro::load_config("", {"dist.init=tcp", "dist.init_addr=node0:29500"});
+  EXPECT_EQ(c.dist.init, "tcp");
+  EXPECT_EQ(c.dist.init_addr, "node0:29500");
+  EXPECT_EQ(ouro::load_config("", {}).dist.init, "auto");
+  EXPECT_EQ(ouro::load_config("", {"dist.init=file", "dist.init_path=/shared/id"}).dist.init_path,
+            "/shared/id");
+  auto msg = error_of([] { ouro::load_config("", {"dist.init=carrier-pigeon"}); });
+  EXPECT_NE(msg.find("key 'dist.init' must be one of auto, mpi, file, tcp, env"), std::string::npos) << msg;
+  msg = error_of([] { ouro::load_config("", {"dist.init=file"}); });
+  EXPECT_NE(msg.find("key 'dist.init_path' must be set when dist.init = file"), std::string::npos) << msg;
+  for (const char* addr : {"", "node0", "node0:0", "node0:65536", ":29500", "node0:x"}) {
+    msg = error_of([&] { ouro::load_config("", {"dist.init=tcp", std::string("dist.init_addr=") + addr}); });
+    EXPECT_NE(msg.find("key 'dist.init_addr' must be host:port"), std::string::npos) << addr << ": " << msg;
+  }
+}
+
 TEST(Config, SetOverridesAnyKeyWithTypeChecks) {
   Config c = ouro::load_config("", {"train.lr=3e-4", "model.n_layer=6", "data.train=x/y_*.bin",
                                     "run.out_dir=\"quoted dir\"", "train.schedule=wsd"});

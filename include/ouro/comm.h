@@ -1,10 +1,12 @@
 // Collective communication between the ranks of a data-parallel run: one interface, one
 // implementation per transport (local: a single process; mpi: host buffers over MPI, for the cpu
-// backend; NCCL for the device backends arrives with the CUDA kernels).
+// backend; nccl: device buffers for the device backends, src/device/nccl_comm.cu, with its host
+// collectives delegated to the mpi/local communicator it wraps).
 //
-// Every collective is deterministic and leaves identical bits on every rank: all-reduce is a
-// reduce-scatter (each element summed once, by its owner, in rank order) followed by an
-// all-gather, so ranks never disagree by a rounding.
+// Every collective leaves identical bits on every rank: host all-reduce is a reduce-scatter
+// (each element summed once, by its owner) followed by an all-gather, so ranks never disagree by
+// a rounding; NCCL's ring/tree all-reduce likewise computes each element once and forwards it,
+// and the simt backend's NCCL-over-MPI sums in rank order (src/device/nccl_over_mpi.cu).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +56,19 @@ class Communicator {
   virtual void all_gather(double* buf, size_t n) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+
+  // ---- device memory (device backends; the others refuse) ----
+  // buf: n elements of `dtype` (BF16 or F32) in device memory; stream: a cudaStream_t (nullptr:
+  // the communicator's own stream). Each call returns once the collective has completed (the
+  // communicator waits on it under dist.timeout_s), so the buffer is ready for any stream; the
+  // caller must have finished writing buf (e.g. Ops::synchronize) before the call.
+  // Same in-place contracts as the host versions: reduce_scatter leaves rank r's
+  // shard_of(n, world, r) reduced; all_gather spreads every rank's shard_of slice.
+  virtual bool has_device_collectives() const { return false; }
+  virtual void device_all_reduce(void* buf, size_t n, DType dtype, ReduceOp op, void* stream);
+  virtual void device_reduce_scatter(void* buf, size_t n, DType dtype, ReduceOp op, void* stream);
+  virtual void device_all_gather(void* buf, size_t n, DType dtype, void* stream);
+  virtual void device_broadcast(void* buf, size_t n, DType dtype, int root, void* stream);
 };
 
 // "local" (world 1) or "mpi". timeout_s: a collective that does not finish in time (a peer
@@ -61,5 +76,26 @@ class Communicator {
 std::unique_ptr<Communicator> make_comm(const std::string& transport, double timeout_s);
 // "mpi" when the environment says this process is one of several, else "local".
 std::string default_transport();
+
+// ---- the device communicator (NCCL on cuda, NCCL-over-MPI on simt) ----
+
+// How the ranks agree on NCCL's unique id (dist.init; src/dist/rendezvous.h).
+struct RendezvousOptions {
+  std::string method = "mpi";  // mpi | file | tcp
+  std::string path;            // file: a path every rank can read (a shared file system)
+  std::string addr;            // tcp: host:port where rank 0 listens
+  double timeout_s = 300;
+};
+
+// Wraps `host` (which keeps serving the host collectives) with device collectives for the
+// backend linked into this binary; binds this rank's GPU by local rank first. Fails clearly
+// when the binary has no device backend.
+std::unique_ptr<Communicator> make_device_comm(std::unique_ptr<Communicator> host,
+                                               const RendezvousOptions& rv, double timeout_s);
+// Called by the device half's registration object (src/device/nccl_comm.cu).
+using DeviceCommFactory = std::unique_ptr<Communicator> (*)(std::unique_ptr<Communicator> host,
+                                                            const RendezvousOptions& rv,
+                                                            double timeout_s);
+void register_device_comm(DeviceCommFactory factory);
 
 }  // namespace ouro

@@ -61,6 +61,12 @@ struct SampleSection {
 struct DistSection {
   int zero = 0;           // 1: ZeRO-1 (gradients reduce-scattered, AdamW sharded, weights all-gathered)
   double timeout_s = 300; // a collective taking longer aborts the job (a peer died or hung)
+  // How the device backends' ranks exchange NCCL's unique id (src/dist/rendezvous.h):
+  // auto (mpi under mpirun, else env when $OURO_INIT_ADDR/$MASTER_ADDR is set, else mpi),
+  // mpi, file (init_path on a shared file system), tcp (rank 0 listens on init_addr), env.
+  std::string init = "auto";
+  std::string init_path = "";  // dist.init = file
+  std::string init_addr = "";  // dist.init = tcp: host:port
 };
 
 // The self-improvement loop (src/loop). rounds = 0: plain training.

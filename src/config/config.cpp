@@ -52,6 +52,8 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(sample, temperature, Float),  OURO_KEY(sample, top_k, Int),
       OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
       OURO_KEY(dist, zero, Int),             OURO_KEY(dist, timeout_s, Float),
+      OURO_KEY(dist, init, String),          OURO_KEY(dist, init_path, String),
+      OURO_KEY(dist, init_addr, String),
       OURO_KEY(loop, rounds, Int),           OURO_KEY(loop, mode, String),
       OURO_KEY(loop, start_step, Int64),     OURO_KEY(loop, round_steps, Int64),
       OURO_KEY(loop, prompts, Int),          OURO_KEY(loop, k, Int),
@@ -271,6 +273,18 @@ std::vector<std::string> config_differences(const Config& a, const Config& b) {
   return out;
 }
 
+namespace {
+// "host:port" or "[v6addr]:port" with a port in 1..65535 (src/dist/rendezvous.cpp resolves it).
+bool valid_host_port(const std::string& s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size()) return false;
+  const std::string port = s.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  const int p = std::stoi(port);
+  return p >= 1 && p <= 65535;
+}
+}  // namespace
+
 void Config::validate() const {
   const std::string src = source.empty() ? "config" : source;
   auto need = [&](bool ok, const char* key, const std::string& why) {
@@ -316,6 +330,14 @@ void Config::validate() const {
   need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
   need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
   need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
+  need(dist.init == "auto" || dist.init == "mpi" || dist.init == "file" || dist.init == "tcp" ||
+           dist.init == "env",
+       "dist.init", "must be one of auto, mpi, file, tcp, env (got '" + dist.init + "')");
+  need(dist.init != "file" || !dist.init_path.empty(), "dist.init_path",
+       "must be set when dist.init = file");
+  if (dist.init == "tcp") need(valid_host_port(dist.init_addr), "dist.init_addr",
+                               "must be host:port with a port in 1..65535 when dist.init = tcp (got '" +
+                                   dist.init_addr + "')");
   need(loop.rounds >= 0, "loop.rounds", "must be >= 0");
   if (loop.rounds == 0) return;  // the loop's keys matter only when it runs
   need(loop.mode == "loop" || loop.mode == "baseline" || loop.mode == "replace", "loop.mode",

@@ -47,7 +47,14 @@ class MpiComm final : public Communicator {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &world_);
-    local_rank_ = detect_dist_env().local_rank;
+    const DistEnv env = detect_dist_env();
+    local_rank_ = env.local_rank;
+    // Ranks started without an MPI launcher (RANK/WORLD_SIZE, srun without PMI) each see a
+    // world of one: say so instead of training W unrelated copies.
+    OURO_CHECK(env.world <= 1 || env.world == world_,
+               "the launcher ({}) says {} ranks but MPI sees {} process(es): the host collectives "
+               "run over MPI, so launch with mpirun (or srun --mpi=pmix)",
+               env.launcher, env.world, world_);
     watchdog_ = std::make_unique<Watchdog>(rank_, timeout_s);
   }
   ~MpiComm() override {

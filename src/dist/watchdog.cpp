@@ -5,7 +5,8 @@
 
 namespace ouro {
 
-Watchdog::Watchdog(int rank, double timeout_s) : rank_(rank), timeout_s_(timeout_s) {
+Watchdog::Watchdog(int rank, double timeout_s, double grace_s)
+    : rank_(rank), timeout_s_(timeout_s), grace_s_(grace_s) {
   if (timeout_s_ > 0) thread_ = std::thread([this] { run(); });
 }
 
@@ -35,7 +36,7 @@ void Watchdog::run() {
     cv_.wait_for(l, std::chrono::milliseconds(250));
     if (!op_) continue;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-    if (s > timeout_s_) {
+    if (s > timeout_s_ + grace_s_) {
       // No logger here: it may be the logger's lock that is stuck. stderr is unbuffered.
       std::fprintf(stderr,
                    "[ouro] rank %d: %s did not complete within %.0f s (dist.timeout_s): another "

@@ -13,7 +13,9 @@ namespace ouro {
 
 class Watchdog {
  public:
-  Watchdog(int rank, double timeout_s);
+  // Fires grace_s after timeout_s (a backstop behind a caller that polls its own deadline of
+  // timeout_s); the message names timeout_s, the limit the user set.
+  Watchdog(int rank, double timeout_s, double grace_s = 0);
   ~Watchdog();
   // RAII guard around one operation.
   class Scope {
@@ -29,7 +31,7 @@ class Watchdog {
   void end();
   void run();
   int rank_;
-  double timeout_s_;
+  double timeout_s_, grace_s_;
   std::mutex mu_;
   std::condition_variable cv_;
   const char* op_ = nullptr;

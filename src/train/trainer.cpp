@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "common/trace.h"
+#include "dist/rendezvous.h"
 #include "loop/loop.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
@@ -73,6 +74,20 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   }
   if (comm_->world() > 1) {
     check_same_config();
+    if (cfg_.run.device != "cpu") {
+      // Device backends keep bf16 gradients on the device: they are averaged there by NCCL (the
+      // NCCL API over MPI on simt); the host communicator stays for losses, checks, checkpoints.
+      OURO_CHECK(cfg_.dist.zero == 0,
+                 "dist.zero = 1 is not supported on the {} backend yet: its bf16 weights are "
+                 "stochastically rounded with a hash of the element's index within the optimizer's "
+                 "range, so a sharded AdamW would round differently from ZeRO-0 and from a resumed "
+                 "run; use dist.zero = 0",
+                 cfg_.run.device);
+      comm_ = make_device_comm(std::move(comm_),
+                               resolve_rendezvous(cfg_.dist.init, cfg_.dist.init_path,
+                                                  cfg_.dist.init_addr, cfg_.dist.timeout_s),
+                               cfg_.dist.timeout_s);
+    }
     logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
                    cfg_.dist.zero);
   }
@@ -222,10 +237,24 @@ std::vector<float> TrainSession::full_moment(std::vector<float> part) const {
   return full;
 }
 
+// Called once per optimizer step, after the last micro-step of gradient accumulation: the
+// micro-steps accumulate into the local gradients, and only their sum crosses the wire.
 void TrainSession::sync_gradients() {
   if (comm_->world() == 1) return;
-  OURO_CHECK(ops_->act_dtype() == DType::F32, "data parallelism over {} needs fp32 gradients",
-             comm_->name());
+  if (ops_->act_dtype() != DType::F32) {
+    // bf16 gradients are averaged as bf16: NCCL sums each element in fp32 and rounds to bf16 once
+    // per hop (once in all for 2 ranks; NCCL-over-MPI sums all ranks in fp32, then rounds once).
+    // That adds one bf16 rounding (relative 2^-9) to gradients that the backward has already
+    // rounded to bf16 once per micro-step, and halves the bytes an fp32 reduction would move;
+    // AdamW normalises the update by the gradient's own scale, so the extra rounding is noise
+    // of the size the bf16 backward already makes.
+    OURO_CHECK(comm_->has_device_collectives(), "data parallelism on the {} backend needs a device "
+               "communicator; {} has none", ops_->name(), comm_->name());
+    ops_->synchronize();  // the backward's last kernels write the gradients on the ops stream
+    comm_->device_all_reduce(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
+                             ReduceOp::Avg, nullptr);
+    return;
+  }
   auto* g = static_cast<float*>(model_->grads_data());
   if (zero_)
     comm_->reduce_scatter(g, model_->num_params(), ReduceOp::Avg);
@@ -257,12 +286,18 @@ void TrainSession::save() {
   auto params = model_->get_params();
   auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
   if (comm_->world() > 1) {
-    // Every rank must hold the same weights; a checkpoint is the moment to prove it.
-    uint64_t mine = fingerprint(params), ref = mine;
+    // Every rank must hold the same weights; a checkpoint is the moment to prove it. Both copies
+    // count: the fp32 masters and the weights the backend computes with (bf16 on devices).
+    const size_t wbytes = model_->num_params() * dtype_size(ops_->act_dtype());
+    std::vector<float> working(wbytes / sizeof(float) + 1, 0.0f);
+    ops_->to_host(working.data(), model_->params_data(), wbytes);
+    uint64_t mine = fingerprint(params) ^ (fingerprint(working) * 31), ref = mine;
     comm_->broadcast(&ref, sizeof(ref), 0);
     double differs = mine != ref ? 1.0 : 0.0;
     comm_->all_reduce(&differs, 1, ReduceOp::Max);
     OURO_CHECK(differs == 0.0, "rank {}: the ranks' weights diverged at step {}", comm_->rank(), step);
+    logger()->info("step {}: the {} ranks' weights are bitwise identical (fingerprint {:016x})", step,
+                   comm_->world(), mine);
   }
   if (lead()) {
     CheckpointData d;

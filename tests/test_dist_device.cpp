@@ -1,0 +1,482 @@
+// Data parallelism on the device path, run on the simt backend: the NCCL API over MPI at the
+// level of single collectives (bf16 and fp32 against exact sums, identical bits on every rank),
+// the file and tcp rendezvous between processes and their failures, and training under
+// `mpirun -np 2` against one rank with twice the batch.
+//
+// The collective checks run in ranks started by mpirun: the outer test launches this very
+// binary on the DISABLED_ worker test (gtest runs it only when asked to).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "dist/rendezvous.h"
+#include "ouro/comm.h"
+#include "ouro/data.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using namespace ouro::test;
+
+namespace {
+
+std::string mpirun(int np) {
+  return "mpirun --allow-run-as-root --oversubscribe --bind-to none -np " + std::to_string(np) + " ";
+}
+
+// A port nobody listens on right now (the kernel's pick, released again).
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t l = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// ---- bf16 as the spec says: widen exactly, round once to nearest-even ----
+float bf16_to_float(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+uint64_t fnv(const void* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
+  return h;
+}
+
+// Rank r's input element i: integers times 1/4 in [-16, 16] (so every sum over a few ranks is
+// exact in bf16 and fp32) or, with `rough`, arbitrary floats (rounding then matters).
+float input(int r, size_t i, bool rough) {
+  if (!rough) return static_cast<float>(static_cast<int>((i * 7 + r * 13) % 129) - 64) * 0.25f;
+  std::mt19937 g(static_cast<uint32_t>(i * 131 + r));
+  return std::uniform_real_distribution<float>(-3.0f, 3.0f)(g);
+}
+
+// Buffer of n elements of dt holding rank r's inputs; element access through get/set.
+struct Buf {
+  ouro::DType dt;
+  std::vector<unsigned char> bytes;
+  Buf(ouro::DType d, size_t n) : dt(d), bytes(n * ouro::dtype_size(d)) {}
+  size_t size() const { return bytes.size() / ouro::dtype_size(dt); }
+  float get(size_t i) const {
+    if (dt == ouro::DType::F32) {
+      float f;
+      std::memcpy(&f, &bytes[4 * i], 4);
+      return f;
+    }
+    uint16_t b;
+    std::memcpy(&b, &bytes[2 * i], 2);
+    return bf16_to_float(b);
+  }
+  void set(size_t i, float v) {  // for bf16 the value must already be representable
+    if (dt == ouro::DType::F32) {
+      std::memcpy(&bytes[4 * i], &v, 4);
+    } else {
+      uint16_t b = float_to_bf16(v);
+      std::memcpy(&bytes[2 * i], &b, 2);
+    }
+  }
+};
+
+Buf rank_input(ouro::DType dt, size_t n, int r, bool rough) {
+  Buf b(dt, n);
+  for (size_t i = 0; i < n; ++i) b.set(i, input(r, i, rough));
+  return b;
+}
+
+// The reduction as specified: the ranks' (dtype-rounded) inputs summed in fp32 in rank order,
+// divided by W for avg, rounded once to the dtype.
+float expected_sum(ouro::DType dt, size_t i, int W, bool rough, bool avg) {
+  float acc = 0;
+  for (int r = 0; r < W; ++r) {
+    Buf one(dt, 1);
+    one.set(0, input(r, i, rough));
+    acc = r == 0 ? one.get(0) : acc + one.get(0);
+  }
+  if (avg) acc /= static_cast<float>(W);
+  Buf out(dt, 1);
+  out.set(0, acc);
+  return out.get(0);
+}
+
+// Every rank's bytes equal rank 0's.
+void expect_same_on_every_rank(ouro::Communicator& c, const Buf& b, const std::string& what) {
+  uint64_t mine = fnv(b.bytes.data(), b.bytes.size()), ref = mine;
+  c.broadcast(&ref, sizeof ref, 0);
+  double differs = mine != ref;
+  c.all_reduce(&differs, 1, ouro::ReduceOp::Max);
+  EXPECT_EQ(differs, 0.0) << what << ": ranks hold different bits";
+}
+
+}  // namespace
+
+// ---- the worker, run by mpirun from NcclOverMpi.CollectivesMatchExactSumsOnEveryRank ----
+TEST(NcclOverMpiWorker, DISABLED_Collectives) {
+  ouro::RendezvousOptions rv;  // MPI_Bcast of the unique id
+  auto comm = ouro::make_device_comm(ouro::make_comm("mpi", 60), rv, 60);
+  ASSERT_TRUE(comm->has_device_collectives());
+  const int W = comm->world(), me = comm->rank();
+  ASSERT_GE(W, 2);
+  for (ouro::DType dt : {ouro::DType::F32, ouro::DType::BF16}) {
+    const char* dn = dt == ouro::DType::F32 ? "fp32" : "bf16";
+    // Even and uneven splits over the ranks, and fewer elements than ranks.
+    for (size_t n : {size_t(4096), size_t(1001), size_t(1)}) {
+      for (bool rough : {false, true}) {
+        const std::string tag = fmt::format("{} n={} {}", dn, n, rough ? "rough" : "exact");
+        for (ouro::ReduceOp op : {ouro::ReduceOp::Sum, ouro::ReduceOp::Avg}) {
+          Buf b = rank_input(dt, n, me, rough);
+          comm->device_all_reduce(b.bytes.data(), n, dt, op, nullptr);
+          size_t bad = 0;
+          for (size_t i = 0; i < n; ++i)
+            bad += b.get(i) != expected_sum(dt, i, W, rough, op == ouro::ReduceOp::Avg);
+          EXPECT_EQ(bad, 0u) << "all-reduce " << tag;
+          expect_same_on_every_rank(*comm, b, "all-reduce " + tag);
+        }
+        {
+          Buf b = rank_input(dt, n, me, rough);
+          comm->device_all_reduce(b.bytes.data(), n, dt, ouro::ReduceOp::Max, nullptr);
+          size_t bad = 0;
+          for (size_t i = 0; i < n; ++i) {
+            float m = -INFINITY;
+            for (int r = 0; r < W; ++r) {
+              Buf one(dt, 1);
+              one.set(0, input(r, i, rough));
+              m = std::max(m, one.get(0));
+            }
+            bad += b.get(i) != m;
+          }
+          EXPECT_EQ(bad, 0u) << "all-reduce max " << tag;
+        }
+        {
+          Buf b = rank_input(dt, n, me, rough);
+          comm->device_reduce_scatter(b.bytes.data(), n, dt, ouro::ReduceOp::Avg, nullptr);
+          const ouro::ShardRange s = ouro::shard_of(n, W, me);
+          size_t bad = 0;
+          for (size_t i = s.begin; i < s.end; ++i) bad += b.get(i) != expected_sum(dt, i, W, rough, true);
+          EXPECT_EQ(bad, 0u) << "reduce-scatter " << tag;
+        }
+        {
+          // Each rank fills only its own shard; the rest starts as garbage (NaN bits).
+          Buf b(dt, n);
+          std::fill(b.bytes.begin(), b.bytes.end(), 0xff);
+          const ouro::ShardRange s = ouro::shard_of(n, W, me);
+          for (size_t i = s.begin; i < s.end; ++i) b.set(i, input(me, i, false));
+          comm->device_all_gather(b.bytes.data(), n, dt, nullptr);
+          size_t bad = 0;
+          for (int r = 0; r < W; ++r) {
+            const ouro::ShardRange sr = ouro::shard_of(n, W, r);
+            for (size_t i = sr.begin; i < sr.end; ++i) bad += b.get(i) != input(r, i, false);
+          }
+          EXPECT_EQ(bad, 0u) << "all-gather " << tag;
+          expect_same_on_every_rank(*comm, b, "all-gather " + tag);
+        }
+        {
+          const int root = W - 1;
+          Buf b = rank_input(dt, n, me, rough);
+          comm->device_broadcast(b.bytes.data(), n, dt, root, nullptr);
+          EXPECT_EQ(b.bytes, rank_input(dt, n, root, rough).bytes) << "broadcast " << tag;
+        }
+      }
+    }
+  }
+}
+
+TEST(NcclOverMpi, CollectivesMatchExactSumsOnEveryRank) {
+#if !defined(OURO_TEST_NCCL_OVER_MPI)
+  GTEST_SKIP() << "this build has no simt device half (NCCL-over-MPI)";
+#endif
+  const fs::path log = fs::temp_directory_path() / ("ouro_nccl_over_mpi_" + std::to_string(::getpid()) + ".log");
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  for (int np : {2, 3}) {
+    auto r = run_shell(mpirun(np) + self + " --gtest_also_run_disabled_tests "
+                       "--gtest_filter=NcclOverMpiWorker.DISABLED_Collectives", log);
+    EXPECT_EQ(r.code, 0) << r.out;
+    // Every rank ran the worker (it was neither filtered out nor skipped) and passed.
+    size_t passed = 0;
+    for (size_t p = r.out.find("[  PASSED  ] 1 test"); p != std::string::npos;
+         p = r.out.find("[  PASSED  ] 1 test", p + 1))
+      ++passed;
+    EXPECT_EQ(passed, static_cast<size_t>(np)) << r.out;
+  }
+  fs::remove(log);
+}
+
+// ---- rendezvous between processes ----
+namespace {
+
+class Rendezvous : public ScratchDirTest {
+ protected:
+  void SetUp() override { make_dir("ouro_test_rendezvous_"); }
+
+  // The id NCCL would hand out: binary, zero bytes included.
+  std::string id() const {
+    std::string s(128, '\0');
+    for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 37 + 11) % 256);
+    return s;
+  }
+
+  // Rank `rank` of `world` in a child process; it writes what it received (or its error) to
+  // <dir>/rank<rank>.out and exits 0 on success.
+  pid_t spawn(const ouro::RendezvousOptions& rv, int rank, int world) {
+    const std::string bytes = rank == 0 ? id() : std::string();
+    const fs::path out = dir / ("rank" + std::to_string(rank) + ".out");
+    pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    int code = 0;
+    std::string result;
+    try {
+      auto local = ouro::make_comm("local", 0);
+      result = ouro::rendezvous_bytes(rv, rank, world, bytes, *local);
+    } catch (const std::exception& e) {
+      result = std::string("ERROR: ") + e.what();
+      code = 1;
+    }
+    std::ofstream(out, std::ios::binary) << result;
+    std::_Exit(code);
+  }
+  int wait_for(pid_t pid) {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  }
+  std::string result(int rank) const { return read_file(dir / ("rank" + std::to_string(rank) + ".out")); }
+
+  ouro::RendezvousOptions tcp(int port, double timeout_s) const {
+    ouro::RendezvousOptions rv;
+    rv.method = "tcp";
+    rv.addr = "127.0.0.1:" + std::to_string(port);
+    rv.timeout_s = timeout_s;
+    return rv;
+  }
+};
+
+}  // namespace
+
+TEST_F(Rendezvous, FileDeliversRankZerosBytesAndIsRemovedAfterwards) {
+  ouro::RendezvousOptions rv;
+  rv.method = "file";
+  rv.path = (dir / "nccl.id").string();
+  rv.timeout_s = 30;
+  pid_t p1 = spawn(rv, 1, 2);  // the reader first: it must wait for the file
+  ::usleep(200 * 1000);
+  pid_t p0 = spawn(rv, 0, 2);
+  EXPECT_EQ(wait_for(p0), 0) << result(0);
+  EXPECT_EQ(wait_for(p1), 0) << result(1);
+  EXPECT_EQ(result(1), id());
+  EXPECT_TRUE(fs::exists(rv.path));
+  ouro::rendezvous_finished(rv, 0);
+  EXPECT_FALSE(fs::exists(rv.path));
+}
+
+TEST_F(Rendezvous, FileFailuresNameThePath) {
+  ouro::RendezvousOptions rv;
+  rv.method = "file";
+  rv.path = (dir / "nccl.id").string();
+  rv.timeout_s = 0.5;
+  auto local = ouro::make_comm("local", 0);
+  try {
+    ouro::rendezvous_bytes(rv, 1, 2, "", *local);
+    ADD_FAILURE() << "no timeout";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1: file rendezvous timed out after 0.5 s (dist.timeout_s)"),
+              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(rv.path), std::string::npos) << e.what();
+  }
+  std::ofstream(rv.path) << "left over";
+  try {
+    ouro::rendezvous_bytes(rv, 0, 2, id(), *local);
+    ADD_FAILURE() << "a stale file was overwritten";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Rendezvous, TcpDeliversRankZerosBytesToEveryRank) {
+  const auto rv = tcp(free_port(), 30);
+  // Peers first: they retry until rank 0 listens.
+  pid_t p2 = spawn(rv, 2, 3), p1 = spawn(rv, 1, 3);
+  ::usleep(300 * 1000);
+  pid_t p0 = spawn(rv, 0, 3);
+  EXPECT_EQ(wait_for(p0), 0) << result(0);
+  EXPECT_EQ(wait_for(p1), 0) << result(1);
+  EXPECT_EQ(wait_for(p2), 0) << result(2);
+  EXPECT_EQ(result(1), id());
+  EXPECT_EQ(result(2), id());
+}
+
+TEST_F(Rendezvous, TcpTimeoutsNameTheRankAndTheAddress) {
+  const auto rv = tcp(free_port(), 1);
+  pid_t p1 = spawn(rv, 1, 2);  // nobody listens
+  EXPECT_EQ(wait_for(p1), 1);
+  EXPECT_NE(result(1).find("rank 1: tcp rendezvous timed out after 1 s (dist.timeout_s): cannot reach "
+                           "rank 0 at dist.init_addr " + rv.addr),
+            std::string::npos) << result(1);
+  pid_t p0 = spawn(rv, 0, 2);  // nobody connects
+  EXPECT_EQ(wait_for(p0), 1);
+  EXPECT_NE(result(0).find("rank 0: tcp rendezvous at " + rv.addr + " timed out after 1 s (dist.timeout_s): "
+                           "0 of 1 other ranks connected"),
+            std::string::npos) << result(0);
+}
+
+TEST_F(Rendezvous, TcpRefusesARankFromAnotherJobSize) {
+  const auto rv = tcp(free_port(), 10);
+  pid_t p0 = spawn(rv, 0, 2);
+  pid_t p1 = spawn(rv, 1, 3);
+  EXPECT_EQ(wait_for(p0), 1);
+  EXPECT_NE(result(0).find("as one of 3 ranks; this job has 2"), std::string::npos) << result(0);
+  EXPECT_NE(wait_for(p1), 0);
+}
+
+TEST_F(Rendezvous, BadAddressesAreRefusedClearly) {
+  auto local = ouro::make_comm("local", 0);
+  auto err = [&](const std::string& addr) {
+    ouro::RendezvousOptions rv;
+    rv.method = "tcp";
+    rv.addr = addr;
+    rv.timeout_s = 2;
+    try {
+      ouro::rendezvous_bytes(rv, 1, 2, "", *local);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(err("no-such-host.invalid:29500").find("cannot resolve host 'no-such-host.invalid'"),
+            std::string::npos) << err("no-such-host.invalid:29500");
+  EXPECT_NE(err("localhost").find("expected host:port"), std::string::npos) << err("localhost");
+  EXPECT_NE(err("localhost:70000").find("port '70000' is not in 1..65535"), std::string::npos);
+  EXPECT_NE(err("localhost:http").find("is not in 1..65535"), std::string::npos);
+}
+
+TEST(RendezvousResolve, AutoAndEnvPickTheMethod) {
+  ::unsetenv("OURO_INIT_ADDR");
+  ::setenv("MASTER_ADDR", "10.0.0.1", 1);
+  ::setenv("MASTER_PORT", "29500", 1);
+  const bool under_mpirun = ouro::detect_dist_env().launcher == "openmpi";
+  auto rv = ouro::resolve_rendezvous("auto", "", "", 5);
+  EXPECT_EQ(rv.method, under_mpirun ? "mpi" : "tcp");
+  rv = ouro::resolve_rendezvous("env", "", "", 5);
+  EXPECT_EQ(rv.method, "tcp");
+  EXPECT_EQ(rv.addr, "10.0.0.1:29500");
+  ::setenv("OURO_INIT_ADDR", "[::1]:1234", 1);
+  EXPECT_EQ(ouro::resolve_rendezvous("env", "", "", 5).addr, "[::1]:1234");
+  EXPECT_EQ(ouro::parse_host_port("[::1]:1234", "x").host, "::1");
+  ::unsetenv("OURO_INIT_ADDR"), ::unsetenv("MASTER_ADDR"), ::unsetenv("MASTER_PORT");
+  EXPECT_THROW(ouro::resolve_rendezvous("env", "", "", 5), std::exception);
+  EXPECT_THROW(ouro::resolve_rendezvous("file", "", "", 5), std::exception);
+  EXPECT_EQ(ouro::resolve_rendezvous("file", "/x", "", 5).method, "file");
+}
+
+// ---- training on the simt backend under mpirun ----
+namespace {
+
+// configs/tiny.toml's model on a synthetic shard of its 2048-token vocabulary, shrunk to what the
+// emulator trains in seconds: 32-token windows, 3 steps.
+class DeviceDist : public ScratchDirTest {
+ protected:
+  void SetUp() override {
+    if (std::string(OURO_SIMT_BIN).empty()) GTEST_SKIP() << "no binary with the simt backend";
+    make_dir("ouro_test_dist_device_");
+    std::mt19937 rng(5);
+    std::vector<uint32_t> toks;
+    while (toks.size() < 20000) {  // repeated phrases: a learnable signal within 3 steps
+      const uint32_t start = rng() % 64;
+      for (uint32_t k = 0; k < 8; ++k) toks.push_back((start * 31 + k * 7) % 2048);
+    }
+    ouro::write_shard(dir / "train.bin", toks, 2048);
+  }
+  CmdResult train(int np, const std::string& name, const std::string& extra) {
+    const std::string cmd = (np > 0 ? mpirun(np) : std::string()) + OURO_SIMT_BIN + " train --config " +
+                            std::string(OURO_SOURCE_DIR) + "/configs/tiny.toml --device simt" +
+                            " --set train.steps=3 --set train.seq_len=32 --set train.warmup_steps=1" +
+                            " --set train.eval_every=0 --set train.log_every=1 --set checkpoint.every=0" +
+                            " --set data.tokenizer='' --set data.val='' --set run.threads=1" +
+                            " --set data.train=" + (dir / "train.bin").string() +
+                            " --set run.out_dir=" + (dir / name).string() + " " + extra;
+    return run_shell(cmd, dir / (name + ".log"));
+  }
+  std::vector<double> values(const std::string& name, const char* key) const {
+    std::vector<double> v;
+    std::ifstream in(dir / name / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains(key) && j[key].is_number()) v.push_back(j[key].get<double>());
+    }
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST_F(DeviceDist, TwoRanksEqualOneRankWithTwiceTheBatchWithinBf16Noise) {
+  auto one = train(0, "one", "--set train.batch_size=4");
+  ASSERT_EQ(one.code, 0) << one.out;
+  // The unique id travels through a file here (dist.init = file), NCCL-over-MPI moves the data.
+  auto two = train(2, "two", "--set train.batch_size=2 --set dist.init=file --set dist.init_path=" +
+                                 (dir / "nccl.id").string());
+  ASSERT_EQ(two.code, 0) << two.out;
+  EXPECT_NE(two.out.find("data parallel: 2 ranks over nccl-over-mpi+mpi"), std::string::npos) << two.out;
+  // The final checkpoint proves both ranks' fp32 masters and bf16 weights bitwise identical
+  // (the run fails otherwise) and says so.
+  EXPECT_NE(two.out.find("step 3: the 2 ranks' weights are bitwise identical"), std::string::npos) << two.out;
+  EXPECT_FALSE(fs::exists(dir / "nccl.id"));  // rank 0 removed the rendezvous file
+  const auto l1 = values("one", "loss"), l2 = values("two", "loss");
+  const auto n1 = values("one", "grad_norm"), n2 = values("two", "grad_norm");
+  ASSERT_EQ(l1.size(), 3u);
+  ASSERT_EQ(l2.size(), 3u);
+  ASSERT_EQ(n2.size(), 3u);
+  // Step 1 runs the same weights on the same 4 rows: the loss is a mean of means (fp32), equal
+  // to rounding. Its gradient differs only by the bf16 rounding of the two half-batch sums and
+  // of their average (relative 2^-9 per element), so the norm agrees to a fraction of that.
+  EXPECT_NEAR(l2[0], l1[0], 1e-5 * l1[0]);
+  EXPECT_NEAR(n2[0], n1[0], 4e-3 * n1[0]);
+  // Later steps inherit those roundings through AdamW, whose first updates are nearly
+  // sign(gradient) * lr: elements with tiny gradients can flip sign, so the loss moves by bf16
+  // noise, far less than the step-to-step change of the loss itself.
+  for (size_t i = 1; i < 3; ++i) EXPECT_NEAR(l2[i], l1[i], 5e-3 * l1[i]) << "step " << i + 1;
+  EXPECT_LT(l2[2], l2[0]);  // and it trains
+}
+
+TEST_F(DeviceDist, ZeroOneIsRefusedOnTheDevicePath) {
+  auto r = train(2, "z1", "--set train.batch_size=2 --set dist.zero=1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("dist.zero = 1 is not supported on the simt backend"), std::string::npos) << r.out;
+}
+
+TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {
+  // The id goes over tcp; rank 1 stops before its first gradient all-reduce, so rank 0 waits in
+  // the device all-reduce until dist.timeout_s.
+  const int port = free_port();
+  auto r = train(2, "hung", "--set train.batch_size=2 --set train.steps=50 --set dist.timeout_s=3 "
+                            "--set dist.init=tcp --set dist.init_addr=127.0.0.1:" + std::to_string(port) +
+                            " --fault-rank 1 --fault-step 1 --fault-signal stop");
+  EXPECT_NE(r.code, 0);
+  EXPECT_LT(r.seconds, 120.0);
+  EXPECT_NE(r.out.find("rank 0: device all-reduce did not complete within 3 s (dist.timeout_s)"),
+            std::string::npos) << r.out;
+}
