@@ -84,8 +84,9 @@ struct LoopSection {
   double top_p = 1.0;
   double syn_frac = 0.25;     // fraction of each batch's rows drawn from the buffer
   std::string task = "";      // "" = text prompts; add | sort | copy
-  int task_min = 1, task_max = 3;  // difficulties of the task's prompts
-  std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, accept_all
+  int task_min = 1, task_max = 3;  // difficulties of the task's prompts (in round 0)
+  int task_grow = 0;          // added to both per round: a curriculum that lengthens the problems
+  std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, answer_length, accept_all
   double band_lo = 0.25, band_hi = 0.75;  // quantiles of length-normalized log-prob kept
   double min_token_prob = 0.0;  // min_prob scorer: every token at least this likely
   int dedup_n = 4;              // n-gram size for Jaccard dedup

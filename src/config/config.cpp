@@ -61,7 +61,8 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(loop, temperature, Float),    OURO_KEY(loop, top_k, Int),
       OURO_KEY(loop, top_p, Float),          OURO_KEY(loop, syn_frac, Float),
       OURO_KEY(loop, task, String),          OURO_KEY(loop, task_min, Int),
-      OURO_KEY(loop, task_max, Int),         OURO_KEY(loop, scorer, String),
+      OURO_KEY(loop, task_max, Int),         OURO_KEY(loop, task_grow, Int),
+      OURO_KEY(loop, scorer, String),
       OURO_KEY(loop, band_lo, Float),        OURO_KEY(loop, band_hi, Float),
       OURO_KEY(loop, min_token_prob, Float), OURO_KEY(loop, dedup_n, Int),
       OURO_KEY(loop, dedup_threshold, Float), OURO_KEY(loop, max_repeat, Float),
@@ -354,6 +355,7 @@ void Config::validate() const {
        "loop.task", "must be empty (text) or one of add, sort, copy");
   need(loop.task_min >= 1 && loop.task_min <= loop.task_max, "loop.task_min",
        "must be >= 1 and <= loop.task_max");
+  need(loop.task_grow >= 0, "loop.task_grow", "must be >= 0");
   need(loop.band_lo >= 0 && loop.band_lo < loop.band_hi && loop.band_hi <= 1, "loop.band_lo",
        "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
   need(loop.dedup_n > 0, "loop.dedup_n", "must be positive");
