@@ -97,8 +97,9 @@ def plot_roofline(report, png):
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("arithmetic intensity (FLOP / byte moved at least once)")
     ax.set_ylabel("achieved FLOP/s")
-    top = max([peak or 0] + ys)
-    ax.set_ylim(min(ys) / 10, top * 3)
+    # The frame holds the points, the compute roof and at least the left end of the bandwidth roof.
+    ends = [bw * lo] if bw else []
+    ax.set_ylim(min(ys + ends) / 10, max(ys + ends + [peak or 0]) * 3)
     ax.set_xlim(lo, hi)
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
