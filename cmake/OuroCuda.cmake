@@ -44,4 +44,28 @@ if(OURO_HAVE_CUDA)
   target_link_libraries(ouro_cuda_libs INTERFACE
     CUDA::cudart CUDA::cublas CUDA::cublasLt CUDNN::cudnn NCCL::nccl)
   add_library(ouro::cuda_libs ALIAS ouro_cuda_libs)
+
+  # The cuDNN frontend (header-only C++ graph API over cuDNN's backend) for model.attention =
+  # cudnn (src/device/cudnn_attention.cu). tools/setup.sh installs it from PyPI
+  # (nvidia-cudnn-frontend) into the repository's .venv; CUDNN_FRONTEND_INCLUDE_DIR may name
+  # another copy. Without it the cuda build still configures and the alternate compiles to a
+  # version that refuses "cudnn" with a message saying so.
+  file(GLOB _ouro_venv_includes "${CMAKE_SOURCE_DIR}/.venv/lib/python3*/site-packages/include")
+  find_path(CUDNN_FRONTEND_INCLUDE_DIR cudnn_frontend.h
+            HINTS ${_ouro_venv_includes} ENV CUDNN_FRONTEND_INCLUDE_DIR
+            PATHS ${CUDNN_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS}
+            DOC "Directory holding cudnn_frontend.h (the cuDNN frontend headers)")
+  if(CUDNN_FRONTEND_INCLUDE_DIR)
+    file(STRINGS "${CUDNN_FRONTEND_INCLUDE_DIR}/cudnn_frontend_version.h" _fe_version
+         REGEX "#define CUDNN_FRONTEND_(MAJOR|MINOR|PATCH)_VERSION [0-9]+")
+    string(REGEX REPLACE "[^0-9;]*([0-9]+)" "\\1" _fe_version "${_fe_version}")
+    string(REPLACE ";" "." _fe_version "${_fe_version}")
+    message(STATUS "cuDNN frontend ${_fe_version}: ${CUDNN_FRONTEND_INCLUDE_DIR} (model.attention = cudnn is built)")
+    # SYSTEM: the frontend's own warnings are not ours to fix.
+    target_include_directories(ouro_cuda_libs SYSTEM INTERFACE "${CUDNN_FRONTEND_INCLUDE_DIR}")
+    target_compile_definitions(ouro_cuda_libs INTERFACE OURO_HAVE_CUDNN_FRONTEND=1)
+  else()
+    message(STATUS "cuDNN frontend: cudnn_frontend.h NOT found (run tools/setup.sh, or set "
+                   "CUDNN_FRONTEND_INCLUDE_DIR): model.attention = cudnn is NOT built and refuses")
+  endif()
 endif()
