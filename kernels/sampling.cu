@@ -22,7 +22,8 @@
 //     Counts are exact (integers in fp32, V < 2^24); masses are fp32 sums in a fixed order.
 //     Each bisection step is one pass and a one-barrier block reduction (warp sums, then every
 //     thread adds the <= 16 warp sums in order; double-buffered so no second barrier is needed).
-//  4. Draw: u = uniform01(philox4x32_10(offset_lo, offset_hi, row, 0, seed_lo, seed_hi).x[0]);
+//  4. Draw: u = uniform01(philox4x32_10(offset_lo, offset_hi, row, 0, seed_lo, seed_hi).x[0])
+//     (row-seeded: philox4x32_10(offset_lo, offset_hi, 0, 0, row_seed_lo, row_seed_hi));
 //     the token is the first kept i, in index order, whose running sum of kept weights exceeds
 //     u * (total kept weight). The scan is split into contiguous chunks, one per thread: chunk
 //     sums, an exclusive block scan of them, then the one thread whose chunk holds the crossing
@@ -108,7 +109,7 @@ __device__ __forceinline__ float block_above(const bf16* x, int V, uint32_t K, f
 }
 
 __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, int V, int Vp,
-                              SamplingParams p) {
+                              SamplingParams p, const uint64_t* row_seeds) {
   __shared__ float fscratch[32];
   __shared__ int iscratch[32];
   __shared__ float search_buf[64];
@@ -197,8 +198,12 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
     __syncthreads();
     excl += warp_off[warp];
     const float total = warp_off[31];
-    const Philox4 r = philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), uint32_t(row), 0u,
-                                    uint32_t(p.seed), uint32_t(p.seed >> 32));
+    // Row-seeded launches key each row by its own seed and leave the row out of the counter, so
+    // the draw cannot depend on which rows share the launch or where this row sits in it.
+    const uint64_t key = row_seeds ? row_seeds[row] : p.seed;
+    const uint32_t ctr_row = row_seeds ? 0u : uint32_t(row);
+    const Philox4 r = philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), ctr_row, 0u,
+                                    uint32_t(key), uint32_t(key >> 32));
     const float target = uniform01(r.x[0]) * total;
     // The chunk holding the crossing: the LAST thread with kept weight whose exclusive prefix is
     // <= target. Defined this way it is unique even where rounding makes neighbouring chunks'
@@ -294,18 +299,31 @@ void check_shape(const char* what, int N, int V, int Vp) {
 
 }  // namespace
 
-void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
-                   const SamplingParams& p, cudaStream_t stream) {
-  check_shape("sample_tokens", B, V, Vp);
+namespace {
+void launch_sample(const char* what, int* tokens, float* logprobs, const bf16* logits, int B, int V,
+                   int Vp, const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream) {
+  check_shape(what, B, V, Vp);
   if (B == 0) return;
-  if (!tokens || !logits) throw std::invalid_argument("sample_tokens: null pointer");
+  if (!tokens || !logits) throw std::invalid_argument(std::string(what) + ": null pointer");
   if (!(p.top_p == p.top_p) || !(p.temperature == p.temperature))
-    throw std::invalid_argument("sample_tokens: NaN temperature or top_p");
+    throw std::invalid_argument(std::string(what) + ": NaN temperature or top_p");
   // A few elements per thread; at most 16 warps (the draw's scan keeps a free slot in 32).
   int threads = ceil_div(ceil_div(V, 8), 32) * 32;
   threads = threads < 32 ? 32 : threads > 512 ? 512 : threads;
-  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p);
+  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p, row_seeds);
   OURO_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
+                   const SamplingParams& p, cudaStream_t stream) {
+  launch_sample("sample_tokens", tokens, logprobs, logits, B, V, Vp, p, nullptr, stream);
+}
+
+void sample_tokens_row_seeds(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
+                             const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream) {
+  if (B > 0 && !row_seeds) throw std::invalid_argument("sample_tokens_row_seeds: null row_seeds");
+  launch_sample("sample_tokens_row_seeds", tokens, logprobs, logits, B, V, Vp, p, row_seeds, stream);
 }
 
 void gather_logprobs(float* logprobs, const bf16* logits, const int* targets, int N, int V, int Vp,

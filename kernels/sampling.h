@@ -19,6 +19,13 @@ struct SamplingParams {
 void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
                    const SamplingParams& p, cudaStream_t stream);
 
+// As sample_tokens, but row b is keyed by row_seeds[b] (device, B keys; p.seed is unused) and
+// its Philox counter is (offset_lo, offset_hi, 0, 0): a row's draw is a function of its logits,
+// its seed and the offset alone, whatever other rows share the launch (batched generation where
+// each sequence owns its random stream).
+void sample_tokens_row_seeds(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
+                             const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream);
+
 // logprobs[n] = log softmax(logits[n, :V])[targets[n]] (0 where targets[n] < 0).
 void gather_logprobs(float* logprobs, const bf16* logits, const int* targets, int N, int V, int Vp,
                      cudaStream_t stream);

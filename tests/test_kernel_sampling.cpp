@@ -36,7 +36,9 @@ struct Draw {
 // key; then the largest key whose mass reaches top_p of the top-k mass), the same Philox uniform
 // and the same index-order scan. Only a uniform within ~1e-6 of a cumulative boundary (or a
 // top-p mass within ~1e-6 of the goal) could make the fp32 kernel differ: ~1e-5 odds per row.
-Draw reference_draw(const float* x, int V, const SamplingParams& p, int row) {
+// `philox_key` and `ctr_row` are the Philox key and the counter's row word: (p.seed, row) for
+// sample_tokens, (row_seeds[row], 0) for sample_tokens_row_seeds.
+Draw reference_draw_keyed(const float* x, int V, const SamplingParams& p, uint64_t philox_key, uint32_t ctr_row) {
   int amax = 0;
   for (int i = 1; i < V; i++)
     if (x[i] > x[amax]) amax = i;
@@ -78,8 +80,8 @@ Draw reference_draw(const float* x, int V, const SamplingParams& p, int row) {
     double total = 0;
     for (int i = 0; i < V; i++)
       if (key[i] >= cut) total += w[i];
-    const auto r = ouro::kernels::philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), uint32_t(row), 0u,
-                                                uint32_t(p.seed), uint32_t(p.seed >> 32));
+    const auto r = ouro::kernels::philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), ctr_row, 0u,
+                                                uint32_t(philox_key), uint32_t(philox_key >> 32));
     const double target = double(ouro::kernels::uniform01(r.x[0])) * total;
     double c = 0;
     for (int i = 0; i < V; i++) {
@@ -90,6 +92,10 @@ Draw reference_draw(const float* x, int V, const SamplingParams& p, int row) {
     }
   }
   return {token, (double(x[token]) - maxv) - std::log(s1)};
+}
+
+Draw reference_draw(const float* x, int V, const SamplingParams& p, int row) {
+  return reference_draw_keyed(x, V, p, p.seed, uint32_t(row));
 }
 
 std::vector<float> make_logits(int B, int V, int Vp, uint64_t seed, float scale = 2.0f) {
@@ -261,6 +267,56 @@ TEST_F(SamplingKernel, NullLogprobsAndBadShapes) {
   EXPECT_THROW(ouro::kernels::sample_tokens(d_tokens, nullptr, d_x, B, 41, 40, {1.0f, 0, 1.0f, 1, 0}, nullptr),
                std::invalid_argument);
   EXPECT_THROW(ouro::kernels::sample_tokens(d_tokens, nullptr, d_x, B, V, Vp, {1.0f, 0, NAN, 1, 0}, nullptr),
+               std::invalid_argument);
+}
+
+Result run_sample_row_seeds(const std::vector<float>& x, int B, int V, int Vp, const SamplingParams& p,
+                            const std::vector<uint64_t>& seeds) {
+  DeviceBuffer<bf16> d_x(to_bf16(x));
+  DeviceBuffer<uint64_t> d_seeds(seeds);
+  DeviceBuffer<int> d_tokens(B);
+  DeviceBuffer<float> d_lp(B);
+  ouro::kernels::sample_tokens_row_seeds(d_tokens, d_lp, d_x, B, V, Vp, p, d_seeds, nullptr);
+  return {d_tokens.download(), d_lp.download()};
+}
+
+// Each row draws from (its own seed, offset): the reference with that key and counter row 0,
+// and the same token when the row moves to another batch position among other rows.
+TEST_F(SamplingKernel, RowSeedsMakeEachRowIndependentOfItsBatchMates) {
+  const int B = 6, V = 700, Vp = 768;
+  const std::vector<float> x = make_logits(B, V, Vp, 91);
+  const std::vector<uint64_t> seeds = {3, 1ull << 40, 77, 3, 0xdeadbeefcafeull, 12};
+  for (const SamplingParams& p : {SamplingParams{1.0f, 0, 1.0f, 999, 5}, SamplingParams{0.8f, 50, 0.9f, 0, 11}}) {
+    const Result got = run_sample_row_seeds(x, B, V, Vp, p, seeds);
+    for (int b = 0; b < B; b++) {
+      const Draw d = reference_draw_keyed(&x[size_t(b) * Vp], V, p, seeds[b], 0u);
+      EXPECT_EQ(got.tokens[b], d.token) << "row " << b;
+      EXPECT_NEAR(got.logprobs[b], d.logprob, 1e-5 * std::max(1.0, std::abs(d.logprob))) << "row " << b;
+    }
+    // Rows reversed, and row 2 alone: the same draws.
+    std::vector<float> rev(x.size());
+    std::vector<uint64_t> rev_seeds(seeds.rbegin(), seeds.rend());
+    for (int b = 0; b < B; b++)
+      std::copy_n(&x[size_t(B - 1 - b) * Vp], Vp, &rev[size_t(b) * Vp]);
+    const Result r = run_sample_row_seeds(rev, B, V, Vp, p, rev_seeds);
+    for (int b = 0; b < B; b++) EXPECT_EQ(r.tokens[B - 1 - b], got.tokens[b]) << "row " << b;
+    const std::vector<float> one(x.begin() + 2 * Vp, x.begin() + 3 * Vp);
+    EXPECT_EQ(run_sample_row_seeds(one, 1, V, Vp, p, {seeds[2]}).tokens[0], got.tokens[2]);
+  }
+  // The seed matters: rows 0 and 3 share seed 3 but not logits; the same logits with another
+  // seed draw other tokens somewhere over 16 offsets.
+  int differ = 0;
+  const std::vector<float> row0(x.begin(), x.begin() + Vp);
+  for (uint64_t off = 0; off < 16; off++) {
+    const SamplingParams p{1.0f, 0, 1.0f, 0, off};
+    differ += run_sample_row_seeds(row0, 1, V, Vp, p, {3}).tokens[0] !=
+              run_sample_row_seeds(row0, 1, V, Vp, p, {4}).tokens[0];
+  }
+  EXPECT_GT(differ, 0);
+  DeviceBuffer<bf16> d_x(to_bf16(x));
+  DeviceBuffer<int> d_tokens(B);
+  EXPECT_THROW(ouro::kernels::sample_tokens_row_seeds(d_tokens, nullptr, d_x, B, V, Vp, {1.0f, 0, 1.0f, 1, 0},
+                                                      nullptr, nullptr),
                std::invalid_argument);
 }
 

@@ -147,10 +147,12 @@ TEST(KvCache, IncrementalDecodingMatchesFullForward) {
   auto full = model.forward_logits(f.tokens.data(), 1, T);
   model.kv_reset();
   const int prefill = 5;
-  auto last = model.kv_step(f.tokens.data(), 1, prefill);
+  model.kv_step(f.tokens.data(), 1, prefill);
+  auto last = model.kv_logits();
   EXPECT_LT(rel_err(last.data(), full.data() + (prefill - 1) * Vp, V), 1e-5);
   for (int t = prefill; t < T; ++t) {
-    last = model.kv_step(f.tokens.data() + t, 1, 1);
+    model.kv_step(f.tokens.data() + t, 1, 1);
+    last = model.kv_logits();
     EXPECT_LT(rel_err(last.data(), full.data() + static_cast<size_t>(t) * Vp, V), 1e-5) << t;
   }
   EXPECT_EQ(model.kv_pos(), T);
@@ -180,9 +182,39 @@ TEST(KvCache, GreedyGenerationIsDeterministicAndStopsAtContext) {
   }
 }
 
+// The cpu backend's sample_tokens is the host sampler over the kept logits: batched decoding
+// draws exactly what sample_token / token_logprob draw from kv_logits with (row seed, step).
+TEST(KvCache, CpuSamplingEqualsTheHostSamplerOnTheLogits) {
+  Fixture f;
+  auto ops = make_ops("cpu");
+  const auto& cfg = f.model.config;
+  const int B = 3, V = cfg.vocab_size, Vp = cfg.padded_vocab();
+  GPT2 model(cfg, *ops, B, cfg.seq_len);
+  model.set_params(f.model.params);
+  const std::vector<uint64_t> seeds = {4, 5, 4};
+  std::vector<int> prompt(f.tokens.begin(), f.tokens.begin() + 2 * B);
+  SamplingSpec spec{0.9f, 7, 0.9f};
+  model.kv_reset();
+  model.kv_step(prompt.data(), B, 2);
+  std::vector<int> tok(B);
+  std::vector<float> lp(B);
+  for (uint64_t step = 0; step < 6; ++step) {
+    const auto logits = model.kv_logits();
+    model.kv_sample(tok.data(), lp.data(), spec, seeds.data(), step);
+    for (int b = 0; b < B; ++b) {
+      const float* row = logits.data() + size_t(b) * Vp;
+      EXPECT_EQ(tok[b], sample_token(row, V, spec, counter_uniform(seeds[b], step))) << step << "," << b;
+      EXPECT_EQ(lp[b], float(token_logprob(row, V, tok[b]))) << step << "," << b;
+    }
+    model.kv_step(tok.data(), B, 1);
+  }
+  model.forward_logits(prompt.data(), 1, 2);  // a full forward overwrites the kept logits
+  EXPECT_THROW(model.kv_sample(tok.data(), nullptr, spec, seeds.data(), 0), Error);
+}
+
 TEST(Sampling, TopKTopPAndTemperature) {
   std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f, -5.0f};
-  SampleOptions o;
+  SamplingSpec o;
   o.temperature = 0;
   EXPECT_EQ(sample_token(logits.data(), 5, o, 0.3), 1);
   o.temperature = 1;

@@ -95,9 +95,16 @@ class GPT2 {
 
   // ---- incremental inference with a KV cache (batch B <= max_batch, positions < max_T) ----
   void kv_reset();
-  // Feeds Tn tokens per row at the current position; returns the last position's logits
-  // (B, Vp) fp32 on the host.
-  std::vector<float> kv_step(const int* tokens, int B, int Tn);
+  // Feeds Tn tokens per row at the current position. The logits stay in the backend's memory
+  // for kv_sample (decoding copies only the drawn tokens to the host) or kv_logits.
+  void kv_step(const int* tokens, int B, int Tn);
+  // The last kv_step's logits at its last position, (B, Vp) fp32 on the host.
+  std::vector<float> kv_logits() const;
+  // Draws one token per row of the last kv_step from its last position (Ops::sample_tokens:
+  // row b's uniform is a function of (row_seeds[b], step)); logprobs may be null. tokens,
+  // logprobs and row_seeds are host arrays of the last kv_step's B.
+  void kv_sample(int* tokens, float* logprobs, const SamplingSpec& spec, const uint64_t* row_seeds,
+                 uint64_t step);
   int kv_pos() const { return kv_pos_; }
 
   struct Impl;  // the backend buffers (opaque)

@@ -38,6 +38,14 @@ struct AdamWArgs {
   int64_t step = 1;         // 1-based, for bias correction
 };
 
+// How sample_tokens picks a token: temperature <= 0 is greedy (argmax, lowest index on ties);
+// top_k <= 0 and top_p >= 1 switch those cuts off.
+struct SamplingSpec {
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+};
+
 class Ops {
  public:
   virtual ~Ops() = default;
@@ -131,6 +139,18 @@ class Ops {
   // Positions variant of encoder_forward for decoding: out[b,t] = wte[tok] + wpe[pos0 + t].
   virtual void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe,
                                   int B, int Tn, int pos0, int C) = 0;
+
+  // ---- sampling ----
+  // Draws tokens[b] from row b of logits (act dtype, rows row_stride elements apart) over the
+  // real vocabulary [0, V), and logprobs[b] = log softmax(row[:V])[tokens[b]] at temperature 1
+  // (logprobs may be null). tokens and logprobs are host arrays of B: only they cross to the
+  // host. Row b's uniform is a function of (row_seeds[b], step) alone, so a row's draw does not
+  // depend on its batch-mates. The random streams are the backend's own (cpu: splitmix64 of the
+  // pair; device: Philox): greedy agrees across backends up to the logits' precision, sampled
+  // tokens do not.
+  virtual void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
+                             size_t row_stride, const SamplingSpec& spec,
+                             const uint64_t* row_seeds, uint64_t step) = 0;
 };
 
 inline void Ops::select_alternates(const std::string& matmul, const std::string& attention) {

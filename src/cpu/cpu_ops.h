@@ -58,6 +58,9 @@ class CpuOps : public Ops {
                     int pos0, int Tmax, int C, int NH) override;
   void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                           int Tn, int pos0, int C) override;
+  void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
+                     size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
+                     uint64_t step) override;
 };
 
 }  // namespace ouro

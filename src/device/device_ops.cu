@@ -10,6 +10,7 @@
 #include <ouro/cuda.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -25,6 +26,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/optimizer.h"
+#include "kernels/sampling.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
 
@@ -258,6 +260,32 @@ class DeviceOps final : public Ops {
                              Bn, Tn, C, pos0, stream_);
   }
 
+  // ---- sampling ----
+  // The kernel reads the logits where the model left them; the row seeds go up and only the B
+  // tokens and B log-probs come back, in one copy (ints, then floats, in one buffer).
+  void sample_tokens(int* tokens, float* logprobs, const void* logits, int Bn, int V,
+                     size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
+                     uint64_t step) override {
+    OURO_CHECK(Bn >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
+               "sample_tokens: {} rows of {} tokens, {} apart", Bn, V, row_stride);
+    if (Bn == 0) return;
+    auto* seeds = static_cast<uint64_t*>(seeds_.get(size_t(Bn) * sizeof(uint64_t)));
+    OURO_CUDA_CHECK(cudaMemcpyAsync(seeds, row_seeds, size_t(Bn) * sizeof(uint64_t),
+                                    cudaMemcpyHostToDevice, stream_));
+    char* out = static_cast<char*>(result_.get(size_t(Bn) * (sizeof(int) + sizeof(float))));
+    int* d_tokens = reinterpret_cast<int*>(out);
+    float* d_logprobs = reinterpret_cast<float*>(out + size_t(Bn) * sizeof(int));
+    kernels::SamplingParams p{};
+    p.temperature = spec.temperature, p.top_k = spec.top_k, p.top_p = spec.top_p;
+    p.offset = step;  // the row seeds are the keys; the step is the counter
+    kernels::sample_tokens_row_seeds(d_tokens, logprobs ? d_logprobs : nullptr, B(logits), Bn, V,
+                                     int(row_stride), p, seeds, stream_);
+    std::vector<char> host(size_t(Bn) * (sizeof(int) + (logprobs ? sizeof(float) : 0)));
+    to_host(host.data(), out, host.size());  // synchronises: the seeds' source may be reused
+    std::memcpy(tokens, host.data(), size_t(Bn) * sizeof(int));
+    if (logprobs) std::memcpy(logprobs, host.data() + size_t(Bn) * sizeof(int), size_t(Bn) * sizeof(float));
+  }
+
  private:
   // Copies host ints into a device buffer on the stream. The host array may change as soon as
   // this returns (callers reuse it), so the copy completes before returning.
@@ -275,7 +303,7 @@ class DeviceOps final : public Ops {
 
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtMatmul> cublas_;  // model.matmul = cublas
-  GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_;
+  GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_, seeds_;
   std::vector<kernels::AdamSegment> uploaded_segments_;
 };
 

@@ -1,10 +1,12 @@
-// Autoregressive generation with the model's KV cache and host-side sampling
-// (temperature, top-k, top-p) driven by a counter-based RNG, so a (seed, position) pair
-// always draws the same number whatever came before.
+// Autoregressive generation with the model's KV cache. Sampling (temperature, top-k, top-p)
+// runs where the logits are (Ops::sample_tokens: on the device for device backends), driven by
+// a counter-based RNG, so a (seed, position) pair always draws the same number whatever came
+// before; only the drawn tokens and their log-probs come back to the host.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "cpu/host_sampling.h"  // counter_uniform, sample_token, token_logprob (the cpu sampler)
 #include "ouro/model.h"
 
 namespace ouro {
@@ -16,15 +18,13 @@ struct SampleOptions {
   float top_p = 1.0f;        // 1 = off
   uint64_t seed = 0;
   int stop_token = -1;       // stop after emitting this token (-1: never)
+
+  SamplingSpec spec() const { return {temperature, top_k, top_p}; }
 };
 
-// Picks a token from logits[0..V). `u` is a uniform number in [0, 1).
-int sample_token(const float* logits, int V, const SampleOptions& opt, double u);
-// Uniform [0,1) from (seed, counter): splitmix64 of the pair.
-double counter_uniform(uint64_t seed, uint64_t counter);
-
 // Generates continuations of `prompt` (batch of one); returns only the new tokens. The prompt
-// is truncated from the left to leave room for at least one new token in the context.
+// is truncated from the left to leave room for at least one new token in the context. Token i
+// draws its uniform from (opt.seed, i).
 std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOptions& opt);
 
 // One row of a batched generation.
@@ -33,9 +33,6 @@ struct Generation {
   std::vector<float> logprobs;   // log p(token | prefix) under the model (temperature 1)
   bool stopped = false;          // ended by opt.stop_token rather than by length
 };
-
-// Log-probability of token `tok` under softmax(logits[0..V)), computed in double.
-double token_logprob(const float* logits, int V, int tok);
 
 // Generates for B prompts of equal length at once with the KV cache (B <= the model's batch).
 // Row b draws its uniforms from (row_seeds[b], step), so its sample does not depend on which

@@ -57,6 +57,7 @@ struct GPT2::Impl {
   // inference
   std::vector<Buffer> kcache, vcache;
   int kv_B = 0;
+  int kv_last_B = 0, kv_last_Tn = 0;  // the shape of the last kv_step, whose logits are kept
   size_t opt_begin = 0, opt_end = 0;  // the optimizer's parameter range
 };
 
@@ -153,6 +154,7 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
   const int N = B * T;
   const size_t esz = I.esz;
   TraceRange trace("forward");
+  I.kv_last_B = I.kv_last_Tn = 0;  // the logits a kv_step kept are overwritten
   auto g = param_ptrs(layout, I.params.ptr, esz, 0);
   ops.encoder_forward(I.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
   {
@@ -406,9 +408,12 @@ void* GPT2::grads_data() {
   return impl_->grads.ptr;
 }
 
-void GPT2::kv_reset() { kv_pos_ = 0; }
+void GPT2::kv_reset() {
+  kv_pos_ = 0;
+  impl_->kv_last_B = impl_->kv_last_Tn = 0;
+}
 
-std::vector<float> GPT2::kv_step(const int* tokens, int B, int Tn) {
+void GPT2::kv_step(const int* tokens, int B, int Tn) {
   auto& I = *impl_;
   check_batch(I, cfg_, tokens, B, Tn);
   OURO_CHECK(kv_pos_ + Tn <= I.max_T, "KV cache full: position {} + {} tokens > {}", kv_pos_, Tn,
@@ -452,12 +457,30 @@ std::vector<float> GPT2::kv_step(const int* tokens, int B, int Tn) {
     }
   }
   ops_.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
-  std::vector<float> out(static_cast<size_t>(B) * Vp);
-  for (int b = 0; b < B; ++b)
-    ops_.params_to_host(out.data() + static_cast<size_t>(b) * Vp,
-                        el(I.logits.ptr, (static_cast<size_t>(b) * Tn + Tn - 1) * Vp, e), Vp);
   kv_pos_ += Tn;
+  I.kv_last_B = B;
+  I.kv_last_Tn = Tn;
+}
+
+// Row b's last position is row b * Tn + Tn - 1 of the (B, Tn, Vp) logits: the rows of interest
+// start at position Tn - 1 and lie Tn * Vp elements apart.
+std::vector<float> GPT2::kv_logits() const {
+  const auto& I = *impl_;
+  OURO_CHECK(I.kv_last_B > 0, "kv_logits before a kv_step");
+  const size_t Vp = cfg_.padded_vocab(), Tn = I.kv_last_Tn;
+  std::vector<float> out(I.kv_last_B * Vp);
+  for (int b = 0; b < I.kv_last_B; ++b)
+    ops_.params_to_host(out.data() + b * Vp, el(I.logits.ptr, (b * Tn + Tn - 1) * Vp, I.esz), Vp);
   return out;
+}
+
+void GPT2::kv_sample(int* tokens, float* logprobs, const SamplingSpec& spec,
+                     const uint64_t* row_seeds, uint64_t step) {
+  const auto& I = *impl_;
+  OURO_CHECK(I.kv_last_B > 0, "kv_sample before a kv_step");
+  const size_t Vp = cfg_.padded_vocab(), Tn = I.kv_last_Tn;
+  ops_.sample_tokens(tokens, logprobs, el(I.logits.ptr, (Tn - 1) * Vp, I.esz), I.kv_last_B,
+                     cfg_.vocab_size, Tn * Vp, spec, row_seeds, step);
 }
 
 }  // namespace ouro

@@ -1,0 +1,72 @@
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "cpu/cpu_ops.h"
+#include "cpu/host_sampling.h"
+
+namespace ouro {
+
+double counter_uniform(uint64_t seed, uint64_t counter) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter + 0x632BE59BD9B4E019ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+int sample_token(const float* logits, int V, const SamplingSpec& spec, double u) {
+  if (spec.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + V) - logits);
+  std::vector<int> idx(V);
+  std::iota(idx.begin(), idx.end(), 0);
+  // Highest logits first; ties broken by id so the order is total and deterministic.
+  std::sort(idx.begin(), idx.end(), [&](int a, int b) {
+    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+  });
+  int keep = (spec.top_k > 0 && spec.top_k < V) ? spec.top_k : V;
+  std::vector<double> p(keep);
+  const double mx = logits[idx[0]];
+  double sum = 0;
+  for (int i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[idx[i]] - mx) / spec.temperature);
+  if (spec.top_p < 1.0f) {
+    // Smallest prefix whose probability mass reaches top_p (at least one token).
+    double acc = 0;
+    int n = 0;
+    while (n < keep) {
+      acc += p[n++] / sum;
+      if (acc >= spec.top_p) break;
+    }
+    keep = n;
+    sum = std::accumulate(p.begin(), p.begin() + keep, 0.0);
+  }
+  double target = u * sum, acc = 0;
+  for (int i = 0; i < keep; ++i) {
+    acc += p[i];
+    if (target < acc) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+double token_logprob(const float* logits, int V, int tok) {
+  double mx = logits[0];
+  for (int i = 1; i < V; ++i) mx = std::max(mx, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  return static_cast<double>(logits[tok]) - mx - std::log(sum);
+}
+
+// Logits are fp32 host memory on this backend: the rows are read in place.
+void CpuOps::sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
+                           size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
+                           uint64_t step) {
+  OURO_CHECK(B >= 0 && V > 0 && row_stride >= static_cast<size_t>(V),
+             "sample_tokens: {} rows of {} tokens, {} apart", B, V, row_stride);
+  for (int b = 0; b < B; ++b) {
+    const float* row = static_cast<const float*>(logits) + static_cast<size_t>(b) * row_stride;
+    tokens[b] = sample_token(row, V, spec, counter_uniform(row_seeds[b], step));
+    if (logprobs) logprobs[b] = static_cast<float>(token_logprob(row, V, tokens[b]));
+  }
+}
+
+}  // namespace ouro

@@ -1,0 +1,18 @@
+// Sampling on the host in double precision (the cpu backend's Ops::sample_tokens), driven by a
+// counter-based RNG so a (seed, counter) pair always draws the same number whatever came before.
+#pragma once
+#include <cstdint>
+
+#include "ouro/ops.h"
+
+namespace ouro {
+
+// Uniform [0,1) from (seed, counter): splitmix64 of the pair.
+double counter_uniform(uint64_t seed, uint64_t counter);
+// Picks a token from logits[0..V) (temperature, top-k, top-p as SamplingSpec says). `u` is a
+// uniform number in [0, 1).
+int sample_token(const float* logits, int V, const SamplingSpec& spec, double u);
+// Log-probability of token `tok` under softmax(logits[0..V)), computed in double.
+double token_logprob(const float* logits, int V, int tok);
+
+}  // namespace ouro
