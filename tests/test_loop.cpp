@@ -57,6 +57,31 @@ TEST(Tasks, SortAndCopy) {
   EXPECT_THROW(s->make(0, 1, 1), Error);
 }
 
+TEST(Tasks, PlausibleAnswersHaveTheDifficultysLengthAndAlphabet) {
+  auto add = make_task("add");
+  for (int d : {1, 3, 8}) {
+    for (uint64_t i = 0; i < 20; ++i) {
+      Problem p = add->make(d, 3, i);
+      EXPECT_TRUE(add->plausible(p, p.answer + "\n")) << p.prompt << p.answer;
+    }
+    Problem p = add->make(d, 3, 0);
+    EXPECT_TRUE(add->plausible(p, std::string(d, '7')));       // wrong but well-formed: kept
+    EXPECT_TRUE(add->plausible(p, std::string(d + 1, '1')));   // a carry out
+    EXPECT_FALSE(add->plausible(p, std::string(d + 2, '1')));  // run-on
+    EXPECT_FALSE(add->plausible(p, ""));
+    if (d > 1) EXPECT_FALSE(add->plausible(p, std::string(d - 1, '1')));  // truncated
+    EXPECT_FALSE(add->plausible(p, std::string(d - 1, '1') + "x"));
+  }
+  auto sort = make_task("sort"), copy = make_task("copy");
+  Problem s = sort->make(5, 1, 2), c = copy->make(4, 1, 2);
+  EXPECT_TRUE(sort->plausible(s, s.answer));
+  EXPECT_FALSE(sort->plausible(s, s.answer + "0"));
+  EXPECT_FALSE(sort->plausible(s, "abcde"));
+  EXPECT_TRUE(copy->plausible(c, c.answer + "\nzz"));
+  EXPECT_FALSE(copy->plausible(c, c.answer.substr(1)));
+  EXPECT_FALSE(copy->plausible(c, "12345"));
+}
+
 TEST(TextMetrics, DistinctAndRepetition) {
   std::vector<Tokens> same = {{1, 2, 3}, {1, 2, 3}};
   EXPECT_DOUBLE_EQ(distinct_n(same, 1), 3.0 / 6.0);
@@ -249,6 +274,33 @@ TEST(Selection, MajorityVerifierDedupAndCap) {
   e[1].gen = {'1', '4'};
   select_candidates(e, cfg, {});
   EXPECT_EQ(e[1].rejected_by, "per_prompt_cap");
+}
+
+TEST(Selection, AnswerLengthComposesWithMajority) {
+  LoopSection cfg;
+  cfg.task = "add";
+  cfg.per_prompt_cap = 3;
+  cfg.scorer = "answer_length,majority";
+  std::vector<Candidate> c;
+  // Prompt 0: the majority answer is implausible (too long); prompt 1: plausible majority.
+  const std::vector<std::pair<int, std::string>> rows = {{0, "123"}, {0, "123"}, {0, "12"}, {1, "45"}, {1, "45"}, {1, "46"}};
+  for (const auto& [prompt, a] : rows) {
+    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
+    x.answer = a;
+    x.plausible = a.size() == 2;
+    c.push_back(x);
+  }
+  score_candidates(c);
+  auto rej = select_candidates(c, cfg, {});
+  EXPECT_EQ(c[0].rejected_by, "answer_length");
+  EXPECT_EQ(c[1].rejected_by, "answer_length");
+  EXPECT_EQ(c[2].rejected_by, "majority");  // the vote counts every stopped sample
+  EXPECT_TRUE(c[3].accepted);
+  EXPECT_EQ(c[4].rejected_by, "dedup");
+  EXPECT_EQ(c[5].rejected_by, "majority");
+  EXPECT_EQ(rej["answer_length"], 2);
+  cfg.scorer = "no_such_scorer";
+  EXPECT_THROW(select_candidates(c, cfg, {}), Error);
 }
 
 namespace {

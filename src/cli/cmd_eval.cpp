@@ -37,7 +37,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--batches", o->batches, "Evaluate only the first N batches (default: all)");
   cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt");
   cmd->add_option("--threads", o->threads, "Compute threads (0 = all cores)");
-  cmd->add_flag("--json", o->json, "Print one JSON object {loss, tokens} on stdout");
+  cmd->add_flag("--json", o->json, "Print one JSON object {loss, tail_loss, tokens} on stdout");
   cmd->callback([o] {
     set_compute_threads(o->threads);
     LoadedModel lm = load_model(o->init);
@@ -63,9 +63,9 @@ void add_eval(CLI::App& app) {
     model.set_params(lm.params);
     auto r = evaluate(model, o->data, o->batch, T, o->batches);
     if (o->json) {
-      std::puts(nlohmann::json{{"loss", r.loss}, {"tokens", r.tokens}}.dump().c_str());
+      std::puts(nlohmann::json{{"loss", r.loss}, {"tail_loss", r.tail_loss}, {"tokens", r.tokens}}.dump().c_str());
     } else {
-      logger()->info("loss {:.6f} over {} tokens", r.loss, r.tokens);
+      logger()->info("loss {:.6f} over {} tokens (hardest 10% of windows: {:.6f})", r.loss, r.tokens, r.tail_loss);
     }
   });
 }

@@ -95,6 +95,9 @@ class Loop {
     std::ofstream(file, std::ios::trunc) << kept;
   }
 
+  // The easiest difficulty this round prompts with: the curriculum moves by task_grow per round.
+  int task_min() const { return L_.task_min + L_.task_grow * round_; }
+
   int syn_rows() const {
     if (buffer_.size() == 0 || L_.mode == "baseline") return 0;
     if (L_.mode == "replace") return cfg_.train.batch_size;
@@ -112,7 +115,7 @@ class Loop {
     if (task_) {
       const int span = L_.task_max - L_.task_min + 1;
       for (int i = 0; i < L_.prompts; ++i) {
-        Problem p = task_->make(L_.task_min + i % span, seed, static_cast<uint64_t>(i));
+        Problem p = task_->make(task_min() + i % span, seed, static_cast<uint64_t>(i));
         Candidate c;
         c.prompt = i;
         c.prompt_tokens = text_tokens(p.prompt);
@@ -165,6 +168,7 @@ class Loop {
         if (task_) {
           c.answer = to_text(c.gen);
           c.verified = task_->verify(problems_[p.prompt], c.answer) ? 1 : 0;
+          c.plausible = task_->plausible(problems_[p.prompt], c.answer) ? 1 : 0;
         }
         out.push_back(std::move(c));
       }
@@ -177,8 +181,8 @@ class Loop {
     GPT2 gen(s_.model().config(), s_.ops(), 1, cfg_.model.seq_len);
     gen.set_params(s_.model().get_params());
     TaskEvalOptions te;
-    te.min_d = L_.task_min;
-    te.max_d = L_.task_max + 1;
+    te.min_d = task_min();
+    te.max_d = task_min() + (L_.task_max - L_.task_min) + 1;
     te.problems = 16;
     te.max_new_tokens = L_.max_new_tokens;
     return evaluate_task(gen, *task_, te)["greedy"];

@@ -52,8 +52,10 @@ std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, cons
   };
   const auto scorers = split_list(cfg.scorer);
   for (const auto& s : scorers)
-    OURO_CHECK(s == "logprob_band" || s == "min_prob" || s == "majority" || s == "verifier" || s == "accept_all",
-               "loop.scorer: unknown scorer '{}' (logprob_band, min_prob, majority, verifier, accept_all)", s);
+    OURO_CHECK(s == "logprob_band" || s == "min_prob" || s == "majority" || s == "verifier" ||
+                   s == "answer_length" || s == "accept_all",
+               "loop.scorer: unknown scorer '{}' (logprob_band, min_prob, majority, verifier, answer_length, "
+               "accept_all)", s);
   const bool is_task = !cfg.task.empty();
   for (auto& c : cands) {
     c.rejected_by.clear();
@@ -84,6 +86,7 @@ std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, cons
       if (s == "min_prob" && c.min_prob < cfg.min_token_prob) reject(c, "min_prob");
       if (s == "majority" && (!is_task || c.answer != majority[c.prompt])) reject(c, "majority");
       if (s == "verifier" && c.verified != 1) reject(c, "verifier");
+      if (s == "answer_length" && c.plausible != 1) reject(c, "answer_length");
     }
   }
   // Dedup and the per-prompt cap run last, over the survivors, best score first.

@@ -20,6 +20,7 @@ struct Candidate {
   Tokens reference;          // text: the real continuation of the prompt (for dedup, metrics)
   std::string answer;        // task: the extracted answer
   int verified = -1;         // task: 1 correct, 0 wrong, -1 no verifier
+  int plausible = -1;        // task: 1 when the answer has a possible length/alphabet (Task::plausible)
   // filled by score_candidates
   double mean_logprob = 0;   // length-normalized log-prob: the self-score
   double min_prob = 0;
@@ -31,7 +32,7 @@ struct Candidate {
 void score_candidates(std::vector<Candidate>& c);
 
 // Applies the filters and the scorers of `loop.scorer` in a fixed order: length, repetition,
-// each scorer (logprob_band, min_prob, majority, verifier, accept_all), dedup (against
+// each scorer (logprob_band, min_prob, majority, verifier, answer_length, accept_all), dedup (against
 // `existing` n-gram sets, the accepted so far, and the real continuation), per-prompt cap.
 // Returns counts per rejecting filter.
 std::map<std::string, int> select_candidates(std::vector<Candidate>& c, const LoopSection& cfg,

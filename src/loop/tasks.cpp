@@ -16,6 +16,10 @@ uint64_t mix(uint64_t seed, uint64_t index, uint64_t salt) {
   return z ^ (z >> 31);
 }
 
+bool all_of(const std::string& s, char lo, char hi) {
+  return std::all_of(s.begin(), s.end(), [&](char c) { return c >= lo && c <= hi; });
+}
+
 struct Digits {
   uint64_t seed, index;
   uint64_t n = 0;
@@ -43,6 +47,12 @@ class AddTask final : public Task {
     if (carry) sum += '1';
     return {a + "+" + b + "=", sum, digits};
   }
+  // A d-digit sum has d or d+1 digits.
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    const int n = static_cast<int>(a.size());
+    return (n == p.difficulty || n == p.difficulty + 1) && all_of(a, '0', '9');
+  }
 };
 
 class SortTask final : public Task {
@@ -57,6 +67,10 @@ class SortTask final : public Task {
     std::sort(sorted.begin(), sorted.end());
     return {"sort " + s + "=", sorted, len};
   }
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    return static_cast<int>(a.size()) == p.difficulty && all_of(a, '0', '9');
+  }
 };
 
 class CopyTask final : public Task {
@@ -68,6 +82,10 @@ class CopyTask final : public Task {
     std::string s(len, 'a');
     for (auto& c : s) c = d.letter();
     return {"copy " + s + "=", s, len};
+  }
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    return static_cast<int>(a.size()) == p.difficulty && all_of(a, 'a', 'z');
   }
 };
 

@@ -32,6 +32,10 @@ class Task {
   bool verify(const Problem& p, const std::string& generated) const {
     return extract_answer(generated) == p.answer;
   }
+  // Whether the answer has the form a correct one must have at the problem's difficulty (length
+  // and alphabet), without knowing the answer: the label-free length filter of Lee et al. 2025,
+  // which removes the truncated or run-on answers that dominate a model's errors out of its range.
+  virtual bool plausible(const Problem& p, const std::string& generated) const = 0;
 };
 
 // "add", "sort" or "copy"; anything else is an error listing them.

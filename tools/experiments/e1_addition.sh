@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# E1 (docs/experiments.md): addition length generalization with self-generated labels, after
+# Lee et al. 2025 (arXiv 2502.01612).
+#
+#   tools/experiments/e1_addition.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt]
+#
+# 1. Writes reversed-digit addition problems of 1..N digits (`ouro prepare --task add`).
+# 2. Per seed, trains a byte-level model on them (configs/experiments/e1_addition.toml).
+# 3. From those weights, each arm runs R rounds; round r prompts with (N+1+r)-digit sums
+#    (loop.task_min = loop.task_max = N+1, loop.task_grow = 1) and trains on what it accepts:
+#      baseline    no generation: the generation FLOPs become extra steps on the 1..N data
+#      verifier    keeps the samples the task's checker passes (an oracle upper bound)
+#      majority    majority vote of the K samples + the answer-length filter (Lee et al.'s recipe)
+#      accept_all  keeps every sample that stopped
+#      replace     majority + length, but trains on the synthetic rows only (no real data)
+# 4. Evaluates the base model and every arm: exact-match accuracy per digit count, 1..N+R+2, greedy (`ouro eval --task add`),
+#    and tools/plot.py e1 writes the table and the plot.
+# --smoke: one round with a 2-layer model (CI runs it; figures meaningless).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ouro="${OURO_BIN:-$root/build/ouro}"
+py="${OURO_PYTHON:-$root/.venv/bin/python}"
+out="$root/runs/e1"
+seeds="1 2 3"
+device="cpu"
+smoke=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --out) out="$2"; shift ;;
+    --seeds) seeds="$2"; shift ;;
+    --device) device="$2"; shift ;;
+    *) echo "e1_addition.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$ouro" ] || { echo "e1_addition.sh: $ouro not found: build first (tools/build.sh) or set OURO_BIN" >&2; exit 1; }
+cfg="$root/configs/experiments/e1_addition.toml"
+
+N="${E1_DIGITS:-4}" base_steps="${E1_BASE_STEPS:-2000}" rounds="${E1_ROUNDS:-3}"
+round_steps=150 prompts=64 k=5 count=40000 problems=50 B=32 T=64
+extra_sets=()
+if [ "$smoke" = 1 ]; then
+  N=2 base_steps=10 rounds=1 round_steps=4 prompts=4 k=2 count=8000 problems=4
+  extra_sets=(--set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set train.eval_batches=2)
+fi
+# loop.cpp's equal-FLOP rule for the baseline: generation = prompts*k*(prompt_tokens+max_new)
+# forward tokens, a third of a training token each (prompt_tokens is the config's, 32).
+max_new=$(( N + rounds + 4 ))
+extra=$(( (prompts * k * (32 + max_new) + 3 * B * T / 2) / (3 * B * T) ))
+
+mkdir -p "$out/data"
+"$ouro" prepare --task add --count $count --min 1 --max "$N" --seed 7 --out "$out/data/add" >/dev/null
+
+common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/add_train.bin"
+        --set data.val="$out/data/add_val.bin" --set loop.round_steps=$round_steps --set loop.prompts=$prompts
+        --set loop.k=$k --set loop.max_new_tokens=$max_new --set train.batch_size=$B --set model.seq_len=$T
+        "${extra_sets[@]}")
+
+arms=(baseline verifier majority accept_all replace)
+printf '%s\n' base "${arms[@]}" > "$out/arms.txt"
+t0=$(date +%s)
+for seed in $seeds; do
+  base="$out/base/seed$seed"
+  rm -rf "$base"
+  "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
+    --set train.steps="$base_steps" >"$out/base_seed$seed.log" 2>&1 ||
+    { echo "e1_addition.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
+  base_ckpt=$(ls -d "$base"/checkpoints/step_* | sort | tail -1)
+  "$ouro" eval --init "$base_ckpt" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
+    --device "$device" --json > "$base/eval.json"
+  echo "e1: seed $seed base: $(cat "$base/eval.json")  [$(( $(date +%s) - t0 )) s]"
+  for arm in "${arms[@]}"; do
+    dir="$out/$arm/seed$seed"
+    rm -rf "$dir" && mkdir -p "$dir"
+    steps=$(( rounds * round_steps ))
+    case "$arm" in
+      baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
+      verifier) sets=(--set loop.scorer=verifier) ;;
+      majority) sets=(--set loop.scorer=answer_length,majority) ;;
+      accept_all) sets=(--set loop.scorer=accept_all) ;;
+      replace) sets=(--set loop.mode=replace --set loop.scorer=answer_length,majority) ;;
+    esac
+    "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$dir" --init "$base_ckpt" \
+      --set loop.start_step=0 --set loop.rounds="$rounds" --set loop.task=add \
+      --set loop.task_min=$(( N + 1 )) --set loop.task_max=$(( N + 1 )) --set loop.task_grow=1 \
+      --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
+      { echo "e1_addition.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
+    last=$(ls -d "$dir"/checkpoints/step_* | sort | tail -1)
+    "$ouro" eval --init "$last" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
+      --device "$device" --json > "$dir/eval.json"
+    echo "e1: seed $seed arm $arm: $(cat "$dir/eval.json")  [$(( $(date +%s) - t0 )) s]"
+  done
+done
+"$py" "$root/tools/plot.py" e1 "$out" --png "$out/e1_accuracy.png" --md "$out/e1_table.md"
+cat "$out/e1_table.md"
+echo "e1: done in $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# E2 (docs/experiments.md): likelihood-band self-training on text under a data budget.
+#
+#   tools/experiments/e2_text.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt]
+#
+# 1. Takes the first E2_BYTES bytes of the King James text (data/kjv.txt, made by
+#    tools/prepare_kjv.sh) as the whole training budget: the base model sees it several times.
+# 2. Per seed, pretrains a byte-level model for `start` steps (configs/experiments/e2_text.toml).
+# 3. From those weights, runs each arm for the same rounds:
+#      baseline   no generation: the round's generation FLOPs become extra real-data steps
+#      band_0.10, band_0.25, band_0.50   likelihood-band filter (quantiles 0.25..0.75), syn_frac 0.1/0.25/0.5
+#      replace    trains on the synthetic rows only (the collapse arm)
+#    and records rounds.jsonl (held-out loss and its tail, distinct-n, self-BLEU, accept rate, rollbacks)
+#    and final.json (held-out loss and tail loss of the final model).
+# 4. tools/plot.py e2 writes the table and the plot.
+# --smoke: a one-round version with a 2-layer model (CI runs it; figures meaningless).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ouro="${OURO_BIN:-$root/build/ouro}"
+py="${OURO_PYTHON:-$root/.venv/bin/python}"
+out="$root/runs/e2"
+seeds="1"
+device="cpu"
+smoke=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --out) out="$2"; shift ;;
+    --seeds) seeds="$2"; shift ;;
+    --device) device="$2"; shift ;;
+    *) echo "e2_text.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$ouro" ] || { echo "e2_text.sh: $ouro not found: build first (tools/build.sh) or set OURO_BIN" >&2; exit 1; }
+cfg="$root/configs/experiments/e2_text.toml"
+
+bytes="${E2_BYTES:-400000}"
+start=600 rounds=6 round_steps=50 prompts=16 k=4 prompt_tokens=32 max_new=64 B=16 T=128
+extra_sets=()
+if [ "$smoke" = 1 ]; then
+  bytes=200000 start=10 rounds=1 round_steps=4 prompts=2 k=2 max_new=16
+  extra_sets=(--set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set train.eval_batches=2)
+fi
+# The baseline's equal-FLOP extra steps per round, as src/loop/loop.cpp computes them:
+# generation = prompts*k*(prompt+new) tokens of forward passes (1/3 of a training token's FLOPs).
+extra=$(( (prompts * k * (prompt_tokens + max_new) + 3 * B * T / 2) / (3 * B * T) ))
+
+mkdir -p "$out/data"
+txt="$root/data/kjv.txt"
+[ -s "$txt" ] || OURO_BIN="$ouro" "$root/tools/prepare_kjv.sh" >/dev/null 2>&1
+head -c "$bytes" "$txt" > "$out/data/kjv_slice.txt"
+"$ouro" prepare --input "$out/data/kjv_slice.txt" --out "$out/data/kjv_slice" --val-frac 0.1 >/dev/null
+
+common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/kjv_slice_train.bin"
+        --set data.val="$out/data/kjv_slice_val.bin" --set loop.round_steps=$round_steps
+        --set loop.prompts=$prompts --set loop.k=$k --set loop.prompt_tokens=$prompt_tokens
+        --set loop.max_new_tokens=$max_new --set train.batch_size=$B --set model.seq_len=$T "${extra_sets[@]}")
+
+arms=(baseline band_0.10 band_0.25 band_0.50 replace)
+printf '%s\n' "${arms[@]}" > "$out/arms.txt"
+t0=$(date +%s)
+for seed in $seeds; do
+  base="$out/base/seed$seed"
+  rm -rf "$base"
+  # The base model, then every arm starts from its weights (--init: fresh AdamW moments and data
+  # order, the same for every arm; a --resume would refuse the arms' different loop keys).
+  "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
+    --set train.steps=$start >"$out/base_seed$seed.log" 2>&1 ||
+    { echo "e2_text.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
+  base_ckpt=$(ls -d "$base"/checkpoints/step_* | sort | tail -1)
+  for arm in "${arms[@]}"; do
+    dir="$out/$arm/seed$seed"
+    rm -rf "$dir" && mkdir -p "$dir"
+    steps=$(( rounds * round_steps ))
+    case "$arm" in
+      baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
+      band_*) sets=(--set loop.mode=loop --set loop.syn_frac="${arm#band_}") ;;
+      replace) sets=(--set loop.mode=replace) ;;
+    esac
+    "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$dir" --init "$base_ckpt" \
+      --set loop.start_step=0 --set loop.rounds=$rounds --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
+      { echo "e2_text.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
+    last=$(ls -d "$dir"/checkpoints/step_* | sort | tail -1)
+    "$ouro" eval --init "$last" --data "$out/data/kjv_slice_val.bin" --device "$device" --json > "$dir/final.json"
+    echo "e2: seed $seed arm $arm: $(cat "$dir/final.json")  [$(( $(date +%s) - t0 )) s]"
+  done
+done
+"$py" "$root/tools/plot.py" e2 "$out" --png "$out/e2_loss.png" --md "$out/e2_table.md"
+cat "$out/e2_table.md"
+echo "e2: done in $(( $(date +%s) - t0 )) s"
