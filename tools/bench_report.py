@@ -123,7 +123,7 @@ def section(report):
     for r in report["records"]:
         figure = f"{r['bench']}: {r['name']}" + (f" ({r['shape']})" if r.get("shape") else "")
         ceiling = f"{number(r['ceiling'])} ({r['ceiling_name']})" if r.get("ceiling") else "-"
-        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
+        ratio = number(r["ratio"]) if r.get("ratio") is not None else "-"
         cells = [figure, number(r["value"]), r["unit"], ceiling, ratio, r["device"], date, report["commit"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if report.get("skipped"):

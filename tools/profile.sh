@@ -74,8 +74,13 @@ case $tool in
          --export "$out/profile" "${train[@]}") ;;
 esac
 
+# One shell word: as is when it has no special characters, else in single quotes.
+shell_word() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:=,+@%-]+$ ]]; then printf '%s' "$1"
+  else printf "'%s'" "${1//\'/\'\\\'\'}"; fi
+}
 if (( dry )); then
-  printf '%q ' "${cmd[@]}"
+  for word in "${cmd[@]}"; do shell_word "$word"; printf ' '; done
   echo
   exit 0
 fi

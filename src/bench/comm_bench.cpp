@@ -3,6 +3,8 @@
 #include <chrono>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "ouro/comm.h"
 #include "ouro/error.h"
 #include "train/run_log.h"
@@ -46,6 +48,23 @@ nlohmann::json bench_comm(const CommBenchOptions& opt) {
                 algbw, algbw * ring);
   }
   return {{"op", opt.op}, {"world", n}, {"transport", comm->name()}, {"rows", rows}};
+}
+
+std::vector<BenchRecord> comm_bench_records(const nlohmann::json& figures) {
+  std::vector<BenchRecord> out;
+  try {
+    const auto op = figures.at("op").get<std::string>();
+    const int world = figures.at("world").get<int>();
+    const auto transport = figures.at("transport").get<std::string>();
+    for (const auto& row : figures.at("rows")) {
+      const auto bytes = row.at("bytes").get<double>();
+      out.push_back({op + " bus bandwidth", fmt::format("{:.0f} bytes, {} ranks ({})", bytes, world, transport),
+                     row.at("busbw_gbs").get<double>(), "GB/s", 0, "", 0, bytes, row.at("time_us").get<double>() * 1e-6});
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("bench comm figures: {}", e.what());
+  }
+  return out;
 }
 
 }  // namespace ouro

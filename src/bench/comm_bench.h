@@ -5,8 +5,11 @@
 #pragma once
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "bench/bench_result.h"
 
 namespace ouro {
 
@@ -20,5 +23,9 @@ struct CommBenchOptions {
 };
 
 nlohmann::json bench_comm(const CommBenchOptions& opt);
+
+// bench_comm's figures as records: each message size's bus bandwidth (no ceiling: no link peak is
+// measured). Throws ouro::Error naming the key when `figures` lacks one.
+std::vector<BenchRecord> comm_bench_records(const nlohmann::json& figures);
 
 }  // namespace ouro

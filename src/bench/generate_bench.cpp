@@ -3,6 +3,8 @@
 #include <chrono>
 #include <random>
 
+#include <fmt/format.h>
+
 #include "model/generate.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
@@ -11,7 +13,7 @@
 
 namespace ouro {
 
-nlohmann::json bench_generate(const Config& cfg, int train_steps_timed) {
+GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
   using Clock = std::chrono::steady_clock;
   set_compute_threads(cfg.run.threads);
   const GPT2Config mc = cfg.model.gpt2();
@@ -61,17 +63,43 @@ nlohmann::json bench_generate(const Config& cfg, int train_steps_timed) {
     if (s > 0) step_s += std::chrono::duration<double>(Clock::now() - ts).count();
   }
   step_s /= std::max(1, train_steps_timed);
-  const double train_round_s = step_s * static_cast<double>(L.round_steps);
-  const double share = gen_s / (gen_s + train_round_s);
+  GenerateBenchResult r;
+  r.backend = ops->name();
+  r.hardware = ops->device_name();
+  r.prompts = L.prompts;
+  r.k = L.k;
+  r.prompt_tokens = P;
+  r.max_new_tokens = L.max_new_tokens;
+  r.new_tokens = new_tokens;
+  r.generate_s = gen_s;
+  r.train_step_s = step_s;
+  r.round_steps = L.round_steps;
+  r.generate_share = gen_s / (gen_s + step_s * static_cast<double>(L.round_steps));
+  return r;
+}
+
+std::vector<BenchRecord> GenerateBenchResult::records() const {
+  const std::string shape = fmt::format("{} prompts x {} samples, prompt {} + {} new", prompts, k,
+                                        prompt_tokens, max_new_tokens);
+  return {{"generate (KV cache)", shape, new_tokens_per_s(), "tokens/s", 0, "", 0, 0, generate_s},
+          {"generation share of a loop round", fmt::format("{} + {} training steps", shape, round_steps),
+           100.0 * generate_share, "%", 0, "", 0, 0, 0}};
+}
+
+nlohmann::json GenerateBenchResult::json() const {
+  return {{"device", backend}, {"hardware", hardware}, {"new_tokens_per_s", new_tokens_per_s()},
+          {"generate_s", generate_s}, {"train_step_s", train_step_s}, {"round_steps", round_steps},
+          {"generate_share", generate_share}};
+}
+
+void log_generate_bench(const GenerateBenchResult& r) {
   auto log = logger();
-  log->info("bench generate: {} prompts x {} samples, prompt {} + up to {} new tokens, device {}", L.prompts,
-            L.k, P, L.max_new_tokens, ops->name());
-  log->info("  generation      {:10.0f} new tokens/s ({:.2f} s per round)", new_tokens / gen_s, gen_s);
-  log->info("  training        {:10.3f} s per step x {} steps per round", step_s, L.round_steps);
+  log->info("bench generate: {} prompts x {} samples, prompt {} + up to {} new tokens, device {}", r.prompts,
+            r.k, r.prompt_tokens, r.max_new_tokens, r.backend);
+  log->info("  generation      {:10.0f} new tokens/s ({:.2f} s per round)", r.new_tokens_per_s(), r.generate_s);
+  log->info("  training        {:10.3f} s per step x {} steps per round", r.train_step_s, r.round_steps);
   log->info("  generation + scoring share of a round: {:.1f}% (goal <= 20%; scoring reuses the "
-            "log-probs recorded while generating)", 100.0 * share);
-  return {{"device", ops->name()}, {"new_tokens_per_s", new_tokens / gen_s}, {"generate_s", gen_s},
-          {"train_step_s", step_s}, {"round_steps", L.round_steps}, {"generate_share", share}};
+            "log-probs recorded while generating)", 100.0 * r.generate_share);
 }
 
 }  // namespace ouro

@@ -2,12 +2,30 @@
 // and the share of a loop round's wall time that generation would take at the config's loop
 // settings (prompts x k samples vs round_steps training steps, both measured in this run).
 #pragma once
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_result.h"
 #include "ouro/config.h"
 
 namespace ouro {
 
-nlohmann::json bench_generate(const Config& cfg, int train_steps_timed);
+struct GenerateBenchResult {
+  std::string backend, hardware;  // ops->name(), ops->device_name()
+  int prompts = 0, k = 0, prompt_tokens = 0, max_new_tokens = 0;
+  double new_tokens = 0, generate_s = 0;  // one round's generation
+  double train_step_s = 0;
+  int64_t round_steps = 0;
+  double generate_share = 0;  // generate_s / (generate_s + round_steps x train_step_s)
+
+  double new_tokens_per_s() const { return new_tokens / generate_s; }
+  std::vector<BenchRecord> records() const;
+  nlohmann::json json() const;  // what `ouro bench generate --json` prints
+};
+
+GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed);
+void log_generate_bench(const GenerateBenchResult& r);  // the console lines
 
 }  // namespace ouro

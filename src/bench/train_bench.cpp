@@ -5,6 +5,8 @@
 #include <chrono>
 #include <random>
 
+#include <fmt/format.h>
+
 #include "bench/peak_flops.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
@@ -65,7 +67,7 @@ double time_gemm(const Gemm& g, int reps) {
 
 }  // namespace
 
-nlohmann::json bench_train(const Config& cfg, const TrainBenchOptions& opt) {
+TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   set_compute_threads(cfg.run.threads);
   const GPT2Config mc = cfg.model.gpt2();
   const int B = cfg.train.batch_size, T = cfg.train_seq_len();
@@ -90,54 +92,87 @@ nlohmann::json bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   for (int i = 0; i < opt.warmup; ++i) step(i + 1);
   auto t0 = Clock::now();
   for (int i = 0; i < opt.steps; ++i) step(opt.warmup + i + 1);
-  const double step_s = seconds_since(t0) / opt.steps;
-  const double tokens = static_cast<double>(B) * T;
-  const double step_flops = gpt2_flops_per_token(mc, T) * tokens;
 
+  TrainBenchResult r;
+  r.backend = ops->name();
+  r.hardware = ops->device_name();
+  r.params = model.num_params();
+  r.batch = B;
+  r.seq = T;
+  r.bf16 = ops->act_dtype() == DType::BF16;
+  r.step_s = seconds_since(t0) / opt.steps;
+  const double tokens = static_cast<double>(B) * T;
+  r.tokens_per_s = tokens / r.step_s;
+  r.step_flops = gpt2_flops_per_token(mc, T) * tokens;
+  r.step_gflops = r.step_flops / r.step_s / 1e9;
+  if (r.bf16) {
+    r.peak_flops = peak_bf16_flops(r.hardware).value_or(0.0);
+    return r;
+  }
   double gemm_flops = 0, gemm_s = 0;
-  nlohmann::json shapes = nlohmann::json::array();
   for (const auto& g : step_gemms(mc, B * T)) {
     double s = time_gemm(g, opt.gemm_reps);
     double f = 2.0 * g.M * g.N * g.K;
     gemm_flops += f * g.count;
     gemm_s += s * g.count;
-    shapes.push_back({{"gemm", g.what}, {"M", g.M}, {"N", g.N}, {"K", g.K},
-                      {"trans_a", g.trans_a}, {"trans_b", g.trans_b}, {"gflops", f / s / 1e9}});
+    r.shapes.push_back({g.what, g.M, g.N, g.K, g.trans_a, g.trans_b, f / s / 1e9});
   }
-  const double step_gflops = step_flops / step_s / 1e9;
-  const double sgemm_gflops = gemm_flops / gemm_s / 1e9;
-  nlohmann::json r = {
-      {"device", ops->name()},
-      {"params", model.num_params()},
-      {"batch", B},
-      {"seq", T},
-      {"step_s", step_s},
-      {"tokens_per_s", tokens / step_s},
-      {"step_gflops", step_gflops},
-      {"sgemm_gflops", sgemm_gflops},
-      {"ratio", step_gflops / sgemm_gflops},
-      {"gemm_share_of_step", gemm_s / step_s},
-      {"shapes", shapes},
-  };
-  // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
-  const std::string hw = ops->device_name();
-  const double peak = ops->act_dtype() == DType::BF16 ? peak_bf16_flops(hw).value_or(0.0) : 0.0;
-  r["hardware"] = hw;
-  r["mfu"] = peak > 0 ? nlohmann::json(step_flops / step_s / peak) : nlohmann::json();
-  auto log = logger();
-  log->info("bench train: {} params, batch {} x {}, device {} ({})", model.num_params(), B, T, ops->name(), hw);
-  log->info("  step          {:10.3f} s   {:10.0f} tokens/s", step_s, tokens / step_s);
-  if (ops->act_dtype() == DType::BF16) {
-    if (peak > 0)
-      log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)", 100 * step_flops / step_s / peak, peak / 1e12);
-    else
-      log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", hw);
-  }
-  log->info("  training step {:10.1f} GFLOP/s", step_gflops);
-  log->info("  sgemm ceiling {:10.1f} GFLOP/s (OpenBLAS, the model's GEMM shapes, same run)", sgemm_gflops);
-  log->info("  ratio         {:10.3f}   (goal >= 0.5)", step_gflops / sgemm_gflops);
-  log->info("  GEMMs would take {:.0f}% of the step at the ceiling rate", 100.0 * gemm_s / step_s);
+  r.sgemm_gflops = gemm_flops / gemm_s / 1e9;
+  r.gemm_share = gemm_s / r.step_s;
   return r;
+}
+
+std::vector<BenchRecord> TrainBenchResult::records() const {
+  const std::string shape = fmt::format("{} params, batch {} x {}", params, batch, seq);
+  std::vector<BenchRecord> out;
+  out.push_back({"train step", shape, tokens_per_s, "tokens/s", 0, "", 0, 0, step_s});
+  if (bf16)  // MFU: the step's model FLOP/s against the datasheet peak
+    out.push_back({"train step", shape, step_flops / step_s / 1e12, "TFLOP/s", peak_flops / 1e12,
+                   "bf16 peak (table)", step_flops, 0, step_s});
+  else
+    out.push_back({"train step", shape, step_gflops, "GFLOP/s", sgemm_gflops,
+                   "OpenBLAS sgemm, model's GEMMs", step_flops, 0, step_s});
+  return out;
+}
+
+nlohmann::json TrainBenchResult::json() const {
+  nlohmann::json shape_rows = nlohmann::json::array();
+  for (const auto& g : shapes)
+    shape_rows.push_back({{"gemm", g.gemm}, {"M", g.M}, {"N", g.N}, {"K", g.K},
+                          {"trans_a", g.trans_a}, {"trans_b", g.trans_b}, {"gflops", g.gflops}});
+  auto positive = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(); };
+  return {{"device", backend},
+          {"hardware", hardware},
+          {"params", params},
+          {"batch", batch},
+          {"seq", seq},
+          {"step_s", step_s},
+          {"tokens_per_s", tokens_per_s},
+          {"step_gflops", step_gflops},
+          {"sgemm_gflops", positive(sgemm_gflops)},
+          {"ratio", sgemm_gflops > 0 ? nlohmann::json(step_gflops / sgemm_gflops) : nlohmann::json()},
+          {"gemm_share_of_step", positive(gemm_share)},
+          {"shapes", shape_rows},
+          // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
+          {"mfu", peak_flops > 0 ? nlohmann::json(step_flops / step_s / peak_flops) : nlohmann::json()}};
+}
+
+void log_train_bench(const TrainBenchResult& r) {
+  auto log = logger();
+  log->info("bench train: {} params, batch {} x {}, device {} ({})", r.params, r.batch, r.seq, r.backend, r.hardware);
+  log->info("  step          {:10.3f} s   {:10.0f} tokens/s", r.step_s, r.tokens_per_s);
+  if (r.bf16) {
+    if (r.peak_flops > 0)
+      log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)",
+                100 * r.step_flops / r.step_s / r.peak_flops, r.peak_flops / 1e12);
+    else
+      log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", r.hardware);
+  }
+  log->info("  training step {:10.1f} GFLOP/s", r.step_gflops);
+  if (r.sgemm_gflops <= 0) return;  // device backends: MFU is the ratio
+  log->info("  sgemm ceiling {:10.1f} GFLOP/s (OpenBLAS, the model's GEMM shapes, same run)", r.sgemm_gflops);
+  log->info("  ratio         {:10.3f}   (goal >= 0.5)", r.step_gflops / r.sgemm_gflops);
+  log->info("  GEMMs would take {:.0f}% of the step at the ceiling rate", 100.0 * r.gemm_share);
 }
 
 }  // namespace ouro

@@ -1,8 +1,13 @@
-// `ouro bench train`: throughput of the training step against the BLAS ceiling measured in the
-// same run on the model's own GEMM shapes.
+// `ouro bench train`: throughput of the training step against a ceiling measured in the same
+// run: on the cpu backend OpenBLAS sgemm on the model's own GEMM shapes; on a device backend the
+// peak table's bf16 rate (MFU), since a host BLAS says nothing about a GPU step.
 #pragma once
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_result.h"
 #include "ouro/config.h"
 
 namespace ouro {
@@ -13,7 +18,32 @@ struct TrainBenchOptions {
   int gemm_reps = 3;
 };
 
-// Returns the figures as JSON (also logged as a table).
-nlohmann::json bench_train(const Config& cfg, const TrainBenchOptions& opt);
+// One sgemm shape of the step, timed on the host BLAS (cpu backend only).
+struct TrainGemmFigure {
+  std::string gemm;  // "qkv", "fc", "logits", ...
+  int M = 0, N = 0, K = 0;
+  bool trans_a = false, trans_b = false;
+  double gflops = 0;
+};
+
+struct TrainBenchResult {
+  std::string backend, hardware;  // ops->name(), ops->device_name()
+  size_t params = 0;
+  int batch = 0, seq = 0;
+  bool bf16 = false;          // activations in bf16 (device backends): MFU applies
+  double step_s = 0, tokens_per_s = 0;
+  double step_flops = 0;      // model FLOPs of one step (6 x weights + attention, per token)
+  double step_gflops = 0;
+  double sgemm_gflops = 0;    // cpu backend: the ceiling; 0 on device backends
+  double gemm_share = 0;      // cpu backend: GEMM time at the ceiling rate / step time
+  double peak_flops = 0;      // bf16 peak from the table; 0 = cpu or unknown device
+  std::vector<TrainGemmFigure> shapes;
+
+  std::vector<BenchRecord> records() const;
+  nlohmann::json json() const;  // what `ouro bench train --json` prints
+};
+
+TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt);
+void log_train_bench(const TrainBenchResult& r);  // the console table
 
 }  // namespace ouro

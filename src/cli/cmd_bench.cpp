@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_all.h"
+#include "bench/bench_result.h"
 #include "bench/comm_bench.h"
 #include "bench/generate_bench.h"
 #include "bench/train_bench.h"
@@ -12,6 +14,23 @@
 #include "ouro/config.h"
 
 namespace ouro::cli {
+
+namespace {
+
+void print_kernel_table(const KernelBenchResult& r) {
+  std::printf("device: %s\n%-24s %-30s %12s %-8s %12s %-18s %7s %10s\n", r.device.c_str(), "kernel", "shape",
+              "figure", "unit", "ceiling", "ceiling is", "ratio", "ms");
+  for (const auto& row : r.rows) {
+    std::printf("%-24s %-30s %12.4g %-8s ", row.name.c_str(), row.shape.c_str(), row.value, row.unit.c_str());
+    if (row.has_ceiling())
+      std::printf("%12.4g %-18s %6.1f%%", row.ceiling, row.ceiling_name.c_str(), 100 * row.ratio());
+    else
+      std::printf("%12s %-18s %7s", "-", row.ceiling_name.c_str(), "-");
+    std::printf(" %10.4g\n", row.seconds * 1e3);
+  }
+}
+
+}  // namespace
 
 void add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Benchmarks that print figures and ratios");
@@ -33,8 +52,9 @@ void add_bench(CLI::App& app) {
   tr->callback([o] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
-    auto r = bench_train(load_config(o->config, sets), o->b);
-    if (o->json) std::puts(r.dump(2).c_str());
+    const TrainBenchResult r = bench_train(load_config(o->config, sets), o->b);
+    log_train_bench(r);
+    if (o->json) std::puts(r.json().dump(2).c_str());
   });
 
   auto* kb = cmd->add_subcommand("kernels", "Kernel TFLOP/s and GB/s against cuBLASLt and the copy bandwidth");
@@ -50,24 +70,20 @@ void add_bench(CLI::App& app) {
     auto fn = registered_kernel_bench();
     OURO_CHECK(fn != nullptr, "this binary has no device backend (cuda or simt): no kernels to measure");
     const KernelBenchResult r = fn(ko->b);
-    nlohmann::json rows = nlohmann::json::array();
-    for (const auto& row : r.rows)
-      rows.push_back({{"kernel", row.kernel}, {"shape", row.shape}, {"figure", row.figure}, {"unit", row.unit},
-                      {"ceiling", row.ceiling}, {"ceiling_name", row.ceiling_name}, {"ms", row.ms},
-                      {"ratio", row.ceiling > 0 ? nlohmann::json(row.figure / row.ceiling) : nlohmann::json()}});
     if (ko->json) {
-      std::puts(nlohmann::json({{"device", r.device}, {"rows", rows}}).dump(2).c_str());
+      nlohmann::json rows = nlohmann::json::array();
+      for (const auto& row : r.rows) {
+        nlohmann::json j = bench_record_json(row);
+        // The keys this command printed before the shared record type, kept for scripts.
+        j["kernel"] = row.name;
+        j["figure"] = row.value;
+        j["ms"] = row.seconds * 1e3;
+        rows.push_back(std::move(j));
+      }
+      std::puts(nlohmann::json({{"device", r.device}, {"copy_gbs", r.copy_gbs}, {"rows", rows}}).dump(2).c_str());
       return;
     }
-    std::printf("device: %s\n%-24s %-30s %12s %-8s %12s %-18s %7s\n", r.device.c_str(), "kernel", "shape",
-                "figure", "unit", "ceiling", "ceiling is", "ratio");
-    for (const auto& row : r.rows) {
-      std::printf("%-24s %-30s %12.4g %-8s ", row.kernel.c_str(), row.shape.c_str(), row.figure, row.unit.c_str());
-      if (row.ceiling > 0)
-        std::printf("%12.4g %-18s %6.1f%%\n", row.ceiling, row.ceiling_name.c_str(), 100 * row.figure / row.ceiling);
-      else
-        std::printf("%12s %-18s %7s\n", "-", row.ceiling_name.c_str(), "-");
-    }
+    print_kernel_table(r);
   });
 
   auto* ge = cmd->add_subcommand("generate", "Generation tokens/s (KV cache) and its share of a loop round");
@@ -86,8 +102,9 @@ void add_bench(CLI::App& app) {
   ge->callback([go] {
     auto sets = go->sets;
     if (!go->device.empty()) sets.push_back("run.device=" + go->device);
-    auto r = bench_generate(load_config(go->config, sets), go->steps);
-    if (go->json) std::puts(r.dump(2).c_str());
+    const GenerateBenchResult r = bench_generate(load_config(go->config, sets), go->steps);
+    log_generate_bench(r);
+    if (go->json) std::puts(r.json().dump(2).c_str());
   });
 
   auto* cm = cmd->add_subcommand("comm", "Collective bandwidth over message sizes (run under mpirun)");
@@ -102,6 +119,25 @@ void add_bench(CLI::App& app) {
   cm->callback([co, cjson] {
     auto r = bench_comm(*co);
     if (*cjson && detect_dist_env().rank == 0) std::puts(r.dump(2).c_str());
+  });
+
+  auto* all = cmd->add_subcommand("all", "Every benchmark that applies to the backend, into DIR/bench.json, "
+                                        "bench.md and the roofline plot");
+  auto ao = std::make_shared<BenchAllOptions>();
+  all->add_flag("--small", ao->small, "Smoke sizes (always on simt)");
+  all->add_option("--device", ao->device, "Backend: cpu, cuda or simt (default: the binary's device backend)");
+  all->add_option("--out", ao->out, "Directory for bench.json, bench.md and roofline.png")->capture_default_str();
+  all->add_option("--config,-c", ao->config, "Model of the train and generate benchmarks (default: built in)");
+  all->add_option("--set", ao->sets, "Override a key of that config: section.key=value (repeatable)");
+  all->add_flag("!--no-report", ao->report, "Skip tools/bench_report.py (the roofline plot)");
+  all->callback([ao] {
+    ao->command = "ouro bench all";
+    if (ao->small) ao->command += " --small";
+    if (!ao->device.empty()) ao->command += " --device " + ao->device;
+    if (!ao->config.empty()) ao->command += " --config " + ao->config;
+    for (const auto& s : ao->sets) ao->command += " --set " + s;
+    const BenchReport r = bench_all(*ao);
+    if (!r.groups.empty()) std::fputs(bench_report_markdown(r).c_str(), stdout);
   });
 
   add_bench_tokenizer(*cmd);

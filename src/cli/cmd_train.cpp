@@ -1,11 +1,48 @@
 #include <csignal>
+#include <cstdint>
+#include <string>
+#include <utility>
 
 #include "cli/commands.h"
 #include "ouro/config.h"
+#include "ouro/error.h"
 #include "train/run_log.h"
 #include "train/trainer.h"
 
 namespace ouro::cli {
+
+namespace {
+
+// "A:B" -> {A, B}: 0-based steps, A captured, B not (the profiler range; tools/profile.sh).
+std::pair<int64_t, int64_t> parse_profile_steps(const std::string& s) {
+  const size_t colon = s.find(':');
+  auto number = [&](const std::string& part) -> int64_t {
+    OURO_CHECK(!part.empty() && part.find_first_not_of("0123456789") == std::string::npos && part.size() <= 18,
+               "--profile-steps '{}': expected A:B, two non-negative step numbers", s);
+    return std::stoll(part);
+  };
+  OURO_CHECK(colon != std::string::npos, "--profile-steps '{}': expected A:B (e.g. 10:13)", s);
+  const int64_t first = number(s.substr(0, colon)), last = number(s.substr(colon + 1));
+  OURO_CHECK(last > first, "--profile-steps '{}': B must be greater than A (steps A..B-1 are captured)", s);
+  return {first, last};
+}
+
+// Hands the range to the trainer, which calls cudaProfilerStart before step `first` and
+// cudaProfilerStop after step `last - 1`. Written against TrainOptions' fields by name, and
+// compiled only once they exist (src/train/trainer.h has its own owner): until then the flag
+// fails clearly instead of profiling nothing.
+template <class Options>
+void set_profile_steps(Options& t, std::pair<int64_t, int64_t> range) {
+  if constexpr (requires { t.profile_first_step = int64_t{}; t.profile_last_step = int64_t{}; }) {
+    t.profile_first_step = range.first;
+    t.profile_last_step = range.second;
+  } else {
+    fail("--profile-steps {}:{}: this build's trainer has no profiler capture range "
+         "(TrainOptions::profile_first_step/profile_last_step)", range.first, range.second);
+  }
+}
+
+}  // namespace
 
 void add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a model from a TOML config");
@@ -20,6 +57,7 @@ void add_train(CLI::App& app) {
     int64_t kill_step = -1;
     std::string kill_signal = "kill";
     std::vector<int> rollback;
+    std::string profile_steps;  // "A:B", empty = no capture range
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
@@ -28,6 +66,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt (overrides run.device)");
   cmd->add_flag("--resume", o->resume, "Continue exactly from the newest checkpoint in run.out_dir");
   cmd->add_option("--stop-at", o->stop_at, "Checkpoint and stop after this many steps (the schedule still spans train.steps)");
+  cmd->add_option("--profile-steps", o->profile_steps,
+                  "Profile 0-based steps A..B-1 only (cudaProfilerStart/Stop around them; tools/profile.sh)")
+      ->type_name("A:B");
   cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
       ->delimiter(',')
       ->group("");  // hidden from --help
@@ -50,6 +91,7 @@ void add_train(CLI::App& app) {
     t.fault_kill_step = o->kill_step;
     t.fault_rollback_rounds.insert(o->rollback.begin(), o->rollback.end());
     t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
+    if (!o->profile_steps.empty()) set_profile_steps(t, parse_profile_steps(o->profile_steps));
     auto s = train(cfg, t);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
   });

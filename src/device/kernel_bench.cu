@@ -1,8 +1,9 @@
 // `ouro bench kernels` (see kernel_bench.h). Each figure: one untimed call, then `reps` calls
 // between two CUDA events. FLOP counts: a GEMM is 2*M*N*K; causal attention forward is
 // 2 * 2*T*T*hd/2 per head (QK^T and PV over the causal half), the backward 2.5x that (dV, dP,
-// dQ, dK and the recomputed scores: 5 GEMMs of the 2 in the forward). Bytes of the memory-bound
-// kernels: what each must read and write at least once.
+// dQ, dK and the recomputed scores: 5 GEMMs of the 2 in the forward). Bytes: what each kernel
+// must read and write at least once. The memory-bound kernels' FLOPs count one per add, multiply,
+// exp, tanh or sqrt of their formula per element (the roofline's x axis, not their bound).
 #include <ouro/cuda.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "device/cublaslt_matmul.h"
 #include "device/device_ops.h"
+#include "bench/peak_flops.h"
 #include "device/kernel_bench.h"
 #include "kernels/attention.h"
 #include "kernels/classifier.h"
@@ -53,9 +55,23 @@ double time_ms(cudaStream_t s, int reps, F&& f) {
   return double(ms) / reps;
 }
 
+// A tensor-core kernel's row: TFLOP/s against `ceiling` TFLOP/s.
+BenchRecord compute_row(const char* name, const std::string& shape, double flops, double bytes, double ms,
+                        double ceiling, const std::string& ceiling_name) {
+  return {name, shape, flops / (ms * 1e-3) / 1e12, "TFLOP/s", ceiling, ceiling_name, flops, bytes, ms * 1e-3};
+}
+
+// A memory-bound kernel's row: GB/s against the copy's.
+BenchRecord memory_row(const char* name, const std::string& shape, double flops, double bytes, double ms,
+                       double copy_gbs) {
+  return {name, shape, bytes / (ms * 1e-3) / 1e9, "GB/s", copy_gbs, "copy d2d", flops, bytes, ms * 1e-3};
+}
+
 KernelBenchResult run(const KernelBenchOptions& opt) {
   KernelBenchResult r;
   r.device = device_hardware_name();
+  // Where no library alternate is built (cuDNN attention), the datasheet peak is the yardstick.
+  const double peak_tflops = peak_bf16_flops(r.device).value_or(0.0) / 1e12;
 #if defined(OURO_SIMT)
   const bool small = true;  // the emulator runs ~1e6x slower than a GPU: a smoke run
   const int reps = 1;
@@ -75,9 +91,10 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
       OURO_CUDA_CHECK(cudaMemcpyAsync(b.p, a.p, copy_bytes, cudaMemcpyDeviceToDevice, s));
     });
     copy_gbs = 2.0 * copy_bytes / (ms * 1e-3) / 1e9;
+    r.copy_gbs = copy_gbs;
     const std::string size = copy_bytes >= (size_t(1) << 20) ? std::to_string(copy_bytes >> 20) + " MiB"
                                                               : std::to_string(copy_bytes >> 10) + " KiB";
-    r.rows.push_back({"copy d2d", size, copy_gbs, "GB/s", 0, "", ms});
+    r.rows.push_back({"copy d2d", size, copy_gbs, "GB/s", 0, "", 0, 2.0 * copy_bytes, ms * 1e-3});
   }
 
   // ---- GEMM on the GPT-2 shapes (tokens N = 8 x 1024), against cuBLASLt ----
@@ -101,6 +118,9 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
       Dev dinp(size_t(N) * K * 2), dw(size_t(OC) * K * 2), db(size_t(OC) * 2);
       Dev scratch(kernels::matmul_backward_scratch_bytes(N, K, OC) + 16);
       const double flops = 2.0 * N * K * OC;
+      // forward: reads inp, w, bias, writes out; backward: reads dout, inp, w, writes dinp, dw, db
+      const double fwd_bytes = 2.0 * (double(N) * K + double(OC) * K + double(N) * OC + OC);
+      const double bwd_bytes = 2.0 * (2.0 * N * K + 2.0 * OC * K + double(N) * OC + OC);
       const std::string shape = std::string(m.model) + " " + std::to_string(N) + "x" + std::to_string(K) +
                                 " -> " + std::to_string(OC);
       double lt_fwd = 0, lt_bwd = 0;
@@ -114,12 +134,12 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
       double ms = time_ms(s, reps, [&] {
         kernels::matmul_forward(out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(), bias.as<bf16>(), N, K, OC, s);
       });
-      r.rows.push_back({"matmul fwd", shape, flops / (ms * 1e-3) / 1e12, "TFLOP/s", lt_fwd, "cuBLASLt", ms});
+      r.rows.push_back(compute_row("matmul fwd", shape, flops, fwd_bytes, ms, lt_fwd, "cuBLASLt"));
       ms = time_ms(s, reps, [&] {
         kernels::matmul_backward(dinp.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), out.as<bf16>(), inp.as<bf16>(),
                                  w.as<bf16>(), N, K, OC, scratch.p, s);
       });
-      r.rows.push_back({"matmul bwd", shape, 2 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", lt_bwd, "cuBLASLt", ms});
+      r.rows.push_back(compute_row("matmul bwd", shape, 2 * flops, bwd_bytes, ms, lt_bwd, "cuBLASLt"));
     }
   }
 
@@ -130,17 +150,22 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     Dev qkv(size_t(B) * T * 3 * C * 2), out(size_t(B) * T * C * 2), lse(size_t(B) * NH * T * 4);
     Dev dqkv(size_t(B) * T * 3 * C * 2), scratch(kernels::attention_backward_scratch_bytes(B, T, C, NH) + 16);
     const double flops = 2.0 * 2.0 * B * NH * double(T) * T * hd / 2;
+    const double act = 2.0 * B * T * C, lse_bytes = 4.0 * B * NH * T;
+    const double fwd_bytes = 3 * act + act + lse_bytes;             // qkv in; out and lse out
+    const double bwd_bytes = 3 * act + 2 * act + lse_bytes + 3 * act;  // qkv, out, dout, lse in; dqkv out
+    // cuDNN's flash attention is not built: the datasheet peak (none on simt or an unknown GPU).
+    const std::string ceiling_name = peak_tflops > 0 ? "bf16 peak (table)" : "cuDNN (not built)";
     char shape[64];  // (GCC 12 warns falsely on "literal" + std::string here: -Wrestrict)
     std::snprintf(shape, sizeof shape, "B%d T%d NH%d hd%d", B, T, NH, hd);
     double ms = time_ms(s, reps, [&] {
       kernels::attention_forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH, s);
     });
-    r.rows.push_back({"attention fwd", shape, flops / (ms * 1e-3) / 1e12, "TFLOP/s", 0, "cuDNN (not built)", ms});
+    r.rows.push_back(compute_row("attention fwd", shape, flops, fwd_bytes, ms, peak_tflops, ceiling_name));
     ms = time_ms(s, reps, [&] {
       kernels::attention_backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(), lse.as<float>(),
                                   B, T, C, NH, scratch.p, s);
     });
-    r.rows.push_back({"attention bwd", shape, 2.5 * flops / (ms * 1e-3) / 1e12, "TFLOP/s", 0, "cuDNN (not built)", ms});
+    r.rows.push_back(compute_row("attention bwd", shape, 2.5 * flops, bwd_bytes, ms, peak_tflops, ceiling_name));
   }
 
   // ---- memory-bound kernels, against the copy ----
@@ -150,25 +175,28 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     Dev a(n * 2), b(n * 2), o(n * 2), res(n * 2), w(C * 2), bi(C * 2), mean(Nr * 4), rstd(Nr * 4);
     Dev lnscratch(kernels::layernorm_backward_scratch_bytes(Nr, C) + 16), dw(C * 2), db(C * 2);
     const std::string shape = std::to_string(Nr) + "x" + std::to_string(C);
-    auto add = [&](const char* name, double bytes, double ms) {
-      r.rows.push_back({name, shape, bytes / (ms * 1e-3) / 1e9, "GB/s", copy_gbs, "copy d2d", ms});
+    // flops_per_element: layernorm fwd = mean (1) + variance (3) + normalise (2) + affine (2);
+    // the residual add 1 more; backward = recompute (2) + dγ, dβ (3) + two row means (3) +
+    // the input gradient (4) + its accumulation (1); gelu (tanh form) 9, its backward 18.
+    auto add = [&](const char* name, double flops_per_element, double elements, double bytes, double ms) {
+      r.rows.push_back(memory_row(name, shape, flops_per_element * elements, bytes, ms, copy_gbs));
     };
-    add("layernorm fwd", 2.0 * n * 2, time_ms(s, reps, [&] {
+    add("layernorm fwd", 8, n, 2.0 * n * 2, time_ms(s, reps, [&] {
           kernels::layernorm_forward(o.as<bf16>(), mean.as<float>(), rstd.as<float>(), a.as<bf16>(), w.as<bf16>(),
                                      bi.as<bf16>(), Nr, C, s);
         }));
-    add("residual+layernorm fwd", 4.0 * n * 2, time_ms(s, reps, [&] {
+    add("residual+layernorm fwd", 9, n, 4.0 * n * 2, time_ms(s, reps, [&] {
           kernels::residual_layernorm_forward(res.as<bf16>(), o.as<bf16>(), mean.as<float>(), rstd.as<float>(),
                                               a.as<bf16>(), b.as<bf16>(), w.as<bf16>(), bi.as<bf16>(), Nr, C, s);
         }));
-    add("layernorm bwd", 4.0 * n * 2, time_ms(s, reps, [&] {
+    add("layernorm bwd", 13, n, 4.0 * n * 2, time_ms(s, reps, [&] {
           kernels::layernorm_backward(res.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), o.as<bf16>(), a.as<bf16>(),
                                       w.as<bf16>(), mean.as<float>(), rstd.as<float>(), Nr, C, lnscratch.p, s);
         }));
     const size_t g = n * 4;  // the MLP's 4C activations
     Dev ga(g * 2), gb(g * 2);
-    add("gelu fwd", 2.0 * g * 2, time_ms(s, reps, [&] { kernels::gelu_forward(gb.as<bf16>(), ga.as<bf16>(), g, s); }));
-    add("gelu bwd", 3.0 * g * 2, time_ms(s, reps, [&] {
+    add("gelu fwd", 9, g, 2.0 * g * 2, time_ms(s, reps, [&] { kernels::gelu_forward(gb.as<bf16>(), ga.as<bf16>(), g, s); }));
+    add("gelu bwd", 18, g, 3.0 * g * 2, time_ms(s, reps, [&] {
           kernels::gelu_backward(gb.as<bf16>(), ga.as<bf16>(), gb.as<bf16>(), g, s);
         }));
   }
@@ -179,8 +207,9 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     const double ms = time_ms(s, reps, [&] {
       kernels::classifier(logits.as<bf16>(), losses.as<float>(), targets.as<int>(), Nr, V, Vp, 1.0f / Nr, s);
     });
-    r.rows.push_back({"classifier fwd+bwd", std::to_string(Nr) + "x" + std::to_string(Vp), bytes / (ms * 1e-3) / 1e9,
-                      "GB/s", copy_gbs, "copy d2d", ms});
+    // per logit: max, exp, sum, the probability, its gradient (subtract, scale)
+    r.rows.push_back(memory_row("classifier fwd+bwd", std::to_string(Nr) + "x" + std::to_string(Vp),
+                                6.0 * Nr * double(Vp), bytes, ms, copy_gbs));
   }
   {
     const size_t n = small ? 4096 : size_t(124) << 20;  // GPT-2 124M's parameters
@@ -195,8 +224,9 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
                      seg.as<kernels::AdamSegment>(), 1, n, p, s);
     });
     // reads grads, master, m, v; writes master, m, v, params: 2 + 4*3 + 4*3 + 2 bytes
-    r.rows.push_back({"adamw", std::to_string(n) + " params", 28.0 * n / (ms * 1e-3) / 1e9, "GB/s", copy_gbs,
-                      "copy d2d", ms});
+    // per parameter: gradient scale (1), m (3), v (4), bias corrections (2), sqrt + eps + divide
+    // (3), weight decay and learning rate (3), the update (1), the bf16 rounding (1)
+    r.rows.push_back(memory_row("adamw", std::to_string(n) + " params", 18.0 * n, 28.0 * n, ms, copy_gbs));
   }
   OURO_CUDA_CHECK(cudaStreamDestroy(s));
   return r;

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_result.h"
+
 namespace ouro {
 
 struct KernelBenchOptions {
@@ -13,19 +15,14 @@ struct KernelBenchOptions {
   int reps = 10;       // timed repetitions per figure (after one warm-up)
 };
 
-struct KernelBenchRow {
-  std::string kernel;   // e.g. "matmul fwd"
-  std::string shape;    // e.g. "8192x768 -> 2304"
-  double figure = 0;    // TFLOP/s or GB/s
-  std::string unit;     // "TFLOP/s" | "GB/s"
-  double ceiling = 0;   // the same unit, measured in this run (0: none on this backend)
-  std::string ceiling_name;
-  double ms = 0;        // mean time per call
-};
-
+// Each row: name = the kernel ("matmul fwd"), shape, value in TFLOP/s or GB/s, its ceiling
+// measured in the same run (cuBLASLt on the cuda backend, the copy for memory-bound kernels) or
+// the peak table's bf16 rate where no library alternate is built, and the FLOPs and bytes of one
+// call (the roofline's arithmetic intensity).
 struct KernelBenchResult {
-  std::string device;  // the GPU's name, or "simt (emulator)"
-  std::vector<KernelBenchRow> rows;
+  std::string device;  // the GPU's name, or "SIMT emulator"
+  double copy_gbs = 0; // the measured device-to-device copy bandwidth (the memory ceiling)
+  std::vector<BenchRecord> rows;
 };
 
 using KernelBenchFn = KernelBenchResult (*)(const KernelBenchOptions&);
