@@ -39,12 +39,12 @@ def number(v):
 
 
 def roofline_points(report):
-    """(label, intensity FLOP/B, achieved FLOP/s) of every kernel record with FLOPs, bytes and a time."""
+    """(kernel, intensity FLOP/B, achieved FLOP/s) of every kernel record with FLOPs, bytes and a time."""
     points = []
     for r in report["records"]:
         if r.get("bench") != "kernels" or not (r.get("flops") and r.get("bytes") and r.get("seconds")):
             continue
-        points.append((f"{r['name']} {r['shape']}", r["flops"] / r["bytes"], r["flops"] / r["seconds"]))
+        points.append((r["name"], r["flops"] / r["bytes"], r["flops"] / r["seconds"]))
     return points
 
 
@@ -68,7 +68,7 @@ def plot_roofline(report, png):
     points = roofline_points(report)
     peak, peak_label = compute_roof(report)
     bw = (report.get("copy_gbs") or 0) * 1e9
-    fig, ax = plt.subplots(figsize=(10, 6.5))
+    fig, ax = plt.subplots(figsize=(12, 6.5))
     ax.set_xscale("log")
     ax.set_yscale("log")
     xs = [p[1] for p in points] or [1.0]
@@ -84,11 +84,15 @@ def plot_roofline(report, png):
         ax.axhline(peak, color="tab:red", ls="--", lw=1.5, label=peak_label)
         if bw:
             ax.axvline(peak / bw, color="grey", ls=":", lw=1, label=f"ridge {peak / bw:.0f} FLOP/B")
+    # One colour per kernel, its shapes as separate points (the shapes are in bench.md): labels
+    # on every point would pile up where the GEMM shapes cluster.
     markers = {"matmul": "o", "attention": "s"}
-    for label, x, y in points:
-        family = label.split()[0]
-        ax.scatter([x], [y], marker=markers.get(family, "^"), s=36, zorder=3)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6.5)
+    names = list(dict.fromkeys(p[0] for p in points))
+    colours = plt.get_cmap("tab20")
+    for i, name in enumerate(names):
+        mine = [p for p in points if p[0] == name]
+        ax.scatter([p[1] for p in mine], [p[2] for p in mine], marker=markers.get(name.split()[0], "^"),
+                   s=36, zorder=3, color=colours(i % 20), label=f"{name} ({len(mine)})")
     title = f"Roofline: {report['device']} ({report['backend']}), {report['date_utc'][:10]}, {report['commit']}"
     if report.get("small"):
         title += "\nsmall sizes (smoke run): figures of the emulator, not of a GPU"
@@ -103,7 +107,7 @@ def plot_roofline(report, png):
     ax.set_xlim(lo, hi)
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="kernel (shapes)")
     fig.tight_layout()
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130)
