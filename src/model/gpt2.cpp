@@ -1,14 +1,16 @@
 // GPT-2 forward, backward, optimizer step and KV-cache inference over ouro::Ops.
-// Buffers are allocated lazily (activations on the first forward, gradients on the first
-// backward, AdamW state on the first step, KV caches on the first decode), so `ouro sample`
-// never pays for training memory.
+// Buffers are allocated lazily (the activation arena on the first forward, gradients on the
+// first backward, AdamW state on the first step, the KV caches on the first decode), so
+// `ouro sample` never pays for parameter gradients or optimizer state.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "common/trace.h"
+#include "model/arena.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
+#include "train/run_log.h"
 
 namespace ouro {
 
@@ -20,43 +22,28 @@ inline const void* el(const void* base, size_t i, size_t esz) {
 }
 }  // namespace
 
-// One allocation from the backend, released with it.
-struct Buffer {
-  Ops* ops = nullptr;
-  void* ptr = nullptr;
-  size_t bytes = 0;
-  Buffer() = default;
-  Buffer(Ops& o, size_t b) : ops(&o), ptr(o.alloc(b)), bytes(b) {}
-  Buffer(Buffer&& x) noexcept : ops(x.ops), ptr(x.ptr), bytes(x.bytes) { x.ptr = nullptr; }
-  Buffer& operator=(Buffer&& x) noexcept {
-    std::swap(ops, x.ops), std::swap(ptr, x.ptr), std::swap(bytes, x.bytes);
-    return *this;
-  }
-  ~Buffer() {
-    if (ptr) ops->dealloc(ptr);
-  }
-  float* f32() const { return static_cast<float*>(ptr); }
-};
-
 // Activations of one layer saved by the forward for the backward.
 struct LayerActs {
-  Buffer ln1, ln1_mean, ln1_rstd, qkv, atty, att_state, attproj, residual2;
-  Buffer ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, residual3;
+  Tensor ln1, ln1_mean, ln1_rstd, qkv, atty, att_state, attproj, residual2;
+  Tensor ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, residual3;
 };
 
 struct GPT2::Impl {
   size_t esz = 4;
   int max_B = 0, max_T = 0;
-  Buffer params, master, grads, adam_m, adam_v;
-  // forward activations, sized for (max_B, max_T)
-  Buffer encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
+  Buffer params, master, grads, adam_m, adam_v;  // one block each
+  // Every activation and activation gradient, carved from one arena planned for (max_B, max_T)
+  // on the first forward (ensure_activations).
+  Buffer activations;
+  // forward activations
+  Tensor encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
   std::vector<LayerActs> layers;
   std::vector<std::string> layer_names;  // NVTX range names, "backward/layer N"
   // backward scratch, shared by all layers
-  Buffer dresidual, dln, dqkv, datty, dfch;
-  // inference
-  std::vector<Buffer> kcache, vcache;
-  int kv_B = 0;
+  Tensor dresidual, dln, dqkv, datty, dfch;
+  // inference: every layer's K and V caches in one block
+  Buffer kv_block;
+  std::vector<Tensor> kcache, vcache;
   int kv_last_B = 0, kv_last_Tn = 0;  // the shape of the last kv_step, whose logits are kept
   size_t opt_begin = 0, opt_end = 0;  // the optimizer's parameter range
 };
@@ -191,33 +178,47 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
   if (targets) ops.classifier(I.logits.ptr, I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
 }
 
+// Plans every activation (forward) and activation gradient (backward scratch) tensor for
+// (max_B, max_T) and makes the one allocation. The backward scratch is included even for a
+// model that only decodes: ~10 N*C elements next to the forward's ~(17 L N C + N Vp), which
+// buys a step with no allocation at all.
 static void ensure_activations(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg) {
-  if (!I.layers.empty()) return;
+  if (I.activations.ptr) return;
   const size_t N = static_cast<size_t>(I.max_B) * I.max_T, C = cfg.n_embd, e = I.esz;
-  I.encoded = Buffer(ops, N * C * e);
-  I.lnf = Buffer(ops, N * C * e);
-  I.lnf_mean = Buffer(ops, N * 4);
-  I.lnf_rstd = Buffer(ops, N * 4);
-  I.logits = Buffer(ops, N * cfg.padded_vocab() * e);
-  I.losses = Buffer(ops, N * 4);
+  const size_t NC = N * C * e, stats = N * sizeof(float);
+  ArenaPlan plan;
+  plan.add(I.encoded, NC);
+  plan.add(I.lnf, NC);
+  plan.add(I.lnf_mean, stats);
+  plan.add(I.lnf_rstd, stats);
+  plan.add(I.logits, N * cfg.padded_vocab() * e);
+  plan.add(I.losses, stats);
   I.layers.resize(cfg.n_layer);
   for (auto& a : I.layers) {
-    a.ln1 = Buffer(ops, N * C * e);
-    a.ln1_mean = Buffer(ops, N * 4);
-    a.ln1_rstd = Buffer(ops, N * 4);
-    a.qkv = Buffer(ops, N * 3 * C * e);
-    a.atty = Buffer(ops, N * C * e);
-    a.att_state = Buffer(ops, ops.attention_state_size(I.max_B, I.max_T, cfg.n_head) * 4);
-    a.attproj = Buffer(ops, N * C * e);
-    a.residual2 = Buffer(ops, N * C * e);
-    a.ln2 = Buffer(ops, N * C * e);
-    a.ln2_mean = Buffer(ops, N * 4);
-    a.ln2_rstd = Buffer(ops, N * 4);
-    a.fch = Buffer(ops, N * 4 * C * e);
-    a.fch_gelu = Buffer(ops, N * 4 * C * e);
-    a.fcproj = Buffer(ops, N * C * e);
-    a.residual3 = Buffer(ops, N * C * e);
+    plan.add(a.ln1, NC);
+    plan.add(a.ln1_mean, stats);
+    plan.add(a.ln1_rstd, stats);
+    plan.add(a.qkv, 3 * NC);
+    plan.add(a.atty, NC);
+    plan.add(a.att_state, ops.attention_state_size(I.max_B, I.max_T, cfg.n_head) * sizeof(float));
+    plan.add(a.attproj, NC);
+    plan.add(a.residual2, NC);
+    plan.add(a.ln2, NC);
+    plan.add(a.ln2_mean, stats);
+    plan.add(a.ln2_rstd, stats);
+    plan.add(a.fch, 4 * NC);
+    plan.add(a.fch_gelu, 4 * NC);
+    plan.add(a.fcproj, NC);
+    plan.add(a.residual3, NC);
   }
+  plan.add(I.dresidual, NC);
+  plan.add(I.dln, NC);
+  plan.add(I.dqkv, 3 * NC);
+  plan.add(I.datty, NC);
+  plan.add(I.dfch, 4 * NC);
+  I.activations = plan.allocate(ops);
+  logger()->info("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors)",
+                 plan.bytes() / 1048576.0, I.max_B, I.max_T, plan.size());
 }
 
 static void check_batch(const GPT2::Impl& I, const GPT2Config& cfg, const int* tokens, int B,
@@ -288,14 +289,6 @@ float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T
   const float loss = mean_loss(I, ops_, targets, N);
 
   if (!I.grads.ptr) I.grads = Buffer(ops_, num_params_ * e);
-  if (!I.dresidual.ptr) {
-    const size_t Nmax = static_cast<size_t>(I.max_B) * I.max_T;
-    I.dresidual = Buffer(ops_, Nmax * C * e);
-    I.dln = Buffer(ops_, Nmax * C * e);
-    I.dqkv = Buffer(ops_, Nmax * 3 * C * e);
-    I.datty = Buffer(ops_, Nmax * C * e);
-    I.dfch = Buffer(ops_, Nmax * 4 * C * e);
-  }
   auto gp = param_ptrs(layout_, I.params.ptr, e, 0);
   auto gg = grad_ptrs(layout_, I.grads.ptr, e, 0);
   // logits now hold dlogits. The residual stream's gradient lives in dresidual throughout:
@@ -421,13 +414,12 @@ void GPT2::kv_step(const int* tokens, int B, int Tn) {
   ensure_activations(I, ops_, cfg_);
   const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
   const size_t e = I.esz;
-  if (I.kcache.empty() || I.kv_B != I.max_B) {
-    I.kcache.clear(), I.vcache.clear();
-    for (int l = 0; l < L; ++l) {
-      I.kcache.emplace_back(ops_, static_cast<size_t>(I.max_B) * I.max_T * C * e);
-      I.vcache.emplace_back(ops_, static_cast<size_t>(I.max_B) * I.max_T * C * e);
-    }
-    I.kv_B = I.max_B;
+  if (!I.kv_block.ptr) {
+    I.kcache.resize(L), I.vcache.resize(L);
+    ArenaPlan plan;
+    const size_t cache = static_cast<size_t>(I.max_B) * I.max_T * C * e;
+    for (int l = 0; l < L; ++l) plan.add(I.kcache[l], cache), plan.add(I.vcache[l], cache);
+    I.kv_block = plan.allocate(ops_);
   }
   const int N = B * Tn;
   // Scratch: the first layer's activation buffers, which are large enough for B x Tn.
