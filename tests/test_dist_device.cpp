@@ -31,8 +31,11 @@ using namespace ouro::test;
 
 namespace {
 
+// A job that hangs (ranks that disagree on their collectives) fails after 4 minutes with its
+// output, instead of waiting for ctest's timeout of the whole binary.
 std::string mpirun(int np) {
-  return "mpirun --allow-run-as-root --oversubscribe --bind-to none -np " + std::to_string(np) + " ";
+  return "timeout -k 10 240 mpirun --allow-run-as-root --oversubscribe --bind-to none -np " + std::to_string(np) +
+         " ";
 }
 
 // A port nobody listens on right now (the kernel's pick, released again).
@@ -213,7 +216,9 @@ TEST(NcclOverMpi, CollectivesMatchExactSumsOnEveryRank) {
   char self[4096] = {};
   ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
   for (int np : {2, 3}) {
-    auto r = run_shell(mpirun(np) + self + " --gtest_also_run_disabled_tests "
+    // No colour: mpirun's pipe may still look like a terminal to gtest, and escape codes would
+    // hide the "[  PASSED  ]" lines counted below.
+    auto r = run_shell(mpirun(np) + self + " --gtest_color=no --gtest_also_run_disabled_tests "
                        "--gtest_filter=NcclOverMpiWorker.DISABLED_Collectives", log);
     EXPECT_EQ(r.code, 0) << r.out;
     // Every rank ran the worker (it was neither filtered out nor skipped) and passed.

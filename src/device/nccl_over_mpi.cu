@@ -153,12 +153,22 @@ ncclResult_t reduce_owned(const char* send, const std::vector<size_t>& begin, co
                           ncclDataType_t t, ncclRedOp_t op, ncclComm_t c, std::vector<char>& out) {
   const int W = c->nranks, me = c->rank;
   const size_t esz = type_size(t);
-  std::vector<int> scounts(W), sdispls(W), rcounts(W), rdispls(W);
+  // Rank q sends me its elements of my shard (count[me] of them) and I send q its shard: the
+  // receive counts are the same count[me] from everyone, whatever q's own shard size (ranks past
+  // the end of a short buffer own empty shards and still take part, so every rank makes the call).
+  // The limits are checked on what every rank knows alike (all shards, all offsets) before any
+  // rank-dependent value: a rank that returned an error alone would leave the others waiting.
   for (int q = 0; q < W; ++q) {
-    if (auto rc = to_int(count[q] * esz, scounts[q]); rc != ncclSuccess) return rc;
-    if (auto rc = to_int(begin[q] * esz, sdispls[q]); rc != ncclSuccess) return rc;
-    rcounts[q] = scounts[me];
-    if (auto rc = to_int(static_cast<size_t>(q) * count[me] * esz, rdispls[q]); rc != ncclSuccess) return rc;
+    int ignored = 0;
+    if (auto rc = to_int(static_cast<size_t>(W) * count[q] * esz, ignored); rc != ncclSuccess) return rc;
+    if (auto rc = to_int(begin[q] * esz, ignored); rc != ncclSuccess) return rc;
+  }
+  const int mine_bytes = static_cast<int>(count[me] * esz);
+  std::vector<int> scounts(W), sdispls(W), rcounts(W, mine_bytes), rdispls(W);
+  for (int q = 0; q < W; ++q) {
+    scounts[q] = static_cast<int>(count[q] * esz);
+    sdispls[q] = static_cast<int>(begin[q] * esz);
+    rdispls[q] = q * mine_bytes;
   }
   std::vector<char> contrib(static_cast<size_t>(W) * count[me] * esz);
   SHIM_MPI(MPI_Alltoallv(send, scounts.data(), sdispls.data(), MPI_BYTE, contrib.data(), rcounts.data(),
