@@ -64,6 +64,10 @@ class Ops {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Bracket the region an attached profiler should capture (Nsight Systems with
+  // --capture-range=cudaProfilerApi); no-ops on backends without one.
+  virtual void profiler_start() {}
+  virtual void profiler_stop() {}
   // Parameters move between host fp32 (checkpoints) and the backend's act dtype.
   virtual void params_from_host(void* dst, const float* src, size_t n) = 0;
   virtual void params_to_host(float* dst, const void* src, size_t n) = 0;

@@ -6,8 +6,13 @@
 // device path. The host-side integer inputs of the Ops interface (tokens, targets) are copied
 // into device buffers that grow on demand; kernel scratch memory is one buffer that grows to
 // the largest request. Every op runs on the backend's stream; the copies back to the host
-// synchronise it.
+// synchronise it. Each op that launches kernels opens an NVTX range named after its family
+// (matmul_forward, attention_backward, adamw, ...) inside the model's forward/backward/layer
+// ranges, so an Nsight timeline groups the kernels by the op that launched them.
 #include <ouro/cuda.h>
+#if !defined(OURO_SIMT)
+#include <cuda_profiler_api.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -17,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/trace.h"
 #include "device/cublaslt_matmul.h"
 #include "device/device_ops.h"
 #include "kernels/attention.h"
@@ -121,16 +127,31 @@ class DeviceOps final : public Ops {
     OURO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
   }
   void synchronize() override { OURO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // The emulator has no profiler to signal: the hooks are no-ops on simt.
+  void profiler_start() override {
+#if !defined(OURO_SIMT)
+    synchronize();  // work queued before the range stays out of it
+    OURO_CUDA_CHECK(cudaProfilerStart());
+#endif
+  }
+  void profiler_stop() override {
+#if !defined(OURO_SIMT)
+    synchronize();  // the range holds every kernel launched inside it
+    OURO_CUDA_CHECK(cudaProfilerStop());
+#endif
+  }
   // Parameters are rounded as the optimizer rounds its updates (stochastically, a function of
   // the value): loading the fp32 master weights of a checkpoint gives back the run's bf16
   // weights bit for bit.
   void params_from_host(void* dst, const float* src, size_t n) override {
+    TraceRange range("params_from_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
     to_device(tmp, src, n * sizeof(float));
     kernels::f32_to_bf16_stochastic(B(dst), tmp, n, kRoundingSeed, stream_);
     synchronize();
   }
   void params_to_host(float* dst, const void* src, size_t n) override {
+    TraceRange range("params_to_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
     kernels::bf16_to_f32(tmp, B(src), n, stream_);
     to_host(dst, tmp, n * sizeof(float));
@@ -139,22 +160,26 @@ class DeviceOps final : public Ops {
   // ---- forward / backward ----
   void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
                        int T, int C) override {
+    TraceRange range("encoder_forward");
     kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * T), B(wte), B(wpe),
                              Bn, T, C, 0, stream_);
   }
   void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens, int Bn, int T,
                         int C) override {
+    TraceRange range("encoder_backward");
     kernels::encoder_backward(B(dwte), B(dwpe), B(dout), tokens, Bn, T, C,
                               scratch_.get(kernels::encoder_backward_scratch_bytes(Bn, T, C)),
                               stream_);
   }
   void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                          const void* bias, int N, int C) override {
+    TraceRange range("layernorm_forward");
     kernels::layernorm_forward(B(out), mean, rstd, B(inp), B(weight), B(bias), N, C, stream_);
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout,
                           const void* inp, const void* weight, const float* mean,
                           const float* rstd, int N, int C) override {
+    TraceRange range("layernorm_backward");
     kernels::layernorm_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), mean,
                                 rstd, N, C,
                                 scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)),
@@ -162,11 +187,13 @@ class DeviceOps final : public Ops {
   }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                       int C, int OC) override {
+    TraceRange range("matmul_forward");
     if (cublas_) return cublas_->forward(B(out), B(inp), B(weight), B(bias), N, C, OC);
     kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_);
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                        const void* weight, int N, int C, int OC) override {
+    TraceRange range("matmul_backward");
     if (cublas_) return cublas_->backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC);
     kernels::matmul_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC,
                              scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
@@ -175,11 +202,13 @@ class DeviceOps final : public Ops {
   void residual_layernorm_forward(void* residual, void* out, float* mean, float* rstd, const void* a,
                                   const void* b, const void* weight, const void* bias, int N,
                                   int C) override {
+    TraceRange range("residual_layernorm_forward");
     kernels::residual_layernorm_forward(B(residual), B(out), mean, rstd, B(a), B(b), B(weight), B(bias), N,
                                         C, stream_);
   }
   void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
                            const void* bias, int N, int C, int OC) override {
+    TraceRange range("matmul_gelu_forward");
     if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
     kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
                             B(pre_gelu));
@@ -189,29 +218,36 @@ class DeviceOps final : public Ops {
   }
   void attention_forward(void* out, float* state, const void* qkv, int Bn, int T, int C,
                          int NH) override {
+    TraceRange range("attention_forward");
     check_head_dim(C, NH);
     kernels::attention_forward(B(out), state, B(qkv), Bn, T, C, NH, stream_);
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
                           const float* state, int Bn, int T, int C, int NH) override {
+    TraceRange range("attention_backward");
     kernels::attention_backward(
         B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH,
         scratch_.get(kernels::attention_backward_scratch_bytes(Bn, T, C, NH)), stream_);
   }
   void gelu_forward(void* out, const void* inp, size_t n) override {
+    TraceRange range("gelu_forward");
     kernels::gelu_forward(B(out), B(inp), n, stream_);
   }
   void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override {
+    TraceRange range("gelu_backward");
     kernels::gelu_backward(B(dinp), B(inp), B(dout), n, stream_);
   }
   void residual_forward(void* out, const void* a, const void* b, size_t n) override {
+    TraceRange range("residual_forward");
     kernels::residual_forward(B(out), B(a), B(b), n, stream_);
   }
   void add_inplace(void* dst, const void* src, size_t n) override {
+    TraceRange range("add_inplace");
     kernels::add_inplace(B(dst), B(src), n, stream_);
   }
   void classifier(void* logits, float* losses, const int* targets, int N, int V, int Vp,
                   float dloss) override {
+    TraceRange range("classifier");
     for (int n = 0; n < N; n++)  // the kernel clamps; the error belongs here, naming the row
       OURO_CHECK(targets[n] < V, "classifier: target {} at row {} is outside the vocab of {}",
                  targets[n], n, V);
@@ -219,6 +255,7 @@ class DeviceOps final : public Ops {
                         dloss, stream_);
   }
   double sum_squares(const void* x, size_t n) override {
+    TraceRange range("sum_squares");
     double* out = static_cast<double*>(result_.get(sizeof(double)));
     kernels::sum_squares(out, B(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
     double h = 0;
@@ -227,6 +264,7 @@ class DeviceOps final : public Ops {
   }
   void adamw(void* params, float* master, const void* grads, float* m, float* v,
              const std::vector<ParamSegment>& segments, const AdamWArgs& args) override {
+    TraceRange range("adamw");
     OURO_CHECK(master != nullptr, "device adamw needs the fp32 master weights");
     std::vector<kernels::AdamSegment> segs;
     size_t total = 0;
@@ -252,10 +290,12 @@ class DeviceOps final : public Ops {
   // ---- inference with a KV cache ----
   void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int Bn, int Tn,
                     int pos0, int Tmax, int C, int NH) override {
+    TraceRange range("attention_kv");
     kernels::attention_kv(B(out), B(qkv), B(kcache), B(vcache), Bn, Tn, pos0, Tmax, C, NH, stream_);
   }
   void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
                           int Tn, int pos0, int C) override {
+    TraceRange range("encoder_forward_at");
     kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * Tn), B(wte), B(wpe),
                              Bn, Tn, C, pos0, stream_);
   }
@@ -266,6 +306,7 @@ class DeviceOps final : public Ops {
   void sample_tokens(int* tokens, float* logprobs, const void* logits, int Bn, int V,
                      size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
                      uint64_t step) override {
+    TraceRange range("sample_tokens");
     OURO_CHECK(Bn >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
                "sample_tokens: {} rows of {} tokens, {} apart", Bn, V, row_stride);
     if (Bn == 0) return;
