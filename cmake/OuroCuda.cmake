@@ -64,6 +64,8 @@ if(OURO_HAVE_CUDA)
     # SYSTEM: the frontend's own warnings are not ours to fix.
     target_include_directories(ouro_cuda_libs SYSTEM INTERFACE "${CUDNN_FRONTEND_INCLUDE_DIR}")
     target_compile_definitions(ouro_cuda_libs INTERFACE OURO_HAVE_CUDNN_FRONTEND=1)
+    # The frontend's header-only engines compile some kernels at run time (NVRTC).
+    target_link_libraries(ouro_cuda_libs INTERFACE CUDA::nvrtc)
   else()
     message(STATUS "cuDNN frontend: cudnn_frontend.h NOT found (run tools/setup.sh, or set "
                    "CUDNN_FRONTEND_INCLUDE_DIR): model.attention = cudnn is NOT built and refuses")
