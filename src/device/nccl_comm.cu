@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <thread>
 
@@ -76,7 +77,9 @@ class NcclComm final : public Communicator {
   }
 
   ~NcclComm() override {
-    if (comm_) ncclCommDestroy(comm_);
+    // Unwinding from an error on this rank, peers may still be inside a collective with us:
+    // abort (which never waits for them) rather than destroy (which may).
+    if (comm_) std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
     if (stream_) cudaStreamDestroy(stream_);
     watchdog_.reset();
   }

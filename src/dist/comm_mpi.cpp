@@ -5,6 +5,7 @@
 
 #include <climits>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "dist/watchdog.h"
@@ -59,7 +60,11 @@ class MpiComm final : public Communicator {
   }
   ~MpiComm() override {
     watchdog_.reset();
-    if (owns_) MPI_Finalize();
+    // MPI_Finalize waits for every rank. Unwinding from an error that this rank alone hit, the
+    // others may sit in a collective: finalizing would block here until their dist.timeout_s,
+    // and the error (printed once unwinding ends) would never show. Leaving without it makes
+    // the launcher end the whole job at once instead.
+    if (owns_ && std::uncaught_exceptions() == 0) MPI_Finalize();
   }
   std::string name() const override { return "mpi"; }
   int rank() const override { return rank_; }
