@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -229,6 +230,34 @@ TEST(NcclOverMpi, CollectivesMatchExactSumsOnEveryRank) {
       ++passed;
     EXPECT_EQ(passed, static_cast<size_t>(np)) << r.out;
   }
+  fs::remove(log);
+}
+
+// ---- a worker where rank 1 alone fails before a collective that rank 0 is already in ----
+TEST(NcclOverMpiWorker, DISABLED_OneRankFailsAlone) {
+  ouro::RendezvousOptions rv;
+  auto comm = ouro::make_device_comm(ouro::make_comm("mpi", 60), rv, 60);
+  std::vector<float> b(16, 1.0f);
+  // Rank 1's root is out of range: it throws before any MPI call, while rank 0 waits in the
+  // broadcast for rank 1's data, which never comes.
+  const int root = comm->rank() == 1 ? 7 : 1;
+  comm->device_broadcast(b.data(), b.size(), ouro::DType::F32, root, nullptr);
+}
+
+TEST(NcclOverMpi, ARankThatFailsAloneEndsTheJobAtOnce) {
+#if !defined(OURO_TEST_NCCL_OVER_MPI)
+  GTEST_SKIP() << "this build has no simt device half (NCCL-over-MPI)";
+#endif
+  const fs::path log = fs::temp_directory_path() / ("ouro_nccl_alone_" + std::to_string(::getpid()) + ".log");
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  auto r = run_shell(mpirun(2) + self + " --gtest_color=no --gtest_also_run_disabled_tests "
+                     "--gtest_filter=NcclOverMpiWorker.DISABLED_OneRankFailsAlone", log);
+  EXPECT_NE(r.code, 0) << r.out;
+  // Rank 1's error is printed and the job ends well before rank 0's 60 s timeout: rank 1 must
+  // not sit in MPI_Finalize (which waits for rank 0) while rank 0 waits in the broadcast.
+  EXPECT_NE(r.out.find("device broadcast: root 7 outside 2 ranks"), std::string::npos) << r.out;
+  EXPECT_LT(r.seconds, 30.0) << r.out;
   fs::remove(log);
 }
 
