@@ -330,6 +330,24 @@ TEST_F(DevicePath, ParametersRoundTripThroughTheHostFormat) {
   EXPECT_TRUE(m.get_params() == init);
 }
 
+TEST_F(DevicePath, VendorAlternatesRefuseTheEmulatorWithAReason) {
+  // cuBLASLt and cuDNN run only on a GPU: on simt, selecting them must fail and say so, never
+  // fall back to the native kernels silently (a benchmark would then compare native with itself).
+  auto message = [&](const char* matmul, const char* attention) -> std::string {
+    try {
+      dev->select_alternates(matmul, attention);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(message("native", "cudnn").find("needs the cuda backend"), std::string::npos);
+  EXPECT_NE(message("cublas", "native").find("cuda"), std::string::npos);
+  EXPECT_NE(message("native", "flash9").find("model.attention: unknown 'flash9'"), std::string::npos);
+  EXPECT_NE(message("tensor", "native").find("model.matmul: unknown 'tensor'"), std::string::npos);
+  EXPECT_EQ(message("native", "native"), "");
+}
+
 // ---- through the binary: configs/tiny.toml on the simt backend --------------------------------
 
 namespace {

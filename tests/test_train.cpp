@@ -164,6 +164,19 @@ TEST_F(TrainEndToEnd, BadInputGivesClearErrors) {
   EXPECT_NE(r.out.find("differs"), std::string::npos) << r.out;
 }
 
+TEST_F(TrainEndToEnd, ProfileStepsBracketStepsWithoutChangingThem) {
+  // The capture range only calls Ops::profiler_start/stop (no-ops off the GPU): same losses.
+  ASSERT_EQ(run_ouro("train " + cfg() + out("plain"), dir).code, 0);
+  auto r = run_ouro("train " + cfg() + out("profiled") + " --profile-steps 2:5", dir);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(step_losses("plain"), step_losses("profiled"));
+  for (const char* bad : {"5:2", "3", "a:4", "-1:2"}) {
+    r = run_ouro("train " + cfg() + out("bad_profile") + " --profile-steps " + bad, dir);
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.out.find("--profile-steps"), std::string::npos) << r.out;
+  }
+}
+
 TEST_F(TrainEndToEnd, EvalJsonAndSampleAndInit) {
   ASSERT_EQ(run_ouro("train " + cfg() + out("e"), dir).code, 0);
   auto ck = ouro::latest_checkpoint(dir / "e");

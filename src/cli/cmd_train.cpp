@@ -1,6 +1,7 @@
 #include <csignal>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "cli/commands.h"
@@ -25,21 +26,6 @@ std::pair<int64_t, int64_t> parse_profile_steps(const std::string& s) {
   const int64_t first = number(s.substr(0, colon)), last = number(s.substr(colon + 1));
   OURO_CHECK(last > first, "--profile-steps '{}': B must be greater than A (steps A..B-1 are captured)", s);
   return {first, last};
-}
-
-// Hands the range to the trainer, which calls cudaProfilerStart before step `first` and
-// cudaProfilerStop after step `last - 1`. Written against TrainOptions' fields by name, and
-// compiled only once they exist (src/train/trainer.h has its own owner): until then the flag
-// fails clearly instead of profiling nothing.
-template <class Options>
-void set_profile_steps(Options& t, std::pair<int64_t, int64_t> range) {
-  if constexpr (requires { t.profile_first_step = int64_t{}; t.profile_last_step = int64_t{}; }) {
-    t.profile_first_step = range.first;
-    t.profile_last_step = range.second;
-  } else {
-    fail("--profile-steps {}:{}: this build's trainer has no profiler capture range "
-         "(TrainOptions::profile_first_step/profile_last_step)", range.first, range.second);
-  }
 }
 
 }  // namespace
@@ -91,7 +77,8 @@ void add_train(CLI::App& app) {
     t.fault_kill_step = o->kill_step;
     t.fault_rollback_rounds.insert(o->rollback.begin(), o->rollback.end());
     t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
-    if (!o->profile_steps.empty()) set_profile_steps(t, parse_profile_steps(o->profile_steps));
+    if (!o->profile_steps.empty())
+      std::tie(t.profile_first_step, t.profile_last_step) = parse_profile_steps(o->profile_steps);
     auto s = train(cfg, t);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
   });

@@ -24,6 +24,7 @@
 
 #include "common/trace.h"
 #include "device/cublaslt_matmul.h"
+#include "device/cudnn_attention.h"
 #include "device/device_ops.h"
 #include "kernels/attention.h"
 #include "kernels/classifier.h"
@@ -96,12 +97,12 @@ class DeviceOps final : public Ops {
   DType act_dtype() const override { return DType::BF16; }
   void select_alternates(const std::string& matmul, const std::string& attention) override {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
+    OURO_CHECK(attention == "native" || attention == "cudnn", "model.attention: unknown '{}'", attention);
     cublas_.reset();
+    cudnn_.reset();
     if (matmul == "cublas") cublas_ = std::make_unique<CublasLtMatmul>(stream_);
-    // cuDNN's graph-API flash attention is not built (issue 5 keeps it open): the key refuses
-    // "cudnn" rather than silently running the native kernels.
-    OURO_CHECK(attention == "native", "model.attention = {}: the cuDNN attention alternate is not "
-               "built yet; use native", attention);
+    // simt, or a cuda build without the cuDNN frontend: the constructor throws saying why.
+    if (attention == "cudnn") cudnn_ = std::make_unique<CudnnAttention>(stream_);
   }
 
   // ---- memory ----
@@ -214,17 +215,20 @@ class DeviceOps final : public Ops {
                             B(pre_gelu));
   }
   size_t attention_state_size(int Bn, int T, int NH) const override {
+    if (cudnn_) return CudnnAttention::state_size(Bn, T, NH);
     return size_t(Bn) * NH * T;  // the logsumexp of each query row
   }
   void attention_forward(void* out, float* state, const void* qkv, int Bn, int T, int C,
                          int NH) override {
     TraceRange range("attention_forward");
+    if (cudnn_) return cudnn_->forward(B(out), state, B(qkv), Bn, T, C, NH);
     check_head_dim(C, NH);
     kernels::attention_forward(B(out), state, B(qkv), Bn, T, C, NH, stream_);
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
                           const float* state, int Bn, int T, int C, int NH) override {
     TraceRange range("attention_backward");
+    if (cudnn_) return cudnn_->backward(B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH);
     kernels::attention_backward(
         B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH,
         scratch_.get(kernels::attention_backward_scratch_bytes(Bn, T, C, NH)), stream_);
@@ -344,6 +348,7 @@ class DeviceOps final : public Ops {
 
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtMatmul> cublas_;  // model.matmul = cublas
+  std::unique_ptr<CudnnAttention> cudnn_;   // model.attention = cudnn (decoding stays native)
   GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_, seeds_;
   std::vector<kernels::AdamSegment> uploaded_segments_;
 };

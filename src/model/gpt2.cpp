@@ -217,8 +217,8 @@ static void ensure_activations(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg) {
   plan.add(I.datty, NC);
   plan.add(I.dfch, 4 * NC);
   I.activations = plan.allocate(ops);
-  logger()->info("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors)",
-                 plan.bytes() / 1048576.0, I.max_B, I.max_T, plan.size());
+  logger()->debug("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors)",
+                  plan.bytes() / 1048576.0, I.max_B, I.max_T, plan.size());
 }
 
 static void check_batch(const GPT2::Impl& I, const GPT2Config& cfg, const int* tokens, int B,

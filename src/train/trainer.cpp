@@ -454,7 +454,11 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
              "synthetic rows {} outside [0, batch {}]", syn_rows, cfg_.train.batch_size);
   const int64_t last = std::min(until, last_step());
   while (step_ < last) {
+    // cudaProfilerStart/Stop (Ops::profiler_*) around exactly the requested steps: Nsight runs
+    // with --capture-range=cudaProfilerApi record those and nothing of start-up or evaluation.
+    if (step_ == opt_.profile_first_step) ops_->profiler_start();
     one_step(syn, syn_rows);
+    if (step_ == opt_.profile_last_step) ops_->profiler_stop();
     if (cfg_.train.eval_every > 0 && step_ % cfg_.train.eval_every == 0) run_eval();
     maybe_sample();
     if (autosave_ && cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) save();

@@ -28,6 +28,9 @@ struct TrainOptions {
   int64_t fault_kill_step = -1;       // ... when it reaches this 0-based step
   int fault_signal = 9;               // SIGKILL: the rank dies; SIGSTOP: it hangs
   std::set<int> fault_rollback_rounds;  // testing: loop rounds whose guard fails
+  // Nsight capture range (--profile-steps A:B): the profiler records 0-based steps A..B-1 only.
+  int64_t profile_first_step = -1;
+  int64_t profile_last_step = -1;
 };
 
 struct TrainSummary {
