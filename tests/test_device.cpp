@@ -385,13 +385,7 @@ class DeviceTrain : public ScratchDirTest {
                      dir / (name + ".log"));
   }
   std::vector<double> losses(const std::string& name, const char* key = "loss") const {
-    std::vector<double> l;
-    std::ifstream in(dir / name / "metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains(key) && j[key].is_number()) l.push_back(j[key].get<double>());
-    }
-    return l;
+    return metric_values(dir / name, key);
   }
 };
 

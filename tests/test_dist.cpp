@@ -53,13 +53,7 @@ class Dist : public ScratchDirTest {
     return run_shell(cmd, dir / (name + ".log"));
   }
   std::vector<double> values(const std::string& name, const char* key) const {
-    std::vector<double> v;
-    std::ifstream in(dir / name / "metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      auto j = nlohmann::json::parse(line);
-      if (j.contains(key) && j[key].is_number()) v.push_back(j[key].get<double>());
-    }
-    return v;
+    return metric_values(dir / name, key);
   }
   std::string bytes(const std::string& rel) const { return read_file(dir / rel); }
 };

@@ -1,5 +1,6 @@
 // Plumbing shared by the end-to-end suites that drive the `ouro` binary: a per-test scratch
-// directory, running a shell command with its output captured, reading a file whole.
+// directory, running a shell command with its output captured, reading a file whole or a run's
+// metrics.
 #pragma once
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -11,6 +12,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace ouro::test {
 
@@ -38,6 +42,17 @@ inline CmdResult run_shell(const std::string& cmd, const fs::path& log) {
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
   r.out = read_file(log);
   return r;
+}
+
+// The numeric values of `key` in a run's metrics.jsonl, in step order (lines without it skipped).
+inline std::vector<double> metric_values(const fs::path& run_dir, const char* key) {
+  std::vector<double> v;
+  std::ifstream in(run_dir / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains(key) && j[key].is_number()) v.push_back(j[key].get<double>());
+  }
+  return v;
 }
 
 // A fixture with a fresh directory per test and process (concurrent suite runs never share

@@ -50,12 +50,7 @@ class TrainEndToEnd : public ScratchDirTest {
     for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line));
     return v;
   }
-  std::vector<double> step_losses(const std::string& name) const {
-    std::vector<double> l;
-    for (auto& j : metrics(name))
-      if (j.contains("loss") && j["loss"].is_number()) l.push_back(j["loss"].get<double>());
-    return l;
-  }
+  std::vector<double> step_losses(const std::string& name) const { return metric_values(dir / name, "loss"); }
 };
 
 }  // namespace

@@ -17,24 +17,8 @@
 #    and tools/plot.py e1 writes the table and the plot.
 # --smoke: one round with a 2-layer model (CI runs it; figures meaningless).
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ouro="${OURO_BIN:-$root/build/ouro}"
-py="${OURO_PYTHON:-$root/.venv/bin/python}"
-out="$root/runs/e1"
-seeds="1 2 3"
-device="cpu"
-smoke=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --smoke) smoke=1 ;;
-    --out) out="$2"; shift ;;
-    --seeds) seeds="$2"; shift ;;
-    --device) device="$2"; shift ;;
-    *) echo "e1_addition.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -x "$ouro" ] || { echo "e1_addition.sh: $ouro not found: build first (tools/build.sh) or set OURO_BIN" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+experiment_args e1_addition "1 2 3" "$@"
 cfg="$root/configs/experiments/e1_addition.toml"
 
 N="${E1_DIGITS:-4}" base_steps="${E1_BASE_STEPS:-2000}" rounds="${E1_ROUNDS:-3}"
@@ -49,7 +33,6 @@ fi
 max_new=$(( N + rounds + 4 ))
 extra=$(( (prompts * k * (32 + max_new) + 3 * B * T / 2) / (3 * B * T) ))
 
-mkdir -p "$out/data"
 "$ouro" prepare --task add --count $count --min 1 --max "$N" --seed 7 --out "$out/data/add" >/dev/null
 
 common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/add_train.bin"
@@ -66,7 +49,7 @@ for seed in $seeds; do
   "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
     --set train.steps="$base_steps" >"$out/base_seed$seed.log" 2>&1 ||
     { echo "e1_addition.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
-  base_ckpt=$(ls -d "$base"/checkpoints/step_* | sort | tail -1)
+  base_ckpt=$(newest_checkpoint "$base")
   "$ouro" eval --init "$base_ckpt" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
     --device "$device" --json > "$base/eval.json"
   echo "e1: seed $seed base: $(cat "$base/eval.json")  [$(( $(date +%s) - t0 )) s]"
@@ -86,7 +69,7 @@ for seed in $seeds; do
       --set loop.task_min=$(( N + 1 )) --set loop.task_max=$(( N + 1 )) --set loop.task_grow=1 \
       --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
       { echo "e1_addition.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
-    last=$(ls -d "$dir"/checkpoints/step_* | sort | tail -1)
+    last=$(newest_checkpoint "$dir")
     "$ouro" eval --init "$last" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
       --device "$device" --json > "$dir/eval.json"
     echo "e1: seed $seed arm $arm: $(cat "$dir/eval.json")  [$(( $(date +%s) - t0 )) s]"

@@ -15,24 +15,8 @@
 # 4. tools/plot.py e2 writes the table and the plot.
 # --smoke: a one-round version with a 2-layer model (CI runs it; figures meaningless).
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ouro="${OURO_BIN:-$root/build/ouro}"
-py="${OURO_PYTHON:-$root/.venv/bin/python}"
-out="$root/runs/e2"
-seeds="1"
-device="cpu"
-smoke=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --smoke) smoke=1 ;;
-    --out) out="$2"; shift ;;
-    --seeds) seeds="$2"; shift ;;
-    --device) device="$2"; shift ;;
-    *) echo "e2_text.sh: unknown argument '$1' (see the header of $0)" >&2; exit 2 ;;
-  esac
-  shift
-done
-[ -x "$ouro" ] || { echo "e2_text.sh: $ouro not found: build first (tools/build.sh) or set OURO_BIN" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+experiment_args e2_text "1" "$@"
 cfg="$root/configs/experiments/e2_text.toml"
 
 bytes="${E2_BYTES:-400000}"
@@ -46,7 +30,6 @@ fi
 # generation = prompts*k*(prompt+new) tokens of forward passes (1/3 of a training token's FLOPs).
 extra=$(( (prompts * k * (prompt_tokens + max_new) + 3 * B * T / 2) / (3 * B * T) ))
 
-mkdir -p "$out/data"
 txt="$root/data/kjv.txt"
 [ -s "$txt" ] || OURO_BIN="$ouro" "$root/tools/prepare_kjv.sh" >/dev/null 2>&1
 head -c "$bytes" "$txt" > "$out/data/kjv_slice.txt"
@@ -68,7 +51,7 @@ for seed in $seeds; do
   "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
     --set train.steps=$start >"$out/base_seed$seed.log" 2>&1 ||
     { echo "e2_text.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
-  base_ckpt=$(ls -d "$base"/checkpoints/step_* | sort | tail -1)
+  base_ckpt=$(newest_checkpoint "$base")
   for arm in "${arms[@]}"; do
     dir="$out/$arm/seed$seed"
     rm -rf "$dir" && mkdir -p "$dir"
@@ -81,7 +64,7 @@ for seed in $seeds; do
     "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$dir" --init "$base_ckpt" \
       --set loop.start_step=0 --set loop.rounds=$rounds --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
       { echo "e2_text.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
-    last=$(ls -d "$dir"/checkpoints/step_* | sort | tail -1)
+    last=$(newest_checkpoint "$dir")
     "$ouro" eval --init "$last" --data "$out/data/kjv_slice_val.bin" --device "$device" --json > "$dir/final.json"
     echo "e2: seed $seed arm $arm: $(cat "$dir/final.json")  [$(( $(date +%s) - t0 )) s]"
   done
