@@ -524,3 +524,25 @@ TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {
   EXPECT_NE(r.out.find("rank 0: device all-reduce did not complete within 3 s (dist.timeout_s)"),
             std::string::npos) << r.out;
 }
+
+TEST_F(DeviceDist, CommBenchMeasuresTheDeviceCommunicator) {
+  // `ouro bench comm --device simt`: the gradients' path (bf16 device buffers, the NCCL API over
+  // MPI), one row per size, bus bandwidth = algbw x 2(n-1)/n for all-reduce.
+  auto r = run_shell(mpirun(2) + OURO_SIMT_BIN + " bench comm --device simt --dtype bf16 --min-bytes 4096 "
+                     "--max-bytes 65536 --iters 2 --json", dir / "bench.log");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto brace = r.out.find("{\n");
+  ASSERT_NE(brace, std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(brace, r.out.rfind('}') - brace + 1));
+  EXPECT_EQ(j.at("world"), 2);
+  EXPECT_NE(j.at("transport").get<std::string>().find("nccl"), std::string::npos) << j.dump();
+  EXPECT_NE(j.at("buffers").get<std::string>().find("simt bf16 device"), std::string::npos) << j.dump();
+  ASSERT_EQ(j.at("rows").size(), 3u);  // 4096, 16384, 65536 bytes
+  for (const auto& row : j.at("rows")) {
+    EXPECT_GT(row.at("time_us").get<double>(), 0.0);
+    EXPECT_NEAR(row.at("busbw_gbs").get<double>(), row.at("algbw_gbs").get<double>() * 2 * (2 - 1) / 2, 1e-12);
+  }
+  auto bad = run_shell(std::string(OURO_SIMT_BIN) + " bench comm --dtype bf16", dir / "bad.log");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("--dtype bf16"), std::string::npos) << bad.out;
+}

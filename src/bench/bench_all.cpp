@@ -107,9 +107,13 @@ BenchReport bench_all(const BenchAllOptions& opt) {
   if (env.world > 1) {
     CommBenchOptions co;
     if (rep.small) co.max_bytes = size_t(1) << 20, co.iters = 5;
+    // A device backend measures what its training uses: the device communicator (NCCL) on its
+    // buffers, fp32 like nccl-tests' default so the figures compare.
+    if (device != "cpu") co.device = device;
     const nlohmann::json figures = bench_comm(co);
     if (env.rank != 0) return rep;
-    rep.groups.push_back({"comm", fmt::format("host, {} ranks ({})", env.world, figures.value("transport", "?")),
+    rep.groups.push_back({"comm", fmt::format("{}, {} ranks ({})", figures.value("buffers", "host buffers"), env.world,
+                                              figures.value("transport", "?")),
                           comm_bench_records(figures)});
   } else {
     rep.skipped.push_back({"comm", "a single process (its collectives are the identity): run under mpirun"});

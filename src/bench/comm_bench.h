@@ -20,6 +20,11 @@ struct CommBenchOptions {
   int iters = 20;
   int warmup = 3;
   std::string op = "all_reduce";  // all_reduce | reduce_scatter | all_gather
+  // "" or "cpu": host buffers over the host transport (MPI); "cuda" / "simt": the backend's
+  // device buffers through its device communicator (NCCL; NCCL-over-MPI on simt), as training
+  // all-reduces its gradients.
+  std::string device;
+  std::string dtype = "f32";  // f32 | bf16 (device buffers only: the gradients' type)
 };
 
 nlohmann::json bench_comm(const CommBenchOptions& opt);

@@ -115,6 +115,9 @@ void add_bench(CLI::App& app) {
   cm->add_option("--max-bytes", co->max_bytes, "Largest message");
   cm->add_option("--factor", co->factor, "Size multiplier between rows");
   cm->add_option("--iters", co->iters, "Timed iterations per size")->check(CLI::PositiveNumber);
+  cm->add_option("--device", co->device, "cuda or simt: the backend's device buffers through its device "
+                 "communicator (NCCL; NCCL-over-MPI on simt); default: host buffers over MPI");
+  cm->add_option("--dtype", co->dtype, "f32 or bf16 (device buffers)");
   cm->add_flag("--json", *cjson, "Print the figures as JSON on stdout (rank 0)");
   cm->callback([co, cjson] {
     auto r = bench_comm(*co);
