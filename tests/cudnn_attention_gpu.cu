@@ -21,15 +21,6 @@ using namespace kernel_test;
 
 class CudnnAttentionTest : public KernelTest, public ::testing::WithParamInterface<int> {};
 
-// One part (0 = q, 1 = k, 2 = v) of a (B, T, 3C) tensor as a flat vector.
-std::vector<float> part(const std::vector<float>& x, int B, int T, int C, int which) {
-  std::vector<float> out;
-  out.reserve(size_t(B) * T * C);
-  for (size_t r = 0; r < size_t(B) * T; r++)
-    for (int c = 0; c < C; c++) out.push_back(x[r * 3 * C + which * C + c]);
-  return out;
-}
-
 bool same_bits(const std::vector<bf16>& a, const std::vector<bf16>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
 }
@@ -69,7 +60,7 @@ TEST_P(CudnnAttentionTest, MatchesNativeKernelsForwardAndBackward) {
   EXPECT_LT(rel_error(state.download(), ref_lse.download()), 1e-4) << "state " << at;
   const std::vector<float> got = to_float(dqkv.download()), ref = to_float(ref_dqkv.download());
   for (int p = 0; p < 3; p++)
-    EXPECT_LT(rel_error(part(got, B, T, C, p), part(ref, B, T, C, p)), 2e-2) << "d" << "qkv"[p] << " " << at;
+    EXPECT_LT(rel_error(qkv_part(got, B, T, C, p), qkv_part(ref, B, T, C, p)), 2e-2) << "d" << "qkv"[p] << " " << at;
 
   // The second call runs the cached graphs: the forward again bit for bit, and the backward too
   // when cuDNN gave the deterministic algorithm.

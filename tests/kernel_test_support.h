@@ -125,4 +125,13 @@ inline double rel_error(const std::vector<float>& out, const std::vector<float>&
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// One part (0 = q, 1 = k, 2 = v) of a packed (B, T, 3C) attention input as a flat (B, T, C) vector.
+inline std::vector<float> qkv_part(const std::vector<float>& x, int B, int T, int C, int which) {
+  std::vector<float> out;
+  out.reserve(size_t(B) * T * C);
+  for (size_t r = 0; r < size_t(B) * T; r++)
+    for (int c = 0; c < C; c++) out.push_back(x[r * 3 * C + which * C + c]);
+  return out;
+}
+
 }  // namespace kernel_test

@@ -34,15 +34,6 @@ using ouro::kernels::attention_supports;
 
 class AttentionTest : public KernelTest {};
 
-// One part (0 = q, 1 = k, 2 = v) of a (B, T, 3C) tensor as a flat vector.
-std::vector<float> part(const std::vector<float>& x, int B, int T, int C, int which) {
-  std::vector<float> out;
-  out.reserve(size_t(B) * T * C);
-  for (size_t r = 0; r < size_t(B) * T; r++)
-    for (int c = 0; c < C; c++) out.push_back(x[r * 3 * C + which * C + c]);
-  return out;
-}
-
 // fp64 logsumexp of each query row's scaled, causally masked scores: (B, NH, T).
 std::vector<float> lse_fp64(const std::vector<float>& qkv, int B, int T, int C, int NH) {
   const int hd = C / NH;
@@ -107,7 +98,7 @@ TEST_P(AttentionShapes, ForwardBackwardMatchCpu) {
   // 2.2e-3 (dv) .. 3.7e-3 (dq, dk).
   const char* names[3] = {"dq", "dk", "dv"};
   for (int p = 0; p < 3; p++)
-    EXPECT_LT(rel_error(part(dqkv, B, T, C, p), part(ref_dqkv, B, T, C, p)), 1e-2)
+    EXPECT_LT(rel_error(qkv_part(dqkv, B, T, C, p), qkv_part(ref_dqkv, B, T, C, p)), 1e-2)
         << names[p] << " hd=" << hd << " T=" << T;
 }
 
