@@ -46,6 +46,7 @@ struct AdamScalars {
   float decay_on;    // 1 - lr * weight_decay
   float decay_off;   // 1 - lr * 0 = 1
   uint64_t seed;
+  size_t index_base;  // rounding hashes the absolute index: shards round as the whole does
 };
 
 __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, float* m, float* v,
@@ -102,7 +103,7 @@ __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, flo
     m[i] = mi;
     v[i] = vi;
     master[i] = p;
-    params[i] = float_to_bf16_stochastic(p, rounding_random(i, p, a.seed));
+    params[i] = float_to_bf16_stochastic(p, rounding_random(a.index_base + i, p, a.seed));
   }
 }
 
@@ -192,6 +193,7 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   a.decay_on = float(1.0 - double(p.lr) * double(p.weight_decay));
   a.decay_off = float(1.0 - double(p.lr) * 0.0);
   a.seed = p.seed;
+  a.index_base = p.index_base;
 
   // Fill the GPU (a few blocks per SM) rather than cover the tensor: the loop is grid-stride.
   int sms = 0;

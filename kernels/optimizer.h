@@ -16,11 +16,12 @@ struct AdamParams {
   float grad_scale;  // multiplies every gradient first (the clipping coefficient)
   long long step;    // 1-based, for bias correction
   uint64_t seed;     // stochastic rounding stream (Philox key)
+  size_t index_base; // absolute index of params[0] in the whole model (a ZeRO shard's start)
 };
 
 // For every segment (a device array of n_segments) and element i in it: the torch.optim.AdamW
 // update of master[i] (fp32) with m[i], v[i] (fp32), from grads[i] (bf16); params[i] (bf16)
-// receives master[i] stochastically rounded (rounding_random(i, master[i], seed)). m and v are
+// receives master[i] stochastically rounded (rounding_random(index_base + i, master[i], seed)). m and v are
 // indexed by the same absolute i as params (callers offset the pointers for a shard).
 void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
            const AdamSegment* segments, int n_segments, size_t total_elements,

@@ -99,7 +99,7 @@ TEST_F(OptimizerKernel, AdamWMatchesCpuOverSteps) {
     cpu.adamw(r_params.data(), r_master.data(), s.grads.data(), r_m.data(), r_v.data(), kSegments, args);
 
     AdamParams p{args.lr, args.beta1, args.beta2, args.eps, args.weight_decay, args.grad_scale, args.step,
-                 0x1234567890abcdefull + uint64_t(step)};
+                 0x1234567890abcdefull + uint64_t(step), 0};
     ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()), total, p, nullptr);
     const std::vector<float> master = d_master.download(), m = d_m.download(), v = d_v.download();
     const std::vector<bf16> params = d_params.download();
@@ -144,7 +144,7 @@ TEST_F(OptimizerKernel, AdamWGridStrideAndUnbiasedRounding) {
   args.grad_scale = 1.3f;
   args.step = 7;
   ouro::CpuOps().adamw(r_params.data(), r_master.data(), s.grads.data(), r_m.data(), r_v.data(), segments, args);
-  AdamParams p{args.lr, args.beta1, args.beta2, args.eps, args.weight_decay, args.grad_scale, args.step, 99};
+  AdamParams p{args.lr, args.beta1, args.beta2, args.eps, args.weight_decay, args.grad_scale, args.step, 99, 0};
   ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()), total, p, nullptr);
   const std::vector<float> master = d_master.download();
   const std::vector<bf16> params = d_params.download();
@@ -184,7 +184,7 @@ TEST_F(OptimizerKernel, StochasticRoundingProbability) {
   DeviceBuffer<float> d_master(master), d_m(zeros), d_v(zeros);
   DeviceBuffer<bf16> d_params(n), d_grads(to_bf16(zeros));
   DeviceBuffer<AdamSegment> d_segs(std::vector<AdamSegment>{{0, n, 1}});
-  AdamParams p{0.0f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1, 4242};
+  AdamParams p{0.0f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1, 4242, 0};
   ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, 1, n, p, nullptr);
   const std::vector<bf16> params = d_params.download();
   const std::vector<float> after = d_master.download();
@@ -209,7 +209,7 @@ TEST_F(OptimizerKernel, AdamWDeterministicAndSeeded) {
   for (int r = 0; r < 3; r++) {
     DeviceBuffer<bf16> d_params(n);
     DeviceBuffer<float> d_master(s.master), d_m(s.m), d_v(s.v);
-    AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 5, r < 2 ? 7ull : 8ull};
+    AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 5, r < 2 ? 7ull : 8ull, 0};
     ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()), total, p, nullptr);
     params[r] = d_params.download();
     master[r] = d_master.download();
@@ -221,8 +221,36 @@ TEST_F(OptimizerKernel, AdamWDeterministicAndSeeded) {
   EXPECT_NE(0, std::memcmp(params[0].data(), params[2].data(), n * sizeof(bf16)));
 }
 
+// ZeRO-1: each rank updates its shard with pointers offset to the shard's start. With the
+// shard's absolute start as index_base, the shards' bf16 weights are bitwise those of one
+// unsharded update (the stochastic rounding hashes the absolute index); without it they are not.
+TEST_F(OptimizerKernel, AdamWShardsRoundAsTheWhole) {
+  const size_t n = 5000 + 3, split = 2311;  // an uneven cut, not a multiple of anything
+  State s = make_state(n, 505);
+  DeviceBuffer<bf16> d_grads(to_bf16(s.grads));
+  auto run = [&](bool sharded, bool with_base) {
+    DeviceBuffer<bf16> d_params(n);
+    DeviceBuffer<float> d_master(s.master), d_m(s.m), d_v(s.v);
+    AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 3, 77, 0};
+    const size_t cuts[3] = {0, sharded ? split : n, n};
+    for (int k = 0; k < (sharded ? 2 : 1); k++) {
+      const size_t b = cuts[k], len = cuts[k + 1] - b;
+      DeviceBuffer<AdamSegment> seg(std::vector<AdamSegment>{{0, len, 1}});
+      p.index_base = with_base ? b : 0;
+      ouro::kernels::adamw(d_params.get() + b, d_master.get() + b, d_grads.get() + b, d_m.get() + b,
+                           d_v.get() + b, seg, 1, len, p, nullptr);
+    }
+    return std::make_pair(d_params.download(), d_master.download());
+  };
+  const auto whole = run(false, false), shards = run(true, true), unbased = run(true, false);
+  EXPECT_EQ(0, std::memcmp(whole.second.data(), shards.second.data(), n * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(whole.first.data(), shards.first.data(), n * sizeof(bf16)));
+  EXPECT_EQ(0, std::memcmp(whole.second.data(), unbased.second.data(), n * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(whole.first.data(), unbased.first.data(), n * sizeof(bf16)));
+}
+
 TEST_F(OptimizerKernel, AdamWRejectsBadArguments) {
-  AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0, 1};
+  AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0, 1, 0};
   EXPECT_THROW(ouro::kernels::adamw(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1, p, nullptr),
                std::invalid_argument);
   p.step = 1;

@@ -15,6 +15,11 @@ struct ModelSection {
   // Device backends: the hand-written kernels ("native") or the vendor libraries' alternates.
   std::string matmul = "native";     // native | cublas (cuBLASLt)
   std::string attention = "native";  // native | cudnn
+  // Position information: learned absolute embeddings (GPT-2's wpe), none at all (NoPE: the
+  // causal mask alone lets a model infer order), or rotary embeddings on q and k. Only none and
+  // rope can attempt sequences longer than any seen in training (design.md section 6).
+  std::string pos = "learned";       // learned | none | rope
+  double rope_theta = 10000.0;       // rope: the base of the rotation frequencies
   GPT2Config gpt2() const { return {n_layer, n_head, n_embd, seq_len, vocab_size}; }
 };
 struct TrainSection {
@@ -89,6 +94,10 @@ struct LoopSection {
   std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, answer_length, accept_all
   double band_lo = 0.25, band_hi = 0.75;  // quantiles of length-normalized log-prob kept
   double min_token_prob = 0.0;  // min_prob scorer: every token at least this likely
+  // ref_logprob scorer: the band of length-normalized log-probs under a reference copy of the
+  // model: "frozen" (the weights when the loop started) or "lagged" (the weights ref_lag rounds ago).
+  std::string ref = "frozen";   // frozen | lagged
+  int ref_lag = 1;
   int dedup_n = 4;              // n-gram size for Jaccard dedup
   double dedup_threshold = 0.7; // reject when Jaccard with the buffer or real data >= this
   double max_repeat = 0.5;      // reject when one n-gram takes this fraction of a sample

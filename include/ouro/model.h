@@ -92,6 +92,9 @@ class GPT2 {
   // Backend buffers of the parameters and their gradients (act dtype), for collectives.
   void* params_data();
   void* grads_data();
+  // The fp32 master weights on the backend (the update's source of truth where the working
+  // weights are bf16); null on the fp32 cpu backend, whose weights are their own masters.
+  float* master_data();
 
   // ---- incremental inference with a KV cache (batch B <= max_batch, positions < max_T) ----
   void kv_reset();

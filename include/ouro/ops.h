@@ -36,6 +36,10 @@ struct AdamWArgs {
   float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0;
   float grad_scale = 1.0f;  // multiplies every gradient first (clipping coefficient)
   int64_t step = 1;         // 1-based, for bias correction
+  // Absolute index, in the whole parameter buffer, of the range's first element. Stochastic
+  // rounding to bf16 hashes the absolute index, so a ZeRO shard rounds each weight exactly as the
+  // unsharded optimizer does.
+  size_t index_base = 0;
 };
 
 // How sample_tokens picks a token: temperature <= 0 is greedy (argmax, lowest index on ties);

@@ -32,7 +32,8 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(model, n_layer, Int),         OURO_KEY(model, n_head, Int),
       OURO_KEY(model, n_embd, Int),          OURO_KEY(model, seq_len, Int),
       OURO_KEY(model, vocab_size, Int),      OURO_KEY(model, matmul, String),
-      OURO_KEY(model, attention, String),
+      OURO_KEY(model, attention, String),    OURO_KEY(model, pos, String),
+      OURO_KEY(model, rope_theta, Float),
       OURO_KEY(train, steps, Int64),         OURO_KEY(train, batch_size, Int),
       OURO_KEY(train, seq_len, Int),         OURO_KEY(train, grad_accum, Int),
       OURO_KEY(train, lr, Float),            OURO_KEY(train, min_lr_frac, Float),
@@ -65,6 +66,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(loop, scorer, String),
       OURO_KEY(loop, band_lo, Float),        OURO_KEY(loop, band_hi, Float),
       OURO_KEY(loop, min_token_prob, Float), OURO_KEY(loop, dedup_n, Int),
+      OURO_KEY(loop, ref, String),           OURO_KEY(loop, ref_lag, Int),
       OURO_KEY(loop, dedup_threshold, Float), OURO_KEY(loop, max_repeat, Float),
       OURO_KEY(loop, min_new_tokens, Int),   OURO_KEY(loop, per_prompt_cap, Int),
       OURO_KEY(loop, buffer_tokens, Int64),  OURO_KEY(loop, evict, String),
@@ -300,6 +302,10 @@ void Config::validate() const {
   need(model.matmul == "native" || model.matmul == "cublas", "model.matmul", "must be native or cublas");
   need(model.attention == "native" || model.attention == "cudnn", "model.attention",
        "must be native or cudnn");
+  need(model.pos == "learned" || model.pos == "none" || model.pos == "rope", "model.pos",
+       "must be learned, none or rope (got '" + model.pos + "')");
+  need(model.rope_theta > 1 && std::isfinite(model.rope_theta), "model.rope_theta",
+       "must be a finite number above 1");
   need(train.steps >= 0, "train.steps", "must be >= 0");
   need(train.batch_size > 0, "train.batch_size", "must be positive");
   need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",
@@ -359,6 +365,8 @@ void Config::validate() const {
   need(loop.band_lo >= 0 && loop.band_lo < loop.band_hi && loop.band_hi <= 1, "loop.band_lo",
        "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
   need(loop.dedup_n > 0, "loop.dedup_n", "must be positive");
+  need(loop.ref == "frozen" || loop.ref == "lagged", "loop.ref", "must be frozen or lagged");
+  need(loop.ref_lag >= 1, "loop.ref_lag", "must be >= 1");
   need(loop.per_prompt_cap > 0, "loop.per_prompt_cap", "must be positive");
   need(loop.buffer_tokens > 0, "loop.buffer_tokens", "must be positive");
   need(loop.evict == "age" || loop.evict == "score", "loop.evict", "must be age or score");

@@ -288,6 +288,7 @@ class DeviceOps final : public Ops {
     p.lr = args.lr, p.beta1 = args.beta1, p.beta2 = args.beta2, p.eps = args.eps;
     p.weight_decay = args.weight_decay, p.grad_scale = args.grad_scale, p.step = args.step;
     p.seed = kRoundingSeed;  // the random bits hash the value itself (rounding_random)
+    p.index_base = args.index_base;
     kernels::adamw(B(params), master, B(grads), m, v, dsegs, int(segs.size()), total, p, stream_);
   }
 

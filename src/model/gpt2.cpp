@@ -367,8 +367,10 @@ void GPT2::adamw_step(const AdamWArgs& args) {
     const size_t b = std::max(t.offset, I.opt_begin), e = std::min(t.offset + t.size, I.opt_end);
     if (b < e) segs.push_back({b - I.opt_begin, e - b, t.decay});
   }
+  AdamWArgs a = args;
+  a.index_base = I.opt_begin;
   ops_.adamw(el(I.params.ptr, I.opt_begin, I.esz), I.master.ptr ? I.master.f32() + I.opt_begin : nullptr,
-             el(I.grads.ptr, I.opt_begin, I.esz), I.adam_m.f32(), I.adam_v.f32(), segs, args);
+             el(I.grads.ptr, I.opt_begin, I.esz), I.adam_m.f32(), I.adam_v.f32(), segs, a);
 }
 
 std::vector<float> GPT2::get_adam_m() const {
@@ -395,6 +397,8 @@ void GPT2::set_adam_state(const std::vector<float>& m, const std::vector<float>&
 }
 
 void* GPT2::params_data() { return impl_->params.ptr; }
+
+float* GPT2::master_data() { return impl_->master.ptr ? impl_->master.f32() : nullptr; }
 
 void* GPT2::grads_data() {
   if (!impl_->grads.ptr) impl_->grads = Buffer(ops_, num_params_ * impl_->esz);
