@@ -156,3 +156,36 @@ TEST_F(Dist, AHungRankIsDetectedByTheTimeout) {
   EXPECT_NE(r.out.find("did not complete within 3 s (dist.timeout_s)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("rank 0: "), std::string::npos) << r.out;
 }
+
+TEST_F(Dist, BenchTrainReportsWeakScaling) {
+  // `ouro bench train` under mpirun: one step alone and one data parallel per rank; rank 0 prints
+  // the job's figures. Efficiency = alone / data-parallel step time (on 2 shared cores it is
+  // whatever the cores give: only its definition is checked, never a speed).
+  auto r = run_shell(mpirun(2) + OURO_BIN + " bench train --config " + (dir / "cfg.toml").string() +
+                         " --steps 2 --warmup 1 --json",
+                     dir / "bench.log");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto brace = r.out.find("{\n");
+  ASSERT_NE(brace, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("bench train:", r.out.find("bench train:") + 1), std::string::npos)
+      << "only rank 0 reports: " << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(brace, r.out.rfind('}') - brace + 1));
+  EXPECT_EQ(j.at("world"), 2);
+  const auto& dp = j.at("data_parallel");
+  EXPECT_EQ(dp.at("transport"), "mpi");
+  const double alone = j.at("step_s").get<double>(), together = dp.at("step_s").get<double>();
+  ASSERT_GT(alone, 0.0);
+  ASSERT_GT(together, 0.0);
+  EXPECT_GT(dp.at("allreduce_s").get<double>(), 0.0);
+  EXPECT_NEAR(dp.at("scaling_efficiency").get<double>(), alone / together, 1e-12);
+  EXPECT_NEAR(dp.at("tokens_per_s").get<double>(), 2 * j.at("tokens_per_s").get<double>() * alone / together,
+              1e-6 * dp.at("tokens_per_s").get<double>());
+  // One process: no scaling figures.
+  auto one = run_shell(std::string(OURO_BIN) + " bench train --config " + (dir / "cfg.toml").string() +
+                           " --steps 1 --warmup 0 --json",
+                       dir / "bench1.log");
+  ASSERT_EQ(one.code, 0) << one.out;
+  const auto j1 = nlohmann::json::parse(one.out.substr(one.out.find("{\n")));
+  EXPECT_EQ(j1.at("world"), 1);
+  EXPECT_TRUE(j1.at("data_parallel").is_null());
+}

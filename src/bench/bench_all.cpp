@@ -139,6 +139,7 @@ BenchReport bench_all(const BenchAllOptions& opt) {
   to.warmup = rep.small ? 1 : (device == "cuda" ? 3 : 1);
   to.steps = rep.small ? 1 : (device == "cuda" ? 10 : 3);
   to.gemm_reps = rep.small ? 1 : 3;
+  to.data_parallel = false;  // only rank 0 is still here (the others left after the comm figures)
   const TrainBenchResult t = bench_train(cfg, to);
   log_train_bench(t);
   const std::string hardware = device == "cpu" ? host_cpu_name() : t.hardware;

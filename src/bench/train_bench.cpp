@@ -3,11 +3,14 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <functional>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "bench/peak_flops.h"
+#include "dist/rendezvous.h"
+#include "ouro/comm.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
 #include "train/run_log.h"
@@ -71,36 +74,73 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   set_compute_threads(cfg.run.threads);
   const GPT2Config mc = cfg.model.gpt2();
   const int B = cfg.train.batch_size, T = cfg.train_seq_len();
+  // The communicator before the backend: the device one binds this rank's GPU by local rank,
+  // and the backend's stream and buffers must live there (the trainer's order).
+  std::unique_ptr<Communicator> comm;
+  if (opt.data_parallel && detect_dist_env().world > 1) {
+    comm = make_comm(default_transport(), cfg.dist.timeout_s);
+    if (cfg.run.device != "cpu")
+      comm = make_device_comm(std::move(comm),
+                              resolve_rendezvous(cfg.dist.init, cfg.dist.init_path, cfg.dist.init_addr,
+                                                 cfg.dist.timeout_s),
+                              cfg.dist.timeout_s);
+  }
   auto ops = make_ops(cfg.run.device);
   GPT2 model(mc, *ops, B, T);
   model.set_params(gpt2_init_params(mc, 1));
-  std::mt19937 rng(7);
+  std::mt19937 rng(7 + (comm ? comm->rank() : 0));  // each rank its own batch, as in training
   std::uniform_int_distribution<int> tok(0, mc.vocab_size - 1);
   std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
   AdamWArgs args;
   args.lr = 1e-4f;
-  auto step = [&](int64_t s) {
+  // The trainer's exchange: bf16 gradients averaged on the device, fp32 ones over MPI.
+  auto average_gradients = [&] {
+    if (ops->act_dtype() != DType::F32) {
+      ops->synchronize();
+      comm->device_all_reduce(model.grads_data(), model.num_params(), ops->act_dtype(), ReduceOp::Avg, nullptr);
+    } else {
+      comm->all_reduce(static_cast<float*>(model.grads_data()), model.num_params(), ReduceOp::Avg);
+    }
+  };
+  auto step = [&](int64_t s, bool exchange) {
     for (auto& v : x) v = tok(rng);
     for (auto& v : y) v = tok(rng);
     model.zero_grad();
     model.forward_backward(x.data(), y.data(), B, T, 1.0f);
+    if (exchange) average_gradients();
     args.grad_scale = 1.0f / static_cast<float>(std::max(1.0, model.grad_norm()));
     args.step = s;
     model.adamw_step(args);
     ops->synchronize();
   };
-  for (int i = 0; i < opt.warmup; ++i) step(i + 1);
-  auto t0 = Clock::now();
-  for (int i = 0; i < opt.steps; ++i) step(opt.warmup + i + 1);
+  // Seconds per call of `body`, the slowest rank's: ranks start together (barrier) and a step
+  // of the job lasts as long as its slowest rank.
+  auto per_call = [&](int n, const std::function<void(int)>& body) {
+    if (comm) comm->barrier();
+    auto t = Clock::now();
+    for (int i = 0; i < n; ++i) body(i);
+    ops->synchronize();
+    double s = seconds_since(t) / n;
+    if (comm) comm->all_reduce(&s, 1, ReduceOp::Max);
+    return s;
+  };
+  int64_t s = 0;
+  for (int i = 0; i < opt.warmup; ++i) step(++s, comm != nullptr);
 
   TrainBenchResult r;
+  r.step_s = per_call(opt.steps, [&](int) { step(++s, false); });
+  if (comm) {
+    r.world = comm->world();
+    r.transport = comm->name();
+    r.dp_step_s = per_call(opt.steps, [&](int) { step(++s, true); });
+    r.allreduce_s = per_call(opt.steps, [&](int) { average_gradients(); });
+  }
   r.backend = ops->name();
   r.hardware = ops->device_name();
   r.params = model.num_params();
   r.batch = B;
   r.seq = T;
   r.bf16 = ops->act_dtype() == DType::BF16;
-  r.step_s = seconds_since(t0) / opt.steps;
   const double tokens = static_cast<double>(B) * T;
   r.tokens_per_s = tokens / r.step_s;
   r.step_flops = gpt2_flops_per_token(mc, T) * tokens;
@@ -126,6 +166,10 @@ std::vector<BenchRecord> TrainBenchResult::records() const {
   const std::string shape = fmt::format("{} params, batch {} x {}", params, batch, seq);
   std::vector<BenchRecord> out;
   out.push_back({"train step", shape, tokens_per_s, "tokens/s", 0, "", 0, 0, step_s});
+  if (world > 1)  // weak scaling: the job's tokens/s against world x one rank's alone
+    out.push_back({"train step, data parallel", fmt::format("{}, {} ranks ({})", shape, world, transport),
+                   world * tokens_per_s * scaling_efficiency(), "tokens/s", world * tokens_per_s,
+                   fmt::format("{} x one rank alone", world), 0, 0, dp_step_s});
   if (bf16)  // MFU: the step's model FLOP/s against the datasheet peak
     out.push_back({"train step", shape, step_flops / step_s / 1e12, "TFLOP/s", peak_flops / 1e12,
                    "bf16 peak (table)", step_flops, 0, step_s});
@@ -153,6 +197,13 @@ nlohmann::json TrainBenchResult::json() const {
           {"ratio", sgemm_gflops > 0 ? nlohmann::json(step_gflops / sgemm_gflops) : nlohmann::json()},
           {"gemm_share_of_step", positive(gemm_share)},
           {"shapes", shape_rows},
+          {"world", world},
+          {"data_parallel", world > 1 ? nlohmann::json({{"transport", transport},
+                                                        {"step_s", dp_step_s},
+                                                        {"allreduce_s", allreduce_s},
+                                                        {"tokens_per_s", world * tokens_per_s * scaling_efficiency()},
+                                                        {"scaling_efficiency", scaling_efficiency()}})
+                                      : nlohmann::json()},
           // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
           {"mfu", peak_flops > 0 ? nlohmann::json(step_flops / step_s / peak_flops) : nlohmann::json()}};
 }
@@ -169,6 +220,13 @@ void log_train_bench(const TrainBenchResult& r) {
       log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", r.hardware);
   }
   log->info("  training step {:10.1f} GFLOP/s", r.step_gflops);
+  if (r.world > 1) {
+    log->info("  data parallel {:10.3f} s   {:10.0f} tokens/s over {} ranks ({})", r.dp_step_s,
+              r.world * r.tokens_per_s * r.scaling_efficiency(), r.world, r.transport);
+    log->info("  all-reduce    {:10.3f} s   per step, not overlapped", r.allreduce_s);
+    log->info("  weak scaling  {:10.1f} %   (one rank alone: {:.3f} s per step; goal >= 95% at 8 GPUs)",
+              100 * r.scaling_efficiency(), r.step_s);
+  }
   if (r.sgemm_gflops <= 0) return;  // device backends: MFU is the ratio
   log->info("  sgemm ceiling {:10.1f} GFLOP/s (OpenBLAS, the model's GEMM shapes, same run)", r.sgemm_gflops);
   log->info("  ratio         {:10.3f}   (goal >= 0.5)", r.step_gflops / r.sgemm_gflops);

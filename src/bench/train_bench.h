@@ -1,6 +1,10 @@
 // `ouro bench train`: throughput of the training step against a ceiling measured in the same
 // run: on the cpu backend OpenBLAS sgemm on the model's own GEMM shapes; on a device backend the
 // peak table's bf16 rate (MFU), since a host BLAS says nothing about a GPU step.
+// Under mpirun it also measures weak scaling: every rank times the same steps twice, alone (no
+// gradient exchange: what one GPU does with the batch) and data parallel (the gradients averaged
+// over the ranks as training does: NCCL on the device backends, MPI on cpu); the efficiency is
+// alone / data-parallel step time, the slowest rank's time counting for each.
 #pragma once
 #include <string>
 #include <vector>
@@ -16,6 +20,7 @@ struct TrainBenchOptions {
   int warmup = 1;
   int steps = 3;
   int gemm_reps = 3;
+  bool data_parallel = true;  // under mpirun: measure weak scaling (every rank must call)
 };
 
 // One sgemm shape of the step, timed on the host BLAS (cpu backend only).
@@ -38,6 +43,12 @@ struct TrainBenchResult {
   double gemm_share = 0;      // cpu backend: GEMM time at the ceiling rate / step time
   double peak_flops = 0;      // bf16 peak from the table; 0 = cpu or unknown device
   std::vector<TrainGemmFigure> shapes;
+  // Weak scaling under mpirun (world > 1); world 1 leaves these at 0.
+  int world = 1;
+  std::string transport;      // the communicator that averaged the gradients
+  double dp_step_s = 0;       // one data-parallel step, slowest rank (step_s: alone, slowest rank)
+  double allreduce_s = 0;     // the gradient all-reduce alone, per step, slowest rank
+  double scaling_efficiency() const { return dp_step_s > 0 ? step_s / dp_step_s : 0; }
 
   std::vector<BenchRecord> records() const;
   nlohmann::json json() const;  // what `ouro bench train --json` prints

@@ -35,7 +35,8 @@ void print_kernel_table(const KernelBenchResult& r) {
 void add_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Benchmarks that print figures and ratios");
   cmd->require_subcommand(1);
-  auto* tr = cmd->add_subcommand("train", "Training-step throughput against the sgemm ceiling");
+  auto* tr = cmd->add_subcommand("train", "Training-step throughput against the sgemm ceiling (under mpirun: "
+                                          "weak-scaling efficiency too)");
   struct Opts {
     std::string config, device;
     std::vector<std::string> sets;
@@ -53,6 +54,7 @@ void add_bench(CLI::App& app) {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
     const TrainBenchResult r = bench_train(load_config(o->config, sets), o->b);
+    if (detect_dist_env().rank != 0) return;  // under mpirun, rank 0 reports for the job
     log_train_bench(r);
     if (o->json) std::puts(r.json().dump(2).c_str());
   });
