@@ -1,7 +1,8 @@
 // Data parallelism on the device path, run on the simt backend: the NCCL API over MPI at the
 // level of single collectives (bf16 and fp32 against exact sums, identical bits on every rank),
 // the file and tcp rendezvous between processes and their failures, and training under
-// `mpirun -np 2` against one rank with twice the batch.
+// `mpirun -np 2` against one rank with twice the batch, ZeRO-1 against ZeRO-0, and ZeRO-1 runs
+// resumed on another number of ranks.
 //
 // The collective checks run in ranks started by mpirun: the outer test launches this very
 // binary on the DISABLED_ worker test (gtest runs it only when asked to).
@@ -139,6 +140,22 @@ void expect_same_on_every_rank(ouro::Communicator& c, const Buf& b, const std::s
 
 }  // namespace
 
+TEST(DeviceShard, EqualShardsWithTheRemainderOnTheLastRank) {
+  for (size_t n : {size_t(0), size_t(1), size_t(2), size_t(7), size_t(1001), size_t(4096)}) {
+    for (int W : {1, 2, 3, 8}) {
+      size_t covered = 0;
+      for (int r = 0; r < W; ++r) {
+        const auto s = ouro::device_shard_of(n, W, r);
+        EXPECT_EQ(s.begin, covered) << "n=" << n << " W=" << W << " r=" << r;
+        // NCCL's equal count for every rank; the last one also holds the n % W leftovers.
+        EXPECT_EQ(s.size(), n / W + (r == W - 1 ? n % W : 0)) << "n=" << n << " W=" << W << " r=" << r;
+        covered = s.end;
+      }
+      EXPECT_EQ(covered, n) << "n=" << n << " W=" << W;
+    }
+  }
+}
+
 // ---- the worker, run by mpirun from NcclOverMpi.CollectivesMatchExactSumsOnEveryRank ----
 TEST(NcclOverMpiWorker, DISABLED_Collectives) {
   ouro::RendezvousOptions rv;  // MPI_Bcast of the unique id
@@ -179,7 +196,7 @@ TEST(NcclOverMpiWorker, DISABLED_Collectives) {
         {
           Buf b = rank_input(dt, n, me, rough);
           comm->device_reduce_scatter(b.bytes.data(), n, dt, ouro::ReduceOp::Avg, nullptr);
-          const ouro::ShardRange s = ouro::shard_of(n, W, me);
+          const ouro::ShardRange s = ouro::device_shard_of(n, W, me);
           size_t bad = 0;
           for (size_t i = s.begin; i < s.end; ++i) bad += b.get(i) != expected_sum(dt, i, W, rough, true);
           EXPECT_EQ(bad, 0u) << "reduce-scatter " << tag;
@@ -188,12 +205,12 @@ TEST(NcclOverMpiWorker, DISABLED_Collectives) {
           // Each rank fills only its own shard; the rest starts as garbage (NaN bits).
           Buf b(dt, n);
           std::fill(b.bytes.begin(), b.bytes.end(), 0xff);
-          const ouro::ShardRange s = ouro::shard_of(n, W, me);
+          const ouro::ShardRange s = ouro::device_shard_of(n, W, me);
           for (size_t i = s.begin; i < s.end; ++i) b.set(i, input(me, i, false));
           comm->device_all_gather(b.bytes.data(), n, dt, nullptr);
           size_t bad = 0;
           for (int r = 0; r < W; ++r) {
-            const ouro::ShardRange sr = ouro::shard_of(n, W, r);
+            const ouro::ShardRange sr = ouro::device_shard_of(n, W, r);
             for (size_t i = sr.begin; i < sr.end; ++i) bad += b.get(i) != input(r, i, false);
           }
           EXPECT_EQ(bad, 0u) << "all-gather " << tag;
@@ -506,10 +523,71 @@ TEST_F(DeviceDist, TwoRanksEqualOneRankWithTwiceTheBatchWithinBf16Noise) {
   EXPECT_LT(l2[2], l2[0]);  // and it trains
 }
 
-TEST_F(DeviceDist, ZeroOneIsRefusedOnTheDevicePath) {
-  auto r = train(2, "z1", "--set train.batch_size=2 --set dist.zero=1");
-  EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.out.find("dist.zero = 1 is not supported on the simt backend"), std::string::npos) << r.out;
+TEST_F(DeviceDist, ZeroOneEqualsZeroZeroBitwise) {
+  // The same fp32 sum in rank order and one bf16 rounding per gradient element (reduce-scatter
+  // vs all-reduce), the same per-shard grad-norm partial sums, and AdamW's bf16 rounding keyed
+  // by the absolute parameter index: ZeRO-1 computes ZeRO-0's bits on simt.
+  auto z0 = train(2, "z0", "--set train.batch_size=2");
+  ASSERT_EQ(z0.code, 0) << z0.out;
+  auto z1 = train(2, "z1", "--set train.batch_size=2 --set dist.zero=1");
+  ASSERT_EQ(z1.code, 0) << z1.out;
+  EXPECT_NE(z1.out.find("data parallel: 2 ranks over nccl-over-mpi+mpi, ZeRO-1"), std::string::npos) << z1.out;
+  // The checkpoint's check: masters (gathered) and bf16 weights (all-gathered) agree on both ranks.
+  EXPECT_NE(z1.out.find("step 3: the 2 ranks' weights are bitwise identical"), std::string::npos) << z1.out;
+  const auto l0 = values("z0", "loss"), l1 = values("z1", "loss");
+  ASSERT_EQ(l0.size(), 3u);
+  EXPECT_EQ(l1, l0);
+  EXPECT_EQ(values("z1", "grad_norm"), values("z0", "grad_norm"));
+  EXPECT_LT(l1[2], l1[0]);  // it trains
+  // The fp32 masters and the moments, gathered whole from the shards by rank 0.
+  const std::string ck = "/checkpoints/step_000003/";
+  EXPECT_EQ(read_file(dir / ("z1" + ck + "model.safetensors")), read_file(dir / ("z0" + ck + "model.safetensors")));
+  EXPECT_EQ(read_file(dir / ("z1" + ck + "optimizer.safetensors")),
+            read_file(dir / ("z0" + ck + "optimizer.safetensors")));
+}
+
+TEST_F(DeviceDist, ZeroOneResumesAcrossWorldSizes) {
+  // Four steps, split after two; the moments are saved whole and re-cut for the new world size.
+  const std::string four = "--set train.steps=4 ";
+  auto ref2 = train(2, "ref2", four + "--set train.batch_size=2 --set dist.zero=1");
+  ASSERT_EQ(ref2.code, 0) << ref2.out;
+  auto ref1 = train(0, "ref1", four + "--set train.batch_size=4");
+  ASSERT_EQ(ref1.code, 0) << ref1.out;
+  // 2 ranks (ZeRO-1) -> 1 rank with the same global batch.
+  auto a = train(2, "down", four + "--set train.batch_size=2 --set dist.zero=1 --stop-at 2");
+  ASSERT_EQ(a.code, 0) << a.out;
+  auto b = train(0, "down", four + "--set train.batch_size=4 --set dist.zero=1 --resume");
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_NE(b.out.find("resumed from"), std::string::npos) << b.out;
+  // 1 rank -> 2 ranks (ZeRO-1).
+  auto c = train(0, "up", four + "--set train.batch_size=4 --stop-at 2");
+  ASSERT_EQ(c.code, 0) << c.out;
+  auto d = train(2, "up", four + "--set train.batch_size=2 --set dist.zero=1 --resume");
+  ASSERT_EQ(d.code, 0) << d.out;
+  EXPECT_NE(d.out.find("step 4: the 2 ranks' weights are bitwise identical"), std::string::npos) << d.out;
+  const auto r2 = values("ref2", "loss"), r1 = values("ref1", "loss");
+  const auto down = values("down", "loss"), up = values("up", "loss");
+  ASSERT_EQ(r2.size(), 4u);
+  ASSERT_EQ(r1.size(), 4u);
+  ASSERT_EQ(down.size(), 4u);
+  ASSERT_EQ(up.size(), 4u);
+  for (size_t i = 0; i < 4; ++i)
+    std::printf("step %zu: down %.7f vs 2 ranks %.7f (rel %.2e); up %.7f vs 1 rank %.7f (rel %.2e)\n", i + 1,
+                down[i], r2[i], std::abs(down[i] - r2[i]) / r2[i], up[i], r1[i], std::abs(up[i] - r1[i]) / r1[i]);
+  // The first two steps are the uninterrupted runs' own (same world size, same code): bitwise.
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(down[i], r2[i]) << "step " << i + 1;
+    EXPECT_EQ(up[i], r1[i]) << "step " << i + 1;
+  }
+  // After the switch, one rank and two ranks differ by the bf16 rounding of the half-batch
+  // gradients and of their average: the bound of TwoRanksEqualOneRankWithTwiceTheBatch's later
+  // steps. Resuming from moments or masters that were cut or gathered wrongly moves the loss
+  // by orders of magnitude more (the weights' fingerprint check would fail first for a wrong
+  // all-gather).
+  for (size_t i = 2; i < 4; ++i) {
+    EXPECT_NEAR(down[i], r2[i], 5e-4 * r2[i]) << "step " << i + 1;
+    EXPECT_NEAR(up[i], r1[i], 5e-4 * r1[i]) << "step " << i + 1;
+  }
 }
 
 TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {

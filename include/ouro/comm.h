@@ -36,6 +36,12 @@ struct ShardRange {
   size_t size() const { return end - begin; }
 };
 ShardRange shard_of(size_t n, int world, int r);
+// The shards of the device collectives (and of ZeRO-1 on the device backends): floor(n / world)
+// elements per rank, the remainder (fewer than `world` elements) appended to the last rank's.
+// NCCL's ReduceScatter and AllGather take one count for every rank, so equal shards let one
+// such call move all but that tail, which a single Reduce/Broadcast to the last rank carries;
+// shard_of's shards (sizes differing by one) would need one Reduce or Broadcast per rank.
+ShardRange device_shard_of(size_t n, int world, int r);
 
 class Communicator {
  public:
@@ -62,8 +68,9 @@ class Communicator {
   // the communicator's own stream). Each call returns once the collective has completed (the
   // communicator waits on it under dist.timeout_s), so the buffer is ready for any stream; the
   // caller must have finished writing buf (e.g. Ops::synchronize) before the call.
-  // Same in-place contracts as the host versions: reduce_scatter leaves rank r's
-  // shard_of(n, world, r) reduced; all_gather spreads every rank's shard_of slice.
+  // In place like the host versions, over device_shard_of's shards: reduce_scatter leaves rank
+  // r's device_shard_of(n, world, r) reduced (the rest of buf is unspecified); all_gather spreads
+  // every rank's device_shard_of slice.
   virtual bool has_device_collectives() const { return false; }
   virtual void device_all_reduce(void* buf, size_t n, DType dtype, ReduceOp op, void* stream);
   virtual void device_reduce_scatter(void* buf, size_t n, DType dtype, ReduceOp op, void* stream);

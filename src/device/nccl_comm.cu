@@ -107,42 +107,35 @@ class NcclComm final : public Communicator {
     });
   }
 
+  // device_shard_of's layout: W equal shards of c = n / W elements, then a tail of n - W*c (< W)
+  // elements that the last rank owns as well. One group: the equal part by NCCL's in-place
+  // ReduceScatter / AllGather (recvbuff = sendbuff + rank * c), the tail by one Reduce to /
+  // Broadcast from the last rank. Every rank computes the same c and tail, so all issue the
+  // same calls (with c = 0, fewer elements than ranks, only the tail's).
   void device_reduce_scatter(void* buf, size_t n, DType dt, ReduceOp op, void* stream) override {
-    const int W = world(), r = rank();
+    const int W = world();
     char* b = static_cast<char*>(buf);
-    const size_t esz = dtype_size(dt);
+    const size_t esz = dtype_size(dt), c = n / W, tail = n - c * W;
     run("device reduce-scatter", stream, [&](cudaStream_t s) {
-      // Equal shards: NCCL's in-place reduce-scatter (recvbuff = sendbuff + rank * count).
-      if (n % W == 0) {
-        const size_t c = n / W;
-        return ncclReduceScatter(b, b + r * c * esz, c, nccl_type(dt), nccl_op(op), comm_, s);
-      }
-      // shard_of's uneven shards: one reduce per owner, fused into one launch by the group.
       ncclResult_t rc = ncclGroupStart();
-      for (int q = 0; q < W && rc == ncclSuccess; ++q) {
-        const ShardRange sh = shard_of(n, W, q);
-        rc = ncclReduce(b + sh.begin * esz, b + sh.begin * esz, sh.size(), nccl_type(dt), nccl_op(op), q,
-                        comm_, s);
-      }
+      if (rc == ncclSuccess && c > 0)
+        rc = ncclReduceScatter(b, b + rank() * c * esz, c, nccl_type(dt), nccl_op(op), comm_, s);
+      if (rc == ncclSuccess && tail > 0)
+        rc = ncclReduce(b + c * W * esz, b + c * W * esz, tail, nccl_type(dt), nccl_op(op), W - 1, comm_, s);
       const ncclResult_t end = ncclGroupEnd();
       return rc != ncclSuccess ? rc : end;
     });
   }
 
   void device_all_gather(void* buf, size_t n, DType dt, void* stream) override {
-    const int W = world(), r = rank();
+    const int W = world();
     char* b = static_cast<char*>(buf);
-    const size_t esz = dtype_size(dt);
+    const size_t esz = dtype_size(dt), c = n / W, tail = n - c * W;
     run("device all-gather", stream, [&](cudaStream_t s) {
-      if (n % W == 0) {  // in place: sendbuff = recvbuff + rank * count
-        const size_t c = n / W;
-        return ncclAllGather(b + r * c * esz, b, c, nccl_type(dt), comm_, s);
-      }
       ncclResult_t rc = ncclGroupStart();
-      for (int q = 0; q < W && rc == ncclSuccess; ++q) {
-        const ShardRange sh = shard_of(n, W, q);
-        rc = ncclBroadcast(b + sh.begin * esz, b + sh.begin * esz, sh.size(), nccl_type(dt), q, comm_, s);
-      }
+      if (rc == ncclSuccess && c > 0) rc = ncclAllGather(b + rank() * c * esz, b, c, nccl_type(dt), comm_, s);
+      if (rc == ncclSuccess && tail > 0)
+        rc = ncclBroadcast(b + c * W * esz, b + c * W * esz, tail, nccl_type(dt), W - 1, comm_, s);
       const ncclResult_t end = ncclGroupEnd();
       return rc != ncclSuccess ? rc : end;
     });

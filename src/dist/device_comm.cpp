@@ -27,6 +27,11 @@ void Communicator::device_reduce_scatter(void*, size_t, DType, ReduceOp, void*) 
 void Communicator::device_all_gather(void*, size_t, DType, void*) { no_device(*this, "all-gather"); }
 void Communicator::device_broadcast(void*, size_t, DType, int, void*) { no_device(*this, "broadcast"); }
 
+ShardRange device_shard_of(size_t n, int world, int r) {
+  const size_t w = static_cast<size_t>(world), each = n / w, rr = static_cast<size_t>(r);
+  return {rr * each, rr + 1 == w ? n : (rr + 1) * each};
+}
+
 void register_device_comm(DeviceCommFactory factory) { device_comm_factory() = factory; }
 
 std::unique_ptr<Communicator> make_device_comm(std::unique_ptr<Communicator> host,

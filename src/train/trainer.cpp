@@ -75,14 +75,9 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   if (comm_->world() > 1) {
     check_same_config();
     if (cfg_.run.device != "cpu") {
-      // Device backends keep bf16 gradients on the device: they are averaged there by NCCL (the
-      // NCCL API over MPI on simt); the host communicator stays for losses, checks, checkpoints.
-      OURO_CHECK(cfg_.dist.zero == 0,
-                 "dist.zero = 1 is not supported on the {} backend yet: its bf16 weights are "
-                 "stochastically rounded with a hash of the element's index within the optimizer's "
-                 "range, so a sharded AdamW would round differently from ZeRO-0 and from a resumed "
-                 "run; use dist.zero = 0",
-                 cfg_.run.device);
+      // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
+      // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
+      // communicator stays for losses, checks, checkpoints.
       comm_ = make_device_comm(std::move(comm_),
                                resolve_rendezvous(cfg_.dist.init, cfg_.dist.init_path,
                                                   cfg_.dist.init_addr, cfg_.dist.timeout_s),
@@ -91,11 +86,12 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
     logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
                    cfg_.dist.zero);
   }
-  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
-  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
-  if (zero_) shard_ = shard_of(shard_.end, comm_->world(), comm_->rank());
   set_compute_threads(cfg_.run.threads);
   ops_ = make_ops(cfg_.run.device);
+  device_grads_ = ops_->act_dtype() != DType::F32;
+  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
+  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
+  if (zero_) shard_ = shard_for(comm_->rank());
   ops_->select_alternates(cfg_.model.matmul, cfg_.model.attention);
   load_start_state();
   OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
@@ -229,12 +225,29 @@ void TrainSession::check_same_config() {
   fail("rank {}: another rank runs a different config than rank 0; refusing to start", comm_->rank());
 }
 
+ShardRange TrainSession::shard_for(int r) const {
+  const size_t n = gpt2_num_params(cfg_.model.gpt2());
+  return device_grads_ ? device_shard_of(n, comm_->world(), r) : shard_of(n, comm_->world(), r);
+}
+
 std::vector<float> TrainSession::full_moment(std::vector<float> part) const {
   if (!zero_) return part;
   std::vector<float> full(model_->num_params(), 0.0f);
   std::copy(part.begin(), part.end(), full.begin() + shard_.begin);
-  comm_->all_gather(full.data(), full.size());
+  // Each rank's shard in turn, whichever backend's layout cut them (the host all-gather knows
+  // shard_of's only); a checkpoint's rare cost, and the broadcast takes any size in pieces.
+  for (int r = 0; r < comm_->world(); ++r) {
+    const ShardRange s = shard_for(r);
+    comm_->broadcast(full.data() + s.begin, s.size() * sizeof(float), r);
+  }
   return full;
+}
+
+void TrainSession::gather_masters() {
+  if (!masters_partial_) return;
+  ops_->synchronize();
+  comm_->device_all_gather(model_->master_data(), model_->num_params(), DType::F32, nullptr);
+  masters_partial_ = false;
 }
 
 // Called once per optimizer step, after the last micro-step of gradient accumulation: the
@@ -250,9 +263,16 @@ void TrainSession::sync_gradients() {
     // of the size the bf16 backward already makes.
     OURO_CHECK(comm_->has_device_collectives(), "data parallelism on the {} backend needs a device "
                "communicator; {} has none", ops_->name(), comm_->name());
+    // ZeRO-1 reduces each rank's shard only: the same fp32 sum in rank order and one bf16
+    // rounding per element as the all-reduce (on simt; NCCL's ring may order the sum by chunk),
+    // so the shard's bits equal ZeRO-0's there.
     ops_->synchronize();  // the backward's last kernels write the gradients on the ops stream
-    comm_->device_all_reduce(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
-                             ReduceOp::Avg, nullptr);
+    if (zero_)
+      comm_->device_reduce_scatter(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
+                                   ReduceOp::Avg, nullptr);
+    else
+      comm_->device_all_reduce(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
+                               ReduceOp::Avg, nullptr);
     return;
   }
   auto* g = static_cast<float*>(model_->grads_data());
@@ -263,16 +283,16 @@ void TrainSession::sync_gradients() {
 }
 
 double TrainSession::global_grad_norm() {
-  // Per-shard partial sums added in rank order: ZeRO-0 and ZeRO-1 compute the same bits.
+  // Per-shard partial sums (the ZeRO-1 shards of this backend) added in rank order: ZeRO-0 and
+  // ZeRO-1 compute the same bits.
   const int W = comm_->world();
-  const size_t n = model_->num_params();
   std::vector<double> part(W, 0.0);
   if (zero_) {
     part[comm_->rank()] = model_->grad_sum_squares(shard_.begin, shard_.end);
     comm_->all_gather(part.data(), W);
   } else {
     for (int r = 0; r < W; ++r) {
-      ShardRange s = shard_of(n, W, r);
+      const ShardRange s = shard_for(r);
       part[r] = model_->grad_sum_squares(s.begin, s.end);
     }
   }
@@ -283,6 +303,7 @@ double TrainSession::global_grad_norm() {
 
 void TrainSession::save() {
   const int64_t step = step_;
+  gather_masters();
   auto params = model_->get_params();
   auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
   if (comm_->world() > 1) {
@@ -357,13 +378,15 @@ void TrainSession::maybe_sample() {
   logger()->info("sample at step {}: {}", step_, cfg_.sample.prompt + decode_sample(*tok, toks));
 }
 
-TrainSession::Snapshot TrainSession::snapshot() const {
+TrainSession::Snapshot TrainSession::snapshot() {
+  gather_masters();
   return {model_->get_params(), model_->get_adam_m(), model_->get_adam_v(), step_, opt_steps_,
           loader_->position(), bad_streak_};
 }
 
 void TrainSession::restore(const Snapshot& s) {
   model_->set_params(s.params);
+  masters_partial_ = false;
   model_->set_adam_state(s.adam_m, s.adam_v);
   step_ = s.step;
   opt_steps_ = s.opt_steps;
@@ -424,7 +447,16 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   args.grad_scale = clip_coefficient(norm, cfg_.train.grad_clip);
   args.step = ++opt_steps_;
   model_->adamw_step(args);
-  if (zero_) comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
+  if (zero_ && device_grads_) {
+    // Every rank needs the whole bf16 working weights for the next forward; the fp32 masters
+    // only when they leave the optimizer (gather_masters): gathering them each step would add
+    // 4 bytes per parameter to the 2 + 2 that the bf16 reduce-scatter and all-gather move.
+    ops_->synchronize();
+    comm_->device_all_gather(model_->params_data(), model_->num_params(), ops_->act_dtype(), nullptr);
+    masters_partial_ = true;
+  } else if (zero_) {
+    comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
+  }
   step_ = step_no;
   ops_->synchronize();
 
@@ -468,10 +500,12 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
     if (stop != 0.0) {
       logger()->warn("stop signal received at step {}: stopping", step_);
       if (autosave_ && saved_step_ != step_) save();
+      gather_masters();
       stopped_ = true;
       return false;
     }
   }
+  gather_masters();
   return step_ < last_step();
 }
 

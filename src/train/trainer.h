@@ -72,7 +72,7 @@ class TrainSession {
     LoaderPosition loader;
     int bad_streak = 0;
   };
-  Snapshot snapshot() const;
+  Snapshot snapshot();  // a collective under ZeRO-1 on devices (gathers the fp32 masters)
   void restore(const Snapshot& s);
 
   // State written into every checkpoint's state.json under "loop" (set by the loop).
@@ -99,7 +99,13 @@ class TrainSession {
   void check_same_config();
   void sync_gradients();
   double global_grad_norm();
+  // The ZeRO-1 shard rank r owns: device_shard_of where gradients live on the device (the
+  // device collectives' layout), shard_of on the cpu backend (the host collectives').
+  ShardRange shard_for(int r) const;
   std::vector<float> full_moment(std::vector<float> part) const;
+  // ZeRO-1 on devices: AdamW updates only this rank's shard of the fp32 masters; this
+  // all-gathers them whole again (a collective: every rank calls it at the same point).
+  void gather_masters();
   void load_start_state();
   bool one_step(SyntheticSource* syn, int syn_rows);
   double run_eval();
@@ -114,6 +120,11 @@ class TrainSession {
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<class MetricsWriter> metrics_;
   bool zero_ = false;
+  bool device_grads_ = false;  // bf16 gradients on the device, reduced by device collectives
+  // ZeRO-1 on devices: the masters outside this rank's shard are stale since the last step.
+  // They are gathered before they leave the model (save, snapshot) and before run_until
+  // returns, so between calls of run_until (where the loop reads the weights) they are whole.
+  bool masters_partial_ = false;
   ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
   int64_t step_ = 0;        // steps completed
   int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
