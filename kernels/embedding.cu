@@ -7,6 +7,9 @@
 
 // Token + position embedding. out, dout: (B, T, C) bf16 row-major; wte: (V, C); wpe: (maxT, C).
 //
+// wpe / dwpe may be null (model.pos = none | rope): the forward copies the token rows, the
+// backward updates dwte only.
+//
 // Forward: one thread per 8-channel unit of an output row (a 128-bit load from each table and
 // one 128-bit store) when C % 8 == 0 and the pointers are 16-byte aligned, else one element per
 // thread; a flat grid-stride loop over the B*T*C/8 units, so consecutive threads read
@@ -35,11 +38,14 @@ __global__ void encoder_forward_kernel(bf16* out, const int* tokens, const bf16*
        idx += size_t(gridDim.x) * blockDim.x) {
     const size_t n = idx / units, c = (idx % units) * V;
     const int t = int(n % size_t(T));
-    float we[V], pe[V];
+    float we[V];
     load_vec<V>(we, wte + size_t(tokens[n]) * C + c);
-    load_vec<V>(pe, wpe + size_t(pos0 + t) * C + c);
+    if (wpe) {  // uniform over the grid: no divergence
+      float pe[V];
+      load_vec<V>(pe, wpe + size_t(pos0 + t) * C + c);
 #pragma unroll
-    for (int i = 0; i < V; i++) we[i] += pe[i];
+      for (int i = 0; i < V; i++) we[i] += pe[i];
+    }
     store_vec<V>(out + n * C + c, we);
   }
 }
@@ -168,6 +174,7 @@ void encoder_backward(bf16* dwte, bf16* dwpe, const bf16* dout, const int* token
     launch(encoder_backward_wte_kernel<1>, grid_wte, dim3(tb), 0, stream, dwte, dout, d_order, d_start, d_token, C);
   OURO_CUDA_CHECK_LAUNCH();
 
+  if (!dwpe) return;  // no position embedding
   const bool vec_wpe = C % 8 == 0 && aligned16(dwpe) && aligned16(dout);
   const size_t work = size_t(T) * (vec_wpe ? C / 8 : C);
   const dim3 grid_wpe(unsigned(ceil_div(work, size_t(kThreads))));

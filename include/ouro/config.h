@@ -20,7 +20,9 @@ struct ModelSection {
   // rope can attempt sequences longer than any seen in training (design.md section 6).
   std::string pos = "learned";       // learned | none | rope
   double rope_theta = 10000.0;       // rope: the base of the rotation frequencies
-  GPT2Config gpt2() const { return {n_layer, n_head, n_embd, seq_len, vocab_size}; }
+  GPT2Config gpt2() const {
+    return {n_layer, n_head, n_embd, seq_len, vocab_size, parse_pos_encoding(pos), rope_theta};
+  }
 };
 struct TrainSection {
   int64_t steps = 100;

@@ -1,6 +1,8 @@
-// GPT-2 (learned positions, pre-LayerNorm, tanh GELU, tied embeddings), written once against
-// ouro::Ops. Parameters live in one flat buffer in llm.c's order and layout, so llm.c model
-// files load by a straight copy and the optimizer runs over the buffer in one call.
+// GPT-2 (pre-LayerNorm, tanh GELU, tied embeddings), written once against ouro::Ops, with a
+// choice of position encoding: GPT-2's learned absolute embeddings (wpe), none at all (NoPE), or
+// rotary embeddings on q and k (RoPE). Parameters live in one flat buffer in llm.c's order and
+// layout, so llm.c model files load by a straight copy and the optimizer runs over the buffer in
+// one call; the none and rope layouts are the same less the wpe tensor.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -11,20 +13,42 @@
 
 namespace ouro {
 
+// How the model knows where a token is (config key model.pos).
+//  learned: GPT-2's wpe (maxT, C) added to the token embedding; cannot represent a position it
+//           was never trained on.
+//  none:    no position signal at all (NoPE): the causal mask alone lets the model infer order.
+//  rope:    rotary embeddings applied to q and k of every head after the qkv projection
+//           (Ops::rope_forward), so attention scores depend on relative positions only.
+enum class PosEncoding : uint8_t { learned, none, rope };
+// "learned" | "none" | "rope"; anything else is an error naming model.pos.
+PosEncoding parse_pos_encoding(const std::string& name);
+const char* pos_encoding_name(PosEncoding p);
+
 struct GPT2Config {
   int n_layer = 0;
   int n_head = 0;
   int n_embd = 0;
-  int seq_len = 0;     // max sequence length (number of learned positions)
+  int seq_len = 0;     // max sequence length (learned: the number of learned positions)
   int vocab_size = 0;  // real vocabulary
+  PosEncoding pos = PosEncoding::learned;
+  double rope_theta = 10000.0;  // rope: the base of the rotation frequencies (unused otherwise)
   int padded_vocab() const { return (vocab_size + 127) / 128 * 128; }
-  bool operator==(const GPT2Config&) const = default;
+  bool has_wpe() const { return pos == PosEncoding::learned; }
+  // Equal when the two configs compute the same function on the same parameters: rope_theta
+  // counts only for rope (a learned checkpoint loads whatever model.rope_theta says).
+  bool operator==(const GPT2Config& o) const {
+    return n_layer == o.n_layer && n_head == o.n_head && n_embd == o.n_embd &&
+           seq_len == o.seq_len && vocab_size == o.vocab_size && pos == o.pos &&
+           (pos != PosEncoding::rope || rope_theta == o.rope_theta);
+  }
 };
+// "L=.. NH=.. C=.. T=.. V=.. pos=.." (rope: theta too), for errors that compare two models.
+std::string describe_model(const GPT2Config& cfg);
 
 // The parameter tensors, in buffer order. Per-layer tensors are stacked over layers:
 // name        shape
 // wte         (Vp, C)
-// wpe         (maxT, C)
+// wpe         (maxT, C)      only with pos = learned: none and rope have no such tensor
 // ln1w, ln1b  (L, C)
 // qkvw        (L, 3C, C)     qkvb (L, 3C)
 // attprojw    (L, C, C)      attprojb (L, C)

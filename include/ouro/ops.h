@@ -78,11 +78,25 @@ class Ops {
 
   // ---- forward / backward ops ----
   // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. tokens live on the host (B*T ints).
+  // wpe may be null: no position embedding (model.pos = none | rope), out = wte[tokens].
   virtual void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe,
                                int B, int T, int C) = 0;
-  // dwte/dwpe += the gradient (deterministic: fixed summation order).
+  // dwte/dwpe += the gradient (deterministic: fixed summation order). dwpe may be null (no
+  // position embedding): only dwte accumulates.
   virtual void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens,
                                 int B, int T, int C) = 0;
+  // Rotary position embedding (model.pos = rope), IN PLACE on the q and k parts of the packed
+  // qkv (B,T,3C) activation; v is untouched. Row t of each batch is at absolute position
+  // pos0 + t (0 in training, the cache position when decoding). The rotate-half convention of
+  // Hugging Face Llama / GPT-NeoX: within each head of hd = C/NH (even) dims, the pair
+  // (x_i, x_{i+hd/2}), i < hd/2, is rotated by angle pos * theta^(-2i/hd):
+  //   x_i' = x_i cos - x_{i+hd/2} sin,   x_{i+hd/2}' = x_{i+hd/2} cos + x_i sin.
+  // The angles are evaluated in double, so every backend rotates by the same cos/sin up to
+  // their fp32 rounding.
+  virtual void rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) = 0;
+  // The backward of rope_forward: the dq, dk parts of dqkv (B,T,3C) are rotated IN PLACE by
+  // -angle (the rotation's transpose, which is its inverse); dv is untouched.
+  virtual void rope_backward(void* dqkv, int B, int T, int C, int NH, int pos0, double theta) = 0;
   // LayerNorm over C, eps 1e-5; mean/rstd (N floats each) saved for the backward.
   virtual void layernorm_forward(void* out, float* mean, float* rstd, const void* inp,
                                  const void* weight, const void* bias, int N, int C) = 0;
@@ -144,7 +158,8 @@ class Ops {
   // kcache/vcache (B, Tmax, C); out (B,Tn,C) attends causally over cache positions < pos+1.
   virtual void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
                             int pos0, int Tmax, int C, int NH) = 0;
-  // Positions variant of encoder_forward for decoding: out[b,t] = wte[tok] + wpe[pos0 + t].
+  // Positions variant of encoder_forward for decoding: out[b,t] = wte[tok] + wpe[pos0 + t]
+  // (wpe may be null, as for encoder_forward).
   virtual void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe,
                                   int B, int Tn, int pos0, int C) = 0;
 

@@ -8,6 +8,7 @@
 namespace ouro {
 
 // out[b,t] = wte[tokens[b,t]] + wpe[pos0 + t]; shared by training (pos0 = 0) and decoding.
+// wpe null (model.pos = none | rope): out[b,t] = wte[tokens[b,t]].
 static void encode(float* out, const int* tokens, const float* wte, const float* wpe, int B,
                    int T, int pos0, int C) {
 #pragma omp parallel for collapse(2) schedule(static) if(size_t(B) * T * C >= kParallelMin)
@@ -16,6 +17,10 @@ static void encode(float* out, const int* tokens, const float* wte, const float*
       size_t n = size_t(b) * T + t;
       float* o = out + n * C;
       const float* we = wte + size_t(tokens[n]) * C;
+      if (!wpe) {
+        std::copy(we, we + C, o);
+        continue;
+      }
       const float* pe = wpe + size_t(pos0 + t) * C;
       for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
     }
@@ -63,6 +68,7 @@ void CpuOps::encoder_backward(void* dwte_, void* dwpe_, const void* dout_, const
     }
   }
 
+  if (!dwpe) return;  // no position embedding
 #pragma omp parallel for schedule(static) if(size_t(T) * C >= kParallelMin)
   for (int t = 0; t < T; t++) {
     float* dst = dwpe + size_t(t) * C;

@@ -40,6 +40,8 @@ class CpuOps : public Ops {
                       int C, int OC) override;
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                        const void* weight, int N, int C, int OC) override;
+  void rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) override;
+  void rope_backward(void* dqkv, int B, int T, int C, int NH, int pos0, double theta) override;
   size_t attention_state_size(int B, int T, int NH) const override;
   void attention_forward(void* out, float* state, const void* qkv, int B, int T, int C,
                          int NH) override;

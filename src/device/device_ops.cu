@@ -33,6 +33,7 @@
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/optimizer.h"
+#include "kernels/rope.h"
 #include "kernels/sampling.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
@@ -213,6 +214,14 @@ class DeviceOps final : public Ops {
     if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
     kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
                             B(pre_gelu));
+  }
+  void rope_forward(void* qkv, int Bn, int T, int C, int NH, int pos0, double theta) override {
+    TraceRange range("rope_forward");
+    kernels::rope_forward(B(qkv), Bn, T, C, NH, pos0, theta, stream_);
+  }
+  void rope_backward(void* dqkv, int Bn, int T, int C, int NH, int pos0, double theta) override {
+    TraceRange range("rope_backward");
+    kernels::rope_backward(B(dqkv), Bn, T, C, NH, pos0, theta, stream_);
   }
   size_t attention_state_size(int Bn, int T, int NH) const override {
     if (cudnn_) return CudnnAttention::state_size(Bn, T, NH);

@@ -59,9 +59,14 @@ void remove_dir(const fs::path& dir) {
   if (ec) fail("cannot remove '{}': {}", dir.string(), ec.message());
 }
 
+// The model an optimizer state belongs to. The position encoding is recorded only when it is
+// not GPT-2's learned one, so checkpoints written before model.pos existed still match.
 nlohmann::json config_json(const GPT2Config& c) {
-  return {{"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd},
-          {"seq_len", c.seq_len}, {"vocab_size", c.vocab_size}};
+  nlohmann::json j = {{"n_layer", c.n_layer}, {"n_head", c.n_head}, {"n_embd", c.n_embd},
+                      {"seq_len", c.seq_len}, {"vocab_size", c.vocab_size}};
+  if (c.pos != PosEncoding::learned) j["pos"] = pos_encoding_name(c.pos);
+  if (c.pos == PosEncoding::rope) j["rope_theta"] = c.rope_theta;
+  return j;
 }
 
 nlohmann::json read_json(const fs::path& path) {

@@ -3,6 +3,11 @@
 // transformers' GPT-2 uses Conv1D layers whose weights are stored (in, out): the transpose of
 // our (out, in) matmul weights. Per-layer tensors are separate ("transformer.h.{l}.…") where we
 // stack them, and wte holds only the real vocabulary rows where we pad to a multiple of 128.
+//
+// Only learned positions are GPT-2. A model with model.pos = none or rope is saved in the same
+// layout without wpe, but its config.json says "model_type": "ouro_gpt2" (transformers then
+// refuses it as a GPT-2) and records "ouro_pos" (and "rope_theta" for rope); reading one back
+// requires those keys, and a "gpt2" config.json must not claim any other position encoding.
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -18,6 +23,7 @@ namespace ouro {
 namespace {
 
 constexpr const char* kPrefix = "transformer.";
+constexpr const char* kOuroModelType = "ouro_gpt2";  // GPT-2 with model.pos = none | rope
 
 struct NameMap {
   const char* hf;    // name under transformer. (per layer: under transformer.h.{l}.)
@@ -48,6 +54,7 @@ std::vector<Slot> hf_slots(const GPT2Config& cfg) {
   const auto layout = gpt2_param_layout(cfg);
   std::vector<Slot> slots;
   for (const auto& m : kGlobalNames) {
+    if (std::string(m.ours) == "wpe" && !cfg.has_wpe()) continue;
     const auto& p = find_param(layout, m.ours);
     Slot s{m.hf, p.shape, p.offset, p.size, false};
     // Only the real vocabulary rows leave ouro; the padding is ours.
@@ -94,7 +101,7 @@ int positive_int(const nlohmann::json& j, const char* key, const fs::path& where
 
 nlohmann::json hf_config_json(const GPT2Config& cfg) {
   // GPT2Config's defaults, with our shapes. The model is tied and uses the tanh GELU.
-  return {
+  nlohmann::json j = {
       {"activation_function", "gelu_new"},
       {"architectures", {"GPT2LMHeadModel"}},
       {"attn_pdrop", 0.1},
@@ -124,15 +131,46 @@ nlohmann::json hf_config_json(const GPT2Config& cfg) {
       {"use_cache", true},
       {"vocab_size", cfg.vocab_size},
   };
+  if (cfg.pos != PosEncoding::learned) {
+    j["model_type"] = kOuroModelType;
+    j["architectures"] = {"OuroGPT2LMHeadModel"};
+    j["ouro_pos"] = pos_encoding_name(cfg.pos);
+    if (cfg.pos == PosEncoding::rope) j["rope_theta"] = cfg.rope_theta;
+  }
+  return j;
 }
 
 GPT2Config gpt2_config_from_hf(const nlohmann::json& j, const fs::path& where) {
   const std::string w = where.string();
   OURO_CHECK(j.is_object(), "{}: not a JSON object", w);
-  if (j.contains("model_type"))
-    OURO_CHECK(j["model_type"] == "gpt2", "{}: key 'model_type' is {}, only \"gpt2\" is supported", w,
-               j["model_type"].dump());
+  const bool ouro_type = j.contains("model_type") && j["model_type"] == kOuroModelType;
+  if (j.contains("model_type") && !ouro_type)
+    OURO_CHECK(j["model_type"] == "gpt2",
+               "{}: key 'model_type' is {}, only \"gpt2\" (and ouro's own \"{}\") is supported", w,
+               j["model_type"].dump(), kOuroModelType);
   GPT2Config cfg;
+  // Position encoding: GPT-2 proper has learned positions; only ouro_gpt2 has none or rope.
+  if (ouro_type) {
+    OURO_CHECK(j.contains("ouro_pos") && j["ouro_pos"].is_string(),
+               "{}: model_type \"{}\" needs key 'ouro_pos' (the model.pos it was trained with)", w,
+               kOuroModelType);
+    const std::string pos = j["ouro_pos"].get<std::string>();
+    OURO_CHECK(pos == "none" || pos == "rope",
+               "{}: key 'ouro_pos' is \"{}\"; model_type \"{}\" has model.pos none or rope", w, pos,
+               kOuroModelType);
+    cfg.pos = parse_pos_encoding(pos);
+    if (cfg.pos == PosEncoding::rope) {
+      OURO_CHECK(j.contains("rope_theta") && j["rope_theta"].is_number() &&
+                     j["rope_theta"].get<double>() > 1 && std::isfinite(j["rope_theta"].get<double>()),
+                 "{}: model.pos = rope needs key 'rope_theta' (a number > 1), got {}", w,
+                 j.contains("rope_theta") ? j["rope_theta"].dump() : "nothing");
+      cfg.rope_theta = j["rope_theta"].get<double>();
+    }
+  } else if (j.contains("ouro_pos")) {
+    OURO_CHECK(j["ouro_pos"] == "learned",
+               "{}: key 'ouro_pos' is {} but model_type is GPT-2's: Hugging Face GPT-2 has learned "
+               "positions only (model.pos = learned)", w, j["ouro_pos"].dump());
+  }
   cfg.n_layer = positive_int(j, "n_layer", where);
   cfg.n_head = positive_int(j, "n_head", where);
   cfg.n_embd = positive_int(j, "n_embd", where);

@@ -1,4 +1,7 @@
 // GPT-2 forward, backward, optimizer step and KV-cache inference over ouro::Ops.
+// Position encodings (GPT2Config::pos): learned adds wpe in the encoder; none adds nothing; rope
+// rotates q and k in place inside each layer's qkv activation right after the qkv projection
+// (Ops::rope_forward), at absolute positions 0..T-1 in training and kv_pos.. when decoding.
 // Buffers are allocated lazily (the activation arena on the first forward, gradients on the
 // first backward, AdamW state on the first step, the KV caches on the first decode), so
 // `ouro sample` never pays for parameter gradients or optimizer state.
@@ -54,6 +57,11 @@ GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
                  cfg.vocab_size > 0 && cfg.seq_len > 0,
              "invalid GPT-2 config (L={} NH={} C={} T={} V={})", cfg.n_layer, cfg.n_head,
              cfg.n_embd, cfg.seq_len, cfg.vocab_size);
+  OURO_CHECK(cfg.pos != PosEncoding::rope ||
+                 ((cfg.n_embd / cfg.n_head) % 2 == 0 && cfg.rope_theta > 1 && std::isfinite(cfg.rope_theta)),
+             "model.pos = rope needs an even head dimension (n_embd {} / n_head {} = {}) and a finite "
+             "model.rope_theta > 1 (got {})",
+             cfg.n_embd, cfg.n_head, cfg.n_embd / cfg.n_head, cfg.rope_theta);
   OURO_CHECK(max_batch > 0 && max_T > 0 && max_T <= cfg.seq_len,
              "batch {} x sequence {} does not fit a model with {} positions", max_batch, max_T,
              cfg.seq_len);
@@ -107,7 +115,10 @@ ParamPtrs param_ptrs(const std::vector<ParamTensor>& layout, const void* base, s
     return el(base, t.offset + per * static_cast<size_t>(l), esz);
   };
   ParamPtrs p{};
-  p.wte = get("wte", false), p.wpe = get("wpe", false);
+  p.wte = get("wte", false);
+  // No wpe tensor without learned positions: the encoder then adds no position embedding.
+  const bool has_wpe = std::any_of(layout.begin(), layout.end(), [](const ParamTensor& t) { return t.name == "wpe"; });
+  p.wpe = has_wpe ? get("wpe", false) : nullptr;
   p.lnfw = get("lnfw", false), p.lnfb = get("lnfb", false);
   p.ln1w = get("ln1w", true), p.ln1b = get("ln1b", true);
   p.qkvw = get("qkvw", true), p.qkvb = get("qkvb", true);
@@ -157,6 +168,10 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
     auto& a = I.layers[l];
     const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
     ops.matmul_forward(a.qkv.ptr, a.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    // In place: the saved qkv then holds the ROTATED q, k, which is what attention_backward
+    // needs (its gradients are with respect to the q, k attention saw); the unrotated ones are
+    // never needed again, since rope_backward only rotates the gradient back.
+    if (cfg.pos == PosEncoding::rope) ops.rope_forward(a.qkv.ptr, B, T, C, NH, 0, cfg.rope_theta);
     ops.attention_forward(a.atty.ptr, a.att_state.f32(), a.qkv.ptr, B, T, C, NH);
     ops.matmul_forward(a.attproj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
     ops.residual_layernorm_forward(a.residual2.ptr, a.ln2.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(),
@@ -317,6 +332,8 @@ float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T
                          p.attprojw, N, C, C);
     ops_.attention_backward(I.dqkv.ptr, I.datty.ptr, a.qkv.ptr, a.atty.ptr, a.att_state.f32(), B,
                             T, C, NH);
+    // d(pre-rotation q, k) = R^T d(rotated q, k): the inverse rotation, in place.
+    if (cfg_.pos == PosEncoding::rope) ops_.rope_backward(I.dqkv.ptr, B, T, C, NH, 0, cfg_.rope_theta);
     ops_.matmul_backward(I.dln.ptr, g.qkvw, g.qkvb, I.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
     ops_.layernorm_backward(I.dresidual.ptr, g.ln1w, g.ln1b, I.dln.ptr, residual, p.ln1w,
                             a.ln1_mean.f32(), a.ln1_rstd.f32(), N, C);
@@ -436,6 +453,9 @@ void GPT2::kv_step(const int* tokens, int B, int Tn) {
   for (int l = 0; l < L; ++l) {
     auto p = param_ptrs(layout_, I.params.ptr, e, l);
     ops_.matmul_forward(s.qkv.ptr, s.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    // The cache keeps rotated keys: a key's rotation depends only on its own position.
+    if (cfg_.pos == PosEncoding::rope)
+      ops_.rope_forward(s.qkv.ptr, B, Tn, C, NH, kv_pos_, cfg_.rope_theta);
     ops_.attention_kv(s.atty.ptr, s.qkv.ptr, I.kcache[l].ptr, I.vcache[l].ptr, B, Tn, kv_pos_,
                       I.max_T, C, NH);
     ops_.matmul_forward(s.attproj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);

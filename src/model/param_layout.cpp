@@ -1,11 +1,37 @@
-// GPT-2's parameter layout (llm.c order), initialisation and FLOP count.
+// GPT-2's parameter layout (llm.c order), initialisation and FLOP count, and the position
+// encoding's names.
 #include <cmath>
 #include <random>
+
+#include <fmt/format.h>
 
 #include "ouro/error.h"
 #include "ouro/model.h"
 
 namespace ouro {
+
+PosEncoding parse_pos_encoding(const std::string& name) {
+  if (name == "learned") return PosEncoding::learned;
+  if (name == "none") return PosEncoding::none;
+  if (name == "rope") return PosEncoding::rope;
+  fail("model.pos: must be learned, none or rope (got '{}')", name);
+}
+
+const char* pos_encoding_name(PosEncoding p) {
+  switch (p) {
+    case PosEncoding::learned: return "learned";
+    case PosEncoding::none: return "none";
+    case PosEncoding::rope: return "rope";
+  }
+  return "?";
+}
+
+std::string describe_model(const GPT2Config& c) {
+  std::string s = fmt::format("L={} NH={} C={} T={} V={} pos={}", c.n_layer, c.n_head, c.n_embd,
+                              c.seq_len, c.vocab_size, pos_encoding_name(c.pos));
+  if (c.pos == PosEncoding::rope) s += fmt::format(" rope_theta={}", c.rope_theta);
+  return s;
+}
 
 std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& c) {
   const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab(), T = c.seq_len;
@@ -18,7 +44,8 @@ std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& c) {
     off += n;
   };
   add("wte", {Vp, C}, true);
-  add("wpe", {T, C}, true);
+  // none and rope carry no position parameters at all: num_params drops by maxT * C.
+  if (c.has_wpe()) add("wpe", {T, C}, true);
   add("ln1w", {L, C}, false);
   add("ln1b", {L, C}, false);
   add("qkvw", {L, 3 * C, C}, true);

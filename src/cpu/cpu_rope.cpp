@@ -1,0 +1,63 @@
+// Rotary position embedding (rotate-half convention of Hugging Face Llama / GPT-NeoX) on the q
+// and k parts of the packed qkv activation, in place; see Ops::rope_forward for the formula.
+//
+// The cos/sin of each (position, frequency) are evaluated in double and rounded to fp32 once, as
+// the device kernels do, so the backends differ only by their activation precision. The
+// backward is the same rotation with the sine negated: a rotation's transpose is its inverse.
+#include <cmath>
+
+#include "cpu/cpu_ops.h"
+#include "ouro/error.h"
+
+namespace ouro {
+
+namespace {
+
+void check_rope_args(const char* who, const void* qkv, int B, int T, int C, int NH, int pos0,
+                     double theta) {
+  OURO_CHECK(qkv != nullptr && B > 0 && T > 0 && C > 0 && NH > 0 && C % NH == 0,
+             "{}: bad shape B={} T={} C={} NH={}", who, B, T, C, NH);
+  OURO_CHECK((C / NH) % 2 == 0, "{}: head dimension {} (C={} / NH={}) must be even", who, C / NH,
+             C, NH);
+  OURO_CHECK(pos0 >= 0, "{}: pos0 must be >= 0, got {}", who, pos0);
+  OURO_CHECK(theta > 1 && std::isfinite(theta), "{}: theta must be finite and > 1, got {}", who,
+             theta);
+}
+
+// sign = +1 rotates by +angle (forward), -1 by -angle (backward).
+void rotate(float* qkv, int B, int T, int C, int NH, int pos0, double theta, float sign) {
+  const int hd = C / NH, half = hd / 2;
+  const size_t rows = size_t(B) * T;
+#pragma omp parallel for schedule(static) if(rows * C >= kParallelMin)
+  for (size_t n = 0; n < rows; n++) {
+    const double pos = double(pos0) + double(n % size_t(T));
+    float* row = qkv + n * 3 * size_t(C);
+    for (int i = 0; i < half; i++) {
+      // inv_freq_i = theta^(-2i/hd); the angle is the same for q and k of every head.
+      const double angle = pos * std::pow(theta, -2.0 * i / hd);
+      const float cs = float(std::cos(angle)), sn = sign * float(std::sin(angle));
+      for (int part = 0; part < 2; part++) {  // q, then k
+        for (int h = 0; h < NH; h++) {
+          float* x = row + size_t(part) * C + size_t(h) * hd;
+          const float a = x[i], b = x[i + half];
+          x[i] = a * cs - b * sn;
+          x[i + half] = b * cs + a * sn;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void CpuOps::rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) {
+  check_rope_args("rope_forward", qkv, B, T, C, NH, pos0, theta);
+  rotate(static_cast<float*>(qkv), B, T, C, NH, pos0, theta, 1.0f);
+}
+
+void CpuOps::rope_backward(void* dqkv, int B, int T, int C, int NH, int pos0, double theta) {
+  check_rope_args("rope_backward", dqkv, B, T, C, NH, pos0, theta);
+  rotate(static_cast<float*>(dqkv), B, T, C, NH, pos0, theta, -1.0f);
+}
+
+}  // namespace ouro
