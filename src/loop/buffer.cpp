@@ -56,7 +56,8 @@ void ReplayBuffer::fill(int rows, int T, int64_t step, int micro, int* inputs, i
   while (stream.size() < static_cast<size_t>(T) + 1) stream.insert(stream.end(), stream.begin(), stream.end());
   const uint64_t starts = stream.size() - T;
   for (int r = 0; r < rows; ++r) {
-    uint64_t h = mix(mix(seed_, static_cast<uint64_t>(step)), static_cast<uint64_t>(micro) * 1000003u + r);
+    const uint64_t row = static_cast<uint64_t>(rank_) * static_cast<uint64_t>(rows) + static_cast<uint64_t>(r);
+    uint64_t h = mix(mix(seed_, static_cast<uint64_t>(step)), static_cast<uint64_t>(micro) * 1000003u + row);
     size_t p = h % starts;
     for (int t = 0; t < T; ++t) {
       inputs[static_cast<size_t>(r) * T + t] = stream[p + t];

@@ -23,8 +23,9 @@ void from_json(const nlohmann::json& j, BufferSample& s);
 
 class ReplayBuffer final : public SyntheticSource {
  public:
-  ReplayBuffer(int64_t cap_tokens, std::string evict, int reuse_limit, uint64_t seed)
-      : cap_(cap_tokens), evict_(std::move(evict)), reuse_limit_(reuse_limit), seed_(seed) {}
+  // rank: this process's rank in a data-parallel run, whose rows of the global batch it fills.
+  ReplayBuffer(int64_t cap_tokens, std::string evict, int reuse_limit, uint64_t seed, int rank = 0)
+      : cap_(cap_tokens), evict_(std::move(evict)), reuse_limit_(reuse_limit), seed_(seed), rank_(rank) {}
   void add(BufferSample s);  // evicts to stay under the cap
   // A round of training on the buffer is about to start: count the use, retire the worn out.
   void start_round();
@@ -34,6 +35,8 @@ class ReplayBuffer final : public SyntheticSource {
   const std::vector<BufferSample>& samples() const { return samples_; }
   // Windows of T+1 tokens cut from the concatenated samples at positions drawn from
   // (seed, step, micro, row): a pure function, so rollback and resume redraw the same rows.
+  // Rank r's rows are rows r*rows .. r*rows + rows-1 of the draw, so W ranks with `rows` each
+  // draw exactly the windows one rank with W*rows draws (not W copies of the same ones).
   void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) override;
 
   nlohmann::json to_json() const;
@@ -44,6 +47,7 @@ class ReplayBuffer final : public SyntheticSource {
   std::string evict_;
   int reuse_limit_;
   uint64_t seed_;
+  int rank_;
   std::vector<BufferSample> samples_;
 };
 

@@ -5,9 +5,12 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "common/trace.h"
 #include "loop/buffer.h"
+#include "loop/exchange.h"
+#include "loop/reference.h"
 #include "loop/selection.h"
 #include "loop/task_eval.h"
 #include "loop/tasks.h"
@@ -32,6 +35,23 @@ uint64_t mix(uint64_t a, uint64_t b) {
 
 Tokens text_tokens(const std::string& s) { return Tokens(s.begin(), s.end()); }
 
+bool lists_scorer(const std::string& list, const std::string& name) {
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (item == name) return true;
+  }
+  return false;
+}
+
+nlohmann::json mean_or_null(const std::vector<double>& v) {
+  if (v.empty()) return nullptr;
+  double s = 0;
+  for (double x : v) s += x;
+  return s / static_cast<double>(v.size());
+}
+
 std::string to_text(const Tokens& t) {
   std::string s;
   for (int x : t) {
@@ -45,25 +65,29 @@ class Loop {
  public:
   Loop(TrainSession& s, std::set<int> fault_rollback)
       : s_(s), cfg_(s.config()), L_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
-        buffer_(L_.buffer_tokens, L_.evict, L_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu),
+        buffer_(L_.buffer_tokens, L_.evict, L_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu,
+                s.comm().rank()),
         syn_frac_(L_.syn_frac) {
-    OURO_CHECK(s.comm().world() == 1, "the self-improvement loop runs on one rank for now (loop.rounds > 0 under {} ranks)",
-               s.comm().world());
     OURO_CHECK(cfg_.model.vocab_size == kByteVocab,
                "the self-improvement loop needs a byte-level model (model.vocab_size = {}) for now", kByteVocab);
     if (!L_.task.empty()) task_ = make_task(L_.task);
     out_ = cfg_.run.out_dir;
+    if (lists_scorer(L_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(L_.ref, L_.ref_lag, out_, s.comm());
     if (!s.resumed_loop_state().is_null()) {
       const auto& j = s.resumed_loop_state();
       round_ = j.at("round").get<int>();
       syn_frac_ = j.at("syn_frac").get<double>();
       buffer_.from_json(j.at("buffer"));
+      if (ref_ && j.contains("ref")) ref_->from_json(j.at("ref"), s.model().num_params());
     }
-    truncate_jsonl(out_ / "rounds.jsonl", "round", round_);
-    truncate_jsonl(out_ / "samples.jsonl", "round", round_);
-    rounds_.open(out_ / "rounds.jsonl", std::ios::app);
-    samples_.open(out_ / "samples.jsonl", std::ios::app);
-    OURO_CHECK(rounds_.good() && samples_.good(), "{}: cannot write the loop's records", out_.string());
+    // The records are rank 0's to write; every rank holds the same figures.
+    if (s.lead()) {
+      truncate_jsonl(out_ / "rounds.jsonl", "round", round_);
+      truncate_jsonl(out_ / "samples.jsonl", "round", round_);
+      rounds_.open(out_ / "rounds.jsonl", std::ios::app);
+      samples_.open(out_ / "samples.jsonl", std::ios::app);
+      OURO_CHECK(rounds_.good() && samples_.good(), "{}: cannot write the loop's records", out_.string());
+    }
     publish_state();
   }
 
@@ -78,7 +102,9 @@ class Loop {
     s_.set_autosave(true);
     // After the last round, training continues on the mix until train.steps.
     s_.run_until(s_.last_step(), buffer_.size() ? &buffer_ : nullptr, syn_rows());
-    return s_.finish();
+    auto summary = s_.finish();
+    if (ref_) ref_->collect_garbage();
+    return summary;
   }
 
  private:
@@ -105,7 +131,14 @@ class Loop {
   }
 
   void publish_state() {
-    s_.set_loop_state({{"round", round_}, {"syn_frac", syn_frac_}, {"buffer", buffer_.to_json()}});
+    nlohmann::json j = {{"round", round_}, {"syn_frac", syn_frac_}, {"buffer", buffer_.to_json()}};
+    if (ref_) j["ref"] = ref_->to_json();
+    s_.set_loop_state(std::move(j));
+  }
+
+  void save() {
+    s_.save();
+    if (ref_) ref_->collect_garbage();  // after the save: checkpoints the keep rule removed free their files
   }
 
   // The prompts of this round: task problems, or real-text prefixes with their continuations.
@@ -139,7 +172,9 @@ class Loop {
     return prompts;
   }
 
-  std::vector<Candidate> generate_round(std::vector<Candidate>& prompts, double& gen_tokens) {
+  // The candidates of this rank's prompts (all of them on one rank). A sample's seed depends on
+  // (seed, round, prompt, sample) only, so the candidates do not depend on the world size.
+  std::vector<Candidate> generate_round(const std::vector<Candidate>& prompts) {
     // The frozen snapshot: a second model with the current weights and room for K rows.
     GPT2 gen(s_.model().config(), s_.ops(), L_.k, cfg_.model.seq_len);
     gen.set_params(s_.model().get_params());
@@ -150,30 +185,44 @@ class Loop {
     so.top_p = static_cast<float>(L_.top_p);
     so.stop_token = task_ ? '\n' : kByteEot;
     std::vector<Candidate> out;
-    gen_tokens = 0;
-    for (auto& p : prompts) {
+    for (int i : prompts_of_rank(static_cast<int>(prompts.size()), s_.comm().rank(), s_.comm().world())) {
+      const Candidate& p = prompts[i];
       std::vector<std::vector<int>> rows(L_.k, p.prompt_tokens);
       std::vector<uint64_t> seeds(L_.k);
       for (int k = 0; k < L_.k; ++k)
         seeds[k] = mix(mix(static_cast<uint64_t>(cfg_.train.seed), 1000003u * round_ + p.prompt), k);
       auto g = generate_batch(gen, rows, so, seeds);
-      gen_tokens += static_cast<double>(L_.k) * p.prompt_tokens.size();
       for (int k = 0; k < L_.k; ++k) {
         Candidate c = p;
+        c.sample = k;
         c.stopped = g[k].stopped;
         c.gen = g[k].tokens;
         c.logprobs = g[k].logprobs;
-        gen_tokens += static_cast<double>(c.gen.size());
         if (c.stopped) c.gen.pop_back(), c.logprobs.pop_back();  // the stop token is not content
-        if (task_) {
-          c.answer = to_text(c.gen);
-          c.verified = task_->verify(problems_[p.prompt], c.answer) ? 1 : 0;
-          c.plausible = task_->plausible(problems_[p.prompt], c.answer) ? 1 : 0;
-        }
         out.push_back(std::move(c));
       }
     }
     return out;
+  }
+
+  // A gathered candidate carries only what generation made: the rest comes from its prompt.
+  void complete(Candidate& c, const std::vector<Candidate>& prompts) const {
+    const Candidate& p = prompts.at(c.prompt);
+    c.prompt_tokens = p.prompt_tokens;
+    c.reference = p.reference;
+    if (task_) {
+      c.answer = to_text(c.gen);
+      c.verified = task_->verify(problems_[c.prompt], c.answer) ? 1 : 0;
+      c.plausible = task_->plausible(problems_[c.prompt], c.answer) ? 1 : 0;
+    }
+  }
+
+  // Round r's reference model over this rank's candidates (they are grouped by prompt).
+  void reference_score(std::vector<Candidate>& mine, double fwd_flops_per_token) {
+    const ReferenceEntry& e = ref_->for_round(round_);
+    GPT2 ref(s_.model().config(), s_.ops(), L_.k, cfg_.model.seq_len);
+    ref.set_params(e.weights);
+    score_with_reference(ref, mine, L_.k, L_.max_new_tokens, fwd_flops_per_token);
   }
 
   // Greedy exact-match accuracy per difficulty, one beyond the trained range included.
@@ -196,9 +245,14 @@ class Loop {
     const double syn_before = syn_frac_;
     const EvalResult before = s_.evaluate_val();
     const double fwd_flops_per_token = gpt2_flops_per_token(s_.model().config(), cfg_.model.seq_len) / 3.0;
+    Communicator& comm = s_.comm();
+    if (ref_ && L_.mode != "baseline") {
+      ref_->round_starts(round_, start, snap.params);
+      ref_->collect_garbage();  // without mid-loop checkpoints, files a round stopped needing go now
+    }
 
     nlohmann::json rec = {{"round", round_}, {"step_start", start}, {"mode", L_.mode}};
-    double gen_s = 0, score_s = 0, gen_tokens = 0;
+    double gen_s = 0, score_s = 0, gen_tokens = 0, score_flops = 0;
     int generated = 0, accepted = 0;
     std::map<std::string, int> rejected_by;
     std::vector<Candidate> cands;
@@ -206,14 +260,31 @@ class Loop {
     int64_t extra_steps = 0;
     if (L_.mode != "baseline") {
       auto t = Clock::now();
-      auto prompts = make_prompts();
+      const auto prompts = make_prompts();  // every rank knows every prompt; it generates for its share
+      std::vector<Candidate> mine;
       {
         TraceRange trace("generate");
-        cands = generate_round(prompts, gen_tokens);
+        mine = generate_round(prompts);
       }
       gen_s = since(t);
       t = Clock::now();
       TraceRange score_trace("score");
+      if (ref_) reference_score(mine, fwd_flops_per_token);  // sharded like generation
+      double local_score_s = since(t);
+      // The slowest rank's time is the round's: the ranks wait for each other at the gather.
+      double phase_s[2] = {gen_s, local_score_s};
+      if (comm.world() > 1) comm.all_reduce(phase_s, 2, ReduceOp::Max);
+      gen_s = phase_s[0];
+      t = Clock::now();
+      cands = gather_candidates(comm, mine);
+      for (auto& c : cands) {
+        complete(c, prompts);
+        // Prompt and generated tokens (the stop token included) went through the model.
+        gen_tokens += static_cast<double>(c.prompt_tokens.size() + c.gen.size() + (c.stopped ? 1 : 0));
+        if (ref_)
+          score_flops += static_cast<double>(std::min<size_t>(cfg_.model.seq_len, c.prompt_tokens.size() + L_.max_new_tokens)) *
+                         fwd_flops_per_token;
+      }
       score_candidates(cands);
       std::vector<Tokens> existing;
       for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);
@@ -233,7 +304,11 @@ class Loop {
         b.round = round_;
         buffer_.add(std::move(b));
       }
-      score_s = since(t);
+      score_s = phase_s[1] + since(t);
+      const uint64_t fp = check_identical_across_ranks(comm, buffer_.to_json().dump(), "replay buffers");
+      if (comm.world() > 1)
+        logger()->info("round {}: the {} ranks' replay buffers are bitwise identical (fingerprint {:016x})", round_,
+                       comm.world(), fp);
     } else {
       // Same FLOPs on real data: the generation this round would have done, as extra steps.
       const double would = static_cast<double>(L_.prompts) * L_.k *
@@ -254,7 +329,7 @@ class Loop {
       buffer_.from_json(buffer_before);
       syn_frac_ = syn_before;
       publish_state();
-      s_.save();
+      save();
       logger()->warn("round {} interrupted: checkpointed the state before it (step {}); --resume redoes it",
                      round_, start);
       return false;
@@ -276,12 +351,13 @@ class Loop {
     }
 
     std::vector<Tokens> acc_gen, real_ref;
-    std::vector<double> self_scores;
+    std::vector<double> self_scores, ref_scores, ref_accepted, ref_rejected;
     std::vector<int> labels;
     for (const auto& c : cands) {
       if (c.accepted) acc_gen.push_back(c.gen);
       if (!c.reference.empty()) real_ref.push_back(c.reference);
-      if (c.verified >= 0) self_scores.push_back(c.mean_logprob), labels.push_back(c.verified);
+      if (c.verified >= 0) self_scores.push_back(c.mean_logprob), ref_scores.push_back(c.ref_logprob), labels.push_back(c.verified);
+      if (std::isfinite(c.ref_logprob)) (c.accepted ? ref_accepted : ref_rejected).push_back(c.ref_logprob);
     }
     const double step_flops = s_.step_flops();
     rec.update({
@@ -289,7 +365,9 @@ class Loop {
         {"seconds", {{"train", train_s}, {"generate", gen_s}, {"score", score_s}, {"round", since(t_round)}}},
         {"flops", {{"train", step_flops * static_cast<double>(L_.round_steps + extra_steps)},
                    {"generate", gen_tokens * fwd_flops_per_token},
-                   {"score", 0.0}}},  // the scorers reuse the log-probs recorded while generating
+                   // the self-scorers reuse the log-probs recorded while generating; ref_logprob
+                   // runs a forward of the reference copy over every candidate
+                   {"score", score_flops}}},
         {"generated", generated},
         {"accepted", accepted},
         {"accept_rate", generated ? static_cast<double>(accepted) / generated : 0.0},
@@ -297,8 +375,10 @@ class Loop {
                                                      static_cast<double>(accepted) / generated <= L_.accept_max)},
         {"rejected_by", rejected_by},
         {"syn_frac", syn_before},
-        {"syn_rows", rows},
+        {"syn_rows", rows * comm.world()},  // of the global batch
         {"buffer_tokens", buffer_.tokens()},
+        // equal fingerprints: bitwise equal buffers (across runs, world sizes, resumes)
+        {"buffer_fingerprint", fmt::format("{:016x}", buffer_fingerprint(buffer_.to_json().dump()))},
         {"val_loss_before", before.loss},
         {"val_loss", after.loss},
         {"val_loss_tail", after.tail_loss},
@@ -312,6 +392,25 @@ class Loop {
         {"rolled_back", rolled_back},
     });
     if (!labels.empty()) rec["probe_auroc"] = auroc(self_scores, labels);
+    if (ref_ && L_.mode != "baseline") {
+      const ReferenceEntry& e = ref_->for_round(round_);
+      rec["ref"] = {{"kind", L_.ref}, {"round", e.round}, {"step", e.step}, {"file", e.file}, {"hash", e.hash}};
+      rec["ref_score"] = {{"accepted_mean", mean_or_null(ref_accepted)}, {"rejected_mean", mean_or_null(ref_rejected)},
+                          {"scored", ref_accepted.size() + ref_rejected.size()}};
+      if (!labels.empty()) rec["probe_auroc_ref"] = auroc(ref_scores, labels);
+    }
+    if (s_.lead()) write_records(rec, cands);
+    logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
+                   round_, generated, accepted, generated ? 100.0 * accepted / generated : 0.0, buffer_.tokens(),
+                   before.loss, after.loss, rolled_back ? " (rolled back)" : "");
+    ++round_;
+    publish_state();
+    if (cfg_.checkpoint.every > 0 || s_.step() >= s_.last_step()) save();
+    return s_.step() < s_.last_step();
+  }
+
+  // rounds.jsonl, and 20 accepted and 20 rejected samples to samples.jsonl (rank 0).
+  void write_records(nlohmann::json& rec, const std::vector<Candidate>& cands) {
     if (task_) rec["task_accuracy"] = task_accuracy();
     rounds_ << rec.dump() << '\n';
     rounds_.flush();
@@ -320,21 +419,13 @@ class Loop {
       bool a = c.accepted;
       if ((a && na >= 20) || (!a && nr >= 20)) continue;
       (a ? na : nr)++;
-      samples_ << nlohmann::json{{"round", round_}, {"accepted", a}, {"rejected_by", c.rejected_by},
-                                 {"score", c.mean_logprob}, {"prompt", to_text(c.prompt_tokens)},
-                                 {"text", to_text(c.gen)}}
-                      // generated bytes need not be valid UTF-8: replace, never throw
-                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-               << '\n';
+      nlohmann::json j{{"round", round_}, {"accepted", a}, {"rejected_by", c.rejected_by},
+                       {"score", c.mean_logprob}, {"prompt", to_text(c.prompt_tokens)}, {"text", to_text(c.gen)}};
+      if (std::isfinite(c.ref_logprob)) j["ref_score"] = c.ref_logprob;
+      // generated bytes need not be valid UTF-8: replace, never throw
+      samples_ << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
     }
     samples_.flush();
-    logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
-                   round_, generated, accepted, generated ? 100.0 * accepted / generated : 0.0, buffer_.tokens(),
-                   before.loss, after.loss, rolled_back ? " (rolled back)" : "");
-    ++round_;
-    publish_state();
-    if (cfg_.checkpoint.every > 0 || s_.step() >= s_.last_step()) s_.save();
-    return s_.step() < s_.last_step();
   }
 
   TrainSession& s_;
@@ -345,6 +436,7 @@ class Loop {
   double syn_frac_;
   int round_ = 0;
   std::unique_ptr<Task> task_;
+  std::unique_ptr<ReferenceStore> ref_;  // the ref_logprob scorer's reference weights
   std::vector<Problem> problems_;
   fs::path out_;
   std::ofstream rounds_, samples_;

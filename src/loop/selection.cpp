@@ -52,9 +52,9 @@ std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, cons
   };
   const auto scorers = split_list(cfg.scorer);
   for (const auto& s : scorers)
-    OURO_CHECK(s == "logprob_band" || s == "min_prob" || s == "majority" || s == "verifier" ||
+    OURO_CHECK(s == "logprob_band" || s == "ref_logprob" || s == "min_prob" || s == "majority" || s == "verifier" ||
                    s == "answer_length" || s == "accept_all",
-               "loop.scorer: unknown scorer '{}' (logprob_band, min_prob, majority, verifier, answer_length, "
+               "loop.scorer: unknown scorer '{}' (logprob_band, ref_logprob, min_prob, majority, verifier, answer_length, "
                "accept_all)", s);
   const bool is_task = !cfg.task.empty();
   for (auto& c : cands) {
@@ -65,10 +65,18 @@ std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, cons
   }
   // The band is taken over the candidates still in play: the quantiles of this round's scores,
   // so the top (often degenerate, repetitive text) is cut as well as the bottom.
-  std::vector<double> live;
-  for (auto& c : cands)
-    if (c.rejected_by.empty()) live.push_back(c.mean_logprob);
+  std::vector<double> live, live_ref;
+  const bool use_ref = std::find(scorers.begin(), scorers.end(), "ref_logprob") != scorers.end();
+  for (auto& c : cands) {
+    if (!c.rejected_by.empty()) continue;
+    live.push_back(c.mean_logprob);
+    if (!use_ref) continue;
+    OURO_CHECK(!std::isnan(c.ref_logprob), "ref_logprob scorer: candidate {} of prompt {} has no reference score",
+               c.sample, c.prompt);
+    live_ref.push_back(c.ref_logprob);
+  }
   const double lo = quantile(live, cfg.band_lo), hi = quantile(live, cfg.band_hi);
+  const double ref_lo = quantile(live_ref, cfg.band_lo), ref_hi = quantile(live_ref, cfg.band_hi);
   // Majority answer per prompt over its K samples (ties: the lexicographically smallest).
   std::map<int, std::map<std::string, int>> votes;
   for (auto& c : cands)
@@ -83,6 +91,7 @@ std::map<std::string, int> select_candidates(std::vector<Candidate>& cands, cons
     if (!c.rejected_by.empty()) continue;
     for (const auto& s : scorers) {
       if (s == "logprob_band" && (c.mean_logprob < lo || c.mean_logprob > hi)) reject(c, "logprob_band");
+      if (s == "ref_logprob" && (c.ref_logprob < ref_lo || c.ref_logprob > ref_hi)) reject(c, "ref_logprob");
       if (s == "min_prob" && c.min_prob < cfg.min_token_prob) reject(c, "min_prob");
       if (s == "majority" && (!is_task || c.answer != majority[c.prompt])) reject(c, "majority");
       if (s == "verifier" && c.verified != 1) reject(c, "verifier");

@@ -2,6 +2,7 @@
 // external model; filters reject by rule. Each rejected candidate names the first filter that
 // rejected it, so rounds.jsonl can say where samples go.
 #pragma once
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@ namespace ouro {
 
 struct Candidate {
   int prompt = 0;            // index of its prompt in this round
+  int sample = 0;            // which of the prompt's K samples (its sampling seed)
   Tokens prompt_tokens;      // the prompt
   Tokens gen;                // generated tokens (the stop token excluded)
   std::vector<float> logprobs;
@@ -24,6 +26,8 @@ struct Candidate {
   // filled by score_candidates
   double mean_logprob = 0;   // length-normalized log-prob: the self-score
   double min_prob = 0;
+  // filled by score_with_reference (loop/reference.h) when the ref_logprob scorer is on
+  double ref_logprob = std::nan("");
   bool accepted = false;
   std::string rejected_by;
 };
@@ -32,8 +36,11 @@ struct Candidate {
 void score_candidates(std::vector<Candidate>& c);
 
 // Applies the filters and the scorers of `loop.scorer` in a fixed order: length, repetition,
-// each scorer (logprob_band, min_prob, majority, verifier, answer_length, accept_all), dedup (against
+// each scorer (logprob_band, ref_logprob, min_prob, majority, verifier, answer_length, accept_all),
+// dedup (against
 // `existing` n-gram sets, the accepted so far, and the real continuation), per-prompt cap.
+// logprob_band and ref_logprob keep the [band_lo, band_hi] quantile band of their score over
+// the candidates the length and repetition filters left.
 // Returns counts per rejecting filter.
 std::map<std::string, int> select_candidates(std::vector<Candidate>& c, const LoopSection& cfg,
                                              const std::vector<Tokens>& existing);
