@@ -68,6 +68,10 @@ struct SampleSection {
 struct DistSection {
   int zero = 0;           // 1: ZeRO-1 (gradients reduce-scattered, AdamW sharded, weights all-gathered)
   double timeout_s = 300; // a collective taking longer aborts the job (a peer died or hung)
+  // Gradients are averaged in buckets of about this many MiB, each launched as soon as the
+  // backward has finished its gradients, overlapping the rest of the backward; 0: one exchange
+  // after the backward.
+  double bucket_mb = 25;
   // How the device backends' ranks exchange NCCL's unique id (src/dist/rendezvous.h):
   // auto (mpi under mpirun, else env when $OURO_INIT_ADDR/$MASTER_ADDR is set, else mpi),
   // mpi, file (init_path on a shared file system), tcp (rank 0 listens on init_addr), env.

@@ -54,7 +54,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
       OURO_KEY(dist, zero, Int),             OURO_KEY(dist, timeout_s, Float),
       OURO_KEY(dist, init, String),          OURO_KEY(dist, init_path, String),
-      OURO_KEY(dist, init_addr, String),
+      OURO_KEY(dist, init_addr, String),     OURO_KEY(dist, bucket_mb, Float),
       OURO_KEY(loop, rounds, Int),           OURO_KEY(loop, mode, String),
       OURO_KEY(loop, start_step, Int64),     OURO_KEY(loop, round_steps, Int64),
       OURO_KEY(loop, prompts, Int),          OURO_KEY(loop, k, Int),
@@ -337,6 +337,7 @@ void Config::validate() const {
   need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
   need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
   need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
+  need(dist.bucket_mb >= 0 && std::isfinite(dist.bucket_mb), "dist.bucket_mb", "must be >= 0 (0: one exchange)");
   need(dist.init == "auto" || dist.init == "mpi" || dist.init == "file" || dist.init == "tcp" ||
            dist.init == "env",
        "dist.init", "must be one of auto, mpi, file, tcp, env (got '" + dist.init + "')");
