@@ -86,7 +86,7 @@ struct LoopSection {
   std::string mode = "loop";  // loop | baseline (same FLOPs, real data only) | replace (collapse arm)
   int64_t start_step = 0;     // pretraining steps on real data before the first round
   int64_t round_steps = 50;   // training steps per round on the mix
-  int prompts = 16;           // prompts per round (per rank)
+  int prompts = 16;           // prompts per round, over all ranks (rank r generates for r, r+W, ...)
   int k = 4;                  // samples per prompt
   int prompt_tokens = 32;     // text: length of the real-text prefix used as a prompt
   int max_new_tokens = 64;
