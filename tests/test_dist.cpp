@@ -1,5 +1,5 @@
-// Data parallelism on the cpu backend under `mpirun -np 2`: equivalence with one rank, ZeRO-1,
-// resume across world sizes, config mismatch, and a rank that dies or hangs.
+// Data parallelism on the cpu backend under `mpirun -np 2`: equivalence with one rank, ZeRO-1 and
+// gradient buckets, resume across world sizes, config mismatch, and a rank that dies or hangs.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include "ouro/comm.h"
 #include "test_support.h"
 #include "ouro/data.h"
+#include "train/grad_buckets.h"
 
 namespace fs = std::filesystem;
 using namespace ouro::test;
@@ -97,17 +98,59 @@ TEST_F(Dist, TwoRanksEqualOneRankWithTwiceTheBatch) {
   EXPECT_TRUE(fs::exists(dir / "two/checkpoints/step_000008/model.safetensors"));
 }
 
-TEST_F(Dist, ZeroOneEqualsZeroZeroBitwise) {
-  auto z0 = train(2, "z0");
+TEST_F(Dist, ZeroOneAndGradientBucketsEqualOneExchangeBitwise) {
+  // z0: one all-reduce after the backward (dist.bucket_mb = 0).
+  auto z0 = train(2, "z0", "--set dist.bucket_mb=0");
   ASSERT_EQ(z0.code, 0) << z0.out;
+  EXPECT_EQ(z0.out.find("buckets"), std::string::npos) << z0.out;
   auto z1 = train(2, "z1", "--set dist.zero=1");
   ASSERT_EQ(z1.code, 0) << z1.out;
-  EXPECT_EQ(values("z0", "loss"), values("z1", "loss"));
-  EXPECT_EQ(values("z0", "grad_norm"), values("z1", "grad_norm"));
-  EXPECT_EQ(bytes("z0/checkpoints/step_000008/model.safetensors"),
-            bytes("z1/checkpoints/step_000008/model.safetensors"));
-  EXPECT_EQ(bytes("z0/checkpoints/step_000008/optimizer.safetensors"),
-            bytes("z1/checkpoints/step_000008/optimizer.safetensors"));
+  // Buckets of 10 KiB: one per layer (12,704 fp32 gradients, 50 KB, fill one alone) and one for
+  // wte + wpe + lnf at the end: 3 per step. With grad_accum = 2, exchanging on both micro-steps
+  // would make 6.
+  auto zb = train(2, "zb", "--set dist.bucket_mb=0.01");
+  ASSERT_EQ(zb.code, 0) << zb.out;
+  EXPECT_NE(zb.out.find("gradients averaged in 3 buckets"), std::string::npos) << zb.out;
+  for (const char* run : {"z1", "zb"}) {
+    const std::string r = run;
+    EXPECT_EQ(values("z0", "loss"), values(r, "loss")) << r;
+    EXPECT_EQ(values("z0", "grad_norm"), values(r, "grad_norm")) << r;
+    EXPECT_EQ(bytes("z0/checkpoints/step_000008/model.safetensors"),
+              bytes(r + "/checkpoints/step_000008/model.safetensors")) << r;
+    EXPECT_EQ(bytes("z0/checkpoints/step_000008/optimizer.safetensors"),
+              bytes(r + "/checkpoints/step_000008/optimizer.safetensors")) << r;
+  }
+}
+
+TEST(GradBuckets, GroupInBackwardOrderMergeAdjacentRangesAndFlushTheRest) {
+  // Two layers of a stacked layout with two tensors of 10 and 4 elements per layer, 2 elements
+  // apart: layer l's slices are [10l, 10l + 10) and [22 + 4l, 26 + 4l); the globals are [30, 42).
+  std::vector<std::pair<int, std::vector<ouro::BufferSpan>>> got;
+  ouro::GradBucketer b(/*bucket_bytes=*/4 * 20, /*elem_bytes=*/4,
+                       [&](int i, const std::vector<ouro::BufferSpan>& s) { got.emplace_back(i, s); });
+  b.add({{10, 20}, {26, 30}});  // layer 1: 14 elements, below the 20 of a bucket
+  EXPECT_TRUE(got.empty());
+  b.add({{0, 10}, {22, 26}});   // layer 0: 28 >= 20, launched, the layers' slices merged
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, 0);
+  ASSERT_EQ(got[0].second.size(), 2u);
+  EXPECT_EQ(got[0].second[0].offset, 0u);
+  EXPECT_EQ(got[0].second[0].count, 20u);
+  EXPECT_EQ(got[0].second[1].offset, 22u);
+  EXPECT_EQ(got[0].second[1].count, 8u);
+  b.add({{30, 42}});  // 12 < 20: waits for the flush
+  EXPECT_EQ(got.size(), 1u);
+  b.flush();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].first, 1);
+  ASSERT_EQ(got[1].second.size(), 1u);
+  EXPECT_EQ(got[1].second[0].offset, 30u);
+  EXPECT_EQ(got[1].second[0].count, 12u);
+  b.flush();  // nothing pending: nothing launched
+  EXPECT_EQ(b.launched(), 2);
+  EXPECT_EQ(b.launched_elements(), 40u);  // the 2 elements between the tensors are no range
+  b.add({{0, 5}, {3, 8}});
+  EXPECT_THROW(b.flush(), std::exception);  // overlapping ranges are a caller's bug
 }
 
 TEST_F(Dist, ResumeAcrossWorldSizes) {

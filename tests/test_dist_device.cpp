@@ -1,8 +1,8 @@
 // Data parallelism on the device path, run on the simt backend: the NCCL API over MPI at the
 // level of single collectives (bf16 and fp32 against exact sums, identical bits on every rank),
 // the file and tcp rendezvous between processes and their failures, and training under
-// `mpirun -np 2` against one rank with twice the batch, ZeRO-1 against ZeRO-0, and ZeRO-1 runs
-// resumed on another number of ranks.
+// `mpirun -np 2` against one rank with twice the batch, ZeRO-1 and gradient buckets against one
+// exchange after the backward, and ZeRO-1 runs resumed on another number of ranks.
 //
 // The collective checks run in ranks started by mpirun: the outer test launches this very
 // binary on the DISABLED_ worker test (gtest runs it only when asked to).
@@ -523,7 +523,7 @@ TEST_F(DeviceDist, TwoRanksEqualOneRankWithTwiceTheBatchWithinBf16Noise) {
   EXPECT_LT(l2[2], l2[0]);  // and it trains
 }
 
-TEST_F(DeviceDist, ZeroOneEqualsZeroZeroBitwise) {
+TEST_F(DeviceDist, ZeroOneAndGradientBucketsEqualOneExchangeBitwise) {
   // The same fp32 sum in rank order and one bf16 rounding per gradient element (reduce-scatter
   // vs all-reduce), the same per-shard grad-norm partial sums, and AdamW's bf16 rounding keyed
   // by the absolute parameter index: ZeRO-1 computes ZeRO-0's bits on simt. 2 ranks split the
@@ -533,7 +533,8 @@ TEST_F(DeviceDist, ZeroOneEqualsZeroZeroBitwise) {
     const std::string z0 = "z0_" + std::to_string(np), z1 = "z1_" + std::to_string(np);
     const std::string steps = np == 2 ? "3" : "2";  // 3 ranks on CI's 2 cores: fewer steps
     const std::string common = "--set train.batch_size=2 --set train.steps=" + steps;
-    auto r0 = train(np, z0, common);
+    // z0: one all-reduce after the backward (on 2 ranks; 3 keep the default buckets).
+    auto r0 = train(np, z0, common + (np == 2 ? " --set dist.bucket_mb=0" : ""));
     ASSERT_EQ(r0.code, 0) << r0.out;
     auto r1 = train(np, z1, common + " --set dist.zero=1");
     ASSERT_EQ(r1.code, 0) << r1.out;
@@ -555,6 +556,19 @@ TEST_F(DeviceDist, ZeroOneEqualsZeroZeroBitwise) {
     EXPECT_EQ(read_file(dir / (z1 + ck + "optimizer.safetensors")),
               read_file(dir / (z0 + ck + "optimizer.safetensors")))
         << ranks;
+    if (np != 2) continue;
+    // Gradient buckets started during the backward on the communicator's stream: each element
+    // is still summed in rank order and rounded once, so the bits equal the one exchange's.
+    // 0.5 MiB buckets: a layer's bf16 gradients are 397 KB, so layers 3+2, then 1+0 (their
+    // slices merged into one span per tensor), then wte + wpe + lnf (558 KB): 3 buckets.
+    auto rb = train(np, "zb", common + " --set dist.bucket_mb=0.5");
+    ASSERT_EQ(rb.code, 0) << rb.out;
+    EXPECT_NE(rb.out.find("gradients averaged in 3 buckets"), std::string::npos) << rb.out;
+    EXPECT_EQ(values("zb", "loss"), l0);
+    EXPECT_EQ(values("zb", "grad_norm"), values(z0, "grad_norm"));
+    EXPECT_EQ(read_file(dir / ("zb" + ck + "model.safetensors")), read_file(dir / (z0 + ck + "model.safetensors")));
+    EXPECT_EQ(read_file(dir / ("zb" + ck + "optimizer.safetensors")),
+              read_file(dir / (z0 + ck + "optimizer.safetensors")));
   }
 }
 

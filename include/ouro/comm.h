@@ -43,6 +43,11 @@ ShardRange shard_of(size_t n, int world, int r);
 // shard_of's shards (sizes differing by one) would need one Reduce or Broadcast per rank.
 ShardRange device_shard_of(size_t n, int world, int r);
 
+// `count` elements starting at element `offset` of a buffer: one piece of a gradient bucket.
+struct BufferSpan {
+  size_t offset = 0, count = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -62,6 +67,10 @@ class Communicator {
   virtual void all_gather(double* buf, size_t n) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // all_reduce over several disjoint spans of buf as ONE collective (packed into a contiguous
+  // copy and back): a gradient bucket. Every element is reduced as all_reduce would reduce it
+  // (on 2 ranks: the same a + b, then the same scaling), so bucketing leaves the bits unchanged.
+  void all_reduce_spans(float* buf, const std::vector<BufferSpan>& spans, ReduceOp op);
 
   // ---- device memory (device backends; the others refuse) ----
   // buf: n elements of `dtype` (BF16 or F32) in device memory; stream: a cudaStream_t (nullptr:
@@ -76,6 +85,17 @@ class Communicator {
   virtual void device_reduce_scatter(void* buf, size_t n, DType dtype, ReduceOp op, void* stream);
   virtual void device_all_gather(void* buf, size_t n, DType dtype, void* stream);
   virtual void device_broadcast(void* buf, size_t n, DType dtype, int root, void* stream);
+
+  // Overlapped gradient averaging. Starts the all-reduce of several disjoint spans of buf (a
+  // gradient bucket) as one launch (one NCCL group) on the communicator's own stream, ordered
+  // after everything enqueued so far on `after` (the compute stream, via an event), and returns
+  // without waiting, so the caller goes on enqueueing the backward. buf must not be written
+  // inside the spans until device_wait_started returns.
+  virtual void device_all_reduce_spans_start(void* buf, const std::vector<BufferSpan>& spans, DType dtype,
+                                             ReduceOp op, void* after);
+  // Waits (within dist.timeout_s) until every collective started by device_all_reduce_spans_start
+  // has completed: afterwards their results are ready for any stream.
+  virtual void device_wait_started();
 };
 
 // "local" (world 1) or "mpi". timeout_s: a collective that does not finish in time (a peer

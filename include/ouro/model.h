@@ -5,6 +5,7 @@
 // one call; the none and rope layouts are the same less the wpe tensor.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,19 @@ std::vector<float> gpt2_init_params(const GPT2Config& cfg, uint64_t seed);
 // FLOPs of one training step token (forward + backward), for MFU and benchmarks.
 double gpt2_flops_per_token(const GPT2Config& cfg, int T);
 
+// Elements [begin, end) of the flat parameter buffer (and of the gradient buffer, same layout).
+struct ParamRange {
+  size_t begin = 0, end = 0;
+  size_t size() const { return end - begin; }
+};
+
+// Told by forward_backward which gradient ranges are final: once after each layer's backward
+// (that layer's 12 slices of the stacked tensors, in buffer order) and once at the end (wte,
+// which the classifier and the encoder both add into, wpe if present, lnfw, lnfb). "Final" means
+// final once the work enqueued so far on the backend's stream completes: device callers order
+// their own work after it (an event); the cpu backend has finished it by the call.
+using GradReadyHook = std::function<void(const std::vector<ParamRange>&)>;
+
 class GPT2 {
  public:
   GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T);
@@ -93,6 +107,9 @@ class GPT2 {
   // loss * grad_weight is accumulated into the parameter gradients.
   float forward_backward(const int* tokens, const int* targets, int B, int T, float grad_weight);
   float forward(const int* tokens, const int* targets, int B, int T);  // loss only
+  // Called during every later forward_backward (an empty hook: none). The trainer sets it on
+  // the last micro-step of gradient accumulation to average gradients while the backward runs.
+  void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
   // Per-position losses (B*T) of the last forward with targets (0 where a target was ignored).
   std::vector<float> last_losses(int B, int T) const;
   // Logits of the last forward (B,T,Vp) as fp32 on the host; only valid after forward_logits.
@@ -142,6 +159,7 @@ class GPT2 {
   std::vector<ParamTensor> layout_;
   size_t num_params_ = 0;
   int kv_pos_ = 0;
+  GradReadyHook grad_ready_;
   std::unique_ptr<Impl> impl_;
 };
 

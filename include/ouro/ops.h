@@ -68,6 +68,10 @@ class Ops {
   virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
   virtual void synchronize() {}
+  // The stream every op is enqueued on (a cudaStream_t) on device backends, so that other
+  // streams (the gradient all-reduce's) can order their work after it; null on the cpu backend,
+  // whose ops have finished when they return.
+  virtual void* stream() { return nullptr; }
   // Bracket the region an attached profiler should capture (Nsight Systems with
   // --capture-range=cudaProfilerApi); no-ops on backends without one.
   virtual void profiler_start() {}

@@ -129,6 +129,7 @@ class DeviceOps final : public Ops {
     OURO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
   }
   void synchronize() override { OURO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* stream() override { return stream_; }
   // The emulator has no profiler to signal: the hooks are no-ops on simt.
   void profiler_start() override {
 #if !defined(OURO_SIMT)

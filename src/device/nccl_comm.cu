@@ -17,6 +17,7 @@
 #include <exception>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/trace.h"
 #include "device/nccl_comm.h"
@@ -74,12 +75,14 @@ class NcclComm final : public Communicator {
     }
     rendezvous_finished(rv, rank);
     OURO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    OURO_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
   }
 
   ~NcclComm() override {
     // Unwinding from an error on this rank, peers may still be inside a collective with us:
     // abort (which never waits for them) rather than destroy (which may).
     if (comm_) std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
+    if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
     watchdog_.reset();
   }
@@ -148,6 +151,39 @@ class NcclComm final : public Communicator {
     });
   }
 
+  // One event serves every bucket: cudaStreamWaitEvent captures the event's work as of the call,
+  // so re-recording it for the next bucket cannot release this one early. The group is only
+  // enqueued here; with the non-blocking communicator, NCCL requires its state to leave
+  // ncclInProgress (the enqueue, not the transfer, finishing) before the next NCCL call.
+  void device_all_reduce_spans_start(void* buf, const std::vector<BufferSpan>& spans, DType dt, ReduceOp op,
+                                     void* after) override {
+    const char* what = "bucketed device all-reduce";
+    Watchdog::Scope guard(*watchdog_, what);  // NCCL-over-MPI runs the transfer right here
+    if (after) {
+      OURO_CUDA_CHECK(cudaEventRecord(ready_, static_cast<cudaStream_t>(after)));
+      OURO_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+    }
+    char* b = static_cast<char*>(buf);
+    const size_t esz = dtype_size(dt);
+    ncclResult_t rc = ncclGroupStart();
+    for (size_t i = 0; rc == ncclSuccess && i < spans.size(); ++i) {
+      void* p = b + spans[i].offset * esz;
+      rc = ncclAllReduce(p, p, spans[i].count, nccl_type(dt), nccl_op(op), comm_, stream_);
+    }
+    const ncclResult_t end = ncclGroupEnd();
+    check(rc != ncclSuccess ? rc : end, what);
+    wait(what, nullptr);
+    started_ = true;
+  }
+
+  void device_wait_started() override {
+    if (!started_) return;
+    const char* what = "bucketed device all-reduce (completion)";
+    Watchdog::Scope guard(*watchdog_, what);
+    wait(what, stream_);
+    started_ = false;
+  }
+
  private:
   // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it.
   template <class Enqueue>
@@ -202,6 +238,8 @@ class NcclComm final : public Communicator {
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;  // the compute stream's progress, for the bucket that follows it
+  bool started_ = false;         // buckets started and not yet waited for
   std::unique_ptr<Watchdog> watchdog_;
 };
 

@@ -26,6 +26,10 @@ void Communicator::device_reduce_scatter(void*, size_t, DType, ReduceOp, void*) 
 }
 void Communicator::device_all_gather(void*, size_t, DType, void*) { no_device(*this, "all-gather"); }
 void Communicator::device_broadcast(void*, size_t, DType, int, void*) { no_device(*this, "broadcast"); }
+void Communicator::device_all_reduce_spans_start(void*, const std::vector<BufferSpan>&, DType, ReduceOp, void*) {
+  no_device(*this, "bucketed all-reduce");
+}
+void Communicator::device_wait_started() { no_device(*this, "wait"); }
 
 ShardRange device_shard_of(size_t n, int world, int r) {
   const size_t w = static_cast<size_t>(world), each = n / w, rr = static_cast<size_t>(r);

@@ -144,6 +144,23 @@ GradPtrs grad_ptrs(const std::vector<ParamTensor>& layout, void* base, size_t es
 }
 }  // namespace
 
+// The gradient ranges GradReadyHook reports: layer l's slice of every stacked per-layer
+// tensor (l >= 0), or the tensors outside the layers (l < 0: wte, wpe, lnfw, lnfb).
+static std::vector<ParamRange> grad_ranges(const std::vector<ParamTensor>& layout, int l) {
+  std::vector<ParamRange> out;
+  for (const auto& t : layout) {
+    const bool global = t.name == "wte" || t.name == "wpe" || t.name == "lnfw" || t.name == "lnfb";
+    if (global != (l < 0)) continue;
+    if (global) {
+      out.push_back({t.offset, t.offset + t.size});
+    } else {
+      const size_t per = t.size / static_cast<size_t>(t.shape[0]), at = t.offset + per * static_cast<size_t>(l);
+      out.push_back({at, at + per});
+    }
+  }
+  return out;
+}
+
 // Forward through the blocks and the final LayerNorm + logits; losses when targets != null.
 static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
                         const std::vector<ParamTensor>& layout, const int* tokens,
@@ -337,8 +354,10 @@ float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T
     ops_.matmul_backward(I.dln.ptr, g.qkvw, g.qkvb, I.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
     ops_.layernorm_backward(I.dresidual.ptr, g.ln1w, g.ln1b, I.dln.ptr, residual, p.ln1w,
                             a.ln1_mean.f32(), a.ln1_rstd.f32(), N, C);
+    if (grad_ready_) grad_ready_(grad_ranges(layout_, l));  // no later kernel writes layer l's
   }
   ops_.encoder_backward(gg.wte, gg.wpe, I.dresidual.ptr, tokens, B, T, C);
+  if (grad_ready_) grad_ready_(grad_ranges(layout_, -1));
   return loss;
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <optional>
 
 #include "common/trace.h"
 #include "dist/rendezvous.h"
@@ -14,6 +15,7 @@
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
+#include "train/grad_buckets.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
 #include "train/run_tokenizer.h"
@@ -250,10 +252,40 @@ void TrainSession::gather_masters() {
   masters_partial_ = false;
 }
 
+bool TrainSession::bucketed() const {
+  // ZeRO-1 keeps its one reduce-scatter after the backward: a per-bucket reduce-scatter would
+  // cut each bucket into per-rank shards that no longer match the optimizer's contiguous shard.
+  return comm_->world() > 1 && !zero_ && cfg_.dist.bucket_mb > 0;
+}
+
+void TrainSession::launch_bucket(int index, const std::vector<BufferSpan>& spans) {
+  const std::string name = "allreduce bucket " + std::to_string(index);
+  TraceRange trace(name);
+  if (device_grads_)
+    comm_->device_all_reduce_spans_start(model_->grads_data(), spans, ops_->act_dtype(), ReduceOp::Avg,
+                                         ops_->stream());
+  else
+    comm_->all_reduce_spans(static_cast<float*>(model_->grads_data()), spans, ReduceOp::Avg);
+}
+
 // Called once per optimizer step, after the last micro-step of gradient accumulation: the
 // micro-steps accumulate into the local gradients, and only their sum crosses the wire.
-void TrainSession::sync_gradients() {
+void TrainSession::sync_gradients(GradBucketer* buckets) {
   if (comm_->world() == 1) return;
+  if (buckets) {
+    if (device_grads_) comm_->device_wait_started();  // the compute stream reads them next
+    // Every gradient element in exactly one bucket (the buckets' ranges never overlap), or the
+    // ranks would step on gradients some of them never averaged.
+    OURO_CHECK(buckets->launched_elements() == model_->num_params(),
+               "gradient buckets covered {} of {} gradients: the model's ready ranges are incomplete",
+               buckets->launched_elements(), model_->num_params());
+    if (!buckets_logged_) {
+      logger()->info("gradients averaged in {} buckets of ~{} MiB, started during the backward",
+                     buckets->launched(), cfg_.dist.bucket_mb);
+      buckets_logged_ = true;
+    }
+    return;
+  }
   if (ops_->act_dtype() != DType::F32) {
     // bf16 gradients are averaged as bf16: NCCL sums each element in fp32 and rounds to bf16 once
     // per hop (once in all for 2 ranks; NCCL-over-MPI sums all ranks in fp32, then rounds once).
@@ -404,8 +436,20 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
   const int real_rows = syn ? B - syn_rows : B;
   model_->zero_grad();
+  // Gradients cross the wire on the last micro-step only: earlier ones just accumulate.
+  std::optional<GradBucketer> buckets;
+  if (bucketed())
+    buckets.emplace(static_cast<size_t>(cfg_.dist.bucket_mb * 1024 * 1024), dtype_size(ops_->act_dtype()),
+                    [this](int i, const std::vector<BufferSpan>& spans) { launch_bucket(i, spans); });
   double loss = 0;
   for (int a = 0; a < A; ++a) {
+    // Unhooked on every exit (an exception in the backward included): the hook refers to `buckets`.
+    struct Unhook {
+      GPT2& m;
+      ~Unhook() { m.set_grad_ready_hook({}); }
+    } unhook{*model_};
+    if (buckets && a == A - 1)
+      model_->set_grad_ready_hook([&buckets](const std::vector<ParamRange>& r) { buckets->add(r); });
     // Real rows first (the loader always reads full batches, so the real data order does not
     // depend on the mix), then the synthetic rows over the tail of the batch.
     loader_->next_batch(x.data(), y.data());
@@ -414,9 +458,10 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
                 y.data() + static_cast<size_t>(real_rows) * T);
     loss += model_->forward_backward(x.data(), y.data(), B, T, 1.0f / A) / A;
   }
+  if (buckets) buckets->flush();
   if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
   if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
-  sync_gradients();
+  sync_gradients(buckets ? &*buckets : nullptr);
   comm_->all_reduce(&loss, 1, ReduceOp::Avg);
   const double norm = global_grad_norm();
   const double lr = sched.at(step_);

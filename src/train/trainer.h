@@ -97,7 +97,14 @@ class TrainSession {
 
  private:
   void check_same_config();
-  void sync_gradients();
+  // Averages the gradients over the ranks once per optimizer step. With buckets (nullptr:
+  // none), their all-reduces were started during the backward and this only waits for them.
+  void sync_gradients(class GradBucketer* buckets);
+  // dist.bucket_mb > 0 on the ZeRO-0 data-parallel path: averaging starts during the backward.
+  bool bucketed() const;
+  // Starts one bucket's average (device: on the communicator's stream, after the compute
+  // stream's work so far; cpu: a blocking host all-reduce, the gradients being final already).
+  void launch_bucket(int index, const std::vector<BufferSpan>& spans);
   double global_grad_norm();
   // The ZeRO-1 shard rank r owns: device_shard_of where gradients live on the device (the
   // device collectives' layout), shard_of on the cpu backend (the host collectives').
@@ -136,6 +143,7 @@ class TrainSession {
   int64_t saved_step_ = -1;
   bool stopped_ = false;
   bool autosave_ = true;
+  bool buckets_logged_ = false;
   nlohmann::json loop_state_, resumed_loop_state_;
   std::chrono::steady_clock::time_point t0_;
   void (*old_int_)(int) = nullptr;
