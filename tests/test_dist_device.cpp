@@ -617,10 +617,11 @@ TEST_F(DeviceDist, ZeroOneResumesAcrossWorldSizes) {
 }
 
 TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {
-  // The id goes over tcp; rank 1 stops itself (SIGSTOP) in its second step, before that step's
-  // gradient all-reduce, so rank 0 waits in the device all-reduce until dist.timeout_s.
+  // The id goes over tcp; rank 1 stops itself (SIGSTOP) in its second step, after its backward
+  // and before the gradient all-reduce that follows it without buckets (dist.bucket_mb = 0), so
+  // rank 0 waits in the device all-reduce until dist.timeout_s.
   const int port = free_port();
-  auto r = train(2, "hung", "--set train.batch_size=2 --set train.steps=50 --set dist.timeout_s=3 "
+  auto r = train(2, "hung", "--set train.batch_size=2 --set train.steps=50 --set dist.timeout_s=3 --set dist.bucket_mb=0 "
                             "--set dist.init=tcp --set dist.init_addr=127.0.0.1:" + std::to_string(port) +
                             " --fault-rank 1 --fault-step 1 --fault-signal stop");
   EXPECT_NE(r.code, 0);

@@ -280,8 +280,8 @@ void TrainSession::sync_gradients(GradBucketer* buckets) {
                "gradient buckets covered {} of {} gradients: the model's ready ranges are incomplete",
                buckets->launched_elements(), model_->num_params());
     if (!buckets_logged_) {
-      logger()->info("gradients averaged in {} buckets of ~{} MiB, started during the backward",
-                     buckets->launched(), cfg_.dist.bucket_mb);
+      logger()->info("gradients averaged in {} bucket{} of ~{} MiB, started during the backward",
+                     buckets->launched(), buckets->launched() == 1 ? "" : "s", cfg_.dist.bucket_mb);
       buckets_logged_ = true;
     }
     return;
