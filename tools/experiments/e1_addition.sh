@@ -2,7 +2,7 @@
 # E1 (docs/experiments.md): addition length generalization with self-generated labels, after
 # Lee et al. 2025 (arXiv 2502.01612).
 #
-#   tools/experiments/e1_addition.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt]
+#   tools/experiments/e1_addition.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt] [--jobs N]
 #
 # 1. Writes reversed-digit addition problems of 1..N digits (`ouro prepare --task add`).
 # 2. Per seed, trains a byte-level model on them (configs/experiments/e1_addition.toml).
@@ -15,6 +15,7 @@
 #      replace     majority + length, but trains on the synthetic rows only (no real data)
 # 4. Evaluates the base model and every arm: exact-match accuracy per digit count, 1..N+R+2, greedy (`ouro eval --task add`),
 #    and tools/plot.py e1 writes the table and the plot.
+# Seeds' base models, then every (seed, arm), run --jobs at a time (default: the cores on cpu, 1 on a GPU).
 # --smoke: one round with a 2-layer model (CI runs it; figures meaningless).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -43,38 +44,50 @@ common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/a
 arms=(baseline verifier majority accept_all replace)
 printf '%s\n' base "${arms[@]}" > "$out/arms.txt"
 t0=$(date +%s)
-for seed in $seeds; do
-  base="$out/base/seed$seed"
+eval_args=(--task add --min 1 --max $(( N + rounds + 2 )) --problems $problems --device "$device")
+
+# The base model of one seed, trained on the 1..N data, and its accuracy by digit count.
+base_run() {
+  local seed="$1" threads="$2" base="$out/base/seed$1"
   rm -rf "$base"
-  "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
+  "$ouro" train "${common[@]}" --set run.threads="$threads" --set train.seed="$seed" --set run.out_dir="$base" \
     --set train.steps="$base_steps" >"$out/base_seed$seed.log" 2>&1 ||
-    { echo "e1_addition.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
-  base_ckpt=$(newest_checkpoint "$base")
-  "$ouro" eval --init "$base_ckpt" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
-    --device "$device" --json > "$base/eval.json"
+    { echo "e1_addition.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; return 1; }
+  "$ouro" eval --init "$(newest_checkpoint "$base")" "${eval_args[@]}" --json > "$base/eval.json"
   echo "e1: seed $seed base: $(cat "$base/eval.json")  [$(( $(date +%s) - t0 )) s]"
+}
+
+# One arm of one seed, from that seed's base weights (--init: fresh AdamW moments and data order,
+# the same for every arm; a --resume would refuse the arms' different loop keys).
+arm_run() {
+  local seed="$1" arm="$2" threads="$3" dir="$out/$2/seed$1" sets steps=$(( rounds * round_steps ))
+  rm -rf "$dir" && mkdir -p "$dir"
+  case "$arm" in
+    baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
+    verifier) sets=(--set loop.scorer=verifier) ;;
+    majority) sets=(--set loop.scorer=answer_length,majority) ;;
+    accept_all) sets=(--set loop.scorer=accept_all) ;;
+    replace) sets=(--set loop.mode=replace --set loop.scorer=answer_length,majority) ;;
+  esac
+  "$ouro" train "${common[@]}" --set run.threads="$threads" --set train.seed="$seed" --set run.out_dir="$dir" \
+    --init "$(newest_checkpoint "$out/base/seed$seed")" \
+    --set loop.start_step=0 --set loop.rounds="$rounds" --set loop.task=add \
+    --set loop.task_min=$(( N + 1 )) --set loop.task_max=$(( N + 1 )) --set loop.task_grow=1 \
+    --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
+    { echo "e1_addition.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; return 1; }
+  "$ouro" eval --init "$(newest_checkpoint "$dir")" "${eval_args[@]}" --json > "$dir/eval.json"
+  echo "e1: seed $seed arm $arm: $(cat "$dir/eval.json")  [$(( $(date +%s) - t0 )) s]"
+}
+
+n_seeds=$(wc -w <<< "$seeds")
+for seed in $seeds; do spawn "base seed $seed" base_run "$seed" "$(job_threads "$n_seeds")"; done
+wait_jobs
+for seed in $seeds; do
   for arm in "${arms[@]}"; do
-    dir="$out/$arm/seed$seed"
-    rm -rf "$dir" && mkdir -p "$dir"
-    steps=$(( rounds * round_steps ))
-    case "$arm" in
-      baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
-      verifier) sets=(--set loop.scorer=verifier) ;;
-      majority) sets=(--set loop.scorer=answer_length,majority) ;;
-      accept_all) sets=(--set loop.scorer=accept_all) ;;
-      replace) sets=(--set loop.mode=replace --set loop.scorer=answer_length,majority) ;;
-    esac
-    "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$dir" --init "$base_ckpt" \
-      --set loop.start_step=0 --set loop.rounds="$rounds" --set loop.task=add \
-      --set loop.task_min=$(( N + 1 )) --set loop.task_max=$(( N + 1 )) --set loop.task_grow=1 \
-      --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
-      { echo "e1_addition.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
-    last=$(newest_checkpoint "$dir")
-    "$ouro" eval --init "$last" --task add --min 1 --max $(( N + rounds + 2 )) --problems $problems \
-      --device "$device" --json > "$dir/eval.json"
-    echo "e1: seed $seed arm $arm: $(cat "$dir/eval.json")  [$(( $(date +%s) - t0 )) s]"
+    spawn "$arm seed $seed" arm_run "$seed" "$arm" "$(job_threads $(( n_seeds * ${#arms[@]} )))"
   done
 done
+wait_jobs
 "$py" "$root/tools/plot.py" e1 "$out" --png "$out/e1_accuracy.png" --md "$out/e1_table.md"
 cat "$out/e1_table.md"
 echo "e1: done in $(( $(date +%s) - t0 )) s"

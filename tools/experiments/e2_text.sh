@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # E2 (docs/experiments.md): likelihood-band self-training on text under a data budget.
 #
-#   tools/experiments/e2_text.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt]
+#   tools/experiments/e2_text.sh [--smoke] [--out DIR] [--seeds "1 2 3"] [--device cpu|cuda|simt] [--jobs N]
 #
 # 1. Takes the first E2_BYTES bytes of the King James text (data/kjv.txt, made by
 #    tools/prepare_kjv.sh) as the whole training budget: the base model sees it several times.
@@ -13,6 +13,7 @@
 #    and records rounds.jsonl (held-out loss and its tail, distinct-n, self-BLEU, accept rate, rollbacks)
 #    and final.json (held-out loss and tail loss of the final model).
 # 4. tools/plot.py e2 writes the table and the plot.
+# Arms run --jobs at a time (default: the cores on cpu, 1 on a GPU).
 # --smoke: a one-round version with a 2-layer model (CI runs it; figures meaningless).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -43,32 +44,45 @@ common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/k
 arms=(baseline band_0.10 band_0.25 band_0.50 replace)
 printf '%s\n' "${arms[@]}" > "$out/arms.txt"
 t0=$(date +%s)
-for seed in $seeds; do
-  base="$out/base/seed$seed"
+
+# The base model of one seed: `start` steps on the slice.
+base_run() {
+  local seed="$1" threads="$2" base="$out/base/seed$1"
   rm -rf "$base"
-  # The base model, then every arm starts from its weights (--init: fresh AdamW moments and data
-  # order, the same for every arm; a --resume would refuse the arms' different loop keys).
-  "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$base" \
+  "$ouro" train "${common[@]}" --set run.threads="$threads" --set train.seed="$seed" --set run.out_dir="$base" \
     --set train.steps=$start >"$out/base_seed$seed.log" 2>&1 ||
-    { echo "e2_text.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; exit 1; }
-  base_ckpt=$(newest_checkpoint "$base")
+    { echo "e2_text.sh: base seed $seed failed; see $out/base_seed$seed.log" >&2; return 1; }
+  echo "e2: seed $seed base done  [$(( $(date +%s) - t0 )) s]"
+}
+
+# One arm of one seed from that seed's base weights (--init: fresh AdamW moments and data order,
+# the same for every arm; a --resume would refuse the arms' different loop keys).
+arm_run() {
+  local seed="$1" arm="$2" threads="$3" dir="$out/$2/seed$1" sets steps=$(( rounds * round_steps ))
+  rm -rf "$dir" && mkdir -p "$dir"
+  case "$arm" in
+    baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
+    band_*) sets=(--set loop.mode=loop --set loop.syn_frac="${arm#band_}") ;;
+    replace) sets=(--set loop.mode=replace) ;;
+  esac
+  "$ouro" train "${common[@]}" --set run.threads="$threads" --set train.seed="$seed" --set run.out_dir="$dir" \
+    --init "$(newest_checkpoint "$out/base/seed$seed")" \
+    --set loop.start_step=0 --set loop.rounds=$rounds --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
+    { echo "e2_text.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; return 1; }
+  "$ouro" eval --init "$(newest_checkpoint "$dir")" --data "$out/data/kjv_slice_val.bin" --device "$device" \
+    --json > "$dir/final.json"
+  echo "e2: seed $seed arm $arm: $(cat "$dir/final.json")  [$(( $(date +%s) - t0 )) s]"
+}
+
+n_seeds=$(wc -w <<< "$seeds")
+for seed in $seeds; do spawn "base seed $seed" base_run "$seed" "$(job_threads "$n_seeds")"; done
+wait_jobs
+for seed in $seeds; do
   for arm in "${arms[@]}"; do
-    dir="$out/$arm/seed$seed"
-    rm -rf "$dir" && mkdir -p "$dir"
-    steps=$(( rounds * round_steps ))
-    case "$arm" in
-      baseline) sets=(--set loop.mode=baseline); steps=$(( rounds * (round_steps + extra) )) ;;
-      band_*) sets=(--set loop.mode=loop --set loop.syn_frac="${arm#band_}") ;;
-      replace) sets=(--set loop.mode=replace) ;;
-    esac
-    "$ouro" train "${common[@]}" --set train.seed="$seed" --set run.out_dir="$dir" --init "$base_ckpt" \
-      --set loop.start_step=0 --set loop.rounds=$rounds --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
-      { echo "e2_text.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
-    last=$(newest_checkpoint "$dir")
-    "$ouro" eval --init "$last" --data "$out/data/kjv_slice_val.bin" --device "$device" --json > "$dir/final.json"
-    echo "e2: seed $seed arm $arm: $(cat "$dir/final.json")  [$(( $(date +%s) - t0 )) s]"
+    spawn "$arm seed $seed" arm_run "$seed" "$arm" "$(job_threads $(( n_seeds * ${#arms[@]} )))"
   done
 done
+wait_jobs
 "$py" "$root/tools/plot.py" e2 "$out" --png "$out/e2_loss.png" --md "$out/e2_table.md"
 cat "$out/e2_table.md"
 echo "e2: done in $(( $(date +%s) - t0 )) s"
