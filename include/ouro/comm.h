@@ -90,7 +90,10 @@ class Communicator {
   // gradient bucket) as one launch (one NCCL group) on the communicator's own stream, ordered
   // after everything enqueued so far on `after` (the compute stream, via an event), and returns
   // without waiting, so the caller goes on enqueueing the backward. buf must not be written
-  // inside the spans until device_wait_started returns.
+  // inside the spans until device_wait_started returns. NCCL-over-MPI reduces each element the
+  // same way whatever the span (rank order, one rounding), so buckets leave the bits of one
+  // all-reduce; real NCCL may pick another algorithm or chunking for another message size, so
+  // there a bucketed step can differ from one exchange by roundings (the ranks still agree).
   virtual void device_all_reduce_spans_start(void* buf, const std::vector<BufferSpan>& spans, DType dtype,
                                              ReduceOp op, void* after);
   // Waits (within dist.timeout_s) until every collective started by device_all_reduce_spans_start

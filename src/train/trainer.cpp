@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -439,7 +440,9 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   // Gradients cross the wire on the last micro-step only: earlier ones just accumulate.
   std::optional<GradBucketer> buckets;
   if (bucketed())
-    buckets.emplace(static_cast<size_t>(cfg_.dist.bucket_mb * 1024 * 1024), dtype_size(ops_->act_dtype()),
+    // Clamped to [1 byte, 2^60]: any positive dist.bucket_mb is valid, however small or large.
+    buckets.emplace(static_cast<size_t>(std::clamp(cfg_.dist.bucket_mb * 1024 * 1024, 1.0, 0x1p60)),
+                    dtype_size(ops_->act_dtype()),
                     [this](int i, const std::vector<BufferSpan>& spans) { launch_bucket(i, spans); });
   double loss = 0;
   for (int a = 0; a < A; ++a) {
