@@ -204,8 +204,9 @@ TEST_F(Dist, BenchTrainReportsWeakScaling) {
   // `ouro bench train` under mpirun: one step alone and one data parallel per rank; rank 0 prints
   // the job's figures. Efficiency = alone / data-parallel step time (on 2 shared cores it is
   // whatever the cores give: only its definition is checked, never a speed).
+  // Small buckets, as training would use them: one per layer and one for the embeddings and lnf.
   auto r = run_shell(mpirun(2) + OURO_BIN + " bench train --config " + (dir / "cfg.toml").string() +
-                         " --steps 2 --warmup 1 --json",
+                         " --steps 2 --warmup 1 --json --set dist.bucket_mb=0.01",
                      dir / "bench.log");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto brace = r.out.find("{\n");
@@ -216,6 +217,7 @@ TEST_F(Dist, BenchTrainReportsWeakScaling) {
   EXPECT_EQ(j.at("world"), 2);
   const auto& dp = j.at("data_parallel");
   EXPECT_EQ(dp.at("transport"), "mpi");
+  EXPECT_EQ(dp.at("buckets"), 3);
   const double alone = j.at("step_s").get<double>(), together = dp.at("step_s").get<double>();
   ASSERT_GT(alone, 0.0);
   ASSERT_GT(together, 0.0);

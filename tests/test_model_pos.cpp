@@ -384,6 +384,7 @@ TEST_F(PosTrain, RopeAndNoneResumeBitwiseAndRefuseAnotherPos) {
                   (dir / (pos + "_straight") / ck).string());
     EXPECT_NE(i.code, 0) << i.out;
     EXPECT_NE(i.out.find("differs from the config"), std::string::npos) << i.out;
+    EXPECT_NE(i.out.find("pos=" + other), std::string::npos) << i.out;  // both models described
     // A different rope_theta is a different rope model.
     if (pos == "rope") {
       auto t = ouro("train " + cfg(pos + "_theta") + set + " --set model.rope_theta=10000 --init " +

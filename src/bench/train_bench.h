@@ -47,7 +47,8 @@ struct TrainBenchResult {
   int world = 1;
   std::string transport;      // the communicator that averaged the gradients
   double dp_step_s = 0;       // one data-parallel step, slowest rank (step_s: alone, slowest rank)
-  double allreduce_s = 0;     // the gradient all-reduce alone, per step, slowest rank
+  double allreduce_s = 0;     // one all-reduce of every gradient alone, slowest rank
+  int buckets = 0;            // gradient buckets per data-parallel step (0: one exchange after the backward)
   double scaling_efficiency() const { return dp_step_s > 0 ? step_s / dp_step_s : 0; }
 
   std::vector<BenchRecord> records() const;

@@ -172,8 +172,8 @@ void TrainSession::load_start_state() {
         logger()->info("resume: {} changed", d);
       }
     }
-    OURO_CHECK(ck.model.config == mc, "--resume from {}: the checkpoint's model shape differs",
-               ckpt->string());
+    OURO_CHECK(ck.model.config == mc, "--resume from {}: the checkpoint's model ({}) differs from the config's ({})",
+               ckpt->string(), describe_model(ck.model.config), describe_model(mc));
     model_->set_params(ck.model.params);
     model_->set_optimizer_range(shard_.begin, shard_.end);
     // Moments are saved whole, so any world size re-cuts them into its own shards.
@@ -193,11 +193,9 @@ void TrainSession::load_start_state() {
   if (!opt_.init.empty()) {
     LoadedModel lm = load_model(opt_.init);
     OURO_CHECK(lm.config == mc,
-               "--init {}: its model (L={} NH={} C={} T={} V={}) differs from the config's "
-               "(L={} NH={} C={} T={} V={}); set model.* to match",
-               opt_.init, lm.config.n_layer, lm.config.n_head, lm.config.n_embd,
-               lm.config.seq_len, lm.config.vocab_size, mc.n_layer, mc.n_head, mc.n_embd,
-               mc.seq_len, mc.vocab_size);
+               "--init {}: its model ({}) differs from the config's ({}); set model.* (model.pos, "
+               "model.rope_theta, ...) to match",
+               opt_.init, describe_model(lm.config), describe_model(mc));
     params = std::move(lm.params);
     logger()->info("initialised from {}", opt_.init);
   } else {
