@@ -256,6 +256,9 @@ TEST_F(RefLoop, FrozenAndLaggedScoreAgainstTheRightWeightsAndRecordIt) {
     EXPECT_EQ(rounds[r]["ref_score"]["scored"], rounds[r]["generated"]);
     EXPECT_GT(rounds[r]["rejected_by"].value("ref_logprob", 0), 0) << rounds[r].dump();
     EXPECT_GT(rounds[r]["accepted"].get<int>(), 0);
+    // The real text's figures count each prompt's continuation once, not once per sample
+    // (K copies made its self-BLEU exactly 1).
+    EXPECT_LT(rounds[r]["real_self_bleu"].get<double>(), 1.0) << rounds[r].dump();
   }
   // The file holds exactly the weights of the checkpoint at that step, and its hash is recorded.
   for (int64_t step : {10, 20}) {

@@ -103,12 +103,14 @@ def e1(root: Path, png: Path, md: Path, key: str):
     md.write_text("\n".join(lines) + "\n")
     plt = plt_module()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for arm in arms:
+    for i, arm in enumerate(arms):
         ds = [d for d in digits if d in acc[arm]]
         m = [mean(acc[arm][d]) for d in ds]
-        ax.plot(ds, m, marker="o", label=arm)
+        color = f"C{i % 10}"  # one color per arm: the band must match its line
+        ax.plot(ds, m, marker="o", label=arm, color=color)
         if any(len(acc[arm][d]) > 1 for d in ds):
-            ax.fill_between(ds, [min(acc[arm][d]) for d in ds], [max(acc[arm][d]) for d in ds], alpha=0.15)
+            ax.fill_between(ds, [min(acc[arm][d]) for d in ds], [max(acc[arm][d]) for d in ds], alpha=0.15,
+                            color=color)
     ax.set_xlabel("operand digits")
     ax.set_ylabel(f"exact-match accuracy ({key})")
     ax.set_ylim(-0.02, 1.02)
@@ -151,15 +153,18 @@ def e2(root: Path, png: Path, md: Path):
     md.write_text("\n".join(lines) + "\n")
     plt = plt_module()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for arm in arms:
+    for i, arm in enumerate(arms):
         for ax, key in zip(axes, ("val_loss", "val_loss_tail", "distinct_2")):
             series = [[r.get(key) if key.startswith("val_") or r.get("generated", 0) > 0 else None for r in rs]
                       for rs in rounds[arm]]
             n = min(len(s) for s in series)
             if n == 0 or all(x is None for s in series for x in s):
                 continue  # e.g. the baseline has no samples to measure
-            ax.plot(range(1, n + 1), [mean([s[i] for s in series]) for i in range(n)], marker="o", label=arm)
-    for ax, title in zip(axes, ("held-out loss after each round", "tail loss (hardest windows)",
+            # One color per arm in every panel (the baseline is absent from the last one).
+            ax.plot(range(1, n + 1), [mean([s[r] for s in series]) for r in range(n)], marker="o", label=arm,
+                    color=f"C{i % 10}")
+    for ax, title in zip(axes, ("held-out loss after each round\n(a rolled-back round: the loss that undid it)",
+                                "tail loss (hardest windows)",
                                 "distinct-2 of accepted samples")):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("round")

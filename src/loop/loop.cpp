@@ -355,7 +355,9 @@ class Loop {
     std::vector<int> labels;
     for (const auto& c : cands) {
       if (c.accepted) acc_gen.push_back(c.gen);
-      if (!c.reference.empty()) real_ref.push_back(c.reference);
+      // One real continuation per prompt: its K candidates share it, and K copies would make the
+      // real text look repetitive (distinct-n down, self-BLEU 1).
+      if (!c.reference.empty() && c.sample == 0) real_ref.push_back(c.reference);
       if (c.verified >= 0) self_scores.push_back(c.mean_logprob), ref_scores.push_back(c.ref_logprob), labels.push_back(c.verified);
       if (std::isfinite(c.ref_logprob)) (c.accepted ? ref_accepted : ref_rejected).push_back(c.ref_logprob);
     }
