@@ -21,7 +21,7 @@ experiment_args e2_text "1" "$@"
 cfg="$root/configs/experiments/e2_text.toml"
 
 bytes="${E2_BYTES:-400000}"
-start=600 rounds=6 round_steps=50 prompts=16 k=4 prompt_tokens=32 max_new=64 B=16 T=128
+start=600 rounds=5 round_steps=50 prompts=16 k=4 prompt_tokens=32 max_new=64 B=16 T=128
 extra_sets=()
 if [ "$smoke" = 1 ]; then
   bytes=200000 start=10 rounds=1 round_steps=4 prompts=2 k=2 max_new=16
