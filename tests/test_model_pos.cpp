@@ -18,6 +18,7 @@
 #include "ouro/data.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
+#include "model_checks.h"
 #include "test_support.h"
 
 using namespace ouro;
@@ -58,15 +59,7 @@ struct Batch {
   }
 };
 
-double rel_err(const std::vector<float>& out, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (!std::isfinite(out[i])) return INFINITY;
-    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using ouro::test::rel_err;
 
 class PosModes : public ::testing::TestWithParam<PosEncoding> {};
 
@@ -200,23 +193,7 @@ TEST_P(PosModes, KvDecodingMatchesTheFullForward) {
   std::mt19937 rng(4);
   for (auto& t : tokens) t = int(rng() % c.vocab_size);
   const auto full = m.forward_logits(tokens.data(), B, T);
-  const size_t Vp = c.padded_vocab();
-  m.kv_reset();
-  int pos = 0;
-  for (int n : {1, 3, 1, 1, 2, 4}) {
-    std::vector<int> chunk;
-    for (int b = 0; b < B; ++b)
-      for (int t = pos; t < pos + n; ++t) chunk.push_back(tokens[b * T + t]);
-    m.kv_step(chunk.data(), B, n);
-    pos += n;
-    const auto got = m.kv_logits();
-    for (int b = 0; b < B; ++b) {
-      const auto* row = full.data() + (size_t(b) * T + pos - 1) * Vp;
-      std::vector<float> ref(row, row + Vp), out(got.begin() + ptrdiff_t(b * Vp), got.begin() + ptrdiff_t((b + 1) * Vp));
-      EXPECT_LT(rel_err(out, ref), 1e-5) << "row " << b << " position " << pos - 1;
-    }
-  }
-  EXPECT_EQ(pos, T);
+  ouro::test::expect_kv_decoding_matches(m, full, tokens, B, T, {1, 3, 1, 1, 2, 4}, 1e-5);
 }
 
 TEST_P(PosModes, TrainingReducesTheLoss) {

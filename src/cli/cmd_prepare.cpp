@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cmath>
+
 #include <filesystem>
 
 #include "cli/commands.h"
@@ -58,6 +61,11 @@ void add_prepare(CLI::App& app) {
     logger()->info("wrote {} ({} tokens) and {} ({} tokens), {} vocabulary of {}", r.train.string(),
                    r.train_tokens, r.val.string(), r.val_tokens,
                    o->tokenizer.empty() ? "byte-level" : o->tokenizer, r.vocab_size);
+    // Validation takes whole blocks (the last of every 1/val_frac): a corpus shorter than that
+    // many blocks leaves it empty, and training would refuse it only later.
+    if (r.val_tokens == 0)
+      logger()->warn("{} is empty: {} tokens make fewer than {:.0f} blocks of --block {}; pass a smaller --block",
+                     r.val.string(), r.train_tokens, std::max(2.0, std::round(1.0 / o->val_frac)), o->block);
   });
 }
 

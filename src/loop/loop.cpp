@@ -16,7 +16,9 @@
 #include "loop/tasks.h"
 #include "model/generate.h"
 #include "ouro/error.h"
+#include "ouro/tokenizer.h"
 #include "train/run_log.h"
+#include "train/run_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -52,13 +54,25 @@ nlohmann::json mean_or_null(const std::vector<double>& v) {
   return s / static_cast<double>(v.size());
 }
 
-std::string to_text(const Tokens& t) {
-  std::string s;
-  for (int x : t) {
-    if (x == kByteEot) s += "<|endoftext|>";
-    else if (x >= 0 && x < 256) s += static_cast<char>(x);
+// The tokenizer that turns the loop's ids into text (samples file, task answers). Tasks are
+// byte-level by construction (`ouro prepare --task` writes bytes; the verifiers read bytes);
+// text runs take data.tokenizer, the one their data was prepared with, or bytes for a 257-token
+// model.
+Tokenizer loop_tokenizer(const Config& cfg) {
+  const auto& L = cfg.loop;
+  if (!L.task.empty()) {
+    OURO_CHECK(cfg.model.vocab_size == kByteVocab,
+               "loop.task = '{}' needs a byte-level model (model.vocab_size = {}, got {}): the tasks' "
+               "data (`ouro prepare --task`) and verifiers are bytes",
+               L.task, kByteVocab, cfg.model.vocab_size);
+    return Tokenizer::byte_level();
   }
-  return s;
+  auto tk = load_run_tokenizer(cfg.data.tokenizer, cfg.model.vocab_size, {});
+  OURO_CHECK(tk.has_value(),
+             "the loop writes its samples as text: set data.tokenizer (the tokenizer data.train was prepared "
+             "with) for a model of {} tokens, or use a byte-level model (model.vocab_size = {})",
+             cfg.model.vocab_size, kByteVocab);
+  return *tk;
 }
 
 class Loop {
@@ -67,9 +81,8 @@ class Loop {
       : s_(s), cfg_(s.config()), L_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
         buffer_(L_.buffer_tokens, L_.evict, L_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu,
                 s.comm().rank()),
-        syn_frac_(L_.syn_frac) {
-    OURO_CHECK(cfg_.model.vocab_size == kByteVocab,
-               "the self-improvement loop needs a byte-level model (model.vocab_size = {}) for now", kByteVocab);
+        syn_frac_(L_.syn_frac),
+        tok_(loop_tokenizer(cfg_)) {
     if (!L_.task.empty()) task_ = make_task(L_.task);
     out_ = cfg_.run.out_dir;
     if (lists_scorer(L_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(L_.ref, L_.ref_lag, out_, s.comm());
@@ -183,7 +196,9 @@ class Loop {
     so.temperature = static_cast<float>(L_.temperature);
     so.top_k = L_.top_k;
     so.top_p = static_cast<float>(L_.top_p);
-    so.stop_token = task_ ? '\n' : kByteEot;
+    // Tasks answer on one line; text stops at <|endoftext|> (a tokenizer without it: at the length).
+    const auto eot = tok_.special_id(kEndOfText);
+    so.stop_token = task_ ? '\n' : eot ? static_cast<int>(*eot) : -1;
     std::vector<Candidate> out;
     for (int i : prompts_of_rank(static_cast<int>(prompts.size()), s_.comm().rank(), s_.comm().world())) {
       const Candidate& p = prompts[i];
@@ -202,6 +217,14 @@ class Loop {
         out.push_back(std::move(c));
       }
     }
+    return out;
+  }
+
+  // Ids as text; ids the tokenizer lacks (a model's vocabulary may be padded past it) are dropped.
+  std::string to_text(const Tokens& t) const {
+    std::string out;
+    for (int x : t)
+      if (x >= 0 && tok_.has_token(static_cast<uint32_t>(x))) out += tok_.token_bytes(static_cast<uint32_t>(x));
     return out;
   }
 
@@ -436,6 +459,7 @@ class Loop {
   std::set<int> fault_rollback_;
   ReplayBuffer buffer_;
   double syn_frac_;
+  Tokenizer tok_;
   int round_ = 0;
   std::unique_ptr<Task> task_;
   std::unique_ptr<ReferenceStore> ref_;  // the ref_logprob scorer's reference weights

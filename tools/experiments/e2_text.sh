@@ -77,8 +77,10 @@ arm_run() {
 n_seeds=$(wc -w <<< "$seeds")
 for seed in $seeds; do spawn "base seed $seed" base_run "$seed" "$(job_threads "$n_seeds")"; done
 wait_jobs
+# Longest first: replace's rounds are all rolled back on this budget, and then it still trains
+# every step on real data, so started last it would run alone on one core at the end.
 for seed in $seeds; do
-  for arm in "${arms[@]}"; do
+  for arm in replace baseline band_0.10 band_0.25 band_0.50; do
     spawn "$arm seed $seed" arm_run "$seed" "$arm" "$(job_threads $(( n_seeds * ${#arms[@]} )))"
   done
 done
