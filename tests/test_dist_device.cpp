@@ -2,7 +2,9 @@
 // level of single collectives (bf16 and fp32 against exact sums, identical bits on every rank),
 // the file and tcp rendezvous between processes and their failures, and training under
 // `mpirun -np 2` against one rank with twice the batch, ZeRO-1 and gradient buckets against one
-// exchange after the backward, and ZeRO-1 runs resumed on another number of ranks.
+// exchange after the backward, and ZeRO-1 runs resumed on another number of ranks; and jobs
+// without MPI (dist.init = file/tcp/env), whose host collectives run over the device
+// communicator: the collectives themselves, and training bitwise equal to dist.init = mpi.
 //
 // The collective checks run in ranks started by mpirun: the outer test launches this very
 // binary on the DISABLED_ worker test (gtest runs it only when asked to).
@@ -12,19 +14,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "dist/rendezvous.h"
+#include "dist/run_comm.h"
 #include "ouro/comm.h"
 #include "ouro/data.h"
 #include "test_support.h"
@@ -278,6 +284,199 @@ TEST(NcclOverMpi, ARankThatFailsAloneEndsTheJobAtOnce) {
   fs::remove(log);
 }
 
+// ---- host collectives over the device communicator (no MPI host communicator) ----
+namespace {
+
+// Rank r's double input: beyond float precision, so a reduction that narrowed to fp32 would show.
+double input_d(int r, size_t i) { return static_cast<double>(input(r, i, true)) + 1e-9 * static_cast<double>(i + 1); }
+
+template <typename T>
+void expect_same_bits_on_every_rank(ouro::Communicator& c, const std::vector<T>& v, const std::string& what) {
+  uint64_t mine = fnv(v.data(), v.size() * sizeof(T)), ref = mine;
+  c.broadcast(&ref, sizeof ref, 0);
+  double differs = mine != ref;
+  c.all_reduce(&differs, 1, ouro::ReduceOp::Max);
+  EXPECT_EQ(differs, 0.0) << what << ": ranks hold different bits";
+}
+
+// What MpiComm specifies for rank r's inputs f(r, i): the sum (here in rank order, as
+// NCCL-over-MPI adds), Avg as that sum times 1/W, Max.
+template <typename T, class F>
+T expected_host(F f, size_t i, int W, ouro::ReduceOp op) {
+  T acc = f(0, i);
+  for (int r = 1; r < W; ++r) acc = op == ouro::ReduceOp::Max ? std::max(acc, T(f(r, i))) : acc + T(f(r, i));
+  if (op == ouro::ReduceOp::Avg) acc *= T(1) / static_cast<T>(W);
+  return acc;
+}
+
+const char* op_name(ouro::ReduceOp op) {
+  return op == ouro::ReduceOp::Sum ? "sum" : op == ouro::ReduceOp::Avg ? "avg" : "max";
+}
+
+}  // namespace
+
+TEST(NcclOverMpiWorker, DISABLED_HostCollectivesOverTheDevice) {
+  const char* path = std::getenv("OURO_TEST_INIT_PATH");
+  ASSERT_TRUE(path && *path) << "run by NcclOverMpi.HostCollectivesWithoutMpi";
+  ouro::RendezvousOptions rv;
+  rv.method = "file";
+  rv.path = path;
+  rv.timeout_s = 60;
+  auto host = ouro::make_placeholder_comm();
+  ASSERT_FALSE(host->has_host_collectives());
+  auto comm = ouro::make_device_comm(std::move(host), rv, 60);
+  EXPECT_EQ(comm->name(), "nccl-over-mpi (host collectives over nccl-over-mpi)");
+  const int W = comm->world(), me = comm->rank();
+  ASSERT_GE(W, 2);
+  auto f32 = [](int r, size_t i) { return input(r, i, true); };
+  // An uneven split, fewer elements than ranks (W = 3: ranks past the end own empty shards).
+  for (size_t n : {size_t(1001), size_t(2), size_t(1)}) {
+    for (ouro::ReduceOp op : {ouro::ReduceOp::Sum, ouro::ReduceOp::Avg, ouro::ReduceOp::Max}) {
+      const std::string tag = fmt::format("n={} {}", n, op_name(op));
+      std::vector<float> b(n);
+      for (size_t i = 0; i < n; ++i) b[i] = f32(me, i);
+      comm->all_reduce(b.data(), n, op);
+      size_t bad = 0;
+      for (size_t i = 0; i < n; ++i) bad += b[i] != expected_host<float>(f32, i, W, op);
+      EXPECT_EQ(bad, 0u) << "fp32 all-reduce " << tag;
+      expect_same_bits_on_every_rank(*comm, b, "fp32 all-reduce " + tag);
+
+      std::vector<double> d(n);
+      for (size_t i = 0; i < n; ++i) d[i] = input_d(me, i);
+      comm->all_reduce(d.data(), n, op);
+      bad = 0;
+      for (size_t i = 0; i < n; ++i) bad += d[i] != expected_host<double>(input_d, i, W, op);
+      EXPECT_EQ(bad, 0u) << "fp64 all-reduce " << tag;
+
+      // Only this rank's shard_of shard is specified afterwards.
+      for (size_t i = 0; i < n; ++i) b[i] = f32(me, i);
+      comm->reduce_scatter(b.data(), n, op);
+      const ouro::ShardRange s = ouro::shard_of(n, W, me);
+      bad = 0;
+      for (size_t i = s.begin; i < s.end; ++i) bad += b[i] != expected_host<float>(f32, i, W, op);
+      EXPECT_EQ(bad, 0u) << "reduce-scatter " << tag << " shard " << s.begin << ".." << s.end;
+    }
+    // All-gather over shard_of's shards (sizes differing by one); the rest starts as NaN.
+    std::vector<float> g(n, std::nanf(""));
+    std::vector<double> gd(n, std::nan(""));
+    const ouro::ShardRange s = ouro::shard_of(n, W, me);
+    for (size_t i = s.begin; i < s.end; ++i) g[i] = f32(me, i), gd[i] = input_d(me, i);
+    comm->all_gather(g.data(), n);
+    comm->all_gather(gd.data(), n);
+    size_t bad = 0, bad_d = 0;
+    for (int r = 0; r < W; ++r) {
+      const ouro::ShardRange sr = ouro::shard_of(n, W, r);
+      for (size_t i = sr.begin; i < sr.end; ++i) bad += g[i] != f32(r, i), bad_d += gd[i] != input_d(r, i);
+    }
+    EXPECT_EQ(bad, 0u) << "fp32 all-gather n=" << n;
+    EXPECT_EQ(bad_d, 0u) << "fp64 all-gather n=" << n;
+  }
+  // Bytes from a root other than 0, an odd count.
+  std::vector<unsigned char> bytes(37);
+  for (size_t k = 0; k < bytes.size(); ++k) bytes[k] = static_cast<unsigned char>(me * 50 + k);
+  comm->broadcast(bytes.data(), bytes.size(), 1);
+  for (size_t k = 0; k < bytes.size(); ++k) EXPECT_EQ(bytes[k], static_cast<unsigned char>(50 + k)) << k;
+  // The barrier holds every rank until the last arrives: rank 1 comes 0.3 s late.
+  if (me == 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto t0 = std::chrono::steady_clock::now();
+  comm->barrier();
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (me == 0) {
+    EXPECT_GT(waited, 0.2) << "rank 0 left the barrier before rank 1 joined it";
+  }
+}
+
+TEST(NcclOverMpi, HostCollectivesWithoutMpi) {
+#if !defined(OURO_TEST_NCCL_OVER_MPI)
+  GTEST_SKIP() << "this build has no simt device half (NCCL-over-MPI)";
+#endif
+  const fs::path tmp = fs::temp_directory_path() / ("ouro_host_over_device_" + std::to_string(::getpid()));
+  fs::create_directories(tmp);
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  for (int np : {2, 3}) {
+    const fs::path id = tmp / ("nccl" + std::to_string(np) + ".id");
+    auto r = run_shell(mpirun(np) + "-x OURO_TEST_INIT_PATH=" + id.string() + " " + self +
+                       " --gtest_color=no --gtest_also_run_disabled_tests "
+                       "--gtest_filter=NcclOverMpiWorker.DISABLED_HostCollectivesOverTheDevice",
+                       tmp / "log");
+    EXPECT_EQ(r.code, 0) << r.out;
+    size_t passed = 0;
+    for (size_t p = r.out.find("[  PASSED  ] 1 test"); p != std::string::npos;
+         p = r.out.find("[  PASSED  ] 1 test", p + 1))
+      ++passed;
+    EXPECT_EQ(passed, static_cast<size_t>(np)) << r.out;
+    EXPECT_FALSE(fs::exists(id)) << "rank 0 removes the rendezvous file";
+  }
+  fs::remove_all(tmp);
+}
+
+TEST(PlaceholderComm, KnowsTheRanksAndRefusesCollectivesNamingThem) {
+  ::setenv("RANK", "1", 1), ::setenv("WORLD_SIZE", "2", 1), ::setenv("LOCAL_RANK", "1", 1);
+  const bool launched = ouro::detect_dist_env().launcher != "env";  // under a real launcher: its ranks
+  auto c = ouro::make_placeholder_comm();
+  if (!launched) {
+    EXPECT_EQ(c->rank(), 1);
+    EXPECT_EQ(c->world(), 2);
+    EXPECT_EQ(c->local_rank(), 1);
+  }
+  EXPECT_FALSE(c->has_host_collectives());
+  float x = 1;
+  try {
+    c->all_reduce(&x, 1, ouro::ReduceOp::Sum);
+    ADD_FAILURE() << "the placeholder reduced";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("host all-reduce before the device communicator exists"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c->barrier(), std::exception);
+  EXPECT_THROW(c->broadcast(&x, sizeof x, 0), std::exception);
+#if defined(OURO_TEST_NCCL_OVER_MPI)
+  // Without MPI the NCCL id cannot travel by MPI: refused before anything starts.
+  ouro::RendezvousOptions rv;  // method mpi
+  try {
+    ouro::make_device_comm(std::move(c), rv, 5);
+    ADD_FAILURE() << "dist.init = mpi accepted without MPI";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("dist.init = mpi needs an MPI host communicator"), std::string::npos)
+        << e.what();
+  }
+#endif
+  ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE"), ::unsetenv("LOCAL_RANK");
+}
+
+TEST(RunComm, PicksTheHostTransportFromTheDeviceAndTheRendezvous) {
+  if (ouro::detect_dist_env().launcher != "none") GTEST_SKIP() << "run under a launcher";
+  ouro::RunCommOptions o;
+  o.device = "simt";
+  o.init = "file";
+  o.init_path = "/nonexistent/nccl.id";  // never used: no device communicator is made below
+  EXPECT_EQ(ouro::make_run_host_comm(o)->name(), "local");  // one process: no rendezvous at all
+  ::setenv("RANK", "0", 1), ::setenv("WORLD_SIZE", "2", 1);
+  auto h = ouro::make_run_host_comm(o);
+  EXPECT_FALSE(h->has_host_collectives()) << h->name();  // no MPI started for a device run without it
+  EXPECT_EQ(h->world(), 2);
+  o.init = "tcp";
+  o.init_addr = "127.0.0.1:1";
+  EXPECT_FALSE(ouro::make_run_host_comm(o)->has_host_collectives());
+  o.init = "bogus";
+  try {
+    ouro::make_run_host_comm(o);
+    ADD_FAILURE() << "dist.init = bogus accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("dist.init 'bogus'"), std::string::npos) << e.what();
+  }
+  ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE");
+  ouro::DistSection d;
+  d.init = "tcp", d.init_addr = "h:1", d.init_path = "p", d.timeout_s = 7;
+  const auto from = ouro::run_comm_options(d, "cuda");
+  EXPECT_EQ(from.device, "cuda");
+  EXPECT_EQ(from.init, "tcp");
+  EXPECT_EQ(from.init_addr, "h:1");
+  EXPECT_EQ(from.init_path, "p");
+  EXPECT_EQ(from.timeout_s, 7);
+}
+
 // ---- rendezvous between processes ----
 namespace {
 
@@ -462,15 +661,18 @@ class DeviceDist : public ScratchDirTest {
     }
     ouro::write_shard(dir / "train.bin", toks, 2048);
   }
-  CmdResult train(int np, const std::string& name, const std::string& extra) {
-    const std::string cmd = (np > 0 ? mpirun(np) : std::string()) + OURO_SIMT_BIN + " train --config " +
-                            std::string(OURO_SOURCE_DIR) + "/configs/tiny.toml --device simt" +
-                            " --set train.steps=3 --set train.seq_len=32 --set train.warmup_steps=1" +
-                            " --set train.eval_every=0 --set train.log_every=1 --set checkpoint.every=0" +
-                            " --set data.tokenizer='' --set data.val='' --set run.threads=1" +
-                            " --set data.train=" + (dir / "train.bin").string() +
-                            " --set run.out_dir=" + (dir / name).string() + " " + extra;
-    return run_shell(cmd, dir / (name + ".log"));
+  // One rank's command line (without the launcher).
+  std::string train_cmd(const std::string& name, const std::string& extra, const std::string& device = "simt") const {
+    return std::string(OURO_SIMT_BIN) + " train --config " + std::string(OURO_SOURCE_DIR) +
+           "/configs/tiny.toml --device " + device +
+           " --set train.steps=3 --set train.seq_len=32 --set train.warmup_steps=1" +
+           " --set train.eval_every=0 --set train.log_every=1 --set checkpoint.every=0" +
+           " --set data.tokenizer='' --set data.val='' --set run.threads=1" +
+           " --set data.train=" + (dir / "train.bin").string() + " --set run.out_dir=" + (dir / name).string() +
+           " " + extra;
+  }
+  CmdResult train(int np, const std::string& name, const std::string& extra, const std::string& device = "simt") {
+    return run_shell((np > 0 ? mpirun(np) : std::string()) + train_cmd(name, extra, device), dir / (name + ".log"));
   }
   std::vector<double> values(const std::string& name, const char* key) const {
     return metric_values(dir / name, key);
@@ -482,11 +684,13 @@ class DeviceDist : public ScratchDirTest {
 TEST_F(DeviceDist, TwoRanksEqualOneRankWithTwiceTheBatchWithinBf16Noise) {
   auto one = train(0, "one", "--set train.batch_size=4");
   ASSERT_EQ(one.code, 0) << one.out;
-  // The unique id travels through a file here (dist.init = file), NCCL-over-MPI moves the data.
+  // The unique id travels through a file here (dist.init = file), NCCL-over-MPI moves the data,
+  // the host collectives included (no MPI host communicator).
   auto two = train(2, "two", "--set train.batch_size=2 --set dist.init=file --set dist.init_path=" +
                                  (dir / "nccl.id").string());
   ASSERT_EQ(two.code, 0) << two.out;
-  EXPECT_NE(two.out.find("data parallel: 2 ranks over nccl-over-mpi+mpi"), std::string::npos) << two.out;
+  EXPECT_NE(two.out.find("data parallel: 2 ranks over nccl-over-mpi (host collectives over nccl-over-mpi)"),
+            std::string::npos) << two.out;
   // The final checkpoint proves both ranks' fp32 masters and bf16 weights bitwise identical
   // (the run fails otherwise) and says so.
   EXPECT_NE(two.out.find("step 3: the 2 ranks' weights are bitwise identical"), std::string::npos) << two.out;
@@ -614,6 +818,59 @@ TEST_F(DeviceDist, ZeroOneResumesAcrossWorldSizes) {
     EXPECT_NEAR(down[i], r2[i], 5e-4 * r2[i]) << "step " << i + 1;
     EXPECT_NEAR(up[i], r1[i], 5e-4 * r1[i]) << "step " << i + 1;
   }
+}
+
+TEST_F(DeviceDist, WithoutMpiTheHostCollectivesRunOverTheDeviceBitwiseAsOverMpi) {
+  // ZeRO-1 with an evaluation: the config check, the losses, grad norms and validation loss, and
+  // the final checkpoint's gathers of masters and moments are all host collectives. With
+  // dist.init = file there is no MPI host communicator and each goes over NCCL(-over-MPI)
+  // instead; on 2 ranks every sum is the same a + b, so the runs agree bitwise.
+  const std::string common = "--set train.batch_size=2 --set dist.zero=1 --set train.eval_every=3 "
+                             "--set train.eval_batches=2 --set data.val=" + (dir / "train.bin").string() + " ";
+  auto m = train(2, "host_mpi", common + "--set dist.init=mpi");
+  ASSERT_EQ(m.code, 0) << m.out;
+  auto f = train(2, "host_nccl", common + "--set dist.init=file --set dist.init_path=" + (dir / "nccl.id").string());
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_NE(m.out.find("data parallel: 2 ranks over nccl-over-mpi+mpi, ZeRO-1"), std::string::npos) << m.out;
+  EXPECT_NE(f.out.find("data parallel: 2 ranks over nccl-over-mpi (host collectives over nccl-over-mpi), ZeRO-1"),
+            std::string::npos) << f.out;
+  EXPECT_NE(f.out.find("step 3: the 2 ranks' weights are bitwise identical"), std::string::npos) << f.out;
+  const auto loss = values("host_mpi", "loss");
+  ASSERT_EQ(loss.size(), 3u);
+  EXPECT_EQ(values("host_nccl", "loss"), loss);
+  EXPECT_EQ(values("host_nccl", "grad_norm"), values("host_mpi", "grad_norm"));
+  const auto val = values("host_mpi", "val_loss");
+  ASSERT_FALSE(val.empty());
+  EXPECT_EQ(values("host_nccl", "val_loss"), val);
+  const std::string ck = "/checkpoints/step_000003/";
+  EXPECT_EQ(read_file(dir / ("host_nccl" + ck + "model.safetensors")),
+            read_file(dir / ("host_mpi" + ck + "model.safetensors")));
+  EXPECT_EQ(read_file(dir / ("host_nccl" + ck + "optimizer.safetensors")),
+            read_file(dir / ("host_mpi" + ck + "optimizer.safetensors")));
+  EXPECT_FALSE(read_file(dir / ("host_nccl" + ck + "model.safetensors")).empty());
+}
+
+TEST_F(DeviceDist, WithoutMpiAConfigMismatchIsStillRefusedNamingTheKey) {
+  // The check runs once the device communicator exists, over it.
+  const std::string init = "--set dist.init=file --set dist.init_path=" + (dir / "nccl.id").string();
+  auto r = run_shell("timeout -k 10 240 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 1 " +
+                         train_cmd("mm", init) + " : -np 1 " + train_cmd("mm", init + " --set train.lr=0.01"),
+                     dir / "mm.log");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("runs a different config than rank 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train.lr"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("data parallel:"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "mm/checkpoints"));
+}
+
+TEST_F(DeviceDist, OnTheCpuBackendDistInitIsUnusedAndSaysSo) {
+  // The cpu backend's collectives are MPI's: the file rendezvous is never used.
+  auto r = train(2, "cpu", "--set train.batch_size=2 --set train.steps=1 --set dist.init=file --set dist.init_path=" +
+                               (dir / "nccl.id").string(), "cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("dist.init = file only affects device backends"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data parallel: 2 ranks over mpi,"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "nccl.id"));
 }
 
 TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {

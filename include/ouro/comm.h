@@ -1,7 +1,9 @@
 // Collective communication between the ranks of a data-parallel run: one interface, one
 // implementation per transport (local: a single process; mpi: host buffers over MPI, for the cpu
 // backend; nccl: device buffers for the device backends, src/device/nccl_comm.cu, with its host
-// collectives delegated to the mpi/local communicator it wraps).
+// collectives delegated to the mpi communicator it wraps, or, when the job has no MPI (dist.init =
+// file/tcp/env: srun without PMI, torchrun-style launchers, nodes mpirun cannot span), served by
+// NCCL itself through a device scratch buffer; see make_run_comm in src/dist/run_comm.h).
 //
 // Every collective leaves identical bits on every rank: host all-reduce is a reduce-scatter
 // (each element summed once, by its owner) followed by an all-gather, so ranks never disagree by
@@ -55,6 +57,9 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int world() const = 0;
   virtual int local_rank() const = 0;
+  // False only for the placeholder (make_placeholder_comm) that stands in for the host transport
+  // until a device communicator wraps it and serves the host collectives itself.
+  virtual bool has_host_collectives() const { return true; }
 
   // In place over n fp32 elements of host memory.
   virtual void all_reduce(float* buf, size_t n, ReduceOp op) = 0;
@@ -106,6 +111,11 @@ class Communicator {
 std::unique_ptr<Communicator> make_comm(const std::string& transport, double timeout_s);
 // "mpi" when the environment says this process is one of several, else "local".
 std::string default_transport();
+// No host transport at all: rank, world and local rank from the launcher's environment
+// (detect_dist_env), has_host_collectives() false, and every collective fails naming itself.
+// make_device_comm wraps it into a device communicator that serves the host collectives over
+// the device, so a job needs no MPI (dist.init = file, tcp or env).
+std::unique_ptr<Communicator> make_placeholder_comm();
 
 // ---- the device communicator (NCCL on cuda, NCCL-over-MPI on simt) ----
 
@@ -117,9 +127,11 @@ struct RendezvousOptions {
   double timeout_s = 300;
 };
 
-// Wraps `host` (which keeps serving the host collectives) with device collectives for the
-// backend linked into this binary; binds this rank's GPU by local rank first. Fails clearly
-// when the binary has no device backend.
+// Wraps `host` with device collectives for the backend linked into this binary; binds this
+// rank's GPU by local rank first. `host` keeps serving the host collectives, unless it is the
+// placeholder (has_host_collectives() false): then the device communicator stages host buffers
+// through device memory and runs them as NCCL collectives too (rv must not be mpi then). Fails
+// clearly when the binary has no device backend.
 std::unique_ptr<Communicator> make_device_comm(std::unique_ptr<Communicator> host,
                                                const RendezvousOptions& rv, double timeout_s);
 // Called by the device half's registration object (src/device/nccl_comm.cu).

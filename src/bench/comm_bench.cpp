@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include "dist/rendezvous.h"
+#include "dist/run_comm.h"
 #include "ouro/comm.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
@@ -24,15 +24,18 @@ nlohmann::json bench_comm(const CommBenchOptions& opt) {
              "bench comm: --dtype {} (f32, or bf16 with --device cuda|simt)", opt.dtype);
   const DType dtype = opt.dtype == "bf16" ? DType::BF16 : DType::F32;
   const size_t esz = dtype == DType::BF16 ? 2 : 4;
-  auto comm = make_comm(default_transport(), 600);
+  // The device communicator (several ranks, --device cuda|simt) first: it binds this rank's GPU
+  // (local rank), which the backend's stream and buffers must then live on (the trainer's order
+  // too). The NCCL id travels by dist.init = auto: MPI under mpirun, else $OURO_INIT_ADDR or
+  // $MASTER_ADDR (then no MPI at all: the host collectives below run over NCCL as well).
+  RunCommOptions comm_opts;
+  comm_opts.device = on_device ? opt.device : "cpu";
+  comm_opts.timeout_s = 600;
+  auto comm = make_run_comm(comm_opts);
   std::unique_ptr<Ops> ops;  // owns the device buffer; declared before it
   std::shared_ptr<void> dev_buf;
   std::vector<float> buf;
   if (on_device) {
-    // The device communicator first: it binds this rank's GPU (local rank), which the backend's
-    // stream and buffers must then live on (the trainer's order too).
-    if (comm->world() > 1)
-      comm = make_device_comm(std::move(comm), resolve_rendezvous("auto", "", "", 600), 600);
     ops = make_ops(opt.device);
     Ops* o = ops.get();
     dev_buf = std::shared_ptr<void>(o->alloc(opt.max_bytes), [o](void* p) { o->dealloc(p); });

@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "bench/peak_flops.h"
-#include "dist/rendezvous.h"
+#include "dist/run_comm.h"
 #include "ouro/comm.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
@@ -80,14 +80,8 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   // The communicator before the backend: the device one binds this rank's GPU by local rank,
   // and the backend's stream and buffers must live there (the trainer's order).
   std::unique_ptr<Communicator> comm;
-  if (opt.data_parallel && detect_dist_env().world > 1) {
-    comm = make_comm(default_transport(), cfg.dist.timeout_s);
-    if (cfg.run.device != "cpu")
-      comm = make_device_comm(std::move(comm),
-                              resolve_rendezvous(cfg.dist.init, cfg.dist.init_path, cfg.dist.init_addr,
-                                                 cfg.dist.timeout_s),
-                              cfg.dist.timeout_s);
-  }
+  if (opt.data_parallel && detect_dist_env().world > 1)
+    comm = make_run_comm(run_comm_options(cfg.dist, cfg.run.device));
   auto ops = make_ops(cfg.run.device);
   GPT2 model(mc, *ops, B, T);
   model.set_params(gpt2_init_params(mc, 1));

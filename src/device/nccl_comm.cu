@@ -6,10 +6,15 @@
 // aborts the communicator (which frees a rank stuck in a kernel waiting for a dead peer) and
 // exits naming the rank. A Watchdog a little later is the backstop for a call that blocks on the
 // host (NCCL-over-MPI's MPI calls block).
+//
+// Host collectives go to the wrapped host communicator (MPI), except when that is the
+// placeholder of a job without MPI (dist.init = file/tcp/env): then they run here, over NCCL, on
+// a device scratch buffer (upload, collective, download) under the same polling and timeout.
 #include <ouro/cuda.h>
 
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,7 +42,15 @@ constexpr const char* kName = "nccl";
 // Seconds the host-side backstop waits beyond dist.timeout_s for the polling loop to act first.
 constexpr double kWatchdogGrace = 5.0;
 
+// A scratch buffer grown past this for one large host collective (a checkpoint's gather) is
+// released after it instead of pinning that much device memory for the rest of the run.
+constexpr size_t kScratchKeep = size_t(64) << 20;
+
 ncclDataType_t nccl_type(DType d) { return d == DType::BF16 ? ncclBfloat16 : ncclFloat32; }
+
+template <typename T> ncclDataType_t nccl_host_type();
+template <> ncclDataType_t nccl_host_type<float>() { return ncclFloat32; }
+template <> ncclDataType_t nccl_host_type<double>() { return ncclFloat64; }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
@@ -51,8 +64,10 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 class NcclComm final : public Communicator {
  public:
   NcclComm(std::unique_ptr<Communicator> host, const RendezvousOptions& rv, double timeout_s)
-      : host_(std::move(host)), timeout_s_(timeout_s) {
+      : host_(std::move(host)), host_over_device_(!host_->has_host_collectives()), timeout_s_(timeout_s) {
     const int rank = host_->rank(), world = host_->world();
+    OURO_CHECK(!host_over_device_ || rv.method != "mpi",
+               "rank {}: dist.init = mpi needs an MPI host communicator; without MPI use file, tcp or env", rank);
     int devices = 0;
     OURO_CHECK(cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0,
                "rank {}: no CUDA device for the {} communicator", rank, kName);
@@ -82,24 +97,38 @@ class NcclComm final : public Communicator {
     // Unwinding from an error on this rank, peers may still be inside a collective with us:
     // abort (which never waits for them) rather than destroy (which may).
     if (comm_) std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
+    if (scratch_) cudaFree(scratch_);
     if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
     watchdog_.reset();
   }
 
-  std::string name() const override { return std::string(kName) + "+" + host_->name(); }
+  std::string name() const override {
+    return host_over_device_ ? std::string(kName) + " (host collectives over " + kName + ")"
+                             : std::string(kName) + "+" + host_->name();
+  }
   int rank() const override { return host_->rank(); }
   int world() const override { return host_->world(); }
   int local_rank() const override { return host_->local_rank(); }
 
-  // ---- host memory: the wrapped communicator ----
-  void all_reduce(float* b, size_t n, ReduceOp op) override { host_->all_reduce(b, n, op); }
-  void all_reduce(double* b, size_t n, ReduceOp op) override { host_->all_reduce(b, n, op); }
-  void reduce_scatter(float* b, size_t n, ReduceOp op) override { host_->reduce_scatter(b, n, op); }
-  void all_gather(float* b, size_t n) override { host_->all_gather(b, n); }
-  void all_gather(double* b, size_t n) override { host_->all_gather(b, n); }
-  void broadcast(void* b, size_t bytes, int root) override { host_->broadcast(b, bytes, root); }
-  void barrier() override { host_->barrier(); }
+  // ---- host memory: the wrapped communicator, or NCCL through the scratch buffer ----
+  void all_reduce(float* b, size_t n, ReduceOp op) override {
+    host_over_device_ ? host_all_reduce(b, n, op) : host_->all_reduce(b, n, op);
+  }
+  void all_reduce(double* b, size_t n, ReduceOp op) override {
+    host_over_device_ ? host_all_reduce(b, n, op) : host_->all_reduce(b, n, op);
+  }
+  void reduce_scatter(float* b, size_t n, ReduceOp op) override {
+    host_over_device_ ? host_reduce_scatter(b, n, op) : host_->reduce_scatter(b, n, op);
+  }
+  void all_gather(float* b, size_t n) override { host_over_device_ ? host_all_gather(b, n) : host_->all_gather(b, n); }
+  void all_gather(double* b, size_t n) override {
+    host_over_device_ ? host_all_gather(b, n) : host_->all_gather(b, n);
+  }
+  void broadcast(void* b, size_t bytes, int root) override {
+    host_over_device_ ? host_broadcast(b, bytes, root) : host_->broadcast(b, bytes, root);
+  }
+  void barrier() override { host_over_device_ ? host_barrier() : host_->barrier(); }
 
   // ---- device memory ----
   bool has_device_collectives() const override { return true; }
@@ -185,6 +214,124 @@ class NcclComm final : public Communicator {
   }
 
  private:
+  // ---- host collectives over NCCL (host_over_device_) ----
+  // They compute what MpiComm computes: each element reduced once and the result copied to
+  // every rank (NCCL's all-reduce and reduce; NCCL-over-MPI sums in rank order), Avg as the sum
+  // times 1/world on the host (MpiComm's scaling, so the bits match it on two ranks, where the
+  // sum a + b is the same in any order), and shard_of's shards for reduce-scatter / all-gather.
+
+  template <typename T>
+  void host_all_reduce(T* buf, size_t n, ReduceOp op) {
+    if (n == 0) return;  // every rank has the same n, so all skip alike
+    const size_t bytes = n * sizeof(T);
+    over_device("host all-reduce", buf, bytes, true, 0, bytes, [&](char* d) {
+      return ncclAllReduce(d, d, n, nccl_host_type<T>(), op == ReduceOp::Max ? ncclMax : ncclSum, comm_, stream_);
+    });
+    if (op == ReduceOp::Avg) scale(buf, n, T(1) / static_cast<T>(world()));
+  }
+
+  // Only rank r's shard is specified afterwards, so one Reduce to each shard's owner (a group,
+  // every rank issuing the same calls) moves half an all-reduce's data.
+  void host_reduce_scatter(float* buf, size_t n, ReduceOp op) {
+    if (n == 0) return;
+    const int W = world();
+    const ShardRange mine = shard_of(n, W, rank());
+    over_device("host reduce-scatter", buf, n * sizeof(float), true, mine.begin * sizeof(float),
+                mine.size() * sizeof(float), [&](char* d) {
+                  float* f = reinterpret_cast<float*>(d);
+                  const ncclRedOp_t rop = op == ReduceOp::Max ? ncclMax : ncclSum;
+                  ncclResult_t rc = ncclGroupStart();
+                  for (int r = 0; rc == ncclSuccess && r < W; ++r) {
+                    const ShardRange s = shard_of(n, W, r);
+                    if (s.size() > 0)
+                      rc = ncclReduce(f + s.begin, f + s.begin, s.size(), ncclFloat32, rop, r, comm_, stream_);
+                  }
+                  const ncclResult_t end = ncclGroupEnd();
+                  return rc != ncclSuccess ? rc : end;
+                });
+    if (op == ReduceOp::Avg) scale(buf + mine.begin, mine.size(), 1.0f / static_cast<float>(W));
+  }
+
+  // shard_of's shards differ in size by one, which NCCL's AllGather (one count for all) cannot
+  // express: each shard is broadcast from its owner instead, all in one group. Bytes, so one
+  // code serves float and double.
+  template <typename T>
+  void host_all_gather(T* buf, size_t n) {
+    if (n == 0) return;
+    const int W = world();
+    over_device("host all-gather", buf, n * sizeof(T), true, 0, n * sizeof(T), [&](char* d) {
+      ncclResult_t rc = ncclGroupStart();
+      for (int r = 0; rc == ncclSuccess && r < W; ++r) {
+        const ShardRange s = shard_of(n, W, r);
+        char* p = d + s.begin * sizeof(T);
+        if (s.size() > 0) rc = ncclBroadcast(p, p, s.size() * sizeof(T), ncclUint8, r, comm_, stream_);
+      }
+      const ncclResult_t end = ncclGroupEnd();
+      return rc != ncclSuccess ? rc : end;
+    });
+  }
+
+  void host_broadcast(void* buf, size_t bytes, int root) {
+    OURO_CHECK(root >= 0 && root < world(), "host broadcast: root {} outside {} ranks", root, world());
+    if (bytes == 0) return;
+    const bool me = rank() == root;  // only the root's bytes travel; only the others take them
+    over_device("host broadcast", buf, bytes, me, 0, me ? 0 : bytes, [&](char* d) {
+      return ncclBroadcast(d, d, bytes, ncclUint8, root, comm_, stream_);
+    });
+  }
+
+  // A one-element all-reduce: it completes on no rank before every rank has joined it.
+  void host_barrier() {
+    float one = 1.0f;
+    over_device("barrier", &one, sizeof one, true, 0, 0, [&](char* d) {
+      return ncclAllReduce(d, d, 1, ncclFloat32, ncclSum, comm_, stream_);
+    });
+  }
+
+  template <typename T>
+  static void scale(T* p, size_t n, T by) {
+    for (size_t i = 0; i < n; ++i) p[i] *= by;
+  }
+
+  // Uploads `bytes` of host (when `upload`), runs enqueue(scratch) on the communicator's stream,
+  // waits for it as every collective is waited for, and downloads [back_off, back_off + back_bytes).
+  template <class Enqueue>
+  void over_device(const char* op, void* host, size_t bytes, bool upload, size_t back_off, size_t back_bytes,
+                   Enqueue&& enqueue) {
+    TraceRange trace(op);
+    Watchdog::Scope guard(*watchdog_, op);
+    char* d = scratch(std::max<size_t>(bytes, sizeof(double)));
+    if (upload && bytes) OURO_CUDA_CHECK(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, stream_));
+    check(enqueue(d), op);
+    wait(op, stream_);
+    // Downloaded only once the collective is known complete: a copy to pageable host memory
+    // blocks the host until the stream reaches it, which would bypass the timeout above.
+    if (back_bytes) {
+      OURO_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(host) + back_off, d + back_off, back_bytes,
+                                      cudaMemcpyDeviceToHost, stream_));
+      OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    if (scratch_bytes_ > kScratchKeep) release_scratch();
+  }
+
+  // The device buffer of the host collectives: grown on demand and kept (every step's loss
+  // reduction would otherwise allocate), except past kScratchKeep.
+  char* scratch(size_t bytes) {
+    if (bytes > scratch_bytes_) {
+      release_scratch();
+      void* p = nullptr;
+      OURO_CUDA_CHECK(cudaMalloc(&p, bytes));
+      scratch_ = static_cast<char*>(p);
+      scratch_bytes_ = bytes;
+    }
+    return scratch_;
+  }
+  void release_scratch() {
+    if (scratch_) OURO_CUDA_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    scratch_bytes_ = 0;
+  }
+
   // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it.
   template <class Enqueue>
   void run(const char* op, void* stream, Enqueue&& enqueue) {
@@ -234,7 +381,10 @@ class NcclComm final : public Communicator {
   }
 
   std::unique_ptr<Communicator> host_;
+  bool host_over_device_;  // host_ is the placeholder: the host collectives run over NCCL here
   double timeout_s_;
+  char* scratch_ = nullptr;  // device staging buffer of the host collectives
+  size_t scratch_bytes_ = 0;
   int device_ = 0;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;

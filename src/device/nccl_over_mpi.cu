@@ -5,14 +5,21 @@
 // Only the simt half holds it: the cuda half of this file is empty and links the real NCCL.
 //
 // Determinism: every reduction sums the ranks' contributions in rank order, in fp32 (bf16 inputs
-// are widened, summed in fp32 and rounded once to nearest-even at the end), and each element is
+// are widened, summed in fp32 and rounded once to nearest-even at the end; float64 in double,
+// for the host collectives that run over the device communicator), and each element is
 // reduced by exactly one rank and then copied to the others (reduce-scatter + all-gather), so
 // every rank ends with identical bits whatever MPI's own algorithms do.
 //
 // Calls run to completion before they return (MPI's blocking collectives; the emulator's stream
 // is synchronised first), so grouped calls need no deferral: every rank issues the same sequence.
-// Limits: float32/bfloat16 reductions (any type for broadcast and all-gather), 2^31-1 bytes per
-// rank per call (MPI's int counts), ranks = MPI_COMM_WORLD's processes (mpirun launches them).
+// Limits: float32/bfloat16/float64 reductions (any type for broadcast and all-gather), 2^31-1
+// bytes per rank per call (MPI's int counts), ranks = MPI_COMM_WORLD's processes (mpirun
+// launches them).
+//
+// MPI itself: a job without an MPI host communicator (dist.init = file/tcp/env) reaches
+// ncclCommInitRank with MPI not yet initialised; the shim then initialises it and finalises it
+// at exit, unless a communicator was aborted (a failing rank must not wait in MPI_Finalize for
+// peers that may sit in a collective; leaving without it makes mpirun end the job).
 #if defined(OURO_SIMT)
 
 #include <ouro/cuda.h>
@@ -20,9 +27,11 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -40,6 +49,14 @@ struct ncclComm {
 namespace {
 
 thread_local std::string t_last_error;
+
+std::atomic<bool> g_aborted{false};  // a communicator was aborted: leave without MPI_Finalize
+
+void finalize_owned_mpi() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && !g_aborted) MPI_Finalize();
+}
 
 ncclResult_t error(ncclResult_t rc, std::string msg) {
   t_last_error = "NCCL-over-MPI: " + std::move(msg);
@@ -105,8 +122,8 @@ void store(char* p, size_t i, float v, ncclDataType_t t) {
 }
 
 ncclResult_t check_reduction(ncclDataType_t t, ncclRedOp_t op) {
-  if (t != ncclFloat32 && t != ncclBfloat16)
-    return error(ncclInvalidArgument, "reductions support float32 and bfloat16 only");
+  if (t != ncclFloat32 && t != ncclBfloat16 && t != ncclFloat64)
+    return error(ncclInvalidArgument, "reductions support float32, bfloat16 and float64 only");
   if (op != ncclSum && op != ncclAvg && op != ncclMax && op != ncclMin)
     return error(ncclInvalidArgument, "reductions support sum, avg, max and min only");
   return ncclSuccess;
@@ -130,9 +147,27 @@ ncclResult_t sync(cudaStream_t s) {
                                                  : error(ncclUnhandledCudaError, "stream synchronise failed");
 }
 
+// The float64 version of the loop below: the host collectives' doubles, summed in double.
+void reduce_doubles_in_rank_order(const char* contrib, size_t count, int W, ncclRedOp_t op, char* out) {
+  for (size_t i = 0; i < count; ++i) {
+    double acc;
+    std::memcpy(&acc, contrib + 8 * i, 8);
+    for (int r = 1; r < W; ++r) {
+      double x;
+      std::memcpy(&x, contrib + (r * count + i) * 8, 8);
+      if (op == ncclMax) acc = x > acc || acc != acc ? x : acc;
+      else if (op == ncclMin) acc = x < acc || acc != acc ? x : acc;
+      else acc += x;
+    }
+    if (op == ncclAvg) acc /= static_cast<double>(W);
+    std::memcpy(out + 8 * i, &acc, 8);
+  }
+}
+
 // out[i] = op over ranks r = 0..W-1, in that order, of contrib[r * count + i].
 void reduce_in_rank_order(const char* contrib, size_t count, int W, ncclDataType_t t, ncclRedOp_t op,
                           char* out) {
+  if (t == ncclFloat64) return reduce_doubles_in_rank_order(contrib, count, W, op, out);
   const size_t esz = type_size(t);
   for (size_t i = 0; i < count; ++i) {
     float acc = load(contrib, i, t);
@@ -226,7 +261,13 @@ ncclResult_t ncclCommInitRank(ncclComm_t* out, int nranks, ncclUniqueId id, int 
   *out = nullptr;
   int inited = 0;
   MPI_Initialized(&inited);
-  if (!inited) return error(ncclInvalidUsage, "MPI is not initialised: run the ranks under mpirun");
+  if (!inited) {
+    // No MPI host communicator started it (dist.init = file/tcp/env): the shim needs MPI anyway.
+    int provided = 0;
+    if (int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided); rc != MPI_SUCCESS)
+      return mpi_error(rc, "MPI_Init_thread");
+    std::atexit(finalize_owned_mpi);
+  }
   if (std::memcmp(id.internal, kIdMagic, sizeof kIdMagic) != 0)
     return error(ncclInvalidArgument, "the unique id was not made by ncclGetUniqueId");
   int world = 0;
@@ -284,6 +325,7 @@ ncclResult_t ncclCommDestroy(ncclComm_t comm) {
 
 ncclResult_t ncclCommAbort(ncclComm_t comm) {
   // A peer may be gone: no collective call (MPI_Comm_free may synchronise), just let it go.
+  g_aborted = true;
   delete comm;
   return ncclSuccess;
 }

@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "common/trace.h"
-#include "dist/rendezvous.h"
+#include "dist/run_comm.h"
 #include "loop/loop.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
@@ -66,7 +66,10 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   OURO_CHECK(!cfg_.data.train.empty(), "{}: key 'data.train' is not set",
              cfg_.source.empty() ? "config" : cfg_.source);
   out_ = cfg_.run.out_dir;
-  comm_ = make_comm(default_transport(), cfg_.dist.timeout_s);
+  // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) a placeholder whose
+  // host collectives the device communicator below serves (src/dist/run_comm.h).
+  const RunCommOptions comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
+  comm_ = make_run_host_comm(comm_opts);
   if (lead()) {
     fs::create_directories(out_);
     attach_log_file(fs::path(out_) / "train.log");
@@ -76,16 +79,16 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
     logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
   }
   if (comm_->world() > 1) {
-    check_same_config();
-    if (cfg_.run.device != "cpu") {
-      // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
-      // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
-      // communicator stays for losses, checks, checkpoints.
-      comm_ = make_device_comm(std::move(comm_),
-                               resolve_rendezvous(cfg_.dist.init, cfg_.dist.init_path,
-                                                  cfg_.dist.init_addr, cfg_.dist.timeout_s),
-                               cfg_.dist.timeout_s);
-    }
+    // Every rank must run rank 0's config. Over MPI that is checked before NCCL starts: a rank
+    // whose run.device differed would otherwise issue a different first collective than the
+    // others. Without MPI the check needs the device communicator's collectives.
+    const bool check_first = comm_->has_host_collectives();
+    if (check_first) check_same_config();
+    // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
+    // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
+    // collectives (losses, checks, checkpoints) stay on MPI when there is one.
+    comm_ = add_run_device_comm(std::move(comm_), comm_opts);
+    if (!check_first) check_same_config();
     logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
                    cfg_.dist.zero);
   }

@@ -1,0 +1,40 @@
+// The communicator of a run, built in one place for `ouro train`, `bench train` and `bench comm`.
+//
+//   one process                      local
+//   run.device = cpu                 mpi (the cpu backend's collectives are MPI's; dist.init is
+//                                    unused, and a warning says so when it was set to file/tcp/env)
+//   device backend, dist.init = mpi  the device communicator (NCCL; NCCL-over-MPI on simt) around
+//                                    mpi, which serves the host collectives
+//   device backend, file/tcp/env     the device communicator around a placeholder: no MPI at all,
+//                                    the host collectives (losses, config check, evaluation,
+//                                    checkpoint gathers) run over NCCL too
+//
+// Two halves, so that a caller can check the ranks' agreement (the trainer's config check) on
+// the MPI communicator before NCCL is initialised; without MPI that check can only follow.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "ouro/comm.h"
+#include "ouro/config.h"
+
+namespace ouro {
+
+struct RunCommOptions {
+  std::string device = "cpu";  // run.device: cpu, cuda or simt ("" means cpu)
+  std::string init = "auto";   // dist.init and its arguments (src/dist/rendezvous.h)
+  std::string init_path, init_addr;
+  double timeout_s = 300;      // dist.timeout_s
+};
+RunCommOptions run_comm_options(const DistSection& dist, const std::string& device);
+
+// The first half: local, mpi, or the placeholder whose host collectives the device communicator
+// will serve (has_host_collectives() false until add_run_device_comm wraps it).
+std::unique_ptr<Communicator> make_run_host_comm(const RunCommOptions& o);
+// The second half: wraps `host` into the device communicator when the run has several ranks on
+// a device backend; otherwise returns it unchanged.
+std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const RunCommOptions& o);
+// Both halves.
+std::unique_ptr<Communicator> make_run_comm(const RunCommOptions& o);
+
+}  // namespace ouro
