@@ -11,23 +11,13 @@
 
 #include "ouro/model.h"
 #include "ouro/ops.h"
+#include "model_checks.h"
 
 using namespace ouro;
 
 namespace {
 
-double rel_err(const std::vector<float>& out, const std::vector<float>& ref, size_t begin = 0,
-               size_t n = SIZE_MAX) {
-  n = std::min(n, ref.size() - begin);
-  double num = 0, den = 0;
-  for (size_t i = begin; i < begin + n; ++i) {
-    if (!std::isfinite(out[i])) return INFINITY;
-    const double d = double(out[i]) - double(ref[i]);
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using ouro::test::rel_err;
 
 // Head dim 32 (the tensor-core attention kernels), ragged T and vocabulary.
 GPT2Config config(PosEncoding pos) {
@@ -97,23 +87,8 @@ TEST_P(DevicePos, KvDecodingMatchesTheFullForward) {
   GPT2 m(cfg, *dev, B, T), ref(cfg, *cpu, B, T);
   m.set_params(params(cfg));
   ref.set_params(params(cfg));
-  const auto full = ref.forward_logits(tokens.data(), B, T);
-  const size_t Vp = cfg.padded_vocab();
-  m.kv_reset();
-  int pos = 0;
-  for (int n : {5, 1, 1, 3, 1, 9}) {
-    std::vector<int> chunk;
-    for (int b = 0; b < B; ++b)
-      for (int t = pos; t < pos + n; ++t) chunk.push_back(tokens[b * T + t]);
-    m.kv_step(chunk.data(), B, n);
-    pos += n;
-    const auto got = m.kv_logits();
-    for (int b = 0; b < B; ++b) {
-      const float* row = full.data() + (size_t(b) * T + pos - 1) * Vp;
-      const std::vector<float> r(row, row + Vp), o(got.begin() + ptrdiff_t(b * Vp), got.begin() + ptrdiff_t((b + 1) * Vp));
-      EXPECT_LT(rel_err(o, r), 2e-2) << "row " << b << " position " << pos - 1;
-    }
-  }
+  ouro::test::expect_kv_decoding_matches(m, ref.forward_logits(tokens.data(), B, T), tokens, B, T, {5, 1, 1, 3, 1, 9},
+                                         2e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(NoneAndRope, DevicePos, ::testing::Values(PosEncoding::none, PosEncoding::rope),
