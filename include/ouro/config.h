@@ -75,6 +75,8 @@ struct DistSection {
   // How the device backends' ranks exchange NCCL's unique id (src/dist/rendezvous.h):
   // auto (mpi under mpirun, else env when $OURO_INIT_ADDR/$MASTER_ADDR is set, else mpi),
   // mpi, file (init_path on a shared file system), tcp (rank 0 listens on init_addr), env.
+  // file/tcp/env: no MPI at all on the device backends (the host collectives go over NCCL);
+  // unused on cpu, whose collectives are MPI's.
   std::string init = "auto";
   std::string init_path = "";  // dist.init = file
   std::string init_addr = "";  // dist.init = tcp: host:port
