@@ -30,17 +30,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr double kInvPi = 0.31830988618379067154;
 
-// sin(pi x), cos(pi x) in double for |x| <= 1. The emulator has no sincospi (not in libm): there
-// the host sin/cos of pi x serve, which differ from it by about one double rounding.
-__device__ __forceinline__ void sincospi_double(double x, double* s, double* c) {
-#if defined(OURO_SIMT)
-  *s = std::sin(3.14159265358979323846 * x);
-  *c = std::cos(3.14159265358979323846 * x);
-#else
-  sincospi(x, s, c);
-#endif
-}
-
 // 8 blocks of 256 per SM (full occupancy): caps the kernel at 32 registers, which sm_80 would
 // otherwise exceed by three (75% occupancy) for a kernel whose only cost is memory latency.
 template <bool kBackward>
@@ -57,7 +46,7 @@ __global__ void __launch_bounds__(kThreads, 8)
     const double turns = pos * exp2(-2.0 * i / hd * log2_theta) * kInvPi;
     const double r = turns - 2.0 * rint(0.5 * turns);
     double s = 0, c = 0;
-    sincospi_double(r, &s, &c);
+    sincospi(r, &s, &c);
     const float cs = float(c), sn = kBackward ? -float(s) : float(s);
     bf16* row = qkv + n * 3 * size_t(C);
     for (int part = 0; part < 2; part++) {  // q, then k

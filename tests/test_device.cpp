@@ -27,24 +27,14 @@
 #include "ouro/data.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
+#include "model_checks.h"
 #include "test_support.h"
 
 using namespace ouro;
 
 namespace {
 
-double rel_err(const std::vector<float>& out, const std::vector<float>& ref, size_t begin = 0,
-               size_t n = SIZE_MAX) {
-  n = std::min(n, ref.size() - begin);
-  double num = 0, den = 0;
-  for (size_t i = begin; i < begin + n; ++i) {
-    if (!std::isfinite(out[i])) return INFINITY;
-    const double d = double(out[i]) - double(ref[i]);
-    num += d * d;
-    den += double(ref[i]) * double(ref[i]);
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using ouro::test::rel_err;
 
 // Two layers, head dim 32 (the tiny config's), a ragged sequence length and vocabulary.
 GPT2Config small_config() {

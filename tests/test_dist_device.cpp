@@ -47,6 +47,15 @@ std::string mpirun(int np) {
          " ";
 }
 
+// How many ranks of an mpirun'd gtest worker ran its one test and passed (a rank that filtered
+// it out or skipped it prints no such line).
+int ranks_passed(const std::string& out) {
+  int passed = 0;
+  for (size_t p = out.find("[  PASSED  ] 1 test"); p != std::string::npos; p = out.find("[  PASSED  ] 1 test", p + 1))
+    ++passed;
+  return passed;
+}
+
 // A port nobody listens on right now (the kernel's pick, released again).
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -246,12 +255,7 @@ TEST(NcclOverMpi, CollectivesMatchExactSumsOnEveryRank) {
     auto r = run_shell(mpirun(np) + self + " --gtest_color=no --gtest_also_run_disabled_tests "
                        "--gtest_filter=NcclOverMpiWorker.DISABLED_Collectives", log);
     EXPECT_EQ(r.code, 0) << r.out;
-    // Every rank ran the worker (it was neither filtered out nor skipped) and passed.
-    size_t passed = 0;
-    for (size_t p = r.out.find("[  PASSED  ] 1 test"); p != std::string::npos;
-         p = r.out.find("[  PASSED  ] 1 test", p + 1))
-      ++passed;
-    EXPECT_EQ(passed, static_cast<size_t>(np)) << r.out;
+    EXPECT_EQ(ranks_passed(r.out), np) << r.out;
   }
   fs::remove(log);
 }
@@ -401,11 +405,7 @@ TEST(NcclOverMpi, HostCollectivesWithoutMpi) {
                        "--gtest_filter=NcclOverMpiWorker.DISABLED_HostCollectivesOverTheDevice",
                        tmp / "log");
     EXPECT_EQ(r.code, 0) << r.out;
-    size_t passed = 0;
-    for (size_t p = r.out.find("[  PASSED  ] 1 test"); p != std::string::npos;
-         p = r.out.find("[  PASSED  ] 1 test", p + 1))
-      ++passed;
-    EXPECT_EQ(passed, static_cast<size_t>(np)) << r.out;
+    EXPECT_EQ(ranks_passed(r.out), np) << r.out;
     EXPECT_FALSE(fs::exists(id)) << "rank 0 removes the rendezvous file";
   }
   fs::remove_all(tmp);

@@ -670,6 +670,42 @@ TEST(SimtIntrinsics, BitOperations) {
   EXPECT_EQ(__saturatef(NAN), 0.0f);
 }
 
+// sincospi against long double sin/cos of pi x, and exactly 0, +-1 at the half turns (where a
+// plain sin(pi * x) is off by pi's rounding: sin(pi) = 1.2e-16).
+TEST(SimtIntrinsics, SinCosPi) {
+  for (int k = -12; k <= 12; ++k) {
+    double s, c;
+    sincospi(k * 0.5, &s, &c);
+    const int q = ((k % 4) + 4) % 4;
+    EXPECT_EQ(s, q == 1 ? 1.0 : q == 3 ? -1.0 : 0.0) << k;
+    EXPECT_EQ(c, q == 0 ? 1.0 : q == 2 ? -1.0 : 0.0) << k;
+    EXPECT_FALSE(std::signbit(q % 2 ? c : s)) << "the zero is +0, as on the device: " << k;
+    float sf, cf;
+    sincospif(k * 0.5f, &sf, &cf);
+    EXPECT_EQ(sf, static_cast<float>(s)) << k;
+    EXPECT_EQ(cf, static_cast<float>(c)) << k;
+  }
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> u(-3000.0, 3000.0);
+  const long double pi = 3.141592653589793238462643383279502884L;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = i < 10 ? (i - 5) * 1e-9 : u(rng);
+    // The exact reduction in long double: x - 2 round(x / 2) is exact for doubles.
+    const long double r = static_cast<long double>(x) - 2.0L * std::nearbyint(static_cast<long double>(x) / 2.0L);
+    const long double es = std::sin(pi * r), ec = std::cos(pi * r);
+    double s, c;
+    sincospi(x, &s, &c);
+    EXPECT_NEAR(s, static_cast<double>(es), 4e-16) << x;
+    EXPECT_NEAR(c, static_cast<double>(ec), 4e-16) << x;
+    float sf, cf;
+    const float xf = static_cast<float>(x);
+    sincospif(xf, &sf, &cf);
+    const long double rf = static_cast<long double>(xf) - 2.0L * std::nearbyint(static_cast<long double>(xf) / 2.0L);
+    EXPECT_NEAR(sf, static_cast<double>(std::sin(pi * rf)), 3e-7) << xf;
+    EXPECT_NEAR(cf, static_cast<double>(std::cos(pi * rf)), 3e-7) << xf;
+  }
+}
+
 // ---- run orders and OS threads ------------------------------------------------------------------
 
 __global__ void record_order(unsigned* ticket, unsigned* thread_seq, unsigned* block_seq) {

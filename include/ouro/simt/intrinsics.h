@@ -45,6 +45,25 @@ inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 #endif
 inline float exp10f(float x) { return std::pow(10.0f, x); }
 
+// CUDA's sincospi / sincospif: sin(pi x) and cos(pi x), which libm lacks. x = n/2 + r with
+// |r| <= 1/4 (both steps exact), one multiplication by pi, then the quarter turn n picks the
+// sign and the function: exact at every multiple of 1/2 (sin(pi) = 0, not 1.2e-16) like the
+// device's, and otherwise within a few ulps of it. `0 - v` keeps the device's +0 (not -0).
+template <class T>
+inline void ouro_simt_sincospi(T x, T* s, T* c) {
+  const T n = std::nearbyint(T(2) * x);
+  const T r = x - T(0.5) * n;
+  const T sr = std::sin(T(3.14159265358979323846) * r), cr = std::cos(T(3.14159265358979323846) * r);
+  switch ((static_cast<long long>(std::fmod(n, T(4))) % 4 + 4) % 4) {
+    case 0: *s = sr, *c = cr; break;
+    case 1: *s = cr, *c = T(0) - sr; break;
+    case 2: *s = T(0) - sr, *c = T(0) - cr; break;
+    default: *s = T(0) - cr, *c = sr; break;
+  }
+}
+inline void sincospi(double x, double* s, double* c) { ouro_simt_sincospi(x, s, c); }
+inline void sincospif(float x, float* s, float* c) { ouro_simt_sincospi(x, s, c); }
+
 // CUDA's global min/max overloads for device code (usual arithmetic conversions, like nvcc's).
 template <class A, class B>
   requires(std::is_arithmetic_v<A> && std::is_arithmetic_v<B>)
