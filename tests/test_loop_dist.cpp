@@ -58,7 +58,7 @@ class LoopDist : public ScratchDirTest {
                "\"\n[run]\nthreads = 1\n[dist]\ntimeout_s = 30\n"
                "[loop]\nrounds = 2\nstart_step = 0\nround_steps = 4\nprompts = 5\nk = 3\n"
                "prompt_tokens = 8\nmax_new_tokens = 8\nscorer = \"ref_logprob\"\nref = \"lagged\"\n"
-               "guard_tolerance = 10.0\nper_prompt_cap = 3\ndedup_threshold = 1.1\n";
+               "guard_tolerance = 10.0\ndiversity_guard = 0.0\nper_prompt_cap = 3\ndedup_threshold = 1.1\n";
   }
   // np = 0: a plain one-rank process with twice the per-rank batch.
   CmdResult train(int np, const std::string& name, const std::string& extra = "") {

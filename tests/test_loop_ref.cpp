@@ -229,7 +229,7 @@ class RefLoop : public ouro::test::ScratchDirTest {
                "\"\n[run]\nthreads = 1\n[checkpoint]\nevery = 1\nkeep = 0\n"
                "[loop]\nrounds = 3\nstart_step = 10\nround_steps = 10\nprompts = 4\nk = 4\n"
                "prompt_tokens = 8\nmax_new_tokens = 8\nscorer = \"ref_logprob\"\nref = \"lagged\"\n"
-               "ref_lag = 1\nguard_tolerance = 10.0\nper_prompt_cap = 4\ndedup_threshold = 1.1\n";
+               "ref_lag = 1\nguard_tolerance = 10.0\ndiversity_guard = 0.0\nper_prompt_cap = 4\ndedup_threshold = 1.1\n";
   }
   ouro::test::CmdResult train(const std::string& name, const std::string& extra = "") {
     return ouro::test::run_shell(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +

@@ -117,6 +117,54 @@ TEST_F(LoopText, BpeSamplesAreDecodedByTheRunsTokenizer) {
   EXPECT_GT(n_samples, 0);
 }
 
+// Every guard rolls a round back on its own and names itself; the diversity guard compares
+// with the real continuations of the round's prompts (text rounds have them).
+TEST_F(LoopText, DiversityAndAcceptRateGuardsRollBack) {
+  auto rounds_of = [&](const std::string& name) {
+    std::vector<nlohmann::json> v;
+    std::ifstream in(dir / name / "rounds.jsonl");
+    for (std::string line; std::getline(in, line);) v.push_back(nlohmann::json::parse(line));
+    return v;
+  };
+  auto has = [](const nlohmann::json& r, const char* guard) {
+    for (const auto& g : r["guards_failed"]) if (g == guard) return true;
+    return false;
+  };
+  ASSERT_EQ(train("ok", "--set loop.diversity_guard=0").code, 0);
+  for (const auto& r : rounds_of("ok")) {
+    EXPECT_EQ(r["committed"], true) << r.dump();
+    EXPECT_TRUE(r["guards_failed"].empty()) << r.dump();
+  }
+  // Greedy samples: a prompt's K = 2 samples are the same text, so with dedup and the
+  // repetition filter off their self-BLEU is ~1, far below the real continuations' novelty.
+  ASSERT_EQ(train("div", "--set loop.temperature=0 --set loop.dedup_threshold=1.1 --set loop.max_repeat=1.0").code,
+            0);
+  const auto div = rounds_of("div");
+  ASSERT_EQ(div.size(), 2u);
+  for (const auto& r : div) {
+    EXPECT_GT(r["accepted"].get<int>(), 1) << r.dump();
+    EXPECT_GT(r["self_bleu"].get<double>(), 0.9) << r.dump();
+    EXPECT_LT(r["real_self_bleu"].get<double>(), 0.9) << r.dump();
+    EXPECT_TRUE(has(r, "diversity")) << r.dump();
+    EXPECT_EQ(r["rolled_back"], true) << r.dump();
+  }
+  // The band keeps at most half of the samples: an accept rate of at least 0.9 cannot hold.
+  ASSERT_EQ(train("rate", "--set loop.scorer=logprob_band --set loop.accept_min=0.9").code, 0);
+  const auto rate = rounds_of("rate");
+  ASSERT_EQ(rate.size(), 2u);
+  for (const auto& r : rate) {
+    EXPECT_LT(r["accept_rate"].get<double>(), 0.9) << r.dump();
+    EXPECT_TRUE(has(r, "accept_rate")) << r.dump();
+    EXPECT_EQ(r["rolled_back"], true) << r.dump();
+    EXPECT_EQ(r["step_end"], r["step_start"]) << r.dump();
+  }
+  EXPECT_DOUBLE_EQ(rate[1]["syn_frac"].get<double>(), rate[0]["syn_frac"].get<double>() / 2);
+  // Bounds out of order are refused naming the key.
+  auto bad = train("bad", "--set loop.accept_min=0.8 --set loop.accept_max=0.2");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("loop.accept_min"), std::string::npos) << bad.out;
+}
+
 TEST_F(LoopText, AModelOfAnotherVocabularyNeedsItsTokenizer) {
   auto r = train("notok", "--set data.tokenizer=\"\"");
   EXPECT_NE(r.code, 0);

@@ -116,7 +116,10 @@ struct LoopSection {
   int reuse_limit = 8;          // a sample leaves the buffer after this many rounds of use
   double guard_tolerance = 0.02;   // relative worsening of val loss (and tail) that rolls back
   double tail_frac = 0.1;          // the hardest fraction of validation windows
-  double accept_min = 0.0, accept_max = 1.0;  // accept-rate bounds (outside: flagged in records)
+  double accept_min = 0.0, accept_max = 1.0;  // accept-rate bounds (outside: the round rolls back)
+  // The accepted samples must keep this fraction of the real continuations' diversity
+  // (distinct-2 and 1 - self-BLEU), text rounds only; 0: off.
+  double diversity_guard = 0.5;
 };
 
 struct Config {

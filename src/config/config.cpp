@@ -72,7 +72,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(loop, buffer_tokens, Int64),  OURO_KEY(loop, evict, String),
       OURO_KEY(loop, reuse_limit, Int),      OURO_KEY(loop, guard_tolerance, Float),
       OURO_KEY(loop, tail_frac, Float),      OURO_KEY(loop, accept_min, Float),
-      OURO_KEY(loop, accept_max, Float),
+      OURO_KEY(loop, accept_max, Float),     OURO_KEY(loop, diversity_guard, Float),
   };
   return keys;
 }
@@ -374,6 +374,9 @@ void Config::validate() const {
   need(loop.reuse_limit > 0, "loop.reuse_limit", "must be positive");
   need(loop.guard_tolerance >= 0, "loop.guard_tolerance", "must be >= 0");
   need(loop.tail_frac > 0 && loop.tail_frac <= 1, "loop.tail_frac", "must be in (0, 1]");
+  need(loop.diversity_guard >= 0 && loop.diversity_guard <= 1, "loop.diversity_guard", "must be in [0, 1]");
+  need(loop.accept_min >= 0 && loop.accept_min <= loop.accept_max && loop.accept_max <= 1, "loop.accept_min",
+       "need 0 <= loop.accept_min <= loop.accept_max <= 1");
 }
 
 }  // namespace ouro

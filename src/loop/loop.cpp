@@ -359,20 +359,6 @@ class Loop {
     }
     const EvalResult after = s_.evaluate_val();
 
-    // Guards: the real held-out loss, overall and on its hardest tail, must not worsen.
-    const double tol = L_.guard_tolerance;
-    const bool worse = after.loss > before.loss * (1 + tol) || after.tail_loss > before.tail_loss * (1 + tol);
-    const bool rolled_back = (worse || fault_rollback_.count(round_)) && L_.mode != "baseline";
-    if (rolled_back) {
-      s_.restore(snap);
-      buffer_.from_json(buffer_before);
-      syn_frac_ = syn_before / 2;
-      logger()->warn("round {}: val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}) worse by more than {}: "
-                     "rolled back to step {}, syn_frac {} -> {}",
-                     round_, before.loss, after.loss, before.tail_loss, after.tail_loss, tol, start,
-                     syn_before, syn_frac_);
-    }
-
     std::vector<Tokens> acc_gen, real_ref;
     std::vector<double> self_scores, ref_scores, ref_accepted, ref_rejected;
     std::vector<int> labels;
@@ -383,6 +369,39 @@ class Loop {
       if (!c.reference.empty() && c.sample == 0) real_ref.push_back(c.reference);
       if (c.verified >= 0) self_scores.push_back(c.mean_logprob), ref_scores.push_back(c.ref_logprob), labels.push_back(c.verified);
       if (std::isfinite(c.ref_logprob)) (c.accepted ? ref_accepted : ref_rejected).push_back(c.ref_logprob);
+    }
+    const double distinct_2 = distinct_n(acc_gen, 2), real_distinct_2 = distinct_n(real_ref, 2);
+    const double self_bleu = acc_gen.size() > 1 ? mean_bleu(acc_gen, acc_gen, true) : 0.0;
+    const double real_self_bleu = real_ref.size() > 1 ? mean_bleu(real_ref, real_ref, true) : 0.0;
+    const double accept_rate = generated ? static_cast<double>(accepted) / static_cast<double>(generated) : 0.0;
+
+    // Guards, each a reason to roll back: the real held-out loss, overall or on its hardest tail,
+    // worse by more than guard_tolerance; the accepted samples' diversity below diversity_guard
+    // of the real continuations' (distinct-2, and novelty = 1 - self-BLEU; only where the round
+    // has real text to compare, not for tasks); the accept rate outside [accept_min, accept_max].
+    const double tol = L_.guard_tolerance;
+    std::vector<std::string> reasons;
+    if (after.loss > before.loss * (1 + tol) || after.tail_loss > before.tail_loss * (1 + tol))
+      reasons.push_back("val_loss");
+    if (L_.diversity_guard > 0 && acc_gen.size() > 1 && real_ref.size() > 1 &&
+        (distinct_2 < L_.diversity_guard * real_distinct_2 ||
+         1 - self_bleu < L_.diversity_guard * (1 - real_self_bleu)))
+      reasons.push_back("diversity");
+    if (generated > 0 && (accept_rate < L_.accept_min || accept_rate > L_.accept_max)) reasons.push_back("accept_rate");
+    if (fault_rollback_.count(round_)) reasons.push_back("fault_injection");
+    const bool rolled_back = !reasons.empty() && L_.mode != "baseline";
+    if (rolled_back) {
+      std::string why;
+      for (const auto& r : reasons) why += (why.empty() ? "" : ", ") + r;
+      s_.restore(snap);
+      buffer_.from_json(buffer_before);
+      syn_frac_ = syn_before / 2;
+      logger()->warn("round {} rolled back to step {} ({}): val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}, "
+                     "tolerance {}), distinct-2 {:.3f} vs real {:.3f}, self-BLEU {:.3f} vs real {:.3f}, "
+                     "accept rate {:.2f}; syn_frac {} -> {}",
+                     round_, start, why, before.loss, after.loss, before.tail_loss,
+                     after.tail_loss, tol, distinct_2, real_distinct_2, self_bleu, real_self_bleu, accept_rate,
+                     syn_before, syn_frac_);
     }
     const double step_flops = s_.step_flops();
     rec.update({
@@ -395,9 +414,8 @@ class Loop {
                    {"score", score_flops}}},
         {"generated", generated},
         {"accepted", accepted},
-        {"accept_rate", generated ? static_cast<double>(accepted) / generated : 0.0},
-        {"accept_rate_in_bounds", generated == 0 || (static_cast<double>(accepted) / generated >= L_.accept_min &&
-                                                     static_cast<double>(accepted) / generated <= L_.accept_max)},
+        {"accept_rate", accept_rate},
+        {"accept_rate_in_bounds", generated == 0 || (accept_rate >= L_.accept_min && accept_rate <= L_.accept_max)},
         {"rejected_by", rejected_by},
         {"syn_frac", syn_before},
         {"syn_rows", rows * comm.world()},  // of the global batch
@@ -408,13 +426,14 @@ class Loop {
         {"val_loss", after.loss},
         {"val_loss_tail", after.tail_loss},
         {"distinct_1", distinct_n(acc_gen, 1)},
-        {"distinct_2", distinct_n(acc_gen, 2)},
+        {"distinct_2", distinct_2},
         {"distinct_3", distinct_n(acc_gen, 3)},
-        {"self_bleu", acc_gen.size() > 1 ? mean_bleu(acc_gen, acc_gen, true) : 0.0},
-        {"real_distinct_2", distinct_n(real_ref, 2)},
-        {"real_self_bleu", real_ref.size() > 1 ? mean_bleu(real_ref, real_ref, true) : 0.0},
+        {"self_bleu", self_bleu},
+        {"real_distinct_2", real_distinct_2},
+        {"real_self_bleu", real_self_bleu},
         {"committed", !rolled_back},
         {"rolled_back", rolled_back},
+        {"guards_failed", reasons},  // why it was rolled back (baseline: recorded, never rolled back)
     });
     if (!labels.empty()) rec["probe_auroc"] = auroc(self_scores, labels);
     if (ref_ && L_.mode != "baseline") {
