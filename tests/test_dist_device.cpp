@@ -326,7 +326,7 @@ TEST(NcclOverMpiWorker, DISABLED_HostCollectivesOverTheDevice) {
   rv.method = "file";
   rv.path = path;
   rv.timeout_s = 60;
-  auto host = ouro::make_placeholder_comm();
+  auto host = ouro::make_launcher_ranks_comm();
   ASSERT_FALSE(host->has_host_collectives());
   auto comm = ouro::make_device_comm(std::move(host), rv, 60);
   EXPECT_EQ(comm->name(), "nccl-over-mpi (host collectives over nccl-over-mpi)");
@@ -411,10 +411,10 @@ TEST(NcclOverMpi, HostCollectivesWithoutMpi) {
   fs::remove_all(tmp);
 }
 
-TEST(PlaceholderComm, KnowsTheRanksAndRefusesCollectivesNamingThem) {
+TEST(LauncherRanksComm, KnowsTheRanksAndRefusesCollectivesNamingThem) {
   ::setenv("RANK", "1", 1), ::setenv("WORLD_SIZE", "2", 1), ::setenv("LOCAL_RANK", "1", 1);
   const bool launched = ouro::detect_dist_env().launcher != "env";  // under a real launcher: its ranks
-  auto c = ouro::make_placeholder_comm();
+  auto c = ouro::make_launcher_ranks_comm();
   if (!launched) {
     EXPECT_EQ(c->rank(), 1);
     EXPECT_EQ(c->world(), 2);
@@ -424,7 +424,7 @@ TEST(PlaceholderComm, KnowsTheRanksAndRefusesCollectivesNamingThem) {
   float x = 1;
   try {
     c->all_reduce(&x, 1, ouro::ReduceOp::Sum);
-    ADD_FAILURE() << "the placeholder reduced";
+    ADD_FAILURE() << "the launcher-ranks communicator reduced";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("host all-reduce before the device communicator exists"),
               std::string::npos) << e.what();

@@ -57,8 +57,8 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int world() const = 0;
   virtual int local_rank() const = 0;
-  // False only for the placeholder (make_placeholder_comm) that stands in for the host transport
-  // until a device communicator wraps it and serves the host collectives itself.
+  // False only for the launcher-ranks communicator (make_launcher_ranks_comm), which stands in
+  // for the host transport until a device communicator wraps it and serves the host collectives.
   virtual bool has_host_collectives() const { return true; }
 
   // In place over n fp32 elements of host memory.
@@ -109,13 +109,11 @@ class Communicator {
 // "local" (world 1) or "mpi". timeout_s: a collective that does not finish in time (a peer
 // died or hung) aborts the whole job with a message naming this rank and the operation.
 std::unique_ptr<Communicator> make_comm(const std::string& transport, double timeout_s);
-// "mpi" when the environment says this process is one of several, else "local".
-std::string default_transport();
 // No host transport at all: rank, world and local rank from the launcher's environment
 // (detect_dist_env), has_host_collectives() false, and every collective fails naming itself.
 // make_device_comm wraps it into a device communicator that serves the host collectives over
 // the device, so a job needs no MPI (dist.init = file, tcp or env).
-std::unique_ptr<Communicator> make_placeholder_comm();
+std::unique_ptr<Communicator> make_launcher_ranks_comm();
 
 // ---- the device communicator (NCCL on cuda, NCCL-over-MPI on simt) ----
 
@@ -129,9 +127,9 @@ struct RendezvousOptions {
 
 // Wraps `host` with device collectives for the backend linked into this binary; binds this
 // rank's GPU by local rank first. `host` keeps serving the host collectives, unless it is the
-// placeholder (has_host_collectives() false): then the device communicator stages host buffers
-// through device memory and runs them as NCCL collectives too (rv must not be mpi then). Fails
-// clearly when the binary has no device backend.
+// launcher-ranks communicator (has_host_collectives() false): then the device communicator
+// stages host buffers through device memory and runs them as NCCL collectives too (rv must not
+// be mpi then). Fails clearly when the binary has no device backend.
 std::unique_ptr<Communicator> make_device_comm(std::unique_ptr<Communicator> host,
                                                const RendezvousOptions& rv, double timeout_s);
 // Called by the device half's registration object (src/device/nccl_comm.cu).

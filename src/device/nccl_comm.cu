@@ -8,8 +8,9 @@
 // host (NCCL-over-MPI's MPI calls block).
 //
 // Host collectives go to the wrapped host communicator (MPI), except when that is the
-// placeholder of a job without MPI (dist.init = file/tcp/env): then they run here, over NCCL, on
-// a device scratch buffer (upload, collective, download) under the same polling and timeout.
+// launcher-ranks communicator of a job without MPI (dist.init = file/tcp/env): then they run
+// here, over NCCL, on a device scratch buffer (upload, collective, download) under the same
+// polling and timeout.
 #include <ouro/cuda.h>
 
 #include <nccl.h>
@@ -381,7 +382,7 @@ class NcclComm final : public Communicator {
   }
 
   std::unique_ptr<Communicator> host_;
-  bool host_over_device_;  // host_ is the placeholder: the host collectives run over NCCL here
+  bool host_over_device_;  // host_ only knows the ranks: the host collectives run over NCCL here
   double timeout_s_;
   char* scratch_ = nullptr;  // device staging buffer of the host collectives
   size_t scratch_bytes_ = 0;

@@ -47,6 +47,4 @@ ShardRange shard_of(size_t n, int world, int r) {
   return {begin, begin + base + (rr < extra ? 1 : 0)};
 }
 
-std::string default_transport() { return detect_dist_env().world > 1 ? "mpi" : "local"; }
-
 }  // namespace ouro

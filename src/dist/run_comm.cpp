@@ -37,7 +37,7 @@ std::unique_ptr<Communicator> make_run_host_comm(const RunCommOptions& o) {
   }
   // Resolved here too, so that a bad dist.init fails before MPI starts.
   if (rendezvous_of(o).method == "mpi") return make_comm("mpi", o.timeout_s);
-  return make_placeholder_comm();
+  return make_launcher_ranks_comm();
 }
 
 std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const RunCommOptions& o) {

@@ -5,9 +5,9 @@
 //                                    unused, and a warning says so when it was set to file/tcp/env)
 //   device backend, dist.init = mpi  the device communicator (NCCL; NCCL-over-MPI on simt) around
 //                                    mpi, which serves the host collectives
-//   device backend, file/tcp/env     the device communicator around a placeholder: no MPI at all,
-//                                    the host collectives (losses, config check, evaluation,
-//                                    checkpoint gathers) run over NCCL too
+//   device backend, file/tcp/env     the device communicator around the launcher-ranks
+//                                    communicator: no MPI at all, the host collectives (losses,
+//                                    config check, evaluation, checkpoint gathers) run over NCCL too
 //
 // Two halves, so that a caller can check the ranks' agreement (the trainer's config check) on
 // the MPI communicator before NCCL is initialised; without MPI that check can only follow.
@@ -28,8 +28,8 @@ struct RunCommOptions {
 };
 RunCommOptions run_comm_options(const DistSection& dist, const std::string& device);
 
-// The first half: local, mpi, or the placeholder whose host collectives the device communicator
-// will serve (has_host_collectives() false until add_run_device_comm wraps it).
+// The first half: local, mpi, or the launcher-ranks communicator whose host collectives the
+// device communicator will serve (has_host_collectives() false until add_run_device_comm wraps it).
 std::unique_ptr<Communicator> make_run_host_comm(const RunCommOptions& o);
 // The second half: wraps `host` into the device communicator when the run has several ranks on
 // a device backend; otherwise returns it unchanged.

@@ -66,8 +66,8 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   OURO_CHECK(!cfg_.data.train.empty(), "{}: key 'data.train' is not set",
              cfg_.source.empty() ? "config" : cfg_.source);
   out_ = cfg_.run.out_dir;
-  // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) a placeholder whose
-  // host collectives the device communicator below serves (src/dist/run_comm.h).
+  // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) the launcher-ranks
+  // communicator, whose host collectives the device communicator below serves (src/dist/run_comm.h).
   const RunCommOptions comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
   comm_ = make_run_host_comm(comm_opts);
   if (lead()) {

@@ -1,7 +1,7 @@
-// The placeholder communicator of a job without MPI (dist.init = file, tcp or env on a device
+// The launcher-ranks communicator of a job without MPI (dist.init = file, tcp or env on a device
 // backend): it knows where this process sits, from the launcher's environment, and nothing else.
 // The device communicator that wraps it (src/device/nccl_comm.cu) serves the host collectives
-// over NCCL; a collective reaching the placeholder itself is a bug in the caller's order (a host
+// over NCCL; a collective reaching this communicator itself is a bug in the caller's order (a host
 // collective before the device communicator exists), so it fails naming the operation.
 #include "ouro/comm.h"
 #include "ouro/error.h"
@@ -9,10 +9,10 @@
 namespace ouro {
 namespace {
 
-class PlaceholderComm final : public Communicator {
+class LauncherRanksComm final : public Communicator {
  public:
-  PlaceholderComm() : env_(detect_dist_env()) {}
-  std::string name() const override { return "placeholder (ranks from " + env_.launcher + ")"; }
+  LauncherRanksComm() : env_(detect_dist_env()) {}
+  std::string name() const override { return "launcher ranks (from " + env_.launcher + ")"; }
   int rank() const override { return env_.rank; }
   int world() const override { return env_.world; }
   int local_rank() const override { return env_.local_rank; }
@@ -39,6 +39,6 @@ class PlaceholderComm final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_placeholder_comm() { return std::make_unique<PlaceholderComm>(); }
+std::unique_ptr<Communicator> make_launcher_ranks_comm() { return std::make_unique<LauncherRanksComm>(); }
 
 }  // namespace ouro
