@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # The distribution packages that programs need at run time, derived from the programs themselves.
 #
-#   docker/runtime-packages.sh PROGRAM...          one "package=version" a line on stdout: the package
-#                                                  owning each program and each shared library it loads
-#   docker/runtime-packages.sh --check PROGRAM...  exit 1 naming every shared library that does not
-#                                                  resolve here (run in the image's runtime stage)
+#   docker/runtime-packages.sh [--base DIR] PROGRAM...
+#        one package NAME a line on stdout (sorted, no versions): the package owning each program
+#        and each shared library it loads, less the packages installed in the dpkg database DIR
+#        (a copy of the runtime base image's /var/lib/dpkg: DIR/status is all that is read)
+#   docker/runtime-packages.sh --check PROGRAM...
+#        exit 1 naming every shared library that does not resolve here (run in the image's
+#        runtime stage, after the install)
 #
 # Why: the Dockerfile's build stage installs everything through tools/setup.sh, the one package list.
 # Its runtime stage must not keep a second, hand-written list of the same libraries (whose names
-# differ between Debian and Ubuntu, e.g. Ubuntu 24.04's *t64 renames), so it installs exactly the
-# packages, at exactly the versions, that the build stage linked `ouro` against.
+# differ between Debian and Ubuntu, e.g. Ubuntu 24.04's *t64 renames), so it installs the packages
+# that the build stage linked `ouro` against, by name.
 #
-# Not listed (the image's base and the host provide them):
+# Names, never versions: the runtime stage runs its own `apt-get update`, and the archive drops a
+# package's old version as soon as an update replaces it (libc6, libstdc++6, zlib1g: weeks), so a
+# pinned `libfoo=1.2-3` stops the build with "Version ... was not found". Ubuntu keeps the
+# libraries' sonames stable within a release, so the name is what matters.
+# Less the runtime base's packages: they are there already (libc6, libstdc++6, and NVIDIA's
+# libcudnn9-cuda-13 and libnccl2, which the base image holds at its own versions); asking for them
+# again would at best upgrade the base under ouro and at worst fail on "Held packages were changed".
+#
+# Never listed (the image's base and the host provide them, whatever --base says):
 #   /usr/local/cuda*           the CUDA libraries of the nvidia/cuda runtime image
 #   libcuda.so*, libnvidia-*   the driver, mounted into the container by the NVIDIA container toolkit
 set -euo pipefail
@@ -63,13 +74,30 @@ libraries_of() {
        $1 ~ /^\// { print $1 }' <<<"$out"
 }
 
-check=0
-if [ "${1:-}" = "--check" ]; then
-  check=1
-  shift
-fi
-if [ $# -eq 0 ]; then
-  echo "usage: $0 [--check] PROGRAM..." >&2
+usage() {
+  echo "usage: $0 [--base DPKG_DIR] PROGRAM...   |   $0 --check PROGRAM..." >&2
+  exit 2
+}
+
+check=0 base=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --check) check=1; shift ;;
+    --base)
+      [ $# -ge 2 ] || usage
+      base="$2"; shift 2
+      if [ ! -f "$base/status" ]; then
+        echo "runtime-packages: --base $base: no dpkg database there ($base/status is missing)" >&2
+        exit 2
+      fi ;;
+    --) shift; break ;;
+    -*) echo "runtime-packages: unknown option $1" >&2; usage ;;
+    *) break ;;
+  esac
+done
+[ $# -gt 0 ] || usage
+if [ "$check" = 1 ] && [ -n "$base" ]; then
+  echo "runtime-packages: --check and --base do not go together" >&2
   exit 2
 fi
 
@@ -109,8 +137,21 @@ for program in "$@"; do
 done
 [ "$status" = 0 ] || exit "$status"
 [ "$check" = 1 ] && exit 0
+[ ${#packages[@]} -gt 0 ] || exit 0
 
-# Pinned to the versions installed here: what the build stage linked against.
+# What the base has installed ("ii"); "rc" (removed, config left) is not installed.
+in_base() { return 1; }
+if [ -n "$base" ]; then
+  declare -A base_has=()
+  while read -r state name; do
+    [ "$state" = ii ] && base_has["$name"]=1
+  done < <(dpkg-query --admindir="$base" -W -f='${db:Status-Abbrev} ${Package}\n')
+  in_base() { [ -n "${base_has[$1]:-}" ]; }
+fi
 printf '%s\n' "${packages[@]}" | sort -u | while IFS= read -r pkg; do
-  echo "$pkg=$(dpkg-query -W -f='${Version}' "$pkg")"
+  if in_base "$pkg"; then
+    echo "runtime-packages: $pkg: in the base image already, not listed" >&2
+  else
+    echo "$pkg"
+  fi
 done

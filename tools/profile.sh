@@ -10,7 +10,8 @@
 #   --steps A:B            0-based steps to capture, A included, B not (default 10:13)
 #   --out DIR              reports go here; the training run's out_dir is DIR/run
 #                          (default runs/profile/<config>-<tool>-<UTC time>)
-#   --bin PATH             the ouro binary (default $OURO_BIN, else build/ouro)
+#   --bin PATH             the ouro binary (default $OURO_BIN; else build/ouro of the checkout this
+#                          script is in, when built; else `command -v ouro`, as in the Docker image)
 #   --ncu-kernels REGEX    ncu: kernels to profile (default gemm_tc|attention_)
 #   --ncu-set NAME         ncu: section set (default full)
 #   --ncu-launch-count N   ncu: profile at most N kernel launches (default 40)
@@ -21,7 +22,7 @@
 set -euo pipefail
 
 die() { echo "profile.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 [[ $# -ge 1 && ( $1 == -h || $1 == --help ) ]] && usage 0
@@ -31,7 +32,7 @@ shift 2
 [[ $tool == nsys || $tool == ncu ]] || die "unknown profiler '$tool' (nsys or ncu)"
 [[ -f $config ]] || die "config $config not found"
 
-steps=10:13 out="" bin=${OURO_BIN:-$root/build/ouro} dry=0
+steps=10:13 out="" bin=${OURO_BIN:-} dry=0
 kernels='gemm_tc|attention_' ncu_set=full launch_count=40
 train_args=()
 while [[ $# -gt 0 ]]; do
@@ -52,6 +53,15 @@ done
 first=${BASH_REMATCH[1]} last=${BASH_REMATCH[2]}
 (( 10#$last > 10#$first )) || die "--steps '$steps': B must be greater than A"
 [[ $launch_count =~ ^[1-9][0-9]*$ ]] || die "--ncu-launch-count '$launch_count': expected a positive number"
+# The binary: --bin / $OURO_BIN; a source checkout's build/ouro; else the ouro on PATH (the image
+# installs this script as /opt/ouro/bin/ouro-profile, next to /opt/ouro/bin/ouro).
+if [[ -z $bin ]]; then
+  if [[ -x $root/build/ouro ]]; then
+    bin=$root/build/ouro
+  else
+    bin=$(command -v ouro) || die "no ouro binary: not built ($root/build/ouro) and none on PATH (pass --bin or set OURO_BIN)"
+  fi
+fi
 if [[ -z $out ]]; then
   out=runs/profile/$(basename "${config%.*}")-$tool-$(date -u +%Y%m%dT%H%M%SZ)
 fi
