@@ -2,8 +2,10 @@
 # image, so it lints it and checks it against the repository it builds from.
 #   dockerfile_lint             hadolint on docker/Dockerfile (skips when hadolint is absent)
 #   dockerfile_check            tools/check_dockerfile.py: copied/run paths, cmake -D options and
-#                               values, CUDA architectures, pinned base images
-#   dockerfile_check_selftest   the same checker on broken variants of the Dockerfile: each must fail
+#                               values, CUDA architectures, pinned base images and digests, no apt
+#                               version pins, the profile target, entrypoints, the docs' commands
+#   dockerfile_check_selftest   the same checker on broken variants of the Dockerfile and the docs:
+#                               each must fail
 #   docker_runtime_packages     docker/runtime-packages.sh (the runtime stage's package list) on this
 #                               build's ouro and mpirun: names only, --base, --check
 #   profile_sh_image_paths_dry_run (bench_all_tests.cmake) tools/profile.sh in the image's layout
