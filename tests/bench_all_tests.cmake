@@ -42,3 +42,15 @@ add_test(NAME profile_sh_rejects_bad_steps
          COMMAND ${_profile} nsys ${_profile_cfg} --steps 5:3 --dry-run)
 set_tests_properties(profile_sh_rejects_bad_steps PROPERTIES LABELS tools
   PASS_REGULAR_EXPRESSION "--steps '5:3': B must be greater than A")
+
+# tools/profile.sh as the Docker image's profile stage installs it (/opt/ouro/bin/ouro-profile,
+# run from /workspace): it must find the ouro on PATH (tests/profile_sh_image.sh).
+add_test(NAME profile_sh_image_paths_dry_run COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/profile_sh_image.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(profile_sh_image_paths_dry_run PROPERTIES LABELS "tools;docker" TIMEOUT 60)
+
+# `ouro bench all --help` says where the default config is looked for (src/bench/bench_all.cpp).
+if(TARGET ouro)
+  add_test(NAME bench_all_help_names_config_search COMMAND $<TARGET_FILE:ouro> bench all --help)
+  set_tests_properties(bench_all_help_names_config_search PROPERTIES LABELS tools TIMEOUT 30
+    PASS_REGULAR_EXPRESSION "\\./configs \\(the working directory\\), then[ \n]+<binary>/\\.\\./share/ouro/configs")
+endif()

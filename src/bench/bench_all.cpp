@@ -41,17 +41,17 @@ std::string default_device() {
   return "cpu";
 }
 
-// The train/generate config: --config when given; the small model; else GPT-2 124M from the
-// source tree (at the batch of docs/perf.md's CPU row on the cpu backend, 4 x 256, whose step
-// takes seconds rather than minutes).
+// The train/generate config: --config when given; the small model; else the shipped GPT-2 124M
+// (find_shipped_config; at the batch of docs/perf.md's CPU row on the cpu backend, 4 x 256, whose
+// step takes seconds rather than minutes).
 Config bench_config(const BenchAllOptions& opt, const std::string& device, bool small) {
   std::vector<std::string> sets;
   std::string path = opt.config;
   if (path.empty() && small) {
     sets = kSmallModel;
   } else if (path.empty()) {
-    path = std::string(OURO_SOURCE_DIR) + "/configs/gpt2_124m.toml";
-    OURO_CHECK(fs::exists(path), "bench all: {} not found (not a source checkout?): pass --config", path);
+    path = find_shipped_config("gpt2_124m.toml", shipped_config_dirs());
+    logger()->info("bench all: model {}", path);
     if (device == "cpu") sets = {"train.batch_size=4", "train.seq_len=256", "train.grad_accum=1"};
   }
   sets.insert(sets.end(), opt.sets.begin(), opt.sets.end());
@@ -88,6 +88,25 @@ void run_report_script(const fs::path& dir) {
 }
 
 }  // namespace
+
+std::vector<fs::path> shipped_config_dirs() {
+  std::vector<fs::path> dirs = {fs::path("configs")};
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) dirs.push_back(exe.parent_path().parent_path() / "share/ouro/configs");
+  dirs.push_back(fs::path(OURO_SOURCE_DIR) / "configs");
+  return dirs;
+}
+
+std::string find_shipped_config(const std::string& name, const std::vector<fs::path>& dirs) {
+  std::vector<std::string> tried;
+  for (const auto& dir : dirs) {
+    const fs::path path = dir / name;
+    if (fs::is_regular_file(path)) return path.string();
+    tried.push_back(path.string());
+  }
+  throw Error(fmt::format("bench all: {} is in none of {}: pass --config", name, fmt::join(tried, ", ")));
+}
 
 BenchReport bench_all(const BenchAllOptions& opt) {
   const std::string device = opt.device.empty() ? default_device() : opt.device;

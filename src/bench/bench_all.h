@@ -5,6 +5,7 @@
 //   simt: kernels, train, generate, comm, all at small sizes (the emulator is ~1e6x slower)
 //   cuda: kernels, train, generate, comm at full sizes (GPT-2 124M)
 #pragma once
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,14 @@ struct BenchAllOptions {
   bool report = true;             // run tools/bench_report.py for the roofline
   std::string command;            // the command line, recorded in the report
 };
+
+// Where `ouro bench all` looks for a shipped config (configs/NAME) when --config is not given, in
+// this order: ./configs (the working directory: a source checkout, or /workspace in the Docker
+// image), <the binary's directory>/../share/ouro/configs (an installed ouro: `cmake --install`,
+// the image's /opt/ouro), and the source tree the binary was built from.
+std::vector<std::filesystem::path> shipped_config_dirs();
+// The first dirs[i]/name that is a file; throws ouro::Error naming every path tried.
+std::string find_shipped_config(const std::string& name, const std::vector<std::filesystem::path>& dirs);
 
 // Runs the benchmarks and writes the report (rank 0 only under mpirun: the other ranks take part
 // in the comm benchmark, then return an empty report). Throws ouro::Error on bad options.

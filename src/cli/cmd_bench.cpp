@@ -132,7 +132,11 @@ void add_bench(CLI::App& app) {
   all->add_flag("--small", ao->small, "Smoke sizes (always on simt)");
   all->add_option("--device", ao->device, "Backend: cpu, cuda or simt (default: the binary's device backend)");
   all->add_option("--out", ao->out, "Directory for bench.json, bench.md and roofline.png")->capture_default_str();
-  all->add_option("--config,-c", ao->config, "Model of the train and generate benchmarks (default: built in)");
+  all->add_option("--config,-c", ao->config,
+                  "Model of the train and generate benchmarks (default: with --small a built-in model; "
+                  "else gpt2_124m.toml, looked for in ./configs (the working directory), then "
+                  "<binary>/../share/ouro/configs (the installed share directory), then the source tree "
+                  "the binary was built from; the log names the one used)");
   all->add_option("--set", ao->sets, "Override a key of that config: section.key=value (repeatable)");
   all->add_flag("!--no-report", ao->report, "Skip tools/bench_report.py (the roofline plot)");
   all->callback([ao] {

@@ -41,7 +41,7 @@ struct GPT2::Impl {
   // forward activations
   Tensor encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
   std::vector<LayerActs> layers;
-  std::vector<std::string> layer_names;  // NVTX range names, "backward/layer N"
+  std::vector<std::string> layer_names;  // NVTX range names, "layer N" (nested inside "backward")
   // backward scratch, shared by all layers
   Tensor dresidual, dln, dqkv, datty, dfch;
   // inference: every layer's K and V caches in one block
@@ -71,7 +71,7 @@ GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
   impl_->max_T = max_T;
   impl_->params = Buffer(ops, num_params_ * impl_->esz);
   impl_->opt_end = num_params_;
-  for (int l = 0; l < cfg.n_layer; ++l) impl_->layer_names.push_back("backward/layer " + std::to_string(l));
+  for (int l = 0; l < cfg.n_layer; ++l) impl_->layer_names.push_back("layer " + std::to_string(l));
   if (ops.act_dtype() != DType::F32) impl_->master = Buffer(ops, num_params_ * sizeof(float));
 }
 
