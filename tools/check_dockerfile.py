@@ -25,7 +25,8 @@ breaks it silently is the repository changing under it. So this checks what the 
           so NVIDIA's banner never reaches stdout (`ouro eval --json > out.json`)
   docs    docs/docker.md and docs/profiling.md agree with the Dockerfile: --target names a stage,
           --build-arg an ARG, -f a file, /workspace mounts a volume; docker.md's stage table lists
-          the stages and their bases, its Open MPI / UCX table the ENV values
+          the stages and their bases, its Open MPI / UCX table the ENV values; a profiler command
+          that waits for cudaProfilerStart runs `ouro train --profile-steps`
 
     tools/check_dockerfile.py [--dockerfile docker/Dockerfile] [--root .]
     tools/check_dockerfile.py --self-test   # broken variants of the Dockerfile must each fail
@@ -810,6 +811,10 @@ def check_docs(stages, root, docs):
             for dockerfile in re.findall(r"docker (?:buildx )?build\b.*?\s-f[= ](\S+)", cmd):
                 if not os.path.isfile(os.path.join(root, dockerfile)):
                     problems.append(Problem(line, f"-f {dockerfile}: no such file in the repository", rel))
+            paused = re.search(r"nsys profile .*--capture-range=cudaProfilerApi|ncu .*--profile-from-start[= ]off", cmd)
+            if paused and re.search(r"\bouro train\b|/ouro train\b", cmd) and "--profile-steps" not in cmd:
+                problems.append(Problem(line, "the profiler waits for cudaProfilerStart, which only `ouro train "
+                                              "--profile-steps A:B` calls: without it nothing is captured", rel))
             mounts = re.findall(r"(?:-v|--volume)[= ]\"?[^\s:\"]+:(/workspace/[\w./-]+)", cmd)
             for spec in re.findall(r"--container-mounts=(\S+)", cmd):
                 mounts += [m.split(":")[1] for m in spec.split(",") if m.count(":") >= 1]
@@ -971,6 +976,11 @@ DOC_MUTATIONS = [
      "/shared/runs:/workspace/run \\\n  --container-workdir", "mounts /workspace/run, which is none"),
     ("profiling docs without ouro-profile", "docs/profiling.md", "ouro-profile", "profile-wrapper",
      "never names ouro-profile"),
+    ("multi-rank nsys without --profile-steps", "docs/profiling.md",
+     "  --profile-steps 10:13 --stop-at 13 --set run.out_dir=runs/profile/run\n",
+     "  --stop-at 13 --set run.out_dir=runs/profile/run\n", "without it nothing is captured"),
+    ("container nsys without --profile-steps", "docs/docker.md", "--device cuda --profile-steps 10:13 --stop-at 13",
+     "--device cuda --stop-at 13", "without it nothing is captured"),
 ]
 
 
