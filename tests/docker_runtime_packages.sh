@@ -42,8 +42,9 @@ bash "$script" --check "$ouro" "$mpirun" || fail "--check failed on this machine
 # A program whose library does not resolve (linked against a library that is then not there).
 printf 'int ouro_missing(void) { return 0; }\n' >"$t/lib.c"
 printf 'int ouro_missing(void);\nint main(void) { return ouro_missing(); }\n' >"$t/main.c"
-cc -shared -fPIC -o "$t/libouro_missing.so" "$t/lib.c"
-cc -o "$t/prog" "$t/main.c" -L"$t" -louro_missing
+compiler=$(command -v cc || command -v gcc || command -v g++) || fail "no C compiler for the --check case"
+"$compiler" -shared -fPIC -o "$t/libouro_missing.so" "$t/lib.c"
+"$compiler" -o "$t/prog" "$t/main.c" -L"$t" -louro_missing
 rm "$t/libouro_missing.so"
 if bash "$script" --check "$t/prog" 2>"$t/err"; then fail "--check passed on a program with a missing library"; fi
 grep -q 'shared libraries not found: libouro_missing.so' "$t/err" || fail "--check: unexpected message: $(cat "$t/err")"
