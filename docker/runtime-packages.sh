@@ -38,25 +38,45 @@ provided_elsewhere() {
 # The package owning a file. dpkg records a path as the package shipped it, and with the merged
 # /usr (/lib -> usr/lib) the path the loader reports may be the other spelling: try both, for the
 # path as given and for the file it resolves to.
-owner_of() {
-  local path="$1" real candidates=() c out
+spellings() {
+  local path="$1" real c
   real="$(readlink -f "$path")"
   for c in "$path" "$real"; do
-    candidates+=("$c")
+    echo "$c"
     case "$c" in
-      /usr/*) candidates+=("${c#/usr}") ;;
-      *) candidates+=("/usr$c") ;;
+      /usr/*) echo "${c#/usr}" ;;
+      *) echo "/usr$c" ;;
     esac
   done
-  for c in "${candidates[@]}"; do
-    # "libfoo1:amd64: /usr/lib/x86_64-linux-gnu/libfoo.so.1" -> libfoo1
-    if out="$(dpkg-query -S "$c" 2>/dev/null)"; then
-      out="${out%%: *}"
-      out="${out%%,*}"
-      echo "${out%%:*}"
+}
+
+# One dpkg-query for every spelling of every file (a call reads the whole database: per file it
+# would cost seconds): fills owner[path] = package.
+declare -A owner=()
+find_owners() {
+  local paths=() f line pkgs path
+  for f in "$@"; do
+    mapfile -t -O "${#paths[@]}" paths < <(spellings "$f")
+  done
+  # "libfoo1:amd64: /usr/lib/x86_64-linux-gnu/libfoo.so.1" (or "a, b: path" when shared); paths
+  # that no package owns are reported on stderr and left out.
+  while IFS= read -r line; do
+    [[ "$line" == diversion* ]] && continue
+    pkgs="${line%%: /*}"
+    path="/${line#*: /}"
+    pkgs="${pkgs%%,*}"
+    owner["$path"]="${pkgs%%:*}"
+  done < <(dpkg-query -S "${paths[@]}" 2>/dev/null || true)
+}
+
+owner_of() {
+  local c
+  while IFS= read -r c; do
+    if [ -n "${owner[$c]:-}" ]; then
+      echo "${owner[$c]}"
       return 0
     fi
-  done
+  done < <(spellings "$1")
   return 1
 }
 
@@ -103,12 +123,20 @@ fi
 
 status=0
 packages=()
+declare -A libs_of=()
 for program in "$@"; do
   if [ ! -x "$program" ]; then
     echo "runtime-packages: $program: no such executable" >&2
     exit 1
   fi
-  libs="$(libraries_of "$program")" || exit 1
+  libs_of["$program"]="$(libraries_of "$program")" || exit 1
+done
+if [ "$check" = 0 ]; then
+  mapfile -t files < <(printf '%s\n' "$@"; printf '%s\n' "${libs_of[@]}" | grep '^/' | sort -u)
+  find_owners "${files[@]}"
+fi
+for program in "$@"; do
+  libs="${libs_of[$program]}"
   missing=()
   while IFS= read -r lib; do
     [ -n "$lib" ] || continue
