@@ -66,9 +66,10 @@ _t_run() {
     # A shell function of the case: run it in a child bash that knows every function.
     # shellcheck disable=SC2046
     export -f $(declare -F | awk '{print $3}')
-    timeout -k 5 "$T_TIMEOUT" bash -c '"$@"' _ "$@" >"$T_OUT" 2>&1 </dev/null
+    { timeout -k 5 "$T_TIMEOUT" bash -c '"$@"' _ "$@" >"$T_OUT" 2>&1 </dev/null; } 2>/dev/null
   else
-    timeout -k 5 "$T_TIMEOUT" "$@" >"$T_OUT" 2>&1 </dev/null
+    # (the braces keep bash's "Killed" job report for an expected SIGKILL off the console)
+    { timeout -k 5 "$T_TIMEOUT" "$@" >"$T_OUT" 2>&1 </dev/null; } 2>/dev/null
   fi
   T_STATUS=$?
   T_CLASS=""
@@ -178,11 +179,12 @@ export OURO ROOT FIX T_TIMEOUT T_TALLY T_TMP
 
 # Fixtures: a 512-token BPE tokenizer and shards of ~150 KB of the tokenizer tests' corpus, a
 # 2-layer 32-wide model, and a checkpoint of it after 4 steps.
-make_fixtures() {
-  xz -dc "$ROOT/tests/fixtures/tokenizer/corpus.txt.xz" | head -c 150000 >"$work/text.txt" &&
-  "$OURO" tokenizer train --input "$work/text.txt" --vocab 512 --out "$FIX/tok.tiktoken" &&
+make_fixtures() (
+  set -e
+  { xz -dc "$ROOT/tests/fixtures/tokenizer/corpus.txt.xz" || true; } | head -c 150000 >"$work/text.txt"
+  "$OURO" tokenizer train --input "$work/text.txt" --vocab 512 --out "$FIX/tok.tiktoken"
   "$OURO" prepare --input "$work/text.txt" --out "$FIX/data" --tokenizer "$FIX/tok.tiktoken" \
-    --val-frac 0.1 --quiet &&
+    --val-frac 0.1 --quiet
   cat >"$FIX/tiny.toml" <<EOF
 # torture fixture: trains in about a second on one core
 [model]
@@ -217,9 +219,9 @@ every = 2
 keep = 2
 EOF
   (cd "$work" && "$OURO" train --config "$FIX/tiny.toml" --set run.out_dir="$work/fixrun" \
-     --set train.steps=4) &&
+     --set train.steps=4)
   cp -r "$work/fixrun/checkpoints/step_000004" "$FIX/ckpt"
-}
+)
 echo "torture: making fixtures in $FIX"
 if ! make_fixtures >"$work/fixtures.log" 2>&1; then
   tail -n 30 "$work/fixtures.log" >&2
