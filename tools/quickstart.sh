@@ -7,17 +7,27 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 tools/setup.sh
-tools/build.sh
-ouro=build/ouro
-tools/prepare_kjv.sh
-
-# On a machine with an NVIDIA GPU (and a build with the CUDA backend: nvcc was found) the model
-# trains on the GPU; elsewhere on the CPU reference backend. OURO_DEVICE overrides the choice.
+# Only what the quickstart runs: the `ouro` binary (no tests, benchmarks or emulator tools). On a
+# machine with an NVIDIA GPU it has the CUDA backend (build/, as tools/build.sh makes it);
+# without one, the CPU backend alone (build-cpu/: no nvcc and no emulator to compile), which is
+# what trains there. OURO_DEVICE overrides the choice of device.
 device=cpu
-if nvidia-smi -L >/dev/null 2>&1 && "$ouro" --version | grep -q 'devices:.*cuda'; then
+if nvidia-smi -L >/dev/null 2>&1; then
   device=cuda
 fi
 device="${OURO_DEVICE:-$device}"
+if [ "$device" = cpu ]; then
+  export OURO_BUILD_DIR="${OURO_BUILD_DIR:-$root/build-cpu}"
+  OURO_BUILD_TARGETS=ouro tools/build.sh -DOURO_CUDA=OFF -DOURO_SIMT=OFF
+else
+  export OURO_BUILD_DIR="${OURO_BUILD_DIR:-$root/build}"
+  OURO_BUILD_TARGETS=ouro tools/build.sh
+fi
+ouro="$OURO_BUILD_DIR/ouro"
+if [ "$device" = cuda ] && [ -z "${OURO_DEVICE:-}" ] && ! "$ouro" --version | grep -q 'devices:.*cuda'; then
+  device=cpu  # a GPU, but no nvcc to build for it
+fi
+OURO_BIN="$ouro" tools/prepare_kjv.sh
 echo "quickstart: training on device $device"
 out=runs/quickstart
 rm -rf "$out"

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -81,11 +82,16 @@ struct CheckpointData {
   const std::vector<float>* adam_m = nullptr;  // both null: a model-only checkpoint
   const std::vector<float>* adam_v = nullptr;
   nlohmann::json state;  // the trainer's state (step, loader, rng, resolved config, ...)
+  // Testing (train --fault-checkpoint-kill): called at each phase of the write, "debris",
+  // "model", "optimizer", "state", "renamed", "rotated", so a test can die inside it.
+  std::function<void(const char* phase)> on_phase;
 };
 // Writes run_dir/checkpoints/step_NNNNNN atomically and then deletes all but the newest
 // keep_last step directories (keep_last <= 0 keeps all). Returns the directory written.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, int64_t step,
                                       const CheckpointData& data, int keep_last);
+// The step of a step_NNNNNN directory (its last path component), or -1 when it is not one.
+int64_t checkpoint_dir_step(const std::filesystem::path& dir);
 // Newest complete step_NNNNNN directory under run_dir/checkpoints, if any.
 std::optional<std::filesystem::path> latest_checkpoint(const std::filesystem::path& run_dir);
 

@@ -26,8 +26,12 @@ constexpr int kByteEot = 256;
 void write_shard(const std::filesystem::path& path, const std::vector<uint32_t>& tokens,
                  int vocab_size);
 
-// A memory-mapped, validated shard. Errors name the file and what is wrong (bad magic,
-// unknown version, size disagreeing with the header).
+// A validated shard, read with pread: each read copies the tokens it needs (a private snapshot),
+// so a file truncated or rewritten in place while in use gives an error naming it, never a
+// SIGBUS as a memory map would. A read checks first that the file (device, inode, size,
+// modification time) is still the one validated at open. release() closes the descriptor (a
+// loader over thousands of shards holds one at a time); the next read reopens and rechecks. Errors name the file
+// and what is wrong (bad magic, unknown version, size disagreeing with the header, a change).
 class Shard {
  public:
   explicit Shard(const std::filesystem::path& path);
@@ -35,17 +39,26 @@ class Shard {
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   size_t size() const { return n_tokens_; }
+  // Tokens [first, first + count) into out (count <= size() - first).
+  void read(size_t first, size_t count, uint32_t* out) const;
+  // One token, through a small cache of the block around it: for tests and scans, not threads.
   uint32_t operator[](size_t i) const;
   int version() const { return version_; }
   const std::filesystem::path& path() const { return path_; }
+  // Throws when the file is no longer the one validated at open.
+  void check_unchanged() const;
+  void release() const;
 
  private:
   std::filesystem::path path_;
-  void* map_ = nullptr;
-  size_t map_bytes_ = 0;
+  mutable int fd_ = -1;
+  uint64_t dev_ = 0, ino_ = 0;
+  size_t file_bytes_ = 0;
+  int64_t mtime_ns_ = 0;
   size_t n_tokens_ = 0;
   int version_ = 0;
-  const uint8_t* tokens_ = nullptr;
+  mutable std::vector<uint32_t> cache_;  // operator[]'s block
+  mutable size_t cache_first_ = 0;
 };
 
 // Files named by a path, a directory (all *.bin inside) or a glob pattern (*, ?), sorted.

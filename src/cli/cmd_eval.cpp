@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +43,10 @@ void add_eval(CLI::App& app) {
   cmd->callback([o] {
     set_compute_threads(o->threads);
     LoadedModel lm = load_model(o->init);
+    // A diverged model has no loss to report: nan from it would read as a result.
+    const auto bad = std::count_if(lm.params.begin(), lm.params.end(), [](float w) { return !std::isfinite(w); });
+    OURO_CHECK(bad == 0, "--init {}: the model holds {} non-finite weight(s); it diverged and cannot be evaluated",
+               o->init, bad);
     if (!o->task.empty()) {
       auto task = make_task(o->task);
       auto ops = make_ops(o->device);
@@ -62,6 +68,8 @@ void add_eval(CLI::App& app) {
     GPT2 model(lm.config, *ops, o->batch, T);
     model.set_params(lm.params);
     auto r = evaluate(model, o->data, o->batch, T, o->batches);
+    OURO_CHECK(std::isfinite(r.loss), "--init {}: the loss on {} is non-finite ({}); the model's weights overflow",
+               o->init, o->data, r.loss);
     if (o->json) {
       std::puts(nlohmann::json{{"loss", r.loss}, {"tail_loss", r.tail_loss}, {"tokens", r.tokens}}.dump().c_str());
     } else {

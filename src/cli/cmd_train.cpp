@@ -44,6 +44,7 @@ void add_train(CLI::App& app) {
     std::string kill_signal = "kill";
     std::vector<int> rollback;
     std::string profile_steps;  // "A:B", empty = no capture range
+    std::string checkpoint_kill;  // "PHASE:STEP"
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
@@ -64,6 +65,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--fault-step", o->kill_step, "... at this 0-based step")->group("");
   cmd->add_option("--fault-signal", o->kill_signal, "kill (dies) or stop (hangs)")
       ->check(CLI::IsMember({"kill", "stop"}))->group("");
+  cmd->add_option("--fault-checkpoint-kill", o->checkpoint_kill,
+                  "Testing: SIGKILL inside the checkpoint write of STEP at PHASE (debris, model, "
+                  "optimizer, state, renamed, rotated)")
+      ->type_name("PHASE:STEP")->group("");
   cmd->callback([o] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
@@ -79,8 +84,24 @@ void add_train(CLI::App& app) {
     t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
     if (!o->profile_steps.empty())
       std::tie(t.profile_first_step, t.profile_last_step) = parse_profile_steps(o->profile_steps);
+    if (!o->checkpoint_kill.empty()) {
+      const std::string& k = o->checkpoint_kill;
+      const size_t colon = k.find(':');
+      const std::string phase = k.substr(0, colon);
+      const std::string step = colon == std::string::npos ? "" : k.substr(colon + 1);
+      OURO_CHECK(colon != std::string::npos && !step.empty() && step.size() <= 18 &&
+                     step.find_first_not_of("0123456789") == std::string::npos &&
+                     (phase == "debris" || phase == "model" || phase == "optimizer" ||
+                      phase == "state" || phase == "renamed" || phase == "rotated"),
+                 "--fault-checkpoint-kill '{}': expected PHASE:STEP, PHASE one of debris, model, "
+                 "optimizer, state, renamed, rotated", k);
+      t.fault_checkpoint_phase = phase;
+      t.fault_checkpoint_step = std::stoll(step);
+    }
     auto s = train(cfg, t);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
+    // Interrupted (checkpointed): a distinct status, so a scheduler can requeue the job.
+    if (s.stop_signal != 0) throw ExitStatus{interrupted_exit_status(s.stop_signal)};
   });
 }
 

@@ -5,6 +5,12 @@
 
 namespace ouro::cli {
 
+// Thrown by a callback that ends the process with a particular status after doing its work
+// (train interrupted by a signal: 128 + the signal); main returns `code`.
+struct ExitStatus {
+  int code = 0;
+};
+
 void add_prepare(CLI::App& app);
 void add_train(CLI::App& app);
 void add_eval(CLI::App& app);

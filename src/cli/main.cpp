@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const ouro::cli::ExitStatus& e) {
+    return e.code;
   } catch (const ouro::Error& e) {
     ouro::logger()->error("{}", e.what());
     return 1;

@@ -111,6 +111,45 @@ const char* node_type_name(const toml::node& n) {
   }
 }
 
+// TOML strings are UTF-8, paths are bytes. A string value that is not valid UTF-8 (a path
+// named in another encoding) is written as NUL + the hex of its bytes, which no path or other
+// value can begin with, and read back byte for byte: --resume compares data.train as it was.
+bool valid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + k]);
+      if ((d >> 6) != 0x2) return false;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string toml_safe_string(const std::string& v) {
+  if (valid_utf8(v) && v.find('\0') == std::string::npos) return v;
+  std::string out(1, '\0');
+  for (unsigned char c : v) out += fmt::format("{:02x}", c);
+  return out;
+}
+
+std::string from_toml_safe_string(const std::string& v, const std::string& where, const std::string& key) {
+  if (v.empty() || v[0] != '\0') return v;
+  const std::string hex = v.substr(1);
+  if (hex.size() % 2 != 0 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    fail("{}: key '{}' holds a NUL: not a byte string written by ouro", where, key);
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  return out;
+}
+
 // Stores node into the field of `def`; `where` prefixes any error ("file:line").
 void assign(Config& c, const KeyDef& def, const toml::node& node, const std::string& where) {
   void* f = def.field(c);
@@ -141,7 +180,7 @@ void assign(Config& c, const KeyDef& def, const toml::node& node, const std::str
     case Kind::String: {
       auto v = node.value_exact<std::string>();
       if (!v) type_error();
-      *static_cast<std::string*>(f) = *v;
+      *static_cast<std::string*>(f) = from_toml_safe_string(*v, where, def.full());
       break;
     }
   }
@@ -260,7 +299,7 @@ std::string Config::to_toml() const {
       case Kind::Int: sec->insert(def.key, static_cast<int64_t>(*static_cast<int*>(f))); break;
       case Kind::Int64: sec->insert(def.key, *static_cast<int64_t*>(f)); break;
       case Kind::Float: sec->insert(def.key, *static_cast<double*>(f)); break;
-      case Kind::String: sec->insert(def.key, *static_cast<std::string*>(f)); break;
+      case Kind::String: sec->insert(def.key, toml_safe_string(*static_cast<std::string*>(f))); break;
     }
   }
   std::ostringstream os;
@@ -311,7 +350,10 @@ void Config::validate() const {
   need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",
        "must be between 0 (= model.seq_len) and model.seq_len");
   need(train.grad_accum > 0, "train.grad_accum", "must be positive");
-  need(train.lr > 0 && std::isfinite(train.lr), "train.lr", "must be positive");
+  // The optimizer computes in fp32: a value that overflows it (1e300 -> inf) or underflows
+  // to 0 is as wrong as inf or nan.
+  auto fp32_positive = [](double x) { return std::isfinite(x) && x > 0 && static_cast<float>(x) > 0 && std::isfinite(static_cast<float>(x)); };
+  need(fp32_positive(train.lr), "train.lr", "must be a positive number that fits fp32 (at most 3.4e38)");
   need(train.min_lr_frac >= 0 && train.min_lr_frac <= 1, "train.min_lr_frac",
        "must be in [0, 1]");
   need(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
@@ -319,10 +361,11 @@ void Config::validate() const {
            train.schedule == "constant",
        "train.schedule", "must be one of cosine, linear, wsd, constant (got '" + train.schedule + "')");
   need(train.decay_frac > 0 && train.decay_frac <= 1, "train.decay_frac", "must be in (0, 1]");
-  need(train.weight_decay >= 0, "train.weight_decay", "must be >= 0");
+  need(train.weight_decay >= 0 && (train.weight_decay == 0 || fp32_positive(train.weight_decay)),
+       "train.weight_decay", "must be >= 0 and fit fp32 (at most 3.4e38)");
   need(train.beta1 >= 0 && train.beta1 < 1, "train.beta1", "must be in [0, 1)");
   need(train.beta2 >= 0 && train.beta2 < 1, "train.beta2", "must be in [0, 1)");
-  need(train.eps > 0, "train.eps", "must be positive");
+  need(fp32_positive(train.eps), "train.eps", "must be positive and fit fp32 (1.2e-38 to 3.4e38)");
   need(train.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)");
   need(train.max_bad_steps > 0, "train.max_bad_steps", "must be positive");
   need(train.eval_every >= 0, "train.eval_every", "must be >= 0");

@@ -1,4 +1,4 @@
-// The training data loader: fixed windows over memory-mapped shards, an optional per-epoch
+// The training data loader: fixed windows over shards read with pread, an optional per-epoch
 // permutation, and a disjoint share per rank.
 //
 // Window w (over all shards in file order) is found arithmetically from per-shard window counts
@@ -15,24 +15,6 @@
 #include "ouro/error.h"
 
 namespace ouro {
-
-void to_json(nlohmann::json& j, const LoaderPosition& p) {
-  j = nlohmann::json{{"epoch", p.epoch}, {"cursor", p.cursor}};
-}
-
-void from_json(const nlohmann::json& j, LoaderPosition& p) {
-  OURO_CHECK(j.is_object(), "loader position: expected an object, got {}", j.type_name());
-  for (const char* key : {"epoch", "cursor"}) {
-    OURO_CHECK(j.contains(key), "loader position: missing field '{}'", key);
-    const auto& v = j.at(key);
-    // A literal written from C++ is a signed json integer even when it is non-negative.
-    OURO_CHECK(v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0),
-               "loader position: field '{}' must be a non-negative integer, got {}", key,
-               v.dump());
-  }
-  p.epoch = j.at("epoch").get<uint64_t>();
-  p.cursor = j.at("cursor").get<uint64_t>();
-}
 
 namespace {
 
@@ -79,6 +61,8 @@ struct DataLoader::Impl {
   LoaderPosition pos;
   std::vector<uint32_t> perm;
   std::optional<uint64_t> perm_epoch;
+  mutable std::vector<uint32_t> window;  // read_window's copy of the shard's tokens
+  mutable size_t open_shard = SIZE_MAX;  // the one shard whose descriptor is open
   mutable std::once_flag max_once;
   mutable int max_tok = -1;
 
@@ -97,8 +81,12 @@ struct DataLoader::Impl {
     const size_t s = static_cast<size_t>(it - first_window.begin()) - 1;
     const Shard& sh = *shards[s];
     const size_t start = static_cast<size_t>(w - first_window[s]) * static_cast<size_t>(T);
+    window.resize(static_cast<size_t>(T) + 1);
+    if (open_shard != s && open_shard < shards.size()) shards[open_shard]->release();
+    open_shard = s;
+    sh.read(start, window.size(), window.data());
     for (int t = 0; t <= T; ++t) {
-      uint32_t tok = sh[start + t];
+      uint32_t tok = window[t];
       if (tok > static_cast<uint32_t>(INT_MAX))
         fail("shard {}: token {} at index {} does not fit an int", sh.path().string(), tok,
              start + t);
@@ -125,12 +113,14 @@ DataLoader::DataLoader(const std::string& spec, int B, int T, int rank, int worl
   m.seed = seed;
   m.shuffle = shuffle;
 
-  // Map every shard up front: it validates them all before training starts, and a mapping
-  // costs address space, not memory.
+  // Open every shard up front: it validates them all before training starts. Each keeps no
+  // descriptor open afterwards (thousands of shards would exhaust the process's limit); a read
+  // reopens the one it needs and closes the one read before.
   uint64_t total_tokens = 0;
   m.first_window.push_back(0);
   for (const auto& p : expand_data_paths(spec)) {
     auto sh = std::make_unique<Shard>(p);
+    sh->release();
     const uint64_t n = sh->size();
     total_tokens += n;
     // Starts 0, T, 2T, ... with start + T + 1 <= n.
@@ -187,14 +177,15 @@ int DataLoader::max_token() const {
   const Impl& m = *impl_;
   std::call_once(m.max_once, [&m] {
     uint32_t best = 0;
+    // One pass over possibly many GB, in blocks that bound the memory it takes.
+    std::vector<uint32_t> block(size_t{1} << 20);
     for (const auto& sh : m.shards) {
-      const Shard& s = *sh;
-      const int64_t n = static_cast<int64_t>(s.size());
-      uint32_t local = 0;
-      // One pass over possibly many GB: spread it over the cores.
-#pragma omp parallel for reduction(max : local) schedule(static)
-      for (int64_t i = 0; i < n; ++i) local = std::max(local, s[static_cast<size_t>(i)]);
-      best = std::max(best, local);
+      for (size_t first = 0; first < sh->size(); first += block.size()) {
+        const size_t n = std::min(block.size(), sh->size() - first);
+        sh->read(first, n, block.data());
+        for (size_t i = 0; i < n; ++i) best = std::max(best, block[i]);
+      }
+      sh->release();
     }
     OURO_CHECK(best <= static_cast<uint32_t>(INT_MAX), "data '{}': token {} does not fit an int",
                m.spec, best);

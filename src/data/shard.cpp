@@ -1,7 +1,6 @@
-// Token shards in llm.c's format: writing them atomically and opening them as validated,
-// read-only memory maps.
+// Token shards in llm.c's format: writing them atomically, and reading them through pread
+// (never a memory map: a file changed under a map kills the process with SIGBUS).
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,33 +61,35 @@ void write_shard(const fs::path& path, const std::vector<uint32_t>& tokens, int 
   io::write_file_atomic(path, {{header.data(), kHeaderBytes}, body});
 }
 
-Shard::Shard(const fs::path& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("cannot open shard {}: {}", path.string(), errno_text());
-  struct stat st{};
-  if (::fstat(fd, &st) != 0) {
-    int saved = errno;
-    ::close(fd);
-    fail("cannot stat shard {}: {}", path.string(), std::strerror(saved));
-  }
-  const size_t file_bytes = static_cast<size_t>(st.st_size);
-  if (file_bytes < kHeaderBytes) {
-    ::close(fd);
-    fail("shard {}: {} bytes is shorter than the {}-byte header", path.string(), file_bytes,
-         kHeaderBytes);
-  }
-  void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  int saved = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) fail("cannot mmap shard {}: {}", path.string(), std::strerror(saved));
-  map_ = map;
-  map_bytes_ = file_bytes;
+namespace {
 
-  // From here on a failure must unmap, since the destructor does not run for a throwing
+int64_t mtime_ns(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+}  // namespace
+
+Shard::Shard(const fs::path& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail("cannot open shard {}: {}", path.string(), errno_text());
+  // From here on a failure must close, since the destructor does not run for a throwing
   // constructor.
   try {
+    struct stat st{};
+    if (::fstat(fd_, &st) != 0) fail("cannot stat shard {}: {}", path.string(), errno_text());
+    if (!S_ISREG(st.st_mode)) fail("shard {}: not a regular file", path.string());
+    file_bytes_ = static_cast<size_t>(st.st_size);
+    mtime_ns_ = mtime_ns(st);
+    dev_ = static_cast<uint64_t>(st.st_dev);
+    ino_ = static_cast<uint64_t>(st.st_ino);
+    if (file_bytes_ < kHeaderBytes)
+      fail("shard {}: {} bytes is shorter than the {}-byte header", path.string(), file_bytes_,
+           kHeaderBytes);
     std::array<int32_t, 3> h{};
-    std::memcpy(h.data(), map_, sizeof(h));
+    const ssize_t got = ::pread(fd_, h.data(), sizeof(h), 0);
+    if (got != static_cast<ssize_t>(sizeof(h)))
+      fail("shard {}: cannot read the header: {}", path.string(),
+           got < 0 ? errno_text() : std::string("short read"));
     if (h[0] != kShardMagic)
       fail("shard {}: bad magic {} at offset 0 (expected {}); not an llm.c token shard",
            path.string(), h[0], kShardMagic);
@@ -100,28 +101,76 @@ Shard::Shard(const fs::path& path) : path_(path) {
       fail("shard {}: negative token count {} at offset 8", path.string(), h[2]);
     const size_t width = h[1] == kShardVersionU16 ? 2 : 4;
     const size_t expected = kHeaderBytes + static_cast<size_t>(h[2]) * width;
-    if (expected != file_bytes)
+    if (expected != file_bytes_)
       fail("shard {}: header (offset 8) says {} tokens of {} bytes, so {} bytes expected, but "
            "the file has {} bytes",
-           path.string(), h[2], width, expected, file_bytes);
+           path.string(), h[2], width, expected, file_bytes_);
     version_ = h[1];
     n_tokens_ = static_cast<size_t>(h[2]);
-    tokens_ = static_cast<const uint8_t*>(map_) + kHeaderBytes;
   } catch (...) {
-    ::munmap(map_, map_bytes_);
+    ::close(fd_);
     throw;
   }
 }
 
-Shard::~Shard() {
-  if (map_) ::munmap(map_, map_bytes_);
+Shard::~Shard() { release(); }
+
+void Shard::release() const {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
 }
 
-// The header is 1024 bytes and the mapping page-aligned, so the token arrays are aligned.
+void Shard::check_unchanged() const {
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) fail("cannot reopen shard {}: {} (removed while in use?)", path_.string(), errno_text());
+  }
+  struct stat st{};
+  if (::fstat(fd_, &st) != 0) fail("cannot stat shard {}: {}", path_.string(), errno_text());
+  const bool same_file = static_cast<uint64_t>(st.st_dev) == dev_ && static_cast<uint64_t>(st.st_ino) == ino_;
+  if (!same_file || static_cast<size_t>(st.st_size) != file_bytes_ || mtime_ns(st) != mtime_ns_) {
+    release();
+    fail("shard {} changed while in use ({}; {} bytes now, {} when opened); a shard must not "
+         "change while a run reads it",
+         path_.string(), !same_file ? "replaced by another file" : "rewritten in place",
+         static_cast<int64_t>(st.st_size), file_bytes_);
+  }
+}
+
+void Shard::read(size_t first, size_t count, uint32_t* out) const {
+  OURO_CHECK(first <= n_tokens_ && count <= n_tokens_ - first,
+             "shard {}: tokens [{}, {}) are outside its {} tokens", path_.string(), first,
+             first + count, n_tokens_);
+  check_unchanged();
+  const size_t width = version_ == kShardVersionU16 ? 2 : 4;
+  const size_t offset = kHeaderBytes + first * width, bytes = count * width;
+  // uint16 tokens land in the upper half of out and widen in place, front to back.
+  auto* dst = reinterpret_cast<uint8_t*>(out) + (width == 2 ? count * 2 : 0);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd_, dst + done, bytes - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      fail("shard {}: cannot read {} bytes at offset {}: {}", path_.string(), bytes - done,
+           offset + done, n < 0 ? errno_text() : std::string("the file ended early (changed while in use?)"));
+    done += static_cast<size_t>(n);
+  }
+  if (width == 2) {
+    const auto* narrow = reinterpret_cast<const uint16_t*>(dst);
+    for (size_t i = 0; i < count; ++i) out[i] = narrow[i];
+  }
+}
+
 uint32_t Shard::operator[](size_t i) const {
-  assert(i < n_tokens_);
-  if (version_ == kShardVersionU16) return reinterpret_cast<const uint16_t*>(tokens_)[i];
-  return reinterpret_cast<const uint32_t*>(tokens_)[i];
+  OURO_CHECK(i < n_tokens_, "shard {}: token index {} is outside its {} tokens", path_.string(), i,
+             n_tokens_);
+  constexpr size_t kBlock = 4096;
+  if (cache_.empty() || i < cache_first_ || i >= cache_first_ + cache_.size()) {
+    cache_first_ = i / kBlock * kBlock;
+    cache_.resize(std::min(kBlock, n_tokens_ - cache_first_));
+    read(cache_first_, cache_.size(), cache_.data());
+  }
+  return cache_[i - cache_first_];
 }
 
 }  // namespace ouro

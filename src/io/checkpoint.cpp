@@ -121,6 +121,10 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const Checkpoint
   for (const auto& e : fs::directory_iterator(ckdir, ec))
     if (e.path().filename().string().rfind(".tmp-", 0) == 0) debris.push_back(e.path());
   for (const auto& d : debris) remove_dir(d);
+  auto phase = [&](const char* name) {
+    if (data.on_phase) data.on_phase(name);
+  };
+  phase("debris");
 
   const std::string name = fmt::format("step_{:06d}", step);
   const fs::path tmp = ckdir / fmt::format(".tmp-{}-{}", name, ::getpid());
@@ -128,13 +132,18 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const Checkpoint
   if (ec) fail("cannot create '{}': {}", tmp.string(), ec.message());
   try {
     save_hf_model(tmp, data.config, *data.params);
+    phase("model");
     if (data.adam_m) {
       write_safetensors(tmp / "optimizer.safetensors",
                         {{kAdamM, "F32", {static_cast<int64_t>(n)}, data.adam_m->data()},
                          {kAdamV, "F32", {static_cast<int64_t>(n)}, data.adam_v->data()}},
                         {{"num_params", std::to_string(n)}, {"config", config_json(data.config).dump()}});
+      phase("optimizer");
     }
-    if (!data.state.is_null()) io::write_file_atomic(tmp / "state.json", data.state.dump(2) + "\n");
+    if (!data.state.is_null()) {
+      io::write_file_atomic(tmp / "state.json", data.state.dump(2) + "\n");
+      phase("state");
+    }
     io::fsync_dir(tmp);
   } catch (...) {
     std::error_code ignored;
@@ -143,6 +152,7 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const Checkpoint
   }
   const fs::path final_dir = ckdir / name;
   io::replace_dir(tmp, final_dir);
+  phase("renamed");
 
   // Keep the newest keep_last by step number, and always the one just written: after resuming
   // from an older checkpoint, it is the run's present even if higher steps exist.
@@ -151,11 +161,19 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const Checkpoint
     int kept = 0;
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       if (it->second == final_dir) continue;
-      if (++kept >= keep_last) remove_dir(it->second);  // the new one takes one of the slots
+      if (++kept >= keep_last) {  // the new one takes one of the slots
+        remove_dir(it->second);
+        phase("rotated");
+      }
     }
     io::fsync_dir(ckdir);
   }
   return final_dir;
+}
+
+int64_t checkpoint_dir_step(const fs::path& dir) {
+  const fs::path name = dir.has_filename() ? dir.filename() : dir.parent_path().filename();
+  return parse_step(name.string());
 }
 
 std::optional<fs::path> latest_checkpoint(const fs::path& run_dir) {

@@ -3,7 +3,10 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <iterator>
+
 #include "ouro/error.h"
+#include "train/metrics_records.h"
 
 namespace ouro {
 
@@ -41,16 +44,13 @@ void MetricsWriter::write(const nlohmann::json& record) {
 }
 
 void truncate_metrics_after(const std::filesystem::path& file, int64_t step) {
-  std::ifstream in(file);
+  std::ifstream in(file, std::ios::binary);
   if (!in) return;
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) continue;  // a torn last line from a crash
-    if (j.value("step", int64_t{0}) <= step) kept += line + "\n";
-  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   in.close();
+  MetricsKept k = metrics_records_through(text, step, file.string());
+  for (const auto& w : k.warnings) logger()->warn("{}", w);
+  const std::string& kept = k.text;
   auto tmp = file;
   tmp += ".tmp";
   {

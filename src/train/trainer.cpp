@@ -1,12 +1,17 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
 #include <omp.h>
 #include <cblas.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -16,6 +21,7 @@
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
+#include "train/checkpoint_state.h"
 #include "train/grad_buckets.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
@@ -35,6 +41,19 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+const char* signal_name(int sig) {
+  switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+  }
+}
+
+// Weights beyond this magnitude mean the run diverged: a trained GPT's fp32 weights stay within
+// a few hundred, and a value this large only grows until the loss is non-finite.
+constexpr double kMaxSaneWeight = 1e6;
 
 std::string format_eta(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -71,12 +90,17 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   const RunCommOptions comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
   comm_ = make_run_host_comm(comm_opts);
   if (lead()) {
-    fs::create_directories(out_);
+    std::error_code ec;
+    fs::create_directories(out_, ec);
+    if (ec) fail("run.out_dir {}: cannot create it: {}", out_, ec.message());
+    lock_out_dir();  // before anything in it is read or written
     attach_log_file(fs::path(out_) / "train.log");
     // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
     load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
   } else {
     logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
+    // Every rank checks every input before the first step (a rank may see other files).
+    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
   }
   if (comm_->world() > 1) {
     // Every rank must run rank 0's config. Over MPI that is checked before NCCL starts: a rank
@@ -103,6 +127,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
              "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
              loader_->max_token(), cfg_.model.vocab_size);
+  check_val_data();
   // A resumed run first drops records past its checkpoint (a crash may have left some), so the
   // file reads as one uninterrupted run.
   const fs::path metrics_file = fs::path(out_) / "metrics.jsonl";
@@ -119,12 +144,75 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   g_stop_signal = 0;
   old_int_ = std::signal(SIGINT, on_stop_signal);
   old_term_ = std::signal(SIGTERM, on_stop_signal);
+  // A closed terminal or ssh session stops the run like SIGTERM, unless it was started to
+  // ignore hangups (nohup): that choice stands.
+  old_hup_ = std::signal(SIGHUP, SIG_IGN);
+  if (old_hup_ != SIG_IGN) std::signal(SIGHUP, on_stop_signal);
   t0_ = std::chrono::steady_clock::now();
 }
 
 TrainSession::~TrainSession() {
   std::signal(SIGINT, old_int_);
   std::signal(SIGTERM, old_term_);
+  std::signal(SIGHUP, old_hup_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+}
+
+void TrainSession::lock_out_dir() {
+  // flock, not a pid file: the kernel drops it when the process ends however it ends (kill -9
+  // included), so a stale lock never blocks a --resume.
+  const fs::path file = fs::path(out_) / "ouro.lock";
+  lock_fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) fail("run.out_dir {}: cannot open the lock file {}: {}", out_, file.string(), std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[64] = {};
+    const ssize_t n = ::pread(lock_fd_, buf, sizeof(buf) - 1, 0);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK)
+      fail("run.out_dir {} is in use by another ouro process (pid {}, lock {}); two runs must not "
+           "share a directory: wait for that run to end, or choose another run.out_dir",
+           out_, holder.empty() ? "unknown" : holder, file.string());
+    fail("run.out_dir {}: cannot lock {}: {}", out_, file.string(), std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+    fail("run.out_dir {}: cannot write the lock file {}: {}", out_, file.string(), std::strerror(errno));
+}
+
+void TrainSession::check_val_data() {
+  if (cfg_.data.val.empty()) return;
+  // Opened and checked now, on every rank, as the first evaluation will read it: a missing or
+  // short validation shard must not end a run hundreds of steps in.
+  try {
+    DataLoader val(cfg_.data.val, cfg_.train.batch_size, cfg_.train_seq_len(), comm_->rank(),
+                   comm_->world(), /*seed=*/0, /*shuffle=*/false);
+    OURO_CHECK(val.max_token() < cfg_.model.vocab_size, "token id {} does not fit model.vocab_size {}",
+               val.max_token(), cfg_.model.vocab_size);
+  } catch (const Error& e) {
+    fail("data.val {}: {}", cfg_.data.val, e.what());
+  }
+}
+
+void TrainSession::check_weights_sane(const std::vector<float>& params, int64_t step) const {
+  size_t bad = 0;
+  double max_abs = 0;
+  for (float w : params) {
+    if (!std::isfinite(w)) ++bad;
+    else max_abs = std::max(max_abs, static_cast<double>(std::fabs(w)));
+  }
+  if (bad == 0 && max_abs <= kMaxSaneWeight) return;
+  const auto good = latest_checkpoint(out_);
+  fail("step {}: the run diverged: the weights hold {} non-finite value(s) and max |w| = {:.3g} "
+       "(sane: <= {:g}); they are not checkpointed. The last good weights are {}; resume from "
+       "there with a lower train.lr (or a stronger train.grad_clip)",
+       step, bad, max_abs, kMaxSaneWeight,
+       good ? "in the checkpoint of step " + std::to_string(checkpoint_dir_step(*good)) + " (" +
+                  good->string() + ")"
+            : std::string("in no checkpoint (none was written before the divergence)"));
 }
 
 int64_t TrainSession::last_step() const {
@@ -155,11 +243,22 @@ void TrainSession::load_start_state() {
                                          static_cast<uint64_t>(cfg_.train.seed), true);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   if (ckpt) {
+    // A resumable checkpoint is complete: weights, optimizer moments and training state. Without
+    // the moments AdamW would restart cold; without the state the run would restart at step 0
+    // on trained weights and overwrite newer checkpoints.
+    for (const char* f : {"optimizer.safetensors", "state.json"}) {
+      std::error_code ec;
+      OURO_CHECK(fs::is_regular_file(*ckpt / f, ec),
+                 "--resume from {}: {} is missing, so the checkpoint is incomplete; restore the "
+                 "file, or remove the directory to resume from an older checkpoint",
+                 ckpt->string(), (*ckpt / f).string());
+    }
     TrainingCheckpoint ck = load_checkpoint(*ckpt);
-    if (ck.state.contains("config")) {
-      Config saved = parse_config_text(ck.state["config"].get<std::string>(),
-                                       (*ckpt / "state.json").string());
-      const int64_t saved_world = ck.state.value("world", int64_t{1});
+    const CheckpointState st = parse_checkpoint_state(ck.state, (*ckpt / "state.json").string(),
+                                                      checkpoint_dir_step(*ckpt));
+    {
+      Config saved = parse_config_text(st.config, (*ckpt / "state.json").string());
+      const int64_t saved_world = st.world;
       const bool same_global_batch = static_cast<int64_t>(saved.train.batch_size) * saved_world ==
                                      static_cast<int64_t>(cfg_.train.batch_size) * comm_->world();
       for (const auto& d : config_differences(saved, cfg_)) {
@@ -180,14 +279,13 @@ void TrainSession::load_start_state() {
     model_->set_params(ck.model.params);
     model_->set_optimizer_range(shard_.begin, shard_.end);
     // Moments are saved whole, so any world size re-cuts them into its own shards.
-    if (!ck.adam_m.empty())
-      model_->set_adam_state({ck.adam_m.begin() + shard_.begin, ck.adam_m.begin() + shard_.end},
-                             {ck.adam_v.begin() + shard_.begin, ck.adam_v.begin() + shard_.end});
-    step_ = ck.state.value("step", int64_t{0});
-    opt_steps_ = ck.state.value("opt_steps", int64_t{0});
-    elapsed_ = ck.state.value("elapsed_s", 0.0);
-    if (ck.state.contains("loader")) loader_->set_position(ck.state["loader"].get<LoaderPosition>());
-    if (ck.state.contains("loop")) resumed_loop_state_ = ck.state["loop"];
+    model_->set_adam_state({ck.adam_m.begin() + shard_.begin, ck.adam_m.begin() + shard_.end},
+                           {ck.adam_v.begin() + shard_.begin, ck.adam_v.begin() + shard_.end});
+    step_ = st.step;
+    opt_steps_ = st.opt_steps;
+    elapsed_ = st.elapsed_s;
+    loader_->set_position(st.loader);
+    resumed_loop_state_ = st.loop;
     saved_step_ = step_;
     logger()->info("resumed from {} at step {}", ckpt->string(), step_);
     return;
@@ -339,6 +437,7 @@ void TrainSession::save() {
   const int64_t step = step_;
   gather_masters();
   auto params = model_->get_params();
+  check_weights_sane(params, step);  // the same verdict on every rank: their weights agree
   auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
   if (comm_->world() > 1) {
     // Every rank must hold the same weights; a checkpoint is the moment to prove it. Both copies
@@ -370,6 +469,10 @@ void TrainSession::save() {
                {"rng", {{"seed", cfg_.train.seed}, {"scheme", "counter-based splitmix64"}}},
                {"config", cfg_.to_toml()}};
     if (!loop_state_.is_null()) d.state["loop"] = loop_state_;
+    if (!opt_.fault_checkpoint_phase.empty() && step == opt_.fault_checkpoint_step)
+      d.on_phase = [phase = opt_.fault_checkpoint_phase](const char* p) {
+        if (phase == p) std::raise(SIGKILL);
+      };
     auto dir = save_checkpoint(out_, step, d, cfg_.checkpoint.keep);
     logger()->info("checkpoint {}", dir.string());
   }
@@ -428,6 +531,25 @@ void TrainSession::restore(const Snapshot& s) {
   bad_streak_ = s.bad_streak;
 }
 
+// A shard that fails mid-run (changed or truncated in place, an I/O error) fails the run after
+// a checkpoint of the steps done: the weights are untouched this step, and the loader goes back
+// to the step's first batch, so a --resume (with the data repaired) continues exactly.
+void TrainSession::next_batch_or_checkpoint(int* x, int* y) {
+  try {
+    loader_->next_batch(x, y);
+  } catch (const Error& e) {
+    loader_->set_position(step_start_position_);
+    // One rank's failure cannot be agreed on here (the others are inside collectives): with
+    // several ranks the job ends and the newest periodic checkpoint is the one to resume.
+    if (!autosave_ || comm_->world() > 1) throw;
+    if (step_ > 0 && saved_step_ != step_) save();
+    if (step_ > 0)
+      fail("{}; the run stopped at step {}, whose checkpoint is in {}", e.what(), step_,
+           (fs::path(out_) / "checkpoints" / fmt::format("step_{:06d}", step_)).string());
+    throw;
+  }
+}
+
 // One optimizer step. Returns false if it was skipped (non-finite loss or gradient).
 bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
@@ -438,6 +560,7 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
   const int real_rows = syn ? B - syn_rows : B;
   model_->zero_grad();
+  step_start_position_ = loader_->position();
   // Gradients cross the wire on the last micro-step only: earlier ones just accumulate.
   std::optional<GradBucketer> buckets;
   if (bucketed())
@@ -456,7 +579,7 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
       model_->set_grad_ready_hook([&buckets](const std::vector<ParamRange>& r) { buckets->add(r); });
     // Real rows first (the loader always reads full batches, so the real data order does not
     // depend on the mix), then the synthetic rows over the tail of the batch.
-    loader_->next_batch(x.data(), y.data());
+    next_batch_or_checkpoint(x.data(), y.data());
     if (syn && syn_rows > 0)
       syn->fill(syn_rows, T, step_, a, x.data() + static_cast<size_t>(real_rows) * T,
                 y.data() + static_cast<size_t>(real_rows) * T);
@@ -479,10 +602,12 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
                        {"skipped", true}, {"lr", lr}});
     step_ = step_no;
     if (bad_streak_ >= cfg_.train.max_bad_steps) {
+      // Skipped steps leave the weights as the last update made them, which may already be
+      // exploded: save() refuses those, naming the newest good checkpoint instead.
       save();
       fail("aborting: {} consecutive steps with a non-finite loss or gradient (train.max_bad_steps); "
-           "the last good weights are in the checkpoint of step {}",
-           bad_streak_, step_);
+           "the last good weights are in the checkpoint of step {} ({})",
+           bad_streak_, step_, (fs::path(out_) / "checkpoints" / fmt::format("step_{:06d}", step_)).string());
     }
     return false;
   }
@@ -544,10 +669,12 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
     maybe_sample();
     if (autosave_ && cfg_.checkpoint.every > 0 && step_ % cfg_.checkpoint.every == 0) save();
     // A signal may reach the ranks a step apart: they agree on stopping at the same step.
-    double stop = g_stop_signal ? 1.0 : 0.0;
+    double stop = g_stop_signal;
     comm_->all_reduce(&stop, 1, ReduceOp::Max);
     if (stop != 0.0) {
-      logger()->warn("stop signal received at step {}: stopping", step_);
+      stop_signal_ = static_cast<int>(stop);
+      logger()->warn("interrupted by {} at step {}: checkpointing it, then exiting with status {}",
+                     signal_name(stop_signal_), step_, interrupted_exit_status(stop_signal_));
       if (autosave_ && saved_step_ != step_) save();
       gather_masters();
       stopped_ = true;
@@ -569,6 +696,7 @@ TrainSummary TrainSession::finish() {
   sum.steps_done = step_;
   sum.last_loss = last_loss_;
   sum.val_loss = last_val_;
+  sum.stop_signal = stop_signal_;
   return sum;
 }
 

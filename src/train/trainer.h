@@ -28,6 +28,10 @@ struct TrainOptions {
   int64_t fault_kill_step = -1;       // ... when it reaches this 0-based step
   int fault_signal = 9;               // SIGKILL: the rank dies; SIGSTOP: it hangs
   std::set<int> fault_rollback_rounds;  // testing: loop rounds whose guard fails
+  // Testing: SIGKILL inside the checkpoint write of this step, at this phase of save_checkpoint
+  // ("debris", "model", "optimizer", "state", "renamed", "rotated").
+  std::string fault_checkpoint_phase;
+  int64_t fault_checkpoint_step = -1;
   // Nsight capture range (--profile-steps A:B): the profiler records 0-based steps A..B-1 only.
   int64_t profile_first_step = -1;
   int64_t profile_last_step = -1;
@@ -37,7 +41,13 @@ struct TrainSummary {
   int64_t steps_done = 0;
   double last_loss = 0;
   double val_loss = -1;     // -1 when no evaluation ran
+  int stop_signal = 0;      // the signal (SIGINT, SIGTERM, SIGHUP) that stopped the run, or 0
 };
+
+// Exit status of a run stopped by a signal after checkpointing its step: 128 + the signal
+// (130 SIGINT, 143 SIGTERM, 129 SIGHUP), as a shell reports a process killed by it, so scripts
+// and schedulers tell an interrupted run from a finished one (0) or a failed one (1).
+constexpr int interrupted_exit_status(int signal) { return 128 + signal; }
 
 // Supplies the synthetic rows of a mixed batch: `rows` windows of T+1 tokens as inputs and
 // targets (rows*T each), a pure function of (step, micro) so that a rolled-back or resumed
@@ -87,6 +97,7 @@ class TrainSession {
   int64_t step() const { return step_; }
   int64_t last_step() const;  // where this run stops: train.steps or --stop-at
   bool stop_requested() const { return stopped_; }
+  int stop_signal() const { return stop_signal_; }
   GPT2& model() { return *model_; }
   Ops& ops() { return *ops_; }
   Communicator& comm() { return *comm_; }
@@ -114,6 +125,11 @@ class TrainSession {
   // all-gathers them whole again (a collective: every rank calls it at the same point).
   void gather_masters();
   void load_start_state();
+  void lock_out_dir();
+  void check_val_data();
+  void next_batch_or_checkpoint(int* x, int* y);
+  // Refuses to write weights that are non-finite or exploded, naming the newest checkpoint.
+  void check_weights_sane(const std::vector<float>& params, int64_t step) const;
   bool one_step(SyntheticSource* syn, int syn_rows);
   double run_eval();
   void maybe_sample();
@@ -142,12 +158,16 @@ class TrainSession {
   double last_loss_ = 0;
   int64_t saved_step_ = -1;
   bool stopped_ = false;
+  int stop_signal_ = 0;
   bool autosave_ = true;
+  int lock_fd_ = -1;
+  LoaderPosition step_start_position_;  // the loader's position when this step began  // flock on run.out_dir/ouro.lock for the run's life (rank 0)
   bool buckets_logged_ = false;
   nlohmann::json loop_state_, resumed_loop_state_;
   std::chrono::steady_clock::time_point t0_;
   void (*old_int_)(int) = nullptr;
   void (*old_term_)(int) = nullptr;
+  void (*old_hup_)(int) = nullptr;
 };
 
 // Runs a whole training (or, with a [loop] section, the self-improvement loop).
