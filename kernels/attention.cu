@@ -40,6 +40,8 @@
 // Two launches because a token attends to the k, v of the new tokens before it.
 #include <cmath>
 #include <initializer_list>
+
+#include "kernels/shared_memory.h"
 #include <stdexcept>
 #include <string>
 
@@ -696,38 +698,42 @@ bool tensor_core_path(int hd, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
-template <class Kernel>
-void set_smem(Kernel kernel, size_t bytes) {
-  OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-}
+const char* const kGenericName = "the generic attention kernels";
 
+// False (and nothing launched) when the device cannot give the kernel its shared memory: the
+// caller runs the generic kernels (hd 128's forward asks 85 KB, its dQ kernel 102 KB: more than
+// the 99 KB of sm_86 / sm_89).
 template <int HD>
-void forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cudaStream_t stream) {
+bool forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cudaStream_t stream) {
   constexpr size_t smem = forward_smem_bytes<HD>();
-  set_smem(attention_forward_kernel<HD>, smem);
+  const std::string name = "attention forward (head dim " + std::to_string(HD) + ")";
+  if (!opt_in_shared_memory(attention_forward_kernel<HD>, smem, name.c_str(), kGenericName)) return false;
   launch(attention_forward_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem, stream, out, lse, qkv,
          T, NH);
   OURO_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 template <int HD>
-void backward_hd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B, int T,
+bool backward_hd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B, int T,
                  int NH, float* D, cudaStream_t stream) {
+  constexpr size_t smem_kv = dkv_smem_bytes<HD>();
+  constexpr size_t smem_q = dq_smem_bytes<HD>();
+  const std::string name = "attention backward (head dim " + std::to_string(HD) + ")";
+  if (!opt_in_shared_memory(attention_backward_dkv_kernel<HD>, smem_kv, name.c_str(), kGenericName) ||
+      !opt_in_shared_memory(attention_backward_dq_kernel<HD>, smem_q, name.c_str(), kGenericName))
+    return false;
   const int items = B * T * NH;
   launch(attention_backward_d_kernel<HD>, dim3(ceil_div(items, kThreads / 32)), dim3(kThreads), 0, stream, D, dout,
          out, B, T, NH);
   OURO_CUDA_CHECK_LAUNCH();
-  constexpr size_t smem_kv = dkv_smem_bytes<HD>();
-  set_smem(attention_backward_dkv_kernel<HD>, smem_kv);
   launch(attention_backward_dkv_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_kv, stream, dqkv,
          dout, qkv, lse, static_cast<const float*>(D), T, NH);
   OURO_CUDA_CHECK_LAUNCH();
-  constexpr size_t smem_q = dq_smem_bytes<HD>();
-  set_smem(attention_backward_dq_kernel<HD>, smem_q);
   launch(attention_backward_dq_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_q, stream, dqkv,
          dout, qkv, lse, static_cast<const float*>(D), T, NH);
   OURO_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 template <int HD>
@@ -746,12 +752,13 @@ bool attention_has_tensor_core_path(int head_dim) { return head_dim == 32 || hea
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
   check_shape("attention_forward", B, T, C, NH);
-  if (!tensor_core_path(C / NH, {qkv, out})) return generic_attention_forward(out, lse, qkv, B, T, C, NH, stream);
-  switch (C / NH) {
-    case 32: forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
-    case 64: forward_hd<64>(out, lse, qkv, B, T, NH, stream); break;
-    default: forward_hd<128>(out, lse, qkv, B, T, NH, stream); break;
-  }
+  bool done = false;
+  if (tensor_core_path(C / NH, {qkv, out})) switch (C / NH) {
+      case 32: done = forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
+      case 64: done = forward_hd<64>(out, lse, qkv, B, T, NH, stream); break;
+      default: done = forward_hd<128>(out, lse, qkv, B, T, NH, stream); break;
+    }
+  if (!done) generic_attention_forward(out, lse, qkv, B, T, C, NH, stream);
 }
 
 size_t attention_backward_scratch_bytes(int B, int T, int C, int NH) {
@@ -764,13 +771,13 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
   check_shape("attention_backward", B, T, C, NH);
   if (scratch == nullptr) throw std::invalid_argument("attention_backward: scratch is null");
   float* D = static_cast<float*>(scratch);
-  if (!tensor_core_path(C / NH, {dqkv, dout, qkv, out}))
-    return generic_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, D, stream);
-  switch (C / NH) {
-    case 32: backward_hd<32>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
-    case 64: backward_hd<64>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
-    default: backward_hd<128>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
-  }
+  bool done = false;
+  if (tensor_core_path(C / NH, {dqkv, dout, qkv, out})) switch (C / NH) {
+      case 32: done = backward_hd<32>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+      case 64: done = backward_hd<64>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+      default: done = backward_hd<128>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
+    }
+  if (!done) generic_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, D, stream);
 }
 
 void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0, int Tmax, int C,

@@ -1,5 +1,7 @@
 #include "kernels/matmul.h"
 
+#include "kernels/shared_memory.h"
+
 #include <algorithm>
 
 // bf16 GEMM on tensor cores for the three training layouts (fp32 accumulation throughout).
@@ -402,24 +404,34 @@ int sm_count() {
   return n > 0 ? n : 1;
 }
 
+// Whether the smallest tensor-core tile's shared memory fits this device.
+template <bool A_K, bool B_K>
+bool tc_fits() {
+  return opt_in_shared_memory(gemm_tc_kernel<SmallTile, A_K, B_K>, gemm_smem_bytes<SmallTile, A_K, B_K>(),
+                              "matmul 64x64 tile", "the simple matmul kernel");
+}
+
+// False (nothing launched) when the device cannot give this tile its shared memory.
 template <class T, bool A_K, bool B_K>
-void launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, cudaStream_t stream,
+bool launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, cudaStream_t stream,
                SplitK split) {
   auto kernel = gemm_tc_kernel<T, A_K, B_K>;
   constexpr size_t smem = gemm_smem_bytes<T, A_K, B_K>();
-  if constexpr (smem > 48 * 1024) {
-    OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  }
+  const std::string name = "matmul " + std::to_string(T::BM) + "x" + std::to_string(T::BN) + " tile";
+  if (!opt_in_shared_memory(kernel, smem, name.c_str(), "a smaller tile or the simple kernel")) return false;
   const dim3 grid(ceil_div(Nn, T::BN), ceil_div(M, T::BM), split.splits);
   launch(kernel, grid, dim3(T::THREADS), smem, stream, A, B, M, Nn, K, split.k_split, e);
   OURO_CUDA_CHECK_LAUNCH();
+  return true;
 }
 
 // D = A B + epilogue, choosing the kernel. fast: the caller's shape/alignment check passed.
+// A tile whose shared memory the device cannot give falls back to the small tile, then to the
+// simple kernel (opt_in_shared_memory warns).
 template <bool A_K, bool B_K>
 void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool fast, MatmulTile tile,
           cudaStream_t stream, float* splitk_scratch = nullptr) {
+  if (fast && tile != MatmulTile::simple && !tc_fits<A_K, B_K>()) fast = false;
   if (!fast || tile == MatmulTile::simple) {
     const dim3 grid(ceil_div(Nn, 16), ceil_div(M, 16));
     launch(gemm_simple_kernel<A_K, B_K>, grid, dim3(256), 0, stream, A, B, M, Nn, K, e);
@@ -434,8 +446,8 @@ void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool
   }
   Epi ek = e;
   if (split.splits > 1) ek.partial = splitk_scratch;
-  if (tile == MatmulTile::large) launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);
-  else launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);
+  if (!(tile == MatmulTile::large && launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split)))
+    launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);  // fits: tc_fits checked
   if (split.splits > 1) {
     const size_t count = size_t(M) * Nn;
     launch(splitk_accumulate_kernel, dim3(unsigned(ceil_div(count, size_t(256)))), dim3(256), 0, stream, e.out,

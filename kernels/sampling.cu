@@ -29,6 +29,13 @@
 //     sums, an exclusive block scan of them, then the one thread whose chunk holds the crossing
 //     (the last chunk with kept weight starting at or below the target) walks its chunk. If
 //     rounding leaves the crossing past its last kept token, that token is taken.
+//  Non-finite logits. A row holding a NaN, or with no logit above -inf, has no distribution to
+//  draw from: it is reported (status[row] = kSampleNaN / kSampleNoFinite), gets the argmax of
+//  its non-NaN logits (index 0 if none) as its token and a NaN log-prob, at any temperature, so
+//  no thread ever leaves tokens[row] unwritten or reads outside the row. -inf logits have weight
+//  0 and are never drawn. +inf logits are the limit of a logit growing without bound: they share
+//  all the probability equally (weight 1 each, the rest 0), greedy takes the first, and the
+//  log-prob of a drawn +inf token is -log(number of +inf logits).
 // Everything is in a fixed order: the same (logits, params) draw the same tokens run to run.
 // Sampling is not a hot kernel (B rows per decoding step), so the row is simply re-read from
 // L1/L2 by each pass instead of being staged in shared memory.
@@ -96,6 +103,13 @@ __device__ __forceinline__ float block_sum_1sync(float x, float* buf, int& parit
   return s;
 }
 
+// Unnormalised probability of logit x at temperature T when the row's maximum is maxv: the
+// softmax weight, or, in a row whose maximum is +inf, 1 for each +inf logit and 0 for the rest.
+__device__ __forceinline__ float weight_of(float x, float maxv, float T) {
+  if (maxv == INFINITY) return x == INFINITY ? 1.0f : 0.0f;
+  return expf((x - maxv) / T);
+}
+
 // Number (kCount) or total weight of the row's tokens with key >= K, block-wide.
 template <bool kCount>
 __device__ __forceinline__ float block_above(const bf16* x, int V, uint32_t K, float maxv, float temperature,
@@ -103,13 +117,13 @@ __device__ __forceinline__ float block_above(const bf16* x, int V, uint32_t K, f
   float acc = 0.0f;
   for (int i = threadIdx.x; i < V; i += blockDim.x) {
     const bf16 xi = x[i];
-    if (bf16_key(xi) >= K) acc += kCount ? 1.0f : expf((__bfloat162float(xi) - maxv) / temperature);
+    if (bf16_key(xi) >= K) acc += kCount ? 1.0f : weight_of(__bfloat162float(xi), maxv, temperature);
   }
   return block_sum_1sync(acc, buf, parity);
 }
 
 __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, int V, int Vp,
-                              SamplingParams p, const uint64_t* row_seeds) {
+                              SamplingParams p, const uint64_t* row_seeds, int* status) {
   __shared__ float fscratch[32];
   __shared__ int iscratch[32];
   __shared__ float search_buf[64];
@@ -122,17 +136,30 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
   // 1. max / argmax and the raw softmax normaliser.
   float maxv = -INFINITY;
   int amax = 0x7fffffff;
+  int has_nan = 0;
   for (int i = tid; i < V; i += blockDim.x) {
     const float f = __bfloat162float(x[i]);
-    if (f > maxv) {  // increasing i: the first maximum of this thread is kept
+    if (f != f) has_nan = 1;
+    else if (f > maxv) {  // increasing i: the first maximum of this thread is kept
       maxv = f;
       amax = i;
     }
   }
+  const int nans = __syncthreads_count(has_nan);
   block_argmax(maxv, amax, fscratch, iscratch);
-  if (amax >= V) amax = 0;  // a row with no comparable value (all NaN)
+  if (amax >= V) amax = 0;  // no value above -inf (or all NaN): index 0
+  // A row with nothing to draw from (block-uniform): reported, an in-range token, NaN log-prob.
+  const int row_status = nans ? kSampleNaN : maxv == -INFINITY ? kSampleNoFinite : kSampleOk;
+  if (row_status != kSampleOk) {
+    if (tid == 0) {
+      tokens[row] = amax;
+      if (logprobs) logprobs[row] = NAN;
+      if (status) status[row] = row_status;
+    }
+    return;
+  }
   float s1 = 0.0f;
-  for (int i = tid; i < V; i += blockDim.x) s1 += expf(__bfloat162float(x[i]) - maxv);
+  for (int i = tid; i < V; i += blockDim.x) s1 += weight_of(__bfloat162float(x[i]), maxv, 1.0f);
   s1 = block_sum(s1, fscratch);
 
   int token = amax;
@@ -169,7 +196,7 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
     const int begin = tid * chunk, end = min(V, begin + chunk);
     float local = 0.0f;
     for (int i = begin; i < end; i++)
-      if (bf16_key(x[i]) >= cut) local += expf((__bfloat162float(x[i]) - maxv) / T);
+      if (bf16_key(x[i]) >= cut) local += weight_of(__bfloat162float(x[i]), maxv, T);
     float incl = local;  // inclusive scan within the warp
     for (int o = 1; o < 32; o <<= 1) {
       const float y = __shfl_up_sync(0xffffffffu, incl, o);
@@ -215,7 +242,9 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
       int last = -1;
       for (int i = begin; i < end; i++) {
         if (bf16_key(x[i]) < cut) continue;
-        c += expf((__bfloat162float(x[i]) - maxv) / T);
+        const float w = weight_of(__bfloat162float(x[i]), maxv, T);
+        if (w == 0.0f) continue;  // never a token of probability 0 (a -inf logit)
+        c += w;
         last = i;
         if (c > target) break;  // past the chunk's end by rounding: its last kept token
       }
@@ -226,7 +255,9 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
   }
   if (tid == 0) {
     tokens[row] = token;
-    if (logprobs) logprobs[row] = (__bfloat162float(x[token]) - maxv) - logf(s1);
+    const float xt = __bfloat162float(x[token]);
+    if (logprobs) logprobs[row] = maxv == INFINITY ? (xt == INFINITY ? -logf(s1) : -INFINITY) : (xt - maxv) - logf(s1);
+    if (status) status[row] = kSampleOk;
   }
 }
 
@@ -301,7 +332,7 @@ void check_shape(const char* what, int N, int V, int Vp) {
 
 namespace {
 void launch_sample(const char* what, int* tokens, float* logprobs, const bf16* logits, int B, int V,
-                   int Vp, const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream) {
+                   int Vp, const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream, int* status) {
   check_shape(what, B, V, Vp);
   if (B == 0) return;
   if (!tokens || !logits) throw std::invalid_argument(std::string(what) + ": null pointer");
@@ -310,20 +341,21 @@ void launch_sample(const char* what, int* tokens, float* logprobs, const bf16* l
   // A few elements per thread; at most 16 warps (the draw's scan keeps a free slot in 32).
   int threads = ceil_div(ceil_div(V, 8), 32) * 32;
   threads = threads < 32 ? 32 : threads > 512 ? 512 : threads;
-  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p, row_seeds);
+  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p, row_seeds, status);
   OURO_CUDA_CHECK_LAUNCH();
 }
 }  // namespace
 
 void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
-                   const SamplingParams& p, cudaStream_t stream) {
-  launch_sample("sample_tokens", tokens, logprobs, logits, B, V, Vp, p, nullptr, stream);
+                   const SamplingParams& p, cudaStream_t stream, int* status) {
+  launch_sample("sample_tokens", tokens, logprobs, logits, B, V, Vp, p, nullptr, stream, status);
 }
 
 void sample_tokens_row_seeds(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
-                             const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream) {
+                             const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream,
+                             int* status) {
   if (B > 0 && !row_seeds) throw std::invalid_argument("sample_tokens_row_seeds: null row_seeds");
-  launch_sample("sample_tokens_row_seeds", tokens, logprobs, logits, B, V, Vp, p, row_seeds, stream);
+  launch_sample("sample_tokens_row_seeds", tokens, logprobs, logits, B, V, Vp, p, row_seeds, stream, status);
 }
 
 void gather_logprobs(float* logprobs, const bf16* logits, const int* targets, int N, int V, int Vp,

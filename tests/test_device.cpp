@@ -14,15 +14,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
+#include <tuple>
 #include <random>
 #include <set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "bench/train_bench.h"
+#include "device/cublaslt_plan.h"
 #include "model/generate.h"
+#include "ouro/config.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
 #include "ouro/model.h"
@@ -207,6 +214,218 @@ TEST_F(DevicePath, KvCacheDecodingMatchesTheFullForward) {
     last.resize(V);
     want.assign(full.begin() + size_t(t) * Vp, full.begin() + size_t(t) * Vp + V);
     EXPECT_LT(rel_err(last, want), 2e-2) << t;
+  }
+}
+
+// ---- host synchronisations per training step (issue 15 C.5) ----
+// A step of forward_backward_deferred micro-steps and one step_readback gives the losses and the
+// gradient's sum of squares bit for bit as forward_backward and grad_sum_squares do, on both
+// backends; on simt (the emulator counts every wait) the step waits for the device ONCE, where
+// forward_backward + grad_norm waits twice (the losses, then the norm).
+TEST_F(DevicePath, DeferredStepWaitsForTheDeviceOnceAndMatchesForwardBackward) {
+  const GPT2Config cfg = small_config();
+  const Batch b1(cfg, 7), b2(cfg, 8);
+  const auto init = gpt2_init_params(cfg, 5);
+  for (Ops* ops : {cpu.get(), dev.get()}) {
+    SCOPED_TRACE(ops->name());
+    GPT2 ref(cfg, *ops, b1.B, b1.T), out(cfg, *ops, b1.B, b1.T);
+    ref.set_params(init), out.set_params(init);
+    const size_t P = ref.num_params();
+    AdamWArgs a;
+    a.lr = 1e-3f;
+    for (int step = 1; step <= 4; ++step) {
+      ref.zero_grad(), out.zero_grad();
+      const float l1 = ref.forward_backward(b1.tokens.data(), b1.targets.data(), b1.B, b1.T, 0.5f);
+      const float l2 = ref.forward_backward(b2.tokens.data(), b2.targets.data(), b2.B, b2.T, 0.5f);
+      const double whole = ref.grad_sum_squares(0, P), half = ref.grad_sum_squares(0, P / 2);
+      const std::optional<uint64_t> before = ops->host_syncs();
+      out.zero_grad();
+      out.forward_backward_deferred(b1.tokens.data(), b1.targets.data(), b1.B, b1.T, 0.5f);
+      out.forward_backward_deferred(b2.tokens.data(), b2.targets.data(), b2.B, b2.T, 0.5f);
+      const GPT2::StepReadback rb = out.step_readback({{0, P}, {0, P / 2}, {P, P}});
+      a.step = step;
+      out.adamw_step(a);
+      const std::optional<uint64_t> after = ops->host_syncs();
+      ref.adamw_step(a);
+      ASSERT_EQ(rb.losses.size(), 2u);
+      EXPECT_EQ(rb.losses[0], l1) << step;
+      EXPECT_EQ(rb.losses[1], l2) << step;
+      ASSERT_EQ(rb.sum_squares.size(), 3u);
+      EXPECT_EQ(rb.sum_squares[0], whole) << step;
+      EXPECT_EQ(rb.sum_squares[1], half) << step;
+      EXPECT_EQ(rb.sum_squares[2], 0.0) << step;
+      if (ops == dev.get()) {
+        ASSERT_TRUE(before && after);
+        // The first step allocates the readback block (and the gradients, the optimizer state).
+        if (step > 1) EXPECT_EQ(*after - *before, 1u) << "host waits in step " << step;
+      } else {
+        EXPECT_FALSE(before.has_value());  // the cpu backend has no device to wait for
+      }
+    }
+    // The old path for comparison: the losses and the norm each make the host wait.
+    if (ops == dev.get()) {
+      const uint64_t before = *ops->host_syncs();
+      ref.zero_grad();
+      ref.forward_backward(b1.tokens.data(), b1.targets.data(), b1.B, b1.T, 1.0f);
+      ref.grad_norm();
+      EXPECT_EQ(*ops->host_syncs() - before, 2u);
+    }
+    EXPECT_EQ(out.get_params(), ref.get_params());  // the same updates
+  }
+}
+
+// `ouro bench train` counts the host's waits per step where the backend can (simt): one.
+TEST_F(DevicePath, BenchTrainWaitsForTheDeviceOncePerStep) {
+  Config c = load_config(std::string(OURO_SOURCE_DIR) + "/configs/tiny.toml",
+                         {"train.batch_size=2", "train.seq_len=32", "run.device=simt"});
+  TrainBenchOptions o;
+  o.warmup = 2, o.steps = 3, o.data_parallel = false;
+  const TrainBenchResult r = bench_train(c, o);
+  EXPECT_EQ(r.host_syncs_per_step, 1.0);
+  c.run.device = "cpu";
+  EXPECT_EQ(bench_train(c, o).host_syncs_per_step, -1.0);  // nothing to count
+}
+
+// ---- cuBLASLt plans (device/cublaslt_plan.h: host code, no GPU needed) ----
+// Every matmul of every preset config (configs/*.toml, configs/experiments/*.toml) as the model
+// issues it with model.matmul = cublas: parameter and gradient slices of the packed buffers
+// (bf16, from a 256-byte aligned cudaMalloc) and 256-byte aligned activations (the arena). For
+// each GEMM cuBLASLt is told the operands' real alignment (never more: an algorithm chosen for
+// 256 bytes may use accesses a 128-byte aligned slice does not allow), the plan key holds it
+// (the same shape at another alignment is another plan), and the bias epilogue only gets a bias
+// it can read. Prints each config's alignments.
+TEST(CublasLtPlan, EveryPresetAsksForTheAlignmentOfItsRealPointers) {
+  EXPECT_EQ(pointer_alignment(reinterpret_cast<const void*>(uintptr_t(0x10000))), 256u);
+  EXPECT_EQ(pointer_alignment(reinterpret_cast<const void*>(uintptr_t(0x10080))), 128u);
+  EXPECT_EQ(pointer_alignment(reinterpret_cast<const void*>(uintptr_t(0x10002))), 2u);
+  std::vector<std::filesystem::path> presets;
+  for (const char* dir : {"configs", "configs/experiments"})
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(OURO_SOURCE_DIR) / dir))
+      if (e.path().extension() == ".toml") presets.push_back(e.path());
+  std::sort(presets.begin(), presets.end());
+  ASSERT_GE(presets.size(), 5u);
+  bool saw_below_256 = false;
+  for (const std::filesystem::path& path : presets) {
+    SCOPED_TRACE(path.filename().string());
+    const GPT2Config c = load_config(path.string()).model.gpt2();
+    const auto layout = gpt2_param_layout(c);
+    const int64_t C = c.n_embd, Vp = c.padded_vocab(), N = 8 * 64;
+    const uintptr_t params = uintptr_t(1) << 40, grads = uintptr_t(3) << 40, acts = uintptr_t(5) << 40;
+    auto slice = [&](uintptr_t base, const char* name, int64_t l, int64_t per_layer) {
+      return reinterpret_cast<void*>(base + 2 * (find_param(layout, name).offset + size_t(l * per_layer)));
+    };
+    auto act = [&](int i) { return reinterpret_cast<void*>(acts + uintptr_t(i) * (uintptr_t(1) << 32)); };
+    std::vector<GemmCall> calls;
+    std::map<uint32_t, int> param_align;  // alignment -> parameter/gradient pointers
+    auto add = [&](const std::vector<GemmCall>& v) { calls.insert(calls.end(), v.begin(), v.end()); };
+    struct Linear {
+      const char *w, *b;
+      int64_t in, out;
+    };
+    const Linear linears[] = {{"qkvw", "qkvb", C, 3 * C}, {"attprojw", "attprojb", C, C},
+                              {"fcw", "fcb", C, 4 * C}, {"fcprojw", "fcprojb", 4 * C, C}};
+    for (int64_t l = 0; l < c.n_layer; ++l)
+      for (const Linear& L : linears) {
+        void* w = slice(params, L.w, l, L.in * L.out);
+        void* b = slice(params, L.b, l, L.out);
+        void* dw = slice(grads, L.w, l, L.in * L.out);
+        void* db = slice(grads, L.b, l, L.out);
+        for (void* p : {w, b, dw, db}) ++param_align[pointer_alignment(p)];
+        add(cublas_forward_calls(act(0), act(1), w, b, int(N), int(L.in), int(L.out)));
+        add(cublas_backward_calls(act(2), dw, db, act(3), act(1), w, int(N), int(L.in), int(L.out)));
+      }
+    void* wte = slice(params, "wte", 0, 0);
+    void* dwte = slice(grads, "wte", 0, 0);
+    ++param_align[pointer_alignment(wte)], ++param_align[pointer_alignment(dwte)];
+    add(cublas_forward_calls(act(0), act(1), wte, nullptr, int(N), int(C), int(Vp)));
+    add(cublas_backward_calls(act(2), dwte, nullptr, act(3), act(1), wte, int(N), int(C), int(Vp)));
+
+    std::string listing;
+    for (auto [a, n] : param_align) listing += " " + std::to_string(n) + " at " + std::to_string(a) + " B;";
+    std::printf("  %-22s parameter/gradient pointers:%s\n", path.filename().string().c_str(), listing.c_str());
+    std::map<std::tuple<int, int, int, bool, bool, bool, bool>, std::set<GemmAlignment>> per_shape;
+    for (const GemmCall& g : calls) {
+      const GemmAlignment& a = g.key.align;
+      const uintptr_t pa = reinterpret_cast<uintptr_t>(g.a), pc = reinterpret_cast<uintptr_t>(g.c);
+      // What the plan is asked for is what the pointers have: no more (illegal), no less (slow).
+      EXPECT_EQ(a.a, pointer_alignment(g.a));
+      EXPECT_EQ(pa % a.a, 0u);
+      EXPECT_EQ(a.c, pointer_alignment(g.c));
+      EXPECT_EQ(pc % a.c, 0u);
+      EXPECT_EQ(a.d, a.c);  // D is C (in place)
+      if (g.b_is_ones) EXPECT_EQ(a.b, 256u);  // CublasLtMatmul's own cudaMalloc'd ones
+      else EXPECT_EQ(a.b, pointer_alignment(g.b));
+      if (g.key.bias) EXPECT_GE(pointer_alignment(g.bias), kCublasBiasAlignment);
+      saw_below_256 |= a.a < 256 || a.c < 256;
+      per_shape[{g.key.m, g.key.n, g.key.k, g.key.ta, g.key.tb, g.key.bias, g.key.accumulate}].insert(a);
+    }
+    // Shapes met at several alignments are several plans: the cache key tells them apart.
+    std::set<GemmPlanKey> keys;
+    size_t expect_keys = 0;
+    for (const GemmCall& g : calls) keys.insert(g.key);
+    for (const auto& [shape, aligns] : per_shape) expect_keys += aligns.size();
+    EXPECT_EQ(keys.size(), expect_keys);
+    if (C == 1600) {  // gpt2_1558m: odd layers' slices sit 128 bytes off (the issue's case)
+      EXPECT_GT(param_align[128], 0);
+      EXPECT_GT(per_shape.size(), 0u);
+      EXPECT_LT(per_shape.size(), keys.size());
+    }
+  }
+  EXPECT_TRUE(saw_below_256);
+}
+
+// Ops::sample_tokens on rows with no distribution (a NaN, all -inf) is an error naming the row,
+// on both backends and at any temperature; +inf logits are drawn (greedy: the first), -inf
+// never. Each row is sampled alone and next to finite rows.
+TEST_F(DevicePath, SamplingRefusesNonFiniteRowsNamingThemOnBothBackends) {
+  const int V = 40, stride = 48;
+  auto bits = [](float f) {  // the bf16 of a bf16-exact value (and of NaN / inf)
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return uint16_t(u >> 16);
+  };
+  auto sample = [&](Ops& ops, const std::vector<std::vector<float>>& rows, float temperature, std::vector<int>& tok) {
+    const int Bn = int(rows.size());
+    const bool bf16 = ops.act_dtype() == DType::BF16;
+    std::vector<float> f(size_t(Bn) * stride, 0.0f);
+    std::vector<uint16_t> h(f.size());
+    for (int b = 0; b < Bn; ++b)
+      for (int i = 0; i < V; ++i) f[size_t(b) * stride + i] = rows[b][i];
+    for (size_t i = 0; i < f.size(); ++i) h[i] = bits(f[i]);
+    void* d = ops.alloc(f.size() * 4);
+    ops.to_device(d, bf16 ? static_cast<const void*>(h.data()) : f.data(), f.size() * (bf16 ? 2 : 4));
+    tok.assign(Bn, -1);
+    std::vector<float> lp(Bn);
+    std::vector<uint64_t> seeds(Bn, 5);
+    SamplingSpec spec{temperature, 0, 1.0f};
+    std::string err;
+    try {
+      ops.sample_tokens(tok.data(), lp.data(), d, Bn, V, stride, spec, seeds.data(), 3);
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    ops.dealloc(d);
+    return err;
+  };
+  std::vector<float> finite(V), nan_row, neg_inf(V, -INFINITY), pos_inf, masked;
+  for (int i = 0; i < V; ++i) finite[i] = float((i * 7) % 13) * 0.25f - 1.0f;
+  nan_row = finite, nan_row[17] = NAN;
+  pos_inf = finite, pos_inf[9] = INFINITY, pos_inf[30] = INFINITY;
+  masked = finite;
+  for (int i = 0; i < V; i += 3) masked[i] = -INFINITY;
+  for (Ops* ops : {cpu.get(), dev.get()}) {
+    for (float T : {0.0f, 1.0f}) {
+      SCOPED_TRACE(ops->name() + " T=" + std::to_string(T));
+      std::vector<int> tok;
+      EXPECT_NE(sample(*ops, {finite, nan_row}, T, tok).find("row 1 of the logits holds a NaN"), std::string::npos);
+      EXPECT_NE(sample(*ops, {nan_row}, T, tok).find("row 0 of the logits holds a NaN"), std::string::npos);
+      EXPECT_NE(sample(*ops, {finite, finite, neg_inf}, T, tok).find("row 2 of the logits has no value above -inf"),
+                std::string::npos);
+      ASSERT_EQ(sample(*ops, {finite, pos_inf, masked}, T, tok), "");
+      EXPECT_TRUE(tok[1] == 9 || tok[1] == 30) << tok[1];
+      if (T == 0.0f) EXPECT_EQ(tok[1], 9);
+      EXPECT_NE(tok[2] % 3, 0) << "a -inf logit was drawn";
+    }
   }
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -77,6 +78,25 @@ TEST(DistEnv, LaunchersAndSharding) {
   }
   ::unsetenv("SLURM_PROCID"), ::unsetenv("SLURM_NTASKS"), ::unsetenv("SLURM_LOCALID");
   size_t covered = 0;
+  // Ranks per node (the device communicator checks them against the GPUs): Slurm's per-node
+  // list at this node, torchrun's LOCAL_WORLD_SIZE, else at least local rank + 1.
+  if (ouro::detect_dist_env().launcher == "none") {
+    ::setenv("SLURM_PROCID", "5", 1), ::setenv("SLURM_NTASKS", "9", 1), ::setenv("SLURM_LOCALID", "0", 1);
+    ::setenv("SLURM_TASKS_PER_NODE", "2(x2),4,1", 1);
+    for (auto [node, want] : {std::pair{"0", 2}, {"1", 2}, {"2", 4}, {"3", 1}}) {
+      ::setenv("SLURM_NODEID", node, 1);
+      EXPECT_EQ(ouro::detect_dist_env().local_world, want) << "node " << node;
+    }
+    ::unsetenv("SLURM_PROCID"), ::unsetenv("SLURM_NTASKS"), ::unsetenv("SLURM_LOCALID");
+    ::unsetenv("SLURM_TASKS_PER_NODE"), ::unsetenv("SLURM_NODEID");
+    ::setenv("RANK", "3", 1), ::setenv("WORLD_SIZE", "8", 1), ::setenv("LOCAL_RANK", "3", 1);
+    EXPECT_EQ(ouro::detect_dist_env().local_world, 4);  // no LOCAL_WORLD_SIZE: local rank + 1
+    ::setenv("LOCAL_WORLD_SIZE", "4", 1);
+    EXPECT_EQ(ouro::detect_dist_env().local_world, 4);
+    ::setenv("LOCAL_WORLD_SIZE", "8", 1);
+    EXPECT_EQ(ouro::detect_dist_env().local_world, 8);
+    ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE"), ::unsetenv("LOCAL_RANK"), ::unsetenv("LOCAL_WORLD_SIZE");
+  }
   for (int r = 0; r < 3; ++r) {
     auto s = ouro::shard_of(10, 3, r);
     EXPECT_EQ(s.begin, covered);

@@ -288,6 +288,35 @@ TEST(NcclOverMpi, ARankThatFailsAloneEndsTheJobAtOnce) {
   fs::remove(log);
 }
 
+// ---- more ranks on a node than GPUs: refused at start, naming both numbers ----
+TEST(NcclOverMpiWorker, DISABLED_MoreRanksThanDevices) {
+  ouro::RendezvousOptions rv;
+  auto comm = ouro::make_device_comm(ouro::make_comm("mpi", 60), rv, 60);
+}
+
+TEST(NcclOverMpi, MoreRanksPerNodeThanDevicesAreRefusedAtStart) {
+#if !defined(OURO_TEST_NCCL_OVER_MPI)
+  GTEST_SKIP() << "this build has no simt device half (NCCL-over-MPI)";
+#endif
+  const fs::path log = fs::temp_directory_path() / ("ouro_nccl_devices_" + std::to_string(::getpid()) + ".log");
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  // The emulator as a node of 2 GPUs (OURO_SIMT_DEVICES): 3 ranks must not share them.
+  auto r = run_shell(mpirun(3) + "-x OURO_SIMT_DEVICES=2 " + self +
+                     " --gtest_color=no --gtest_also_run_disabled_tests "
+                     "--gtest_filter=NcclOverMpiWorker.DISABLED_MoreRanksThanDevices", log);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("3 ranks on this node but 2 CUDA device(s)"), std::string::npos) << r.out;
+  EXPECT_LT(r.seconds, 30.0) << r.out;  // at start, not after a timeout
+  // 2 ranks on 2 GPUs: fine.
+  r = run_shell(mpirun(2) + "-x OURO_SIMT_DEVICES=2 " + self +
+                " --gtest_color=no --gtest_also_run_disabled_tests "
+                "--gtest_filter=NcclOverMpiWorker.DISABLED_MoreRanksThanDevices", log);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(ranks_passed(r.out), 2) << r.out;
+  fs::remove(log);
+}
+
 // ---- host collectives over the device communicator (no MPI host communicator) ----
 namespace {
 

@@ -11,6 +11,9 @@
 // gives O(1) errors.
 #include "kernel_test_support.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "kernels/matmul.h"
 
 #include "cpu/cpu_ops.h"
@@ -156,6 +159,29 @@ TEST_F(MatmulTest, LargerShapeAllPipelineStages) {
     check_backward(s, t, true, 32);
   }
 }
+
+#if defined(OURO_SIMT)
+// A GPU whose opt-in shared memory is below the 128x128 tile's 80 KB (OURO_SIMT_SMEM_OPTIN fakes
+// 64 KB): the large tile falls back to the 64x64 one (40 KB, within the 48 KB every GPU gives)
+// with a warning, instead of failing at cudaFuncSetAttribute; results match the CPU.
+TEST_F(MatmulTest, LargeTileFallsBackWhenTheDeviceHasLessSharedMemory) {
+  ::setenv("OURO_SIMT_SMEM_OPTIN", "65536", 1);
+  ::testing::internal::CaptureStderr();
+  std::string err;
+  try {
+    check_forward({256, 256, 384}, MatmulTile::large, true, Epilogue::gelu, true, 33);
+    check_backward({256, 256, 384}, MatmulTile::large, true, 34);
+    check_backward({1100, 48, 40}, MatmulTile::large, true, 35);  // split K
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  ::unsetenv("OURO_SIMT_SMEM_OPTIN");
+  EXPECT_EQ(err, "");
+  EXPECT_NE(log.find("matmul 128x128 tile needs"), std::string::npos) << log;
+  EXPECT_NE(log.find("this GPU allows 65536"), std::string::npos) << log;
+}
+#endif
 
 // dW with few output tiles and a long K = N splits K (two slices here, the second one ragged):
 // fp32 partials in the scratch memory, summed in slice order.

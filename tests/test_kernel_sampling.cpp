@@ -320,6 +320,75 @@ TEST_F(SamplingKernel, RowSeedsMakeEachRowIndependentOfItsBatchMates) {
                std::invalid_argument);
 }
 
+// ---- non-finite logits ------------------------------------------------------------------------
+
+// Rows with a NaN, all NaN, all -inf, one or two +inf, some -inf, among finite rows. Whatever the
+// temperature and cuts, every row gets a token in [0, V) (a row the draw cannot serve used to
+// leave it unwritten: on a GPU whatever the shared slot held, then an out-of-bounds read of x);
+// rows holding a NaN or no logit above -inf are reported in status naming the row; +inf logits
+// take all the probability, shared equally; -inf logits are never drawn.
+TEST_F(SamplingKernel, NonFiniteRowsWriteATokenAndReportTheRow) {
+  const int V = 300, Vp = 304;
+  enum Row { kFinite, kOneNaN, kAllNaN, kAllNegInf, kOnePosInf, kTwoPosInf, kSomeNegInf, kFinite2, kRows };
+  const int B = kRows;
+  std::vector<float> x = make_logits(B, V, Vp, 17);
+  auto row = [&](int b) { return &x[size_t(b) * Vp]; };
+  row(kOneNaN)[123] = NAN;
+  std::fill_n(row(kAllNaN), V, NAN);
+  std::fill_n(row(kAllNegInf), V, -INFINITY);
+  row(kOnePosInf)[250] = INFINITY;
+  row(kTwoPosInf)[7] = INFINITY;
+  row(kTwoPosInf)[201] = INFINITY;
+  for (int i = 0; i < V; i += 2) row(kSomeNegInf)[i] = -INFINITY;  // masked: even tokens
+  row(kSomeNegInf)[0] = -INFINITY;
+  const SamplingParams params[] = {
+      {0.0f, 0, 1.0f, 1, 0}, {1.0f, 0, 1.0f, 2, 0}, {0.7f, 5, 1.0f, 3, 1}, {1.2f, 0, 0.9f, 4, 2}, {0.9f, 20, 0.5f, 5, 3}};
+  int picked7 = 0, picked201 = 0;
+  for (const SamplingParams& p : params) {
+    for (uint64_t off = 0; off < 8; off++) {
+      SamplingParams q = p;
+      q.offset = p.offset + off * 1000;
+      SCOPED_TRACE("T=" + std::to_string(q.temperature) + " k=" + std::to_string(q.top_k) +
+                   " p=" + std::to_string(q.top_p) + " offset=" + std::to_string(q.offset));
+      DeviceBuffer<bf16> d_x(to_bf16(x));
+      DeviceBuffer<int> d_tokens(B), d_status(B);  // poisoned: -1
+      DeviceBuffer<float> d_lp(B);
+      ouro::kernels::sample_tokens(d_tokens, d_lp, d_x, B, V, Vp, q, nullptr, d_status);
+      const std::vector<int> tok = d_tokens.download(), status = d_status.download();
+      const std::vector<float> lp = d_lp.download();
+      for (int b = 0; b < B; b++) {
+        ASSERT_GE(tok[b], 0) << "row " << b << ": no token written";
+        ASSERT_LT(tok[b], V) << "row " << b;
+      }
+      EXPECT_EQ(status[kFinite], ouro::kernels::kSampleOk);
+      EXPECT_EQ(status[kOneNaN], ouro::kernels::kSampleNaN);
+      EXPECT_EQ(status[kAllNaN], ouro::kernels::kSampleNaN);
+      EXPECT_EQ(status[kAllNegInf], ouro::kernels::kSampleNoFinite);
+      EXPECT_EQ(status[kOnePosInf], ouro::kernels::kSampleOk);
+      EXPECT_EQ(status[kTwoPosInf], ouro::kernels::kSampleOk);
+      EXPECT_EQ(status[kSomeNegInf], ouro::kernels::kSampleOk);
+      EXPECT_EQ(status[kFinite2], ouro::kernels::kSampleOk);
+      // Reported rows carry a NaN log-prob: nothing downstream can mistake it for a real one.
+      EXPECT_TRUE(std::isnan(lp[kOneNaN]) && std::isnan(lp[kAllNaN]) && std::isnan(lp[kAllNegInf]));
+      EXPECT_EQ(tok[kOnePosInf], 250);
+      EXPECT_EQ(lp[kOnePosInf], 0.0f);
+      EXPECT_TRUE(tok[kTwoPosInf] == 7 || tok[kTwoPosInf] == 201) << tok[kTwoPosInf];
+      EXPECT_FLOAT_EQ(lp[kTwoPosInf], -std::log(2.0f));
+      picked7 += tok[kTwoPosInf] == 7, picked201 += tok[kTwoPosInf] == 201;
+      EXPECT_EQ(tok[kSomeNegInf] % 2, 1) << "a -inf logit was drawn";
+      if (q.temperature <= 0) EXPECT_EQ(tok[kTwoPosInf], 7);  // greedy: the lowest index
+      for (int b : {int(kFinite), int(kSomeNegInf), int(kFinite2)}) {
+        const Draw d = reference_draw(row(b), V, q, b);
+        EXPECT_EQ(tok[b], d.token) << "row " << b;
+        EXPECT_NEAR(lp[b], d.logprob, 1e-5 * std::max(1.0, std::abs(d.logprob))) << "row " << b;
+      }
+    }
+  }
+  // Two +inf logits share the probability: over 32 sampled draws both come up.
+  EXPECT_GT(picked201, 0);
+  EXPECT_GT(picked7, 8);
+}
+
 // ---- gather_logprobs ------------------------------------------------------------------------
 
 void check_gather(int N, int V, int Vp, uint64_t seed) {

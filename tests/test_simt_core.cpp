@@ -4,6 +4,7 @@
 // block sizes that are not multiples of 32 and several grid shapes.
 #include <ouro/cuda.h>  // first: it defines __shared__ before the CUDA headers
 #include <ouro/simt/bench.h>
+#include <ouro/simt/device_model.h>
 
 #include <gtest/gtest.h>
 
@@ -822,17 +823,17 @@ TEST(SimtRuntime, ErrorsStickUntilRead) {
   EXPECT_EQ(cudaPeekAtLastError(), cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);
-  EXPECT_EQ(cudaSetDevice(3), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaSetDevice(simt::device_count()), cudaErrorInvalidDevice);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidDevice);
   EXPECT_STREQ(cudaGetErrorName(cudaErrorInvalidValue), "cudaErrorInvalidValue");
   EXPECT_STREQ(cudaGetErrorString(cudaErrorInvalidConfiguration), "invalid configuration argument");
-  EXPECT_THROW(OURO_CUDA_CHECK(cudaSetDevice(7)), ouro::CudaError);
+  EXPECT_THROW(OURO_CUDA_CHECK(cudaSetDevice(700)), ouro::CudaError);
   cudaGetLastError();
   try {
-    OURO_CUDA_CHECK(cudaSetDevice(7));
+    OURO_CUDA_CHECK(cudaSetDevice(700));
   } catch (const ouro::CudaError& e) {
     EXPECT_EQ(e.code(), cudaErrorInvalidDevice);
-    EXPECT_NE(std::string(e.what()).find("cudaSetDevice(7)"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("cudaSetDevice(700)"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("test_simt_core.cpp"), std::string::npos);
   }
   cudaGetLastError();
@@ -890,7 +891,7 @@ TEST(SimtRuntime, EventsMeasureTime) {
 TEST(SimtRuntime, DeviceQueries) {
   int n = 0, dev = -1;
   EXPECT_EQ(cudaGetDeviceCount(&n), cudaSuccess);
-  EXPECT_EQ(n, 1);
+  EXPECT_EQ(n, simt::device_count());
   EXPECT_EQ(cudaSetDevice(0), cudaSuccess);
   EXPECT_EQ(cudaGetDevice(&dev), cudaSuccess);
   EXPECT_EQ(dev, 0);
@@ -904,6 +905,77 @@ TEST(SimtRuntime, DeviceQueries) {
   int v = 0;
   EXPECT_EQ(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0), cudaSuccess);
   EXPECT_EQ(v, 227 * 1024);
+}
+
+// The test hooks of include/ouro/simt/device_model.h: a node of N devices, an sm_86-like opt-in
+// limit that cudaFuncSetAttribute enforces, and the host-synchronisation counters.
+__global__ void device_model_kernel(int* p) { p[0] = 1; }
+TEST(SimtRuntime, DeviceModelHooksAndSyncCounts) {
+  int n = 0;
+  ::unsetenv("OURO_SIMT_DEVICES");
+  EXPECT_EQ(cudaGetDeviceCount(&n), cudaSuccess);
+  EXPECT_EQ(n, 8);
+  ::setenv("OURO_SIMT_DEVICES", "2", 1);
+  EXPECT_EQ(cudaGetDeviceCount(&n), cudaSuccess);
+  EXPECT_EQ(n, 2);
+  EXPECT_EQ(cudaSetDevice(1), cudaSuccess);
+  EXPECT_EQ(cudaSetDevice(2), cudaErrorInvalidDevice);
+  cudaGetLastError();
+  EXPECT_EQ(cudaSetDevice(0), cudaSuccess);
+  ::unsetenv("OURO_SIMT_DEVICES");
+  const void* k = reinterpret_cast<const void*>(device_model_kernel);
+  ::setenv("OURO_SIMT_SMEM_OPTIN", "101376", 1);
+  int v = 0;
+  EXPECT_EQ(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0), cudaSuccess);
+  EXPECT_EQ(v, 101376);
+  EXPECT_EQ(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 101376), cudaSuccess);
+  EXPECT_EQ(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 104448), cudaErrorInvalidValue);
+  cudaGetLastError();
+  ::unsetenv("OURO_SIMT_SMEM_OPTIN");
+  EXPECT_EQ(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 104448), cudaSuccess);
+
+  // Waits that find work queued on what they wait for are counted: explicit synchronisations,
+  // copies the host waits for, cudaFree; not async copies from host memory, nor async copies
+  // into pinned memory, nor a second wait with nothing queued in between.
+  int *d = nullptr, *pin = nullptr, h = 0;
+  ASSERT_EQ(cudaMalloc(&d, 64), cudaSuccess);
+  ASSERT_EQ(cudaMallocHost(&pin, 64), cudaSuccess);
+  cudaStream_t s;
+  cudaEvent_t e;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&e), cudaSuccess);
+  cudaDeviceSynchronize();
+  const simt::HostSyncCounts before = simt::host_syncs();
+  EXPECT_EQ(cudaMemcpyAsync(d, &h, 4, cudaMemcpyHostToDevice, s), cudaSuccess);    // staged: no wait
+  EXPECT_EQ(cudaMemcpyAsync(pin + 1, d, 4, cudaMemcpyDeviceToHost, s), cudaSuccess);  // pinned: no wait
+  EXPECT_EQ(cudaMemsetAsync(d, 0, 64, s), cudaSuccess);
+  EXPECT_EQ(cudaEventRecord(e, s), cudaSuccess);
+  EXPECT_EQ(simt::host_syncs().total(), before.total());
+  EXPECT_EQ(cudaMemcpyAsync(&h, d, 4, cudaMemcpyDeviceToHost, s), cudaSuccess);  // pageable: waits
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);  // nothing queued since: returns at once
+  EXPECT_EQ(simt::host_syncs().total(), before.total() + 1);
+  cudaMemsetAsync(d, 0, 64, s);
+  EXPECT_EQ(cudaMemcpy(&h, d, 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  cudaMemsetAsync(d, 0, 64, s);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  cudaMemsetAsync(d, 0, 64, s);
+  EXPECT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);  // another stream: nothing queued there
+  EXPECT_EQ(cudaEventRecord(e, s), cudaSuccess);
+  EXPECT_EQ(cudaEventSynchronize(e), cudaSuccess);
+  ouro::launch(device_model_kernel, dim3(1), dim3(1), 0, s, d);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  cudaMemsetAsync(d, 0, 64, s);
+  EXPECT_EQ(cudaFree(d), cudaSuccess);
+  const simt::HostSyncCounts after = simt::host_syncs();
+  EXPECT_EQ(after.copy - before.copy, 2u);
+  EXPECT_EQ(after.stream - before.stream, 1u);
+  EXPECT_EQ(after.event - before.event, 1u);
+  EXPECT_EQ(after.device - before.device, 1u);
+  EXPECT_EQ(after.free - before.free, 1u);
+  EXPECT_EQ(after.total() - before.total(), 6u);
+  cudaFreeHost(pin);
+  cudaEventDestroy(e);
+  cudaStreamDestroy(s);
 }
 
 // `ouro bench simt` in miniature: it runs, restores the settings, and prints sane figures.

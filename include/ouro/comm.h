@@ -25,6 +25,9 @@ enum class ReduceOp { Sum, Avg, Max };
 // Where this process sits in the job, read from the launcher's environment.
 struct DistEnv {
   int rank = 0, world = 1, local_rank = 0;
+  // Ranks on this node: OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS, Slurm's
+  // SLURM_TASKS_PER_NODE at SLURM_NODEID, LOCAL_WORLD_SIZE; else local_rank + 1 (at least).
+  int local_world = 1;
   std::string launcher = "none";  // openmpi, mpich, slurm, env, none
 };
 // OpenMPI (OMPI_COMM_WORLD_*), MPICH/Hydra (PMI_RANK, PMI_SIZE, MPI_LOCALRANKID), Slurm

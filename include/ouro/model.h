@@ -107,6 +107,17 @@ class GPT2 {
   // loss * grad_weight is accumulated into the parameter gradients.
   float forward_backward(const int* tokens, const int* targets, int B, int T, float grad_weight);
   float forward(const int* tokens, const int* targets, int B, int T);  // loss only
+  // A training step without waiting for the device (issue 15): forward_backward_deferred is
+  // forward_backward whose loss stays in backend memory; step_readback then reads, in ONE copy
+  // (one host synchronisation per optimizer step), the mean losses of the micro-steps deferred
+  // since the last readback (in order) and the gradient's sum of squares over each range.
+  // Bitwise the same losses and sums as forward_backward and grad_sum_squares.
+  void forward_backward_deferred(const int* tokens, const int* targets, int B, int T, float grad_weight);
+  struct StepReadback {
+    std::vector<float> losses;        // one per deferred micro-step
+    std::vector<double> sum_squares;  // one per range
+  };
+  StepReadback step_readback(const std::vector<ParamRange>& grad_ranges);
   // Called during every later forward_backward (an empty hook: none). The trainer sets it on
   // the last micro-step of gradient accumulation to average gradients while the backward runs.
   void set_grad_ready_hook(GradReadyHook hook) { grad_ready_ = std::move(hook); }
@@ -154,6 +165,7 @@ class GPT2 {
   struct Impl;  // the backend buffers (opaque)
 
  private:
+  float backward_pass(const int* tokens, const int* targets, int B, int T, float grad_weight, bool deferred);
   GPT2Config cfg_;
   Ops& ops_;
   std::vector<ParamTensor> layout_;

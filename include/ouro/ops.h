@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,10 @@ class Ops {
   // streams (the gradient all-reduce's) can order their work after it; null on the cpu backend,
   // whose ops have finished when they return.
   virtual void* stream() { return nullptr; }
+  // How many times the host has waited for the device so far (stream, device and event
+  // synchronisations, copies the host waits for), where the backend can count them: simt (the
+  // emulator counts them; see include/ouro/simt/device_model.h). nullopt elsewhere.
+  virtual std::optional<uint64_t> host_syncs() const { return std::nullopt; }
   // Bracket the region an attached profiler should capture (Nsight Systems with
   // --capture-range=cudaProfilerApi); no-ops on backends without one.
   virtual void profiler_start() {}
@@ -152,6 +157,12 @@ class Ops {
                           float dloss) = 0;
   // Sum of squares of n act-dtype elements, accumulated in double.
   virtual double sum_squares(const void* x, size_t n) = 0;
+  // The same into backend memory (`out`: one double inside a buffer from alloc) with no round
+  // trip to the host: read later together with other results in one copy (GPT2::step_readback).
+  virtual void sum_squares_into(double* out, const void* x, size_t n) {
+    const double v = sum_squares(x, n);
+    to_device(out, &v, sizeof v);
+  }
   // AdamW over every segment of the flat parameter buffer in one call. master is the fp32 copy
   // of the weights (null when act dtype is fp32: params are then updated directly).
   virtual void adamw(void* params, float* master, const void* grads, float* m, float* v,
@@ -174,7 +185,9 @@ class Ops {
   // host. Row b's uniform is a function of (row_seeds[b], step) alone, so a row's draw does not
   // depend on its batch-mates. The random streams are the backend's own (cpu: splitmix64 of the
   // pair; device: Philox): greedy agrees across backends up to the logits' precision, sampled
-  // tokens do not.
+  // tokens do not. A row holding a NaN, or with no logit above -inf, has nothing to draw from:
+  // an Error naming the row. +inf logits share all the probability (greedy: the first of them),
+  // -inf logits are never drawn.
   virtual void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
                              size_t row_stride, const SamplingSpec& spec,
                              const uint64_t* row_seeds, uint64_t step) = 0;

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <cmath>
 #include <algorithm>
 #include <functional>
 #include <optional>
@@ -23,6 +24,8 @@ namespace ouro {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// null where the backend cannot count them.
+nlohmann::json r_host_syncs(double v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(); }
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -109,7 +112,12 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
       comm->all_reduce_spans(static_cast<float*>(model.grads_data()), spans, ReduceOp::Avg);
   };
   int buckets_per_step = 0;
+  // The trainer's step without the host waiting on the device more than once: the losses stay
+  // on the device until one readback brings them with the gradient norm (GPT2::step_readback).
+  // The backend counts the waits where it can (simt): host_syncs is their number per step.
+  uint64_t step_syncs = 0;
   auto step = [&](int64_t s, bool exchange) {
+    const std::optional<uint64_t> syncs0 = ops->host_syncs();
     for (auto& v : x) v = tok(rng);
     for (auto& v : y) v = tok(rng);
     model.zero_grad();
@@ -119,7 +127,7 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
                       dtype_size(ops->act_dtype()), launch_bucket);
       model.set_grad_ready_hook([&buckets](const std::vector<ParamRange>& r) { buckets->add(r); });
     }
-    model.forward_backward(x.data(), y.data(), B, T, 1.0f);
+    model.forward_backward_deferred(x.data(), y.data(), B, T, 1.0f);
     model.set_grad_ready_hook(nullptr);
     if (buckets) {
       buckets->flush();
@@ -128,10 +136,11 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
     } else if (exchange) {
       average_gradients();
     }
-    args.grad_scale = 1.0f / static_cast<float>(std::max(1.0, model.grad_norm()));
+    const GPT2::StepReadback rb = model.step_readback({{0, model.num_params()}});
+    args.grad_scale = 1.0f / static_cast<float>(std::max(1.0, std::sqrt(rb.sum_squares[0])));
     args.step = s;
     model.adamw_step(args);
-    ops->synchronize();
+    if (syncs0) step_syncs += *ops->host_syncs() - *syncs0;
   };
   // Seconds per call of `body`, the slowest rank's: ranks start together (barrier) and a step
   // of the job lasts as long as its slowest rank.
@@ -148,7 +157,9 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   for (int i = 0; i < opt.warmup; ++i) step(++s, comm != nullptr);
 
   TrainBenchResult r;
+  step_syncs = 0;
   r.step_s = per_call(opt.steps, [&](int) { step(++s, false); });
+  if (ops->host_syncs()) r.host_syncs_per_step = static_cast<double>(step_syncs) / opt.steps;
   if (comm) {
     r.world = comm->world();
     r.transport = comm->name();
@@ -226,6 +237,7 @@ nlohmann::json TrainBenchResult::json() const {
                                                         {"tokens_per_s", world * tokens_per_s * scaling_efficiency()},
                                                         {"scaling_efficiency", scaling_efficiency()}})
                                       : nlohmann::json()},
+          {"host_syncs_per_step", r_host_syncs(host_syncs_per_step)},
           // MFU against the GPU's datasheet peak; none for the CPU or an unknown GPU.
           {"mfu", peak_flops > 0 ? nlohmann::json(step_flops / step_s / peak_flops) : nlohmann::json()}};
 }
@@ -242,6 +254,8 @@ void log_train_bench(const TrainBenchResult& r) {
       log->info("  MFU           unknown device ({}): no peak rate in src/bench/peak_flops.cpp", r.hardware);
   }
   log->info("  training step {:10.1f} GFLOP/s", r.step_gflops);
+  if (r.host_syncs_per_step >= 0)
+    log->info("  host syncs    {:10.2f} per step (the host waiting on the device; goal <= 1)", r.host_syncs_per_step);
   if (r.world > 1) {
     log->info("  data parallel {:10.3f} s   {:10.0f} tokens/s over {} ranks ({})", r.dp_step_s,
               r.world * r.tokens_per_s * r.scaling_efficiency(), r.world, r.transport);

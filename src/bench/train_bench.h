@@ -37,6 +37,9 @@ struct TrainBenchResult {
   int batch = 0, seq = 0;
   bool bf16 = false;          // activations in bf16 (device backends): MFU applies
   double step_s = 0, tokens_per_s = 0;
+  // Times the host waited for the device per step (not data parallel), where the backend counts
+  // them (simt); -1 elsewhere. At most 1: the readback of the losses and gradient norm.
+  double host_syncs_per_step = -1;
   double step_flops = 0;      // model FLOPs of one step (6 x weights + attention, per token)
   double step_gflops = 0;
   double sgemm_gflops = 0;    // cpu backend: the ceiling; 0 on device backends

@@ -4,12 +4,18 @@
 //   dX       dinp^T (C, N)  = W (C x OC, op N)  * dout^T (OC x N)
 //   dW       dW^T (C, OC)  += inp^T (C x N)  * dout (op T of OC x N)             (beta = 1)
 //   dbias    db (OC, 1)    += dout^T (OC x N) * ones (N x 1)                      (beta = 1)
-// Layouts, descriptors and the heuristic's algorithm are cached per shape: cuBLASLt's heuristic
-// query costs tens of microseconds, a GEMM of the small models less.
+// Which GEMMs each op issues, and the plan key of each (shape and the operands' real alignment,
+// which the heuristic is told through CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), come from
+// device/cublaslt_plan.h, host code tested without a GPU. Layouts, descriptors and the
+// heuristic's algorithm are cached per key: cuBLASLt's heuristic query costs tens of
+// microseconds, a GEMM of the small models less.
 #include "device/cublaslt_matmul.h"
+
+#include "device/cublaslt_plan.h"
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ouro/error.h"
@@ -52,8 +58,7 @@ struct CublasLtMatmul::Impl {
   kernels::bf16* ones = nullptr;  // N ones for the bias-gradient GEMV
   int ones_n = 0;
 
-  // One GEMM shape: m, n, k, op(A), op(B), bias epilogue, beta != 0.
-  using Key = std::tuple<int, int, int, bool, bool, bool, bool>;
+  using Key = GemmPlanKey;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
@@ -73,9 +78,10 @@ struct CublasLtMatmul::Impl {
     cudaFree(ones);
   }
 
-  const Plan& plan(int m, int n, int k, bool ta, bool tb, bool bias, bool accumulate) {
-    const Key key{m, n, k, ta, tb, bias, accumulate};
+  const Plan& plan(const Key& key) {
     if (auto it = plans.find(key); it != plans.end()) return it->second;
+    const int m = key.m, n = key.n, k = key.k;
+    const bool ta = key.ta, tb = key.tb, bias = key.bias;
     Plan p;
     check(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate");
     const cublasOperation_t opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -95,25 +101,36 @@ struct CublasLtMatmul::Impl {
     check(cublasLtMatmulPreferenceCreate(&pref), "PreferenceCreate");
     check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspace,
                                                sizeof kWorkspace), "MAX_WORKSPACE");
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, key.align.a},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.align.b},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.align.c},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.align.d}};
+    for (const auto& [attr, bytes] : aligns)
+      check(cublasLtMatmulPreferenceSetAttribute(pref, attr, &bytes, sizeof bytes), "MIN_ALIGNMENT");
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     check(cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found),
           "AlgoGetHeuristic");
     cublasLtMatmulPreferenceDestroy(pref);
-    OURO_CHECK(found > 0, "cuBLASLt: no algorithm for m={} n={} k={} (transa {}, transb {}, bias {})", m, n, k,
-               ta, tb, bias);
+    OURO_CHECK(found > 0,
+               "cuBLASLt: no algorithm for m={} n={} k={} (transa {}, transb {}, bias {}, alignment A {} B {} C {} D {})",
+               m, n, k, ta, tb, bias, key.align.a, key.align.b, key.align.c, key.align.d);
     p.algo = result.algo;
     return plans.emplace(key, p).first->second;
   }
 
   // C (m x n) = alpha op(A) op(B) + beta C [+ bias per row].
-  void gemm(kernels::bf16* c, const kernels::bf16* a, const kernels::bf16* b, int m, int n, int k, bool ta,
-            bool tb, const kernels::bf16* bias, bool accumulate) {
-    const Plan& p = plan(m, n, k, ta, tb, bias != nullptr, accumulate);
+  void run(const GemmCall& g) {
+    const Plan& p = plan(g.key);
+    const void* bias = g.bias;
     if (bias)
       check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias),
             "BIAS_POINTER");
-    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    const void* a = g.a;
+    const void* b = g.b_is_ones ? ones_of(g.key.n * g.key.k) : g.b;
+    void* c = g.c;
+    const float alpha = 1.0f, beta = g.key.accumulate ? 1.0f : 0.0f;
     check(cublasLtMatmul(handle, p.op, &alpha, a, p.a, b, p.b, &beta, c, p.c, c, p.c, &p.algo, workspace,
                          kWorkspace, stream),
           "Matmul");
@@ -142,15 +159,13 @@ CublasLtMatmul::~CublasLtMatmul() = default;
 
 void CublasLtMatmul::forward(kernels::bf16* out, const kernels::bf16* inp, const kernels::bf16* weight,
                              const kernels::bf16* bias, int N, int C, int OC) {
-  impl_->gemm(out, weight, inp, OC, N, C, /*ta=*/true, /*tb=*/false, bias, false);
+  for (const GemmCall& g : cublas_forward_calls(out, inp, weight, bias, N, C, OC)) impl_->run(g);
 }
 
 void CublasLtMatmul::backward(kernels::bf16* dinp, kernels::bf16* dweight, kernels::bf16* dbias,
                               const kernels::bf16* dout, const kernels::bf16* inp, const kernels::bf16* weight,
                               int N, int C, int OC) {
-  impl_->gemm(dinp, weight, dout, C, N, OC, false, false, nullptr, false);
-  impl_->gemm(dweight, inp, dout, C, OC, N, false, true, nullptr, true);
-  if (dbias) impl_->gemm(dbias, dout, impl_->ones_of(N), OC, 1, N, false, false, nullptr, true);
+  for (const GemmCall& g : cublas_backward_calls(dinp, dweight, dbias, dout, inp, weight, N, C, OC)) impl_->run(g);
 }
 
 #endif

@@ -12,12 +12,15 @@
 #include <ouro/cuda.h>
 #if !defined(OURO_SIMT)
 #include <cuda_profiler_api.h>
+#else
+#include <ouro/simt/device_model.h>
 #endif
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -130,6 +133,13 @@ class DeviceOps final : public Ops {
   }
   void synchronize() override { OURO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void* stream() override { return stream_; }
+  std::optional<uint64_t> host_syncs() const override {
+#if defined(OURO_SIMT)
+    return simt::host_syncs().total();
+#else
+    return std::nullopt;  // the CUDA runtime does not count them
+#endif
+  }
   // The emulator has no profiler to signal: the hooks are no-ops on simt.
   void profiler_start() override {
 #if !defined(OURO_SIMT)
@@ -276,6 +286,14 @@ class DeviceOps final : public Ops {
     to_host(&h, out, sizeof h);
     return h;
   }
+  void sum_squares_into(double* out, const void* x, size_t n) override {
+    TraceRange range("sum_squares");
+    if (n == 0) {
+      OURO_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream_));
+      return;
+    }
+    kernels::sum_squares(out, B(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+  }
   void adamw(void* params, float* master, const void* grads, float* m, float* v,
              const std::vector<ParamSegment>& segments, const AdamWArgs& args) override {
     TraceRange range("adamw");
@@ -289,9 +307,9 @@ class DeviceOps final : public Ops {
     if (segs.empty()) return;
     auto* dsegs = static_cast<kernels::AdamSegment*>(segments_.get(segs.size() * sizeof(segs[0])));
     if (!same_segments(segs, uploaded_segments_)) {  // changes only with the optimizer range
+      // From pageable memory: staged before the call returns, so `segs` may go (no wait).
       OURO_CUDA_CHECK(cudaMemcpyAsync(dsegs, segs.data(), segs.size() * sizeof(segs[0]),
                                       cudaMemcpyHostToDevice, stream_));
-      OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
       uploaded_segments_ = segs;
     }
     kernels::AdamParams p{};
@@ -317,7 +335,8 @@ class DeviceOps final : public Ops {
 
   // ---- sampling ----
   // The kernel reads the logits where the model left them; the row seeds go up and only the B
-  // tokens and B log-probs come back, in one copy (ints, then floats, in one buffer).
+  // tokens, B row statuses and B log-probs come back, in one copy (ints, ints, then floats, in
+  // one buffer). A row the kernel reports (a NaN logit, or none above -inf) is an error naming it.
   void sample_tokens(int* tokens, float* logprobs, const void* logits, int Bn, int V,
                      size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
                      uint64_t step) override {
@@ -328,27 +347,37 @@ class DeviceOps final : public Ops {
     auto* seeds = static_cast<uint64_t*>(seeds_.get(size_t(Bn) * sizeof(uint64_t)));
     OURO_CUDA_CHECK(cudaMemcpyAsync(seeds, row_seeds, size_t(Bn) * sizeof(uint64_t),
                                     cudaMemcpyHostToDevice, stream_));
-    char* out = static_cast<char*>(result_.get(size_t(Bn) * (sizeof(int) + sizeof(float))));
+    const size_t ints = size_t(Bn) * sizeof(int);
+    char* out = static_cast<char*>(result_.get(2 * ints + size_t(Bn) * sizeof(float)));
     int* d_tokens = reinterpret_cast<int*>(out);
-    float* d_logprobs = reinterpret_cast<float*>(out + size_t(Bn) * sizeof(int));
+    int* d_status = reinterpret_cast<int*>(out + ints);
+    float* d_logprobs = reinterpret_cast<float*>(out + 2 * ints);
     kernels::SamplingParams p{};
     p.temperature = spec.temperature, p.top_k = spec.top_k, p.top_p = spec.top_p;
     p.offset = step;  // the row seeds are the keys; the step is the counter
     kernels::sample_tokens_row_seeds(d_tokens, logprobs ? d_logprobs : nullptr, B(logits), Bn, V,
-                                     int(row_stride), p, seeds, stream_);
-    std::vector<char> host(size_t(Bn) * (sizeof(int) + (logprobs ? sizeof(float) : 0)));
+                                     int(row_stride), p, seeds, stream_, d_status);
+    std::vector<char> host(2 * ints + (logprobs ? size_t(Bn) * sizeof(float) : 0));
     to_host(host.data(), out, host.size());  // synchronises: the seeds' source may be reused
-    std::memcpy(tokens, host.data(), size_t(Bn) * sizeof(int));
-    if (logprobs) std::memcpy(logprobs, host.data() + size_t(Bn) * sizeof(int), size_t(Bn) * sizeof(float));
+    std::vector<int> status(Bn);
+    std::memcpy(status.data(), host.data() + ints, ints);
+    for (int b = 0; b < Bn; b++)
+      OURO_CHECK(status[b] == kernels::kSampleOk,
+                 "sample_tokens: row {} of the logits {}: the model diverged or its input is corrupt", b,
+                 status[b] == kernels::kSampleNaN ? "holds a NaN" : "has no value above -inf");
+    std::memcpy(tokens, host.data(), ints);
+    if (logprobs) std::memcpy(logprobs, host.data() + 2 * ints, size_t(Bn) * sizeof(float));
   }
 
  private:
-  // Copies host ints into a device buffer on the stream. The host array may change as soon as
-  // this returns (callers reuse it), so the copy completes before returning.
+  // Copies host ints into a device buffer on the stream, without waiting: the callers' arrays
+  // are pageable host memory (std::vector), which cudaMemcpyAsync stages before returning
+  // (CUDA's "API synchronization behavior"), so they may change as soon as this returns. The
+  // device buffer is reused by the next upload: stream order puts that copy after every kernel
+  // queued before it, the readers of this one included. (A pinned source would need an event.)
   const int* upload_ints(GrowBuffer& buf, const int* host, size_t n) {
     int* d = static_cast<int*>(buf.get(n * sizeof(int)));
     OURO_CUDA_CHECK(cudaMemcpyAsync(d, host, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
-    OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return d;
   }
   void check_head_dim(int C, int NH) const {

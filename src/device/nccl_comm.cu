@@ -72,8 +72,14 @@ class NcclComm final : public Communicator {
     int devices = 0;
     OURO_CHECK(cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0,
                "rank {}: no CUDA device for the {} communicator", rank, kName);
-    // One process per GPU: local ranks map onto the node's devices (more ranks than GPUs share).
-    device_ = host_->local_rank() % devices;
+    // One process per GPU: local rank r drives device r. Two ranks on one GPU are refused by
+    // NCCL at init ("Duplicate GPU detected") after the rendezvous: say it here, at start.
+    const int on_node = std::max(detect_dist_env().local_world, host_->local_rank() + 1);
+    OURO_CHECK(on_node <= devices,
+               "rank {}: {} ranks on this node but {} CUDA device(s): the {} communicator needs one GPU "
+               "per rank; start at most {} rank(s) per node (mpirun -npernode {})",
+               rank, on_node, devices, kName, devices, devices);
+    device_ = host_->local_rank();
     OURO_CUDA_CHECK(cudaSetDevice(device_));
     ncclUniqueId id{};
     if (rank == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");

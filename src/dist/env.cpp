@@ -1,4 +1,5 @@
 // Rank discovery from the launcher's environment and the block sharding rule.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -18,6 +19,33 @@ int env_int(const char* name) {
   return static_cast<int>(x);
 }
 
+// Slurm's SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1) at node `node`;
+// -1 when absent or unreadable.
+int slurm_tasks_on_node(int node) {
+  const char* v = std::getenv("SLURM_TASKS_PER_NODE");
+  if (!v || node < 0) return -1;
+  const std::string s = v;
+  size_t i = 0;
+  int at = 0;
+  while (i < s.size()) {
+    char* end = nullptr;
+    const long tasks = std::strtol(s.c_str() + i, &end, 10);
+    if (end == s.c_str() + i) return -1;
+    i = static_cast<size_t>(end - s.c_str());
+    long repeat = 1;
+    if (s.compare(i, 2, "(x") == 0) {
+      repeat = std::strtol(s.c_str() + i + 2, &end, 10);
+      i = static_cast<size_t>(end - s.c_str());
+      if (i >= s.size() || s[i] != ')') return -1;
+      ++i;
+    }
+    if (node < at + repeat) return static_cast<int>(tasks);
+    at += static_cast<int>(repeat);
+    if (i < s.size() && s[i] == ',') ++i;
+  }
+  return -1;
+}
+
 bool from(DistEnv& e, const char* launcher, const char* rank, const char* world, const char* local) {
   int r = env_int(rank), w = env_int(world);
   if (r < 0 || w < 0) return false;
@@ -26,6 +54,12 @@ bool from(DistEnv& e, const char* launcher, const char* rank, const char* world,
   int l = local ? env_int(local) : -1;
   e.local_rank = l >= 0 ? l : r;
   e.launcher = launcher;
+  const std::string who = launcher;
+  int lw = who == "openmpi" ? env_int("OMPI_COMM_WORLD_LOCAL_SIZE")
+         : who == "mpich"   ? env_int("MPI_LOCALNRANKS")
+         : who == "slurm"   ? slurm_tasks_on_node(env_int("SLURM_NODEID"))
+                            : env_int("LOCAL_WORLD_SIZE");
+  e.local_world = std::max(lw, e.local_rank + 1);
   return true;
 }
 

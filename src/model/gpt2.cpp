@@ -49,6 +49,12 @@ struct GPT2::Impl {
   std::vector<Tensor> kcache, vcache;
   int kv_last_B = 0, kv_last_Tn = 0;  // the shape of the last kv_step, whose logits are kept
   size_t opt_begin = 0, opt_end = 0;  // the optimizer's parameter range
+  // forward_backward_deferred / step_readback: one block read in one copy, `rb_header` doubles
+  // (the sums of squares) then `rb_slots` slots of `rb_slot` floats (a micro-step's losses).
+  Buffer readback;
+  size_t rb_header = 0, rb_slot = 0, rb_slots = 0;
+  std::vector<std::vector<int>> pending_targets;  // each deferred micro-step's targets (host)
+  std::vector<float> early_losses;                // means read before a growth of `readback`
 };
 
 GPT2::GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T)
@@ -164,7 +170,7 @@ static std::vector<ParamRange> grad_ranges(const std::vector<ParamTensor>& layou
 // Forward through the blocks and the final LayerNorm + logits; losses when targets != null.
 static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
                         const std::vector<ParamTensor>& layout, const int* tokens,
-                        const int* targets, int B, int T, float dloss) {
+                        const int* targets, int B, int T, float dloss, float* losses = nullptr) {
   const int C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab();
   const int N = B * T;
   const size_t esz = I.esz;
@@ -207,7 +213,7 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
     }
   }
   ops.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
-  if (targets) ops.classifier(I.logits.ptr, I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
+  if (targets) ops.classifier(I.logits.ptr, losses ? losses : I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
 }
 
 // Plans every activation (forward) and activation gradient (backward scratch) tensor for
@@ -263,14 +269,50 @@ static void check_batch(const GPT2::Impl& I, const GPT2Config& cfg, const int* t
                cfg.vocab_size);
 }
 
-static float mean_loss(GPT2::Impl& I, Ops& ops, const int* targets, int N) {
-  std::vector<float> losses(N);
-  ops.to_host(losses.data(), I.losses.ptr, N * sizeof(float));
+static float mean_of(const float* losses, const int* targets, int N) {
   double sum = 0;
   int count = 0;
   for (int i = 0; i < N; ++i)
     if (targets[i] >= 0) sum += losses[i], ++count;
   return count ? static_cast<float>(sum / count) : 0.0f;
+}
+
+static float mean_loss(GPT2::Impl& I, Ops& ops, const int* targets, int N) {
+  std::vector<float> losses(N);
+  ops.to_host(losses.data(), I.losses.ptr, N * sizeof(float));
+  return mean_of(losses.data(), targets, N);
+}
+
+// Reads the deferred micro-steps' losses (and `header` sums of squares into `sums`) in one copy.
+static void read_pending(GPT2::Impl& I, Ops& ops, size_t header, std::vector<double>* sums) {
+  const size_t k = I.pending_targets.size();
+  if (k == 0 && header == 0) return;
+  const size_t hb = I.rb_header * sizeof(double), bytes = hb + k * I.rb_slot * sizeof(float);
+  std::vector<char> host(bytes);
+  ops.to_host(host.data(), I.readback.ptr, bytes);
+  if (sums) {
+    sums->resize(header);
+    std::memcpy(sums->data(), host.data(), header * sizeof(double));
+  }
+  for (size_t j = 0; j < k; ++j) {
+    const auto& t = I.pending_targets[j];
+    I.early_losses.push_back(
+        mean_of(reinterpret_cast<const float*>(host.data() + hb) + j * I.rb_slot, t.data(), static_cast<int>(t.size())));
+  }
+  I.pending_targets.clear();
+}
+
+// Room for `header` sums and, with N > 0, one more deferred micro-step of N losses. Growing
+// reads what is pending first (a host synchronisation on the first steps only: capacity doubles).
+static void reserve_readback(GPT2::Impl& I, Ops& ops, size_t N, size_t header) {
+  const size_t k = I.pending_targets.size();
+  if (header <= I.rb_header && (N == 0 || (N <= I.rb_slot && k < I.rb_slots)) && I.readback.ptr) return;
+  read_pending(I, ops, 0, nullptr);
+  I.rb_slot = std::max(I.rb_slot, N);
+  I.rb_slots = std::max<size_t>({I.rb_slots * 2, k + 1, 4});
+  I.rb_header = std::max<size_t>({I.rb_header, header, 4});
+  I.readback = Buffer();
+  I.readback = Buffer(ops, I.rb_header * sizeof(double) + I.rb_slots * I.rb_slot * sizeof(float));
 }
 
 static int count_targets(const int* targets, int N) {
@@ -305,6 +347,33 @@ std::vector<float> GPT2::forward_logits(const int* tokens, int B, int T) {
 
 float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T,
                              float grad_weight) {
+  return backward_pass(tokens, targets, B, T, grad_weight, false);
+}
+
+void GPT2::forward_backward_deferred(const int* tokens, const int* targets, int B, int T, float grad_weight) {
+  backward_pass(tokens, targets, B, T, grad_weight, true);
+}
+
+GPT2::StepReadback GPT2::step_readback(const std::vector<ParamRange>& grad_ranges) {
+  auto& I = *impl_;
+  for (const ParamRange& r : grad_ranges)
+    OURO_CHECK(r.begin <= r.end && r.end <= num_params_, "gradient range [{}, {}) outside {} parameters",
+               r.begin, r.end, num_params_);
+  reserve_readback(I, ops_, 0, grad_ranges.size());
+  auto* sums = static_cast<double*>(I.readback.ptr);
+  for (size_t i = 0; i < grad_ranges.size(); ++i) {
+    const ParamRange& r = grad_ranges[i];
+    if (I.grads.ptr && r.size() > 0) ops_.sum_squares_into(sums + i, el(I.grads.ptr, r.begin, I.esz), r.size());
+    else ops_.fill_zero(sums + i, sizeof(double));
+  }
+  StepReadback out;
+  read_pending(I, ops_, grad_ranges.size(), &out.sum_squares);
+  out.losses = std::move(I.early_losses);
+  I.early_losses.clear();
+  return out;
+}
+
+float GPT2::backward_pass(const int* tokens, const int* targets, int B, int T, float grad_weight, bool deferred) {
   check_batch(*impl_, cfg_, tokens, B, T);
   for (int i = 0; i < B * T; ++i)
     OURO_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} is outside the vocabulary",
@@ -317,8 +386,17 @@ float GPT2::forward_backward(const int* tokens, const int* targets, int B, int T
   const int count = count_targets(targets, N);
   const float dloss = count ? grad_weight / static_cast<float>(count) : 0.0f;
 
-  run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
-  const float loss = mean_loss(I, ops_, targets, N);
+  float loss = 0.0f;
+  if (deferred) {  // the losses go to the next readback slot; nothing comes back now
+    reserve_readback(I, ops_, static_cast<size_t>(N), 0);
+    float* slot = reinterpret_cast<float*>(static_cast<char*>(I.readback.ptr) + I.rb_header * sizeof(double)) +
+                  I.pending_targets.size() * I.rb_slot;
+    run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss, slot);
+    I.pending_targets.emplace_back(targets, targets + N);
+  } else {
+    run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
+    loss = mean_loss(I, ops_, targets, N);
+  }
 
   if (!I.grads.ptr) I.grads = Buffer(ops_, num_params_ * e);
   auto gp = param_ptrs(layout_, I.params.ptr, e, 0);

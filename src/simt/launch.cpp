@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "ouro/simt/device_model.h"
 #include "ouro/simt/report.h"
 #include "simt/runtime_state.h"
 #include "simt/scheduler.h"
@@ -186,6 +187,7 @@ class Pool {
 }  // namespace
 
 cudaError_t launch_kernel(const LaunchParams& p) {
+  detail::note_work(p.stream);  // counts the host's waits that find work (device_model.h)
   if (in_kernel()) report(BugKind::bad_launch, "kernel launch from inside a kernel is not emulated", p.where);
   const dim3 g = p.grid, b = p.block;
   const unsigned long long threads = 1ull * b.x * b.y * b.z;

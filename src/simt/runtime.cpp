@@ -17,6 +17,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "ouro/simt/device_model.h"
 #include "ouro/simt/launch.h"
 #include "simt/runtime_state.h"
 
@@ -80,6 +81,16 @@ cudaError_t release(void* ptr, bool device) {
   std::free(ptr);
   return cudaSuccess;
 }
+
+// Pinned host memory (cudaMallocHost / cudaHostAlloc) holds p.
+bool pinned(const void* p) {
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (const auto& [base, size] : r.host)
+    if (p >= base && p < static_cast<const char*>(base) + size) return true;
+  return false;
+}
+bool bad_device(int device) { return device < 0 || device >= ouro::simt::device_count(); }
 
 bool valid_kind(cudaMemcpyKind kind) {
   return kind == cudaMemcpyHostToHost || kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost ||
@@ -147,7 +158,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 // ---- devices -------------------------------------------------------------------------------
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return fail(cudaErrorInvalidValue);
-  *count = 1;
+  *count = ouro::simt::device_count();
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
@@ -156,24 +167,27 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (ouro::simt::detail::bad_device(device)) return fail(cudaErrorInvalidDevice);
   ouro::simt::detail::tl_device = device;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) {
+  ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::device, nullptr, true);
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 
 // An sm_90-like device whose multiprocessors are the emulator's OS threads.
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
   if (!p) return fail(cudaErrorInvalidValue);
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (ouro::simt::detail::bad_device(device)) return fail(cudaErrorInvalidDevice);
   std::memset(p, 0, sizeof *p);
   std::snprintf(p->name, sizeof p->name, "ouro SIMT emulator (%u CPU threads)", ouro::simt::worker_threads());
   struct sysinfo si{};
   sysinfo(&si);
   p->totalGlobalMem = static_cast<size_t>(si.totalram) * si.mem_unit;
   p->sharedMemPerBlock = ouro::simt::kStaticSharedLimit;
-  p->sharedMemPerBlockOptin = ouro::simt::kMaxDynamicShared;
+  p->sharedMemPerBlockOptin = ouro::simt::smem_optin_bytes();
   p->sharedMemPerMultiprocessor = 228 * 1024;
   p->regsPerBlock = 65536;
   p->regsPerMultiprocessor = 65536;
@@ -202,7 +216,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (!value) return fail(cudaErrorInvalidValue);
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (ouro::simt::detail::bad_device(device)) return fail(cudaErrorInvalidDevice);
   cudaDeviceProp p;
   cudaGetDeviceProperties(&p, 0);
   switch (attr) {
@@ -238,7 +252,10 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
 
 // ---- memory --------------------------------------------------------------------------------
 cudaError_t cudaMalloc(void** ptr, size_t size) { return ouro::simt::detail::allocate(ptr, size, true); }
-cudaError_t cudaFree(void* ptr) { return ouro::simt::detail::release(ptr, true); }
+cudaError_t cudaFree(void* ptr) {
+  if (ptr) ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::free, nullptr, true);  // implicitly synchronises
+  return ouro::simt::detail::release(ptr, true);
+}
 cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t) {
   return ouro::simt::detail::allocate(ptr, size, true);
 }
@@ -253,11 +270,21 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind 
   if (!ouro::simt::detail::valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
   if (count == 0) return cudaSuccess;
   if (!dst || !src) return fail(cudaErrorInvalidValue);
+  if (kind != cudaMemcpyDeviceToDevice && kind != cudaMemcpyHostToHost)  // the legacy stream: waits for all
+    ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::copy, nullptr, true);
   std::memcpy(dst, src, count);  // overlapping ranges are an error on the GPU too (ASan says so)
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, count, kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (!ouro::simt::detail::valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
+  if (count == 0) return cudaSuccess;
+  if (!dst || !src) return fail(cudaErrorInvalidValue);
+  ouro::simt::detail::note_work(stream);
+  // Into pageable host memory the copy completes before the call returns: the host waits.
+  if (kind == cudaMemcpyDeviceToHost && !ouro::simt::detail::pinned(dst))
+    ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::copy, stream);
+  std::memcpy(dst, src, count);
+  return cudaSuccess;
 }
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          cudaMemcpyKind kind) {
@@ -277,7 +304,8 @@ cudaError_t cudaMemset(void* ptr, int value, size_t count) {
   std::memset(ptr, value, count);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t) {
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
+  ouro::simt::detail::note_work(stream);
   return cudaMemset(ptr, value, count);
 }
 // __device__ variables are ordinary globals in SIMT builds: the symbol is its own address.
@@ -321,7 +349,10 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::stream, stream);
+  return cudaSuccess;
+}
 cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned int) {
   if (!event) return fail(cudaErrorInvalidResourceHandle);
@@ -344,8 +375,9 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete event;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  ouro::simt::detail::note_event_record(event, stream);
   event->recorded = true;
   event->when = std::chrono::steady_clock::now();
   return cudaSuccess;
@@ -355,6 +387,7 @@ cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream, uns
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::event, ouro::simt::detail::event_stream(event));
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
@@ -374,7 +407,7 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
   if (!func) return fail(cudaErrorInvalidDeviceFunction);
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
-    if (value < 0 || static_cast<size_t>(value) > ouro::simt::kMaxDynamicShared) return fail(cudaErrorInvalidValue);
+    if (value < 0 || static_cast<size_t>(value) > ouro::simt::smem_optin_bytes()) return fail(cudaErrorInvalidValue);
     auto& r = registry();
     std::lock_guard lock(r.mu);
     r.max_shared[func] = value;

@@ -414,19 +414,16 @@ void TrainSession::sync_gradients(GradBucketer* buckets) {
     comm_->all_reduce(g, model_->num_params(), ReduceOp::Avg);
 }
 
-double TrainSession::global_grad_norm() {
+double TrainSession::global_grad_norm(const std::vector<double>& shard_sums) {
   // Per-shard partial sums (the ZeRO-1 shards of this backend) added in rank order: ZeRO-0 and
-  // ZeRO-1 compute the same bits.
+  // ZeRO-1 compute the same bits. shard_sums: this rank's shard (ZeRO-1) or every shard.
   const int W = comm_->world();
   std::vector<double> part(W, 0.0);
   if (zero_) {
-    part[comm_->rank()] = model_->grad_sum_squares(shard_.begin, shard_.end);
+    part[comm_->rank()] = shard_sums.at(0);
     comm_->all_gather(part.data(), W);
   } else {
-    for (int r = 0; r < W; ++r) {
-      const ShardRange s = shard_for(r);
-      part[r] = model_->grad_sum_squares(s.begin, s.end);
-    }
+    for (int r = 0; r < W; ++r) part[r] = shard_sums.at(r);
   }
   double sum = 0;
   for (double p : part) sum += p;
@@ -583,14 +580,20 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
     if (syn && syn_rows > 0)
       syn->fill(syn_rows, T, step_, a, x.data() + static_cast<size_t>(real_rows) * T,
                 y.data() + static_cast<size_t>(real_rows) * T);
-    loss += model_->forward_backward(x.data(), y.data(), B, T, 1.0f / A) / A;
+    // The loss stays on the device: one readback per step brings it with the norm (issue 15).
+    model_->forward_backward_deferred(x.data(), y.data(), B, T, 1.0f / A);
   }
   if (buckets) buckets->flush();
   if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
-  if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
   sync_gradients(buckets ? &*buckets : nullptr);
+  std::vector<ParamRange> shards;
+  for (int r = 0; r < W; ++r)
+    if (!zero_ || r == comm_->rank()) shards.push_back({shard_for(r).begin, shard_for(r).end});
+  const GPT2::StepReadback rb = model_->step_readback(shards);
+  for (float l : rb.losses) loss += l / A;
+  if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
   comm_->all_reduce(&loss, 1, ReduceOp::Avg);
-  const double norm = global_grad_norm();
+  const double norm = global_grad_norm(rb.sum_squares);
   const double lr = sched.at(step_);
   const int64_t step_no = step_ + 1;
   if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -631,8 +634,7 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   } else if (zero_) {
     comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
   }
-  step_ = step_no;
-  ops_->synchronize();
+  step_ = step_no;  // no wait for the update here: the next step's readback orders after it
 
   const auto now = std::chrono::steady_clock::now();
   const double dt = std::chrono::duration<double>(now - ts).count();

@@ -116,7 +116,7 @@ class TrainSession {
   // Starts one bucket's average (device: on the communicator's stream, after the compute
   // stream's work so far; cpu: a blocking host all-reduce, the gradients being final already).
   void launch_bucket(int index, const std::vector<BufferSpan>& spans);
-  double global_grad_norm();
+  double global_grad_norm(const std::vector<double>& shard_sums);
   // The ZeRO-1 shard rank r owns: device_shard_of where gradients live on the device (the
   // device collectives' layout), shard_of on the cpu backend (the host collectives').
   ShardRange shard_for(int r) const;
