@@ -181,7 +181,7 @@ TEST_F(TrainEndToEnd, EvalJsonAndSampleAndInit) {
   auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   EXPECT_GT(j["loss"].get<double>(), 0.5);
   EXPECT_LT(j["loss"].get<double>(), std::log(257.0) + 0.5);
-  EXPECT_EQ(j["tokens"].get<size_t>(), (2999u / 16 / 3) * 3 * 16);
+  EXPECT_EQ(j["tokens"].get<size_t>(), 2999u / 16 * 16);  // every window, the last batch partial
   r = run_ouro("sample --init " + ck->string() + " --prompt 'the lord' -n 20 --seed 3", dir);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out.rfind("the lord", 0), 0u) << r.out;

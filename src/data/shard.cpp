@@ -11,6 +11,7 @@
 #include <cassert>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "ouro/data.h"
@@ -30,6 +31,26 @@ constexpr size_t kHeaderInts = 256;
 constexpr size_t kHeaderBytes = kHeaderInts * sizeof(int32_t);
 
 std::string errno_text() { return std::strerror(errno); }
+
+// Why a mapping can fail with ENOMEM although memory is free: every shard is mapped for the
+// run's life, and the kernel caps a process's mappings at vm.max_map_count (65530 by default).
+std::string map_count_hint() {
+  size_t maps = 0;
+  if (std::FILE* f = std::fopen("/proc/self/maps", "r")) {
+    for (int c; (c = std::fgetc(f)) != EOF;) maps += c == '\n';
+    std::fclose(f);
+  }
+  long limit = -1;
+  if (std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    if (std::fscanf(f, "%ld", &limit) != 1) limit = -1;
+    std::fclose(f);
+  }
+  if (limit < 0) return fmt::format(" ({} memory maps in this process)", maps);
+  return fmt::format(" ({} memory maps in this process, the limit vm.max_map_count is {}; each shard "
+                     "takes one: merge shards into fewer, larger files or raise the limit with "
+                     "sysctl -w vm.max_map_count=N)",
+                     maps, limit);
+}
 
 }  // namespace
 
@@ -80,7 +101,9 @@ Shard::Shard(const fs::path& path) : path_(path) {
   void* map = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   int saved = errno;
   ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) fail("cannot mmap shard {}: {}", path.string(), std::strerror(saved));
+  if (map == MAP_FAILED)
+    fail("cannot mmap shard {}: {}{}", path.string(), std::strerror(saved),
+         saved == ENOMEM ? map_count_hint() : std::string());
   map_ = map;
   map_bytes_ = file_bytes;
 
