@@ -4,6 +4,7 @@
 // parameter count that wraps. Most inputs are mutations of a valid config (the input's first
 // byte picks which key gets which JSON value) so the fuzzer reaches the checks past the parse.
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,10 +19,19 @@ nlohmann::json value_from(const uint8_t* d, size_t n) {
   switch (d[0] % 8) {
     case 0: return nullptr;
     case 1: return d[0] > 128;
-    case 2: return static_cast<int64_t>(n > 8 ? *reinterpret_cast<const int64_t*>(d + 1) : d[0]);
+    case 2: {
+      int64_t v = d[0];
+      if (n > 8) std::memcpy(&v, d + 1, sizeof v);
+      return v;
+    }
     case 3: return static_cast<int>(d[0]) - 64;
     case 4: return static_cast<double>(d[0]) / 3.0;
-    case 5: return std::string(reinterpret_cast<const char*>(d + 1), n - 1);
+    case 5: {
+      // ASCII: a parsed config.json holds only valid UTF-8 (nlohmann's parser refuses the rest).
+      std::string s;
+      for (size_t i = 1; i < n; ++i) s += static_cast<char>(d[i] & 0x7f);
+      return s;
+    }
     case 6: return nlohmann::json::array({d[0], "x"});
     default: return nlohmann::json::object({{"a", d[0]}});
   }
