@@ -97,6 +97,13 @@ TEST(InputsSizes, ConfigKeysOutOfRangeAreNamed) {
   // B x T above what an int holds.
   msg = error_of([] { load_config("", {"model.seq_len=1048576", "train.batch_size=4096"}); });
   EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
+  // The loop's prompt + continuation length is an int sum.
+  msg = error_of([] {
+    load_config("", {"loop.rounds=1", "loop.task=add", "loop.prompt_tokens=2147483000", "loop.max_new_tokens=1000"});
+  });
+  EXPECT_NE(msg.find("loop.prompt_tokens"), std::string::npos) << msg;
+  msg = error_of([] { load_config("", {"loop.rounds=1", "loop.max_new_tokens=2147483647"}); });
+  EXPECT_NE(msg.find("loop.max_new_tokens"), std::string::npos) << msg;
 }
 
 TEST(InputsSizes, ModelsLargerThanMemoryAreRefusedNamingTheKeys) {

@@ -36,7 +36,7 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")
       ->check(integer_in(0, std::numeric_limits<int>::max(), "an integer >= 0"));
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")
-      ->check(finite_in(0, 1, "a number in (0, 1]"));
+      ->check(finite_in(0, 1, "a number in (0, 1]", /*lo_open=*/true));
   cmd->add_option("--seed", o->seed, "Random seed");
   cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt");
   cmd->add_option("--threads", o->threads, "Compute threads (0 = all cores)");
@@ -50,7 +50,6 @@ void add_sample(CLI::App& app) {
     model.set_params(lm.params);
     std::vector<int> prompt{eot};
     for (uint32_t id : tok.encode(o->prompt)) prompt.push_back(static_cast<int>(id));
-    OURO_CHECK(o->top_p > 0, "--top-p must be a number in (0, 1], got 0");
     // generate() stops when the context is full: say so rather than return fewer tokens silently.
     const int room = sample_room(lm.config.seq_len, static_cast<int>(prompt.size()));
     if (o->max_tokens > room)

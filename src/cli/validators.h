@@ -11,15 +11,15 @@
 
 namespace ouro::cli {
 
-// A finite number in [lo, hi]; `what` says the range in words ("a number >= 0").
-inline CLI::Validator finite_in(double lo, double hi, const std::string& what) {
+// A finite number in [lo, hi] ((lo, hi] with lo_open); `what` says the range in words.
+inline CLI::Validator finite_in(double lo, double hi, const std::string& what, bool lo_open = false) {
   return CLI::Validator(
-      [lo, hi, what](std::string& s) -> std::string {
+      [lo, hi, what, lo_open](std::string& s) -> std::string {
         errno = 0;
         char* end = nullptr;
         const double v = std::strtod(s.c_str(), &end);
         if (s.empty() || end == s.c_str() || *end != '\0' || errno == ERANGE || !std::isfinite(v) ||
-            v < lo || v > hi)
+            v < lo || v > hi || (lo_open && v == lo))
           return "must be " + what + ", got '" + s + "'";
         return {};
       },

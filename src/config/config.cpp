@@ -430,7 +430,10 @@ void Config::validate() const {
   need(loop.k > 0, "loop.k", "must be positive");
   need(loop.prompt_tokens > 0 && (!loop.task.empty() || loop.prompt_tokens < model.seq_len),
        "loop.prompt_tokens", "must be positive and below model.seq_len");
-  need(loop.max_new_tokens > 0, "loop.max_new_tokens", "must be positive");
+  need(loop.max_new_tokens > 0 && loop.max_new_tokens <= kMaxModelDim, "loop.max_new_tokens",
+       "must be positive and at most 2^24");
+  // Task prompts are not bounded by model.seq_len above; prompt + continuation is sized in int.
+  need(loop.prompt_tokens <= kMaxModelDim, "loop.prompt_tokens", "must be at most 2^24");
   need(loop.syn_frac >= 0 && loop.syn_frac <= 1, "loop.syn_frac", "must be in [0, 1]");
   need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy",
        "loop.task", "must be empty (text) or one of add, sort, copy");
