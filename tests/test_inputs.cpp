@@ -113,6 +113,14 @@ TEST(InputsSizes, ModelsLargerThanMemoryAreRefusedNamingTheKeys) {
   auto msg = error_of([] { load_config("", {"model.vocab_size=16777216", "model.n_embd=16384", "model.n_head=1"}); });
   EXPECT_NE(msg.find("GiB of memory"), std::string::npos) << msg;
   EXPECT_NE(msg.find("model.vocab_size = 16777216"), std::string::npos) << msg;
+  // Training state and activations beyond memory (weights alone fit): train refuses, naming keys.
+  const uint64_t gib = physical_memory_bytes() >> 30;
+  Config big = load_config("", {"model.n_layer=1", "model.n_embd=4096", "model.n_head=1", "model.seq_len=4096",
+                                "model.vocab_size=" + std::to_string(std::min<uint64_t>(gib << 15, 16777216))});  // weights: half the memory
+  msg = error_of([&] { check_training_memory(big); });
+  EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
+  big.run.device = "cuda";  // device memory is the device's business
+  EXPECT_EQ(error_of([&] { check_training_memory(big); }), "no error");
   nlohmann::json j = hf_config_json(shape(2, 1, 16384, 16, 16777216));
   msg = error_of([&] { gpt2_config_from_hf(j, "x/config.json"); });
   EXPECT_NE(msg.find("x/config.json"), std::string::npos) << msg;

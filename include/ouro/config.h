@@ -155,6 +155,10 @@ struct ModelFrom {
 // path must be a TOML file: a directory is an error, not an empty config.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
                    const ModelFrom* model_from = nullptr);
+// Training on the cpu backend: refuses (naming the keys) a run whose weights, gradients, AdamW
+// moments and activations (train.batch_size x train.seq_len) exceed this machine's memory, which
+// would otherwise fail on allocation or be killed. Other commands need far less (eval, sample).
+void check_training_memory(const Config& cfg);
 // Parses TOML text (for checkpoints' resolved configs); `origin` names it in errors.
 Config parse_config_text(const std::string& text, const std::string& origin);
 // Keys whose values differ between a and b (for resume and multi-rank checks).

@@ -75,6 +75,7 @@ void add_train(CLI::App& app) {
     std::optional<ModelFrom> init_model;
     if (!o->init.empty()) init_model = ModelFrom{load_model_config(o->init), "--init " + o->init};
     Config cfg = load_config(o->config, sets, init_model ? &*init_model : nullptr);
+    check_training_memory(cfg);
     TrainOptions t;
     t.init = o->init;
     t.resume = o->resume;

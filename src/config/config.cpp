@@ -334,10 +334,11 @@ bool valid_host_port(const std::string& s) {
   return p >= 1 && p <= 65535;
 }
 
-// A cpu run whose training state (weights, gradients, two AdamW moments) and activations cannot
-// fit this machine's memory fails on allocation or is killed; say which keys make it so first.
+}  // namespace
+
 // Activations per token: ~17 C per layer plus the padded vocabulary's logits (src/model/gpt2.cpp).
-void check_activation_memory(const Config& c, const std::string& src) {
+void check_training_memory(const Config& c) {
+  const std::string src = c.source.empty() ? "config" : c.source;
   if (c.run.device != "cpu") return;
   const uint64_t mem = physical_memory_bytes();
   if (mem == 0) return;
@@ -353,7 +354,6 @@ void check_activation_memory(const Config& c, const std::string& src) {
          src, bytes / 1073741824.0, gpt2_num_params(m), c.train.batch_size, c.train_seq_len(),
          static_cast<double>(mem) / 1073741824.0);
 }
-}  // namespace
 
 void Config::validate() const {
   const std::string src = source.empty() ? "config" : source;
@@ -383,7 +383,6 @@ void Config::validate() const {
   need(static_cast<int64_t>(train.batch_size) * train_seq_len() <= std::numeric_limits<int>::max(),
        "train.batch_size", fmt::format("x train.seq_len ({} x {}) must not exceed {} tokens per batch",
                                        train.batch_size, train_seq_len(), std::numeric_limits<int>::max()));
-  check_activation_memory(*this, src);
   need(train.lr > 0 && std::isfinite(train.lr), "train.lr", "must be positive");
   need(train.min_lr_frac >= 0 && train.min_lr_frac <= 1, "train.min_lr_frac",
        "must be in [0, 1]");
