@@ -32,3 +32,4 @@ add_library(ouro::blas ALIAS ouro_blas)
 include(OuroTokenizer)
 # The fuzz targets of the readers --resume trusts (state.json, metrics.jsonl).
 include(OuroFuzzResume)
+include(OuroFuzz)  # the readers of untrusted files: llm.c .bin, config.json, TOML

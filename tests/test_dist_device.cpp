@@ -623,6 +623,16 @@ TEST_F(Rendezvous, TcpTimeoutsNameTheRankAndTheAddress) {
             std::string::npos) << result(0);
 }
 
+TEST_F(Rendezvous, TcpTimeoutNamesTheRanksThatDidNotArrive) {
+  const auto rv = tcp(free_port(), 2);
+  pid_t p0 = spawn(rv, 0, 4);
+  pid_t p2 = spawn(rv, 2, 4);  // ranks 1 and 3 never come
+  EXPECT_EQ(wait_for(p0), 1);
+  wait_for(p2);
+  EXPECT_NE(result(0).find("1 of 3 other ranks connected; ranks 1, 3 did not arrive"), std::string::npos)
+      << result(0);
+}
+
 TEST_F(Rendezvous, TcpRefusesARankFromAnotherJobSize) {
   const auto rv = tcp(free_port(), 10);
   pid_t p0 = spawn(rv, 0, 2);

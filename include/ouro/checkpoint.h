@@ -74,6 +74,9 @@ LoadedModel load_hf_model(const std::filesystem::path& dir);
 // version 3 fp32 or 5 bf16).
 LoadedModel load_model(const std::filesystem::path& path);
 LoadedModel load_llmc_bin(const std::filesystem::path& path);
+// The model's shape alone (config.json, or the llm.c header), validated, without the weights.
+GPT2Config load_model_config(const std::filesystem::path& path);
+GPT2Config llmc_bin_config(const std::filesystem::path& path);
 
 // ---- training checkpoints ----
 struct CheckpointData {

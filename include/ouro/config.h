@@ -3,6 +3,7 @@
 // section.key=value overrides any key with the same checks.
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct TrainSection {
 struct DataSection {
   std::string train, val;
   std::string tokenizer;  // the BPE tokenizer the data was prepared with ("": byte-level, or none)
+  // Each epoch reads the training windows in a seeded random order; false: in file order, so
+  // another tool can reproduce the batches (window k of the run is window k of the shards).
+  bool shuffle = true;
 };
 struct RunSection {
   std::string out_dir = "runs/default";
@@ -132,6 +136,7 @@ struct Config {
   DistSection dist;
   LoopSection loop;
   std::string source;  // the file it came from ("" for defaults)
+  std::set<std::string> set_keys;  // "section.key" of every key the file or an override set
 
   int train_seq_len() const { return train.seq_len > 0 ? train.seq_len : model.seq_len; }
   std::string to_toml() const;  // every key, resolved
@@ -139,8 +144,21 @@ struct Config {
   void validate() const;
 };
 
+// A model whose shape supplies the config's model section (train --init, eval).
+struct ModelFrom {
+  GPT2Config model;
+  std::string origin;  // "--init runs/x/checkpoints/step_000100", for errors
+};
 // Loads path (if non-empty) over the defaults, then applies "section.key=value" overrides.
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// With model_from, every model.* shape key (n_layer, n_head, n_embd, seq_len, vocab_size, pos,
+// rope_theta) that neither set comes from that model; one that is set must equal it.
+// path must be a TOML file: a directory is an error, not an empty config.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                   const ModelFrom* model_from = nullptr);
+// Training on the cpu backend: refuses (naming the keys) a run whose weights, gradients, AdamW
+// moments and activations (train.batch_size x train.seq_len) exceed this machine's memory, which
+// would otherwise fail on allocation or be killed. Other commands need far less (eval, sample).
+void check_training_memory(const Config& cfg);
 // Parses TOML text (for checkpoints' resolved configs); `origin` names it in errors.
 Config parse_config_text(const std::string& text, const std::string& origin);
 // Keys whose values differ between a and b (for resume and multi-rank checks).

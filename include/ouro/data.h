@@ -90,6 +90,12 @@ class DataLoader {
   size_t num_windows() const;             // per epoch, over all ranks
   size_t batches_per_epoch() const;       // full batches of W*B windows
   int max_token() const;                  // largest token id seen (for vocabulary checks)
+  // Window w (0 <= w < num_windows(), file order): its T+1 tokens as inputs and targets, each T
+  // ints. For readers that need every window once (evaluation scores a last, partial batch).
+  void read_window(uint64_t w, int* inputs, int* targets) const;
+  // Fails naming the shard, the byte offset and the token when any token is >= vocab_size;
+  // `what` says where the data came from ("data.train runs/x.bin", "eval --data x.bin").
+  void check_vocabulary(int vocab_size, const std::string& what) const;
 
  private:
   struct Impl;

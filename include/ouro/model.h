@@ -46,6 +46,27 @@ struct GPT2Config {
 // "L=.. NH=.. C=.. T=.. V=.. pos=.." (rope: theta too), for errors that compare two models.
 std::string describe_model(const GPT2Config& cfg);
 
+// Limits on a model's shape. Shapes come from configs, config.json files and llm.c headers, all
+// untrusted; each is checked against these before any size is derived from it.
+constexpr int kMaxModelDim = 1 << 24;       // n_layer, n_head, n_embd, seq_len, vocab_size each
+constexpr uint64_t kMaxModelParams = uint64_t{1} << 40;  // parameters, vocabulary padding included
+// What a shape's source calls each dimension, so that errors name the key or field at fault:
+// {"model.n_layer", ...} for a config, {"n_layer", ...} for config.json, header fields for llm.c.
+struct ModelFieldNames {
+  const char* n_layer;
+  const char* n_head;
+  const char* n_embd;
+  const char* seq_len;
+  const char* vocab_size;
+};
+extern const ModelFieldNames kConfigModelFields;  // model.n_layer, ... (the TOML keys)
+// Refuses a shape that no run could hold: a dimension <= 0 or above kMaxModelDim, n_embd not a
+// multiple of n_head, more than kMaxModelParams parameters, or fp32 weights larger than this
+// machine's physical memory. The error starts with `where` and names the fields responsible.
+void check_model_shape(const GPT2Config& cfg, const ModelFieldNames& names, const std::string& where);
+// Bytes of physical memory on this machine (0 when unknown).
+uint64_t physical_memory_bytes();
+
 // The parameter tensors, in buffer order. Per-layer tensors are stacked over layers:
 // name        shape
 // wte         (Vp, C)
@@ -64,6 +85,7 @@ struct ParamTensor {
   size_t size = 0;    // elements
   bool decay = false; // weight decay applies (2-D per layer: embeddings and matmul weights)
 };
+// Both fail (never wrap) when a dimension is out of range or the count exceeds kMaxModelParams.
 std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& cfg);
 size_t gpt2_num_params(const GPT2Config& cfg);  // including vocabulary padding
 const ParamTensor& find_param(const std::vector<ParamTensor>& layout, const std::string& name);

@@ -1,11 +1,15 @@
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 
 #include "cli/commands.h"
+#include "cli/validators.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
+#include "train/run_log.h"
 #include "train/run_tokenizer.h"
 #include "train/trainer.h"
 
@@ -24,10 +28,15 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--prompt,-p", o->prompt, "Prompt text");
   cmd->add_option("--tokenizer", o->tokenizer,
                   "Tokenizer (default: tokenizer.tiktoken of the run the checkpoint belongs to; byte-level for 257 tokens)");
-  cmd->add_option("--max-tokens,-n", o->max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
-  cmd->add_option("--temperature,-t", o->temperature, "Softmax temperature; 0 = greedy")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--max-tokens,-n", o->max_tokens,
+                  "Tokens to generate (at most what the model's context leaves after the prompt)")
+      ->check(integer_in(1, std::numeric_limits<int>::max(), "a positive integer"));
+  cmd->add_option("--temperature,-t", o->temperature, "Softmax temperature; 0 = greedy")
+      ->check(finite_in(0, 1e6, "a finite number >= 0"));
+  cmd->add_option("--top-k", o->top_k, "Keep the k most likely tokens (0 = off)")
+      ->check(integer_in(0, std::numeric_limits<int>::max(), "an integer >= 0"));
+  cmd->add_option("--top-p", o->top_p, "Nucleus sampling mass (1 = off)")
+      ->check(finite_in(0, 1, "a number in (0, 1]", /*lo_open=*/true));
   cmd->add_option("--seed", o->seed, "Random seed");
   cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt");
   cmd->add_option("--threads", o->threads, "Compute threads (0 = all cores)");
@@ -41,8 +50,15 @@ void add_sample(CLI::App& app) {
     model.set_params(lm.params);
     std::vector<int> prompt{eot};
     for (uint32_t id : tok.encode(o->prompt)) prompt.push_back(static_cast<int>(id));
+    // generate() stops when the context is full: say so rather than return fewer tokens silently.
+    const int room = sample_room(lm.config.seq_len, static_cast<int>(prompt.size()));
+    if (o->max_tokens > room)
+      logger()->warn("sample: -n {} capped to {} token(s): the model's context is {} positions and the prompt "
+                     "takes {} (with <|endoftext|>)",
+                     o->max_tokens, room, lm.config.seq_len,
+                     std::min<int>(static_cast<int>(prompt.size()), lm.config.seq_len - 1));
     SampleOptions so;
-    so.max_tokens = o->max_tokens;
+    so.max_tokens = std::min(o->max_tokens, room);
     so.temperature = o->temperature;
     so.top_k = o->top_k;
     so.top_p = o->top_p;

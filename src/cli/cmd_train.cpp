@@ -1,10 +1,12 @@
 #include <csignal>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #include "cli/commands.h"
+#include "ouro/checkpoint.h"
 #include "ouro/config.h"
 #include "ouro/error.h"
 #include "train/run_log.h"
@@ -49,7 +51,8 @@ void add_train(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
   cmd->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
-  cmd->add_option("--init", o->init, "Start from weights: a checkpoint or Hugging Face directory, or an llm.c .bin");
+  cmd->add_option("--init", o->init, "Start from weights: a checkpoint or Hugging Face directory, or an llm.c .bin (its shape "
+                  "fills the model.* keys the config leaves unset)");
   cmd->add_option("--device", o->device, "Backend: cpu, cuda or simt (overrides run.device)");
   cmd->add_flag("--resume", o->resume, "Continue exactly from the newest checkpoint in run.out_dir");
   cmd->add_option("--stop-at", o->stop_at, "Checkpoint and stop after this many steps (the schedule still spans train.steps)");
@@ -72,7 +75,12 @@ void add_train(CLI::App& app) {
   cmd->callback([o] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
-    Config cfg = load_config(o->config, sets);
+    // --init supplies the model section: its shape is in the checkpoint's config.json (or the
+    // llm.c header), and a config key that sets a different one is refused.
+    std::optional<ModelFrom> init_model;
+    if (!o->init.empty()) init_model = ModelFrom{load_model_config(o->init), "--init " + o->init};
+    Config cfg = load_config(o->config, sets, init_model ? &*init_model : nullptr);
+    check_training_memory(cfg);
     TrainOptions t;
     t.init = o->init;
     t.resume = o->resume;

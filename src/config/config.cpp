@@ -7,14 +7,14 @@
 #include <limits>
 #include <sstream>
 
-#include <toml++/toml.h>
+#include "config/toml.h"
 
 #include "ouro/error.h"
 
 namespace ouro {
 namespace {
 
-enum class Kind { Int, Int64, Float, String };
+enum class Kind { Int, Int64, Float, String, Bool };
 
 struct KeyDef {
   const char* section;
@@ -45,7 +45,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(train, eval_every, Int64),    OURO_KEY(train, eval_batches, Int),
       OURO_KEY(train, log_every, Int64),
       OURO_KEY(data, train, String),         OURO_KEY(data, val, String),
-      OURO_KEY(data, tokenizer, String),
+      OURO_KEY(data, tokenizer, String),     OURO_KEY(data, shuffle, Bool),
       OURO_KEY(run, out_dir, String),        OURO_KEY(run, device, String),
       OURO_KEY(run, threads, Int),
       OURO_KEY(checkpoint, every, Int64),    OURO_KEY(checkpoint, keep, Int),
@@ -95,6 +95,7 @@ const char* kind_name(Kind k) {
     case Kind::Int: case Kind::Int64: return "an integer";
     case Kind::Float: return "a number";
     case Kind::String: return "a string";
+    case Kind::Bool: return "true or false";
   }
   return "?";
 }
@@ -183,7 +184,14 @@ void assign(Config& c, const KeyDef& def, const toml::node& node, const std::str
       *static_cast<std::string*>(f) = from_toml_safe_string(*v, where, def.full());
       break;
     }
+    case Kind::Bool: {
+      auto v = node.value_exact<bool>();
+      if (!v) type_error();
+      *static_cast<bool*>(f) = *v;
+      break;
+    }
   }
+  c.set_keys.insert(def.full());
 }
 
 std::string render(const Config& cc, const KeyDef& def) {
@@ -194,6 +202,7 @@ std::string render(const Config& cc, const KeyDef& def) {
     case Kind::Int64: return std::to_string(*static_cast<int64_t*>(f));
     case Kind::Float: return fmt::format("{}", *static_cast<double*>(f));
     case Kind::String: return *static_cast<std::string*>(f);
+    case Kind::Bool: return *static_cast<bool*>(f) ? "true" : "false";
   }
   return {};
 }
@@ -235,11 +244,13 @@ void apply_override(Config& c, const std::string& spec) {
       auto t = toml::parse("v = " + value);
       if (auto s = t["v"].value_exact<std::string>()) {
         *static_cast<std::string*>(def->field(c)) = *s;
+        c.set_keys.insert(def->full());
         return;
       }
     } catch (const toml::parse_error&) {
     }
     *static_cast<std::string*>(def->field(c)) = value;
+    c.set_keys.insert(def->full());
     return;
   }
   toml::table t;
@@ -249,6 +260,32 @@ void apply_override(Config& c, const std::string& spec) {
     fail("{}: '{}' is not {}", where, value, kind_name(def->kind));
   }
   assign(c, *def, *t.get("v"), where);
+}
+
+// The model section from a model file (--init DIR): keys the config does not set are taken from
+// it; a key the config sets must agree, or the run would silently train another shape.
+void take_model(Config& c, const ModelFrom& from) {
+  const GPT2Config& m = from.model;
+  const std::string where = c.source.empty() ? "config" : c.source;
+  auto take = [&](const char* key, auto& field, const auto& value, const std::string& shown) {
+    const std::string full = std::string("model.") + key;
+    if (!c.set_keys.count(full)) {
+      field = value;
+      return;
+    }
+    if (field != value)
+      fail("{}: key '{}' = {} differs from {}'s model, which has {} = {}; remove the key to take the "
+           "model's shape from {}, or pick a model of this shape",
+           where, full, render(c, *find_key("model", key)), from.origin, key, shown, from.origin);
+  };
+  take("n_layer", c.model.n_layer, m.n_layer, std::to_string(m.n_layer));
+  take("n_head", c.model.n_head, m.n_head, std::to_string(m.n_head));
+  take("n_embd", c.model.n_embd, m.n_embd, std::to_string(m.n_embd));
+  take("seq_len", c.model.seq_len, m.seq_len, std::to_string(m.seq_len));
+  take("vocab_size", c.model.vocab_size, m.vocab_size, std::to_string(m.vocab_size));
+  take("pos", c.model.pos, std::string(pos_encoding_name(m.pos)), pos_encoding_name(m.pos));
+  if (m.pos == PosEncoding::rope)
+    take("rope_theta", c.model.rope_theta, m.rope_theta, fmt::format("{}", m.rope_theta));
 }
 
 }  // namespace
@@ -265,9 +302,17 @@ Config parse_config_text(const std::string& text, const std::string& origin) {
   return c;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   const ModelFrom* model_from) {
   Config c;
   if (!path.empty()) {
+    // toml++ reads a directory as an empty document: a run would train the built-in defaults.
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (std::filesystem::is_directory(st))
+      fail("{}: is a directory, not a TOML config file (e.g. configs/tiny.toml)", path);
+    if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+      fail("{}: is not a regular file; a config is a TOML file", path);
     toml::table root;
     try {
       root = toml::parse_file(path);
@@ -281,6 +326,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
     c.source = path;
   }
   for (const auto& o : overrides) apply_override(c, o);
+  if (model_from) take_model(c, *model_from);
   c.validate();
   return c;
 }
@@ -300,6 +346,7 @@ std::string Config::to_toml() const {
       case Kind::Int64: sec->insert(def.key, *static_cast<int64_t*>(f)); break;
       case Kind::Float: sec->insert(def.key, *static_cast<double*>(f)); break;
       case Kind::String: sec->insert(def.key, toml_safe_string(*static_cast<std::string*>(f))); break;
+      case Kind::Bool: sec->insert(def.key, *static_cast<bool*>(f)); break;
     }
   }
   std::ostringstream os;
@@ -325,7 +372,27 @@ bool valid_host_port(const std::string& s) {
   const int p = std::stoi(port);
   return p >= 1 && p <= 65535;
 }
+
 }  // namespace
+
+// Activations per token: ~17 C per layer plus the padded vocabulary's logits (src/model/gpt2.cpp).
+void check_training_memory(const Config& c) {
+  const std::string src = c.source.empty() ? "config" : c.source;
+  if (c.run.device != "cpu") return;
+  const uint64_t mem = physical_memory_bytes();
+  if (mem == 0) return;
+  const GPT2Config m = c.model.gpt2();
+  const double params = static_cast<double>(gpt2_num_params(m));
+  const double tokens = static_cast<double>(c.train.batch_size) * c.train_seq_len();
+  const double acts = tokens * (17.0 * m.n_layer * m.n_embd + 16.0 * m.n_embd + m.padded_vocab());
+  const double bytes = 4.0 * (4.0 * params + acts);
+  if (bytes > static_cast<double>(mem))
+    fail("{}: training this model on the cpu needs about {:.1f} GiB ({} parameters x 16 bytes, plus "
+         "activations for train.batch_size x train.seq_len = {} x {}), more than this machine's "
+         "{:.1f} GiB of memory; reduce model.* or train.batch_size",
+         src, bytes / 1073741824.0, gpt2_num_params(m), c.train.batch_size, c.train_seq_len(),
+         static_cast<double>(mem) / 1073741824.0);
+}
 
 void Config::validate() const {
   const std::string src = source.empty() ? "config" : source;
@@ -345,11 +412,16 @@ void Config::validate() const {
        "must be learned, none or rope (got '" + model.pos + "')");
   need(model.rope_theta > 1 && std::isfinite(model.rope_theta), "model.rope_theta",
        "must be a finite number above 1");
+  // Every dimension bounded, the parameter count bounded and no larger than memory.
+  check_model_shape(model.gpt2(), kConfigModelFields, src);
   need(train.steps >= 0, "train.steps", "must be >= 0");
   need(train.batch_size > 0, "train.batch_size", "must be positive");
   need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",
        "must be between 0 (= model.seq_len) and model.seq_len");
   need(train.grad_accum > 0, "train.grad_accum", "must be positive");
+  need(static_cast<int64_t>(train.batch_size) * train_seq_len() <= std::numeric_limits<int>::max(),
+       "train.batch_size", fmt::format("x train.seq_len ({} x {}) must not exceed {} tokens per batch",
+                                       train.batch_size, train_seq_len(), std::numeric_limits<int>::max()));
   // The optimizer computes in fp32: a value that overflows it (1e300 -> inf) or underflows
   // to 0 is as wrong as inf or nan.
   auto fp32_positive = [](double x) { return std::isfinite(x) && x > 0 && static_cast<float>(x) > 0 && std::isfinite(static_cast<float>(x)); };
@@ -372,6 +444,7 @@ void Config::validate() const {
   need(train.eval_batches > 0, "train.eval_batches", "must be positive");
   need(train.log_every > 0, "train.log_every", "must be positive");
   need(run.threads >= 0, "run.threads", "must be >= 0");
+  need(!run.out_dir.empty(), "run.out_dir", "must name a directory (it is empty)");
   need(checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
   need(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0");
   need(sample.max_tokens > 0, "sample.max_tokens", "must be positive");
@@ -399,7 +472,10 @@ void Config::validate() const {
   need(loop.k > 0, "loop.k", "must be positive");
   need(loop.prompt_tokens > 0 && (!loop.task.empty() || loop.prompt_tokens < model.seq_len),
        "loop.prompt_tokens", "must be positive and below model.seq_len");
-  need(loop.max_new_tokens > 0, "loop.max_new_tokens", "must be positive");
+  need(loop.max_new_tokens > 0 && loop.max_new_tokens <= kMaxModelDim, "loop.max_new_tokens",
+       "must be positive and at most 2^24");
+  // Task prompts are not bounded by model.seq_len above; prompt + continuation is sized in int.
+  need(loop.prompt_tokens <= kMaxModelDim, "loop.prompt_tokens", "must be at most 2^24");
   need(loop.syn_frac >= 0 && loop.syn_frac <= 1, "loop.syn_frac", "must be in [0, 1]");
   need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy",
        "loop.task", "must be empty (text) or one of add, sort, copy");

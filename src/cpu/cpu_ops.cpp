@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "ouro/error.h"
+
 namespace ouro {
 
 void* CpuOps::alloc(size_t bytes) {
@@ -13,7 +15,9 @@ void* CpuOps::alloc(size_t bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
   if (rounded == 0) rounded = 64;
   void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw std::bad_alloc();
+  if (!p)
+    fail("cpu backend: cannot allocate {} bytes ({:.2f} GiB): out of memory", rounded,
+         static_cast<double>(rounded) / 1073741824.0);
   std::memset(p, 0, rounded);
   return p;
 }

@@ -173,6 +173,26 @@ size_t DataLoader::num_windows() const { return impl_->n_windows; }
 
 size_t DataLoader::batches_per_epoch() const { return impl_->n_windows / impl_->step(); }
 
+void DataLoader::read_window(uint64_t w, int* inputs, int* targets) const {
+  OURO_CHECK(w < impl_->n_windows, "data '{}': window {} is past the {} windows", impl_->spec, w,
+             impl_->n_windows);
+  impl_->read_window(w, inputs, targets);
+}
+
+void DataLoader::check_vocabulary(int vocab_size, const std::string& what) const {
+  if (max_token() < vocab_size) return;
+  // Rare (bad data): find the first offending token for the message.
+  for (const auto& sh : impl_->shards) {
+    const Shard& s = *sh;
+    for (size_t i = 0; i < s.size(); ++i)
+      if (s[i] >= static_cast<uint32_t>(vocab_size))
+        fail("{}: shard {}: token {} at byte offset {} (token index {}) is outside the model's "
+             "vocabulary of {} (model.vocab_size)",
+             what, s.path().string(), s[i], 1024 + i * (s.version() == kShardVersionU16 ? 2 : 4), i,
+             vocab_size);
+  }
+}
+
 int DataLoader::max_token() const {
   const Impl& m = *impl_;
   std::call_once(m.max_once, [&m] {

@@ -10,6 +10,7 @@
 #include <cassert>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 
 #include "ouro/data.h"
@@ -29,6 +30,7 @@ constexpr size_t kHeaderInts = 256;
 constexpr size_t kHeaderBytes = kHeaderInts * sizeof(int32_t);
 
 std::string errno_text() { return std::strerror(errno); }
+
 
 }  // namespace
 

@@ -106,6 +106,16 @@ std::string file_rendezvous(const RendezvousOptions& rv, int rank, int world, co
 
 // ---- tcp ----
 
+// "ranks 2, 5" (or "rank 3"): the ranks other than 0 that have not checked in, for a timeout
+// that should say whom the job waited for, not only who waited.
+std::string missing_ranks(const std::vector<bool>& seen) {
+  std::string list;
+  int n = 0;
+  for (size_t r = 1; r < seen.size(); ++r)
+    if (!seen[r]) list += (n++ ? ", " : "") + std::to_string(r);
+  return (n == 1 ? "rank " : "ranks ") + list;
+}
+
 class Socket {
  public:
   explicit Socket(int fd = -1) : fd_(fd) {}
@@ -201,7 +211,8 @@ std::string tcp_rank0(const RendezvousOptions& rv, int world, const std::string&
   while (static_cast<int>(peers.size()) < world - 1) {
     OURO_CHECK(wait_fd(listener.fd(), POLLIN, deadline),
                "rank 0: tcp rendezvous at {} timed out after {} s (dist.timeout_s): {} of {} other "
-               "ranks connected", rv.addr, rv.timeout_s, peers.size(), world - 1);
+               "ranks connected; {} did not arrive", rv.addr, rv.timeout_s, peers.size(), world - 1,
+               missing_ranks(seen));
     Socket c(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC));
     if (c.fd() < 0) continue;
     // A peer that connects but says nothing must not hold the rendezvous past its deadline.

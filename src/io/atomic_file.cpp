@@ -116,4 +116,21 @@ void replace_dir(const fs::path& src, const fs::path& dst) {
   if (ec) fail("cannot remove the replaced directory '{}': {}", aside.string(), ec.message());
 }
 
+void create_dirs(const fs::path& dir, const std::string& what) {
+  if (dir.empty()) fail("{}: the path is empty; name a directory", what);
+  // The nearest component that exists must be a directory: say which one is not.
+  std::error_code ec;
+  for (fs::path p = dir; !p.empty(); p = p.parent_path()) {
+    const auto st = fs::status(p, ec);
+    if (fs::exists(st)) {
+      if (!fs::is_directory(st))
+        fail("{}: cannot create the directory: '{}' exists and is not a directory", what, p.string());
+      break;
+    }
+    if (p == p.parent_path()) break;
+  }
+  fs::create_directories(dir, ec);
+  if (ec) fail("{}: cannot create the directory: {}", what, ec.message());
+}
+
 }  // namespace ouro::io

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <filesystem>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,5 +28,9 @@ void fsync_dir(const std::filesystem::path& dir);
 // Where the kernel cannot swap directories atomically, the old dst is first renamed aside to
 // ".tmp-old-<name>-<pid>" so that a crash leaves only ".tmp-*" debris for the next save to clean.
 void replace_dir(const std::filesystem::path& src, const std::filesystem::path& dst);
+
+// Creates dir and its missing parents. Errors start with `what` (e.g. "run.out_dir 'x'") and say
+// why in words: an empty path, a component that is a regular file, permissions.
+void create_dirs(const std::filesystem::path& dir, const std::string& what);
 
 }  // namespace ouro::io

@@ -98,6 +98,16 @@ LoadedModel load_model(const fs::path& path) {
   return load_llmc_bin(path);
 }
 
+GPT2Config load_model_config(const fs::path& path) {
+  std::error_code ec;
+  const std::string p = path.string();
+  OURO_CHECK(fs::exists(path, ec), "model path '{}' does not exist", p);
+  if (!fs::is_directory(path, ec)) return llmc_bin_config(path);
+  const fs::path cfg = path / "config.json";
+  OURO_CHECK(fs::exists(cfg, ec), "'{}' has no config.json: not a checkpoint or Hugging Face model directory", p);
+  return gpt2_config_from_hf(read_json(cfg), cfg);
+}
+
 fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const CheckpointData& data, int keep_last) {
   OURO_CHECK(step >= 0, "checkpoint step {} is negative", step);
   const std::string where = run_dir.string();

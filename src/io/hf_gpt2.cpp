@@ -178,6 +178,10 @@ GPT2Config gpt2_config_from_hf(const nlohmann::json& j, const fs::path& where) {
   cfg.vocab_size = positive_int(j, "vocab_size", where);
   OURO_CHECK(cfg.n_embd % cfg.n_head == 0, "{}: key 'n_embd' ({}) is not divisible by 'n_head' ({})",
              w, cfg.n_embd, cfg.n_head);
+  // Bounded dimensions and parameter count, before any buffer is sized from them.
+  static constexpr ModelFieldNames kJsonFields = {"key 'n_layer'", "key 'n_head'", "key 'n_embd'",
+                                                  "key 'n_positions'", "key 'vocab_size'"};
+  check_model_shape(cfg, kJsonFields, w);
 
   // Settings that would change the function computed: ouro implements exactly one GPT-2.
   if (j.contains("activation_function")) {

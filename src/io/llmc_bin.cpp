@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "ouro/checked.h"
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
 
@@ -42,14 +43,20 @@ void read_params(std::ifstream& in, float* dst, size_t n, bool bf16, const std::
   }
 }
 
-}  // namespace
+// The header's model, validated (every dimension bounded, the sizes derived from it checked, the
+// file size matching them), with what reading the parameters needs.
+struct LlmcHeader {
+  GPT2Config config;
+  int32_t padded_vocab = 0;
+  bool bf16 = false;
+};
 
-LoadedModel load_llmc_bin(const fs::path& path) {
+LlmcHeader read_header(std::ifstream& in, const fs::path& path) {
   const std::string f = path.string();
   std::error_code ec;
   const uintmax_t file_size = fs::file_size(path, ec);
   if (ec) fail("cannot read llm.c model file '{}': {}", f, ec.message());
-  std::ifstream in(path, std::ios::binary);
+  in.open(path, std::ios::binary);
   OURO_CHECK(in, "cannot open llm.c model file '{}'", f);
 
   int32_t h[kHeaderInts] = {};
@@ -60,27 +67,51 @@ LoadedModel load_llmc_bin(const fs::path& path) {
   const bool bf16 = h[1] == 5;
 
   const int maxT = h[2], V = h[3], L = h[4], NH = h[5], C = h[6], Vp = h[7];
-  const char* names[] = {"maxT", "vocab_size", "num_layers", "num_heads", "channels", "padded_vocab_size"};
-  for (int i = 0; i < 6; ++i)
-    OURO_CHECK(h[2 + i] > 0 && h[2 + i] <= (1 << 24), "{}: header[{}] ({}) = {} is out of range", f, 2 + i,
-               names[i], h[2 + i]);
-  OURO_CHECK(C % NH == 0, "{}: channels {} not divisible by num_heads {}", f, C, NH);
+  // The header is untrusted: every dimension is bounded and every size below is derived with
+  // checked arithmetic, so no wrapped count can pass the file-size check (check_model_shape).
+  static constexpr ModelFieldNames kHeaderFields = {"header[4] (num_layers)", "header[5] (num_heads)",
+                                                    "header[6] (channels)", "header[2] (maxT)",
+                                                    "header[3] (vocab_size)"};
+  OURO_CHECK(Vp > 0 && Vp <= kMaxModelDim, "{}: header[7] (padded_vocab_size) = {} is out of range (1 to {})",
+             f, Vp, kMaxModelDim);
   OURO_CHECK(Vp >= V, "{}: padded_vocab_size {} < vocab_size {}", f, Vp, V);
-
-  LoadedModel out;
-  out.config = {L, NH, C, maxT, V};
   const GPT2Config file_cfg{L, NH, C, maxT, V};
-  // The file's element count differs from ours only by the wte padding rows.
+  check_model_shape(file_cfg, kHeaderFields, f);
+
+  // The file's element count differs from ours only by the wte padding rows. Vp and C are at
+  // most 2^24 each, so wte_file fits; the sum is checked.
   const size_t ours = gpt2_num_params(file_cfg);
   const size_t wte_ours = static_cast<size_t>(file_cfg.padded_vocab()) * C;
   const size_t wte_file = static_cast<size_t>(Vp) * C;
-  const size_t in_file = ours - wte_ours + wte_file;
-  const uintmax_t want = sizeof(h) + in_file * (bf16 ? 2 : 4);
-  OURO_CHECK(file_size == want,
+  const auto in_file = checked_add(ours - wte_ours, wte_file);
+  const auto data_bytes = in_file ? checked_mul(*in_file, bf16 ? 2 : 4) : std::nullopt;
+  const auto want = data_bytes ? checked_add(sizeof(h), *data_bytes) : std::nullopt;
+  OURO_CHECK(want && file_size == *want,
              "{}: {} bytes, but a version {} file with this header (L={}, NH={}, C={}, maxT={}, V={}, "
              "Vp={}) has {} bytes",
-             f, file_size, h[1], L, NH, C, maxT, V, Vp, want);
+             f, file_size, h[1], L, NH, C, maxT, V, Vp,
+             want ? std::to_string(*want) : std::string("more than 2^64"));
+  return {file_cfg, Vp, bf16};
+}
 
+}  // namespace
+
+GPT2Config llmc_bin_config(const fs::path& path) {
+  std::ifstream in;
+  return read_header(in, path).config;
+}
+
+LoadedModel load_llmc_bin(const fs::path& path) {
+  const std::string f = path.string();
+  std::ifstream in;
+  const LlmcHeader hd = read_header(in, path);
+  const bool bf16 = hd.bf16;
+  const int C = hd.config.n_embd, V = hd.config.vocab_size;
+  LoadedModel out;
+  out.config = hd.config;
+  const size_t ours = gpt2_num_params(hd.config);
+  const size_t wte_ours = static_cast<size_t>(hd.config.padded_vocab()) * C;
+  const size_t wte_file = static_cast<size_t>(hd.padded_vocab) * C;
   out.params.assign(ours, 0.0f);
   const size_t real = static_cast<size_t>(V) * C;
   read_params(in, out.params.data(), real, bf16, f);

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "ouro/checked.h"
+#include "ouro/error.h"
 #include "ouro/ops.h"
 
 namespace ouro {
@@ -42,9 +44,13 @@ struct Tensor {
 class ArenaPlan {
  public:
   static constexpr size_t kAlign = 256;
+  // Sizes derive from the model's shape and batch: a sum that wraps is refused, never planned.
   void add(Tensor& t, size_t bytes) {
     slots_.emplace_back(&t, total_);
-    total_ += (bytes + kAlign - 1) / kAlign * kAlign;
+    const auto padded = checked_add(bytes, kAlign - 1);
+    const auto next = padded ? checked_add(total_, *padded / kAlign * kAlign) : std::nullopt;
+    if (!next) fail("an arena of more than 2^64 bytes was planned ({} tensors so far)", slots_.size());
+    total_ = *next;
   }
   size_t bytes() const { return total_; }
   size_t size() const { return slots_.size(); }

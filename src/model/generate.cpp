@@ -1,5 +1,7 @@
 #include "model/generate.h"
 
+#include <algorithm>
+
 #include "ouro/error.h"
 
 namespace ouro {
@@ -21,6 +23,11 @@ std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOpti
     model.kv_step(&tok, 1, 1);
   }
   return out;
+}
+
+int sample_room(int ctx, int prompt_tokens) {
+  // The last position's logits give one token beyond the context's last slot.
+  return ctx - std::min(prompt_tokens, ctx - 1) + 1;
 }
 
 std::vector<Generation> generate_batch(GPT2& model, const std::vector<std::vector<int>>& prompts,

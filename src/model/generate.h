@@ -26,6 +26,9 @@ struct SampleOptions {
 // is truncated from the left to leave room for at least one new token in the context. Token i
 // draws its uniform from (opt.seed, i).
 std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOptions& opt);
+// The most tokens generate() can return for a prompt of `prompt_tokens` in a context of `ctx`
+// positions (the prompt truncated as generate() does): a larger max_tokens is cut to this.
+int sample_room(int ctx, int prompt_tokens);
 
 // One row of a batched generation.
 struct Generation {

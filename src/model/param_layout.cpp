@@ -1,10 +1,14 @@
 // GPT-2's parameter layout (llm.c order), initialisation and FLOP count, and the position
 // encoding's names.
+#include <unistd.h>
+
 #include <cmath>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
 
+#include "ouro/checked.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
 
@@ -33,39 +37,123 @@ std::string describe_model(const GPT2Config& c) {
   return s;
 }
 
-std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& c) {
+const ModelFieldNames kConfigModelFields = {"model.n_layer", "model.n_head", "model.n_embd",
+                                             "model.seq_len", "model.vocab_size"};
+
+namespace {
+
+constexpr ModelFieldNames kPlainFields = {"n_layer", "n_head", "n_embd", "seq_len", "vocab_size"};
+
+// One parameter tensor's shape and, for errors, the dimensions it is made of.
+struct TensorShape {
+  const char* name;
+  std::vector<int64_t> shape;
+  bool decay;
+  const char* fields;  // which dimensions multiply into it: "LC" = n_layer x n_embd, ...
+};
+
+std::vector<TensorShape> tensor_shapes(const GPT2Config& c) {
   const int64_t L = c.n_layer, C = c.n_embd, Vp = c.padded_vocab(), T = c.seq_len;
+  std::vector<TensorShape> out;
+  out.push_back({"wte", {Vp, C}, true, "VC"});
+  // none and rope carry no position parameters at all: num_params drops by maxT * C.
+  if (c.has_wpe()) out.push_back({"wpe", {T, C}, true, "TC"});
+  out.push_back({"ln1w", {L, C}, false, "LC"});
+  out.push_back({"ln1b", {L, C}, false, "LC"});
+  out.push_back({"qkvw", {L, 3 * C, C}, true, "LC"});
+  out.push_back({"qkvb", {L, 3 * C}, false, "LC"});
+  out.push_back({"attprojw", {L, C, C}, true, "LC"});
+  out.push_back({"attprojb", {L, C}, false, "LC"});
+  out.push_back({"ln2w", {L, C}, false, "LC"});
+  out.push_back({"ln2b", {L, C}, false, "LC"});
+  out.push_back({"fcw", {L, 4 * C, C}, true, "LC"});
+  out.push_back({"fcb", {L, 4 * C}, false, "LC"});
+  out.push_back({"fcprojw", {L, C, 4 * C}, true, "LC"});
+  out.push_back({"fcprojb", {L, C}, false, "LC"});
+  out.push_back({"lnfw", {C}, false, "C"});
+  out.push_back({"lnfb", {C}, false, "C"});
+  return out;
+}
+
+// "model.n_layer = 3, model.n_embd = 5" for the dimensions in `fields`.
+std::string field_values(const GPT2Config& c, const ModelFieldNames& n, const char* fields) {
+  std::string s;
+  for (const char* f = fields; *f; ++f) {
+    if (!s.empty()) s += ", ";
+    switch (*f) {
+      case 'L': s += fmt::format("{} = {}", n.n_layer, c.n_layer); break;
+      case 'C': s += fmt::format("{} = {}", n.n_embd, c.n_embd); break;
+      case 'T': s += fmt::format("{} = {}", n.seq_len, c.seq_len); break;
+      case 'V': s += fmt::format("{} = {}", n.vocab_size, c.vocab_size); break;
+    }
+  }
+  return s;
+}
+
+// Every check of check_model_shape except physical memory: pure arithmetic, so the layout can
+// run it on every call. Returns the parameter count.
+uint64_t checked_param_count(const GPT2Config& c, const ModelFieldNames& n, const std::string& where) {
+  const std::pair<const char*, int> dims[] = {{n.n_layer, c.n_layer}, {n.n_head, c.n_head},
+                                              {n.n_embd, c.n_embd}, {n.seq_len, c.seq_len},
+                                              {n.vocab_size, c.vocab_size}};
+  for (const auto& [name, v] : dims)
+    if (v <= 0 || v > kMaxModelDim)
+      fail("{}: {} = {} is out of range (1 to {} = 2^24)", where, name, v, kMaxModelDim);
+  if (c.n_embd % c.n_head != 0)
+    fail("{}: {} = {} is not a multiple of {} = {}", where, n.n_embd, c.n_embd, n.n_head, c.n_head);
+  // Each tensor's size (nothing: it overflows 64 bits), and the total.
+  const auto tensors = tensor_shapes(c);
+  std::optional<uint64_t> total = 0;
+  size_t largest = 0;
+  std::vector<std::optional<uint64_t>> sizes;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    std::optional<uint64_t> size = 1;
+    for (int64_t d : tensors[i].shape) size = size ? checked_mul(*size, static_cast<uint64_t>(d)) : size;
+    sizes.push_back(size);
+    total = total && size ? checked_add(*total, *size) : std::nullopt;
+    const auto& big = sizes[largest];
+    if (big && (!size || *size > *big)) largest = i;
+  }
+  if (!total || *total > kMaxModelParams)
+    fail("{}: the model has more than {} = 2^40 parameters, the limit (its largest tensor, {}: {})", where,
+         kMaxModelParams, tensors[largest].name, field_values(c, n, tensors[largest].fields));
+  return *total;
+}
+
+}  // namespace
+
+uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return checked_mul(static_cast<uint64_t>(pages), static_cast<uint64_t>(page)).value_or(UINT64_MAX);
+}
+
+void check_model_shape(const GPT2Config& c, const ModelFieldNames& n, const std::string& where) {
+  const uint64_t params = checked_param_count(c, n, where);
+  // Every backend keeps a host fp32 copy of the weights (initialisation, loading, checkpoints).
+  const uint64_t bytes = params * 4, mem = physical_memory_bytes();
+  if (mem > 0 && bytes > mem)
+    fail("{}: the model's {} parameters need {:.1f} GiB as fp32, more than this machine's {:.1f} GiB "
+         "of memory ({})",
+         where, params, bytes / 1073741824.0, mem / 1073741824.0,
+         field_values(c, n, c.has_wpe() ? "LCTV" : "LCV"));
+}
+
+std::vector<ParamTensor> gpt2_param_layout(const GPT2Config& c) {
+  checked_param_count(c, kPlainFields, "model (" + describe_model(c) + ")");
   std::vector<ParamTensor> out;
   size_t off = 0;
-  auto add = [&](const char* name, std::vector<int64_t> shape, bool decay) {
+  for (auto& t : tensor_shapes(c)) {
     size_t n = 1;
-    for (auto s : shape) n *= static_cast<size_t>(s);
-    out.push_back({name, std::move(shape), off, n, decay});
+    for (auto s : t.shape) n *= static_cast<size_t>(s);  // bounded by the check above
+    out.push_back({t.name, std::move(t.shape), off, n, t.decay});
     off += n;
-  };
-  add("wte", {Vp, C}, true);
-  // none and rope carry no position parameters at all: num_params drops by maxT * C.
-  if (c.has_wpe()) add("wpe", {T, C}, true);
-  add("ln1w", {L, C}, false);
-  add("ln1b", {L, C}, false);
-  add("qkvw", {L, 3 * C, C}, true);
-  add("qkvb", {L, 3 * C}, false);
-  add("attprojw", {L, C, C}, true);
-  add("attprojb", {L, C}, false);
-  add("ln2w", {L, C}, false);
-  add("ln2b", {L, C}, false);
-  add("fcw", {L, 4 * C, C}, true);
-  add("fcb", {L, 4 * C}, false);
-  add("fcprojw", {L, C, 4 * C}, true);
-  add("fcprojb", {L, C}, false);
-  add("lnfw", {C}, false);
-  add("lnfb", {C}, false);
+  }
   return out;
 }
 
 size_t gpt2_num_params(const GPT2Config& c) {
-  auto l = gpt2_param_layout(c);
-  return l.back().offset + l.back().size;
+  return checked_param_count(c, kPlainFields, "model (" + describe_model(c) + ")");
 }
 
 const ParamTensor& find_param(const std::vector<ParamTensor>& layout, const std::string& name) {

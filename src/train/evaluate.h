@@ -14,8 +14,10 @@ struct EvalResult {
   double tail_loss = 0;  // mean over the hardest tail_frac of windows (highest loss)
 };
 
-// batches <= 0: every full batch of the shard. With a communicator of W ranks each rank
-// evaluates its share of every batch of W*B windows and the result is reduced over ranks.
+// batches > 0: the first `batches` full batches; batches <= 0: every window of the data once,
+// the last batch partial. With a communicator of W ranks each rank evaluates its share of every
+// batch of W*B windows and the result is reduced over ranks. A token outside the model's
+// vocabulary is an error naming the shard and its byte offset.
 EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batches,
                     Communicator* comm = nullptr, double tail_frac = 0.1);
 

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "common/trace.h"
+#include "io/atomic_file.h"
 #include "dist/run_comm.h"
 #include "loop/loop.h"
 #include "model/generate.h"
@@ -66,7 +67,7 @@ std::string format_eta(double seconds) {
 // Keys that must not change when a run resumes: they decide what the next steps compute.
 bool resume_sensitive(const std::string& diff) {
   for (const char* k : {"model.", "train.batch_size", "train.seq_len", "train.grad_accum",
-                        "train.seed", "data.train", "loop."})
+                        "train.seed", "data.train", "data.shuffle", "loop."})
     if (diff.rfind(k, 0) == 0) return true;
   return false;
 }
@@ -90,9 +91,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   const RunCommOptions comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
   comm_ = make_run_host_comm(comm_opts);
   if (lead()) {
-    std::error_code ec;
-    fs::create_directories(out_, ec);
-    if (ec) fail("run.out_dir {}: cannot create it: {}", out_, ec.message());
+    io::create_dirs(out_, fmt::format("run.out_dir '{}'", out_));
     lock_out_dir();  // before anything in it is read or written
     attach_log_file(fs::path(out_) / "train.log");
     // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
@@ -124,9 +123,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   if (zero_) shard_ = shard_for(comm_->rank());
   ops_->select_alternates(cfg_.model.matmul, cfg_.model.attention);
   load_start_state();
-  OURO_CHECK(loader_->max_token() < cfg_.model.vocab_size,
-             "data.train {}: token id {} does not fit model.vocab_size {}", cfg_.data.train,
-             loader_->max_token(), cfg_.model.vocab_size);
+  loader_->check_vocabulary(cfg_.model.vocab_size, "data.train " + cfg_.data.train);
   check_val_data();
   // A resumed run first drops records past its checkpoint (a crash may have left some), so the
   // file reads as one uninterrupted run.
@@ -240,7 +237,7 @@ void TrainSession::load_start_state() {
          out_, old->filename().string());
   }
   loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
-                                         static_cast<uint64_t>(cfg_.train.seed), true);
+                                         static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   if (ckpt) {
     // A resumable checkpoint is complete: weights, optimizer moments and training state. Without
