@@ -515,6 +515,96 @@ TEST(Files, CorruptGpt2FilesNameTheLine) {
   EXPECT_NE(m.find("encoder.json: \"!\" has id 1"), std::string::npos) << m;
 }
 
+// ------------------------------------------------------------------------- hostile patterns
+
+namespace {
+
+// A tokenizer of the 256 bytes whose sidecar holds `pattern`, saved to d and loaded back.
+Tokenizer bytes_with_pattern(const TempDir& d, const std::string& pattern) {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  Tokenizer(bytes, {{kEndOfText, 256}}, pattern).save(d / "hostile.tiktoken");
+  return Tokenizer::load(d / "hostile.tiktoken");
+}
+
+}  // namespace
+
+// Issue 21 item 1: a match PCRE2 gives up on used to throw inside the encoder's OpenMP loop
+// (std::terminate, even on one thread), and catastrophic backtracking ran for minutes. It is an
+// Error naming the tokenizer file, the document and the byte offset, on any thread count.
+TEST(Hostile, CatastrophicBacktrackingFailsFastNamingFileAndOffset) {
+  TempDir d;
+  const Tokenizer tk = bytes_with_pattern(d, "(?:a|aa)+[bc]|[^a]|a");
+  EXPECT_EQ(tk.source(), (d / "hostile.tiktoken").string());
+  const std::string bad = "hello " + std::string(80, 'a') + " then b";
+  for (int threads : {1, 2}) {
+    const std::string m = error_of([&] { tk.encode(bad, threads); });
+    EXPECT_NE(m.find((d / "hostile.tiktoken").string()), std::string::npos) << m;
+    EXPECT_NE(m.find("byte offset 6"), std::string::npos) << m;
+    EXPECT_NE(m.find("limit"), std::string::npos) << m;
+  }
+  // In a batch the first failing document is named, whatever the thread count.
+  const std::string fine = "aab ab b c " + std::string(200'000, 'x');
+  const std::vector<std::string_view> docs{fine, fine, bad, fine, bad};
+  for (int threads : {1, 2, 3}) {
+    const std::string m = error_of([&] { tk.encode_batch(docs, threads); });
+    EXPECT_NE(m.find("document 2, byte offset 6"), std::string::npos) << m;
+  }
+  EXPECT_EQ(tk.encode("aab", 2), (std::vector<uint32_t>{'a', 'a', 'b'}));
+  // Training splits with the same pattern inside its own OpenMP region.
+  BpeTrainOptions opt;
+  opt.vocab_size = 300;
+  opt.pattern = "(?:a|aa)+[bc]|[^a]|a";
+  opt.threads = 2;
+  const std::string m = error_of([&] { train_bpe_texts({fine, bad, fine}, opt); });
+  EXPECT_NE(m.find("byte offset 6"), std::string::npos) << m;
+}
+
+// The limits scale with the subject, so the known patterns' legitimate worst cases (gpt4's
+// \s*[\r\n] walks a whole run of spaces) still encode.
+TEST(Hostile, LongRunsUnderTheKnownPatternsStayWithinTheLimits) {
+  for (const char* pattern : {kGpt2Pattern, kGpt4Pattern}) {
+    std::vector<std::string> bytes;
+    for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+    const Tokenizer tk(bytes, {{kEndOfText, 256}}, pattern);
+    for (const std::string& text : {std::string(3'000'000, ' ') + "x", std::string(3'000'000, '7'),
+                                    std::string(1'000'000, ' ') + "\n" + std::string(1'000'000, ' ') + "x"}) {
+      EXPECT_EQ(tk.decode(tk.encode(text, 2)), text);
+    }
+  }
+}
+
+// Issue 21 item 11: a sidecar's special id of 4e9 (or 3e8: `tokenizer info` took 4 GB) made a
+// table of that many entries; 2^32+5 was truncated to 5 before any check. Refused naming the
+// sidecar and the key, before any table is built.
+TEST(Hostile, HugeOrWrappingSpecialIdsNameTheSidecarAndKey) {
+  TempDir d;
+  std::string ranks;
+  for (int b = 0; b < 256; ++b) ranks += tok::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
+  write_file(d / "r.tiktoken", ranks);
+  const std::string side = (d / "r.tiktoken.json").string();
+  for (const char* id : {"4000000000", "300000000", "4294967301", "18446744073709551615"}) {
+    write_file(d / "r.tiktoken.json", std::string("{\"special_tokens\": {\"<|x|>\": ") + id + "}}");
+    const std::string m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+    EXPECT_NE(m.find(side + ": special_tokens.<|x|> = " + id), std::string::npos) << m;
+  }
+  for (const char* id : {"4e9", "-5", "5.5"}) {
+    write_file(d / "r.tiktoken.json", std::string("{\"special_tokens\": {\"<|x|>\": ") + id + "}}");
+    const std::string m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+    EXPECT_NE(m.find(side + ": special_tokens.<|x|> must be a non-negative integer"), std::string::npos) << m;
+  }
+  // GPT-2's encoder.json: an id past the ranks is a special token, with the same bound.
+  write_file(d / "vocab.bpe", "#version: 0.2\n");
+  write_file(d / "encoder.json", "{\"<|endoftext|>\": 4294967301}");
+  const std::string m = error_of([&] { Tokenizer::load(d.path); });
+  EXPECT_NE(m.find("encoder.json: \"<|endoftext|>\" has id 4294967301, above"), std::string::npos) << m;
+  // The constructor enforces the bound for tokenizers built in memory too.
+  std::vector<std::string> toks;
+  for (int b = 0; b < 256; ++b) toks.emplace_back(1, static_cast<char>(b));
+  EXPECT_NE(error_of([&] { Tokenizer(toks, {{"<|x|>", kMaxSpecialId + 1}}, kGpt2Pattern); }).find("above the limit"),
+            std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------- prepare
 
 namespace {
