@@ -11,7 +11,8 @@ for a in "$@"; do [ "$a" = "--fixtures" ] && want_fixtures=1; done
 debs=(cmake ninja-build g++ pkg-config libspdlog-dev libcli11-dev libtomlplusplus-dev
       nlohmann-json3-dev libgtest-dev libopenblas-dev libopenblas-openmp-dev openmpi-bin libopenmpi-dev
       bible-kjv bible-kjv-text python3-venv
-      libpcre2-dev liblzma-dev clang libclang-rt-dev)  # tokenizer: regex, fixtures, libFuzzer
+      libpcre2-dev liblzma-dev clang libclang-rt-dev  # tokenizer: regex, fixtures, libFuzzer
+      zlib1g-dev libzstd-dev)  # ouro prepare: .jsonl.gz and .jsonl.zst inputs
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
