@@ -346,7 +346,12 @@ PrepareSummary prepare_corpus(const PrepareOptions& o) {
 #endif
   Output out(o, vocab, eot);
   out.remove_debris();
-  ProgressBar bar("prepare", total, o.progress && total > 0);
+  // The bar counts input bytes: with stdin or compressed inputs the total is unknown.
+  bool sized = true;
+  for (const auto& in : o.inputs)
+    sized = sized && in != "-" && !(in.size() > 3 && in.compare(in.size() - 3, 3, ".gz") == 0) &&
+            !(in.size() > 4 && in.compare(in.size() - 4, 4, ".zst") == 0);
+  ProgressBar bar("prepare", total, o.progress && sized && total > 0);
   Counts c;
   for (const auto& in : o.inputs) {
     auto src = data::open_source(in);
