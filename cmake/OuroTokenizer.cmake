@@ -9,6 +9,9 @@
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 find_package(LibLZMA REQUIRED)
+# `ouro prepare` reads .gz (zlib) and .zst (libzstd) inputs.
+find_package(ZLIB REQUIRED)
+pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
 
 set(OURO_FUZZ_SECONDS 20 CACHE STRING "How long the tokenizer fuzz test runs (ctest)")
 
@@ -30,7 +33,7 @@ message(STATUS "Tokenizer fuzz target (clang + libFuzzer): ${OURO_HAVE_FUZZER}")
 
 function(ouro_tokenizer_wire)
   if(TARGET ouro_core)
-    target_link_libraries(ouro_core PRIVATE PkgConfig::PCRE2)
+    target_link_libraries(ouro_core PRIVATE PkgConfig::PCRE2 ZLIB::ZLIB PkgConfig::ZSTD)
   endif()
   if(TARGET ouro_test_tokenizer)
     target_link_libraries(ouro_test_tokenizer PRIVATE LibLZMA::LibLZMA)

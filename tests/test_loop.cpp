@@ -442,3 +442,18 @@ TEST_F(LoopRun, PrepareTaskAndEvalTask) {
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("divide"), std::string::npos) << bad.out;
 }
+
+// Issue 21 item 12: `prepare --task --count 2e12` grew memory without bound and checked the
+// shard's limit only at write time. The size is estimated first; under a 4 GB address-space
+// limit a regression fails with bad_alloc instead of the message naming --count.
+TEST(TaskData, HugeCountIsRefusedBeforeMemoryGrows) {
+  const fs::path dir = fs::temp_directory_path() / ("ouro_taskcount_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto r = ouro::test::run_shell("bash -c 'ulimit -v 4000000; exec " + std::string(OURO_BIN) +
+                                     " prepare --task add --count 2000000000000 --out " + (dir / "x").string() + "'",
+                                 dir / "log");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--count 2000000000000 would make about"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "x_train.bin"));
+  fs::remove_all(dir);
+}

@@ -61,7 +61,7 @@ class LoopText : public ouro::test::ScratchDirTest {
     std::ofstream(dir / "cfg.toml")
         << "[model]\nn_layer = 2\nn_head = 2\nn_embd = 32\nseq_len = 32\nvocab_size = 300\n"
            "[train]\nsteps = 30\nbatch_size = 8\nlr = 3e-3\nwarmup_steps = 2\neval_every = 0\neval_batches = 2\n"
-           "[data]\ntrain = \"" + (dir / "kjv_train.bin").string() + "\"\nval = \"" + (dir / "kjv_val.bin").string() +
+           "[data]\ntrain = \"" + (dir / "kjv_train_*.bin").string() + "\"\nval = \"" + (dir / "kjv_val_*.bin").string() +
                "\"\ntokenizer = \"" + (dir / "tok.tiktoken").string() +
                "\"\n[run]\nthreads = 2\n[checkpoint]\nevery = 0\nkeep = 1\n"
                "[loop]\nrounds = 2\nstart_step = 10\nround_steps = 10\nprompts = 4\nk = 2\nprompt_tokens = 8\n"

@@ -515,27 +515,135 @@ TEST(Files, CorruptGpt2FilesNameTheLine) {
   EXPECT_NE(m.find("encoder.json: \"!\" has id 1"), std::string::npos) << m;
 }
 
+// ------------------------------------------------------------------------- hostile patterns
+
+namespace {
+
+// A tokenizer of the 256 bytes whose sidecar holds `pattern`, saved to d and loaded back.
+Tokenizer bytes_with_pattern(const TempDir& d, const std::string& pattern) {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  Tokenizer(bytes, {{kEndOfText, 256}}, pattern).save(d / "hostile.tiktoken");
+  return Tokenizer::load(d / "hostile.tiktoken");
+}
+
+}  // namespace
+
+// Issue 21 item 1: a match PCRE2 gives up on used to throw inside the encoder's OpenMP loop
+// (std::terminate, even on one thread), and catastrophic backtracking ran for minutes. It is an
+// Error naming the tokenizer file, the document and the byte offset, on any thread count.
+TEST(Hostile, CatastrophicBacktrackingFailsFastNamingFileAndOffset) {
+  TempDir d;
+  const Tokenizer tk = bytes_with_pattern(d, "(?:a|aa)+[bc]|[^a]|a");
+  EXPECT_EQ(tk.source(), (d / "hostile.tiktoken").string());
+  const std::string bad = "hello " + std::string(80, 'a') + " then b";
+  for (int threads : {1, 2}) {
+    const std::string m = error_of([&] { tk.encode(bad, threads); });
+    EXPECT_NE(m.find((d / "hostile.tiktoken").string()), std::string::npos) << m;
+    EXPECT_NE(m.find("byte offset 6"), std::string::npos) << m;
+    EXPECT_NE(m.find("limit"), std::string::npos) << m;
+  }
+  // In a batch the first failing document is named, whatever the thread count.
+  const std::string fine = "aab ab b c " + std::string(200'000, 'x');
+  const std::vector<std::string_view> docs{fine, fine, bad, fine, bad};
+  for (int threads : {1, 2, 3}) {
+    const std::string m = error_of([&] { tk.encode_batch(docs, threads); });
+    EXPECT_NE(m.find("document 2, byte offset 6"), std::string::npos) << m;
+  }
+  EXPECT_EQ(tk.encode("aab", 2), (std::vector<uint32_t>{'a', 'a', 'b'}));
+  // Training splits with the same pattern inside its own OpenMP region.
+  BpeTrainOptions opt;
+  opt.vocab_size = 300;
+  opt.pattern = "(?:a|aa)+[bc]|[^a]|a";
+  opt.threads = 2;
+  const std::string m = error_of([&] { train_bpe_texts({fine, bad, fine}, opt); });
+  EXPECT_NE(m.find("byte offset 6"), std::string::npos) << m;
+}
+
+// The limits scale with the subject, so the known patterns' legitimate worst cases (gpt4's
+// \s*[\r\n] walks a whole run of spaces) still encode.
+TEST(Hostile, LongRunsUnderTheKnownPatternsStayWithinTheLimits) {
+  for (const char* pattern : {kGpt2Pattern, kGpt4Pattern}) {
+    std::vector<std::string> bytes;
+    for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+    const Tokenizer tk(bytes, {{kEndOfText, 256}}, pattern);
+    for (const std::string& text : {std::string(3'000'000, ' ') + "x", std::string(3'000'000, '7'),
+                                    std::string(1'000'000, ' ') + "\n" + std::string(1'000'000, ' ') + "x"}) {
+      EXPECT_EQ(tk.decode(tk.encode(text, 2)), text);
+    }
+  }
+}
+
+// Issue 21 item 11: a sidecar's special id of 4e9 (or 3e8: `tokenizer info` took 4 GB) made a
+// table of that many entries; 2^32+5 was truncated to 5 before any check. Refused naming the
+// sidecar and the key, before any table is built.
+TEST(Hostile, HugeOrWrappingSpecialIdsNameTheSidecarAndKey) {
+  TempDir d;
+  std::string ranks;
+  for (int b = 0; b < 256; ++b) ranks += tok::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
+  write_file(d / "r.tiktoken", ranks);
+  const std::string side = (d / "r.tiktoken.json").string();
+  for (const char* id : {"4000000000", "300000000", "4294967301", "18446744073709551615"}) {
+    write_file(d / "r.tiktoken.json", std::string("{\"special_tokens\": {\"<|x|>\": ") + id + "}}");
+    const std::string m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+    EXPECT_NE(m.find(side + ": special_tokens.<|x|> = " + id), std::string::npos) << m;
+  }
+  for (const char* id : {"4e9", "-5", "5.5"}) {
+    write_file(d / "r.tiktoken.json", std::string("{\"special_tokens\": {\"<|x|>\": ") + id + "}}");
+    const std::string m = error_of([&] { Tokenizer::load(d / "r.tiktoken"); });
+    EXPECT_NE(m.find(side + ": special_tokens.<|x|> must be a non-negative integer"), std::string::npos) << m;
+  }
+  // GPT-2's encoder.json: an id past the ranks is a special token, with the same bound.
+  write_file(d / "vocab.bpe", "#version: 0.2\n");
+  write_file(d / "encoder.json", "{\"<|endoftext|>\": 4294967301}");
+  const std::string m = error_of([&] { Tokenizer::load(d.path); });
+  EXPECT_NE(m.find("encoder.json: \"<|endoftext|>\" has id 4294967301, above"), std::string::npos) << m;
+  // The constructor enforces the bound for tokenizers built in memory too.
+  std::vector<std::string> toks;
+  for (int b = 0; b < 256; ++b) toks.emplace_back(1, static_cast<char>(b));
+  EXPECT_NE(error_of([&] { Tokenizer(toks, {{"<|x|>", kMaxSpecialId + 1}}, kGpt2Pattern); }).find("above the limit"),
+            std::string::npos);
+}
+
 // ---------------------------------------------------------------------------------- prepare
 
 namespace {
 
 // The token stream prepare dealt into train and val: block i of `block` tokens went to val when
 // i % k == k - 1.
-std::vector<uint32_t> interleave(const PrepareResult& r, size_t block, size_t k) {
-  Shard train(r.train), val(r.val);
+std::vector<uint32_t> interleave(const PrepareSummary& r, size_t block, size_t k) {
+  std::vector<uint32_t> train, val;
+  for (const auto& p : r.train) {
+    Shard s(p);
+    for (size_t i = 0; i < s.size(); ++i) train.push_back(s[i]);
+  }
+  for (const auto& p : r.val) {
+    Shard s(p);
+    for (size_t i = 0; i < s.size(); ++i) val.push_back(s[i]);
+  }
   std::vector<uint32_t> out;
   size_t t = 0, v = 0;
   for (size_t b = 0; t < train.size() || v < val.size(); ++b) {
     const bool to_val = b % k == k - 1;
-    Shard& s = to_val ? val : train;
+    auto& s = to_val ? val : train;
     size_t& i = to_val ? v : t;
     for (size_t j = 0; j < block && i < s.size(); ++j) out.push_back(s[i++]);
   }
   return out;
 }
 
+PrepareOptions options(std::vector<std::string> inputs, const fs::path& prefix, const Tokenizer* tk) {
+  PrepareOptions o;
+  o.inputs = std::move(inputs);
+  o.out_prefix = prefix;
+  o.tokenizer = tk;
+  return o;
+}
+
 }  // namespace
 
+// The streamed shards hold the ids the in-memory encoder gives each document, for text files
+// read in any block size and JSONL documents encoded on any thread count.
 TEST(Prepare, ShardsHoldEachDocumentAfterEndOfText) {
   TempDir d;
   std::mt19937 rng(5);
@@ -543,6 +651,7 @@ TEST(Prepare, ShardsHoldEachDocumentAfterEndOfText) {
   const std::string b = random_bytes(rng, 3000) + corpus().substr(2'000'000, 150'000);
   write_file(d / "a.txt", a);
   write_file(d / "b.txt", b);
+  write_file(d / "ab.jsonl", nlohmann::json{{"text", a}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   const Tokenizer small = small_trained(kGpt4Pattern);
   for (const Tokenizer* tk : {&gpt2(), &small}) {
     std::vector<uint32_t> want{tk->eot_id()};
@@ -552,12 +661,38 @@ TEST(Prepare, ShardsHoldEachDocumentAfterEndOfText) {
       if (doc == &a) want.push_back(tk->eot_id());
     }
     for (size_t read : {size_t{4096}, size_t{100'000}, size_t{8 << 20}}) {
-      const auto r = prepare_tokens({d / "a.txt", d / "b.txt"}, d / "out", *tk, 0.1, 512, false, 2, read);
+      auto o = options({(d / "a.txt").string(), (d / "b.txt").string()}, d / "out", tk);
+      o.val_frac = 0.1;
+      o.block_tokens = 512;
+      o.threads = 2;
+      o.batch_bytes = read;
+      o.shard_tokens = 40'000;
+      const auto r = prepare_corpus(o);
       EXPECT_EQ(r.vocab_size, tk->vocab_size());
-      EXPECT_EQ(Shard(r.train).version(), kShardVersionU16);
+      EXPECT_EQ(Shard(r.train[0]).version(), kShardVersionU16);
       EXPECT_EQ(r.train_tokens + r.val_tokens, want.size());
       EXPECT_EQ(interleave(r, 512, 10), want) << "reads of " << read << " bytes";
     }
+  }
+  // JSONL lines (many short documents) on 1 and 3 threads.
+  std::string jsonl;
+  std::vector<uint32_t> want;
+  for (size_t off = 0; off < 400'000; off += 1000 + off % 777) {
+    const std::string doc = corpus().substr(off, 500 + off % 1500);
+    jsonl += nlohmann::json{{"text", doc}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::ignore) + "\n";
+    const std::string back = nlohmann::json::parse(jsonl.substr(jsonl.rfind('\n', jsonl.size() - 2) + 1))["text"];
+    want.push_back(small.eot_id());
+    const auto ids = small.encode(back);
+    want.insert(want.end(), ids.begin(), ids.end());
+  }
+  write_file(d / "docs.jsonl", jsonl);
+  for (int threads : {1, 3}) {
+    auto o = options({(d / "docs.jsonl").string()}, d / "j", &small);
+    o.threads = threads;
+    o.batch_bytes = 50'000;
+    o.block_tokens = 256;
+    const auto r = prepare_corpus(o);
+    EXPECT_EQ(interleave(r, 256, 20), want) << threads << " threads";
   }
 }
 
@@ -567,14 +702,65 @@ TEST(Prepare, LargeVocabulariesWriteUint32Shards) {
   for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
   const Tokenizer tk(bytes, {{kEndOfText, 70000}}, kGpt2Pattern);
   write_file(d / "a.txt", "hello world\n");
-  const auto r = prepare_tokens({d / "a.txt"}, d / "out", tk, 0.5, 4);
-  EXPECT_EQ(Shard(r.train).version(), kShardVersionU32);
-  EXPECT_EQ(Shard(r.train)[0], 70000u);
-  EXPECT_NE(error_of([&] { prepare_tokens({d / "missing.txt"}, d / "o", tk, 0.1); }).find("missing.txt"),
+  auto o = options({(d / "a.txt").string()}, d / "out", &tk);
+  o.val_frac = 0.5;
+  o.block_tokens = 4;
+  const auto r = prepare_corpus(o);
+  EXPECT_EQ(Shard(r.train[0]).version(), kShardVersionU32);
+  EXPECT_EQ(Shard(r.train[0])[0], 70000u);
+  EXPECT_NE(error_of([&] { prepare_corpus(options({(d / "missing.txt").string()}, d / "o", &tk)); }).find("missing.txt"),
             std::string::npos);
   write_file(d / "empty.txt", "");
-  EXPECT_NE(error_of([&] { prepare_tokens({d / "empty.txt"}, d / "o", tk, 0.1); }).find("is empty"),
+  EXPECT_NE(error_of([&] { prepare_corpus(options({(d / "empty.txt").string()}, d / "o", &tk)); }).find("is empty"),
             std::string::npos);
+}
+
+// Issue 23, "Done when": a ~200 MB JSONL corpus prepared by the CLI (BPE, 2 threads, rolling
+// shards) within the documented memory bound: prepare's peak RSS (VmHWM, read from /proc by the
+// process itself and written to the manifest) at most kPrepareMemoryBoundMb above what the binary
+// holds before it reads anything. Its text is the fixture corpus cut into documents, so the
+// shards' token count is checked against the in-memory encoder on a sample.
+namespace {
+std::string run(const std::string& cmd, int* rc);  // below, with the CLI tests
+}  // namespace
+
+TEST(PrepareLarge, TwoHundredMegabytesInBoundedMemory) {
+  constexpr double kPrepareMemoryBoundMb = 256;  // docs: README "Preparing data"
+  TempDir d;
+  const Tokenizer small = small_trained(kGpt2Pattern, 1024);
+  small.save(d / "tok.tiktoken");
+  {
+    std::ofstream f(d / "big.jsonl", std::ios::binary);
+    const std::string& c = corpus();
+    std::mt19937 rng(9);
+    size_t written = 0;
+    while (written < 200'000'000) {
+      const size_t off = rng() % (c.size() - 20'000), len = 200 + rng() % 8000;
+      const std::string line =
+          nlohmann::json{{"id", written}, {"text", c.substr(off, len)}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      f << line;
+      written += line.size();
+    }
+  }
+  int rc = -1;
+  const std::string out = run(std::string(OURO_BIN) + " prepare -q --threads 2 --shard-tokens 10000000 -t " +
+                                  (d / "tok.tiktoken").string() + " " + (d / "big.jsonl").string() + " -o " +
+                                  (d / "big").string() + " 2>&1", &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const auto m = nlohmann::json::parse(read_file(d / "big.manifest.json"));
+  const double peak = m["peak_rss_mb"].get<double>(), start = m["start_rss_mb"].get<double>();
+  EXPECT_LE(peak - start, kPrepareMemoryBoundMb) << "peak " << peak << " MB, at start " << start << " MB";
+  EXPECT_TRUE(m["complete"].get<bool>());
+  EXPECT_GE(m["train"].size(), 4u);  // rolled over
+  uint64_t toks = 0;
+  for (const auto& sh : m["train"]) {
+    EXPECT_LE(sh["tokens"].get<uint64_t>(), 10'000'000u);
+    EXPECT_EQ(Shard(d / sh["file"].get<std::string>()).size(), sh["tokens"].get<uint64_t>());
+    toks += sh["tokens"].get<uint64_t>();
+  }
+  EXPECT_EQ(m["totals"]["train_tokens"].get<uint64_t>(), toks);
+  EXPECT_GT(m["totals"]["input_bytes"].get<uint64_t>(), 199'000'000u);
+  std::fprintf(stderr, "200 MB prepare: peak %.0f MB, %.0f MB at start\n", peak, start);
 }
 
 // ---------------------------------------------------------------------------------- CLI
@@ -645,7 +831,7 @@ TEST(Cli, PrepareTrainAndSampleWithATokenizer) {
   EXPECT_NE(out.find("100%"), std::string::npos) << out;  // the progress bar's last line
   write_file(d / "cfg.toml", "[model]\nn_layer = 1\nn_head = 2\nn_embd = 32\nseq_len = 32\nvocab_size = 320\n"
                              "[train]\nsteps = 4\nbatch_size = 2\neval_every = 0\n[data]\ntrain = \"" +
-                                 (d / "data_train.bin").string() + "\"\ntokenizer = \"" +
+                                 (d / "data_train_000000.bin").string() + "\"\ntokenizer = \"" +
                                  (d / "tok.tiktoken").string() + "\"\n[run]\nthreads = 2\nout_dir = \"" +
                                  (d / "run").string() + "\"\n[sample]\nevery = 2\nmax_tokens = 8\nprompt = \"And God\"\n");
   out = run(bin + " train --config " + (d / "cfg.toml").string() + " 2>&1", &rc);

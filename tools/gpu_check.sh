@@ -296,7 +296,7 @@ docker_image_checks() {
     fi
   done
 
-  if [ ! -f data/kjv_bpe_train.bin ] || [ ! -f data/kjv_bpe_val.bin ] || [ ! -f data/kjv_bpe.tiktoken ]; then
+  if [ ! -f data/kjv_bpe_train_000000.bin ] || [ ! -f data/kjv_bpe_val_000000.bin ] || [ ! -f data/kjv_bpe.tiktoken ]; then
     note "training, eval --json and the profiler reports: SKIPPED: no data/kjv_bpe_* (run tools/prepare_kjv.sh)"
     return "$fail"
   fi
@@ -308,7 +308,7 @@ docker_image_checks() {
     local ckpt
     ckpt="$(find "$work/runs/check/checkpoints" -maxdepth 1 -name 'step_*' | sort | tail -n 1)"
     if docker run --rm --gpus all "${mounts[@]}" "$image" ouro eval --init "runs/check/checkpoints/${ckpt##*/}" \
-         --data data/kjv_bpe_val.bin --batch 8 --device cuda --json >"$work/eval.json" &&
+         --data data/kjv_bpe_val_000000.bin --batch 8 --device cuda --json >"$work/eval.json" &&
        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["loss"] > 0' "$work/eval.json"; then
       note "ouro eval --json > out.json: $(cat "$work/eval.json" | tr -d '\n')"
     else

@@ -2,7 +2,8 @@
 # The default corpus: the King James Bible from Debian's bible-kjv, verse references
 # stripped (~4.1 MB of text). Trains a BPE tokenizer on it (data/kjv_bpe.tiktoken, vocabulary
 # OURO_KJV_VOCAB = 2048; deterministic, under a second) and tokenizes the text into
-# data/kjv_bpe_{train,val}.bin with it, and byte-level into data/kjv_{train,val}.bin.
+# data/kjv_bpe_{train,val}_000000.bin with it, and byte-level into data/kjv_{train,val}_000000.bin
+# (each with a .manifest.json; configs name them by glob, data/kjv_bpe_train_*.bin).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ouro="${OURO_BIN:-$root/build/ouro}"

@@ -36,7 +36,7 @@ rm -rf "$out"
 ckpt=$(ls -d "$out"/checkpoints/step_* | sort | tail -n 1)
 echo
 echo "== validation loss of $ckpt (nats per token, 2048-token BPE) =="
-"$ouro" eval --init "$ckpt" --data data/kjv_bpe_val.bin --batch 8 --device "$device" --json
+"$ouro" eval --init "$ckpt" --data "data/kjv_bpe_val_*.bin" --batch 8 --device "$device" --json
 echo
 echo "== sample =="
 "$ouro" sample --init "$ckpt" --prompt "And God said" --max-tokens 300 --temperature 0.8 --seed 1 \

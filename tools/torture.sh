@@ -185,6 +185,9 @@ make_fixtures() (
   "$OURO" tokenizer train --input "$work/text.txt" --vocab 512 --out "$FIX/tok.tiktoken"
   "$OURO" prepare --input "$work/text.txt" --out "$FIX/data" --tokenizer "$FIX/tok.tiktoken" \
     --val-frac 0.1 --quiet
+  # prepare writes rolling shards (PREFIX_train_000000.bin, ...); this corpus fits one of each.
+  mv "$FIX/data_train_000000.bin" "$FIX/data_train.bin"
+  mv "$FIX/data_val_000000.bin" "$FIX/data_val.bin"
   cat >"$FIX/tiny.toml" <<EOF
 # torture fixture: trains in about a second on one core
 [model]

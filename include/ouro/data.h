@@ -102,26 +102,48 @@ class DataLoader {
   std::unique_ptr<Impl> impl_;
 };
 
-// Byte-level text preparation: each input file is one document, prefixed by <|endoftext|>.
-// The token stream is cut into blocks of block_tokens; every k-th block (k = round(1/val_frac))
-// goes to val, the rest to train. Writes <out_prefix>_train.bin and <out_prefix>_val.bin.
+// `ouro prepare --task` writes <out_prefix>_train.bin and <out_prefix>_val.bin (src/loop).
 struct PrepareResult {
   std::filesystem::path train, val;
   size_t train_tokens = 0, val_tokens = 0;
   size_t vocab_size = 0;
 };
-PrepareResult prepare_bytes(const std::vector<std::filesystem::path>& inputs,
-                            const std::filesystem::path& out_prefix, double val_frac,
-                            size_t block_tokens = 8192);
 
-// The same with a BPE tokenizer: each file is one document, prefixed by the tokenizer's
-// <|endoftext|>, read in blocks that are cut where the split pattern always splits and encoded on
-// `threads` threads (0 = all cores), so memory holds a block of text plus the tokens. Shards are
-// uint16 when the vocabulary fits, uint32 otherwise. progress: a bar on stderr. read_bytes:
-// the size of each read (tests make it small to exercise the cuts).
-PrepareResult prepare_tokens(const std::vector<std::filesystem::path>& inputs,
-                             const std::filesystem::path& out_prefix, const Tokenizer& tokenizer,
-                             double val_frac, size_t block_tokens = 8192, bool progress = false,
-                             int threads = 0, size_t read_bytes = 8 << 20);
+// Corpus preparation, streamed in bounded memory: documents are read, encoded on `threads`
+// threads and dealt into train and val by blocks of block_tokens (the last of every
+// round(1/val_frac) blocks goes to val), each split rolling over shards of shard_tokens:
+// PREFIX_train_000000.bin, ..., PREFIX_val_000000.bin, ..., each written atomically, and
+// PREFIX.manifest.json (rewritten atomically after every shard; "complete" once all are).
+// Memory holds one batch of text (batch_bytes) and its tokens, whatever the corpus size.
+// Inputs: paths or "-" (standard input); .gz and .zst are decompressed as read. Text inputs are
+// one document each; JSONL inputs (jsonl, or a name ending .jsonl, .jsonl.gz, .jsonl.zst) one
+// document per line, the string under text_key. A malformed line is an error naming the file
+// and line, or is skipped and counted with skip_bad. An interrupted prepare leaves no partial
+// shard (only hidden .tmp files, removed by the next run); rerunning the same command
+// rewrites the same shards and removes shards of an earlier run past the new last one.
+struct PrepareOptions {
+  std::vector<std::string> inputs;
+  std::filesystem::path out_prefix;
+  const Tokenizer* tokenizer = nullptr;  // null: byte-level (tokens are bytes, <|endoftext|> 256)
+  std::string tokenizer_file;            // recorded in the manifest with its hash
+  double val_frac = 0.05;
+  size_t block_tokens = 8192;
+  uint64_t shard_tokens = 100'000'000;
+  bool jsonl = false;
+  std::string text_key = "text";
+  bool skip_bad = false;
+  int threads = 0;  // 0 = all cores
+  bool progress = false;
+  size_t batch_bytes = 16 << 20;  // text per encoding batch (tests make it small)
+  std::string command;            // recorded in the manifest
+};
+struct PrepareSummary {
+  std::vector<std::filesystem::path> train, val;  // the shards, in order
+  uint64_t train_tokens = 0, val_tokens = 0, documents = 0, bad_lines = 0, input_bytes = 0;
+  size_t vocab_size = 0;
+  double peak_rss_mb = 0;  // VmHWM from /proc/self/status at the end
+  std::filesystem::path manifest;
+};
+PrepareSummary prepare_corpus(const PrepareOptions& opt);
 
 }  // namespace ouro

@@ -23,6 +23,11 @@ namespace ouro {
 extern const char* const kGpt2Pattern;
 extern const char* const kGpt4Pattern;
 constexpr const char* kEndOfText = "<|endoftext|>";
+// The largest special-token id a tokenizer accepts: ids index tables of vocab_size entries, so
+// an id far past the ranks (a sidecar's 4e9) would allocate gigabytes before anything else
+// fails. 2^24 is well above every real vocabulary (cl100k's specials end at 100276, o200k's
+// near 200k).
+constexpr uint32_t kMaxSpecialId = (1u << 24) - 1;
 // "gpt2" | "gpt4" -> the pattern; anything else is an error.
 std::string pattern_by_name(std::string_view name);
 
@@ -30,9 +35,11 @@ class Tokenizer {
  public:
   // tokens[r] is the byte string of rank r (all 256 single bytes must be among them, no
   // duplicates); special tokens take ids >= tokens.size(), unique (tiktoken's cl100k leaves
-  // holes between them). Errors name the offending token.
+  // holes between them), at most kMaxSpecialId. Errors name the offending token. source: the
+  // file the tokenizer was read from, named by encoding errors ("" for one built in memory).
   Tokenizer(std::vector<std::string> tokens,
-            std::vector<std::pair<std::string, uint32_t>> specials, std::string pattern);
+            std::vector<std::pair<std::string, uint32_t>> specials, std::string pattern,
+            std::string source = {});
   ~Tokenizer();
   Tokenizer(const Tokenizer&);
   Tokenizer& operator=(const Tokenizer&);
@@ -47,6 +54,7 @@ class Tokenizer {
   // Writes the ranks file and FILE.json atomically.
   void save(const std::filesystem::path& path) const;
 
+  const std::string& source() const;  // the file it was read from, or ""
   size_t n_ranks() const;
   size_t vocab_size() const;  // 1 + the largest id
   const std::string& pattern() const;
@@ -58,7 +66,9 @@ class Tokenizer {
 
   // Encodes text as ordinary text (special-token strings are plain bytes). threads: 0 = all
   // cores; a long text is cut at points where the pattern is known to split anyway, so every
-  // thread count gives the same ids.
+  // thread count gives the same ids. A match PCRE2 gives up on (its match or depth limit: a
+  // pattern that backtracks catastrophically) is an Error naming the tokenizer's file and the
+  // byte offset, whatever the thread count.
   std::vector<uint32_t> encode(std::string_view text, int threads = 1) const;
   // Like encode, but occurrences of the special tokens' text become their ids.
   std::vector<uint32_t> encode_with_specials(std::string_view text, int threads = 1) const;

@@ -1,6 +1,7 @@
-// `ouro bench tokenizer`: encoding throughput of ouro's tokenizer, single-threaded and on all
-// threads, and of tiktoken (single-threaded) on the same text in the same run when the tools
-// venv has it (tools/tiktoken_bench.py), with the ratio and whether the ids agree.
+// `ouro bench tokenizer`: encoding throughput of ouro's tokenizer, single-threaded and on N
+// threads (the scaling), and of tiktoken on the same text in the same run when the tools venv has
+// it (tools/tiktoken_bench.py): encode_ordinary on one thread and encode_ordinary_batch on the
+// same N threads, with the ratios and whether the ids agree.
 #pragma once
 #include <string>
 

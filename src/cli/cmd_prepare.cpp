@@ -2,6 +2,9 @@
 #include <cmath>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
 
 #include "cli/commands.h"
 #include "loop/task_eval.h"
@@ -12,13 +15,28 @@
 
 namespace ouro::cli {
 
+namespace {
+
+// This process's command line (for the manifest), arguments separated by spaces.
+std::string command_line() {
+  std::ifstream f("/proc/self/cmdline", std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return s;
+}
+
+}  // namespace
+
 void add_prepare(CLI::App& app) {
   auto* cmd = app.add_subcommand("prepare", "Turn text files into train/val token shards (llm.c format)");
   struct Opts {
-    std::vector<std::string> inputs;
-    std::string out, tokenizer;
+    std::vector<std::string> inputs, positional;
+    std::string out, tokenizer, text_key = "text";
     double val_frac = 0.05;
     size_t block = 8192;
+    uint64_t shard_tokens = 100'000'000;
+    bool jsonl = false, skip_bad = false;
     int threads = 0;
     bool quiet = false;
     std::string task;
@@ -27,13 +45,22 @@ void add_prepare(CLI::App& app) {
     uint64_t seed = 1;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("--input,-i", o->inputs, "Text files; each is one document")->check(CLI::ExistingFile);
+  cmd->add_option("--input,-i", o->inputs,
+                  "Inputs: text files (one document each), JSONL (one per line), .gz/.zst of either, - for stdin");
+  cmd->add_option("inputs", o->positional, "More inputs (as --input)");
+  cmd->add_flag("--jsonl", o->jsonl, "Inputs are JSONL, one document per line (automatic for *.jsonl[.gz|.zst])");
+  cmd->add_option("--text-key", o->text_key, "JSONL: the key holding each document's text");
+  cmd->add_flag("--skip-bad", o->skip_bad, "JSONL: skip and count malformed lines instead of failing");
+  cmd->add_option("--shard-tokens", o->shard_tokens, "Tokens per shard (PREFIX_train_000000.bin, ...)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{2147483647}));
   cmd->add_option("--task", o->task, "Write a built-in task's problems instead of text: add, sort or copy");
   cmd->add_option("--count", o->count, "--task: training problems")->check(CLI::PositiveNumber);
   cmd->add_option("--min", o->min_d, "--task: smallest difficulty (digits or length)")->check(CLI::PositiveNumber);
   cmd->add_option("--max", o->max_d, "--task: largest difficulty")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "--task: problem seed");
-  cmd->add_option("--out,-o", o->out, "Output prefix: writes PREFIX_train.bin and PREFIX_val.bin")->required();
+  cmd->add_option("--out,-o", o->out,
+                  "Output prefix: PREFIX_train_NNNNNN.bin, PREFIX_val_NNNNNN.bin and PREFIX.manifest.json "
+                  "(--task: PREFIX_train.bin, PREFIX_val.bin)")->required();
   cmd->add_option("--tokenizer,-t", o->tokenizer,
                   "BPE tokenizer (ranks file, or GPT-2's directory / encoder.json); without it, byte-level tokens");
   cmd->add_option("--val-frac", o->val_frac, "Fraction of tokens held out for validation")->check(CLI::Range(0.001, 0.5));
@@ -49,23 +76,38 @@ void add_prepare(CLI::App& app) {
                      r.train_tokens, r.val.string(), r.val_tokens, o->task, o->min_d, o->max_d);
       return;
     }
-    OURO_CHECK(!o->inputs.empty(), "prepare: give --input FILES (text) or --task NAME");
-    std::vector<std::filesystem::path> in(o->inputs.begin(), o->inputs.end());
-    PrepareResult r;
-    if (o->tokenizer.empty()) {
-      r = prepare_bytes(in, o->out, o->val_frac, o->block);
-    } else {
-      const Tokenizer tok = Tokenizer::load(o->tokenizer);
-      r = prepare_tokens(in, o->out, tok, o->val_frac, o->block, !o->quiet, o->threads);
+    o->inputs.insert(o->inputs.end(), o->positional.begin(), o->positional.end());
+    OURO_CHECK(!o->inputs.empty(), "prepare: give --input FILES (text, JSONL, - for stdin) or --task NAME");
+    PrepareOptions p;
+    p.inputs = o->inputs;
+    p.out_prefix = o->out;
+    std::optional<Tokenizer> tok;
+    if (!o->tokenizer.empty()) {
+      tok.emplace(Tokenizer::load(o->tokenizer));
+      p.tokenizer = &*tok;
+      p.tokenizer_file = o->tokenizer;
     }
-    logger()->info("wrote {} ({} tokens) and {} ({} tokens), {} vocabulary of {}", r.train.string(),
-                   r.train_tokens, r.val.string(), r.val_tokens,
-                   o->tokenizer.empty() ? "byte-level" : o->tokenizer, r.vocab_size);
+    p.val_frac = o->val_frac;
+    p.block_tokens = o->block;
+    p.shard_tokens = o->shard_tokens;
+    p.jsonl = o->jsonl;
+    p.text_key = o->text_key;
+    p.skip_bad = o->skip_bad;
+    p.threads = o->threads;
+    p.progress = !o->quiet;
+    p.command = command_line();
+    const PrepareSummary r = prepare_corpus(p);
+    logger()->info("wrote {} train shards ({} tokens) and {} val shards ({} tokens) from {} documents{}, {} "
+                   "vocabulary of {}; manifest {}; peak memory {:.0f} MB",
+                   r.train.size(), r.train_tokens, r.val.size(), r.val_tokens, r.documents,
+                   r.bad_lines ? fmt::format(" ({} bad lines skipped)", r.bad_lines) : "",
+                   o->tokenizer.empty() ? "byte-level" : o->tokenizer, r.vocab_size, r.manifest.string(),
+                   r.peak_rss_mb);
     // Validation takes whole blocks (the last of every 1/val_frac): a corpus shorter than that
     // many blocks leaves it empty, and training would refuse it only later.
     if (r.val_tokens == 0)
-      logger()->warn("{} is empty: {} tokens make fewer than {:.0f} blocks of --block {}; pass a smaller --block",
-                     r.val.string(), r.train_tokens, std::max(2.0, std::round(1.0 / o->val_frac)), o->block);
+      logger()->warn("no validation shard: {} tokens make fewer than {:.0f} blocks of --block {}; pass a smaller --block",
+                     r.train_tokens, std::max(2.0, std::round(1.0 / o->val_frac)), o->block);
   });
 }
 

@@ -6,12 +6,33 @@
 #include <limits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "cpu/cpu_ops.h"
 #include "ouro/error.h"
 
 namespace ouro {
 
 namespace {
+
+// Per-thread scratch rows are allocated before a parallel region, never inside: bad_alloc
+// thrown inside an OpenMP region would std::terminate the process instead of reaching the CLI.
+size_t max_team() {
+#ifdef _OPENMP
+  return size_t(omp_get_max_threads());
+#else
+  return 1;
+#endif
+}
+size_t team_index() {
+#ifdef _OPENMP
+  return size_t(omp_get_thread_num());
+#else
+  return 0;
+#endif
+}
 
 float dot(const float* a, const float* b, int n) {
   float s = 0.0f;
@@ -88,9 +109,10 @@ void CpuOps::attention_backward(void* dqkv_, const void* dout_, const void* qkv_
   const int hd = C / NH;
   const float scale = 1.0f / std::sqrt(float(hd));
   const size_t C3 = size_t(3) * C;
+  std::vector<float> scratch(max_team() * size_t(T));
 #pragma omp parallel if(size_t(B) * NH * T * T * hd >= kParallelMin)
   {
-    std::vector<float> dp(T);
+    float* dp = scratch.data() + team_index() * size_t(T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
@@ -156,16 +178,18 @@ void CpuOps::attention_kv(void* out_, const void* qkv_, void* kcache_, void* vca
     }
   }
 
+  const size_t row = size_t(pos0) + size_t(Tn);
+  std::vector<float> scratch(max_team() * row);
 #pragma omp parallel if(size_t(B) * Tn * (pos0 + Tn) * C >= kParallelMin)
   {
-    std::vector<float> probs(pos0 + Tn);
+    float* probs = scratch.data() + team_index() * row;
 #pragma omp for collapse(3) schedule(dynamic, 8)
     for (int b = 0; b < B; b++) {
       for (int h = 0; h < NH; h++) {
         for (int t = 0; t < Tn; t++) {
           const size_t cache0 = size_t(b) * Tmax * C + h * hd;
           attend_row(qkv + (size_t(b) * Tn + t) * C3 + h * hd, kcache + cache0, vcache + cache0,
-                     C, pos0 + t + 1, hd, scale, probs.data(),
+                     C, pos0 + t + 1, hd, scale, probs,
                      out + (size_t(b) * Tn + t) * C + h * hd);
         }
       }

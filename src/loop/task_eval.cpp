@@ -1,5 +1,7 @@
 #include "loop/task_eval.h"
 
+#include <algorithm>
+#include <climits>
 #include <map>
 
 #include "model/generate.h"
@@ -8,6 +10,9 @@
 namespace ouro {
 namespace {
 
+// The most tokens one shard holds (llm.c's header counts them in an int32).
+constexpr uint64_t kShardTokenLimit = INT32_MAX;
+
 std::vector<uint32_t> task_tokens(const Task& task, int64_t count, int min_d, int max_d, uint64_t seed) {
   std::vector<uint32_t> toks;
   const int span = max_d - min_d + 1;
@@ -15,8 +20,23 @@ std::vector<uint32_t> task_tokens(const Task& task, int64_t count, int min_d, in
     toks.push_back(kByteEot);
     for (unsigned char c : problem_text(task.make(min_d + static_cast<int>(i % span), seed, static_cast<uint64_t>(i))))
       toks.push_back(c);
+    // The estimate in prepare_task can be off for tasks whose problems grow with the index:
+    // this keeps memory bounded by the limit whatever happens.
+    OURO_CHECK(toks.size() <= kShardTokenLimit, "prepare --task: --count {} makes more than {} tokens "
+               "(a shard's limit) after {} problems; lower --count", count, kShardTokenLimit, i + 1);
   }
   return toks;
+}
+
+// Checked before any memory grows: the first problems' average size times --count.
+void check_task_size(const Task& task, int64_t count, int min_d, int max_d, uint64_t seed) {
+  const int64_t probe = std::min<int64_t>(count, 256);
+  const double per = static_cast<double>(task_tokens(task, probe, min_d, max_d, seed).size()) / probe;
+  const double estimate = per * static_cast<double>(count);
+  OURO_CHECK(estimate <= static_cast<double>(kShardTokenLimit),
+             "prepare --task: --count {} would make about {:.3g} tokens ({:.1f} per problem), above a "
+             "shard's limit of {}; lower --count (at most about {})",
+             count, estimate, per, kShardTokenLimit, static_cast<int64_t>(kShardTokenLimit / per));
 }
 
 std::string bytes_text(const std::vector<int>& t) {
@@ -36,6 +56,7 @@ PrepareResult prepare_task(const Task& task, const std::filesystem::path& out_pr
   PrepareResult r;
   r.train = out_prefix.string() + "_train.bin";
   r.val = out_prefix.string() + "_val.bin";
+  check_task_size(task, count, min_d, max_d, seed);
   auto train = task_tokens(task, count, min_d, max_d, seed);
   // The validation problems come from another seed: no problem is shared by construction
   // other than by chance collisions of short problems.

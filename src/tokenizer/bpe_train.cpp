@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "common/omp_errors.h"
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
 #include "tokenizer/byte_table.h"
@@ -61,22 +62,31 @@ PieceCounts count_pieces(const std::vector<std::string_view>& segs, const tok::P
     for (auto [from, to] : pre.chunks(segs[s], segs[s].size(), kChunk)) tasks.push_back({s, from, to});
   PieceCounts total;
   const auto n = static_cast<long>(tasks.size());
+  OmpErrors errors;  // a failed match or bad_alloc must not leave the region (std::terminate)
 #pragma omp parallel num_threads(threads) if (threads > 1 && n > 1)
   {
     PieceCounts local;
 #pragma omp for schedule(dynamic, 1) nowait
     for (long i = 0; i < n; ++i) {
-      const Task& t = tasks[static_cast<size_t>(i)];
-      const std::string_view text = segs[t.seg];
-      pre.split(text, t.from, t.to, [&](size_t off, size_t len) { ++local[text.substr(off, len)]; });
+      const auto ti = static_cast<size_t>(i);
+      errors.run(ti, [&] {
+        const Task& t = tasks[ti];
+        const std::string_view text = segs[t.seg];
+        try {
+          pre.split(text, t.from, t.to, [&](size_t off, size_t len) { ++local[text.substr(off, len)]; });
+        } catch (const tok::MatchError& e) {
+          fail("tokenizer train: text segment {}, byte offset {}: {}", t.seg, e.offset(), e.what());
+        }
+      });
     }
 #pragma omp critical(ouro_bpe_count_merge)
-    {
+    errors.run(tasks.size(), [&] {
       if (total.empty()) total = std::move(local);
       else
         for (const auto& [k, v] : local) total[k] += v;
-    }
+    });
   }
+  errors.rethrow();
   return total;
 }
 

@@ -127,7 +127,8 @@ size_t Pretokenizer::last_safe_cut(std::string_view text, size_t from) const {
 
 Pretokenizer::Scan::Scan(const Pretokenizer& p, std::string_view text) : p_(p), text_(text) {
   match_data_ = pcre2_match_data_create_from_pattern(code_of(p.code_), nullptr);
-  OURO_CHECK(match_data_, "split pattern: out of memory for match data");
+  context_ = pcre2_match_context_create(nullptr);
+  OURO_CHECK(match_data_ && context_, "split pattern: out of memory for match data");
 }
 
 Pretokenizer::Scan::~Scan() {
@@ -136,10 +137,23 @@ Pretokenizer::Scan::~Scan() {
   pcre2_jit_stack_free(static_cast<pcre2_jit_stack*>(jit_stack_));
 }
 
+uint32_t match_limit_at(size_t remaining) {
+  const uint64_t want = kMatchLimitBase + kMatchLimitPerByte * static_cast<uint64_t>(remaining);
+  return static_cast<uint32_t>(std::min<uint64_t>(want, kMatchLimitMax));
+}
+
 bool Pretokenizer::Scan::find(size_t pos, size_t* begin, size_t* end) {
   auto* md = static_cast<pcre2_match_data*>(match_data_);
   auto* ctx = static_cast<pcre2_match_context*>(context_);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text_.data());
+  // The limits scale with what is left of the subject: a legitimate pattern's match costs about
+  // one step per byte it looks at (gpt4's \s*[\r\n] walks a whole run of spaces), while
+  // catastrophic backtracking (`(?:a|aa)+[bc]` on a run of 'a') grows exponentially and hits
+  // the limit within a fraction of a second instead of running for minutes.
+  const uint32_t limit = match_limit_at(text_.size() - pos);
+  pcre2_set_match_limit(ctx, limit);
+  pcre2_set_depth_limit(ctx, limit);  // the interpreter only (JIT ignores it)
+  pcre2_set_heap_limit(ctx, kHeapLimitKiB);
   for (;;) {
     const int rc = p_.jit_ ? pcre2_jit_match(code_of(p_.code_), subject, text_.size(), pos, 0, md, ctx)
                            : pcre2_match(code_of(p_.code_), subject, text_.size(), pos, 0, md, ctx);
@@ -153,13 +167,13 @@ bool Pretokenizer::Scan::find(size_t pos, size_t* begin, size_t* end) {
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !jit_stack_) {
       // The default 32 KiB JIT stack can run out on pathological input: retry with 8 MiB.
       jit_stack_ = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
-      context_ = pcre2_match_context_create(nullptr);
-      OURO_CHECK(jit_stack_ && context_, "split pattern: out of memory for the JIT stack");
-      ctx = static_cast<pcre2_match_context*>(context_);
+      OURO_CHECK(jit_stack_, "split pattern: out of memory for the JIT stack");
       pcre2_jit_stack_assign(ctx, nullptr, jit_stack_);
       continue;
     }
-    fail("split pattern: matching at byte offset {} failed: {}", pos, pcre2_error_text(rc));
+    throw MatchError(pos, fmt::format("split pattern: matching at byte offset {} failed: {} (limit {} "
+                                      "steps; a pattern that backtracks catastrophically?)",
+                                      pos, pcre2_error_text(rc), limit));
   }
 }
 

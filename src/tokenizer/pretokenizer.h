@@ -11,12 +11,34 @@
 // pieces of their own, so every byte of the input lands in exactly one piece.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "ouro/error.h"
+
 namespace ouro::tok {
+
+// PCRE2's limits for one match starting at byte p of a subject of n bytes: match (backtracking
+// steps) and depth limits of kMatchLimitBase + kMatchLimitPerByte * (n - p), at most
+// kMatchLimitMax; a heap limit of kHeapLimitKiB.
+constexpr uint64_t kMatchLimitBase = 100000;
+constexpr uint64_t kMatchLimitPerByte = 4;
+constexpr uint64_t kMatchLimitMax = 100000000;
+constexpr uint32_t kHeapLimitKiB = 256 * 1024;
+uint32_t match_limit_at(size_t remaining);
+
+// A match that PCRE2 gave up on (a limit, or an internal error): the subject's byte offset.
+class MatchError : public Error {
+ public:
+  MatchError(size_t offset, const std::string& what) : Error(what), offset_(offset) {}
+  size_t offset() const { return offset_; }
+
+ private:
+  size_t offset_;
+};
 
 class Pretokenizer {
  public:

@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 
+#include "common/omp_errors.h"
 #include "ouro/error.h"
 #include "tokenizer/base64.h"
 #include "tokenizer/bpe_merge.h"
@@ -31,8 +32,10 @@ constexpr size_t kMinChunk = 1 << 16;
 }  // namespace
 
 Tokenizer::Tokenizer(std::vector<std::string> tokens,
-                     std::vector<std::pair<std::string, uint32_t>> specials, std::string pattern) {
+                     std::vector<std::pair<std::string, uint32_t>> specials, std::string pattern,
+                     std::string source) {
   auto impl = std::make_shared<Impl>();
+  impl->source = std::move(source);
   impl->pre = std::make_unique<tok::Pretokenizer>(pattern);
   impl->pattern = std::move(pattern);
   for (size_t r = 0; r < tokens.size(); ++r) {
@@ -52,6 +55,8 @@ Tokenizer::Tokenizer(std::vector<std::string> tokens,
     OURO_CHECK(!text.empty(), "tokenizer: special token {} is empty", i);
     OURO_CHECK(id >= tokens.size(), "tokenizer: special token {} has id {}, inside the ranks (0..{})",
                text, id, tokens.size() - 1);
+    OURO_CHECK(id <= kMaxSpecialId, "tokenizer: special token {} has id {}, above the limit of {}",
+               text, id, kMaxSpecialId);
     for (size_t j = 0; j < i; ++j) {
       OURO_CHECK(specials[j].first != text, "tokenizer: special token {} given twice", text);
       OURO_CHECK(specials[j].second != id, "tokenizer: special tokens {} and {} share id {}",
@@ -80,6 +85,7 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(const Tokenizer&) = default;
 Tokenizer& Tokenizer::operator=(const Tokenizer&) = default;
 
+const std::string& Tokenizer::source() const { return impl_->source; }
 size_t Tokenizer::n_ranks() const { return impl_->tokens.size(); }
 size_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
 const std::string& Tokenizer::pattern() const { return impl_->pattern; }
@@ -138,11 +144,22 @@ std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
   }
   std::vector<std::vector<uint32_t>> parts(tasks.size());
   const auto n = static_cast<long>(tasks.size());
+  OmpErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && n > 1)
   for (long i = 0; i < n; ++i) {
-    const Task& t = tasks[static_cast<size_t>(i)];
-    encode_task(im, docs[t.doc], t.from, t.to, parts[static_cast<size_t>(i)]);
+    const auto ti = static_cast<size_t>(i);
+    errors.run(ti, [&] {
+      const Task& t = tasks[ti];
+      try {
+        encode_task(im, docs[t.doc], t.from, t.to, parts[ti]);
+      } catch (const tok::MatchError& e) {
+        // Tasks are in document order, so the lowest failing task is the first failing offset.
+        fail("tokenizer {}: document {}, byte offset {}: {}",
+             im.source.empty() ? std::string("(in memory)") : im.source, t.doc, e.offset(), e.what());
+      }
+    });
   }
+  errors.rethrow();
   std::vector<std::vector<uint32_t>> out(docs.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
     auto& dst = out[tasks[i].doc];

@@ -94,7 +94,7 @@ Tokenizer load_ranks(const fs::path& path) {
   if (!fs::exists(side)) {
     // A bare tiktoken file (no sidecar): GPT-2's conventions.
     specials.emplace_back(kEndOfText, static_cast<uint32_t>(tokens.size()));
-    return Tokenizer(std::move(tokens), std::move(specials), std::move(pattern));
+    return Tokenizer(std::move(tokens), std::move(specials), std::move(pattern), path.string());
   }
   const nlohmann::json j = parse_json(side);
   const std::string sn = side.string();
@@ -107,9 +107,14 @@ Tokenizer load_ranks(const fs::path& path) {
     const auto& st = j["special_tokens"];
     OURO_CHECK(st.is_object(), "{}: key 'special_tokens' must be an object {{text: id}}", sn);
     for (auto it = st.begin(); it != st.end(); ++it) {
-      OURO_CHECK(it.value().is_number_unsigned(), "{}: special_tokens.{} must be a non-negative integer id",
-                 sn, it.key());
-      specials.emplace_back(it.key(), it.value().get<uint32_t>());
+      // Checked as JSON numbers before any conversion: get<uint32_t>() would wrap 2^32+5 to 5.
+      const auto& v = it.value();
+      OURO_CHECK(v.is_number_unsigned(), "{}: special_tokens.{} must be a non-negative integer id, got {}",
+                 sn, it.key(), v.dump());
+      OURO_CHECK(v.get<uint64_t>() <= kMaxSpecialId,
+                 "{}: special_tokens.{} = {} is above the largest special id this tokenizer accepts ({})",
+                 sn, it.key(), v.get<uint64_t>(), kMaxSpecialId);
+      specials.emplace_back(it.key(), v.get<uint32_t>());
     }
     std::sort(specials.begin(), specials.end(), [](auto& a, auto& b) { return a.second < b.second; });
   }
@@ -119,7 +124,7 @@ Tokenizer load_ranks(const fs::path& path) {
                tokens.size());
   }
   try {
-    return Tokenizer(std::move(tokens), std::move(specials), std::move(pattern));
+    return Tokenizer(std::move(tokens), std::move(specials), std::move(pattern), path.string());
   } catch (const Error& e) {
     fail("{}: {}", sn, e.what());
   }
@@ -158,6 +163,9 @@ Tokenizer load_gpt2(const fs::path& encoder_json, const fs::path& vocab_bpe) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     OURO_CHECK(it.value().is_number_unsigned(), "{}: \"{}\" must map to a non-negative integer id", en, it.key());
     const auto id = it.value().get<uint64_t>();
+    OURO_CHECK(id < tokens.size() || id <= kMaxSpecialId,
+               "{}: \"{}\" has id {}, above the largest special id this tokenizer accepts ({})", en,
+               it.key(), id, kMaxSpecialId);
     if (id >= tokens.size()) {
       specials.emplace_back(it.key(), static_cast<uint32_t>(id));
       continue;
@@ -170,7 +178,7 @@ Tokenizer load_gpt2(const fs::path& encoder_json, const fs::path& vocab_bpe) {
   OURO_CHECK(n_rank_entries == tokens.size(), "{}: {} entries for the {} ranks of {}", en,
              n_rank_entries, tokens.size(), vn);
   std::sort(specials.begin(), specials.end(), [](auto& a, auto& b) { return a.second < b.second; });
-  return Tokenizer(std::move(tokens), std::move(specials), kGpt2Pattern);
+  return Tokenizer(std::move(tokens), std::move(specials), kGpt2Pattern, encoder_json.string());
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> tokens;  // by rank
   std::vector<std::pair<std::string, uint32_t>> specials;
   std::string pattern;
+  std::string source;               // the file it was read from ("" if none)
   tok::ByteTable ranks;             // token bytes -> rank
   std::unique_ptr<tok::Pretokenizer> pre;
   size_t vocab_size = 0;

@@ -36,8 +36,8 @@ txt="$root/data/kjv.txt"
 head -c "$bytes" "$txt" > "$out/data/kjv_slice.txt"
 "$ouro" prepare --input "$out/data/kjv_slice.txt" --out "$out/data/kjv_slice" --val-frac 0.1 >/dev/null
 
-common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/kjv_slice_train.bin"
-        --set data.val="$out/data/kjv_slice_val.bin" --set loop.round_steps=$round_steps
+common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/kjv_slice_train_*.bin"
+        --set data.val="$out/data/kjv_slice_val_*.bin" --set loop.round_steps=$round_steps
         --set loop.prompts=$prompts --set loop.k=$k --set loop.prompt_tokens=$prompt_tokens
         --set loop.max_new_tokens=$max_new --set train.batch_size=$B --set model.seq_len=$T "${extra_sets[@]}")
 
@@ -69,7 +69,7 @@ arm_run() {
     --init "$(newest_checkpoint "$out/base/seed$seed")" \
     --set loop.start_step=0 --set loop.rounds=$rounds --set train.steps=$steps "${sets[@]}" >"$dir/train.log" 2>&1 ||
     { echo "e2_text.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; return 1; }
-  "$ouro" eval --init "$(newest_checkpoint "$dir")" --data "$out/data/kjv_slice_val.bin" --device "$device" \
+  "$ouro" eval --init "$(newest_checkpoint "$dir")" --data "$out/data/kjv_slice_val_*.bin" --device "$device" \
     --json > "$dir/final.json"
   echo "e2: seed $seed arm $arm: $(cat "$dir/final.json")  [$(( $(date +%s) - t0 )) s]"
 }
