@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "ouro/simt/hw_math.h"
 #include "ouro/simt/report.h"
 #include "simt/runtime_state.h"
 #include "simt/scheduler.h"
@@ -45,6 +46,8 @@ std::mutex g_config_mu;
 bool g_order_set = false;
 RunOrder g_order;
 unsigned g_threads = 0;  // 0 = not decided yet
+bool g_fill_set = false;
+SharedFill g_fill = SharedFill::nan;
 
 RunOrder order_from_env() {
   const char* e = std::getenv("OURO_SIMT_ORDER");
@@ -67,7 +70,61 @@ unsigned threads_from_env() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+SharedFill fill_from_env() {
+  const char* e = std::getenv("OURO_SIMT_SMEM");
+  if (!e) return SharedFill::nan;
+  try {
+    return parse_shared_fill(e);
+  } catch (const std::invalid_argument& ex) {
+    Report r;
+    r.kind = BugKind::bad_launch;
+    r.message = std::string("OURO_SIMT_SMEM: ") + ex.what();
+    report(std::move(r));
+  }
+}
+
 }  // namespace
+
+namespace detail {
+std::atomic<int> g_hw_math{-1};
+bool hw_math_from_env() {
+  const char* e = std::getenv("OURO_SIMT_HW_MATH");
+  const bool on = e && *e && std::string(e) != "0";
+  std::lock_guard lock(g_config_mu);
+  int unset = -1;
+  g_hw_math.compare_exchange_strong(unset, on ? 1 : 0);
+  return g_hw_math.load() != 0;
+}
+}  // namespace detail
+
+bool hw_math() {
+  const int v = detail::g_hw_math.load();
+  return v < 0 ? detail::hw_math_from_env() : v != 0;
+}
+void set_hw_math(bool on) {
+  detail::g_hw_math.store(on ? 1 : 0);
+}
+
+SharedFill parse_shared_fill(const std::string& text) {
+  if (text == "nan" || text.empty()) return SharedFill::nan;
+  if (text == "stale") return SharedFill::stale;
+  throw std::invalid_argument("shared memory fill must be nan or stale, got '" + text + "'");
+}
+
+SharedFill shared_fill() {
+  std::lock_guard lock(g_config_mu);
+  if (!g_fill_set) {
+    g_fill = fill_from_env();
+    g_fill_set = true;
+  }
+  return g_fill;
+}
+
+void set_shared_fill(SharedFill fill) {
+  std::lock_guard lock(g_config_mu);
+  g_fill = fill;
+  g_fill_set = true;
+}
 
 RunOrder run_order() {
   std::lock_guard lock(g_config_mu);
@@ -205,6 +262,7 @@ cudaError_t launch_kernel(const LaunchParams& p) {
   Launch launch;
   launch.params = p;
   launch.order = run_order();
+  launch.fill = shared_fill();
   launch.threads_per_block = static_cast<unsigned>(threads);
   const unsigned nblocks = g.x * g.y * g.z;
   std::vector<unsigned> shuffled;

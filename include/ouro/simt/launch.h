@@ -35,6 +35,19 @@ std::string to_string(RunOrder order);
 unsigned worker_threads();
 void set_worker_threads(unsigned n);
 
+// ---- what shared memory holds at block start ---------------------------------------------------
+// nan: every block's static and dynamic shared memory starts as 0xFF bytes (NaN in fp32, bf16 and
+// fp16), so reading a value nobody wrote shows in results. stale: each block starts with what the
+// previous block on its OS thread left (NaN only for an OS thread's first block), as on a GPU
+// where a new block gets the SM's shared memory uncleared: a kernel that relies on reading its
+// own writes only then gives the same results both ways, one that reads before writing may not.
+enum class SharedFill { nan, stale };
+// Default: OURO_SIMT_SMEM=nan|stale (nan when unset).
+SharedFill shared_fill();
+void set_shared_fill(SharedFill fill);
+// Parses "nan" or "stale"; throws std::invalid_argument.
+SharedFill parse_shared_fill(const std::string& text);
+
 // ---- dynamic shared memory -----------------------------------------------------------------------
 inline constexpr std::size_t kStaticSharedLimit = 48 * 1024;    // without cudaFuncSetAttribute
 inline constexpr std::size_t kMaxDynamicShared = 227 * 1024;    // sm_90 opt-in maximum
