@@ -11,7 +11,10 @@
 
 #include "ouro/simt/hw_math.h"
 #include "ouro/simt/report.h"
+#include "ouro/simt/async.h"
+#include "simt/async_engine.h"
 #include "simt/runtime_state.h"
+#include "simt/text.h"
 #include "simt/scheduler.h"
 
 namespace ouro::simt {
@@ -259,6 +262,39 @@ cudaError_t launch_kernel(const LaunchParams& p) {
     detail::set_last_error(err);
     return err;
   }
+  if (p.clone && async_mode()) {
+    // Queued: the closure is copied (the caller's argument bundle dies with its statement).
+    struct Owned {
+      LaunchParams p;
+      ~Owned() { p.destroy(const_cast<void*>(p.closure)); }
+    };
+    auto owned = std::make_shared<Owned>();
+    owned->p = p;
+    owned->p.closure = p.clone(p.closure);
+    detail::OpSpec spec;
+    spec.stream = detail::stream_id(p.stream);
+    spec.what = "kernel";
+    spec.kernel = p.kernel;
+    spec.where = detail::cat(p.where.file_name(), ":", p.where.line());
+    struct Sink {
+      std::vector<Access>* out;
+      static void add(void* ctx, const void* ptr, bool write) {
+        if (detail::classify(ptr) != detail::MemKind::other)
+          static_cast<Sink*>(ctx)->out->push_back(Access{ptr, 1, write});
+      }
+    } sink{&spec.accesses};
+    p.pointers(owned->p.closure, &Sink::add, &sink);
+    spec.run = [owned] { detail::run_grid(owned->p); };
+    detail::enqueue(std::move(spec));
+    return cudaSuccess;
+  }
+  return detail::run_grid(p);
+}
+
+namespace detail {
+cudaError_t run_grid(const LaunchParams& p) {
+  const dim3 g = p.grid, b = p.block;
+  const unsigned long long threads = 1ull * b.x * b.y * b.z;
   Launch launch;
   launch.params = p;
   launch.order = run_order();
@@ -275,5 +311,6 @@ cudaError_t launch_kernel(const LaunchParams& p) {
   Pool::get().run(launch, shuffled.empty() ? nullptr : &shuffled, nblocks, worker_threads());
   return cudaSuccess;
 }
+}  // namespace detail
 
 }  // namespace ouro::simt
