@@ -408,6 +408,31 @@ TEST_F(LoopRun, ResumeInTheMiddleOfARoundRedoesItExactly) {
             bytes(dir / "p/checkpoints/step_000040/model.safetensors"));
 }
 
+// One round on the simt device path (the kernels on the emulator), run synchronously and under
+// OURO_SIMT_ASYNC=1 (launches, copies and collectives queued, unordered accesses reported):
+// the same rounds and the same bits, so no queued operation is read early.
+TEST_F(LoopRun, OneRoundOnTheSimtDevicePathSynchronousAndAsynchronousAlike) {
+  if (std::string(OURO_SIMT_BIN).empty()) GTEST_SKIP() << "no binary with the simt backend";
+  auto run = [&](const std::string& name, const std::string& env) {
+    return ouro::test::run_shell(env + " " + std::string(OURO_SIMT_BIN) + " train --config " +
+                                     (dir / "cfg.toml").string() + " --device simt --set run.out_dir=" +
+                                     (dir / name).string() +
+                                     " --set loop.rounds=1 --set train.steps=8 --set loop.start_step=4"
+                                     " --set loop.round_steps=4",
+                                 dir / (name + ".log"));
+  };
+  auto sync = run("sync", "OURO_SIMT_ASYNC=0");
+  ASSERT_EQ(sync.code, 0) << sync.out;
+  auto async = run("async", "OURO_SIMT_ASYNC=1 OURO_SIMT_ORDER=reverse");
+  ASSERT_EQ(async.code, 0) << async.out;
+  const auto rs = jsonl(dir / "sync/rounds.jsonl"), ra = jsonl(dir / "async/rounds.jsonl");
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0]["generated"], 18);
+  EXPECT_EQ(rs, ra);
+  EXPECT_EQ(bytes(dir / "sync/checkpoints/step_000008/model.safetensors"),
+            bytes(dir / "async/checkpoints/step_000008/model.safetensors"));
+}
+
 TEST_F(LoopRun, BaselineSpendsTheGenerationFlopsOnRealData) {
   auto r = train("base", "--set loop.mode=baseline");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -230,7 +230,15 @@ __global__ void dynamic_shared_kernel(unsigned words, int* nan_seen, double* out
   out[blockIdx.x * blockDim.x + t] = acc;
 }
 
+// RAII: one shared-memory fill mode for a test's lifetime.
+struct WithSharedFill {
+  simt::SharedFill saved = simt::shared_fill();
+  explicit WithSharedFill(simt::SharedFill f) { simt::set_shared_fill(f); }
+  ~WithSharedFill() { simt::set_shared_fill(saved); }
+};
+
 TEST_P(SimtCore, DynamicSharedIsFreshNanPerBlock) {
+  WithSharedFill nan_fill(simt::SharedFill::nan);
   for (unsigned words : {1u, 100u, 12288u}) {
     const unsigned blocks = 7, threads = 50;
     DeviceBuffer<int> nan_seen(1);
@@ -262,6 +270,54 @@ TEST_P(SimtCore, StaticSharedIsPerBlock) {
   const auto h = out.download();
   for (unsigned b = 0; b < blocks; ++b)
     for (unsigned t = 0; t < threads; ++t) ASSERT_EQ(h[b * threads + t], static_cast<int>(b * 1000 + threads - 1 - t));
+}
+
+// OURO_SIMT_SMEM=stale: a block reading shared memory before writing it sees what the previous
+// block of its OS thread left (a NaN only on the thread's first block); nan mode gives NaN.
+__global__ void read_before_write_kernel(float* out) {
+  __shared__ float tile[32];
+  float* dyn = ouro::dynamic_shared<float>();
+  out[2 * (blockIdx.x * blockDim.x + threadIdx.x)] = tile[threadIdx.x];
+  out[2 * (blockIdx.x * blockDim.x + threadIdx.x) + 1] = dyn[threadIdx.x];
+  __syncthreads();
+  tile[threadIdx.x] = static_cast<float>(blockIdx.x * 100 + threadIdx.x);
+  dyn[threadIdx.x] = static_cast<float>(blockIdx.x * 100 + threadIdx.x + 50);
+}
+
+TEST(SimtSharedFill, StaleKeepsThePreviousBlocksValues) {
+  const unsigned saved_threads = simt::worker_threads();
+  const simt::RunOrder saved_order = simt::run_order();
+  simt::set_worker_threads(1);  // one OS thread: block b runs right after block b-1
+  simt::set_run_order({simt::Order::forward, 0});
+  const unsigned blocks = 5, threads = 32;
+  DeviceBuffer<float> out(2 * blocks * threads);
+  std::vector<float> nan_run, stale_run;
+  {
+    WithSharedFill nan_fill(simt::SharedFill::nan);
+    ouro::launch(read_before_write_kernel, blocks, threads, threads * sizeof(float), nullptr, out.ptr);
+    nan_run = out.download();
+  }
+  {
+    WithSharedFill stale_fill(simt::SharedFill::stale);
+    ouro::launch(read_before_write_kernel, blocks, threads, threads * sizeof(float), nullptr, out.ptr);
+    stale_run = out.download();
+  }
+  simt::set_worker_threads(saved_threads);
+  simt::set_run_order(saved_order);
+  for (float v : nan_run) ASSERT_TRUE(std::isnan(v));
+  // Block 0 of the stale run follows the nan run's last block (same OS thread, same kernel).
+  for (unsigned b = 0; b < blocks; ++b)
+    for (unsigned t = 0; t < threads; ++t) {
+      const unsigned prev = b == 0 ? blocks - 1 : b - 1;
+      EXPECT_EQ(stale_run[2 * (b * threads + t)], static_cast<float>(prev * 100 + t)) << b << " " << t;
+      EXPECT_EQ(stale_run[2 * (b * threads + t) + 1], static_cast<float>(prev * 100 + t + 50)) << b << " " << t;
+    }
+}
+
+TEST(SimtSharedFill, ParsesTheEnvironmentSpelling) {
+  EXPECT_EQ(simt::parse_shared_fill("nan"), simt::SharedFill::nan);
+  EXPECT_EQ(simt::parse_shared_fill("stale"), simt::SharedFill::stale);
+  EXPECT_THROW(simt::parse_shared_fill("zero"), std::invalid_argument);
 }
 
 // ---- warp shuffles --------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ __device__ __forceinline__ T* dynamic_shared() {
 #include <source_location>
 #include <type_traits>
 
+#include "ouro/simt/async.h"
 #include "ouro/simt/simt.h"
 
 namespace ouro {
@@ -90,6 +91,19 @@ inline T* dynamic_shared() {
 }
 
 }  // namespace ouro
+
+// The file:line of each runtime call that OURO_SIMT_ASYNC reports can name (ouro/simt/async.h).
+// Function-like macros: the name without arguments (a function pointer) is left alone, and the
+// call's text inside OURO_CUDA_CHECK(...) is stringified before it expands.
+#define OURO_SIMT_AT(call) (::ouro::simt::detail::set_call_site(__FILE__, __LINE__), ::call)
+#define cudaMemcpy(...) OURO_SIMT_AT(cudaMemcpy(__VA_ARGS__))
+#define cudaMemcpyAsync(...) OURO_SIMT_AT(cudaMemcpyAsync(__VA_ARGS__))
+#define cudaMemset(...) OURO_SIMT_AT(cudaMemset(__VA_ARGS__))
+#define cudaMemsetAsync(...) OURO_SIMT_AT(cudaMemsetAsync(__VA_ARGS__))
+#define cudaFree(...) OURO_SIMT_AT(cudaFree(__VA_ARGS__))
+#define cudaFreeAsync(...) OURO_SIMT_AT(cudaFreeAsync(__VA_ARGS__))
+#define cudaEventRecord(...) OURO_SIMT_AT(cudaEventRecord(__VA_ARGS__))
+#define cudaStreamWaitEvent(...) OURO_SIMT_AT(cudaStreamWaitEvent(__VA_ARGS__))
 
 #else
 #error "<ouro/cuda.h>: compile with nvcc, or with g++ and OURO_SIMT (link ouro_simt)"

@@ -12,6 +12,8 @@
 //
 // Calls run to completion before they return (MPI's blocking collectives; the emulator's stream
 // is synchronised first), so grouped calls need no deferral: every rank issues the same sequence.
+// Under OURO_SIMT_ASYNC they are queued on their stream instead and run, in issue order, when a
+// synchronising call needs them (ouro/simt/async.h).
 // Limits: float32/bfloat16/float64 reductions (any type for broadcast and all-gather), 2^31-1
 // bytes per rank per call (MPI's int counts), ranks = MPI_COMM_WORLD's processes (mpirun
 // launches them).
@@ -44,6 +46,7 @@
 struct ncclComm {
   MPI_Comm mpi = MPI_COMM_NULL;
   int rank = 0, nranks = 1;
+  ncclResult_t async_error = ncclSuccess;  // the first failure of a queued collective (OURO_SIMT_ASYNC)
 };
 
 namespace {
@@ -145,6 +148,27 @@ ncclResult_t to_int(size_t bytes, int& out) {
 ncclResult_t sync(cudaStream_t s) {
   return cudaStreamSynchronize(s) == cudaSuccess ? ncclSuccess
                                                  : error(ncclUnhandledCudaError, "stream synchronise failed");
+}
+
+// Runs a collective's body: at once after synchronising its stream, or (OURO_SIMT_ASYNC) queued
+// on the stream, touching `accesses`, in issue order with the other collectives (NCCL's order
+// per communicator, the same on every rank); a queued body's failure becomes the
+// communicator's asynchronous error, as with NCCL.
+template <class Body>
+ncclResult_t submit(ncclComm_t comm, cudaStream_t stream, const char* what, std::vector<ouro::simt::Access> accesses,
+                    Body body) {
+  if (!ouro::simt::async_mode()) {
+    if (auto rc = sync(stream); rc != ncclSuccess) return rc;
+    return body();
+  }
+  ouro::simt::enqueue_host_op(
+      stream, what, std::move(accesses),
+      [comm, body] {
+        const ncclResult_t rc = body();
+        if (rc != ncclSuccess && comm->async_error == ncclSuccess) comm->async_error = rc;
+      },
+      true);
+  return ncclSuccess;
 }
 
 // The float64 version of the loop below: the host collectives' doubles, summed in double.
@@ -312,12 +336,13 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t* out, int nranks, ncclUniqueId id
 
 ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* async) {
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
-  *async = ncclSuccess;  // every call has finished (or failed) by the time it returned
+  *async = comm->async_error;  // synchronous mode: every call has finished (or failed) by the time it returned
   return ncclSuccess;
 }
 
 ncclResult_t ncclCommDestroy(ncclComm_t comm) {
   if (!comm) return ncclSuccess;
+  if (ouro::simt::async_mode()) ouro::simt::drain_all();  // its queued collectives first
   if (comm->mpi != MPI_COMM_NULL) MPI_Comm_free(&comm->mpi);
   delete comm;
   return ncclSuccess;
@@ -337,51 +362,60 @@ ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, n
                            ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
   if (auto rc = check_reduction(t, op); rc != ncclSuccess) return rc;
-  if (auto rc = sync(stream); rc != ncclSuccess) return rc;
-  const int W = comm->nranks;
-  const size_t esz = type_size(t);
-  std::vector<size_t> begin(W), cnt(W);
-  std::vector<int> rcounts(W), rdispls(W);
-  for (int q = 0; q < W; ++q) {
-    const ouro::ShardRange s = ouro::shard_of(count, W, q);
-    begin[q] = s.begin, cnt[q] = s.size();
-    if (auto rc = to_int(cnt[q] * esz, rcounts[q]); rc != ncclSuccess) return rc;
-    if (auto rc = to_int(begin[q] * esz, rdispls[q]); rc != ncclSuccess) return rc;
-  }
-  std::vector<char> mine;
-  if (auto rc = reduce_owned(static_cast<const char*>(sendbuff), begin, cnt, t, op, comm, mine); rc != ncclSuccess)
-    return rc;
-  SHIM_MPI(MPI_Allgatherv(mine.data(), rcounts[comm->rank], MPI_BYTE, recvbuff, rcounts.data(), rdispls.data(),
-                          MPI_BYTE, comm->mpi));
-  return ncclSuccess;
+  const std::vector<ouro::simt::Access> touched = {{sendbuff, count * type_size(t), false},
+                                                    {recvbuff, count * type_size(t), true}};
+  return submit(comm, stream, "ncclAllReduce", touched, [=]() -> ncclResult_t {
+    const int W = comm->nranks;
+    const size_t esz = type_size(t);
+    std::vector<size_t> begin(W), cnt(W);
+    std::vector<int> rcounts(W), rdispls(W);
+    for (int q = 0; q < W; ++q) {
+      const ouro::ShardRange s = ouro::shard_of(count, W, q);
+      begin[q] = s.begin, cnt[q] = s.size();
+      if (auto rc = to_int(cnt[q] * esz, rcounts[q]); rc != ncclSuccess) return rc;
+      if (auto rc = to_int(begin[q] * esz, rdispls[q]); rc != ncclSuccess) return rc;
+    }
+    std::vector<char> mine;
+    if (auto rc = reduce_owned(static_cast<const char*>(sendbuff), begin, cnt, t, op, comm, mine); rc != ncclSuccess)
+      return rc;
+    SHIM_MPI(MPI_Allgatherv(mine.data(), rcounts[comm->rank], MPI_BYTE, recvbuff, rcounts.data(), rdispls.data(),
+                            MPI_BYTE, comm->mpi));
+    return ncclSuccess;
+  });
 }
 
 ncclResult_t ncclReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount, ncclDataType_t t,
                                ncclRedOp_t op, ncclComm_t comm, cudaStream_t stream) {
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
   if (auto rc = check_reduction(t, op); rc != ncclSuccess) return rc;
-  if (auto rc = sync(stream); rc != ncclSuccess) return rc;
-  const int W = comm->nranks;
-  std::vector<size_t> begin(W), cnt(W, recvcount);
-  for (int q = 0; q < W; ++q) begin[q] = static_cast<size_t>(q) * recvcount;
-  std::vector<char> mine;
-  if (auto rc = reduce_owned(static_cast<const char*>(sendbuff), begin, cnt, t, op, comm, mine); rc != ncclSuccess)
-    return rc;
-  if (!mine.empty()) std::memcpy(recvbuff, mine.data(), mine.size());  // may be inside sendbuff: read already
-  return ncclSuccess;
+  const std::vector<ouro::simt::Access> touched = {{sendbuff, recvcount * type_size(t) * size_t(comm->nranks), false},
+                                                    {recvbuff, recvcount * type_size(t), true}};
+  return submit(comm, stream, "ncclReduceScatter", touched, [=]() -> ncclResult_t {
+    const int W = comm->nranks;
+    std::vector<size_t> begin(W), cnt(W, recvcount);
+    for (int q = 0; q < W; ++q) begin[q] = static_cast<size_t>(q) * recvcount;
+    std::vector<char> mine;
+    if (auto rc = reduce_owned(static_cast<const char*>(sendbuff), begin, cnt, t, op, comm, mine); rc != ncclSuccess)
+      return rc;
+    if (!mine.empty()) std::memcpy(recvbuff, mine.data(), mine.size());  // may be inside sendbuff: read already
+    return ncclSuccess;
+  });
 }
 
 ncclResult_t ncclAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, ncclDataType_t t,
                            ncclComm_t comm, cudaStream_t stream) {
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
   if (type_size(t) == 0) return error(ncclInvalidArgument, "unknown data type");
-  if (auto rc = sync(stream); rc != ncclSuccess) return rc;
-  int bytes = 0;
-  if (auto rc = to_int(sendcount * type_size(t), bytes); rc != ncclSuccess) return rc;
-  const bool in_place = sendbuff == static_cast<const char*>(recvbuff) + static_cast<size_t>(comm->rank) * bytes;
-  SHIM_MPI(MPI_Allgather(in_place ? MPI_IN_PLACE : sendbuff, bytes, MPI_BYTE, recvbuff, bytes, MPI_BYTE,
-                         comm->mpi));
-  return ncclSuccess;
+  const std::vector<ouro::simt::Access> touched = {{sendbuff, sendcount * type_size(t), false},
+                                                    {recvbuff, sendcount * type_size(t) * size_t(comm->nranks), true}};
+  return submit(comm, stream, "ncclAllGather", touched, [=]() -> ncclResult_t {
+    int bytes = 0;
+    if (auto rc = to_int(sendcount * type_size(t), bytes); rc != ncclSuccess) return rc;
+    const bool in_place = sendbuff == static_cast<const char*>(recvbuff) + static_cast<size_t>(comm->rank) * bytes;
+    SHIM_MPI(MPI_Allgather(in_place ? MPI_IN_PLACE : sendbuff, bytes, MPI_BYTE, recvbuff, bytes, MPI_BYTE,
+                           comm->mpi));
+    return ncclSuccess;
+  });
 }
 
 ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t t, int root,
@@ -389,12 +423,15 @@ ncclResult_t ncclBroadcast(const void* sendbuff, void* recvbuff, size_t count, n
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
   if (type_size(t) == 0) return error(ncclInvalidArgument, "unknown data type");
   if (root < 0 || root >= comm->nranks) return error(ncclInvalidArgument, "root out of range");
-  if (auto rc = sync(stream); rc != ncclSuccess) return rc;
-  int bytes = 0;
-  if (auto rc = to_int(count * type_size(t), bytes); rc != ncclSuccess) return rc;
-  if (comm->rank == root && sendbuff != recvbuff && bytes) std::memmove(recvbuff, sendbuff, bytes);
-  SHIM_MPI(MPI_Bcast(recvbuff, bytes, MPI_BYTE, root, comm->mpi));
-  return ncclSuccess;
+  const std::vector<ouro::simt::Access> touched = {{sendbuff, count * type_size(t), false},
+                                                    {recvbuff, count * type_size(t), true}};
+  return submit(comm, stream, "ncclBroadcast", touched, [=]() -> ncclResult_t {
+    int bytes = 0;
+    if (auto rc = to_int(count * type_size(t), bytes); rc != ncclSuccess) return rc;
+    if (comm->rank == root && sendbuff != recvbuff && bytes) std::memmove(recvbuff, sendbuff, bytes);
+    SHIM_MPI(MPI_Bcast(recvbuff, bytes, MPI_BYTE, root, comm->mpi));
+    return ncclSuccess;
+  });
 }
 
 ncclResult_t ncclReduce(const void* sendbuff, void* recvbuff, size_t count, ncclDataType_t t, ncclRedOp_t op,
@@ -402,14 +439,17 @@ ncclResult_t ncclReduce(const void* sendbuff, void* recvbuff, size_t count, nccl
   if (auto rc = check_comm(comm); rc != ncclSuccess) return rc;
   if (auto rc = check_reduction(t, op); rc != ncclSuccess) return rc;
   if (root < 0 || root >= comm->nranks) return error(ncclInvalidArgument, "root out of range");
-  if (auto rc = sync(stream); rc != ncclSuccess) return rc;
-  int bytes = 0;
-  if (auto rc = to_int(count * type_size(t), bytes); rc != ncclSuccess) return rc;
-  const bool at_root = comm->rank == root;
-  std::vector<char> contrib(at_root ? static_cast<size_t>(bytes) * comm->nranks : 0);
-  SHIM_MPI(MPI_Gather(sendbuff, bytes, MPI_BYTE, contrib.data(), bytes, MPI_BYTE, root, comm->mpi));
-  if (at_root) reduce_in_rank_order(contrib.data(), count, comm->nranks, t, op, static_cast<char*>(recvbuff));
-  return ncclSuccess;
+  const std::vector<ouro::simt::Access> touched = {{sendbuff, count * type_size(t), false},
+                                                    {recvbuff, comm->rank == root ? count * type_size(t) : 0, true}};
+  return submit(comm, stream, "ncclReduce", touched, [=]() -> ncclResult_t {
+    int bytes = 0;
+    if (auto rc = to_int(count * type_size(t), bytes); rc != ncclSuccess) return rc;
+    const bool at_root = comm->rank == root;
+    std::vector<char> contrib(at_root ? static_cast<size_t>(bytes) * comm->nranks : 0);
+    SHIM_MPI(MPI_Gather(sendbuff, bytes, MPI_BYTE, contrib.data(), bytes, MPI_BYTE, root, comm->mpi));
+    if (at_root) reduce_in_rank_order(contrib.data(), count, comm->nranks, t, op, static_cast<char*>(recvbuff));
+    return ncclSuccess;
+  });
 }
 
 }  // extern "C"

@@ -10,8 +10,12 @@
 #include <vector>
 
 #include "ouro/simt/device_model.h"
+#include "ouro/simt/hw_math.h"
 #include "ouro/simt/report.h"
+#include "ouro/simt/async.h"
+#include "simt/async_engine.h"
 #include "simt/runtime_state.h"
+#include "simt/text.h"
 #include "simt/scheduler.h"
 
 namespace ouro::simt {
@@ -46,6 +50,8 @@ std::mutex g_config_mu;
 bool g_order_set = false;
 RunOrder g_order;
 unsigned g_threads = 0;  // 0 = not decided yet
+bool g_fill_set = false;
+SharedFill g_fill = SharedFill::nan;
 
 RunOrder order_from_env() {
   const char* e = std::getenv("OURO_SIMT_ORDER");
@@ -68,7 +74,61 @@ unsigned threads_from_env() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+SharedFill fill_from_env() {
+  const char* e = std::getenv("OURO_SIMT_SMEM");
+  if (!e) return SharedFill::nan;
+  try {
+    return parse_shared_fill(e);
+  } catch (const std::invalid_argument& ex) {
+    Report r;
+    r.kind = BugKind::bad_launch;
+    r.message = std::string("OURO_SIMT_SMEM: ") + ex.what();
+    report(std::move(r));
+  }
+}
+
 }  // namespace
+
+namespace detail {
+std::atomic<int> g_hw_math{-1};
+bool hw_math_from_env() {
+  const char* e = std::getenv("OURO_SIMT_HW_MATH");
+  const bool on = e && *e && std::string(e) != "0";
+  std::lock_guard lock(g_config_mu);
+  int unset = -1;
+  g_hw_math.compare_exchange_strong(unset, on ? 1 : 0);
+  return g_hw_math.load() != 0;
+}
+}  // namespace detail
+
+bool hw_math() {
+  const int v = detail::g_hw_math.load();
+  return v < 0 ? detail::hw_math_from_env() : v != 0;
+}
+void set_hw_math(bool on) {
+  detail::g_hw_math.store(on ? 1 : 0);
+}
+
+SharedFill parse_shared_fill(const std::string& text) {
+  if (text == "nan" || text.empty()) return SharedFill::nan;
+  if (text == "stale") return SharedFill::stale;
+  throw std::invalid_argument("shared memory fill must be nan or stale, got '" + text + "'");
+}
+
+SharedFill shared_fill() {
+  std::lock_guard lock(g_config_mu);
+  if (!g_fill_set) {
+    g_fill = fill_from_env();
+    g_fill_set = true;
+  }
+  return g_fill;
+}
+
+void set_shared_fill(SharedFill fill) {
+  std::lock_guard lock(g_config_mu);
+  g_fill = fill;
+  g_fill_set = true;
+}
 
 RunOrder run_order() {
   std::lock_guard lock(g_config_mu);
@@ -204,9 +264,43 @@ cudaError_t launch_kernel(const LaunchParams& p) {
     detail::set_last_error(err);
     return err;
   }
+  if (p.clone && async_mode()) {
+    // Queued: the closure is copied (the caller's argument bundle dies with its statement).
+    struct Owned {
+      LaunchParams p;
+      ~Owned() { p.destroy(const_cast<void*>(p.closure)); }
+    };
+    auto owned = std::make_shared<Owned>();
+    owned->p = p;
+    owned->p.closure = p.clone(p.closure);
+    detail::OpSpec spec;
+    spec.stream = detail::stream_id(p.stream);
+    spec.what = "kernel";
+    spec.kernel = p.kernel;
+    spec.where = detail::cat(p.where.file_name(), ":", p.where.line());
+    struct Sink {
+      std::vector<Access>* out;
+      static void add(void* ctx, const void* ptr, bool write) {
+        if (detail::classify(ptr) != detail::MemKind::other)
+          static_cast<Sink*>(ctx)->out->push_back(Access{ptr, 1, write});
+      }
+    } sink{&spec.accesses};
+    p.pointers(owned->p.closure, &Sink::add, &sink);
+    spec.run = [owned] { detail::run_grid(owned->p); };
+    detail::enqueue(std::move(spec));
+    return cudaSuccess;
+  }
+  return detail::run_grid(p);
+}
+
+namespace detail {
+cudaError_t run_grid(const LaunchParams& p) {
+  const dim3 g = p.grid, b = p.block;
+  const unsigned long long threads = 1ull * b.x * b.y * b.z;
   Launch launch;
   launch.params = p;
   launch.order = run_order();
+  launch.fill = shared_fill();
   launch.threads_per_block = static_cast<unsigned>(threads);
   const unsigned nblocks = g.x * g.y * g.z;
   std::vector<unsigned> shuffled;
@@ -219,5 +313,6 @@ cudaError_t launch_kernel(const LaunchParams& p) {
   Pool::get().run(launch, shuffled.empty() ? nullptr : &shuffled, nblocks, worker_threads());
   return cudaSuccess;
 }
+}  // namespace detail
 
 }  // namespace ouro::simt

@@ -26,6 +26,8 @@ const char* to_string(BugKind kind) {
     case BugKind::misaligned_address: return "misaligned address";
     case BugKind::bad_launch: return "bad launch";
     case BugKind::invalid_argument: return "invalid argument";
+    case BugKind::stream_race: return "stream race";
+    case BugKind::host_buffer_changed: return "host buffer changed before its copy";
   }
   return "?";
 }

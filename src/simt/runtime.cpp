@@ -15,20 +15,20 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <map>
+#include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "ouro/simt/device_model.h"
+#include "ouro/simt/async.h"
 #include "ouro/simt/launch.h"
+#include "ouro/simt/report.h"
+#include "ouro/simt/thread.h"
+#include "simt/text.h"
+#include "simt/async_engine.h"
 #include "simt/runtime_state.h"
 
-struct CUstream_st {
-  unsigned flags = 0;
-};
-struct CUevent_st {
-  unsigned flags = 0;
-  bool recorded = false;
-  std::chrono::steady_clock::time_point when;
-};
 
 namespace ouro::simt::detail {
 
@@ -39,8 +39,8 @@ constinit thread_local int tl_device = 0;
 
 struct Registry {
   std::mutex mu;
-  std::unordered_map<void*, std::size_t> device;   // device allocations -> size
-  std::unordered_map<void*, std::size_t> host;     // pinned host allocations
+  std::map<const void*, std::size_t> device;   // device allocations -> size
+  std::map<const void*, std::size_t> host;     // pinned host allocations
   std::unordered_map<const void*, int> max_shared; // cudaFuncAttributeMaxDynamicSharedMemorySize
 };
 Registry& registry() {
@@ -59,7 +59,7 @@ cudaError_t allocate(void** ptr, std::size_t size, bool device) {
   if (size == 0) return cudaSuccess;
   void* p = nullptr;
   // 256-byte aligned like cudaMalloc; the exact size, so ASan's redzone starts right after it.
-  if (posix_memalign(&p, 256, size) != 0 || !p) return fail(cudaErrorMemoryAllocation);
+  if (posix_memalign(&p, device ? 256 : 4096, size) != 0 || !p) return fail(cudaErrorMemoryAllocation);
   std::memset(p, 0xFF, size);
   {
     auto& r = registry();
@@ -98,6 +98,24 @@ bool valid_kind(cudaMemcpyKind kind) {
 }
 
 }  // namespace
+
+MemKind classify(const void* p, const void** base, std::size_t* size) {
+  if (!p) return MemKind::other;
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (auto* map : {&r.device, &r.host}) {
+    auto it = map->upper_bound(p);
+    if (it == map->begin()) continue;
+    --it;
+    const auto* b = static_cast<const char*>(it->first);
+    if (static_cast<const char*>(p) < b + it->second) {
+      if (base) *base = b;
+      if (size) *size = it->second;
+      return map == &r.device ? MemKind::device : MemKind::pinned;
+    }
+  }
+  return MemKind::other;
+}
 
 void set_last_error(cudaError_t err) { tl_last_error = err; }
 
@@ -173,6 +191,8 @@ cudaError_t cudaSetDevice(int device) {
 }
 cudaError_t cudaDeviceSynchronize(void) {
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::device, nullptr, true);
+  ouro::simt::detail::take_call_site();
+  if (ouro::simt::async_mode()) ouro::simt::drain_all();
   return cudaSuccess;
 }
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
@@ -251,45 +271,188 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
 }
 
 // ---- memory --------------------------------------------------------------------------------
-cudaError_t cudaMalloc(void** ptr, size_t size) { return ouro::simt::detail::allocate(ptr, size, true); }
-cudaError_t cudaFree(void* ptr) {
-  if (ptr) ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::free, nullptr, true);  // implicitly synchronises
-  return ouro::simt::detail::release(ptr, true);
+// Under OURO_SIMT_ASYNC (include/ouro/simt/async.h) copies and memsets are queued operations;
+// otherwise they run at the call, as everything did before.
+}  // extern "C"
+
+namespace ouro::simt::detail {
+namespace {
+
+bool async_now() { return async_mode() && !in_kernel(); }
+
+const char* copy_name(bool async, cudaMemcpyKind kind, const void* dst, const void* src) {
+  const bool dst_dev = classify(dst) == MemKind::device, src_dev = classify(src) == MemKind::device;
+  const bool to_host = kind == cudaMemcpyDeviceToHost || (kind == cudaMemcpyDefault && !dst_dev && src_dev);
+  const bool to_dev = kind == cudaMemcpyHostToDevice || (kind == cudaMemcpyDefault && dst_dev && !src_dev);
+  if (async) return to_host ? "cudaMemcpyAsync (device to host)" : to_dev ? "cudaMemcpyAsync (host to device)" : "cudaMemcpyAsync";
+  return to_host ? "cudaMemcpy (device to host)" : to_dev ? "cudaMemcpy (host to device)" : "cudaMemcpy";
 }
-cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t) {
+
+std::uint64_t fnv(const void* p, std::size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+// One copy: `sync` (cudaMemcpy) waits for it; an asynchronous copy waits only where CUDA's
+// does (to pageable host memory), stages a pageable source at the call, and checks that a
+// pinned source did not change before it ran.
+cudaError_t copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind, cudaStream_t stream, bool sync) {
+  std::string site = take_call_site();
+  if (!valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
+  if (count == 0) return cudaSuccess;
+  if (!dst || !src) return fail(cudaErrorInvalidValue);
+  // Counted for `ouro bench train` (device_model.h): a synchronous copy between host and device
+  // waits for the whole device (the legacy stream); an asynchronous one into pageable host memory
+  // waits for its stream.
+  if (sync) {
+    if (kind != cudaMemcpyDeviceToDevice && kind != cudaMemcpyHostToHost) count_host_sync(SyncKind::copy, nullptr, true);
+  } else {
+    note_work(stream);
+    if (kind == cudaMemcpyDeviceToHost && classify(dst) != MemKind::pinned) count_host_sync(SyncKind::copy, stream);
+  }
+  if (!async_now()) {
+    std::memcpy(dst, src, count);  // overlapping ranges are an error on the GPU too (ASan says so)
+    return cudaSuccess;
+  }
+  const MemKind dk = classify(dst), sk = classify(src);
+  OpSpec spec;
+  spec.stream = sync ? 0 : stream_id(stream);
+  spec.what = copy_name(!sync, kind, dst, src);
+  spec.where = std::move(site);
+  if (dk != MemKind::other) spec.accesses.push_back(Access{dst, count, true});
+  if (sk != MemKind::other) spec.accesses.push_back(Access{src, count, false});
+  const bool wait = sync || dk == MemKind::other;  // to pageable host memory: the host waits
+  if (sk == MemKind::other && !sync) {
+    // Pageable source: staged now, so the caller may reuse its buffer as soon as we return.
+    auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
+                                                               static_cast<const unsigned char*>(src) + count);
+    spec.run = [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); };
+  } else if (sk == MemKind::pinned && !sync) {
+    const std::uint64_t before = fnv(src, count);
+    const std::string where = spec.where;
+    const char* what = spec.what;
+    const unsigned sid = spec.stream;
+    spec.run = [dst, src, count, before, where, what, sid] {
+      if (fnv(src, count) != before) {
+        Report r;
+        r.kind = BugKind::host_buffer_changed;
+        const auto colon = where.rfind(':');
+        if (colon != std::string::npos) {
+          r.file = where.substr(0, colon);
+          r.line = static_cast<unsigned>(std::strtoul(where.c_str() + colon + 1, nullptr, 10));
+        }
+        r.message = cat("the pinned host buffer given to ", what, " on stream ", sid, " (", count,
+                        " bytes) was changed by the host before the queued copy ran: the device gets the new "
+                        "contents, not those of the call; synchronise (or record an event and wait for it) "
+                        "before reusing a pinned staging buffer");
+        report(std::move(r));
+      }
+      std::memcpy(dst, src, count);
+    };
+  } else {
+    spec.run = [dst, src, count] { std::memcpy(dst, src, count); };
+  }
+  const std::uint64_t id = enqueue(std::move(spec));
+  // A pinned destination reads as NaN until the copy runs: a host that reads it before a
+  // synchronisation sees 0xFF bytes rather than plausible old values (the read itself is not
+  // trapped).
+  if (dk == MemKind::pinned && !wait) std::memset(dst, 0xFF, count);
+  if (wait) complete(id);
+  return cudaSuccess;
+}
+
+cudaError_t set(void* ptr, int value, std::size_t count, cudaStream_t stream, bool legacy, const char* what) {
+  std::string site = take_call_site();
+  if (count == 0) return cudaSuccess;
+  if (!ptr) return fail(cudaErrorInvalidValue);
+  if (!async_now()) {
+    std::memset(ptr, value, count);
+    return cudaSuccess;
+  }
+  OpSpec spec;
+  spec.stream = legacy ? 0 : stream_id(stream);
+  spec.what = what;
+  spec.where = std::move(site);
+  if (classify(ptr) != MemKind::other) spec.accesses.push_back(Access{ptr, count, true});
+  spec.run = [ptr, value, count] { std::memset(ptr, value, count); };
+  const std::uint64_t id = enqueue(std::move(spec));
+  if (classify(ptr) == MemKind::other) complete(id);  // host memory: CUDA does it at the call
+  return cudaSuccess;
+}
+
+// cudaFree synchronises the device (CUDA does, implicitly); cudaFreeAsync is an operation of
+// its stream that frees when it runs, and touches the whole allocation: a queued operation of
+// another stream still using it, unordered, is reported.
+cudaError_t free_device(void* ptr, cudaStream_t stream, bool async) {
+  std::string site = take_call_site();
+  if (!ptr) return cudaSuccess;
+  if (!async_now()) return release(ptr, true);
+  const void* base = nullptr;
+  std::size_t size = 0;
+  if (classify(ptr, &base, &size) != MemKind::device || base != ptr) return fail(cudaErrorInvalidValue);
+  if (!async) {
+    drain_all();
+    return release(ptr, true);
+  }
+  OpSpec spec;
+  spec.stream = stream_id(stream);
+  spec.what = "cudaFreeAsync";
+  spec.where = std::move(site);
+  spec.accesses.push_back(Access{ptr, size, true});
+  spec.run = [ptr] { release(ptr, true); };
+  enqueue(std::move(spec));
+  return cudaSuccess;
+}
+
+}  // namespace
+}  // namespace ouro::simt::detail
+
+using ouro::simt::detail::take_call_site;
+
+extern "C" {
+
+cudaError_t cudaMalloc(void** ptr, size_t size) {
+  take_call_site();
   return ouro::simt::detail::allocate(ptr, size, true);
 }
-cudaError_t cudaFreeAsync(void* ptr, cudaStream_t) { return ouro::simt::detail::release(ptr, true); }
-cudaError_t cudaMallocHost(void** ptr, size_t size) { return ouro::simt::detail::allocate(ptr, size, false); }
-cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int) {
+cudaError_t cudaFree(void* ptr) {
+  // cudaFree implicitly synchronises the device: counted (device_model.h).
+  if (ptr) ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::free, nullptr, true);
+  return ouro::simt::detail::free_device(ptr, nullptr, false);
+}
+cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t) {
+  take_call_site();
+  return ouro::simt::detail::allocate(ptr, size, true);
+}
+cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) { return ouro::simt::detail::free_device(ptr, stream, true); }
+cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  take_call_site();
   return ouro::simt::detail::allocate(ptr, size, false);
 }
-cudaError_t cudaFreeHost(void* ptr) { return ouro::simt::detail::release(ptr, false); }
+cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int) {
+  take_call_site();
+  return ouro::simt::detail::allocate(ptr, size, false);
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  take_call_site();
+  if (ouro::simt::async_mode()) ouro::simt::drain_all();  // like cudaFree, it synchronises
+  return ouro::simt::detail::release(ptr, false);
+}
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
-  if (!ouro::simt::detail::valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
-  if (count == 0) return cudaSuccess;
-  if (!dst || !src) return fail(cudaErrorInvalidValue);
-  if (kind != cudaMemcpyDeviceToDevice && kind != cudaMemcpyHostToHost)  // the legacy stream: waits for all
-    ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::copy, nullptr, true);
-  std::memcpy(dst, src, count);  // overlapping ranges are an error on the GPU too (ASan says so)
-  return cudaSuccess;
+  return ouro::simt::detail::copy(dst, src, count, kind, nullptr, true);
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
-  if (!ouro::simt::detail::valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
-  if (count == 0) return cudaSuccess;
-  if (!dst || !src) return fail(cudaErrorInvalidValue);
-  ouro::simt::detail::note_work(stream);
-  // Into pageable host memory the copy completes before the call returns: the host waits.
-  if (kind == cudaMemcpyDeviceToHost && !ouro::simt::detail::pinned(dst))
-    ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::copy, stream);
-  std::memcpy(dst, src, count);
-  return cudaSuccess;
+  return ouro::simt::detail::copy(dst, src, count, kind, stream, false);
 }
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                          cudaMemcpyKind kind) {
+  take_call_site();
   if (!ouro::simt::detail::valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
   if (width > dpitch || width > spitch) return fail(cudaErrorInvalidValue);
+  if (ouro::simt::async_mode()) ouro::simt::drain_all();  // rows: kept synchronous (unused by the engine)
   for (size_t r = 0; r < height; ++r)
     std::memcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
   return cudaSuccess;
@@ -298,15 +461,14 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
                               size_t height, cudaMemcpyKind kind, cudaStream_t) {
   return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
 }
+// cudaMemset is asynchronous to the host for device memory (CUDA's "API synchronization
+// behavior"): a legacy-stream operation.
 cudaError_t cudaMemset(void* ptr, int value, size_t count) {
-  if (count == 0) return cudaSuccess;
-  if (!ptr) return fail(cudaErrorInvalidValue);
-  std::memset(ptr, value, count);
-  return cudaSuccess;
+  return ouro::simt::detail::set(ptr, value, count, nullptr, true, "cudaMemset");
 }
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t stream) {
   ouro::simt::detail::note_work(stream);
-  return cudaMemset(ptr, value, count);
+  return ouro::simt::detail::set(ptr, value, count, stream, false, "cudaMemsetAsync");
 }
 // __device__ variables are ordinary globals in SIMT builds: the symbol is its own address.
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset,
@@ -317,12 +479,12 @@ cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, si
   return cudaMemcpy(dst, static_cast<const char*>(symbol) + offset, count, kind);
 }
 cudaError_t cudaMemcpyToSymbolAsync(const void* symbol, const void* src, size_t count, size_t offset,
-                                    cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+                                    cudaMemcpyKind kind, cudaStream_t stream) {
+  return cudaMemcpyAsync(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count, kind, stream);
 }
 cudaError_t cudaMemcpyFromSymbolAsync(void* dst, const void* symbol, size_t count, size_t offset,
-                                      cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
+                                      cudaMemcpyKind kind, cudaStream_t stream) {
+  return cudaMemcpyAsync(dst, static_cast<const char*>(symbol) + offset, count, kind, stream);
 }
 cudaError_t cudaGetSymbolAddress(void** dev_ptr, const void* symbol) {
   if (!dev_ptr || !symbol) return fail(cudaErrorInvalidValue);
@@ -331,70 +493,100 @@ cudaError_t cudaGetSymbolAddress(void** dev_ptr, const void* symbol) {
 }
 
 // ---- streams and events ----------------------------------------------------------------------
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  if (!stream) return fail(cudaErrorInvalidValue);
-  *stream = new CUstream_st{};
-  return cudaSuccess;
-}
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  take_call_site();
   if (!stream) return fail(cudaErrorInvalidValue);
-  *stream = new CUstream_st{flags};
+  *stream = new CUstream_st{flags, ouro::simt::detail::new_stream_id((flags & cudaStreamNonBlocking) == 0)};
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithPriority(cudaStream_t* stream, unsigned int flags, int) {
   return cudaStreamCreateWithFlags(stream, flags);
 }
+// The stream's queued work still runs (CUDA lets it finish); only the handle goes.
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  take_call_site();
   if (!stream) return fail(cudaErrorInvalidResourceHandle);
   delete stream;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::stream, stream);
+  take_call_site();
+  if (ouro::simt::async_mode()) ouro::simt::detail::complete_stream(ouro::simt::detail::stream_id(stream));
   return cudaSuccess;
 }
-cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t event, unsigned int) {
+// Asked whether the stream is idle, the emulator makes it so (callers poll until it is). Not a
+// counted host synchronisation: a poll does not make the host wait on a GPU.
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  take_call_site();
+  if (ouro::simt::async_mode()) ouro::simt::detail::complete_stream(ouro::simt::detail::stream_id(stream));
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
+  std::string site = take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (!ouro::simt::async_mode() || !event->op) return cudaSuccess;
+  ouro::simt::detail::OpSpec spec;
+  spec.stream = ouro::simt::detail::stream_id(stream);
+  spec.what = "cudaStreamWaitEvent";
+  spec.where = std::move(site);
+  spec.wait_op = event->op;
+  spec.wait_vc = &event->vc;
+  ouro::simt::detail::enqueue(std::move(spec));
   return cudaSuccess;
 }
 
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  if (!event) return fail(cudaErrorInvalidValue);
-  *event = new CUevent_st{};
-  return cudaSuccess;
-}
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  take_call_site();
   if (!event) return fail(cudaErrorInvalidValue);
   *event = new CUevent_st{};
   (*event)->flags = flags;
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (ouro::simt::async_mode() && event->op) ouro::simt::detail::complete(event->op);  // its marker refers to it
   delete event;
   return cudaSuccess;
 }
+// Asynchronous mode: a marker operation on the stream stamps the time when it runs; the event
+// carries the stream's clock as of the call (what a wait on it orders after).
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  std::string site = take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
   ouro::simt::detail::note_event_record(event, stream);
   event->recorded = true;
-  event->when = std::chrono::steady_clock::now();
+  if (!ouro::simt::async_mode()) {
+    event->when = std::chrono::steady_clock::now();
+    return cudaSuccess;
+  }
+  ouro::simt::detail::OpSpec spec;
+  spec.stream = ouro::simt::detail::stream_id(stream);
+  spec.what = "cudaEventRecord";
+  spec.where = std::move(site);
+  spec.run = [event] { event->when = std::chrono::steady_clock::now(); };
+  event->op = ouro::simt::detail::enqueue(std::move(spec), &event->vc);
   return cudaSuccess;
 }
 cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream, unsigned int) {
   return cudaEventRecord(event, stream);
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::event, ouro::simt::detail::event_stream(event));
+  if (ouro::simt::async_mode() && event->op) {
+    ouro::simt::detail::complete(event->op);
+    ouro::simt::detail::host_learns(event->vc);
+  }
   return cudaSuccess;
 }
-cudaError_t cudaEventQuery(cudaEvent_t event) {
-  if (!event) return fail(cudaErrorInvalidResourceHandle);
-  return cudaSuccess;
-}
+cudaError_t cudaEventQuery(cudaEvent_t event) { return cudaEventSynchronize(event); }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  take_call_site();
   if (!ms) return fail(cudaErrorInvalidValue);
   if (!start || !end) return fail(cudaErrorInvalidResourceHandle);
   if ((start->flags | end->flags) & cudaEventDisableTiming) return fail(cudaErrorInvalidResourceHandle);

@@ -17,6 +17,7 @@ namespace ouro::simt {
 struct Launch {
   LaunchParams params;
   RunOrder order;
+  SharedFill fill = SharedFill::nan;
   unsigned threads_per_block = 0;
   mutable const char* name = nullptr;  // resolved lazily (symbolize.cpp)
 };
@@ -106,7 +107,7 @@ class Worker {
   Fiber* next_ready(unsigned after_pos);  // after_pos = ~0u: from the start
   void switch_to(Context& from, Fiber* to);
   void ensure_fibers(unsigned n);
-  void prepare_shared(std::size_t bytes);
+  void prepare_shared(std::size_t bytes, SharedFill fill);
   void complete_barrier();
   void abandon_block();
   [[noreturn]] void report_deadlock();
@@ -127,6 +128,7 @@ class Worker {
   std::size_t shared_map_size_ = 0;
   unsigned char* shared_ = nullptr;      // 1 KiB aligned start inside shared_map_
   std::size_t shared_ready_ = 0;         // unpoisoned bytes
+  bool static_shared_filled_ = false;    // this OS thread's static shared memory was NaN-filled once
   // Happens-before from one block to the next on this OS thread (they share shared memory):
   // fibers release `exit` when they return, the scheduler acquires it at the block's end and
   // releases `start` for the next block, whose fibers acquire `start`. Two addresses, so that

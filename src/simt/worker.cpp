@@ -93,6 +93,8 @@ Worker::Worker() {
   shared_map_ = static_cast<unsigned char*>(m);
   auto addr = reinterpret_cast<std::uintptr_t>(shared_map_);
   shared_ = reinterpret_cast<unsigned char*>((addr + kSharedAlign - 1) & ~(kSharedAlign - 1));
+  // NaN from the start: under OURO_SIMT_SMEM=stale the first block of this OS thread sees this.
+  std::memset(shared_map_, 0xFF, shared_map_size_);
 #if defined(__SANITIZE_ADDRESS__)
   ASAN_POISON_MEMORY_REGION(shared_map_, shared_map_size_);
 #endif
@@ -119,7 +121,7 @@ void Worker::ensure_fibers(unsigned n) {
   }
 }
 
-void Worker::prepare_shared(std::size_t bytes) {
+void Worker::prepare_shared(std::size_t bytes, SharedFill fill) {
 #if defined(__SANITIZE_ADDRESS__)
   // Exactly the launch's bytes are addressable: a kernel reading past them is an ASan report.
   if (bytes != shared_ready_) {
@@ -128,11 +130,18 @@ void Worker::prepare_shared(std::size_t bytes) {
   }
 #endif
   shared_ready_ = bytes;
+  tl_dynamic_shared = shared_;
+  if (fill == SharedFill::stale) {
+    // What the previous block of this OS thread left (any kernel's), as a GPU's SM hands it on.
+    if (!static_shared_filled_) fill_static_shared();
+    static_shared_filled_ = true;
+    return;
+  }
   // 0xFF bytes are a NaN in fp32, bf16 and fp16: reading shared memory never written shows.
   std::memset(shared_, 0xFF, bytes);
-  tl_dynamic_shared = shared_;
   // Static shared variables too: each block starts from NaN, not from the previous block's data.
   fill_static_shared();
+  static_shared_filled_ = true;
 }
 
 // Under TSan every emulator function hides its own bookkeeping (HideFromTsan) for its whole
@@ -256,7 +265,7 @@ void Worker::run_block(const Launch& launch, unsigned block_linear) {
     const unsigned lanes = std::min(kWarpSize, nthreads_ - w * kWarpSize);
     warps_[w].reset(lanes == kWarpSize ? kFullMask : (1u << lanes) - 1);
   }
-  prepare_shared(p.shared_bytes);
+  prepare_shared(p.shared_bytes, launch.fill);
   static std::atomic<uint64_t> block_runs{0};
   const uint64_t run = ++block_runs;
 

@@ -1,7 +1,8 @@
 // Device math, bit and memory intrinsics that cuda_runtime.h / cuda_bf16.h do not give g++.
 //
-// The fast-math forms (__expf, __fdividef, ...) are computed with the accurate libm function:
-// the GPU's approximations differ by a few ulps, which kernel tests absorb in their tolerances.
+// The fast-math forms (__expf, __fdividef, ...) and the functions nvcc lowers to approximate
+// instructions are libm's accurate ones by default; OURO_SIMT_HW_MATH=1 gives kernels the
+// hardware's documented error instead (ouro/simt/hw_math.h).
 // The bf16/half conversions and arithmetic come from the toolkit's own headers (their host
 // implementations compile under g++ and round exactly like the device).
 #pragma once
@@ -14,24 +15,33 @@
 #include <thread>
 #include <type_traits>
 
+#include "ouro/simt/hw_math.h"
 #include "ouro/simt/report.h"
 #include "ouro/simt/thread.h"
 
 // ---- fast math -------------------------------------------------------------------------------
-inline float __expf(float x) { return std::exp(x); }
+// Exact (libm) by default; under OURO_SIMT_HW_MATH=1, inside kernels, the hardware's documented
+// approximation (ouro/simt/hw_math.h).
+namespace ouro::simt::hw {
+inline bool on() { return ::ouro::simt::hw_math_active(); }
+}  // namespace ouro::simt::hw
+inline float __expf(float x) { return ouro::simt::hw::on() ? ouro::simt::hw::fast_expf(x) : std::exp(x); }
 inline float __exp10f(float x) { return std::pow(10.0f, x); }
-inline float __logf(float x) { return std::log(x); }
+inline float __logf(float x) { return ouro::simt::hw::on() ? ouro::simt::hw::fast_logf(x) : std::log(x); }
 inline float __log2f(float x) { return std::log2(x); }
 inline float __log10f(float x) { return std::log10(x); }
-inline float __sinf(float x) { return std::sin(x); }
-inline float __cosf(float x) { return std::cos(x); }
+inline float __sinf(float x) { return ouro::simt::hw::on() ? ouro::simt::hw::fast_sinf(x) : std::sin(x); }
+inline float __cosf(float x) { return ouro::simt::hw::on() ? ouro::simt::hw::fast_cosf(x) : std::cos(x); }
 inline float __tanf(float x) { return std::tan(x); }
-inline void __sincosf(float x, float* s, float* c) { *s = std::sin(x); *c = std::cos(x); }
+inline void __sincosf(float x, float* s, float* c) { *s = __sinf(x); *c = __cosf(x); }
 inline float __powf(float x, float y) { return std::pow(x, y); }
-inline float __fdividef(float x, float y) { return x / y; }
+inline float __fdividef(float x, float y) {
+  return ouro::simt::hw::on() ? ouro::simt::hw::fdividef(x, y) : x / y;
+}
 inline float __frcp_rn(float x) { return 1.0f / x; }
 inline float __fsqrt_rn(float x) { return std::sqrt(x); }
-inline float __frsqrt_rn(float x) { return 1.0f / std::sqrt(x); }
+// IEEE round-to-nearest (1.0f / sqrtf(x) would round twice, up to 1.4 ulp away).
+inline float __frsqrt_rn(float x) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(x))); }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
@@ -40,9 +50,39 @@ inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 inline float __saturatef(float x) { return x >= 1.0f ? 1.0f : x > 0.0f ? x : 0.0f; }  // NaN -> 0
 #if !defined(OURO_SIMT_HAVE_RSQRT)
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float rsqrtf(float x) {
+  return ouro::simt::hw::on() ? ouro::simt::hw::rsqrt_approx(x) : __frsqrt_rn(x);
+}
 inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
 #endif
+
+// The C functions nvcc lowers to approximate instructions: libm's own function outside hardware
+// math (so host code and the default mode are unchanged), the hardware's within it. They are
+// global libm functions, so device code reaches them through function-like macros defined after
+// every standard header this one includes (`expf(x)`, `::expf(x)` and `std::expf(x)` alike).
+#define OURO_SIMT_HW_FN(name, hwfn)                                                          \
+  inline float ouro_simt_##name(float x) { return ouro::simt::hw::on() ? hwfn(x) : ::name(x); }
+OURO_SIMT_HW_FN(expf, ouro::simt::hw::dev_expf)
+OURO_SIMT_HW_FN(exp2f, ouro::simt::hw::dev_exp2f)
+OURO_SIMT_HW_FN(logf, ouro::simt::hw::dev_logf)
+OURO_SIMT_HW_FN(log2f, ouro::simt::hw::dev_log2f)
+OURO_SIMT_HW_FN(sinf, ouro::simt::hw::dev_sinf)
+OURO_SIMT_HW_FN(cosf, ouro::simt::hw::dev_cosf)
+OURO_SIMT_HW_FN(tanhf, ouro::simt::hw::dev_tanhf)
+OURO_SIMT_HW_FN(erff, ouro::simt::hw::dev_erff)
+#undef OURO_SIMT_HW_FN
+namespace std {  // so that std::expf(x), which the macros below turn into std::ouro_simt_expf(x), compiles
+using ::ouro_simt_expf, ::ouro_simt_exp2f, ::ouro_simt_logf, ::ouro_simt_log2f, ::ouro_simt_sinf, ::ouro_simt_cosf,
+    ::ouro_simt_tanhf, ::ouro_simt_erff;
+}  // namespace std
+#define expf(x) ouro_simt_expf(x)
+#define exp2f(x) ouro_simt_exp2f(x)
+#define logf(x) ouro_simt_logf(x)
+#define log2f(x) ouro_simt_log2f(x)
+#define sinf(x) ouro_simt_sinf(x)
+#define cosf(x) ouro_simt_cosf(x)
+#define tanhf(x) ouro_simt_tanhf(x)
+#define erff(x) ouro_simt_erff(x)
 inline float exp10f(float x) { return std::pow(10.0f, x); }
 
 // CUDA's sincospi / sincospif: sin(pi x) and cos(pi x), which libm lacks. x = n/2 + r with

@@ -25,6 +25,8 @@ enum class BugKind {
   misaligned_address,   // ldmatrix/cp.async/... on an address the ISA forbids
   bad_launch,           // launch configuration the hardware refuses
   invalid_argument,     // misuse of an emulated API inside a kernel
+  stream_race,          // OURO_SIMT_ASYNC: memory touched by two unordered streams / the host
+  host_buffer_changed,  // OURO_SIMT_ASYNC: a pinned source changed before its queued copy ran
 };
 
 const char* to_string(BugKind kind);
