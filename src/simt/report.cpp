@@ -26,6 +26,10 @@ const char* to_string(BugKind kind) {
     case BugKind::misaligned_address: return "misaligned address";
     case BugKind::bad_launch: return "bad launch";
     case BugKind::invalid_argument: return "invalid argument";
+    case BugKind::warpgroup_mismatch: return "warpgroup mismatch";
+    case BugKind::bad_descriptor: return "bad matrix descriptor";
+    case BugKind::async_protocol: return "async protocol violation";
+    case BugKind::mbarrier_hang: return "mbarrier hang";
   }
   return "?";
 }

@@ -25,6 +25,10 @@ enum class BugKind {
   misaligned_address,   // ldmatrix/cp.async/... on an address the ISA forbids
   bad_launch,           // launch configuration the hardware refuses
   invalid_argument,     // misuse of an emulated API inside a kernel
+  warpgroup_mismatch,   // threads of a warpgroup disagree at wgmma/setmaxnreg, or do not all come
+  bad_descriptor,       // a wgmma matrix descriptor the ISA forbids (address, offsets, swizzle)
+  async_protocol,       // a wgmma/TMA/mbarrier ordering rule broken (missing fence, early access)
+  mbarrier_hang,        // threads wait for an mbarrier phase that can never complete
 };
 
 const char* to_string(BugKind kind);

@@ -1,0 +1,392 @@
+// Test kernels for the Hopper ouro::ptx wrappers (wgmma, mbarrier, elect.sync, setmaxnreg). One
+// source for nvcc (sm_90a runs them; other targets compile them to traps) and the SIMT emulator,
+// which ouro_test_simt_ptx_sm90 runs.
+#include <ouro/cuda.h>
+#include <ouro/ptx_sm90.h>
+
+#include <stdexcept>
+#include <vector>
+
+#include "ptx_sm90_kernels.h"
+
+namespace ptx_sm90_test {
+namespace {
+
+using ouro::ptx::Swizzle;
+
+template <class T>
+struct DeviceBuffer {
+  T* ptr = nullptr;
+  size_t count;
+  explicit DeviceBuffer(size_t n) : count(n) { OURO_CUDA_CHECK(cudaMalloc(&ptr, (n ? n : 1) * sizeof(T))); }
+  DeviceBuffer(const T* host, size_t n) : DeviceBuffer(n) { put(host); }
+  ~DeviceBuffer() { cudaFree(ptr); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void put(const T* host) { OURO_CUDA_CHECK(cudaMemcpy(ptr, host, count * sizeof(T), cudaMemcpyHostToDevice)); }
+  void get(T* host) const { OURO_CUDA_CHECK(cudaMemcpy(host, ptr, count * sizeof(T), cudaMemcpyDeviceToHost)); }
+};
+
+void sync() {
+  OURO_CUDA_CHECK_LAUNCH();
+  OURO_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+// ---- one wgmma ----------------------------------------------------------------------------------
+
+struct WgmmaParams {
+  int scale_d;
+  uint32_t smem_bytes;
+  uint32_t a_off, a_lbo, a_sbo, b_off, b_lbo, b_sbo;
+  int a_swizzle, b_swizzle;
+};
+
+template <int N, int kTransA, int kTransB, bool kRegsA>
+__global__ void wgmma_kernel(WgmmaParams p, const uint8_t* image, const uint32_t* a_regs, const float* c,
+                             float* d) {
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  const unsigned t = threadIdx.x;
+  for (unsigned i = t; i < p.smem_bytes; i += blockDim.x) smem[i] = image[i];
+  __syncthreads();
+  ouro::ptx::fence_proxy_async();
+  float acc[N / 2];
+  for (int j = 0; j < N / 2; ++j) acc[j] = c[t * (N / 2) + j];
+  const uint32_t base = ouro::ptx::shared_address(smem);
+  const uint64_t desc_b =
+      ouro::ptx::make_wgmma_desc(base + p.b_off, p.b_lbo, p.b_sbo, static_cast<Swizzle>(p.b_swizzle));
+  ouro::ptx::wgmma_fence();
+  if constexpr (kRegsA) {
+    uint32_t a[4];
+    for (int i = 0; i < 4; ++i) a[i] = a_regs[4 * t + i];
+    ouro::ptx::wgmma_mma_async_rs<N, kTransB>(acc, a, desc_b, p.scale_d);
+  } else {
+    const uint64_t desc_a =
+        ouro::ptx::make_wgmma_desc(base + p.a_off, p.a_lbo, p.a_sbo, static_cast<Swizzle>(p.a_swizzle));
+    ouro::ptx::wgmma_mma_async<N, kTransA, kTransB>(acc, desc_a, desc_b, p.scale_d);
+  }
+  ouro::ptx::wgmma_commit_group();
+  ouro::ptx::wgmma_wait_group<0>();
+  for (int j = 0; j < N / 2; ++j) d[t * (N / 2) + j] = acc[j];
+}
+
+template <int N, int kTransA, int kTransB, bool kRegsA>
+void launch_wgmma(const WgmmaParams& p, const uint8_t* image, const uint32_t* a_regs, const float* c,
+                  float* d) {
+  OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(wgmma_kernel<N, kTransA, kTransB, kRegsA>),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
+  ouro::launch(wgmma_kernel<N, kTransA, kTransB, kRegsA>, dim3(1), dim3(128), p.smem_bytes, nullptr, p, image,
+               a_regs, c, d);
+}
+
+template <int N>
+void dispatch_trans(const WgmmaArgs& a, const WgmmaParams& p, const uint8_t* image, const uint32_t* regs,
+                    const float* c, float* d) {
+  if (a.a_regs) {
+    if (a.trans_b) launch_wgmma<N, 0, 1, true>(p, image, regs, c, d);
+    else launch_wgmma<N, 0, 0, true>(p, image, regs, c, d);
+  } else if (a.trans_a) {
+    if (a.trans_b) launch_wgmma<N, 1, 1, false>(p, image, regs, c, d);
+    else launch_wgmma<N, 1, 0, false>(p, image, regs, c, d);
+  } else {
+    if (a.trans_b) launch_wgmma<N, 0, 1, false>(p, image, regs, c, d);
+    else launch_wgmma<N, 0, 0, false>(p, image, regs, c, d);
+  }
+}
+
+// ---- a pipeline of four wgmmas in two groups ----------------------------------------------------
+
+__global__ void wgmma_pipeline_kernel(const uint8_t* image, float* snaps) {
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  const unsigned t = threadIdx.x;
+  for (unsigned i = t; i < 16384; i += blockDim.x) smem[i] = image[i];
+  __syncthreads();
+  ouro::ptx::fence_proxy_async();
+  float acc0[32], acc1[32];
+  for (int j = 0; j < 32; ++j) acc0[j] = 1234.0f, acc1[j] = 0.5f;
+  const uint32_t base = ouro::ptx::shared_address(smem);
+  ouro::ptx::wgmma_fence();
+  for (int k = 0; k < 4; ++k) {
+    const uint64_t da = ouro::ptx::make_wgmma_desc(base + 32 * k, 16, 1024, Swizzle::b128);
+    const uint64_t db = ouro::ptx::make_wgmma_desc(base + 8192 + 32 * k, 16, 1024, Swizzle::b128);
+    if (k < 2)
+      ouro::ptx::wgmma_mma_async<64>(acc0, da, db, k);  // step 0: scale-d 0 drops the 1234s
+    else
+      ouro::ptx::wgmma_mma_async<64>(acc1, da, db, 1);
+    if (k == 1 || k == 3) ouro::ptx::wgmma_commit_group();
+  }
+  ouro::ptx::wgmma_wait_group<1>();
+  for (int j = 0; j < 32; ++j) snaps[(0 * 128 + t) * 32 + j] = acc0[j], snaps[(1 * 128 + t) * 32 + j] = acc1[j];
+  ouro::ptx::wgmma_wait_group<0>();
+  for (int j = 0; j < 32; ++j) snaps[(2 * 128 + t) * 32 + j] = acc0[j], snaps[(3 * 128 + t) * 32 + j] = acc1[j];
+}
+
+// ---- mbarrier, elect.sync, setmaxnreg -----------------------------------------------------------
+
+__global__ void mbarrier_rounds_kernel(uint32_t* seen, uint32_t* early, uint64_t* tokens) {
+  __shared__ __align__(8) uint64_t full;
+  __shared__ __align__(8) uint64_t counted;
+  __shared__ uint32_t data[16];
+  const unsigned t = threadIdx.x;
+  if (t == 0) {
+    ouro::ptx::mbarrier_init(&full, 1);
+    ouro::ptx::mbarrier_init(&counted, 4);
+  }
+  __syncthreads();
+  early[t] = ouro::ptx::mbarrier_try_wait_parity(&full, 1);
+  __syncthreads();  // nobody completes phase 0 before every thread looked
+  for (int r = 0; r < 3; ++r) {
+    if (t == 0) {
+      for (int i = 0; i < 16; ++i) data[i] = 100u * r + i;
+      ouro::ptx::mbarrier_arrive_expect_tx(&full, 64);  // releases the writes above
+      ouro::ptx::mbarrier_complete_tx(&full, 32);
+      ouro::ptx::mbarrier_complete_tx(&full, 32);
+    }
+    if (t < 4) tokens[4 * r + t] = ouro::ptx::mbarrier_arrive(&counted);
+    ouro::ptx::mbarrier_wait_parity(&full, r & 1);
+    seen[128 * r + t] = data[t % 16];
+    __syncthreads();  // everybody read before thread 0 writes the next round
+  }
+}
+
+__global__ void elect_sync_kernel(uint32_t mask, uint32_t* out) {
+  const unsigned lane = threadIdx.x;
+  out[lane] = (mask >> lane & 1u) ? (ouro::ptx::elect_sync(mask) ? 1u : 0u) : 7u;
+}
+
+__global__ void setmaxnreg_kernel(uint32_t* out) {
+  if (threadIdx.x < 128)
+    ouro::ptx::setmaxnreg_dec<40>();
+  else
+    ouro::ptx::setmaxnreg_inc<232>();
+  out[threadIdx.x] = threadIdx.x + 1;
+}
+
+// ---- bugs ---------------------------------------------------------------------------------------
+// A valid setting for them: N = 8, A and B K-major without swizzle (core matrices 128 B, LBO 128
+// in K, SBO 256 between 8-row groups); A at 0 (2 KiB), B at 2048, 4 KiB of shared memory.
+
+struct Operands {
+  float acc[4];
+  uint64_t da, db;
+};
+
+__device__ Operands valid_operands() {
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  for (unsigned i = threadIdx.x; i < 4096; i += blockDim.x) smem[i] = 0;
+  __syncthreads();
+  Operands o;
+  for (float& x : o.acc) x = 0.0f;
+  const uint32_t base = ouro::ptx::shared_address(smem);
+  o.da = ouro::ptx::make_wgmma_desc(base, 128, 256, Swizzle::none);
+  o.db = ouro::ptx::make_wgmma_desc(base + 2048, 128, 256, Swizzle::none);
+  return o;
+}
+
+__global__ void wgmma_split_site_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();
+  if (threadIdx.x / 32 == 3)
+    ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaSplitSiteLine
+  else
+    ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaSplitSiteLineValue = __LINE__ - 5;
+
+__global__ void wgmma_warp_exited_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();
+  if (threadIdx.x / 32 == 2) return;
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaWarpExitedLine
+  out[threadIdx.x] = o.acc[0];
+}
+const int kWgmmaWarpExitedLineValue = __LINE__ - 3;
+
+__global__ void wgmma_warp_at_barrier_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();
+  if (threadIdx.x / 32 == 1) {
+    __syncthreads();
+  } else {
+    ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaWarpAtBarrierLine
+  }
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaWarpAtBarrierLineValue = __LINE__ - 4;
+
+__global__ void wgmma_bad_swizzle_start_kernel(float* out) {
+  Operands o = valid_operands();
+  const uint32_t base = ouro::ptx::shared_address(ouro::dynamic_shared<uint8_t>());
+  const uint64_t da = ouro::ptx::make_wgmma_desc(base + 512, 16, 1024, Swizzle::b128);  // row 4 of a pattern
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, da, o.db, 1);  // kWgmmaBadSwizzleStartLine
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaBadSwizzleStartLineValue = __LINE__ - 3;
+
+__global__ void wgmma_reserved_bits_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da | (uint64_t{1} << 14), o.db, 1);  // kWgmmaReservedBitsLine
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaReservedBitsLineValue = __LINE__ - 3;
+
+__global__ void wgmma_past_shared_kernel(float* out) {
+  Operands o = valid_operands();
+  const uint32_t base = ouro::ptx::shared_address(ouro::dynamic_shared<uint8_t>());
+  const uint64_t db = ouro::ptx::make_wgmma_desc(base + 4096 - 128, 128, 256, Swizzle::none);
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, db, 1);  // kWgmmaPastSharedLine
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaPastSharedLineValue = __LINE__ - 3;
+
+__global__ void wgmma_no_fence_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaNoFenceLine
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaNoFenceLineValue = __LINE__ - 3;
+
+__global__ void wgmma_accumulator_written_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaAccumulatorWrittenLine
+  ouro::ptx::wgmma_commit_group();
+  if (threadIdx.x == 77) o.acc[2] = 1.0f;  // before the wait: the bug
+  ouro::ptx::wgmma_wait_group<0>();
+  out[threadIdx.x] = o.acc[0];
+}
+const int kWgmmaAccumulatorWrittenLineValue = __LINE__ - 6;
+
+__global__ void wgmma_96_threads_kernel(float* out) {
+  Operands o = valid_operands();
+  ouro::ptx::wgmma_fence();  // kWgmma96ThreadsLine
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);
+  out[threadIdx.x] = 0;
+}
+const int kWgmma96ThreadsLineValue = __LINE__ - 4;
+
+__global__ void mbarrier_hang_kernel(float* out) {
+  __shared__ __align__(8) uint64_t bar;
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::mbarrier_arrive_expect_tx(&bar, 4096);
+    ouro::ptx::mbarrier_complete_tx(&bar, 2048);  // half the bytes never come
+  }
+  ouro::ptx::mbarrier_wait_parity(&bar, 0);  // kMbarrierHangLine
+  out[threadIdx.x] = 1;
+}
+const int kMbarrierHangLineValue = __LINE__ - 3;
+
+__global__ void setmaxnreg_split_kernel(float* out) {
+  if (threadIdx.x / 32 < 2)
+    ouro::ptx::setmaxnreg_inc<232>();
+  else
+    ouro::ptx::setmaxnreg_inc<232>();  // kSetmaxnregSplitLine
+  out[threadIdx.x] = 0;
+}
+const int kSetmaxnregSplitLineValue = __LINE__ - 3;
+
+__global__ void mbarrier_uninitialized_kernel(float* out) {
+  __shared__ __align__(8) uint64_t bar;
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_arrive(&bar);  // kMbarrierUninitializedLine
+  out[threadIdx.x] = 0;
+}
+const int kMbarrierUninitializedLineValue = __LINE__ - 3;
+
+void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
+  DeviceBuffer<float> out(256);
+  ouro::launch(kernel, dim3(1), dim3(threads), smem, nullptr, out.ptr);
+  sync();
+}
+
+}  // namespace
+
+const int kWgmmaSplitSiteLine = kWgmmaSplitSiteLineValue;
+const int kWgmmaWarpExitedLine = kWgmmaWarpExitedLineValue;
+const int kWgmmaWarpAtBarrierLine = kWgmmaWarpAtBarrierLineValue;
+const int kWgmmaBadSwizzleStartLine = kWgmmaBadSwizzleStartLineValue;
+const int kWgmmaReservedBitsLine = kWgmmaReservedBitsLineValue;
+const int kWgmmaPastSharedLine = kWgmmaPastSharedLineValue;
+const int kWgmmaNoFenceLine = kWgmmaNoFenceLineValue;
+const int kWgmmaAccumulatorWrittenLine = kWgmmaAccumulatorWrittenLineValue;
+const int kWgmma96ThreadsLine = kWgmma96ThreadsLineValue;
+const int kMbarrierHangLine = kMbarrierHangLineValue;
+const int kSetmaxnregSplitLine = kSetmaxnregSplitLineValue;
+const int kMbarrierUninitializedLine = kMbarrierUninitializedLineValue;
+
+void run_wgmma(const WgmmaArgs& a) {
+  const WgmmaParams p{a.scale_d, a.smem_bytes, a.a_off, a.a_lbo, a.a_sbo, a.b_off, a.b_lbo, a.b_sbo,
+                      a.a_swizzle, a.b_swizzle};
+  const size_t nd = static_cast<size_t>(a.n) / 2;
+  DeviceBuffer<uint8_t> image(a.image, a.smem_bytes);
+  std::vector<uint32_t> no_regs(128 * 4, 0);
+  DeviceBuffer<uint32_t> regs(a.a_regs ? &a.a_regs[0][0] : no_regs.data(), 128 * 4);
+  DeviceBuffer<float> c(a.c, 128 * nd), d(128 * nd);
+  switch (a.n) {
+    case 8: dispatch_trans<8>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    case 16: dispatch_trans<16>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    case 24: dispatch_trans<24>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    case 64: dispatch_trans<64>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    case 128: dispatch_trans<128>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    case 256: dispatch_trans<256>(a, p, image.ptr, regs.ptr, c.ptr, d.ptr); break;
+    default: throw std::invalid_argument("run_wgmma: n must be 8, 16, 24, 64, 128 or 256");
+  }
+  sync();
+  d.get(a.d);
+}
+
+void run_wgmma_pipeline(const uint8_t* image, float* acc0_after1, float* acc1_after1, float* acc0_after0,
+                        float* acc1_after0) {
+  DeviceBuffer<uint8_t> img(image, 16384);
+  DeviceBuffer<float> snaps(4 * 128 * 32);
+  ouro::launch(wgmma_pipeline_kernel, dim3(1), dim3(128), 16384, nullptr, img.ptr, snaps.ptr);
+  sync();
+  std::vector<float> h(4 * 128 * 32);
+  snaps.get(h.data());
+  float* outs[4] = {acc0_after1, acc1_after1, acc0_after0, acc1_after0};
+  for (int s = 0; s < 4; ++s)
+    for (int i = 0; i < 128 * 32; ++i) outs[s][i] = h[s * 128 * 32 + i];
+}
+
+void run_mbarrier_rounds(uint32_t* seen, uint32_t* early, uint64_t* tokens) {
+  DeviceBuffer<uint32_t> d_seen(3 * 128), d_early(128);
+  DeviceBuffer<uint64_t> d_tokens(12);
+  ouro::launch(mbarrier_rounds_kernel, dim3(1), dim3(128), 0, nullptr, d_seen.ptr, d_early.ptr, d_tokens.ptr);
+  sync();
+  d_seen.get(seen);
+  d_early.get(early);
+  d_tokens.get(tokens);
+}
+
+void run_elect_sync(uint32_t mask, uint32_t* out) {
+  DeviceBuffer<uint32_t> d_out(32);
+  ouro::launch(elect_sync_kernel, dim3(1), dim3(32), 0, nullptr, mask, d_out.ptr);
+  sync();
+  d_out.get(out);
+}
+
+void run_setmaxnreg(uint32_t* out) {
+  DeviceBuffer<uint32_t> d_out(256);
+  ouro::launch(setmaxnreg_kernel, dim3(1), dim3(256), 0, nullptr, d_out.ptr);
+  sync();
+  d_out.get(out);
+}
+
+void launch_wgmma_split_site() { launch_bug(wgmma_split_site_kernel, 128); }
+void launch_wgmma_warp_exited() { launch_bug(wgmma_warp_exited_kernel, 128); }
+void launch_wgmma_warp_at_barrier() { launch_bug(wgmma_warp_at_barrier_kernel, 128); }
+void launch_wgmma_bad_swizzle_start() { launch_bug(wgmma_bad_swizzle_start_kernel, 128); }
+void launch_wgmma_reserved_bits() { launch_bug(wgmma_reserved_bits_kernel, 128); }
+void launch_wgmma_past_shared() { launch_bug(wgmma_past_shared_kernel, 128); }
+void launch_wgmma_no_fence() { launch_bug(wgmma_no_fence_kernel, 128); }
+void launch_wgmma_accumulator_written() { launch_bug(wgmma_accumulator_written_kernel, 128); }
+void launch_wgmma_96_threads() { launch_bug(wgmma_96_threads_kernel, 96); }
+void launch_mbarrier_hang() { launch_bug(mbarrier_hang_kernel, 32, 0); }
+void launch_setmaxnreg_split() { launch_bug(setmaxnreg_split_kernel, 128, 0); }
+void launch_mbarrier_uninitialized() { launch_bug(mbarrier_uninitialized_kernel, 32, 0); }
+
+}  // namespace ptx_sm90_test
