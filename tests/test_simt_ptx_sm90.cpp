@@ -330,6 +330,89 @@ TEST_F(SimtPtxSm90, SetmaxnregPerWarpgroup) {
   for (unsigned t = 0; t < 256; ++t) EXPECT_EQ(out[t], t + 1);
 }
 
+// ---- TMA ----------------------------------------------------------------------------------------
+
+// Where box element (bx, by) lies in shared memory, as the ISA draws it: rows of box0 elements,
+// each row's 16-byte chunks XORed with the row within the 8-row pattern (rows as wide as the
+// swizzle span, which is how the tests use it).
+std::size_t tma_box_offset(const ptx_sm90_test::TmaArgs& a, unsigned bx, unsigned by) {
+  const unsigned row_bytes = static_cast<unsigned>(a.box0) * 2, col = 2 * bx;
+  Tile swz{Major::k, static_cast<unsigned>(a.swizzle), 0, 8};
+  return std::size_t{by} * row_bytes + swz.swizzled_chunk(col / 16, by) * 16 + col % 16;
+}
+
+std::vector<uint16_t> random_tensor(const ptx_sm90_test::TmaArgs& a, std::mt19937& rng) {
+  std::uniform_int_distribution<int> bits(0, 0x7f7f);
+  std::vector<uint16_t> t(static_cast<std::size_t>(a.rows) * a.pitch);
+  for (auto& x : t) x = static_cast<uint16_t>(bits(rng));
+  return t;
+}
+
+// Every swizzle, boxes inside, across the edges and before the start of a ragged tensor (out of
+// bounds reads zero, or NaN with the NaN fill).
+TEST_F(SimtPtxSm90, TmaLoadMatchesTheIsaModel) {
+  std::mt19937 rng(93);
+  for (int swizzle : {0, 32, 64, 128})
+    for (const auto& [x, y] : std::vector<std::pair<int, int>>{{0, 0}, {24, 40}, {56, 60}, {-16, -3}})
+      for (bool nan_fill : {false, true}) {
+        ptx_sm90_test::TmaArgs a{70, 90, 96, swizzle ? swizzle / 2 : 40, 12, swizzle, x, y, nan_fill};
+        SCOPED_TRACE(testing::Message() << "swizzle " << swizzle << " box at (" << x << ", " << y << ") nan fill "
+                                        << nan_fill);
+        const auto tensor = random_tensor(a, rng);
+        std::vector<uint8_t> out(static_cast<std::size_t>(a.box0) * a.box1 * 2);
+        ptx_sm90_test::run_tma_load(a, tensor.data(), out.data());
+        for (int by = 0; by < a.box1; ++by)
+          for (int bx = 0; bx < a.box0; ++bx) {
+            const int gx = x + bx, gy = y + by;
+            const bool in = gx >= 0 && gy >= 0 && gx < a.cols && gy < a.rows;
+            const uint16_t want = in ? tensor[static_cast<std::size_t>(gy) * a.pitch + gx] : nan_fill ? 0x7FFF : 0;
+            uint16_t got;
+            std::memcpy(&got, &out[tma_box_offset(a, bx, by)], 2);
+            ASSERT_EQ(got, want) << "box element (" << bx << ", " << by << ")";
+          }
+      }
+}
+
+TEST_F(SimtPtxSm90, TmaStoreWritesTheInBoundsPartOfTheBox) {
+  std::mt19937 rng(94);
+  for (int swizzle : {0, 32, 64, 128})
+    for (const auto& [x, y] : std::vector<std::pair<int, int>>{{8, 16}, {64, 62}, {-8, -4}}) {
+      ptx_sm90_test::TmaArgs a{70, 90, 96, swizzle ? swizzle / 2 : 40, 12, swizzle, x, y};
+      SCOPED_TRACE(testing::Message() << "swizzle " << swizzle << " box at (" << x << ", " << y << ")");
+      const auto before = random_tensor(a, rng);
+      std::vector<uint8_t> image(static_cast<std::size_t>(a.box0) * a.box1 * 2);
+      for (auto& b : image) b = static_cast<uint8_t>(rng());
+      auto after = before;
+      ptx_sm90_test::run_tma_store(a, image.data(), after.data());
+      for (int r = 0; r < a.rows; ++r)
+        for (int c = 0; c < a.pitch; ++c) {
+          const int bx = c - x, by = r - y;
+          uint16_t want = before[static_cast<std::size_t>(r) * a.pitch + c];
+          if (c < a.cols && bx >= 0 && by >= 0 && bx < a.box0 && by < a.box1)
+            std::memcpy(&want, &image[tma_box_offset(a, static_cast<unsigned>(bx), static_cast<unsigned>(by))], 2);
+          ASSERT_EQ(after[static_cast<std::size_t>(r) * a.pitch + c], want) << "tensor[" << r << "][" << c << "]";
+        }
+    }
+}
+
+TEST_F(SimtPtxSm90, TensorMapEncodingChecksLikeTheDriver) {
+  const ptx_sm90_test::TmaArgs ok{70, 90, 96, 64, 12, 128, 0, 0};
+  EXPECT_EQ(ptx_sm90_test::encode_tensor_map(ok, 0, 192), 0);
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(ok, 8, 192), 0) << "global address not 16-byte aligned";
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(ok, 0, 184), 0) << "row stride not a multiple of 16";
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(ok, 0, 176), 0) << "row stride shorter than a row";
+  ptx_sm90_test::TmaArgs wide = ok;
+  wide.box0 = 72;  // 144 bytes: wider than the 128-byte swizzle span
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(wide, 0, 192), 0);
+  ptx_sm90_test::TmaArgs ragged = ok;
+  ragged.swizzle = 0;
+  ragged.box0 = 36;  // 72 bytes: not whole 16-byte units
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(ragged, 0, 192), 0);
+  ptx_sm90_test::TmaArgs tall = ok;
+  tall.box1 = 257;
+  EXPECT_NE(ptx_sm90_test::encode_tensor_map(tall, 0, 192), 0);
+}
+
 // ---- reports ------------------------------------------------------------------------------------
 
 template <class Fn>
@@ -434,6 +517,13 @@ TEST(SimtPtxSm90Reports, SetmaxnregNotUniformAcrossTheWarpgroup) {
   EXPECT_EQ(r.kind, BugKind::warpgroup_mismatch) << r.text();
   EXPECT_TRUE(has(r.message, "setmaxnreg.inc")) << r.text();
   EXPECT_TRUE(has(r.message, line_tag(ptx_sm90_test::kSetmaxnregSplitLine))) << r.text();
+}
+
+TEST(SimtPtxSm90Reports, TmaDestinationWrittenBeforeThePhaseCompleted) {
+  const auto r = expect_report(ptx_sm90_test::launch_tma_destination_written);
+  EXPECT_EQ(r.kind, BugKind::async_protocol) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kTmaDestinationWrittenLine)) << r.text();
+  EXPECT_TRUE(has(r.message, "shared memory [100]")) << r.text();
 }
 
 TEST(SimtPtxSm90Reports, MbarrierNeverInitialized) {

@@ -54,7 +54,23 @@
 // completes (the ISA lets try_wait suspend), so a phase that can never complete is a deadlock,
 // reported as mbarrier_hang naming the barrier, its phase, pending arrivals and expected bytes.
 // Arrivals release and completed waits acquire (what TSan sees).
+//
+// TMA (PTX ISA "cp.async.bulk.tensor"; tensor maps from cuTensorMapEncodeTiled, reached through
+// cudaGetDriverEntryPoint, which the emulator serves): the 2-D load copies the box at (x, y)
+// (x innermost, in elements; negative or past the end is allowed) into shared memory, rows of
+// box[0] elements packed one after another, then the swizzle of the shared address as above;
+// elements outside the tensor are zero (NaN with FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA); it then
+// completes box bytes of transactions on the mbarrier. The store writes the in-bounds elements
+// of the box from shared memory back, completing with cp.async.bulk.commit_group / wait_group.
+// Emulator: a load fills its destination with 0xFF at issue and lands when a thread would
+// otherwise block in try_wait on its barrier (the latest moment the ISA allows), so reading the
+// tile before the phase completed reads NaN, and a thread WRITING there first is reported
+// (async_protocol). Stores read shared memory at wait_group (.read or not). The destination of
+// a swizzled load must be aligned to the swizzle pattern (256/512/1024 B), any other to 128 B.
+// Kernel parameters of type CUtensorMap are spelled `const OURO_GRID_CONSTANT CUtensorMap map`.
 #pragma once
+#include <cuda.h>  // CUtensorMap (a type only: nothing links libcuda)
+
 #include <cstdint>
 
 namespace ouro::ptx {
@@ -79,6 +95,8 @@ constexpr uint64_t make_wgmma_desc(uint32_t saddr, uint32_t lbo_bytes, uint32_t 
 #else
 #define OURO_PTX_SM90A 0
 #endif
+
+#define OURO_GRID_CONSTANT __grid_constant__
 
 namespace ouro::ptx {
 
@@ -241,6 +259,55 @@ __device__ __forceinline__ bool elect_sync(uint32_t mask = 0xffffffffu) {
   return elected != 0;
 }
 
+// cp.async.bulk.tensor.2d global -> shared, completing on an mbarrier's transaction count.
+__device__ __forceinline__ void cp_async_bulk_tensor_2d_global_to_shared(void* dst, const CUtensorMap* map, int x,
+                                                                        int y, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n"
+      ::"r"(shared_address(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(bar)), "r"(x), "r"(y)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+// cp.async.bulk.tensor.2d shared -> global (bulk_group completion).
+__device__ __forceinline__ void cp_async_bulk_tensor_2d_shared_to_global(const CUtensorMap* map, int x, int y,
+                                                                        const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n"
+               ::"l"(reinterpret_cast<uint64_t>(map)), "r"(shared_address(src)), "r"(x), "r"(y)
+               : "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void cp_async_bulk_commit_group() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#else
+  __trap();
+#endif
+}
+// cp.async.bulk.wait_group N: all but the N newest bulk groups complete (global writes done).
+template <int N>
+__device__ __forceinline__ void cp_async_bulk_wait_group() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+#else
+  __trap();
+#endif
+}
+// cp.async.bulk.wait_group.read N: their shared-memory sources may be reused.
+template <int N>
+__device__ __forceinline__ void cp_async_bulk_wait_group_read() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+#else
+  __trap();
+#endif
+}
+
 // setmaxnreg.{inc,dec}.sync.aligned.u32: every warp of the warpgroup, the same count.
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -267,6 +334,8 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 
 #include <source_location>
 
+#define OURO_GRID_CONSTANT
+
 namespace ouro::ptx {
 
 // The emulations (src/simt/ptx_wgmma.cpp, ptx_sync90.cpp). `where` is the kernel's call site.
@@ -286,6 +355,10 @@ bool mbarrier_try_wait_parity(uint64_t* bar, uint32_t parity, std::source_locati
 void fence_proxy_async(std::source_location where);
 bool elect_sync(uint32_t mask, std::source_location where);
 void setmaxnreg(bool inc, int regs, std::source_location where);
+void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar, std::source_location where);
+void tma_store_2d(const CUtensorMap* map, int x, int y, const void* src, std::source_location where);
+void bulk_commit_group(std::source_location where);
+void bulk_wait_group(int pending, std::source_location where);
 }  // namespace emu
 
 using Loc = std::source_location;
@@ -345,6 +418,24 @@ inline void fence_proxy_async(Loc where = Loc::current()) { emu::fence_proxy_asy
 inline bool elect_sync(uint32_t mask = 0xffffffffu, Loc where = Loc::current()) {
   return emu::elect_sync(mask, where);
 }
+inline void cp_async_bulk_tensor_2d_global_to_shared(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar,
+                                                     Loc where = Loc::current()) {
+  emu::tma_load_2d(dst, map, x, y, bar, where);
+}
+inline void cp_async_bulk_tensor_2d_shared_to_global(const CUtensorMap* map, int x, int y, const void* src,
+                                                     Loc where = Loc::current()) {
+  emu::tma_store_2d(map, x, y, src, where);
+}
+inline void cp_async_bulk_commit_group(Loc where = Loc::current()) { emu::bulk_commit_group(where); }
+template <int N>
+inline void cp_async_bulk_wait_group(Loc where = Loc::current()) {
+  emu::bulk_wait_group(N, where);
+}
+template <int N>
+inline void cp_async_bulk_wait_group_read(Loc where = Loc::current()) {
+  emu::bulk_wait_group(N, where);
+}
+
 template <int kRegs>
 inline void setmaxnreg_inc(Loc where = Loc::current()) {
   static_assert(kRegs >= 24 && kRegs <= 256 && kRegs % 8 == 0, "setmaxnreg takes 24..256, multiple of 8");

@@ -39,14 +39,7 @@ Mbarrier& lookup(uint64_t* bar, const char* op, std::source_location where) {
   return it->second;
 }
 
-// The current phase completes once every arrival came and every expected byte arrived.
-void maybe_complete(Mbarrier& m) {
-  if (m.pending != 0 || m.tx != 0) return;
-  ++m.phase;
-  m.pending = m.count;
-  for (unsigned tid : m.waiters) simt::sm90::wake_thread(tid);
-  m.waiters.clear();
-}
+void maybe_complete(Mbarrier& m) { simt::sm90::complete_phase_if_done(m); }
 
 }  // namespace
 
@@ -104,6 +97,11 @@ bool mbarrier_try_wait_parity(uint64_t* bar, uint32_t parity, std::source_locati
       // The phase with this parity is the last completed one.
       simt::detail::tsan_acquire(&m.tsan_sync[parity & 1u]);
       return true;
+    }
+    if (!m.loads.empty()) {  // the TMA loads this barrier waits for land now, at the latest
+      simt::detail::ShowToTsan show;
+      simt::sm90::perform_tma_loads(m);
+      continue;
     }
     m.waiters.push_back(simt::this_thread().tid);
     m.wait_where = where;

@@ -76,6 +76,7 @@ BlockState& block_state() {
     const unsigned n = t.block_dim.x * t.block_dim.y * t.block_dim.z;
     s.warpgroups.assign((n + kWarpgroupSize - 1) / kWarpgroupSize, Warpgroup{});
     s.mbarriers.clear();
+    s.bulk.assign(n, BulkQueue{});
   }
   return s;
 }
@@ -90,6 +91,14 @@ void block_current(const char* op, std::source_location where) {
 }
 
 void wake_thread(unsigned tid) { detail::Worker::self().wake(tid); }
+
+void complete_phase_if_done(Mbarrier& m) {
+  if (m.pending != 0 || m.tx != 0) return;
+  ++m.phase;
+  m.pending = m.count;
+  for (unsigned tid : m.waiters) wake_thread(tid);
+  m.waiters.clear();
+}
 
 void warpgroup_rendezvous(WgArrival& a, WgComplete complete, void* ctx) {
   detail::HideFromTsan hide;

@@ -51,6 +51,42 @@ struct Warpgroup {
   long committed = 0;
 };
 
+// What the emulator keeps in a CUtensorMap's 128 opaque bytes (driver_entry.cpp encodes it).
+struct TensorMap {
+  static constexpr uint64_t kMagic = 0x4f55524f544d4150ull;  // "OUROTMAP"
+  uint64_t magic;
+  const unsigned char* addr;
+  uint64_t dim[2];      // elements, innermost first
+  uint64_t stride1;     // bytes between rows (dimension 1)
+  uint32_t box[2];      // elements
+  uint32_t esize;       // bytes per element
+  uint32_t swizzle;     // bytes: 0, 32, 64, 128
+  uint32_t rank;        // 1 or 2
+  uint32_t oob_nan;     // fill out-of-bounds elements with NaN instead of zero (float types)
+  uint32_t is_float;
+};
+static_assert(sizeof(TensorMap) <= 128);
+
+// A cp.async.bulk.tensor load issued but not yet performed (it lands when a thread would have
+// to wait for its mbarrier: the latest moment the ISA allows).
+struct TmaLoad {
+  TensorMap map;
+  unsigned char* dst;
+  int x, y;
+  std::source_location where;
+};
+// A bulk tensor store, performed at cp.async.bulk.wait_group.
+struct TmaStore {
+  TensorMap map;
+  const unsigned char* src;
+  int x, y;
+  long group;  // -1 while not committed
+};
+struct BulkQueue {
+  std::vector<TmaStore> stores;
+  long committed = 0;
+};
+
 struct Mbarrier {
   uint32_t count = 0;            // arrivals per phase (init)
   uint32_t pending = 0;          // arrivals still missing in the current phase
@@ -60,6 +96,8 @@ struct Mbarrier {
   std::vector<unsigned> waiters; // tids blocked in try_wait on this barrier
   std::source_location wait_where;
   char tsan_sync[2]{};           // release at arrival / acquire at wait, per phase parity
+  std::vector<TmaLoad> loads;    // issued TMA loads that will complete_tx on this barrier
+  char tsan_issue = 0;           // issuer -> whoever performs the loads
 };
 
 struct BlockState {
@@ -67,6 +105,7 @@ struct BlockState {
   uint64_t run = 0;
   std::vector<Warpgroup> warpgroups;
   std::unordered_map<const void*, Mbarrier> mbarriers;
+  std::vector<BulkQueue> bulk;   // per thread
 };
 
 // The state of the block the calling emulated thread belongs to (reset on a new block).
@@ -76,6 +115,11 @@ BlockState& block_state();
 // and call site, the last one runs `complete`. Reports a block that is not whole warpgroups, a
 // warp of the warpgroup with exited lanes, and threads meeting at different operations.
 void warpgroup_rendezvous(WgArrival& a, WgComplete complete, void* ctx);
+
+// Completes the barrier's current phase when no arrival and no transaction byte is missing
+// (waking its waiters); performs the TMA loads queued on it (ptx_tma.cpp), which complete_tx.
+void complete_phase_if_done(Mbarrier& m);
+void perform_tma_loads(Mbarrier& m);
 
 // Blocks the calling thread (state "waiting at op") until wake_thread(tid) of the same block.
 void block_current(const char* op, std::source_location where);

@@ -297,6 +297,79 @@ __global__ void mbarrier_uninitialized_kernel(float* out) {
 }
 const int kMbarrierUninitializedLineValue = __LINE__ - 3;
 
+// ---- TMA ----------------------------------------------------------------------------------------
+
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiled encode_tiled() {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult status{};
+  OURO_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &status));
+  if (!fn || status != cudaDriverEntryPointSuccess) throw std::runtime_error("no cuTensorMapEncodeTiled");
+  return reinterpret_cast<EncodeTiled>(fn);
+}
+
+CUtensorMapSwizzle swizzle_of(int bytes) {
+  return bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B
+         : bytes == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+         : bytes == 32 ? CU_TENSOR_MAP_SWIZZLE_32B
+                       : CU_TENSOR_MAP_SWIZZLE_NONE;
+}
+
+CUresult make_map(CUtensorMap& map, const TmaArgs& a, void* base, uint64_t stride_bytes) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(a.cols), static_cast<cuuint64_t>(a.rows)};
+  const cuuint64_t strides[1] = {stride_bytes};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(a.box0), static_cast<cuuint32_t>(a.box1)};
+  const cuuint32_t estrides[2] = {1, 1};
+  return encode_tiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, base, dims, strides, box, estrides,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle_of(a.swizzle), CU_TENSOR_MAP_L2_PROMOTION_NONE,
+                        a.oob_nan ? CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA : CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
+__global__ void tma_load_kernel(const OURO_GRID_CONSTANT CUtensorMap map, int x, int y, uint32_t bytes, uint8_t* out) {
+  __shared__ __align__(8) uint64_t bar;
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::mbarrier_arrive_expect_tx(&bar, bytes);
+    ouro::ptx::cp_async_bulk_tensor_2d_global_to_shared(smem, &map, x, y, &bar);
+  }
+  ouro::ptx::mbarrier_wait_parity(&bar, 0);
+  for (unsigned i = threadIdx.x; i < bytes; i += blockDim.x) out[i] = smem[i];
+}
+
+__global__ void tma_store_kernel(const OURO_GRID_CONSTANT CUtensorMap map, int x, int y, uint32_t bytes,
+                                 const uint8_t* image) {
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  for (unsigned i = threadIdx.x; i < bytes; i += blockDim.x) smem[i] = image[i];
+  ouro::ptx::fence_proxy_async();  // generic writes -> the async proxy that reads them
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::cp_async_bulk_tensor_2d_shared_to_global(&map, x, y, smem);
+    ouro::ptx::cp_async_bulk_commit_group();
+    ouro::ptx::cp_async_bulk_wait_group_read<0>();
+    ouro::ptx::cp_async_bulk_wait_group<0>();
+  }
+}
+
+__global__ void tma_destination_written_kernel(const OURO_GRID_CONSTANT CUtensorMap map, uint32_t bytes, uint8_t* out) {
+  __shared__ __align__(8) uint64_t bar;
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::mbarrier_arrive_expect_tx(&bar, bytes);
+    ouro::ptx::cp_async_bulk_tensor_2d_global_to_shared(smem, &map, 0, 0, &bar);  // kTmaDestinationWrittenLine
+    smem[100] = 1;  // the bug: the tile is not the kernel's until the phase completes
+  }
+  ouro::ptx::mbarrier_wait_parity(&bar, 0);
+  out[threadIdx.x] = smem[threadIdx.x];
+}
+const int kTmaDestinationWrittenLineValue = __LINE__ - 6;
+
 void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
   DeviceBuffer<float> out(256);
   ouro::launch(kernel, dim3(1), dim3(threads), smem, nullptr, out.ptr);
@@ -317,6 +390,47 @@ const int kWgmma96ThreadsLine = kWgmma96ThreadsLineValue;
 const int kMbarrierHangLine = kMbarrierHangLineValue;
 const int kSetmaxnregSplitLine = kSetmaxnregSplitLineValue;
 const int kMbarrierUninitializedLine = kMbarrierUninitializedLineValue;
+const int kTmaDestinationWrittenLine = kTmaDestinationWrittenLineValue;
+
+void run_tma_load(const TmaArgs& a, const uint16_t* tensor, uint8_t* out) {
+  DeviceBuffer<uint16_t> t(tensor, static_cast<size_t>(a.rows) * a.pitch);
+  const uint32_t bytes = static_cast<uint32_t>(a.box0 * a.box1 * 2);
+  DeviceBuffer<uint8_t> d_out(bytes);
+  CUtensorMap map;
+  if (make_map(map, a, t.ptr, static_cast<uint64_t>(a.pitch) * 2) != CUDA_SUCCESS)
+    throw std::runtime_error("cuTensorMapEncodeTiled refused the test's tensor map");
+  ouro::launch(tma_load_kernel, dim3(1), dim3(128), bytes, nullptr, map, a.x, a.y, bytes, d_out.ptr);
+  sync();
+  d_out.get(out);
+}
+
+void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor) {
+  DeviceBuffer<uint16_t> t(tensor, static_cast<size_t>(a.rows) * a.pitch);
+  const uint32_t bytes = static_cast<uint32_t>(a.box0 * a.box1 * 2);
+  DeviceBuffer<uint8_t> d_image(image, bytes);
+  CUtensorMap map;
+  if (make_map(map, a, t.ptr, static_cast<uint64_t>(a.pitch) * 2) != CUDA_SUCCESS)
+    throw std::runtime_error("cuTensorMapEncodeTiled refused the test's tensor map");
+  ouro::launch(tma_store_kernel, dim3(1), dim3(128), bytes, nullptr, map, a.x, a.y, bytes, d_image.ptr);
+  sync();
+  t.get(tensor);
+}
+
+int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes) {
+  DeviceBuffer<uint8_t> t(static_cast<size_t>(a.rows) * stride_bytes + 512);
+  CUtensorMap map;
+  return static_cast<int>(make_map(map, a, t.ptr + address_offset, static_cast<uint64_t>(stride_bytes)));
+}
+
+void launch_tma_destination_written() {
+  TmaArgs a{16, 64, 64, 64, 16, 128, 0, 0};
+  DeviceBuffer<uint16_t> t(16 * 64);
+  DeviceBuffer<uint8_t> out(128);
+  CUtensorMap map;
+  if (make_map(map, a, t.ptr, 128) != CUDA_SUCCESS) throw std::runtime_error("tensor map refused");
+  ouro::launch(tma_destination_written_kernel, dim3(1), dim3(128), 2048, nullptr, map, 2048u, out.ptr);
+  sync();
+}
 
 void run_wgmma(const WgmmaArgs& a) {
   const WgmmaParams p{a.scale_d, a.smem_bytes, a.a_off, a.a_lbo, a.a_sbo, a.b_off, a.b_lbo, a.b_sbo,

@@ -52,6 +52,24 @@ void run_elect_sync(uint32_t mask, uint32_t* out);
 // thread writes tid + 1 to out[256].
 void run_setmaxnreg(uint32_t* out);
 
+// TMA. A bf16 tensor rows x cols (row pitch `pitch` elements, a multiple of 8) in global memory;
+// a tensor map with box (box0 x box1) and swizzle (0, 32, 64, 128 bytes) made by
+// cuTensorMapEncodeTiled through cudaGetDriverEntryPoint. Load: the box at (x, y) lands in
+// shared memory (mbarrier with expect_tx), `out` receives its box0*box1*2 bytes as they lie.
+// Store: shared memory is filled with `image` (box bytes), stored at (x, y) into `tensor`, which
+// is copied back (in-bounds elements change, the rest keep their values).
+struct TmaArgs {
+  int rows, cols, pitch;
+  int box0, box1, swizzle;
+  int x, y;
+  bool oob_nan = false;
+};
+void run_tma_load(const TmaArgs& a, const uint16_t* tensor, uint8_t* out);
+void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor);
+// What cuTensorMapEncodeTiled (from the driver entry point) answers (CUresult as int) for a 2-D
+// bf16 tensor; address_offset is added to a 256-byte aligned allocation.
+int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes);
+
 // Bugs the emulator must report (the test checks kind and file:line).
 extern const int kWgmmaSplitSiteLine;      // warp 3 issues its wgmma from another line
 extern const int kWgmmaWarpExitedLine;     // warp 2 returned before the wgmma
@@ -77,5 +95,7 @@ void launch_wgmma_96_threads();
 void launch_mbarrier_hang();  // expects 4096 bytes, 2048 arrive
 void launch_setmaxnreg_split();
 void launch_mbarrier_uninitialized();
+extern const int kTmaDestinationWrittenLine;  // the TMA load whose tile a thread overwrote
+void launch_tma_destination_written();
 
 }  // namespace ptx_sm90_test
