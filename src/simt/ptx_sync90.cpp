@@ -132,6 +132,7 @@ void setmaxnreg(bool inc, int regs, std::source_location where) {
   simt::sm90::warpgroup_rendezvous(
       a,
       [](simt::sm90::WgArrival* const* threads, unsigned g, void*) {
+        simt::detail::HideFromTsan hide;  // the threads' arguments live on their stacks
         const int want = *static_cast<const int*>(threads[0]->in);
         for (unsigned i = 1; i < simt::sm90::kWarpgroupSize; ++i)
           if (*static_cast<const int*>(threads[i]->in) != want)

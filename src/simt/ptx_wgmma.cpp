@@ -285,11 +285,11 @@ void wgmma_commit_group(std::source_location where) {
 
 void wgmma_wait_group(int pending, std::source_location where) {
   simple_rendezvous("wgmma.wait_group", where, [](WgArrival* const* threads, unsigned g, void*) {
-    const int keep = *static_cast<const int*>(threads[0]->in);
     std::vector<WgmmaOp> due;
     std::vector<WgmmaOp>* ops;
     {
       simt::detail::HideFromTsan hide;
+      const int keep = *static_cast<const int*>(threads[0]->in);
       Warpgroup& wg = simt::sm90::block_state().warpgroups[g];
       wg.fenced = false;
       const long done_below = wg.committed - keep;
