@@ -526,6 +526,22 @@ TEST(SimtPtxSm90Reports, TmaDestinationWrittenBeforeThePhaseCompleted) {
   EXPECT_TRUE(has(r.message, "shared memory [100]")) << r.text();
 }
 
+TEST(SimtPtxSm90Reports, WgmmaReadsStoresWithoutProxyFence) {
+  const auto r = expect_report(ptx_sm90_test::launch_wgmma_without_proxy_fence);
+  EXPECT_EQ(r.kind, BugKind::async_protocol) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kWgmmaWithoutProxyFenceLine)) << r.text();
+  EXPECT_TRUE(has(r.message, "operand B reads shared offset 2148")) << r.text();
+}
+
+TEST(SimtPtxSm90Reports, TmaStoreOfStoresWithoutProxyFence) {
+  const ptx_sm90_test::TmaArgs a{16, 64, 64, 64, 8, 128, 0, 0};
+  std::vector<uint8_t> image(64 * 8 * 2, 0x11);
+  std::vector<uint16_t> tensor(16 * 64, 0);
+  const auto r = expect_report([&] { ptx_sm90_test::run_tma_store(a, image.data(), tensor.data(), false); });
+  EXPECT_EQ(r.kind, BugKind::async_protocol) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kTmaStoreWithoutFenceLine)) << r.text();
+}
+
 TEST(SimtPtxSm90Reports, MbarrierNeverInitialized) {
   const auto r = expect_report(ptx_sm90_test::launch_mbarrier_uninitialized);
   EXPECT_EQ(r.kind, BugKind::invalid_argument) << r.text();

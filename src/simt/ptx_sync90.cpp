@@ -110,9 +110,11 @@ bool mbarrier_try_wait_parity(uint64_t* bar, uint32_t parity, std::source_locati
 }
 
 void fence_proxy_async(std::source_location) {
-  // Ordering between the generic and the async proxy: the emulator performs async-proxy reads
-  // (wgmma) at wait_group on the issuing OS thread, after every generic write the kernel ordered
-  // before them, so there is nothing to do here. (Reporting a missing fence is not done yet.)
+  // What the generic proxy wrote so far becomes what the async proxy sees (the whole dynamic
+  // shared memory: the emulator cannot tell whose stores a fence covers, so a store made visible
+  // only by another thread's later fence is not reported).
+  simt::detail::HideFromTsan hide;
+  simt::sm90::async_view_update(0, simt::sm90::block_state().async_view.size());
 }
 
 bool elect_sync(uint32_t mask, std::source_location where) {

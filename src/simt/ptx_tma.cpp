@@ -4,6 +4,7 @@
 // barrier; a store is queued on its thread and performed at cp.async.bulk.wait_group.
 #include <ouro/ptx.h>
 #include <ouro/ptx_sm90.h>
+#include <ouro/simt/launch.h>
 #include <ouro/simt/report.h>
 #include <ouro/simt/thread.h>
 #include <ouro/simt/warp.h>
@@ -67,6 +68,8 @@ void perform_tma_loads(Mbarrier& bar) {
           fill_oob(m, d);
       }
     detail::HideFromTsan hide;
+    const unsigned char* base = detail::tl_dynamic_shared;
+    if (base && l.dst >= base) async_view_update(static_cast<std::size_t>(l.dst - base), bytes);
     detail::tsan_release(&bar.tsan_sync[bar.phase & 1]);
     bar.tx -= static_cast<int64_t>(bytes);
     complete_phase_if_done(bar);
@@ -132,7 +135,7 @@ void tma_store_2d(const CUtensorMap* map, int x, int y, const void* src, std::so
   check_shared(src, m, op, where);
   simt::detail::HideFromTsan hide;
   simt::sm90::block_state().bulk[simt::this_thread().tid].stores.push_back(
-      simt::sm90::TmaStore{m, static_cast<const unsigned char*>(src), x, y, -1});
+      simt::sm90::TmaStore{m, static_cast<const unsigned char*>(src), x, y, -1, where});
 }
 
 void bulk_commit_group(std::source_location) {
@@ -162,6 +165,18 @@ void bulk_wait_group(int pending, std::source_location) {
         std::size_t a = std::size_t{by} * m.box[0] * m.esize + std::size_t{bx} * m.esize;
         const unsigned bits = m.swizzle == 128 ? 3 : m.swizzle == 64 ? 2 : m.swizzle == 32 ? 1 : 0;
         a ^= ((a >> 7) & ((std::size_t{1} << bits) - 1)) << 4;
+        {
+          simt::detail::HideFromTsan hide;
+          const auto& view = simt::sm90::block_state().async_view;
+          const unsigned char* base = simt::detail::tl_dynamic_shared;
+          const std::size_t off = base && s.src >= base ? static_cast<std::size_t>(s.src - base) + a : ~std::size_t{0};
+          if (off + m.esize <= view.size() && std::memcmp(&view[off], s.src + a, m.esize) != 0)
+            simt::report(BugKind::async_protocol,
+                         cat("TMA store reads shared offset ", off,
+                             ", written by ordinary stores after the last fence.proxy.async (the async proxy "
+                             "sees generic-proxy writes only after the fence)"),
+                         s.where);
+        }
         std::memcpy(const_cast<unsigned char*>(m.addr) + static_cast<std::size_t>(gy) * m.stride1 +
                         static_cast<std::size_t>(gx) * m.esize,
                     s.src + a, m.esize);

@@ -118,9 +118,22 @@ void check_desc(uint64_t bits, const char* which, bool mn_major, unsigned mn_ext
     }
 }
 
-float bf16_at(uint32_t offset) {
+// An operand element, read at the wgmma's wait (a kernel read: seen by the sanitizers). Bytes
+// that differ from the async proxy's view were stored by the generic proxy after the last
+// fence.proxy.async: the wgmma may not see them on the GPU.
+float bf16_at(uint32_t offset, const WgmmaOp& op, const char* which) {
   uint16_t h;
-  std::memcpy(&h, simt::detail::tl_dynamic_shared + offset, 2);  // a kernel read: seen by sanitizers
+  std::memcpy(&h, simt::detail::tl_dynamic_shared + offset, 2);
+  {
+    simt::detail::HideFromTsan hide;
+    const auto& view = simt::sm90::block_state().async_view;
+    if (offset + 2 <= view.size() && std::memcmp(&view[offset], &h, 2) != 0)
+      simt::report(BugKind::async_protocol,
+                   cat("wgmma operand ", which, " reads shared offset ", offset,
+                       ", written by ordinary stores after the last fence.proxy.async: the async proxy "
+                       "(wgmma, TMA) sees generic-proxy writes only after a fence.proxy.async"),
+                   op.where);
+  }
   return std::bit_cast<float>(uint32_t{h} << 16);
 }
 float bf16_of(uint32_t reg, int half) { return std::bit_cast<float>((reg >> (16 * half)) << 16); }
@@ -205,11 +218,11 @@ void perform(WgmmaOp& op, WgmmaOp* later, std::size_t nlater, std::vector<WgmmaO
   } else {
     const Desc d = decode(op.desc_a);
     for (unsigned m = 0; m < 64; ++m)
-      for (unsigned k = 0; k < 16; ++k) A[m][k] = bf16_at(element_offset(d, op.trans_a, m, k));
+      for (unsigned k = 0; k < 16; ++k) A[m][k] = bf16_at(element_offset(d, op.trans_a, m, k), op, "A");
   }
   const Desc db = decode(op.desc_b);
   for (unsigned nn = 0; nn < n; ++nn)
-    for (unsigned k = 0; k < 16; ++k) B[k * n + nn] = bf16_at(element_offset(db, op.trans_b, nn, k));
+    for (unsigned k = 0; k < 16; ++k) B[k * n + nn] = bf16_at(element_offset(db, op.trans_b, nn, k), op, "B");
 
   simt::detail::HideFromTsan hide;  // the threads' registers
   std::vector<float> res(nd);

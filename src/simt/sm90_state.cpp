@@ -2,8 +2,12 @@
 // wait at a warpgroup operation or an mbarrier (see sm90_state.h).
 #include "simt/sm90_state.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <string>
+
+#include "ouro/simt/launch.h"
 
 #include "ouro/simt/report.h"
 #include "ouro/simt/thread.h"
@@ -77,6 +81,7 @@ BlockState& block_state() {
     s.warpgroups.assign((n + kWarpgroupSize - 1) / kWarpgroupSize, Warpgroup{});
     s.mbarriers.clear();
     s.bulk.assign(n, BulkQueue{});
+    s.async_view.assign(t.launch->params.shared_bytes, 0xFF);  // the emulator's fill at block start
   }
   return s;
 }
@@ -91,6 +96,13 @@ void block_current(const char* op, std::source_location where) {
 }
 
 void wake_thread(unsigned tid) { detail::Worker::self().wake(tid); }
+
+void async_view_update(std::size_t offset, std::size_t n) {
+  BlockState& s = block_state();
+  if (offset >= s.async_view.size()) return;
+  n = std::min(n, s.async_view.size() - offset);
+  std::memcpy(s.async_view.data() + offset, detail::tl_dynamic_shared + offset, n);
+}
 
 void complete_phase_if_done(Mbarrier& m) {
   if (m.pending != 0 || m.tx != 0) return;

@@ -81,6 +81,7 @@ struct TmaStore {
   const unsigned char* src;
   int x, y;
   long group;  // -1 while not committed
+  std::source_location where;
 };
 struct BulkQueue {
   std::vector<TmaStore> stores;
@@ -106,7 +107,15 @@ struct BlockState {
   std::vector<Warpgroup> warpgroups;
   std::unordered_map<const void*, Mbarrier> mbarriers;
   std::vector<BulkQueue> bulk;   // per thread
+  // Dynamic shared memory as the async proxy (wgmma) may see it: the block's 0xFF fill, then
+  // a copy of shared memory at each fence.proxy.async, plus what TMA loads wrote. A wgmma
+  // operand byte that differs from it was written by ordinary stores after the last fence.
+  std::vector<unsigned char> async_view;
 };
+
+// The async view's copy of [offset, offset + n) of dynamic shared memory is brought up to date
+// (TMA writes through the async proxy).
+void async_view_update(std::size_t offset, std::size_t n);
 
 // The state of the block the calling emulated thread belongs to (reset on a new block).
 BlockState& block_state();

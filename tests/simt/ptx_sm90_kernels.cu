@@ -173,6 +173,7 @@ struct Operands {
 __device__ Operands valid_operands() {
   uint8_t* smem = ouro::dynamic_shared<uint8_t>();
   for (unsigned i = threadIdx.x; i < 4096; i += blockDim.x) smem[i] = 0;
+  ouro::ptx::fence_proxy_async();
   __syncthreads();
   Operands o;
   for (float& x : o.acc) x = 0.0f;
@@ -342,18 +343,20 @@ __global__ void tma_load_kernel(const OURO_GRID_CONSTANT CUtensorMap map, int x,
 }
 
 __global__ void tma_store_kernel(const OURO_GRID_CONSTANT CUtensorMap map, int x, int y, uint32_t bytes,
-                                 const uint8_t* image) {
+                                 const uint8_t* image, bool fence) {
   uint8_t* smem = ouro::dynamic_shared<uint8_t>();
   for (unsigned i = threadIdx.x; i < bytes; i += blockDim.x) smem[i] = image[i];
-  ouro::ptx::fence_proxy_async();  // generic writes -> the async proxy that reads them
+  if (fence) ouro::ptx::fence_proxy_async();  // generic writes -> the async proxy that reads them
   __syncthreads();
   if (threadIdx.x == 0) {
-    ouro::ptx::cp_async_bulk_tensor_2d_shared_to_global(&map, x, y, smem);
+    ouro::ptx::cp_async_bulk_tensor_2d_shared_to_global(&map, x, y, smem);  // kTmaStoreWithoutFenceLine
     ouro::ptx::cp_async_bulk_commit_group();
     ouro::ptx::cp_async_bulk_wait_group_read<0>();
     ouro::ptx::cp_async_bulk_wait_group<0>();
   }
 }
+
+const int kTmaStoreWithoutFenceLineValue = __LINE__ - 7;
 
 __global__ void tma_destination_written_kernel(const OURO_GRID_CONSTANT CUtensorMap map, uint32_t bytes, uint8_t* out) {
   __shared__ __align__(8) uint64_t bar;
@@ -369,6 +372,18 @@ __global__ void tma_destination_written_kernel(const OURO_GRID_CONSTANT CUtensor
   out[threadIdx.x] = smem[threadIdx.x];
 }
 const int kTmaDestinationWrittenLineValue = __LINE__ - 6;
+
+__global__ void wgmma_without_proxy_fence_kernel(float* out) {
+  Operands o = valid_operands();
+  if (threadIdx.x == 0) ouro::dynamic_shared<uint8_t>()[2048 + 100] = 0x3f;  // B, no fence after it
+  __syncthreads();
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, o.db, 1);  // kWgmmaWithoutProxyFenceLine
+  ouro::ptx::wgmma_commit_group();
+  ouro::ptx::wgmma_wait_group<0>();
+  out[threadIdx.x] = o.acc[0];
+}
+const int kWgmmaWithoutProxyFenceLineValue = __LINE__ - 5;
 
 void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
   DeviceBuffer<float> out(256);
@@ -391,6 +406,9 @@ const int kMbarrierHangLine = kMbarrierHangLineValue;
 const int kSetmaxnregSplitLine = kSetmaxnregSplitLineValue;
 const int kMbarrierUninitializedLine = kMbarrierUninitializedLineValue;
 const int kTmaDestinationWrittenLine = kTmaDestinationWrittenLineValue;
+const int kTmaStoreWithoutFenceLine = kTmaStoreWithoutFenceLineValue;
+const int kWgmmaWithoutProxyFenceLine = kWgmmaWithoutProxyFenceLineValue;
+void launch_wgmma_without_proxy_fence() { launch_bug(wgmma_without_proxy_fence_kernel, 128); }
 
 void run_tma_load(const TmaArgs& a, const uint16_t* tensor, uint8_t* out) {
   DeviceBuffer<uint16_t> t(tensor, static_cast<size_t>(a.rows) * a.pitch);
@@ -404,14 +422,14 @@ void run_tma_load(const TmaArgs& a, const uint16_t* tensor, uint8_t* out) {
   d_out.get(out);
 }
 
-void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor) {
+void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor, bool fence) {
   DeviceBuffer<uint16_t> t(tensor, static_cast<size_t>(a.rows) * a.pitch);
   const uint32_t bytes = static_cast<uint32_t>(a.box0 * a.box1 * 2);
   DeviceBuffer<uint8_t> d_image(image, bytes);
   CUtensorMap map;
   if (make_map(map, a, t.ptr, static_cast<uint64_t>(a.pitch) * 2) != CUDA_SUCCESS)
     throw std::runtime_error("cuTensorMapEncodeTiled refused the test's tensor map");
-  ouro::launch(tma_store_kernel, dim3(1), dim3(128), bytes, nullptr, map, a.x, a.y, bytes, d_image.ptr);
+  ouro::launch(tma_store_kernel, dim3(1), dim3(128), bytes, nullptr, map, a.x, a.y, bytes, d_image.ptr, fence);
   sync();
   t.get(tensor);
 }

@@ -65,7 +65,9 @@ struct TmaArgs {
   bool oob_nan = false;
 };
 void run_tma_load(const TmaArgs& a, const uint16_t* tensor, uint8_t* out);
-void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor);
+// fence = false plants a bug: no fence.proxy.async between the stores and the TMA store.
+extern const int kTmaStoreWithoutFenceLine;
+void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor, bool fence = true);
 // What cuTensorMapEncodeTiled (from the driver entry point) answers (CUresult as int) for a 2-D
 // bf16 tensor; address_offset is added to a 256-byte aligned allocation.
 int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes);
@@ -97,5 +99,7 @@ void launch_setmaxnreg_split();
 void launch_mbarrier_uninitialized();
 extern const int kTmaDestinationWrittenLine;  // the TMA load whose tile a thread overwrote
 void launch_tma_destination_written();
+extern const int kWgmmaWithoutProxyFenceLine;  // thread 0 stores into B, no fence.proxy.async
+void launch_wgmma_without_proxy_fence();
 
 }  // namespace ptx_sm90_test
