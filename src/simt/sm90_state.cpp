@@ -152,10 +152,12 @@ void warpgroup_rendezvous(WgArrival& a, WgComplete complete, void* ctx) {
       detail::ShowToTsan show;
       complete(wg.threads, g, ctx);
     }
+    detail::tsan_release(&wg.tsan_done);
     for (unsigned i = 0; i < kWarpgroupSize; ++i)
       if (g * kWarpgroupSize + i != t.tid) w.wake(g * kWarpgroupSize + i);
   } else {
     block_current(a.op, a.where);
+    detail::tsan_acquire(&block_state().warpgroups[g].tsan_done);
   }
 }
 

@@ -45,6 +45,9 @@ struct Warpgroup {
   const char* op = nullptr;
   std::source_location where;
   WgArrival* threads[kWarpgroupSize]{};
+  // TSan: what the last thread did in `complete` (a wgmma's shared-memory reads at wait_group)
+  // happens before every thread of the warpgroup returns from the instruction.
+  char tsan_done = 0;
   // wgmma
   bool fenced = false;           // wgmma.fence since the last wait_group
   std::vector<WgmmaOp> ops;      // pending, in issue order
