@@ -542,6 +542,13 @@ TEST(SimtPtxSm90Reports, TmaStoreOfStoresWithoutProxyFence) {
   EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kTmaStoreWithoutFenceLine)) << r.text();
 }
 
+TEST(SimtPtxSm90Reports, MbarrierArrivalBeyondItsCount) {
+  const auto r = expect_report(ptx_sm90_test::launch_mbarrier_extra_arrival);
+  EXPECT_EQ(r.kind, BugKind::async_protocol) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kMbarrierExtraArrivalLine)) << r.text();
+  EXPECT_TRUE(has(r.message, "128 transaction bytes")) << r.text();
+}
+
 TEST(SimtPtxSm90Reports, MbarrierNeverInitialized) {
   const auto r = expect_report(ptx_sm90_test::launch_mbarrier_uninitialized);
   EXPECT_EQ(r.kind, BugKind::invalid_argument) << r.text();

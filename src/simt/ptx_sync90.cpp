@@ -69,6 +69,12 @@ uint64_t mbarrier_arrive(uint64_t* bar, uint32_t expect_tx, std::source_location
   const uint64_t token = m.phase;
   simt::detail::tsan_release(&m.tsan_sync[m.phase & 1]);
   m.tx += expect_tx;
+  if (m.pending == 0)
+    simt::report(BugKind::async_protocol,
+                 cat("mbarrier.arrive on ", ptr_text(bar), ": phase ", m.phase, " already has all ", m.count,
+                     " arrivals (it waits for ", m.tx, " transaction bytes): more arrivals than the count given "
+                     "to mbarrier.init is undefined"),
+                 where);
   --m.pending;
   maybe_complete(m);
   return token;

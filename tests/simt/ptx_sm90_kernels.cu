@@ -385,6 +385,18 @@ __global__ void wgmma_without_proxy_fence_kernel(float* out) {
 }
 const int kWgmmaWithoutProxyFenceLineValue = __LINE__ - 5;
 
+__global__ void mbarrier_extra_arrival_kernel(float* out) {
+  __shared__ __align__(8) uint64_t bar;
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::mbarrier_arrive_expect_tx(&bar, 128);
+    ouro::ptx::mbarrier_arrive(&bar);  // kMbarrierExtraArrivalLine
+  }
+  out[threadIdx.x] = 0;
+}
+const int kMbarrierExtraArrivalLineValue = __LINE__ - 4;
+
 void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
   DeviceBuffer<float> out(256);
   ouro::launch(kernel, dim3(1), dim3(threads), smem, nullptr, out.ptr);
@@ -406,6 +418,8 @@ const int kMbarrierHangLine = kMbarrierHangLineValue;
 const int kSetmaxnregSplitLine = kSetmaxnregSplitLineValue;
 const int kMbarrierUninitializedLine = kMbarrierUninitializedLineValue;
 const int kTmaDestinationWrittenLine = kTmaDestinationWrittenLineValue;
+const int kMbarrierExtraArrivalLine = kMbarrierExtraArrivalLineValue;
+void launch_mbarrier_extra_arrival() { launch_bug(mbarrier_extra_arrival_kernel, 32, 0); }
 const int kTmaStoreWithoutFenceLine = kTmaStoreWithoutFenceLineValue;
 const int kWgmmaWithoutProxyFenceLine = kWgmmaWithoutProxyFenceLineValue;
 void launch_wgmma_without_proxy_fence() { launch_bug(wgmma_without_proxy_fence_kernel, 128); }
