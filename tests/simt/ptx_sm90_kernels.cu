@@ -405,6 +405,20 @@ void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
 
 }  // namespace
 
+bool hopper_available() {
+#if defined(OURO_SIMT)
+  return true;
+#else
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return false;
+  }
+  int major = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major == 9;
+#endif
+}
+
 const int kWgmmaSplitSiteLine = kWgmmaSplitSiteLineValue;
 const int kWgmmaWarpExitedLine = kWgmmaWarpExitedLineValue;
 const int kWgmmaWarpAtBarrierLine = kWgmmaWarpAtBarrierLineValue;

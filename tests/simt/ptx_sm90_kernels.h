@@ -6,6 +6,10 @@
 
 namespace ptx_sm90_test {
 
+// Whether the kernels can run: always under the emulator; with nvcc, on a compute capability 9.x
+// device (the sm_90a build; elsewhere they trap).
+bool hopper_available();
+
 // One wgmma.mma_async.m64nNk16 by one warpgroup (128 threads). The block's dynamic shared
 // memory (smem_bytes, 1 KiB aligned) is filled with `image`; the operands' descriptors are
 // made in the kernel from byte offsets into it (a_off/b_off), LBO, SBO and swizzle (0 none,
