@@ -113,7 +113,25 @@ docker_image_checks() {
   return "$fail"
 }
 
+# ==== Hopper ptx wrappers (issue 16): the emulator's model of wgmma/TMA/mbarrier on an sm_90 GPU ====
+# Builds ouro_test_ptx_sm90_gpu (tests/test_simt_ptx_sm90.cpp with the nvcc-built kernels) and runs
+# it: every wgmma layout/swizzle/N, TMA load/store and the tensor-map checks against the same scalar
+# model the emulator passes. A failure means the emulator's reading of the ISA differs from the chip.
+check_ptx_sm90() {
+  local major
+  major="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | cut -d. -f1)"
+  if [ "$major" != 9 ]; then
+    echo "ptx sm90: SKIPPED: no compute capability 9.x GPU (nvidia-smi says '${major:-none}')"
+    return 0
+  fi
+  local dir="${OURO_BUILD_DIR:-$root/build}"
+  cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+    cmake --build "$dir" --target ouro_test_ptx_sm90_gpu &&
+    "$dir/tests/ouro_test_ptx_sm90_gpu"
+}
+
 # ==== main ======================================================================================
 status=0
+check_ptx_sm90 || status=1
 check_docker_image || status=1
 exit "$status"
