@@ -422,6 +422,31 @@ TEST_F(SimtPtxSm90, TensorMapEncodingChecksLikeTheDriver) {
   EXPECT_NE(ptx_sm90_test::encode_tensor_map(tall, 0, 192), 0);
 }
 
+// TMA writes the 128B swizzle that wgmma's descriptors read, through a ring of mbarrier-guarded
+// stages reused across phases, with a producer and a consumer warpgroup.
+TEST_F(SimtPtxSm90, WarpSpecializedTmaWgmmaPipeline) {
+  std::mt19937 rng(95);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int k_tiles = 5, K = 64 * k_tiles;
+  std::vector<uint16_t> a(64 * K), b(64 * K);
+  for (auto& x : a) x = to_bf16(normal(rng));
+  for (auto& x : b) x = to_bf16(normal(rng));
+  std::vector<float> d(64 * 64, -1.0f);
+  ptx_sm90_test::run_ws_gemm(k_tiles, a.data(), b.data(), d.data());
+  double err = 0, ref_norm = 0;
+  for (int m = 0; m < 64; ++m)
+    for (int n = 0; n < 64; ++n) {
+      float want = 0.0f;  // the emulator's order: fp32 fmaf in k order
+      for (int k = 0; k < K; ++k) want = std::fmaf(from_bf16(a[m * K + k]), from_bf16(b[n * K + k]), want);
+#if defined(OURO_SIMT)
+      ASSERT_EQ(std::bit_cast<uint32_t>(d[m * 64 + n]), std::bit_cast<uint32_t>(want)) << "D[" << m << "][" << n << "]";
+#endif
+      err += (d[m * 64 + n] - want) * double(d[m * 64 + n] - want);
+      ref_norm += double(want) * want;
+    }
+  EXPECT_LT(std::sqrt(err / ref_norm), 1e-5);
+}
+
 // ---- reports ------------------------------------------------------------------------------------
 #if defined(OURO_SIMT)
 

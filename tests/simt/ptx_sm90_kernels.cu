@@ -397,6 +397,63 @@ __global__ void mbarrier_extra_arrival_kernel(float* out) {
 }
 const int kMbarrierExtraArrivalLineValue = __LINE__ - 4;
 
+// ---- a warp-specialized pipeline: TMA producer, wgmma consumer --------------------------------
+// 256 threads: warpgroup 0 produces (one elected lane of warp 0 issues the TMA loads), warpgroup 1
+// consumes. Two stages of A and B tiles (64 x 64 bf16, 128B swizzle, 8 KiB each) guarded by full
+// and empty mbarriers; K = 64 * k_tiles. D (64 x 64, fp32) = A (64 x K) * B^T, B given as 64 x K.
+
+__global__ void __launch_bounds__(256) ws_gemm_kernel(const OURO_GRID_CONSTANT CUtensorMap map_a,
+                                                      const OURO_GRID_CONSTANT CUtensorMap map_b, int k_tiles,
+                                                      float* out) {
+  constexpr int kStages = 2;
+  constexpr uint32_t kTileBytes = 64 * 64 * 2;
+  __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();  // stage s: A at 2s * 8 KiB, B at (2s + 1) * 8 KiB
+  const unsigned wg = threadIdx.x / 128;
+  if (threadIdx.x == 0)
+    for (int s = 0; s < kStages; ++s) {
+      ouro::ptx::mbarrier_init(&full[s], 1);
+      ouro::ptx::mbarrier_init(&empty[s], 1);
+    }
+  __syncthreads();
+  if (wg == 0) {
+    ouro::ptx::setmaxnreg_dec<40>();
+    if (threadIdx.x / 32 == 0 && ouro::ptx::elect_sync()) {
+      for (int kt = 0; kt < k_tiles; ++kt) {
+        const int s = kt % kStages;
+        ouro::ptx::mbarrier_wait_parity(&empty[s], ((kt / kStages) & 1) ^ 1);  // first round passes
+        ouro::ptx::mbarrier_arrive_expect_tx(&full[s], 2 * kTileBytes);
+        ouro::ptx::cp_async_bulk_tensor_2d_global_to_shared(smem + (2 * s) * kTileBytes, &map_a, 64 * kt, 0, &full[s]);
+        ouro::ptx::cp_async_bulk_tensor_2d_global_to_shared(smem + (2 * s + 1) * kTileBytes, &map_b, 64 * kt, 0,
+                                                            &full[s]);
+      }
+    }
+    return;
+  }
+  ouro::ptx::setmaxnreg_inc<232>();
+  float acc[32];
+  for (float& x : acc) x = 0.0f;
+  const uint32_t base = ouro::ptx::shared_address(smem);
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % kStages;
+    ouro::ptx::mbarrier_wait_parity(&full[s], (kt / kStages) & 1);
+    ouro::ptx::wgmma_fence();
+    for (int k = 0; k < 4; ++k) {
+      const uint64_t da = ouro::ptx::make_wgmma_desc(base + (2 * s) * kTileBytes + 32 * k, 16, 1024, Swizzle::b128);
+      const uint64_t db = ouro::ptx::make_wgmma_desc(base + (2 * s + 1) * kTileBytes + 32 * k, 16, 1024, Swizzle::b128);
+      ouro::ptx::wgmma_mma_async<64>(acc, da, db, 1);
+    }
+    ouro::ptx::wgmma_commit_group();
+    ouro::ptx::wgmma_wait_group<0>();
+    if (threadIdx.x == 128) ouro::ptx::mbarrier_arrive(&empty[s]);
+  }
+  const unsigned t = threadIdx.x - 128, w = t / 32, lane = t % 32;
+  for (int j = 0; j < 32; ++j) {
+    const unsigned row = 16 * w + lane / 4 + 8 * ((j >> 1) & 1), col = 8 * (j >> 2) + 2 * (lane % 4) + (j & 1);
+    out[row * 64 + col] = acc[j];
+  }
+}
+
 void launch_bug(void (*kernel)(float*), unsigned threads, size_t smem = 4096) {
   DeviceBuffer<float> out(256);
   ouro::launch(kernel, dim3(1), dim3(threads), smem, nullptr, out.ptr);
@@ -534,6 +591,22 @@ void run_setmaxnreg(uint32_t* out) {
   ouro::launch(setmaxnreg_kernel, dim3(1), dim3(256), 0, nullptr, d_out.ptr);
   sync();
   d_out.get(out);
+}
+
+void run_ws_gemm(int k_tiles, const uint16_t* a, const uint16_t* b, float* d) {
+  const size_t k = static_cast<size_t>(k_tiles) * 64;
+  DeviceBuffer<uint16_t> d_a(a, 64 * k), d_b(b, 64 * k);
+  DeviceBuffer<float> d_d(64 * 64);
+  const TmaArgs t{64, static_cast<int>(k), static_cast<int>(k), 64, 64, 128, 0, 0};
+  CUtensorMap map_a, map_b;
+  if (make_map(map_a, t, d_a.ptr, k * 2) != CUDA_SUCCESS || make_map(map_b, t, d_b.ptr, k * 2) != CUDA_SUCCESS)
+    throw std::runtime_error("tensor map refused");
+  const size_t smem = 4 * 64 * 64 * 2;
+  OURO_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(ws_gemm_kernel),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  ouro::launch(ws_gemm_kernel, dim3(1), dim3(256), smem, nullptr, map_a, map_b, k_tiles, d_d.ptr);
+  sync();
+  d_d.get(d);
 }
 
 void launch_wgmma_split_site() { launch_bug(wgmma_split_site_kernel, 128); }

@@ -76,6 +76,11 @@ void run_tma_store(const TmaArgs& a, const uint8_t* image, uint16_t* tensor, boo
 // bf16 tensor; address_offset is added to a 256-byte aligned allocation.
 int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes);
 
+// A warp-specialized GEMM in miniature: a producer warpgroup's elected lane loads A (64 x K) and B
+// (64 x K, both K contiguous) by TMA with 128B swizzle into a 2-stage ring guarded by full/empty
+// mbarriers; a consumer warpgroup runs 4 wgmma m64n64k16 per 64-wide k tile. d = A * B^T (64 x 64).
+void run_ws_gemm(int k_tiles, const uint16_t* a, const uint16_t* b, float* d);
+
 // Bugs the emulator must report (the test checks kind and file:line).
 extern const int kWgmmaSplitSiteLine;      // warp 3 issues its wgmma from another line
 extern const int kWgmmaWarpExitedLine;     // warp 2 returned before the wgmma
