@@ -486,6 +486,13 @@ TEST(SimtPtxSm90Reports, WgmmaWarpsAtDifferentCallSites) {
   EXPECT_TRUE(has(r.kernel, "wgmma_split_site_kernel")) << r.text();
 }
 
+TEST(SimtPtxSm90Reports, WgmmaOperandsNotUniformAcrossTheWarpgroup) {
+  const auto r = expect_report(ptx_sm90_test::launch_wgmma_operands_differ);
+  EXPECT_EQ(r.kind, BugKind::warpgroup_mismatch) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kWgmmaOperandsDifferLine)) << r.text();
+  EXPECT_TRUE(has(r.message, "must be uniform")) << r.text();
+}
+
 TEST(SimtPtxSm90Reports, WgmmaWithAnExitedWarp) {
   const auto r = expect_report(ptx_sm90_test::launch_wgmma_warp_exited);
   EXPECT_EQ(r.kind, BugKind::warpgroup_mismatch) << r.text();

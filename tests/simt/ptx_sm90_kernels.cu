@@ -194,6 +194,15 @@ __global__ void wgmma_split_site_kernel(float* out) {
 }
 const int kWgmmaSplitSiteLineValue = __LINE__ - 5;
 
+__global__ void wgmma_operands_differ_kernel(float* out) {
+  Operands o = valid_operands();
+  const uint64_t db = threadIdx.x / 32 == 2 ? o.db + 8 : o.db;  // warp 2: B 128 bytes further
+  ouro::ptx::wgmma_fence();
+  ouro::ptx::wgmma_mma_async<8>(o.acc, o.da, db, 1);  // kWgmmaOperandsDifferLine
+  out[threadIdx.x] = 0;
+}
+const int kWgmmaOperandsDifferLineValue = __LINE__ - 3;
+
 __global__ void wgmma_warp_exited_kernel(float* out) {
   Operands o = valid_operands();
   ouro::ptx::wgmma_fence();
@@ -478,6 +487,8 @@ bool hopper_available() {
 
 const int kWgmmaSplitSiteLine = kWgmmaSplitSiteLineValue;
 const int kWgmmaWarpExitedLine = kWgmmaWarpExitedLineValue;
+const int kWgmmaOperandsDifferLine = kWgmmaOperandsDifferLineValue;
+void launch_wgmma_operands_differ() { launch_bug(wgmma_operands_differ_kernel, 128); }
 const int kWgmmaWarpAtBarrierLine = kWgmmaWarpAtBarrierLineValue;
 const int kWgmmaBadSwizzleStartLine = kWgmmaBadSwizzleStartLineValue;
 const int kWgmmaReservedBitsLine = kWgmmaReservedBitsLineValue;

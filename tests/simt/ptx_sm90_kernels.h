@@ -108,6 +108,8 @@ void launch_setmaxnreg_split();
 void launch_mbarrier_uninitialized();
 extern const int kTmaDestinationWrittenLine;  // the TMA load whose tile a thread overwrote
 void launch_tma_destination_written();
+extern const int kWgmmaOperandsDifferLine;  // warp 2 passes another B descriptor
+void launch_wgmma_operands_differ();
 extern const int kMbarrierExtraArrivalLine;  // a second arrival in a phase initialized for one
 void launch_mbarrier_extra_arrival();
 extern const int kWgmmaWithoutProxyFenceLine;  // thread 0 stores into B, no fence.proxy.async
