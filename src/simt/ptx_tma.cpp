@@ -17,6 +17,10 @@
 #include "simt/sm90_state.h"
 #include "simt/text.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace ouro::simt::sm90 {
 namespace {
 
@@ -50,6 +54,9 @@ void perform_tma_loads(Mbarrier& bar) {
   for (const TmaLoad& l : loads) {
     const TensorMap& m = l.map;
     const std::size_t bytes = std::size_t{m.box[0]} * m.box[1] * m.esize;
+#if defined(__SANITIZE_ADDRESS__)
+    ASAN_UNPOISON_MEMORY_REGION(l.dst, bytes);  // poisoned at issue when in dynamic shared memory
+#endif
     for (std::size_t i = 0; i < bytes; ++i)
       if (l.dst[i] != 0xFF)
         report(BugKind::async_protocol,
@@ -113,6 +120,16 @@ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar,
   check_shared(dst, m, op, where);
   const std::size_t bytes = std::size_t{m.box[0]} * m.box[1] * m.esize;
   std::memset(dst, 0xFF, bytes);  // NaN until the load lands
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan reports a kernel that touches the tile before the load landed (its mbarrier phase).
+  // Dynamic shared memory only: it is re-poisoned at every block start (worker.cpp).
+  {
+    const unsigned char* base = simt::detail::tl_dynamic_shared;
+    const auto* d = static_cast<const unsigned char*>(dst);
+    if (base && d >= base && d + bytes <= base + simt::this_thread().launch->params.shared_bytes)
+      ASAN_POISON_MEMORY_REGION(dst, bytes);
+  }
+#endif
   simt::detail::HideFromTsan hide;
   auto& table = simt::sm90::block_state().mbarriers;
   auto it = table.find(bar);

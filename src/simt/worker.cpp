@@ -122,10 +122,10 @@ void Worker::ensure_fibers(unsigned n) {
 void Worker::prepare_shared(std::size_t bytes) {
 #if defined(__SANITIZE_ADDRESS__)
   // Exactly the launch's bytes are addressable: a kernel reading past them is an ASan report.
-  if (bytes != shared_ready_) {
-    ASAN_POISON_MEMORY_REGION(shared_, kMaxDynamicShared);
-    ASAN_UNPOISON_MEMORY_REGION(shared_, bytes);
-  }
+  // Every block: a TMA load keeps its destination poisoned until it lands (ptx_tma.cpp), and a
+  // block abandoned by a report may leave it so.
+  ASAN_POISON_MEMORY_REGION(shared_, kMaxDynamicShared);
+  ASAN_UNPOISON_MEMORY_REGION(shared_, bytes);
 #endif
   shared_ready_ = bytes;
   // 0xFF bytes are a NaN in fp32, bf16 and fp16: reading shared memory never written shows.

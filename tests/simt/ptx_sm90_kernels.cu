@@ -367,6 +367,20 @@ __global__ void tma_store_kernel(const OURO_GRID_CONSTANT CUtensorMap map, int x
 
 const int kTmaStoreWithoutFenceLineValue = __LINE__ - 7;
 
+__global__ void tma_read_early_kernel(const OURO_GRID_CONSTANT CUtensorMap map, uint32_t bytes, uint8_t* out) {
+  __shared__ __align__(8) uint64_t bar;
+  uint8_t* smem = ouro::dynamic_shared<uint8_t>();
+  if (threadIdx.x == 0) ouro::ptx::mbarrier_init(&bar, 1);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ouro::ptx::mbarrier_arrive_expect_tx(&bar, bytes);
+    ouro::ptx::cp_async_bulk_tensor_2d_global_to_shared(smem, &map, 0, 0, &bar);
+  }
+  __syncthreads();
+  out[threadIdx.x] = smem[threadIdx.x];  // the bug: before mbarrier_wait_parity
+  ouro::ptx::mbarrier_wait_parity(&bar, 0);
+}
+
 __global__ void tma_destination_written_kernel(const OURO_GRID_CONSTANT CUtensorMap map, uint32_t bytes, uint8_t* out) {
   __shared__ __align__(8) uint64_t bar;
   uint8_t* smem = ouro::dynamic_shared<uint8_t>();
@@ -534,6 +548,16 @@ int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes) {
   DeviceBuffer<uint8_t> t(static_cast<size_t>(a.rows) * stride_bytes + 512);
   CUtensorMap map;
   return static_cast<int>(make_map(map, a, t.ptr + address_offset, static_cast<uint64_t>(stride_bytes)));
+}
+
+void launch_tma_read_early() {
+  TmaArgs a{16, 64, 64, 64, 16, 128, 0, 0};
+  DeviceBuffer<uint16_t> t(16 * 64);
+  DeviceBuffer<uint8_t> out(128);
+  CUtensorMap map;
+  if (make_map(map, a, t.ptr, 128) != CUDA_SUCCESS) throw std::runtime_error("tensor map refused");
+  ouro::launch(tma_read_early_kernel, dim3(1), dim3(128), 2048, nullptr, map, 2048u, out.ptr);
+  sync();
 }
 
 void launch_tma_destination_written() {

@@ -108,6 +108,8 @@ void launch_setmaxnreg_split();
 void launch_mbarrier_uninitialized();
 extern const int kTmaDestinationWrittenLine;  // the TMA load whose tile a thread overwrote
 void launch_tma_destination_written();
+// Threads read the TMA tile before waiting on its mbarrier: ASan's use-after-poison (ASan build).
+void launch_tma_read_early();
 extern const int kWgmmaOperandsDifferLine;  // warp 2 passes another B descriptor
 void launch_wgmma_operands_differ();
 extern const int kMbarrierExtraArrivalLine;  // a second arrival in a phase initialized for one
