@@ -2,7 +2,8 @@
 # The one script the first lent GPU runs (issue 15 D). On one H100/H200 it takes under 10 minutes:
 #   build  the cuda build (ouro and the GPU test binaries; no emulator), reused if present
 #   tests  every GPU test twin (ctest -L '^cuda$'): the kernel suites compiled by nvcc
-#          (ouro_test_kernel_*_gpu), the PTX wrappers, and the alternates against the native
+#          (ouro_test_kernel_*_gpu), the PTX wrappers (the Hopper ones, ouro_test_ptx_sm90_gpu,
+#          on sm_90: the emulator's wgmma/TMA/mbarrier model checked against the chip), and the alternates against the native
 #          kernels (ouro_test_cudnn_attention_gpu, ouro_test_cublaslt_matmul_gpu)
 #   train  GPT-2 124M's first 20 training losses on cuda against the cpu backend's, on the same
 #          generated token shard, within bf16 tolerance

@@ -7,6 +7,8 @@
 
 namespace ouro::simt::detail {
 
+void (*deadlock_hook)(Report& r) = nullptr;
+
 namespace {
 bool same_site(const std::source_location& a, const std::source_location& b) {
   return a.line() == b.line() && a.column() == b.column() &&
@@ -121,6 +123,7 @@ void Worker::report_deadlock() {
     r.message = "deadlock: every live thread waits and none can proceed\n";
   }
   r.message += describe_threads();
+  if (deadlock_hook) deadlock_hook(r);
   report(std::move(r));
 }
 

@@ -28,6 +28,10 @@ const char* to_string(BugKind kind) {
     case BugKind::invalid_argument: return "invalid argument";
     case BugKind::stream_race: return "stream race";
     case BugKind::host_buffer_changed: return "host buffer changed before its copy";
+    case BugKind::warpgroup_mismatch: return "warpgroup mismatch";
+    case BugKind::bad_descriptor: return "bad matrix descriptor";
+    case BugKind::async_protocol: return "async protocol violation";
+    case BugKind::mbarrier_hang: return "mbarrier hang";
   }
   return "?";
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ouro/simt/launch.h"
+#include "ouro/simt/report.h"
 #include "ouro/simt/thread.h"
 #include "ouro/simt/warp.h"
 #include "simt/fiber.h"
@@ -98,6 +99,11 @@ class Worker {
   int barrier(BarrierKind kind, int predicate, const char* op, std::source_location where);
   void warp_arrive(WarpArrival& a);
   unsigned live_lanes(unsigned warp) const { return warps_[warp].live; }
+  // Makes a fiber that waits (state at_warp, set by an emulation that then yield()s) ready
+  // again: for rendezvous kept outside the scheduler (warpgroups, mbarriers; src/simt/ptx_*).
+  void wake(unsigned tid) { fibers_[tid]->state = FiberState::ready; }
+  const Fiber& fiber(unsigned tid) const { return *fibers_[tid]; }
+  unsigned block_threads() const { return nthreads_; }
 
   const Launch* launch() const { return launch_; }
   std::uint64_t switches = 0;
@@ -142,6 +148,10 @@ class Worker {
 // synchronising: the scheduling itself is the synchronisation).
 void tsan_acquire(void* addr);
 void tsan_release(void* addr);
+
+// Set by emulations that keep their own waiters (src/simt/ptx_sync90.cpp): called on a deadlock
+// with the report the scheduler built, which it may rewrite to name what the threads wait for.
+extern void (*deadlock_hook)(Report& r);
 
 uint3 unflatten(unsigned linear, dim3 dims);
 void install_sanitizer_hooks();  // sanitizer_hooks.cpp

@@ -124,10 +124,10 @@ void Worker::ensure_fibers(unsigned n) {
 void Worker::prepare_shared(std::size_t bytes, SharedFill fill) {
 #if defined(__SANITIZE_ADDRESS__)
   // Exactly the launch's bytes are addressable: a kernel reading past them is an ASan report.
-  if (bytes != shared_ready_) {
-    ASAN_POISON_MEMORY_REGION(shared_, kMaxDynamicShared);
-    ASAN_UNPOISON_MEMORY_REGION(shared_, bytes);
-  }
+  // Every block: a TMA load keeps its destination poisoned until it lands (ptx_tma.cpp), and a
+  // block abandoned by a report may leave it so.
+  ASAN_POISON_MEMORY_REGION(shared_, kMaxDynamicShared);
+  ASAN_UNPOISON_MEMORY_REGION(shared_, bytes);
 #endif
   shared_ready_ = bytes;
   tl_dynamic_shared = shared_;

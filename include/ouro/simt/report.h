@@ -27,6 +27,10 @@ enum class BugKind {
   invalid_argument,     // misuse of an emulated API inside a kernel
   stream_race,          // OURO_SIMT_ASYNC: memory touched by two unordered streams / the host
   host_buffer_changed,  // OURO_SIMT_ASYNC: a pinned source changed before its queued copy ran
+  warpgroup_mismatch,   // threads of a warpgroup disagree at wgmma/setmaxnreg, or do not all come
+  bad_descriptor,       // a wgmma matrix descriptor the ISA forbids (address, offsets, swizzle)
+  async_protocol,       // a wgmma/TMA/mbarrier ordering rule broken (missing fence, early access)
+  mbarrier_hang,        // threads wait for an mbarrier phase that can never complete
 };
 
 const char* to_string(BugKind kind);
