@@ -30,6 +30,4 @@ add_library(ouro::blas ALIAS ouro_blas)
 
 # The tokenizer's libraries (PCRE2), its test fixtures' (liblzma) and its fuzz target (clang).
 include(OuroTokenizer)
-# The fuzz targets of the readers --resume trusts (state.json, metrics.jsonl).
-include(OuroFuzzResume)
-include(OuroFuzz)  # the readers of untrusted files: llm.c .bin, config.json, TOML
+include(OuroFuzz)  # the readers of untrusted files: llm.c .bin, config.json, TOML, state.json, metrics.jsonl
