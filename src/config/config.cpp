@@ -274,9 +274,10 @@ void take_model(Config& c, const ModelFrom& from) {
       return;
     }
     if (field != value)
-      fail("{}: key '{}' = {} differs from {}'s model, which has {} = {}; remove the key to take the "
-           "model's shape from {}, or pick a model of this shape",
-           where, full, render(c, *find_key("model", key)), from.origin, key, shown, from.origin);
+      fail("{}: key '{}' = {} differs from {}'s model, which has {} = {}: that model ({}) differs from the "
+           "config's ({}={}); remove the key to take the model's shape from {}, or pick a model of this shape",
+           where, full, render(c, *find_key("model", key)), from.origin, key, shown, describe_model(m), key,
+           render(c, *find_key("model", key)), from.origin);
   };
   take("n_layer", c.model.n_layer, m.n_layer, std::to_string(m.n_layer));
   take("n_head", c.model.n_head, m.n_head, std::to_string(m.n_head));
