@@ -1,8 +1,9 @@
 // Loading models from any supported source, and training checkpoints:
 //   run_dir/checkpoints/step_NNNNNN/{model.safetensors, config.json, optimizer.safetensors, state.json}
 // A checkpoint is built in run_dir/checkpoints/.tmp-step_NNNNNN-<pid>/, every file fsynced, and
-// renamed into place, so a step_* directory is always complete; ".tmp-*" debris from a crash is
-// never read and is removed by the next save.
+// renamed into place, so a step_* directory is always complete; rotation renames an old one to
+// ".tmp-retired-*" before deleting it. ".tmp-*" debris from a crash is never read and is removed
+// by the next save.
 #include <unistd.h>
 
 #include <algorithm>
@@ -172,7 +173,14 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const Checkpoint
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
       if (it->second == final_dir) continue;
       if (++kept >= keep_last) {  // the new one takes one of the slots
-        remove_dir(it->second);
+        // Renamed out of the step_* namespace first (atomic), then deleted: a kill during the
+        // deletion leaves ".tmp-*" debris, never a half-emptied step_* directory.
+        const fs::path retired = ckdir / fmt::format(".tmp-retired-{}-{}", it->second.filename().string(), ::getpid());
+        std::error_code rec;
+        fs::rename(it->second, retired, rec);
+        if (rec) fail("cannot retire '{}': {}", it->second.string(), rec.message());
+        io::fsync_dir(ckdir);
+        remove_dir(retired);
         phase("rotated");
       }
     }
