@@ -21,7 +21,6 @@
 #include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
-#include "train/run_log.h"
 
 namespace ouro {
 
@@ -291,7 +290,8 @@ void prepare_jsonl(const PrepareOptions& o, data::ByteSource& src, Output& out, 
     for (size_t i = 0; i < batch.size(); ++i) {
       if (!bad[i].empty()) {
         if (!o.skip_bad) fail("prepare: {}:{}: {} (--skip-bad skips such lines)", src.name(), numbers[i], bad[i]);
-        if (warned++ < 10) logger()->warn("prepare: skipping {}:{}: {}", src.name(), numbers[i], bad[i]);
+        // stderr, not the run logger: data sits below train and must not include it.
+        if (warned++ < 10) std::fprintf(stderr, "%s\n", fmt::format("warning: prepare: skipping {}:{}: {}", src.name(), numbers[i], bad[i]).c_str());
         ++c.bad;
         continue;
       }
