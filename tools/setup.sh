@@ -32,8 +32,8 @@ build_debs=(cmake ninja-build g++ pkg-config libspdlog-dev libcli11-dev libtomlp
             libpcre2-dev liblzma-dev python3-venv
             zlib1g-dev libzstd-dev)  # ouro prepare: .jsonl.gz and .jsonl.zst inputs
 # Tests and tools: the KJV text (fixtures, quickstart), clang and its runtime (the tokenizer's
-# libFuzzer target).
-tool_debs=(bible-kjv bible-kjv-text clang libclang-rt-dev)
+# libFuzzer target), xz (tests/cli unpack a fixture corpus).
+tool_debs=(bible-kjv bible-kjv-text clang libclang-rt-dev xz-utils)
 debs=("${build_debs[@]}")
 [ "$image" = 1 ] || debs+=("${tool_debs[@]}")
 missing=()

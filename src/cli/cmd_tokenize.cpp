@@ -1,7 +1,6 @@
 // `ouro tokenize`: text on stdin -> a JSON array of ids on stdout, or (--decode) the reverse.
 #include <cstdio>
-#include <iostream>
-#include <iterator>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,9 +12,17 @@ namespace ouro::cli {
 
 namespace {
 
+// In 1 MB blocks: a character at a time through std::cin (synced with stdio) spent more time
+// than encoding the text did.
 std::string read_stdin() {
-  std::string s{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
-  OURO_CHECK(!std::cin.bad(), "tokenize: error reading stdin");
+  std::string s;
+  std::vector<char> block(1 << 20);
+  for (;;) {
+    const size_t got = std::fread(block.data(), 1, block.size(), stdin);
+    s.append(block.data(), got);
+    if (got < block.size()) break;
+  }
+  OURO_CHECK(!std::ferror(stdin), "tokenize: error reading stdin");
   return s;
 }
 

@@ -160,11 +160,19 @@ std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
     });
   }
   errors.rethrow();
+  // One allocation per document, sized from its parts, so joining them copies each id once.
+  std::vector<size_t> doc_ids(docs.size(), 0), doc_parts(docs.size(), 0);
+  for (size_t i = 0; i < tasks.size(); ++i) doc_ids[tasks[i].doc] += parts[i].size(), ++doc_parts[tasks[i].doc];
   std::vector<std::vector<uint32_t>> out(docs.size());
   for (size_t i = 0; i < tasks.size(); ++i) {
     auto& dst = out[tasks[i].doc];
-    if (dst.empty()) dst = std::move(parts[i]);
-    else dst.insert(dst.end(), parts[i].begin(), parts[i].end());
+    if (doc_parts[tasks[i].doc] == 1) {
+      dst = std::move(parts[i]);
+      continue;
+    }
+    if (dst.empty()) dst.reserve(doc_ids[tasks[i].doc]);
+    dst.insert(dst.end(), parts[i].begin(), parts[i].end());
+    std::vector<uint32_t>().swap(parts[i]);  // give the part back before the next is copied
   }
   return out;
 }
