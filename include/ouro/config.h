@@ -100,7 +100,13 @@ struct LoopSection {
   int top_k = 0;
   double top_p = 1.0;
   double syn_frac = 0.25;     // fraction of each batch's rows drawn from the buffer
-  std::string task = "";      // "" = text prompts; add | sort | copy
+  std::string task = "";      // "" = text prompts; add | sort | copy | file
+  std::string task_file = "";  // task = file: JSONL of {"prompt", "answer"?, "difficulty"?} (loop/task_file.h)
+  // A checker program run once per round on JSONL {"prompt", "sample"} lines, writing one score per
+  // line (>= 0.5: correct); empty: answers are compared with the task's (loop/verifier_command.h).
+  std::string verifier_cmd = "";
+  bool verifier_shell = false;      // run verifier_cmd through /bin/sh -c (default: no shell)
+  double verifier_timeout_s = 60;   // per run; then the checker is killed and the run stops with an error
   int task_min = 1, task_max = 3;  // difficulties of the task's prompts (in round 0)
   int task_grow = 0;          // added to both per round: a curriculum that lengthens the problems
   std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, answer_length, accept_all

@@ -25,7 +25,9 @@ void add_eval(CLI::App& app) {
     std::vector<std::string> sets;
     int batch = 0, seq = -1, batches = 0, threads = -1;
     bool json = false;
-    std::string task;
+    std::string task, task_file, verifier_cmd;
+    bool verifier_shell = false;
+    double verifier_timeout_s = 60;
     int min_d = 1, max_d = 3, problems = 64, k = 1;
     float temperature = 1.0f;
   };
@@ -39,7 +41,15 @@ void add_eval(CLI::App& app) {
                   "the model comes from --init");
   cmd->add_option("--set", o->sets, "Override a key as train does: section.key=value (repeatable), e.g. "
                   "train.batch_size=16, train.seq_len=256, run.threads=2, run.device=cpu");
-  cmd->add_option("--task", o->task, "Exact-match accuracy on a built-in task instead: add, sort or copy");
+  cmd->add_option("--task", o->task,
+                  "Exact-match accuracy on a task instead: add, sort or copy, or file (--task-file)");
+  cmd->add_option("--task-file", o->task_file, "--task file: JSONL of {prompt, answer?, difficulty?} per line");
+  cmd->add_option("--verifier-cmd", o->verifier_cmd,
+                  "--task: a checker program judging the answers (JSONL {prompt, sample} in, one score per line "
+                  "out; >= 0.5 is correct), run without a shell");
+  cmd->add_flag("--verifier-shell", o->verifier_shell, "--verifier-cmd: run it through /bin/sh -c");
+  cmd->add_option("--verifier-timeout", o->verifier_timeout_s, "--verifier-cmd: seconds per run (default 60)")
+      ->check(finite_in(1e-3, 1e6, "a positive number of seconds"));
   cmd->add_option("--min", o->min_d, "--task: smallest difficulty")->check(positive);
   cmd->add_option("--max", o->max_d, "--task: largest difficulty")->check(positive);
   cmd->add_option("--problems", o->problems, "--task: problems per difficulty")->check(positive);
@@ -71,13 +81,14 @@ void add_eval(CLI::App& app) {
     OURO_CHECK(bad == 0, "--init {}: the model holds {} non-finite weight(s); it diverged and cannot be evaluated",
                o->init, bad);
     if (!o->task.empty()) {
-      auto task = make_task(o->task);
+      auto task = make_task(o->task, o->task_file);
       auto ops = make_ops(cfg.run.device);
       GPT2 model(lm.config, *ops, std::max(1, o->k), lm.config.seq_len);
       model.set_params(lm.params);
       TaskEvalOptions te;
       te.min_d = o->min_d, te.max_d = o->max_d, te.problems = o->problems, te.k = o->k;
       te.temperature = o->temperature;
+      te.verifier = {o->verifier_cmd, o->verifier_shell, o->verifier_timeout_s};
       auto r = evaluate_task(model, *task, te);
       r["task"] = o->task;
       if (o->json) std::puts(r.dump().c_str());

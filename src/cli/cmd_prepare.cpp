@@ -39,7 +39,7 @@ void add_prepare(CLI::App& app) {
     bool jsonl = false, skip_bad = false;
     int threads = 0;
     bool quiet = false;
-    std::string task;
+    std::string task, task_file;
     int64_t count = 100000;
     int min_d = 1, max_d = 3;
     uint64_t seed = 1;
@@ -53,7 +53,10 @@ void add_prepare(CLI::App& app) {
   cmd->add_flag("--skip-bad", o->skip_bad, "JSONL: skip and count malformed lines instead of failing");
   cmd->add_option("--shard-tokens", o->shard_tokens, "Tokens per shard (PREFIX_train_000000.bin, ...)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{2147483647}));
-  cmd->add_option("--task", o->task, "Write a built-in task's problems instead of text: add, sort or copy");
+  cmd->add_option("--task", o->task,
+                  "Write a task's problems instead of text: add, sort or copy, or file (--task-file; its "
+                  "validation problems are drawn from the same file)");
+  cmd->add_option("--task-file", o->task_file, "--task file: JSONL of {prompt, answer, difficulty?} per line");
   cmd->add_option("--count", o->count, "--task: training problems")->check(CLI::PositiveNumber);
   cmd->add_option("--min", o->min_d, "--task: smallest difficulty (digits or length)")->check(CLI::PositiveNumber);
   cmd->add_option("--max", o->max_d, "--task: largest difficulty")->check(CLI::PositiveNumber);
@@ -70,7 +73,7 @@ void add_prepare(CLI::App& app) {
   cmd->callback([o] {
     if (!o->task.empty()) {
       OURO_CHECK(o->inputs.empty(), "prepare: --task and --input are exclusive");
-      auto task = make_task(o->task);
+      auto task = make_task(o->task, o->task_file);
       auto r = prepare_task(*task, o->out, o->count, o->min_d, o->max_d, o->seed, o->val_frac);
       logger()->info("wrote {} ({} tokens) and {} ({} tokens): task {} at difficulties {}..{}", r.train.string(),
                      r.train_tokens, r.val.string(), r.val_tokens, o->task, o->min_d, o->max_d);

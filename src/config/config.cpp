@@ -63,6 +63,8 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(loop, top_p, Float),          OURO_KEY(loop, syn_frac, Float),
       OURO_KEY(loop, task, String),          OURO_KEY(loop, task_min, Int),
       OURO_KEY(loop, task_max, Int),         OURO_KEY(loop, task_grow, Int),
+      OURO_KEY(loop, task_file, String),     OURO_KEY(loop, verifier_cmd, String),
+      OURO_KEY(loop, verifier_shell, Bool),  OURO_KEY(loop, verifier_timeout_s, Float),
       OURO_KEY(loop, scorer, String),
       OURO_KEY(loop, band_lo, Float),        OURO_KEY(loop, band_hi, Float),
       OURO_KEY(loop, min_token_prob, Float), OURO_KEY(loop, dedup_n, Int),
@@ -478,8 +480,12 @@ void Config::validate() const {
   // Task prompts are not bounded by model.seq_len above; prompt + continuation is sized in int.
   need(loop.prompt_tokens <= kMaxModelDim, "loop.prompt_tokens", "must be at most 2^24");
   need(loop.syn_frac >= 0 && loop.syn_frac <= 1, "loop.syn_frac", "must be in [0, 1]");
-  need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy",
-       "loop.task", "must be empty (text) or one of add, sort, copy");
+  need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy" || loop.task == "file",
+       "loop.task", "must be empty (text) or one of add, sort, copy, file");
+  need(loop.task == "file" ? !loop.task_file.empty() : loop.task_file.empty(), "loop.task_file",
+       "must be set exactly when loop.task = \"file\"");
+  need(loop.verifier_cmd.empty() || !loop.task.empty(), "loop.verifier_cmd", "needs a loop.task");
+  need(loop.verifier_timeout_s > 0, "loop.verifier_timeout_s", "must be positive");
   need(loop.task_min >= 1 && loop.task_min <= loop.task_max, "loop.task_min",
        "must be >= 1 and <= loop.task_max");
   need(loop.task_grow >= 0, "loop.task_grow", "must be >= 0");

@@ -18,8 +18,10 @@ std::vector<uint32_t> task_tokens(const Task& task, int64_t count, int min_d, in
   const int span = max_d - min_d + 1;
   for (int64_t i = 0; i < count; ++i) {
     toks.push_back(kByteEot);
-    for (unsigned char c : problem_text(task.make(min_d + static_cast<int>(i % span), seed, static_cast<uint64_t>(i))))
-      toks.push_back(c);
+    const Problem p = task.make(min_d + static_cast<int>(i % span), seed, static_cast<uint64_t>(i));
+    OURO_CHECK(p.answer_known, "prepare --task {}: the prompt '{}' (difficulty {}) has no answer; training "
+               "documents need one", task.name(), p.prompt.substr(0, 60), p.difficulty);
+    for (unsigned char c : problem_text(p)) toks.push_back(c);
     // The estimate in prepare_task can be off for tasks whose problems grow with the index:
     // this keeps memory bounded by the limit whatever happens.
     OURO_CHECK(toks.size() <= kShardTokenLimit, "prepare --task: --count {} makes more than {} tokens "
@@ -74,9 +76,12 @@ nlohmann::json evaluate_task(GPT2& model, const Task& task, const TaskEvalOption
   nlohmann::json greedy = nlohmann::json::object(), majority = nlohmann::json::object();
   const int ctx = model.config().seq_len;
   for (int d = opt.min_d; d <= opt.max_d; ++d) {
+    const int64_t available = task.count(d);
+    if (available == 0) continue;
+    const int n = available < 0 ? opt.problems : static_cast<int>(std::min<int64_t>(opt.problems, available));
     std::vector<Problem> probs;
     std::vector<std::vector<int>> prompts;
-    for (int i = 0; i < opt.problems; ++i) {
+    for (int i = 0; i < n; ++i) {
       probs.push_back(task.make(d, opt.seed, static_cast<uint64_t>(i)));
       std::vector<int> p{kByteEot};
       for (unsigned char c : probs.back().prompt) p.push_back(c);
@@ -87,10 +92,10 @@ nlohmann::json evaluate_task(GPT2& model, const Task& task, const TaskEvalOption
     so.max_tokens = opt.max_new_tokens;
     so.stop_token = '\n';
     so.temperature = 0;
-    int ok = 0, ok_major = 0;
-    for (int i = 0; i < opt.problems; ++i) {
+    std::vector<std::string> answers, major_answers;
+    for (int i = 0; i < n; ++i) {
       auto g = generate_batch(model, {prompts[i]}, so, {0});
-      ok += task.verify(probs[i], bytes_text(g[0].tokens));
+      answers.push_back(bytes_text(g[0].tokens));
       if (opt.k > 1) {
         SampleOptions sk = so;
         sk.temperature = opt.temperature;
@@ -102,11 +107,17 @@ nlohmann::json evaluate_task(GPT2& model, const Task& task, const TaskEvalOption
         auto best = votes.begin();
         for (auto it = votes.begin(); it != votes.end(); ++it)
           if (it->second > best->second) best = it;
-        ok_major += best->first == probs[i].answer;
+        major_answers.push_back(best->first);
       }
     }
-    greedy[std::to_string(d)] = static_cast<double>(ok) / opt.problems;
-    if (opt.k > 1) majority[std::to_string(d)] = static_cast<double>(ok_major) / opt.problems;
+    // Judged in one batch per difficulty (one run of a checker program).
+    auto correct = [&](const std::vector<std::string>& a) {
+      int ok = 0;
+      for (int v : verify_answers(task, opt.verifier, probs, a)) ok += v == 1;
+      return static_cast<double>(ok) / n;
+    };
+    greedy[std::to_string(d)] = correct(answers);
+    if (opt.k > 1) majority[std::to_string(d)] = correct(major_answers);
   }
   nlohmann::json out = {{"greedy", greedy}};
   if (opt.k > 1) out["majority"] = majority;

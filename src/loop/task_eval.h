@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loop/tasks.h"
+#include "loop/verifier_command.h"
 #include "ouro/data.h"
 #include "ouro/model.h"
 
@@ -24,10 +25,13 @@ struct TaskEvalOptions {
   float temperature = 1.0f;
   int max_new_tokens = 32;
   uint64_t seed = 0xE7A1;  // the held-out problems: a seed the training data does not use
+  VerifierCommand verifier;  // a checker program instead of the task's answers (run once per difficulty)
 };
 
 // Exact-match accuracy per difficulty: {"greedy": {"3": 0.9, ...}, "majority": {...}} (majority
-// only with k > 1). Difficulties whose prompt does not fit the context are skipped.
+// only with k > 1), over min(problems, task.count(d)) problems. Difficulties whose prompt does not
+// fit the context, or that the task has no problem of, are skipped; problems without an answer
+// count as wrong unless a checker program judges them.
 nlohmann::json evaluate_task(GPT2& model, const Task& task, const TaskEvalOptions& opt);
 
 }  // namespace ouro

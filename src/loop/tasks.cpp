@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "loop/task_file.h"
 #include "ouro/error.h"
 
 namespace ouro {
@@ -97,11 +98,16 @@ std::string Task::extract_answer(const std::string& generated) {
 
 std::vector<std::string> task_names() { return {"add", "sort", "copy"}; }
 
-std::unique_ptr<Task> make_task(const std::string& name) {
+std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file) {
+  OURO_CHECK(name == "file" || task_file.empty(), "a task file ({}) is for task 'file', not '{}'", task_file, name);
+  if (name == "file") {
+    OURO_CHECK(!task_file.empty(), "task 'file' needs a task file (loop.task_file, or --task-file)");
+    return FileTask::load(task_file);
+  }
   if (name == "add") return std::make_unique<AddTask>();
   if (name == "sort") return std::make_unique<SortTask>();
   if (name == "copy") return std::make_unique<CopyTask>();
-  fail("unknown task '{}': built-in tasks are add, sort, copy", name);
+  fail("unknown task '{}': built-in tasks are add, sort, copy; 'file' reads a task file", name);
 }
 
 }  // namespace ouro

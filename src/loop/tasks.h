@@ -19,6 +19,7 @@ struct Problem {
   std::string prompt;
   std::string answer;
   int difficulty = 0;
+  bool answer_known = true;  // false: a user's prompt without an answer (a checker program judges it)
 };
 
 class Task {
@@ -27,6 +28,8 @@ class Task {
   virtual std::string name() const = 0;
   // A problem of the given difficulty; `seed` and `index` determine it completely.
   virtual Problem make(int difficulty, uint64_t seed, uint64_t index) const = 0;
+  // How many distinct problems of this difficulty exist; -1: unbounded (generated).
+  virtual int64_t count(int /*difficulty*/) const { return -1; }
   // The model's answer: the text it generated up to (not including) the first newline.
   static std::string extract_answer(const std::string& generated);
   bool verify(const Problem& p, const std::string& generated) const {
@@ -38,8 +41,9 @@ class Task {
   virtual bool plausible(const Problem& p, const std::string& generated) const = 0;
 };
 
-// "add", "sort" or "copy"; anything else is an error listing them.
-std::unique_ptr<Task> make_task(const std::string& name);
+// "add", "sort" or "copy"; anything else is an error listing them. "file" reads the user's
+// prompts from `task_file` (loop/task_file.h).
+std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file = "");
 std::vector<std::string> task_names();
 
 // The text a training document holds for a problem.
