@@ -37,6 +37,9 @@ const char* tile_name(MatmulTile t) {
     case MatmulTile::large: return "large";
     case MatmulTile::small: return "small";
     case MatmulTile::simple: return "simple";
+    case MatmulTile::hopper: return "hopper";
+    case MatmulTile::hopper_128x256: return "hopper_128x256";
+    case MatmulTile::hopper_128x128: return "hopper_128x128";
   }
   return "?";
 }
@@ -123,7 +126,19 @@ BackwardResult check_backward(const Shape& s, MatmulTile tile, bool with_bias, u
   return r;
 }
 
-const MatmulTile kAllTiles[] = {MatmulTile::automatic, MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+// Every tile configuration this device runs: the Ampere ones everywhere, the Hopper (sm_90a) ones
+// where that kernel can run (always in the emulator; on a GPU only on compute capability 9.0).
+std::vector<MatmulTile> all_tiles() {
+  std::vector<MatmulTile> t{MatmulTile::automatic, MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+  if (ouro::kernels::matmul_hopper_available())
+    t.insert(t.end(), {MatmulTile::hopper, MatmulTile::hopper_128x256, MatmulTile::hopper_128x128});
+  return t;
+}
+std::vector<MatmulTile> hopper_tiles() {
+  if (!ouro::kernels::matmul_hopper_available()) return {};
+  return {MatmulTile::hopper_128x256, MatmulTile::hopper_128x128};
+}
+const std::vector<MatmulTile> kAllTiles = all_tiles();
 
 TEST_F(MatmulTest, ForwardRaggedWithBias) {
   for (MatmulTile t : kAllTiles) check_forward({77, 40, 136}, t, true, Epilogue::none, false, 11);
@@ -154,7 +169,9 @@ TEST_F(MatmulTest, BackwardRagged) {
 // dbias reduction runs over 2 row chunks.
 TEST_F(MatmulTest, LargerShapeAllPipelineStages) {
   const Shape s{256, 256, 384};
-  for (MatmulTile t : {MatmulTile::large, MatmulTile::small}) {
+  std::vector<MatmulTile> tiles{MatmulTile::large, MatmulTile::small};
+  for (MatmulTile t : hopper_tiles()) tiles.push_back(t);
+  for (MatmulTile t : tiles) {
     check_forward(s, t, true, Epilogue::gelu, true, 31);
     check_backward(s, t, true, 32);
   }
@@ -187,13 +204,46 @@ TEST_F(MatmulTest, LargeTileFallsBackWhenTheDeviceHasLessSharedMemory) {
 // fp32 partials in the scratch memory, summed in slice order.
 TEST_F(MatmulTest, BackwardSplitK) {
   for (MatmulTile t : {MatmulTile::automatic, MatmulTile::small}) check_backward({1100, 48, 40}, t, true, 71);
+  for (MatmulTile t : hopper_tiles()) check_backward({1100, 48, 40}, t, true, 72);
 }
+
+// The Hopper kernel on shapes where it differs from the Ampere one: several persistent work
+// units per block (the emulated GPU has few SMs), the producer wrapping around its stage ring
+// across tiles (more k steps than stages), M, Nn and K all ragged against 128 / 256 / 64, and
+// a split-K dW whose slices are whole 64-deep stages except the last.
+TEST_F(MatmulTest, HopperRaggedMultiTileAndStageWrap) {
+  for (MatmulTile t : hopper_tiles()) {
+    check_forward({300, 456, 264}, t, true, Epilogue::gelu, true, 81);
+    check_forward({129, 136, 8}, t, false, Epilogue::none, false, 82);
+    check_backward({300, 456, 264}, t, true, 83);
+    check_backward({2100, 72, 24}, t, true, 84);  // split K, K = 2100 is no multiple of 64
+  }
+}
+
+#if defined(OURO_SIMT)
+// OURO_SIMT_ARCH=90 makes the automatic choice take the Hopper kernel in the emulator (as compute
+// capability 9.0 does on a GPU). Seen through its shared-memory request: with the opt-in limit
+// faked below its 193 KiB, automatic warns about the sm_90a tile and falls back to the Ampere
+// kernel (results still right); without the variable it never asks for the Hopper tile.
+TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
+  ::setenv("OURO_SIMT_SMEM_OPTIN", "131072", 1);
+  for (const bool arch90 : {false, true}) {
+    if (arch90) ::setenv("OURO_SIMT_ARCH", "90", 1);
+    ::testing::internal::CaptureStderr();
+    check_forward({300, 456, 264}, MatmulTile::automatic, true, Epilogue::gelu, true, 91);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    ::unsetenv("OURO_SIMT_ARCH");
+    EXPECT_EQ(log.find("matmul sm_90a 128x") != std::string::npos, arch90) << log;
+  }
+  ::unsetenv("OURO_SIMT_SMEM_OPTIN");
+}
+#endif
 
 // C or OC not a multiple of 8: the fast path cannot take 16-byte rows, the fallback runs
 // whatever tile is asked for.
 TEST_F(MatmulTest, FallbackShapes) {
   for (const Shape& s : {Shape{77, 37, 50}, Shape{45, 40, 133}, Shape{33, 13, 48}, Shape{1, 1, 1}, Shape{300, 9, 10}}) {
-    for (MatmulTile t : {MatmulTile::automatic, MatmulTile::large}) {
+    for (MatmulTile t : {MatmulTile::automatic, MatmulTile::large, MatmulTile::hopper}) {
       check_forward(s, t, true, Epilogue::gelu, true, 41);
       check_backward(s, t, true, 42);
     }
@@ -221,7 +271,9 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 TEST_F(MatmulTest, Deterministic) {
-  for (MatmulTile t : {MatmulTile::large, MatmulTile::small, MatmulTile::simple}) {
+  std::vector<MatmulTile> tiles{MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+  for (MatmulTile t : hopper_tiles()) tiles.push_back(t);
+  for (MatmulTile t : tiles) {
     SCOPED_TRACE(tile_name(t));
     const Shape s{77, 40, 136};
     const auto f1 = check_forward(s, t, true, Epilogue::gelu, true, 61);
