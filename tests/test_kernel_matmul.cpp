@@ -226,6 +226,9 @@ TEST_F(MatmulTest, HopperRaggedMultiTileAndStageWrap) {
 // faked below its 193 KiB, automatic warns about the sm_90a tile and falls back to the Ampere
 // kernel (results still right); without the variable it never asks for the Hopper tile.
 TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
+  const char* outer = std::getenv("OURO_SIMT_ARCH");  // the sm90.* ctest pass sets it
+  const std::string saved = outer ? outer : "";
+  ::unsetenv("OURO_SIMT_ARCH");
   ::setenv("OURO_SIMT_SMEM_OPTIN", "131072", 1);
   for (const bool arch90 : {false, true}) {
     if (arch90) ::setenv("OURO_SIMT_ARCH", "90", 1);
@@ -236,6 +239,7 @@ TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
     EXPECT_EQ(log.find("matmul sm_90a 128x") != std::string::npos, arch90) << log;
   }
   ::unsetenv("OURO_SIMT_SMEM_OPTIN");
+  if (outer) ::setenv("OURO_SIMT_ARCH", saved.c_str(), 1);
 }
 #endif
 
@@ -284,6 +288,21 @@ TEST_F(MatmulTest, Deterministic) {
     EXPECT_TRUE(bitwise_equal(b1.dinp, b2.dinp));
     EXPECT_TRUE(bitwise_equal(b1.dweight, b2.dweight));
     EXPECT_TRUE(bitwise_equal(b1.dbias, b2.dbias));
+  }
+}
+
+// Full-size GPT-2 124M shapes (B*T = 1024 rows; attention projection and MLP), forward with
+// GELU and backward, on the Hopper kernel: minutes of emulated wgmma, so they skip unless
+// OURO_FULL_TESTS=1 (ctest label `full`, registered with -DOURO_FULL_TESTS=ON; never in default
+// CI, which runs the CI-sized shapes above).
+class MatmulFull : public MatmulTest {};
+TEST_F(MatmulFull, Gpt2ShapesHopper) {
+  const char* full = std::getenv("OURO_FULL_TESTS");
+  if (!full || std::string(full) != "1") GTEST_SKIP() << "full-size shapes: set OURO_FULL_TESTS=1 (ctest -L full)";
+  if (hopper_tiles().empty()) GTEST_SKIP() << "no Hopper kernel on this device";
+  for (const Shape& s : {Shape{1024, 768, 2304}, Shape{1024, 768, 3072}, Shape{1024, 3072, 768}}) {
+    check_forward(s, MatmulTile::hopper, true, Epilogue::gelu, true, 101);
+    check_backward(s, MatmulTile::hopper, true, 102);
   }
 }
 
