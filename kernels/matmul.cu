@@ -43,6 +43,11 @@
 // shape only. dbias is a separate two-pass reduction over fixed row chunks through the scratch
 // memory (fp32 partial sums per chunk, then summed in chunk order).
 //
+// Hopper: on compute capability 9.0 with sm_90a code (or OURO_SIMT_ARCH=90 in the emulator) the
+// fast path runs kernels/matmul_sm90.cu instead (warp-specialized TMA + wgmma, same layouts, same
+// epilogue: kernels/matmul_epilogue.cuh; same split-K slice count, slices rounded to its 64-deep
+// stages); where it cannot get its shared memory the kernels below run.
+//
 // Fallback (any shape): 16x16 output tiles, 256 threads, one output per thread, fp32 FMA over
 // 16-wide k tiles staged through shared memory; the same epilogue.
 //

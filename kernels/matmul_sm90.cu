@@ -5,6 +5,7 @@
 #include "kernels/shared_memory.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -40,9 +41,12 @@
 //     descriptor start + 2048 B per k16 step (16 k rows), leading byte offset 8192 (the next
 //     64-wide mn block), stride byte offset 1024 (8 k rows), transpose bit 1.
 // Tiles: wide = 128x256, 4 stages of 48 KiB = 192 KiB (+1 KiB alignment slack); narrow =
-// 128x128, 6 stages of 32 KiB = 192 KiB. One block per SM. A 128x256x64 stage is 4.2 MFLOP
-// for 48 KiB of shared memory read once by the tensor cores (85 FLOP per byte; 64 for 128x128)
-// against the Ampere kernel's 16 (ldmatrix copies every operand through registers).
+// 128x128, 6 stages of 32 KiB = 192 KiB. One block per SM. Shared-memory traffic per stage:
+// wide 4.2 MFLOP for 48 KiB written by TMA + 80 KiB read by wgmma (each consumer reads its A
+// half and all of B) = 32 FLOP per byte, i.e. 128 B/clock at the SM's 4096 bf16 FLOP/clock,
+// the shared-memory bandwidth; narrow 2.1 MFLOP for 32 + 48 KiB = 25.6 FLOP/B (160 B/clock
+// needed: at most ~80% of the tensor rate). The Ampere kernel: 16 FLOP/B (~50%). The automatic
+// choice weighs that ceiling against wave quantization on the persistent grid (pick_tile).
 //
 // Persistent grid: min(work units, SMs) blocks; unit u = (split u / tiles, tile u % tiles),
 // block b takes units b, b + grid, ... Tiles are rasterized in groups of 8 tile rows walked
@@ -269,6 +273,18 @@ int sm_count() {
   return n > 0 ? n : 1;
 }
 
+// The static model of docs/perf.md: a tile's expected fraction of the tensor rate is its
+// shared-memory ceiling (wide 1.0, narrow 0.8: FLOP per shared byte against 128 B/clock) times
+// the wave efficiency of its work units on `sms` persistent blocks (units / (sms x whole waves)).
+Sm90Tile pick_tile(int M, int Nn, int splits, int sms) {
+  auto expected = [&](int bn, double ceiling) {
+    const double units = double(ceil_div(M, kBM)) * ceil_div(Nn, bn) * splits;
+    const double waves = units / sms;
+    return ceiling * waves / std::ceil(waves);
+  };
+  return Nn > 128 && expected(Wide::BN, 1.0) >= expected(Narrow::BN, 0.8) ? Sm90Tile::wide : Sm90Tile::narrow;
+}
+
 template <class Cfg, bool A_K, bool B_K>
 bool launch_cfg(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, int splits, int k_split,
                 cudaStream_t stream) {
@@ -341,12 +357,7 @@ bool gemm(bool a_kmajor, bool b_kmajor, const bf16* A, const bf16* B, int M, int
           Sm90Tile tile, int splits, int k_split, cudaStream_t stream) {
   if (splits < 1 || k_split % kBK != 0 || (splits > 1 && !e.partial))
     throw std::invalid_argument("matmul (sm_90a): bad split-K arguments");
-  if (tile == Sm90Tile::automatic) {
-    // 128x256 when it alone fills the GPU (fewer, larger tiles: more FLOP per loaded byte),
-    // else 128x128 (twice the tiles for the same shape).
-    const long wide_units = long(ceil_div(M, kBM)) * ceil_div(Nn, Wide::BN) * splits;
-    tile = Nn > 128 && wide_units >= sm_count() ? Sm90Tile::wide : Sm90Tile::narrow;
-  }
+  if (tile == Sm90Tile::automatic) tile = pick_tile(M, Nn, splits, sm_count());
   if (tile == Sm90Tile::wide && launch_layout<Wide>(a_kmajor, b_kmajor, A, B, M, Nn, K, e, splits, k_split, stream))
     return true;
   return launch_layout<Narrow>(a_kmajor, b_kmajor, A, B, M, Nn, K, e, splits, k_split, stream);
