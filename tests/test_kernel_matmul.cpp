@@ -18,6 +18,10 @@
 
 #include "cpu/cpu_ops.h"
 
+#if defined(OURO_SIMT)
+#include <ouro/simt/launch.h>
+#endif
+
 #include <stdexcept>
 #include <string>
 
@@ -305,6 +309,26 @@ TEST_F(MatmulFull, Gpt2ShapesHopper) {
     check_backward(s, MatmulTile::hopper, true, 102);
   }
 }
+
+#if defined(OURO_SIMT)
+// The Hopper kernel's persistent grid is min(work units, SMs), and the emulated device has one SM
+// per worker thread: 1 vs 3 SMs give each block a different set of tiles and split-K slices, yet
+// every output is bitwise the same (one thread's fixed k order per element, slices summed in order).
+TEST_F(MatmulTest, HopperBitwiseTheSameForAnyGridSize) {
+  const unsigned saved = ouro::simt::worker_threads();
+  std::vector<std::vector<float>> fwd;
+  std::vector<BackwardResult> bwd;
+  for (const unsigned sms : {1u, 3u}) {
+    ouro::simt::set_worker_threads(sms);
+    fwd.push_back(check_forward({300, 456, 264}, MatmulTile::hopper_128x128, true, Epilogue::gelu, true, 111));
+    bwd.push_back(check_backward({1100, 48, 40}, MatmulTile::hopper_128x128, true, 112));  // split K
+  }
+  ouro::simt::set_worker_threads(saved);
+  EXPECT_TRUE(bitwise_equal(fwd[0], fwd[1]));
+  EXPECT_TRUE(bitwise_equal(bwd[0].dinp, bwd[1].dinp));
+  EXPECT_TRUE(bitwise_equal(bwd[0].dweight, bwd[1].dweight));
+}
+#endif
 
 TEST_F(MatmulTest, RejectsBadArguments) {
   DeviceBuffer<bf16> a(64), b(64), c(64);
