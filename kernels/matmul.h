@@ -28,7 +28,8 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
 // Hopper GPU (compute capability 9.0, binary built for sm_90a) the warp-specialized wgmma/TMA
 // kernel (kernels/matmul_sm90.cu; 128x256 or 128x128 tiles by shape); elsewhere the Ampere
 // mma.sync kernel: the 128x128 tile when it fills the GPU, else 64x64. In the SIMT emulator
-// automatic takes the Hopper kernel only with OURO_SIMT_ARCH=90 in the environment. Shapes whose
+// automatic takes the Hopper kernel only with OURO_SIMT_ARCH=90 in the environment;
+// OURO_MATMUL_SM90=0 keeps automatic on the Ampere kernel everywhere. Shapes whose
 // C or OC is not a multiple of 8 (or operands not 16-byte aligned) always take the simple
 // deterministic fp32 kernel. Forcing a tile is for tests and benchmarks: `large` / `small` /
 // `simple` (Ampere), `hopper` (the Hopper kernel, tile by shape), `hopper_128x256`,

@@ -15,6 +15,7 @@ enum class Sm90Tile { automatic, wide, narrow };
 bool gemm_available();
 // Whether matmul's automatic choice takes it: gemm_available() on a GPU; in the emulator only
 // when OURO_SIMT_ARCH=90 (the emulated device otherwise runs the Ampere kernels, as before).
+// OURO_MATMUL_SM90=0 turns it off everywhere (the Ampere kernel then runs on Hopper too).
 bool gemm_selected();
 
 // D (M x Nn) = A B, then the epilogue e (kernels/matmul_epilogue.cuh). A is [m][k] when a_kmajor

@@ -228,22 +228,30 @@ TEST_F(MatmulTest, HopperRaggedMultiTileAndStageWrap) {
 // OURO_SIMT_ARCH=90 makes the automatic choice take the Hopper kernel in the emulator (as compute
 // capability 9.0 does on a GPU). Seen through its shared-memory request: with the opt-in limit
 // faked below its 193 KiB, automatic warns about the sm_90a tile and falls back to the Ampere
-// kernel (results still right); without the variable it never asks for the Hopper tile.
+// kernel (results still right); without the variable, or with OURO_MATMUL_SM90=0, it never asks
+// for the Hopper tile.
 TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
   const char* outer = std::getenv("OURO_SIMT_ARCH");  // the sm90.* ctest pass sets it
   const std::string saved = outer ? outer : "";
-  ::unsetenv("OURO_SIMT_ARCH");
   ::setenv("OURO_SIMT_SMEM_OPTIN", "131072", 1);
-  for (const bool arch90 : {false, true}) {
-    if (arch90) ::setenv("OURO_SIMT_ARCH", "90", 1);
+  // (OURO_SIMT_ARCH, OURO_MATMUL_SM90, whether automatic asks for the Hopper kernel). The warning
+  // comes once per process, so the case that must show it runs last.
+  struct Case {
+    const char *arch, *sm90;
+    bool hopper;
+  };
+  for (const Case& c : {Case{nullptr, nullptr, false}, Case{"90", "0", false}, Case{"90", nullptr, true}}) {
+    SCOPED_TRACE(std::string("OURO_SIMT_ARCH=") + (c.arch ? c.arch : "") + " OURO_MATMUL_SM90=" + (c.sm90 ? c.sm90 : ""));
+    if (c.arch) ::setenv("OURO_SIMT_ARCH", c.arch, 1); else ::unsetenv("OURO_SIMT_ARCH");
+    if (c.sm90) ::setenv("OURO_MATMUL_SM90", c.sm90, 1); else ::unsetenv("OURO_MATMUL_SM90");
     ::testing::internal::CaptureStderr();
     check_forward({300, 456, 264}, MatmulTile::automatic, true, Epilogue::gelu, true, 91);
     const std::string log = ::testing::internal::GetCapturedStderr();
-    ::unsetenv("OURO_SIMT_ARCH");
-    EXPECT_EQ(log.find("matmul sm_90a 128x") != std::string::npos, arch90) << log;
+    EXPECT_EQ(log.find("matmul sm_90a 128x") != std::string::npos, c.hopper) << log;
   }
+  ::unsetenv("OURO_MATMUL_SM90");
   ::unsetenv("OURO_SIMT_SMEM_OPTIN");
-  if (outer) ::setenv("OURO_SIMT_ARCH", saved.c_str(), 1);
+  if (outer) ::setenv("OURO_SIMT_ARCH", saved.c_str(), 1); else ::unsetenv("OURO_SIMT_ARCH");
 }
 #endif
 
