@@ -1,5 +1,7 @@
 #include "kernels/matmul.h"
 
+#include "kernels/matmul_epilogue.cuh"
+#include "kernels/matmul_sm90.h"
 #include "kernels/shared_memory.h"
 
 #include <algorithm>
@@ -41,6 +43,11 @@
 // shape only. dbias is a separate two-pass reduction over fixed row chunks through the scratch
 // memory (fp32 partial sums per chunk, then summed in chunk order).
 //
+// Hopper: on compute capability 9.0 with sm_90a code (or OURO_SIMT_ARCH=90 in the emulator) the
+// fast path runs kernels/matmul_sm90.cu instead (warp-specialized TMA + wgmma, same layouts, same
+// epilogue: kernels/matmul_epilogue.cuh; same split-K slice count, slices rounded to its 64-deep
+// stages); where it cannot get its shared memory the kernels below run.
+//
 // Fallback (any shape): 16x16 output tiles, 256 threads, one output per thread, fp32 FMA over
 // 16-wide k tiles staged through shared memory; the same epilogue.
 //
@@ -54,61 +61,9 @@ namespace {
 constexpr int kBK = 32;   // k depth of a pipeline stage
 constexpr int kPad = 8;   // bf16 of padding per shared row (16 bytes)
 
-__device__ __forceinline__ float gelu_tanh(float x) {
-  const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-  return 0.5f * x * (1.0f + tanhf(u));
-}
-
-// What happens to an accumulated value before it is stored.
-struct Epi {
-  bf16* out;              // (M, ld) row-major
-  int ld;                 // = Nn
-  const bf16* bias;       // per column, or null
-  bf16* pre_gelu;         // (M, ld) or null; only with gelu
-  bool gelu;
-  bool accumulate;        // out += value (rounded once from fp32)
-  float* partial;         // split-K: raw fp32 sums to partial[blockIdx.z][m][n] instead of the above
-};
-
-__device__ __forceinline__ void epi_store(const Epi& e, int m, int n, float v) {
-  const size_t idx = size_t(m) * e.ld + n;
-  if (e.accumulate) v += __bfloat162float(e.out[idx]);
-  if (e.bias) v += __bfloat162float(e.bias[n]);
-  if (e.gelu) {
-    const bf16 p = __float2bfloat16_rn(v);
-    if (e.pre_gelu) e.pre_gelu[idx] = p;
-    v = gelu_tanh(__bfloat162float(p));
-  }
-  e.out[idx] = __float2bfloat16_rn(v);
-}
-
-// Eight adjacent columns (n % 8 == 0, all inside, 16-byte aligned rows): 16-byte loads and
-// stores, the same numerics as epi_store.
-__device__ __forceinline__ void epi_store8(const Epi& e, int m, int n, float (&v)[8]) {
-  const size_t idx = size_t(m) * e.ld + n;
-  if (e.accumulate) {
-    const Bf16x8 old = load_bf16x8(e.out + idx);
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[j] += __bfloat162float(old.v[j]);
-  }
-  if (e.bias) {
-    const Bf16x8 b = load_bf16x8(e.bias + n);
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[j] += __bfloat162float(b.v[j]);
-  }
-  if (e.gelu) {
-    Bf16x8 p;
-#pragma unroll
-    for (int j = 0; j < 8; j++) p.v[j] = __float2bfloat16_rn(v[j]);
-    if (e.pre_gelu) store_bf16x8(e.pre_gelu + idx, p);
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[j] = gelu_tanh(__bfloat162float(p.v[j]));
-  }
-  Bf16x8 o;
-#pragma unroll
-  for (int j = 0; j < 8; j++) o.v[j] = __float2bfloat16_rn(v[j]);
-  store_bf16x8(e.out + idx, o);
-}
+using matmul_detail::Epi;
+using matmul_detail::epi_store;
+using matmul_detail::epi_store8;
 
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
 struct Tile {
@@ -425,6 +380,16 @@ bool launch_tc(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e,
   return true;
 }
 
+void accumulate_splits(bf16* out, const float* partial, size_t count, int splits, cudaStream_t stream) {
+  launch(splitk_accumulate_kernel, dim3(unsigned(ceil_div(count, size_t(256)))), dim3(256), 0, stream, out, partial,
+         count, splits);
+  OURO_CUDA_CHECK_LAUNCH();
+}
+
+bool is_hopper(MatmulTile t) {
+  return t == MatmulTile::hopper || t == MatmulTile::hopper_128x256 || t == MatmulTile::hopper_128x128;
+}
+
 // D = A B + epilogue, choosing the kernel. fast: the caller's shape/alignment check passed.
 // A tile whose shared memory the device cannot give falls back to the small tile, then to the
 // simple kernel (opt_in_shared_memory warns).
@@ -440,6 +405,27 @@ void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool
   }
   SplitK split{1, ceil_div(K, kBK) * kBK};
   if (splitk_scratch) split = dw_split(M, Nn, K);
+  if (is_hopper(tile) || (tile == MatmulTile::automatic && sm90::gemm_selected())) {
+    if (sm90::gemm_available()) {
+      // The same slice count as the Ampere kernel (the scratch was sized for it), each slice
+      // rounded up to whole 64-deep stages: never more slices than that.
+      SplitK s90{1, ceil_div(K, sm90::kBK) * sm90::kBK};
+      if (split.splits > 1) {
+        s90.k_split = ceil_div(split.k_split, sm90::kBK) * sm90::kBK;
+        s90.splits = ceil_div(K, s90.k_split);
+      }
+      Epi ek = e;
+      if (s90.splits > 1) ek.partial = splitk_scratch;
+      const sm90::Sm90Tile t = tile == MatmulTile::hopper_128x256   ? sm90::Sm90Tile::wide
+                               : tile == MatmulTile::hopper_128x128 ? sm90::Sm90Tile::narrow
+                                                                    : sm90::Sm90Tile::automatic;
+      if (sm90::gemm(A_K, B_K, A, B, M, Nn, K, ek, t, s90.splits, s90.k_split, stream)) {
+        if (s90.splits > 1) accumulate_splits(e.out, splitk_scratch, size_t(M) * Nn, s90.splits, stream);
+        return;
+      }
+    }
+    tile = MatmulTile::automatic;  // the Hopper kernel cannot run here: the Ampere one does
+  }
   if (tile == MatmulTile::automatic) {
     const long large_tiles = long(ceil_div(M, LargeTile::BM)) * ceil_div(Nn, LargeTile::BN);
     tile = split.splits > 1 || large_tiles >= sm_count() ? MatmulTile::large : MatmulTile::small;
@@ -448,12 +434,7 @@ void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool
   if (split.splits > 1) ek.partial = splitk_scratch;
   if (!(tile == MatmulTile::large && launch_tc<LargeTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split)))
     launch_tc<SmallTile, A_K, B_K>(A, B, M, Nn, K, ek, stream, split);  // fits: tc_fits checked
-  if (split.splits > 1) {
-    const size_t count = size_t(M) * Nn;
-    launch(splitk_accumulate_kernel, dim3(unsigned(ceil_div(count, size_t(256)))), dim3(256), 0, stream, e.out,
-           static_cast<const float*>(splitk_scratch), count, split.splits);
-    OURO_CUDA_CHECK_LAUNCH();
-  }
+  if (split.splits > 1) accumulate_splits(e.out, splitk_scratch, size_t(M) * Nn, split.splits, stream);
 }
 
 void check_dims(const char* fn, int N, int C, int OC) {
@@ -463,6 +444,8 @@ void check_dims(const char* fn, int N, int C, int OC) {
 }
 
 }  // namespace
+
+bool matmul_hopper_available() { return sm90::gemm_available(); }
 
 void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C, int OC,
                     cudaStream_t stream, Epilogue epilogue, bf16* pre_gelu, MatmulTile tile) {

@@ -24,12 +24,22 @@ size_t matmul_backward_scratch_bytes(int N, int C, int OC);
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int N, int C, int OC, void* scratch, cudaStream_t stream);
 
-// Tile configuration. `automatic` (what the overloads above use) picks by shape: the 128x128
-// tensor-core tile when it fills the GPU, else 64x64; shapes whose C or OC is not a multiple of 8
-// (or operands not 16-byte aligned) always take the simple deterministic fp32 kernel. Forcing
-// `large` / `small` / `simple` is for tests and benchmarks (large/small still fall back to simple
-// when the shape does not allow them).
-enum class MatmulTile { automatic, large, small, simple };
+// Tile configuration. `automatic` (what the overloads above use) picks by device and shape: on a
+// Hopper GPU (compute capability 9.0, binary built for sm_90a) the warp-specialized wgmma/TMA
+// kernel (kernels/matmul_sm90.cu; 128x256 or 128x128 tiles by shape); elsewhere the Ampere
+// mma.sync kernel: the 128x128 tile when it fills the GPU, else 64x64. In the SIMT emulator
+// automatic takes the Hopper kernel only with OURO_SIMT_ARCH=90 in the environment;
+// OURO_MATMUL_SM90=0 keeps automatic on the Ampere kernel everywhere. Shapes whose
+// C or OC is not a multiple of 8 (or operands not 16-byte aligned) always take the simple
+// deterministic fp32 kernel. Forcing a tile is for tests and benchmarks: `large` / `small` /
+// `simple` (Ampere), `hopper` (the Hopper kernel, tile by shape), `hopper_128x256`,
+// `hopper_128x128`. A forced tile still falls back to simple when the shape does not allow it,
+// and a forced Hopper tile to automatic Ampere where the Hopper kernel cannot run
+// (matmul_hopper_available()).
+enum class MatmulTile { automatic, large, small, simple, hopper, hopper_128x256, hopper_128x128 };
+
+// Whether the Hopper kernel can run on the current device (always in the SIMT emulator).
+bool matmul_hopper_available();
 void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int C,
                     int OC, cudaStream_t stream, Epilogue epilogue, bf16* pre_gelu, MatmulTile tile);
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,

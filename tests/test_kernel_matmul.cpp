@@ -18,6 +18,10 @@
 
 #include "cpu/cpu_ops.h"
 
+#if defined(OURO_SIMT)
+#include <ouro/simt/launch.h>
+#endif
+
 #include <stdexcept>
 #include <string>
 
@@ -37,6 +41,9 @@ const char* tile_name(MatmulTile t) {
     case MatmulTile::large: return "large";
     case MatmulTile::small: return "small";
     case MatmulTile::simple: return "simple";
+    case MatmulTile::hopper: return "hopper";
+    case MatmulTile::hopper_128x256: return "hopper_128x256";
+    case MatmulTile::hopper_128x128: return "hopper_128x128";
   }
   return "?";
 }
@@ -123,7 +130,19 @@ BackwardResult check_backward(const Shape& s, MatmulTile tile, bool with_bias, u
   return r;
 }
 
-const MatmulTile kAllTiles[] = {MatmulTile::automatic, MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+// Every tile configuration this device runs: the Ampere ones everywhere, the Hopper (sm_90a) ones
+// where that kernel can run (always in the emulator; on a GPU only on compute capability 9.0).
+std::vector<MatmulTile> all_tiles() {
+  std::vector<MatmulTile> t{MatmulTile::automatic, MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+  if (ouro::kernels::matmul_hopper_available())
+    t.insert(t.end(), {MatmulTile::hopper, MatmulTile::hopper_128x256, MatmulTile::hopper_128x128});
+  return t;
+}
+std::vector<MatmulTile> hopper_tiles() {
+  if (!ouro::kernels::matmul_hopper_available()) return {};
+  return {MatmulTile::hopper_128x256, MatmulTile::hopper_128x128};
+}
+const std::vector<MatmulTile> kAllTiles = all_tiles();
 
 TEST_F(MatmulTest, ForwardRaggedWithBias) {
   for (MatmulTile t : kAllTiles) check_forward({77, 40, 136}, t, true, Epilogue::none, false, 11);
@@ -154,7 +173,9 @@ TEST_F(MatmulTest, BackwardRagged) {
 // dbias reduction runs over 2 row chunks.
 TEST_F(MatmulTest, LargerShapeAllPipelineStages) {
   const Shape s{256, 256, 384};
-  for (MatmulTile t : {MatmulTile::large, MatmulTile::small}) {
+  std::vector<MatmulTile> tiles{MatmulTile::large, MatmulTile::small};
+  for (MatmulTile t : hopper_tiles()) tiles.push_back(t);
+  for (MatmulTile t : tiles) {
     check_forward(s, t, true, Epilogue::gelu, true, 31);
     check_backward(s, t, true, 32);
   }
@@ -187,13 +208,58 @@ TEST_F(MatmulTest, LargeTileFallsBackWhenTheDeviceHasLessSharedMemory) {
 // fp32 partials in the scratch memory, summed in slice order.
 TEST_F(MatmulTest, BackwardSplitK) {
   for (MatmulTile t : {MatmulTile::automatic, MatmulTile::small}) check_backward({1100, 48, 40}, t, true, 71);
+  for (MatmulTile t : hopper_tiles()) check_backward({1100, 48, 40}, t, true, 72);
 }
+
+// The Hopper kernel on shapes where it differs from the Ampere one: several persistent work
+// units per block (the emulated GPU has few SMs), the producer wrapping around its stage ring
+// across tiles (more k steps than stages), M, Nn and K all ragged against 128 / 256 / 64, and
+// a split-K dW whose slices are whole 64-deep stages except the last.
+TEST_F(MatmulTest, HopperRaggedMultiTileAndStageWrap) {
+  for (MatmulTile t : hopper_tiles()) {
+    check_forward({300, 456, 264}, t, true, Epilogue::gelu, true, 81);
+    check_forward({129, 136, 8}, t, false, Epilogue::none, false, 82);
+    check_backward({300, 456, 264}, t, true, 83);
+    check_backward({2100, 72, 24}, t, true, 84);  // split K, K = 2100 is no multiple of 64
+  }
+}
+
+#if defined(OURO_SIMT)
+// OURO_SIMT_ARCH=90 makes the automatic choice take the Hopper kernel in the emulator (as compute
+// capability 9.0 does on a GPU). Seen through its shared-memory request: with the opt-in limit
+// faked below its 193 KiB, automatic warns about the sm_90a tile and falls back to the Ampere
+// kernel (results still right); without the variable, or with OURO_MATMUL_SM90=0, it never asks
+// for the Hopper tile.
+TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
+  const char* outer = std::getenv("OURO_SIMT_ARCH");  // the sm90.* ctest pass sets it
+  const std::string saved = outer ? outer : "";
+  ::setenv("OURO_SIMT_SMEM_OPTIN", "131072", 1);
+  // (OURO_SIMT_ARCH, OURO_MATMUL_SM90, whether automatic asks for the Hopper kernel). The warning
+  // comes once per process, so the case that must show it runs last.
+  struct Case {
+    const char *arch, *sm90;
+    bool hopper;
+  };
+  for (const Case& c : {Case{nullptr, nullptr, false}, Case{"90", "0", false}, Case{"90", nullptr, true}}) {
+    SCOPED_TRACE(std::string("OURO_SIMT_ARCH=") + (c.arch ? c.arch : "") + " OURO_MATMUL_SM90=" + (c.sm90 ? c.sm90 : ""));
+    if (c.arch) ::setenv("OURO_SIMT_ARCH", c.arch, 1); else ::unsetenv("OURO_SIMT_ARCH");
+    if (c.sm90) ::setenv("OURO_MATMUL_SM90", c.sm90, 1); else ::unsetenv("OURO_MATMUL_SM90");
+    ::testing::internal::CaptureStderr();
+    check_forward({300, 456, 264}, MatmulTile::automatic, true, Epilogue::gelu, true, 91);
+    const std::string log = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(log.find("matmul sm_90a 128x") != std::string::npos, c.hopper) << log;
+  }
+  ::unsetenv("OURO_MATMUL_SM90");
+  ::unsetenv("OURO_SIMT_SMEM_OPTIN");
+  if (outer) ::setenv("OURO_SIMT_ARCH", saved.c_str(), 1); else ::unsetenv("OURO_SIMT_ARCH");
+}
+#endif
 
 // C or OC not a multiple of 8: the fast path cannot take 16-byte rows, the fallback runs
 // whatever tile is asked for.
 TEST_F(MatmulTest, FallbackShapes) {
   for (const Shape& s : {Shape{77, 37, 50}, Shape{45, 40, 133}, Shape{33, 13, 48}, Shape{1, 1, 1}, Shape{300, 9, 10}}) {
-    for (MatmulTile t : {MatmulTile::automatic, MatmulTile::large}) {
+    for (MatmulTile t : {MatmulTile::automatic, MatmulTile::large, MatmulTile::hopper}) {
       check_forward(s, t, true, Epilogue::gelu, true, 41);
       check_backward(s, t, true, 42);
     }
@@ -221,7 +287,9 @@ bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 TEST_F(MatmulTest, Deterministic) {
-  for (MatmulTile t : {MatmulTile::large, MatmulTile::small, MatmulTile::simple}) {
+  std::vector<MatmulTile> tiles{MatmulTile::large, MatmulTile::small, MatmulTile::simple};
+  for (MatmulTile t : hopper_tiles()) tiles.push_back(t);
+  for (MatmulTile t : tiles) {
     SCOPED_TRACE(tile_name(t));
     const Shape s{77, 40, 136};
     const auto f1 = check_forward(s, t, true, Epilogue::gelu, true, 61);
@@ -234,6 +302,41 @@ TEST_F(MatmulTest, Deterministic) {
     EXPECT_TRUE(bitwise_equal(b1.dbias, b2.dbias));
   }
 }
+
+// Full-size GPT-2 124M shapes (B*T = 1024 rows; attention projection and MLP), forward with
+// GELU and backward, on the Hopper kernel: minutes of emulated wgmma, so they skip unless
+// OURO_FULL_TESTS=1 (ctest label `full`, registered with -DOURO_FULL_TESTS=ON; never in default
+// CI, which runs the CI-sized shapes above).
+class MatmulFull : public MatmulTest {};
+TEST_F(MatmulFull, Gpt2ShapesHopper) {
+  const char* full = std::getenv("OURO_FULL_TESTS");
+  if (!full || std::string(full) != "1") GTEST_SKIP() << "full-size shapes: set OURO_FULL_TESTS=1 (ctest -L full)";
+  if (hopper_tiles().empty()) GTEST_SKIP() << "no Hopper kernel on this device";
+  for (const Shape& s : {Shape{1024, 768, 2304}, Shape{1024, 768, 3072}, Shape{1024, 3072, 768}}) {
+    check_forward(s, MatmulTile::hopper, true, Epilogue::gelu, true, 101);
+    check_backward(s, MatmulTile::hopper, true, 102);
+  }
+}
+
+#if defined(OURO_SIMT)
+// The Hopper kernel's persistent grid is min(work units, SMs), and the emulated device has one SM
+// per worker thread: 1 vs 3 SMs give each block a different set of tiles and split-K slices, yet
+// every output is bitwise the same (one thread's fixed k order per element, slices summed in order).
+TEST_F(MatmulTest, HopperBitwiseTheSameForAnyGridSize) {
+  const unsigned saved = ouro::simt::worker_threads();
+  std::vector<std::vector<float>> fwd;
+  std::vector<BackwardResult> bwd;
+  for (const unsigned sms : {1u, 3u}) {
+    ouro::simt::set_worker_threads(sms);
+    fwd.push_back(check_forward({300, 456, 264}, MatmulTile::hopper_128x128, true, Epilogue::gelu, true, 111));
+    bwd.push_back(check_backward({1100, 48, 40}, MatmulTile::hopper_128x128, true, 112));  // split K
+  }
+  ouro::simt::set_worker_threads(saved);
+  EXPECT_TRUE(bitwise_equal(fwd[0], fwd[1]));
+  EXPECT_TRUE(bitwise_equal(bwd[0].dinp, bwd[1].dinp));
+  EXPECT_TRUE(bitwise_equal(bwd[0].dweight, bwd[1].dweight));
+}
+#endif
 
 TEST_F(MatmulTest, RejectsBadArguments) {
   DeviceBuffer<bf16> a(64), b(64), c(64);

@@ -7,7 +7,7 @@
 #          kernels (ouro_test_cudnn_attention_gpu, ouro_test_cublaslt_matmul_gpu)
 #   train  GPT-2 124M's first 20 training losses on cuda against the cpu backend's, on the same
 #          generated token shard, within bf16 tolerance
-#   bench  `ouro bench all --device cuda`
+#   bench  `ouro bench all --device cuda`, then `ouro bench kernels` (the Hopper GEMM vs cuBLASLt)
 #   docker build docker/Dockerfile (runtime and profile targets) and run it on the GPU; skipped
 #          without a Docker daemon with the NVIDIA container toolkit
 #   report its figures into docs/perf.md: tests and losses between the gpu_check markers, the
@@ -224,9 +224,16 @@ step_bench() {
   say "ouro bench all --device cuda"
   if [ "$dry" = 1 ]; then
     check_ouro_options "bench all" --device --out
+    check_ouro_options "bench kernels" --reps --json
     return 0
   fi
   run timeout 300 "$bin" bench all --device cuda --out "$out/bench" | tee "$out/bench.log" || failures=$((failures + 1))
+  # The GEMM families side by side on the GPT-2 124M..1.5B shapes: what training runs ("matmul
+  # fwd/bwd"), and on an sm_90 GPU the Hopper wgmma/TMA kernel ("sm_90a") and the mma.sync one
+  # ("sm_80") forced, each against cuBLASLt (issue 16's bar: sm_90a >= 90% of cuBLASLt). Off
+  # Hopper it prints a note that the sm_90a kernel was skipped.
+  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt)"
+  run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
 }
 
 # ---- step: docker (issue 22) ----------------------------------------------------------------

@@ -3,15 +3,17 @@
 
 For each kernels/*.cu and each architecture: nvcc compiles a cubin with `-Xptxas -v` (registers,
 static shared memory, stack frame, spill stores/loads per kernel); cuobjdump disassembles it
-(SASS instruction counts: HMMA/HGMMA tensor-core instructions, 128-bit global/shared loads and
-stores, LDSM (ldmatrix), LDGSTS (cp.async)) and dumps its ELF (EIATTR_MAX_THREADS, i.e. the
+(SASS instruction counts: HMMA (mma.sync) and HGMMA (wgmma) tensor-core instructions, 128-bit
+global/shared loads and stores, LDSM (ldmatrix), LDGSTS (cp.async), UTMALDG / UTMASTG (TMA tensor
+loads / stores), SYNCS (mbarrier operations)) and dumps its ELF (EIATTR_MAX_THREADS, i.e. the
 kernel's __launch_bounds__). With the block size and dynamic shared memory of each launch
 (LAUNCHES below, mirroring the launchers in kernels/*.cu) it computes the theoretical occupancy
 by the CUDA occupancy calculator's rules (ARCH_LIMITS below).
 
   --out FILE        write the markdown report (docs/kernels.md is this output, committed)
   --check           absolute checks: tensor cores in the GEMM/attention kernels, no spills,
-                    every kernel has a launch configuration and can launch
+                    every kernel has a launch configuration and can launch; the Hopper GEMM
+                    (matmul_sm90.cu) on sm_90*: HGMMA, UTMALDG (TMA loads) and SYNCS present
   --check REPORT    the absolute checks, then compare with a committed report: fail on a
                     regression (new spill/stack, lost HMMA/LDSM/LDGSTS/128-bit accesses,
                     lower occupancy, a register increase crossing an occupancy step)
@@ -146,6 +148,11 @@ LAUNCHES = [
     Launch("matmul.cu", r"^gemm_tc_kernel<Tile<(?P<bm>\d+), (?P<bn>\d+), (?P<wm>\d+), (?P<wn>\d+), (?P<stages>\d+)>, "
            r"(?P<ak>true|false), (?P<bk>true|false)>$",
            block=lambda m: int(m["wm"]) * int(m["wn"]) * 32, dyn_smem=gemm_smem),
+    # matmul_sm90.cu: __launch_bounds__(384); Config<BN, STAGES>::SMEM = STAGES x (128 + BN) x 64
+    # bf16 + 1 KiB alignment slack.
+    Launch("matmul_sm90.cu", r"^sm90::gemm_ws_kernel<sm90::Config<(?P<bn>\d+), (?P<stages>\d+)>, (true|false), "
+           r"(true|false)>$",
+           dyn_smem=lambda m: int(m["stages"]) * (128 + int(m["bn"])) * 64 * 2 + 1024),
     # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
     Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
@@ -192,8 +199,20 @@ NEEDS_TENSOR_CORES = [
     ("attention.cu", r"^attention_(forward|backward_dkv|backward_dq)_kernel"),
 ]
 
+# The Hopper kernels (file, regex on the short kernel name) that must, in their sm_90* builds, issue
+# wgmma (HGMMA), load through the Tensor Memory Accelerator (UTMALDG) and wait on mbarriers (SYNCS).
+# Their files' other builds are stubs that trap (the launcher never picks them there): not reported.
+NEEDS_HOPPER = [
+    ("matmul_sm90.cu", r"^sm90::gemm_ws_kernel"),
+]
+HOPPER_INSTRS = [("hgmma", "HGMMA (wgmma)"), ("utmaldg", "UTMALDG (TMA load)"), ("syncs", "SYNCS (mbarrier)")]
+
 SASS_COUNTS = {
-    "hmma": re.compile(r"\b(HMMA|HGMMA)\b"),
+    "hmma": re.compile(r"\bHMMA\b"),
+    "hgmma": re.compile(r"\bHGMMA\b"),
+    "utmaldg": re.compile(r"\bUTMALDG\b"),
+    "utmastg": re.compile(r"\bUTMASTG\b"),
+    "syncs": re.compile(r"\bSYNCS\b"),
     "ldg128": re.compile(r"\bLDG\.E[.\w]*\.128\b"),
     "stg128": re.compile(r"\bSTG\.E[.\w]*\.128\b"),
     "lds128": re.compile(r"\bLDS\.128\b|\bLDS\.U\.128\b"),
@@ -410,6 +429,10 @@ class Row:
     lds128: int = 0
     ldsm: int = 0
     ldgsts: int = 0
+    hgmma: int = 0
+    utmaldg: int = 0
+    utmastg: int = 0
+    syncs: int = 0
 
     @property
     def key(self):
@@ -421,10 +444,12 @@ COLUMNS = [("file", "file"), ("kernel", "kernel"), ("regs", "regs"), ("smem stat
            ("smem dyn B", "smem_dyn"), ("stack B", "stack"), ("spill B", "spill"), ("block", "block"),
            ("blocks/SM", "blocks_sm"), ("warps/SM", "warps_sm"), ("occupancy", "occupancy"), ("limiter", "limiter"),
            ("HMMA", "hmma"), ("LDG.128", "ldg128"), ("STG.128", "stg128"), ("LDS.128", "lds128"), ("LDSM", "ldsm"),
-           ("LDGSTS", "ldgsts")]
+           ("LDGSTS", "ldgsts"), ("HGMMA", "hgmma"), ("UTMALDG", "utmaldg"), ("UTMASTG", "utmastg"),
+           ("SYNCS", "syncs")]
 TEXT_FIELDS = {"file", "kernel", "limiter"}
 INSTR_FIELDS = [("hmma", "HMMA"), ("ldsm", "LDSM"), ("ldgsts", "LDGSTS"), ("ldg128", "LDG.128"),
-                ("stg128", "STG.128"), ("lds128", "LDS.128")]
+                ("stg128", "STG.128"), ("lds128", "LDS.128"), ("hgmma", "HGMMA"), ("utmaldg", "UTMALDG"),
+                ("utmastg", "UTMASTG"), ("syncs", "SYNCS")]
 
 
 def cell(row, field):
@@ -474,18 +499,29 @@ def make_row(arch, fname, kernel, info, counts, bound, carveout, problems):
 
 
 def absolute_problems(rows, files):
-    """Spills, and tensor-core kernels without HMMA (or missing altogether)."""
+    """Spills, tensor-core kernels without HMMA (or missing altogether), and Hopper kernels whose
+    sm_90* build lacks wgmma, TMA loads or mbarrier waits."""
     problems = []
     for r in rows:
         if r.spill:
             problems.append(f"{r.file} {r.kernel} [{r.arch}]: {r.spill} bytes of spills")
         for fname, pat in NEEDS_TENSOR_CORES:
-            if r.file == fname and re.search(pat, r.kernel) and r.hmma == 0:
+            if r.file == fname and re.search(pat, r.kernel) and r.hmma + r.hgmma == 0:
                 problems.append(f"{r.file} {r.kernel} [{r.arch}]: no HMMA/HGMMA instruction")
+        for fname, pat in NEEDS_HOPPER:
+            if r.file == fname and re.search(pat, r.kernel) and r.arch.startswith("sm_90"):
+                for field, label in HOPPER_INSTRS:
+                    if getattr(r, field) == 0:
+                        problems.append(f"{r.file} {r.kernel} [{r.arch}]: no {label} instruction")
     names = {f.name for f in files}
     for fname, pat in NEEDS_TENSOR_CORES:
         if fname in names and not any(r.file == fname and re.search(pat, r.kernel) for r in rows):
             problems.append(f"{fname}: no kernel matching /{pat}/ (renamed? update NEEDS_TENSOR_CORES)")
+    for fname, pat in NEEDS_HOPPER:
+        hopper_archs = {r.arch for r in rows if r.arch.startswith("sm_90")}
+        for arch in sorted(hopper_archs):
+            if fname in names and not any(r.file == fname and r.arch == arch and re.search(pat, r.kernel) for r in rows):
+                problems.append(f"{fname} [{arch}]: no kernel matching /{pat}/ (renamed? update NEEDS_HOPPER)")
     return problems
 
 
@@ -501,6 +537,8 @@ def build_rows(nvcc, cuobjdump, files, archs, jobs, carveout):
             pretty = demangle(mangled)
             shorts = {n: short_name(pretty.get(n, n)) for n in mangled}
             dup = {s for s in shorts.values() if list(shorts.values()).count(s) > 1}
+            if not arch.startswith("sm_90") and any(f.name == fname for fname, _ in NEEDS_HOPPER):
+                continue  # a Hopper-only file: its other builds are never launched
             for n in mangled:  # overloads that differ only in parameters keep their parameter list
                 name = short_name(pretty.get(n, n), keep_params=shorts[n] in dup)
                 rows.append(make_row(arch, f.name, name, info.get(n, {}), counts.get(n, {k: 0 for k in SASS_COUNTS}),
@@ -538,7 +576,9 @@ def render(rows, archs, nvcc_ver, carveout):
         "",
         f"- compiler: nvcc {nvcc_ver}, `-O3 -std=c++20 -cubin -Xptxas -v -arch=<arch>`, one cubin per kernels/*.cu",
         "- regs, smem static, stack, spill (stores + loads): `ptxas -v`; instruction counts: `cuobjdump -sass`",
-        "  (HMMA counts HMMA and HGMMA; LDGSTS is cp.async; LDSM is ldmatrix)",
+        "  (HMMA: mma.sync; HGMMA: wgmma; LDGSTS: cp.async; LDSM: ldmatrix; UTMALDG / UTMASTG: TMA tensor",
+        "  load / store; SYNCS: mbarrier operations). The Hopper GEMM (matmul_sm90.cu) must show HGMMA,",
+        "  UTMALDG and SYNCS in its sm_90a build (its sm_80 build is a stub that traps, never launched: not listed)",
         "- block: `__launch_bounds__` from the cubin (EIATTR_MAX_THREADS), else the launcher's block size",
         "  (LAUNCHES in tools/kernel_report.py, which mirrors kernels/*.cu); `*` = depends on the launch shape,",
         f"  given for GPT-2 124M (C {REF_C}, V {REF_V}, Vp {REF_VP}, {REF_PARAM_TENSORS} parameter tensors);",
@@ -768,6 +808,13 @@ def self_test():
         r.blocks_sm, r.warps_sm, r.occupancy, r.limiter = occ.blocks, occ.warps, occ.percent, occ.limiter
         return r
 
+    def hopper_row(**kw):
+        base = dict(arch="sm_90a", file="matmul_sm90.cu", kernel="sm90::gemm_ws_kernel<sm90::Config<256, 4>, true, true>",
+                    regs=168, smem_dyn=197632, block=384, hmma=0, ldg128=0, stg128=0, lds128=0, ldsm=0, ldgsts=0,
+                    hgmma=8, utmaldg=3, utmastg=0, syncs=20)
+        base.update(kw)
+        return row(**base)
+
     # (description, mutated row, expected regression substring or None for "notes only")
     cases = [
         ("new spill", row(spill=16), "new spill"),
@@ -778,6 +825,10 @@ def self_test():
         ("lost LDG.128", row(ldg128=0), "LDG.128 10 -> 0 (lost)"),
         ("lost STG.128", row(stg128=0), "STG.128 20 -> 0 (lost)"),
         ("lost LDS.128", row(lds128=0), "LDS.128 10 -> 0 (lost)"),
+        ("lost HGMMA", hopper_row(hgmma=0), "HGMMA 8 -> 0 (lost)"),
+        ("lost UTMALDG", hopper_row(utmaldg=0), "UTMALDG 3 -> 0 (lost)"),
+        ("lost SYNCS", hopper_row(syncs=0), "SYNCS 20 -> 0 (lost)"),
+        ("new Hopper spill", hopper_row(spill=8), "new spill"),
         ("occupancy drop (regs 123 -> 130)", row(regs=130), "occupancy 25% -> 12%"),
         ("occupancy drop (more smem)", row(smem_dyn=90000), "occupancy 25% -> 12%"),
         # smem-limited (2 blocks) small tile: 88 -> 100 regs drops the register limit 5 -> 4 blocks.
@@ -787,7 +838,9 @@ def self_test():
         ("fewer HMMA, not zero", row(hmma=16), None),
         ("improvement", row(regs=90), None),
     ]
-    base = {"register step behind another limiter": row(kernel="k", regs=88, block=128, smem_dyn=60000)}
+    base = {"register step behind another limiter": row(kernel="k", regs=88, block=128, smem_dyn=60000),
+            "lost HGMMA": hopper_row(), "lost UTMALDG": hopper_row(), "lost SYNCS": hopper_row(),
+            "new Hopper spill": hopper_row()}
     for desc, mutated, expect in cases:
         old = base.get(desc, row())
         if desc == "register step behind another limiter" and mutated.occupancy != old.occupancy:
@@ -813,6 +866,25 @@ def self_test():
         failures.append(f"a new kernel that spills must fail the absolute check, got {probs}")
     if not any("no HMMA" in p for p in absolute_problems([row(hmma=0)], [])):
         failures.append("gemm_tc_kernel without HMMA must fail the absolute check")
+    # The Hopper GEMM's sm_90a build: no HGMMA, no TMA load, no mbarrier, or a spill fail; its sm_80
+    # stub (no Hopper instructions) passes; the kernel missing from a Hopper build fails.
+    sm90_file = [Path("kernels/matmul_sm90.cu")]
+    if absolute_problems([hopper_row()], sm90_file):
+        failures.append(f"a complete Hopper GEMM must pass, got {absolute_problems([hopper_row()], sm90_file)}")
+    for field, label in (("hgmma", "HGMMA"), ("utmaldg", "UTMALDG"), ("syncs", "SYNCS")):
+        probs = absolute_problems([hopper_row(**{field: 0})], sm90_file)
+        if not any(f"no {label}" in p for p in probs):
+            failures.append(f"a Hopper GEMM without {label} must fail the absolute check, got {probs}")
+    if not any("spills" in p for p in absolute_problems([hopper_row(spill=4)], sm90_file)):
+        failures.append("a Hopper GEMM that spills must fail the absolute check")
+    stub = hopper_row(arch="sm_80", hgmma=0, utmaldg=0, syncs=0)
+    if absolute_problems([stub, hopper_row()], sm90_file):
+        failures.append(f"the sm_80 stub of the Hopper GEMM must pass, got {absolute_problems([stub], sm90_file)}")
+    probs = absolute_problems([stub, row(arch="sm_90a", file="matmul_sm90.cu", kernel="renamed_kernel")], sm90_file)
+    if not any("NEEDS_HOPPER" in p for p in probs):
+        failures.append(f"a Hopper build without the Hopper GEMM must fail naming NEEDS_HOPPER, got {probs}")
+    if find_launch("matmul_sm90.cu", hopper_row().kernel)[0] is None:
+        failures.append("LAUNCHES has no entry matching the Hopper GEMM's name")
     # A kernel with neither __launch_bounds__ nor a LAUNCHES entry must fail, naming where to add it.
     probs = []
     make_row("sm_80", "sampling.cu", "brand_new_kernel", {"regs": 32}, {k: 0 for k in SASS_COUNTS}, None, None, probs)
@@ -824,7 +896,7 @@ def self_test():
     if not any("make them agree" in p for p in probs):
         failures.append(f"__launch_bounds__ disagreeing with LAUNCHES must fail, got {probs}")
     # Markdown round trip, and a malformed report names the file and line.
-    rows = [row(), row(arch="sm_90a"), row(kernel="classifier_kernel<true>", file="classifier.cu", block=1024,
+    rows = [row(), row(arch="sm_90a"), hopper_row(), row(kernel="classifier_kernel<true>", file="classifier.cu", block=1024,
                                            shape_dependent=True, hmma=0, smem_dyn=0)]
     text = render(rows, ["sm_80", "sm_90a"], "release 0.0, V0.0.0", None)
     back, ver = parse_report(text, "x.md")
@@ -924,8 +996,8 @@ def main():
                   f"regenerate it from the repository root with `{how}` and commit it", file=sys.stderr)
     if failed:
         sys.exit(1)
-    print(f"kernel_report: {len(rows)} kernel builds checked: tensor cores present, no spills, every kernel has a "
-          f"launch configuration" + (f", no regression against {a.check}" if a.check else ""), file=sys.stderr)
+    print(f"kernel_report: {len(rows)} kernel builds checked: tensor cores present, the Hopper GEMM has HGMMA, TMA "
+          f"loads and mbarriers, no spills, every kernel has a launch configuration" + (f", no regression against {a.check}" if a.check else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ BenchReport bench_all(const BenchAllOptions& opt) {
     rep.device = k.device;
     rep.copy_gbs = k.copy_gbs;
     rep.groups.push_back({"kernels", k.device, std::move(k.rows)});
+    for (const auto& n : k.notes) rep.skipped.push_back({"kernels", n});
   } else {
     rep.skipped.push_back({"kernels", "the cpu backend has no hand-written kernels (--device cuda or simt)"});
   }

@@ -28,6 +28,7 @@ void print_kernel_table(const KernelBenchResult& r) {
       std::printf("%12s %-18s %7s", "-", row.ceiling_name.c_str(), "-");
     std::printf(" %10.4g\n", row.seconds * 1e3);
   }
+  for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
 }
 
 }  // namespace
@@ -82,7 +83,9 @@ void add_bench(CLI::App& app) {
         j["ms"] = row.seconds * 1e3;
         rows.push_back(std::move(j));
       }
-      std::puts(nlohmann::json({{"device", r.device}, {"copy_gbs", r.copy_gbs}, {"rows", rows}}).dump(2).c_str());
+      std::puts(nlohmann::json({{"device", r.device}, {"copy_gbs", r.copy_gbs}, {"rows", rows}, {"notes", r.notes}})
+                    .dump(2)
+                    .c_str());
       return;
     }
     print_kernel_table(r);

@@ -5,10 +5,12 @@
 // must read and write at least once. The memory-bound kernels' FLOPs count one per add, multiply,
 // exp, tanh or sqrt of their formula per element (the roofline's x axis, not their bound).
 #include <ouro/cuda.h>
+#include <ouro/error.h>
 
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "device/cublaslt_matmul.h"
@@ -68,6 +70,17 @@ BenchRecord memory_row(const char* name, const std::string& shape, double flops,
 }
 
 KernelBenchResult run(const KernelBenchOptions& opt) {
+#if !defined(OURO_SIMT)
+  int gpus = 0;
+  const cudaError_t err = cudaGetDeviceCount(&gpus);
+  if (err != cudaSuccess || gpus == 0) {
+    (void)cudaGetLastError();
+    throw Error(std::string("ouro bench kernels: no CUDA GPU here (") +
+                (err != cudaSuccess ? cudaGetErrorString(err) : "no device") +
+                "): nothing measured. The cuda figures, the sm_90a (Hopper) GEMM against cuBLASLt among them, need "
+                "a GPU; `ouro-simt bench kernels` runs the same kernels on the emulator (a smoke run)");
+  }
+#endif
   KernelBenchResult r;
   r.device = device_hardware_name();
   // Where no library alternate is built (cuDNN attention), the datasheet peak is the yardstick.
@@ -109,6 +122,11 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
 #if !defined(OURO_SIMT)
   lt = std::make_unique<CublasLtMatmul>(s);
 #endif
+  const bool hopper = kernels::matmul_hopper_available();
+  if (!hopper)
+    r.notes.push_back("matmul sm_90a (warp-specialized wgmma/TMA GEMM): not available on this device (it needs "
+                      "compute capability 9.0 and a binary built for sm_90a): skipped; \"matmul fwd/bwd\" is the "
+                      "mma.sync kernel");
   for (const auto& m : models) {
     const int C = m.C;
     const int shapes[][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}};
@@ -140,6 +158,26 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
                                  w.as<bf16>(), N, K, OC, scratch.p, s);
       });
       r.rows.push_back(compute_row("matmul bwd", shape, 2 * flops, bwd_bytes, ms, lt_bwd, "cuBLASLt"));
+      // Where the Hopper kernel runs, each kernel family forced, both against cuBLASLt: the
+      // warp-specialized wgmma/TMA kernel (sm_90a) and the mma.sync one (sm_80, 128x128 tile).
+      if (hopper) {
+        const std::pair<const char*, kernels::MatmulTile> forced[] = {{"sm_90a", kernels::MatmulTile::hopper},
+                                                                      {"sm_80", kernels::MatmulTile::large}};
+        for (const auto& [arch, tile] : forced) {
+          ms = time_ms(s, reps, [&] {
+            kernels::matmul_forward(out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(), bias.as<bf16>(), N, K, OC, s,
+                                    kernels::Epilogue::none, nullptr, tile);
+          });
+          r.rows.push_back(compute_row((std::string("matmul fwd ") + arch).c_str(), shape, flops, fwd_bytes, ms,
+                                       lt_fwd, "cuBLASLt"));
+          ms = time_ms(s, reps, [&] {
+            kernels::matmul_backward(dinp.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), out.as<bf16>(), inp.as<bf16>(),
+                                     w.as<bf16>(), N, K, OC, scratch.p, s, tile);
+          });
+          r.rows.push_back(compute_row((std::string("matmul bwd ") + arch).c_str(), shape, 2 * flops, bwd_bytes, ms,
+                                       lt_bwd, "cuBLASLt"));
+        }
+      }
     }
   }
 

@@ -15,7 +15,9 @@ struct KernelBenchOptions {
   int reps = 10;       // timed repetitions per figure (after one warm-up)
 };
 
-// Each row: name = the kernel ("matmul fwd"), shape, value in TFLOP/s or GB/s, its ceiling
+// Each row: name = the kernel ("matmul fwd": what training runs, chosen by device and shape; on a
+// device that runs the Hopper kernel also "matmul fwd sm_90a" and "matmul fwd sm_80", each family
+// forced), shape, value in TFLOP/s or GB/s, its ceiling
 // measured in the same run (cuBLASLt on the cuda backend, the copy for memory-bound kernels) or
 // the peak table's bf16 rate where no library alternate is built, and the FLOPs and bytes of one
 // call (the roofline's arithmetic intensity).
@@ -23,6 +25,7 @@ struct KernelBenchResult {
   std::string device;  // the GPU's name, or "SIMT emulator"
   double copy_gbs = 0; // the measured device-to-device copy bandwidth (the memory ceiling)
   std::vector<BenchRecord> rows;
+  std::vector<std::string> notes;  // what was skipped here and why (e.g. the sm_90a GEMM off Hopper)
 };
 
 using KernelBenchFn = KernelBenchResult (*)(const KernelBenchOptions&);
