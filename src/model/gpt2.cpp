@@ -9,11 +9,11 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/log.h"
 #include "common/trace.h"
 #include "model/arena.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
-#include "train/run_log.h"
 
 namespace ouro {
 
