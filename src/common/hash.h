@@ -10,14 +10,19 @@
 
 namespace ouro {
 
-constexpr uint64_t kFnv1aOffset = 1469598103934665603ull;  // 0xcbf29ce484222325
-constexpr uint64_t kFnv1aPrime = 1099511628211ull;         // 0x100000001b3
+constexpr uint64_t kFnv1aOffset = 0xcbf29ce484222325ull;  // the standard offset basis
+constexpr uint64_t kFnv1aPrime = 0x100000001b3ull;
+// The offset basis most of the engine's fingerprints were first written with: the standard one's
+// decimal digits (14695981039346656037) less the last. Shard manifests ("fnv1a64"), the rank
+// agreement fingerprints and the n-gram keys use it, so their values stay what they were.
+constexpr uint64_t kFnv1aShortOffset = 1469598103934665603ull;
 
 // One FNV-1a step: h absorbs the value v (a byte, or a wider unit where the caller says so).
 constexpr uint64_t fnv1a_step(uint64_t h, uint64_t v) { return (h ^ v) * kFnv1aPrime; }
 
-// FNV-1a over n bytes, continuing from h (chain calls to hash a stream piecewise).
-inline uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnv1aOffset) {
+// FNV-1a over n bytes, continuing from h (chain calls to hash a stream piecewise). Callers name
+// the basis they start from: kFnv1aOffset or kFnv1aShortOffset.
+inline uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
   const auto* p = static_cast<const unsigned char*>(data);
   for (size_t i = 0; i < n; ++i) h = fnv1a_step(h, p[i]);
   return h;

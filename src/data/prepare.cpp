@@ -46,7 +46,7 @@ double peak_rss_mb() { return status_mb("VmHWM"); }
 // FNV-1a 64 of a file's bytes (with its sidecar, for a ranks file): identifies the tokenizer
 // in the manifest.
 std::string file_hash(const std::string& path) {
-  uint64_t h = kFnv1aOffset;
+  uint64_t h = kFnv1aShortOffset;
   for (const std::string& p : {path, path + ".json"}) {
     std::ifstream f(p, std::ios::binary);
     char buf[1 << 16];

@@ -306,7 +306,8 @@ ncclResult_t ncclCommInitRank(ncclComm_t* out, int nranks, ncclUniqueId id, int 
   MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->mpi, &c->rank);
   // Every rank must hold the same id and a distinct rank.
-  const uint64_t mine[2] = {ouro::fnv1a(id.internal, sizeof id.internal), static_cast<uint64_t>(rank)};
+  const uint64_t mine[2] = {ouro::fnv1a(id.internal, sizeof id.internal, ouro::kFnv1aShortOffset),
+                            static_cast<uint64_t>(rank)};
   std::vector<uint64_t> all(2 * static_cast<size_t>(nranks));
   rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, c->mpi);
   std::string problem;

@@ -53,7 +53,7 @@ class Reader {
 }  // namespace
 
 uint64_t buffer_fingerprint(const std::string& s) {
-  return fnv1a(s.data(), s.size());  // small data, no need for speed
+  return fnv1a(s.data(), s.size(), kFnv1aOffset);  // small data, no need for speed
 }
 
 std::vector<int> prompts_of_rank(int n_prompts, int rank, int world) {

@@ -13,7 +13,7 @@ namespace {
 
 uint64_t hash_ngram(const int* p, int n) {
   // FNV-1a over 32-bit token units, the offset basis salted with n.
-  uint64_t h = kFnv1aOffset ^ static_cast<uint64_t>(n);
+  uint64_t h = kFnv1aShortOffset ^ static_cast<uint64_t>(n);
   for (int i = 0; i < n; ++i) h = fnv1a_step(h, static_cast<uint32_t>(p[i]));
   return h;
 }

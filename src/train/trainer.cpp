@@ -68,7 +68,9 @@ bool resume_sensitive(const std::string& diff) {
 }
 
 // FNV-1a over the bytes of a float vector: a cheap fingerprint to prove ranks agree bitwise.
-uint64_t fingerprint(const std::vector<float>& v) { return fnv1a(v.data(), v.size() * sizeof(float)); }
+uint64_t fingerprint(const std::vector<float>& v) {
+  return fnv1a(v.data(), v.size() * sizeof(float), kFnv1aShortOffset);
+}
 
 }  // namespace
 
