@@ -40,10 +40,10 @@ function(ouro_fuzz_readers_wire)
   endif()
   set(_src ${CMAKE_SOURCE_DIR}/src)
   ouro_fuzz_target(fuzz_llmc_bin 8192 ${_src}/io/llmc_bin.cpp ${_src}/io/checkpoint.cpp ${_src}/io/hf_gpt2.cpp
-                   ${_src}/io/safetensors.cpp ${_src}/io/atomic_file.cpp ${_src}/model/param_layout.cpp)
+                   ${_src}/io/safetensors.cpp ${_src}/io/atomic_file.cpp ${_src}/model_shape/param_layout.cpp)
   ouro_fuzz_target(fuzz_model_config_json 8192 ${_src}/io/hf_gpt2.cpp ${_src}/io/safetensors.cpp
-                   ${_src}/io/atomic_file.cpp ${_src}/model/param_layout.cpp)
-  ouro_fuzz_target(fuzz_config_toml 8192 ${_src}/config/config.cpp ${_src}/model/param_layout.cpp)
+                   ${_src}/io/atomic_file.cpp ${_src}/model_shape/param_layout.cpp)
+  ouro_fuzz_target(fuzz_config_toml 8192 ${_src}/config/config.cpp ${_src}/model_shape/param_layout.cpp)
   ouro_fuzz_target(fuzz_checkpoint_state 4096 ${_src}/train/checkpoint_state.cpp ${_src}/data/loader_position.cpp)
   ouro_fuzz_target(fuzz_metrics_resume 4096 ${_src}/train/metrics_records.cpp)
 endfunction()

@@ -1,11 +1,12 @@
 # The tokenizer's build pieces, kept in one file:
 #  - PCRE2 (8-bit, with JIT) for the split patterns: Unicode properties and lookahead, which
-#    std::regex lacks; linked into ouro_core;
+#    std::regex lacks; linked into ouro_tokenizer (cmake/OuroLayerBuild.cmake, with zlib and
+#    libzstd for ouro_data);
 #  - liblzma for the tokenizer test, whose fixtures are committed xz-compressed;
 #  - a libFuzzer target (decode(encode(x)) == x on arbitrary bytes) built with clang when
 #    clang and its fuzzer runtime are installed, run for a bounded time as a ctest.
-# ouro_core and the tests are defined after this file is included (from OuroDependencies), so
-# the target wiring is deferred to the end of the top-level CMakeLists.txt.
+# The tests are defined after this file is included (from OuroDependencies), so the target
+# wiring is deferred to the end of the top-level CMakeLists.txt.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 find_package(LibLZMA REQUIRED)
@@ -32,17 +33,14 @@ endif()
 message(STATUS "Tokenizer fuzz target (clang + libFuzzer): ${OURO_HAVE_FUZZER}")
 
 function(ouro_tokenizer_wire)
-  if(TARGET ouro_core)
-    target_link_libraries(ouro_core PRIVATE PkgConfig::PCRE2 ZLIB::ZLIB PkgConfig::ZSTD)
-  endif()
   if(TARGET ouro_test_tokenizer)
     target_link_libraries(ouro_test_tokenizer PRIVATE LibLZMA::LibLZMA)
   endif()
-  if(NOT OURO_HAVE_FUZZER OR NOT TARGET ouro_core)
+  if(NOT OURO_HAVE_FUZZER OR NOT TARGET ouro_tokenizer)
     return()
   endif()
   # clang compiles the tokenizer sources itself (with ASan + UBSan + libFuzzer), apart from the
-  # g++ objects of ouro_core.
+  # g++ objects of ouro_tokenizer.
   file(GLOB _tok_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/tokenizer/*.cpp)
   set(_sources ${_tok_sources} ${CMAKE_SOURCE_DIR}/src/io/atomic_file.cpp
                ${CMAKE_SOURCE_DIR}/tests/fuzz_tokenizer.cpp)

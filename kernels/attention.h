@@ -1,6 +1,6 @@
 // Causal flash attention, bf16 in and out, online softmax in fp32. qkv (B, T, 3C) holds q|k|v per
-// row, each split into NH heads of hd = C/NH (hd in {32, 64, 128}). Device pointers; async on
-// `stream`.
+// row, each split into NH heads of hd = C/NH (any hd in 1..256; attention_supports below says
+// which path runs). Device pointers; async on `stream`.
 #pragma once
 #include "kernels/common.cuh"
 

@@ -255,24 +255,3 @@ TEST(LlmcImport, Version3EqualsTheHfWeightsAndVersion5IsBf16) {
   // bf16 weights (8-bit mantissa): the loss moves by well under 1%.
   EXPECT_LT(std::abs(loss - f.ref.get_f32("loss")[0]) / f.ref.get_f32("loss")[0], 1e-2);
 }
-
-TEST(LrSchedule, WarmupCosineLinearWsdConstant) {
-  LrSchedule s{1.0, 0.1, 0.2, 10, 110, "cosine"};
-  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
-  EXPECT_DOUBLE_EQ(s.at(9), 1.0);
-  EXPECT_DOUBLE_EQ(s.at(10), 1.0);
-  EXPECT_NEAR(s.at(60), 0.55, 1e-12);
-  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
-  s.kind = "linear";
-  EXPECT_NEAR(s.at(60), 0.55, 1e-12);
-  EXPECT_NEAR(s.at(110), 0.1, 1e-12);
-  s.kind = "wsd";  // decays over the last 22 steps (0.2 * 110)
-  EXPECT_DOUBLE_EQ(s.at(87), 1.0);
-  EXPECT_NEAR(s.at(109), 0.1, 1e-12);
-  EXPECT_NEAR(s.at(98), 1.0 - 0.9 * 11.0 / 22.0, 1e-12);
-  s.kind = "constant";
-  EXPECT_DOUBLE_EQ(s.at(100), 1.0);
-  EXPECT_FLOAT_EQ(clip_coefficient(2.0, 1.0), static_cast<float>(1.0 / (2.0 + 1e-6)));
-  EXPECT_FLOAT_EQ(clip_coefficient(0.5, 1.0), 1.0f);
-  EXPECT_FLOAT_EQ(clip_coefficient(5.0, 0.0), 1.0f);
-}

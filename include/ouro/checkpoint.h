@@ -18,7 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ouro/model.h"
+#include "ouro/model_shape.h"
 
 namespace ouro {
 

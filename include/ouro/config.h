@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "ouro/model.h"
+#include "ouro/model_shape.h"
 
 namespace ouro {
 

@@ -11,14 +11,14 @@
 
 #include "bench/comm_bench.h"
 #include "bench/generate_bench.h"
+#include "bench/kernel_bench.h"
 #include "bench/peak_flops.h"
 #include "bench/train_bench.h"
-#include "device/kernel_bench.h"
+#include "common/log.h"
 #include "ouro/comm.h"
 #include "ouro/config.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
-#include "train/run_log.h"
 
 namespace fs = std::filesystem;
 

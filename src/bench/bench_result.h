@@ -2,7 +2,7 @@
 // `ouro bench all`'s report (bench.json and bench.md, see bench_result.cpp for the schema). A
 // record carries its ceiling measured in the same run (cuBLASLt, a device-to-device copy, the
 // BLAS sgemm) or taken from the peak table, so a figure is never read without its yardstick.
-// Plain types only: src/device/kernel_bench.cu (nvcc) fills these records too.
+// Plain types only: src/bench/kernel_bench.cu (nvcc) fills these records too.
 #pragma once
 #include <filesystem>
 #include <string>

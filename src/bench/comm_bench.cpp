@@ -6,11 +6,11 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
 #include "dist/run_comm.h"
 #include "ouro/comm.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
-#include "train/run_log.h"
 
 namespace ouro {
 

@@ -5,10 +5,11 @@
 
 #include <fmt/format.h>
 
+#include "common/log.h"
+#include "common/threads.h"
 #include "model/generate.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
-#include "train/run_log.h"
 #include "train/trainer.h"
 
 namespace ouro {

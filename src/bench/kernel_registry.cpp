@@ -1,6 +1,6 @@
-// The kernel benchmark's registration point: the device half (src/device/kernel_bench.cu)
+// The kernel benchmark's registration point: the device half of the benchmark (kernel_bench.cu)
 // registers itself when a binary links it.
-#include "device/kernel_bench.h"
+#include "bench/kernel_bench.h"
 
 namespace ouro {
 namespace {

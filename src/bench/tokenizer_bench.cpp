@@ -16,9 +16,9 @@
 #include <omp.h>
 #endif
 
+#include "common/log.h"
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
-#include "train/run_log.h"
 
 namespace fs = std::filesystem;
 

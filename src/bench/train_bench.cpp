@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "bench/peak_flops.h"
+#include "common/threads.h"
 #include "dist/run_comm.h"
 #include "ouro/comm.h"
 #include "ouro/model.h"

@@ -6,12 +6,12 @@
 #include "bench/bench_result.h"
 #include "bench/comm_bench.h"
 #include "bench/generate_bench.h"
+#include "bench/kernel_bench.h"
 #include "bench/train_bench.h"
-#include "device/kernel_bench.h"
-#include "ouro/error.h"
 #include "cli/commands.h"
 #include "ouro/comm.h"
 #include "ouro/config.h"
+#include "ouro/error.h"
 
 namespace ouro::cli {
 

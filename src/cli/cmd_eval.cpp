@@ -7,13 +7,14 @@
 
 #include "cli/commands.h"
 #include "cli/validators.h"
-#include "ouro/config.h"
+#include "common/log.h"
+#include "common/threads.h"
 #include "loop/task_eval.h"
 #include "ouro/checkpoint.h"
+#include "ouro/config.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
 #include "train/evaluate.h"
-#include "train/run_log.h"
 #include "train/trainer.h"
 
 namespace ouro::cli {

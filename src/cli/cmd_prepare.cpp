@@ -7,11 +7,11 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "loop/task_eval.h"
-#include "ouro/error.h"
 #include "ouro/data.h"
+#include "ouro/error.h"
 #include "ouro/tokenizer.h"
-#include "train/run_log.h"
 
 namespace ouro::cli {
 

@@ -4,12 +4,13 @@
 
 #include "cli/commands.h"
 #include "cli/validators.h"
+#include "common/log.h"
+#include "common/threads.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
-#include "train/run_log.h"
 #include "train/run_tokenizer.h"
 #include "train/trainer.h"
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
-#include "train/run_log.h"
 
 namespace ouro::cli {
 

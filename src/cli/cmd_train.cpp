@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "cli/commands.h"
+#include "cli/train.h"
 #include "ouro/checkpoint.h"
 #include "ouro/config.h"
 #include "ouro/error.h"

@@ -2,9 +2,9 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "common/log.h"
 #include "ouro/error.h"
 #include "ouro/ops.h"
-#include "train/run_log.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"ouro: a C++/CUDA engine that pretrains GPT-style language models"};

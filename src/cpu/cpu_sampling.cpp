@@ -3,17 +3,14 @@
 #include <numeric>
 #include <vector>
 
+#include "common/hash.h"
 #include "cpu/cpu_ops.h"
-#include "cpu/host_sampling.h"
+#include "ouro/host_sampling.h"
 
 namespace ouro {
 
 double counter_uniform(uint64_t seed, uint64_t counter) {
-  uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
+  return static_cast<double>(splitmix64_pair(seed, counter) >> 11) * 0x1.0p-53;
 }
 
 const char* nonfinite_row(const float* logits, int V) {

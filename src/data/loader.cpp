@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/hash.h"
 #include "ouro/data.h"
 #include "ouro/error.h"
 
@@ -18,17 +19,11 @@ namespace ouro {
 
 namespace {
 
-// splitmix64 (Steele, Lea & Flood): fixed arithmetic, so a seed gives the same order on every
-// platform and standard library, unlike std::shuffle with std::uniform_int_distribution.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
+// splitmix64 (Steele, Lea & Flood; common/hash.h): fixed arithmetic, so a seed gives the same
+// order on every platform and standard library, unlike std::shuffle with uniform_int_distribution.
 struct SplitMix64 {
   uint64_t state;
-  uint64_t next() { return mix64(state += 0x9E3779B97F4A7C15ull); }
+  uint64_t next() { return splitmix64_mix(state += kGoldenGamma); }
   // Uniform in [0, bound) by rejection: drop the top 2^64 mod bound values that would bias r%bound.
   uint64_t below(uint64_t bound) {
     const uint64_t threshold = (0 - bound) % bound;
@@ -43,7 +38,7 @@ struct SplitMix64 {
 // be rebuilt from the pair alone, which is what makes resume exact.
 void epoch_permutation(uint64_t seed, uint64_t epoch, std::vector<uint32_t>& perm) {
   for (size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<uint32_t>(i);
-  SplitMix64 rng{mix64(seed) ^ mix64(epoch + 0x632BE59BD9B4E019ull)};
+  SplitMix64 rng{splitmix64_mix(seed) ^ splitmix64_mix(epoch + 0x632BE59BD9B4E019ull)};
   for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[rng.below(i)]);
 }
 

@@ -13,6 +13,7 @@
 #include <omp.h>
 #endif
 
+#include "common/hash.h"
 #include "common/omp_errors.h"
 #include "common/progress_bar.h"
 #include "data/byte_source.h"
@@ -45,12 +46,12 @@ double peak_rss_mb() { return status_mb("VmHWM"); }
 // FNV-1a 64 of a file's bytes (with its sidecar, for a ranks file): identifies the tokenizer
 // in the manifest.
 std::string file_hash(const std::string& path) {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aShortOffset;
   for (const std::string& p : {path, path + ".json"}) {
     std::ifstream f(p, std::ios::binary);
     char buf[1 << 16];
     while (f.read(buf, sizeof buf) || f.gcount() > 0) {
-      for (std::streamsize i = 0; i < f.gcount(); ++i) h = (h ^ static_cast<uint8_t>(buf[i])) * 1099511628211ull;
+      h = fnv1a(buf, static_cast<size_t>(f.gcount()), h);
       if (!f) break;
     }
   }

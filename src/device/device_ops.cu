@@ -83,8 +83,8 @@ bool same_segments(const std::vector<kernels::AdamSegment>& a,
 // The key of the weights' stochastic rounding (kernels::rounding_random).
 constexpr uint64_t kRoundingSeed = 0x0b5e55ed0b5e55edULL;
 
-const bf16* B(const void* p) { return static_cast<const bf16*>(p); }
-bf16* B(void* p) { return static_cast<bf16*>(p); }
+const bf16* as_bf16(const void* p) { return static_cast<const bf16*>(p); }
+bf16* as_bf16(void* p) { return static_cast<bf16*>(p); }
 
 class DeviceOps final : public Ops {
  public:
@@ -160,40 +160,40 @@ class DeviceOps final : public Ops {
     TraceRange range("params_from_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
     to_device(tmp, src, n * sizeof(float));
-    kernels::f32_to_bf16_stochastic(B(dst), tmp, n, kRoundingSeed, stream_);
+    kernels::f32_to_bf16_stochastic(as_bf16(dst), tmp, n, kRoundingSeed, stream_);
     synchronize();
   }
   void params_to_host(float* dst, const void* src, size_t n) override {
     TraceRange range("params_to_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
-    kernels::bf16_to_f32(tmp, B(src), n, stream_);
+    kernels::bf16_to_f32(tmp, as_bf16(src), n, stream_);
     to_host(dst, tmp, n * sizeof(float));
   }
 
   // ---- forward / backward ----
-  void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
+  void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                        int T, int C) override {
     TraceRange range("encoder_forward");
-    kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * T), B(wte), B(wpe),
-                             Bn, T, C, 0, stream_);
+    kernels::encoder_forward(as_bf16(out), upload_ints(tokens_, tokens, size_t(B) * T), as_bf16(wte), as_bf16(wpe),
+                             B, T, C, 0, stream_);
   }
-  void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens, int Bn, int T,
+  void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens, int B, int T,
                         int C) override {
     TraceRange range("encoder_backward");
-    kernels::encoder_backward(B(dwte), B(dwpe), B(dout), tokens, Bn, T, C,
-                              scratch_.get(kernels::encoder_backward_scratch_bytes(Bn, T, C)),
+    kernels::encoder_backward(as_bf16(dwte), as_bf16(dwpe), as_bf16(dout), tokens, B, T, C,
+                              scratch_.get(kernels::encoder_backward_scratch_bytes(B, T, C)),
                               stream_);
   }
   void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                          const void* bias, int N, int C) override {
     TraceRange range("layernorm_forward");
-    kernels::layernorm_forward(B(out), mean, rstd, B(inp), B(weight), B(bias), N, C, stream_);
+    kernels::layernorm_forward(as_bf16(out), mean, rstd, as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, stream_);
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout,
                           const void* inp, const void* weight, const float* mean,
                           const float* rstd, int N, int C) override {
     TraceRange range("layernorm_backward");
-    kernels::layernorm_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), mean,
+    kernels::layernorm_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), mean,
                                 rstd, N, C,
                                 scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)),
                                 stream_);
@@ -201,14 +201,14 @@ class DeviceOps final : public Ops {
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                       int C, int OC) override {
     TraceRange range("matmul_forward");
-    if (cublas_) return cublas_->forward(B(out), B(inp), B(weight), B(bias), N, C, OC);
-    kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_);
+    if (cublas_) return cublas_->forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC);
+    kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_);
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                        const void* weight, int N, int C, int OC) override {
     TraceRange range("matmul_backward");
-    if (cublas_) return cublas_->backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC);
-    kernels::matmul_backward(B(dinp), B(dweight), B(dbias), B(dout), B(inp), B(weight), N, C, OC,
+    if (cublas_) return cublas_->backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC);
+    kernels::matmul_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC,
                              scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
                              stream_);
   }
@@ -216,58 +216,58 @@ class DeviceOps final : public Ops {
                                   const void* b, const void* weight, const void* bias, int N,
                                   int C) override {
     TraceRange range("residual_layernorm_forward");
-    kernels::residual_layernorm_forward(B(residual), B(out), mean, rstd, B(a), B(b), B(weight), B(bias), N,
+    kernels::residual_layernorm_forward(as_bf16(residual), as_bf16(out), mean, rstd, as_bf16(a), as_bf16(b), as_bf16(weight), as_bf16(bias), N,
                                         C, stream_);
   }
   void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
                            const void* bias, int N, int C, int OC) override {
     TraceRange range("matmul_gelu_forward");
     if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
-    kernels::matmul_forward(B(out), B(inp), B(weight), B(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
-                            B(pre_gelu));
+    kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
+                            as_bf16(pre_gelu));
   }
-  void rope_forward(void* qkv, int Bn, int T, int C, int NH, int pos0, double theta) override {
+  void rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) override {
     TraceRange range("rope_forward");
-    kernels::rope_forward(B(qkv), Bn, T, C, NH, pos0, theta, stream_);
+    kernels::rope_forward(as_bf16(qkv), B, T, C, NH, pos0, theta, stream_);
   }
-  void rope_backward(void* dqkv, int Bn, int T, int C, int NH, int pos0, double theta) override {
+  void rope_backward(void* dqkv, int B, int T, int C, int NH, int pos0, double theta) override {
     TraceRange range("rope_backward");
-    kernels::rope_backward(B(dqkv), Bn, T, C, NH, pos0, theta, stream_);
+    kernels::rope_backward(as_bf16(dqkv), B, T, C, NH, pos0, theta, stream_);
   }
-  size_t attention_state_size(int Bn, int T, int NH) const override {
-    if (cudnn_) return CudnnAttention::state_size(Bn, T, NH);
-    return size_t(Bn) * NH * T;  // the logsumexp of each query row
+  size_t attention_state_size(int B, int T, int NH) const override {
+    if (cudnn_) return CudnnAttention::state_size(B, T, NH);
+    return size_t(B) * NH * T;  // the logsumexp of each query row
   }
-  void attention_forward(void* out, float* state, const void* qkv, int Bn, int T, int C,
+  void attention_forward(void* out, float* state, const void* qkv, int B, int T, int C,
                          int NH) override {
     TraceRange range("attention_forward");
-    if (cudnn_) return cudnn_->forward(B(out), state, B(qkv), Bn, T, C, NH);
+    if (cudnn_) return cudnn_->forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH);
     check_head_dim(C, NH);
-    kernels::attention_forward(B(out), state, B(qkv), Bn, T, C, NH, stream_);
+    kernels::attention_forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH, stream_);
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
-                          const float* state, int Bn, int T, int C, int NH) override {
+                          const float* state, int B, int T, int C, int NH) override {
     TraceRange range("attention_backward");
-    if (cudnn_) return cudnn_->backward(B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH);
+    if (cudnn_) return cudnn_->backward(as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH);
     kernels::attention_backward(
-        B(dqkv), B(dout), B(qkv), B(out), state, Bn, T, C, NH,
-        scratch_.get(kernels::attention_backward_scratch_bytes(Bn, T, C, NH)), stream_);
+        as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH,
+        scratch_.get(kernels::attention_backward_scratch_bytes(B, T, C, NH)), stream_);
   }
   void gelu_forward(void* out, const void* inp, size_t n) override {
     TraceRange range("gelu_forward");
-    kernels::gelu_forward(B(out), B(inp), n, stream_);
+    kernels::gelu_forward(as_bf16(out), as_bf16(inp), n, stream_);
   }
   void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override {
     TraceRange range("gelu_backward");
-    kernels::gelu_backward(B(dinp), B(inp), B(dout), n, stream_);
+    kernels::gelu_backward(as_bf16(dinp), as_bf16(inp), as_bf16(dout), n, stream_);
   }
   void residual_forward(void* out, const void* a, const void* b, size_t n) override {
     TraceRange range("residual_forward");
-    kernels::residual_forward(B(out), B(a), B(b), n, stream_);
+    kernels::residual_forward(as_bf16(out), as_bf16(a), as_bf16(b), n, stream_);
   }
   void add_inplace(void* dst, const void* src, size_t n) override {
     TraceRange range("add_inplace");
-    kernels::add_inplace(B(dst), B(src), n, stream_);
+    kernels::add_inplace(as_bf16(dst), as_bf16(src), n, stream_);
   }
   void classifier(void* logits, float* losses, const int* targets, int N, int V, int Vp,
                   float dloss) override {
@@ -275,13 +275,13 @@ class DeviceOps final : public Ops {
     for (int n = 0; n < N; n++)  // the kernel clamps; the error belongs here, naming the row
       OURO_CHECK(targets[n] < V, "classifier: target {} at row {} is outside the vocab of {}",
                  targets[n], n, V);
-    kernels::classifier(B(logits), losses, upload_ints(targets_, targets, size_t(N)), N, V, Vp,
+    kernels::classifier(as_bf16(logits), losses, upload_ints(targets_, targets, size_t(N)), N, V, Vp,
                         dloss, stream_);
   }
   double sum_squares(const void* x, size_t n) override {
     TraceRange range("sum_squares");
     double* out = static_cast<double*>(result_.get(sizeof(double)));
-    kernels::sum_squares(out, B(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
     double h = 0;
     to_host(&h, out, sizeof h);
     return h;
@@ -292,7 +292,7 @@ class DeviceOps final : public Ops {
       OURO_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream_));
       return;
     }
-    kernels::sum_squares(out, B(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
   }
   void adamw(void* params, float* master, const void* grads, float* m, float* v,
              const std::vector<ParamSegment>& segments, const AdamWArgs& args) override {
@@ -317,56 +317,56 @@ class DeviceOps final : public Ops {
     p.weight_decay = args.weight_decay, p.grad_scale = args.grad_scale, p.step = args.step;
     p.seed = kRoundingSeed;  // the random bits hash the value itself (rounding_random)
     p.index_base = args.index_base;
-    kernels::adamw(B(params), master, B(grads), m, v, dsegs, int(segs.size()), total, p, stream_);
+    kernels::adamw(as_bf16(params), master, as_bf16(grads), m, v, dsegs, int(segs.size()), total, p, stream_);
   }
 
   // ---- inference with a KV cache ----
-  void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int Bn, int Tn,
+  void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
                     int pos0, int Tmax, int C, int NH) override {
     TraceRange range("attention_kv");
-    kernels::attention_kv(B(out), B(qkv), B(kcache), B(vcache), Bn, Tn, pos0, Tmax, C, NH, stream_);
+    kernels::attention_kv(as_bf16(out), as_bf16(qkv), as_bf16(kcache), as_bf16(vcache), B, Tn, pos0, Tmax, C, NH, stream_);
   }
-  void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int Bn,
+  void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                           int Tn, int pos0, int C) override {
     TraceRange range("encoder_forward_at");
-    kernels::encoder_forward(B(out), upload_ints(tokens_, tokens, size_t(Bn) * Tn), B(wte), B(wpe),
-                             Bn, Tn, C, pos0, stream_);
+    kernels::encoder_forward(as_bf16(out), upload_ints(tokens_, tokens, size_t(B) * Tn), as_bf16(wte), as_bf16(wpe),
+                             B, Tn, C, pos0, stream_);
   }
 
   // ---- sampling ----
   // The kernel reads the logits where the model left them; the row seeds go up and only the B
   // tokens, B row statuses and B log-probs come back, in one copy (ints, ints, then floats, in
   // one buffer). A row the kernel reports (a NaN logit, or none above -inf) is an error naming it.
-  void sample_tokens(int* tokens, float* logprobs, const void* logits, int Bn, int V,
+  void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
                      size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
                      uint64_t step) override {
     TraceRange range("sample_tokens");
-    OURO_CHECK(Bn >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
-               "sample_tokens: {} rows of {} tokens, {} apart", Bn, V, row_stride);
-    if (Bn == 0) return;
-    auto* seeds = static_cast<uint64_t*>(seeds_.get(size_t(Bn) * sizeof(uint64_t)));
-    OURO_CUDA_CHECK(cudaMemcpyAsync(seeds, row_seeds, size_t(Bn) * sizeof(uint64_t),
+    OURO_CHECK(B >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
+               "sample_tokens: {} rows of {} tokens, {} apart", B, V, row_stride);
+    if (B == 0) return;
+    auto* seeds = static_cast<uint64_t*>(seeds_.get(size_t(B) * sizeof(uint64_t)));
+    OURO_CUDA_CHECK(cudaMemcpyAsync(seeds, row_seeds, size_t(B) * sizeof(uint64_t),
                                     cudaMemcpyHostToDevice, stream_));
-    const size_t ints = size_t(Bn) * sizeof(int);
-    char* out = static_cast<char*>(result_.get(2 * ints + size_t(Bn) * sizeof(float)));
+    const size_t ints = size_t(B) * sizeof(int);
+    char* out = static_cast<char*>(result_.get(2 * ints + size_t(B) * sizeof(float)));
     int* d_tokens = reinterpret_cast<int*>(out);
     int* d_status = reinterpret_cast<int*>(out + ints);
     float* d_logprobs = reinterpret_cast<float*>(out + 2 * ints);
     kernels::SamplingParams p{};
     p.temperature = spec.temperature, p.top_k = spec.top_k, p.top_p = spec.top_p;
     p.offset = step;  // the row seeds are the keys; the step is the counter
-    kernels::sample_tokens_row_seeds(d_tokens, logprobs ? d_logprobs : nullptr, B(logits), Bn, V,
+    kernels::sample_tokens_row_seeds(d_tokens, logprobs ? d_logprobs : nullptr, as_bf16(logits), B, V,
                                      int(row_stride), p, seeds, stream_, d_status);
-    std::vector<char> host(2 * ints + (logprobs ? size_t(Bn) * sizeof(float) : 0));
+    std::vector<char> host(2 * ints + (logprobs ? size_t(B) * sizeof(float) : 0));
     to_host(host.data(), out, host.size());  // synchronises: the seeds' source may be reused
-    std::vector<int> status(Bn);
+    std::vector<int> status(B);
     std::memcpy(status.data(), host.data() + ints, ints);
-    for (int b = 0; b < Bn; b++)
+    for (int b = 0; b < B; b++)
       OURO_CHECK(status[b] == kernels::kSampleOk,
                  "sample_tokens: row {} of the logits {}: the model diverged or its input is corrupt", b,
                  status[b] == kernels::kSampleNaN ? "holds a NaN" : "has no value above -inf");
     std::memcpy(tokens, host.data(), ints);
-    if (logprobs) std::memcpy(logprobs, host.data() + 2 * ints, size_t(Bn) * sizeof(float));
+    if (logprobs) std::memcpy(logprobs, host.data() + 2 * ints, size_t(B) * sizeof(float));
   }
 
  private:

@@ -41,6 +41,7 @@
 
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "ouro/comm.h"
 
 struct ncclComm {
@@ -237,12 +238,6 @@ ncclResult_t reduce_owned(const char* send, const std::vector<size_t>& begin, co
   return ncclSuccess;
 }
 
-uint64_t fnv1a(const void* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
-  return h;
-}
-
 constexpr char kIdMagic[] = "ouro-nccl-over-mpi";
 
 }  // namespace
@@ -311,7 +306,8 @@ ncclResult_t ncclCommInitRank(ncclComm_t* out, int nranks, ncclUniqueId id, int 
   MPI_Comm_set_errhandler(c->mpi, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->mpi, &c->rank);
   // Every rank must hold the same id and a distinct rank.
-  const uint64_t mine[2] = {fnv1a(id.internal, sizeof id.internal), static_cast<uint64_t>(rank)};
+  const uint64_t mine[2] = {ouro::fnv1a(id.internal, sizeof id.internal, ouro::kFnv1aShortOffset),
+                            static_cast<uint64_t>(rank)};
   std::vector<uint64_t> all(2 * static_cast<size_t>(nranks));
   rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, c->mpi);
   std::string problem;

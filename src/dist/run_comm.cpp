@@ -1,7 +1,7 @@
 #include "dist/run_comm.h"
 
+#include "common/log.h"
 #include "dist/rendezvous.h"
-#include "train/run_log.h"
 
 namespace ouro {
 namespace {

@@ -2,18 +2,10 @@
 
 #include <algorithm>
 
+#include "common/hash.h"
 #include "ouro/error.h"
 
 namespace ouro {
-namespace {
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
 void to_json(nlohmann::json& j, const BufferSample& s) {
   j = {{"tokens", s.tokens}, {"score", s.score}, {"round", s.round}, {"uses", s.uses}};
 }
@@ -57,7 +49,7 @@ void ReplayBuffer::fill(int rows, int T, int64_t step, int micro, int* inputs, i
   const uint64_t starts = stream.size() - T;
   for (int r = 0; r < rows; ++r) {
     const uint64_t row = static_cast<uint64_t>(rank_) * static_cast<uint64_t>(rows) + static_cast<uint64_t>(r);
-    uint64_t h = mix(mix(seed_, static_cast<uint64_t>(step)), static_cast<uint64_t>(micro) * 1000003u + row);
+    uint64_t h = splitmix64_pair(splitmix64_pair(seed_, static_cast<uint64_t>(step)), static_cast<uint64_t>(micro) * 1000003u + row);
     size_t p = h % starts;
     for (int t = 0; t < T; ++t) {
       inputs[static_cast<size_t>(r) * T + t] = stream[p + t];

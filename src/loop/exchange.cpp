@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/hash.h"
 #include "ouro/error.h"
 
 namespace ouro {
@@ -52,9 +53,7 @@ class Reader {
 }  // namespace
 
 uint64_t buffer_fingerprint(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a: small data, no need for speed
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
+  return fnv1a(s.data(), s.size(), kFnv1aOffset);  // small data, no need for speed
 }
 
 std::vector<int> prompts_of_rank(int n_prompts, int rank, int world) {

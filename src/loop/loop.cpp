@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/hash.h"
+#include "common/jsonl.h"
 #include "common/trace.h"
 #include "loop/buffer.h"
 #include "loop/exchange.h"
@@ -28,13 +30,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 Tokens text_tokens(const std::string& s) { return Tokens(s.begin(), s.end()); }
 
@@ -124,15 +119,7 @@ class Loop {
  private:
   // Records past the checkpoint a resumed run starts from belong to work it will redo.
   static void truncate_jsonl(const fs::path& file, const char* key, int keep_below) {
-    std::ifstream in(file);
-    if (!in) return;
-    std::string kept, line;
-    while (std::getline(in, line)) {
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.value(key, 0) < keep_below) kept += line + "\n";
-    }
-    in.close();
-    std::ofstream(file, std::ios::trunc) << kept;
+    rewrite_jsonl(file, [&](const std::string& text) { return jsonl_lines_below(text, key, keep_below); });
   }
 
   // The easiest difficulty this round prompts with: the curriculum moves by task_grow per round.
@@ -158,7 +145,7 @@ class Loop {
   // The prompts of this round: task problems, or real-text prefixes with their continuations.
   std::vector<Candidate> make_prompts() {
     std::vector<Candidate> prompts;
-    const uint64_t seed = mix(static_cast<uint64_t>(cfg_.train.seed), static_cast<uint64_t>(round_));
+    const uint64_t seed = splitmix64_pair(static_cast<uint64_t>(cfg_.train.seed), static_cast<uint64_t>(round_));
     if (task_) {
       const int span = L_.task_max - L_.task_min + 1;
       for (int i = 0; i < L_.prompts; ++i) {
@@ -206,7 +193,7 @@ class Loop {
       std::vector<std::vector<int>> rows(L_.k, p.prompt_tokens);
       std::vector<uint64_t> seeds(L_.k);
       for (int k = 0; k < L_.k; ++k)
-        seeds[k] = mix(mix(static_cast<uint64_t>(cfg_.train.seed), 1000003u * round_ + p.prompt), k);
+        seeds[k] = splitmix64_pair(splitmix64_pair(static_cast<uint64_t>(cfg_.train.seed), 1000003u * round_ + p.prompt), k);
       auto g = generate_batch(gen, rows, so, seeds);
       for (int k = 0; k < L_.k; ++k) {
         Candidate c = p;

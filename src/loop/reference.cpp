@@ -6,9 +6,10 @@
 #include <fstream>
 #include <set>
 
+#include "common/hash.h"
+#include "common/log.h"
 #include "io/atomic_file.h"
 #include "ouro/error.h"
-#include "train/run_log.h"
 
 namespace fs = std::filesystem;
 
@@ -17,13 +18,6 @@ namespace {
 
 constexpr char kMagic[8] = {'O', 'U', 'R', 'O', 'R', 'E', 'F', '1'};
 constexpr size_t kHeader = 16;  // magic + uint64 count
-
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t z = a * 0x9E3779B97F4A7C15ull + b + 0x632BE59BD9B4E019ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 std::string file_name(int64_t step) { return fmt::format("ref_step_{:06d}.f32", step); }
 
@@ -35,13 +29,13 @@ bool is_reference_file(const fs::path& p) {
 }  // namespace
 
 std::string content_hash(const std::vector<float>& w) {
-  uint64_t h = mix(0x5EEDull, w.size());
+  uint64_t h = splitmix64_pair(0x5EEDull, w.size());
   const size_t bytes = w.size() * sizeof(float);
   const auto* p = reinterpret_cast<const unsigned char*>(w.data());
   for (size_t i = 0; i < bytes; i += 8) {
     uint64_t word = 0;
     std::memcpy(&word, p + i, std::min<size_t>(8, bytes - i));
-    h = mix(h, word);
+    h = splitmix64_pair(h, word);
   }
   return fmt::format("{:016x}", h);
 }

@@ -6,12 +6,15 @@
 #include <numeric>
 #include <unordered_map>
 
+#include "common/hash.h"
+
 namespace ouro {
 namespace {
 
 uint64_t hash_ngram(const int* p, int n) {
-  uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(n);
-  for (int i = 0; i < n; ++i) h = (h ^ static_cast<uint32_t>(p[i])) * 1099511628211ull;
+  // FNV-1a over 32-bit token units, the offset basis salted with n.
+  uint64_t h = kFnv1aShortOffset ^ static_cast<uint64_t>(n);
+  for (int i = 0; i < n; ++i) h = fnv1a_step(h, static_cast<uint32_t>(p[i]));
   return h;
 }
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/host_sampling.h"  // counter_uniform, sample_token, token_logprob (the cpu sampler)
+#include "ouro/host_sampling.h"  // counter_uniform, sample_token, token_logprob (the cpu sampler)
 #include "ouro/model.h"
 
 namespace ouro {

@@ -9,18 +9,18 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/log.h"
 #include "common/trace.h"
 #include "model/arena.h"
 #include "ouro/error.h"
 #include "ouro/model.h"
-#include "train/run_log.h"
 
 namespace ouro {
 
 namespace {
 // Pointer to element `i` of an untyped backend buffer.
-inline void* el(void* base, size_t i, size_t esz) { return static_cast<char*>(base) + i * esz; }
-inline const void* el(const void* base, size_t i, size_t esz) {
+inline void* element_at(void* base, size_t i, size_t esz) { return static_cast<char*>(base) + i * esz; }
+inline const void* element_at(const void* base, size_t i, size_t esz) {
   return static_cast<const char*>(base) + i * esz;
 }
 }  // namespace
@@ -118,7 +118,7 @@ ParamPtrs param_ptrs(const std::vector<ParamTensor>& layout, const void* base, s
   auto get = [&](const char* name, bool per_layer) {
     const auto& t = find_param(layout, name);
     size_t per = per_layer ? t.size / static_cast<size_t>(t.shape[0]) : 0;
-    return el(base, t.offset + per * static_cast<size_t>(l), esz);
+    return element_at(base, t.offset + per * static_cast<size_t>(l), esz);
   };
   ParamPtrs p{};
   p.wte = get("wte", false);
@@ -168,28 +168,28 @@ static std::vector<ParamRange> grad_ranges(const std::vector<ParamTensor>& layou
 }
 
 // Forward through the blocks and the final LayerNorm + logits; losses when targets != null.
-static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
+static void run_forward(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg,
                         const std::vector<ParamTensor>& layout, const int* tokens,
                         const int* targets, int B, int T, float dloss, float* losses = nullptr) {
   const int C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab();
   const int N = B * T;
-  const size_t esz = I.esz;
+  const size_t esz = impl.esz;
   TraceRange trace("forward");
-  I.kv_last_B = I.kv_last_Tn = 0;  // the logits a kv_step kept are overwritten
-  auto g = param_ptrs(layout, I.params.ptr, esz, 0);
-  ops.encoder_forward(I.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
+  impl.kv_last_B = impl.kv_last_Tn = 0;  // the logits a kv_step kept are overwritten
+  auto g = param_ptrs(layout, impl.params.ptr, esz, 0);
+  ops.encoder_forward(impl.encoded.ptr, tokens, g.wte, g.wpe, B, T, C);
   {
-    auto p0 = param_ptrs(layout, I.params.ptr, esz, 0);
-    auto& a0 = I.layers[0];
-    ops.layernorm_forward(a0.ln1.ptr, a0.ln1_mean.f32(), a0.ln1_rstd.f32(), I.encoded.ptr, p0.ln1w,
+    auto p0 = param_ptrs(layout, impl.params.ptr, esz, 0);
+    auto& a0 = impl.layers[0];
+    ops.layernorm_forward(a0.ln1.ptr, a0.ln1_mean.f32(), a0.ln1_rstd.f32(), impl.encoded.ptr, p0.ln1w,
                           p0.ln1b, N, C);
   }
   // Each residual add is fused with the LayerNorm that reads it (the next block's ln1, or ln_f
   // after the last block), and the fc GEMM with its GELU: one pass over memory fewer each.
   for (int l = 0; l < L; ++l) {
-    auto p = param_ptrs(layout, I.params.ptr, esz, l);
-    auto& a = I.layers[l];
-    const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
+    auto p = param_ptrs(layout, impl.params.ptr, esz, l);
+    auto& a = impl.layers[l];
+    const void* residual = l == 0 ? impl.encoded.ptr : impl.layers[l - 1].residual3.ptr;
     ops.matmul_forward(a.qkv.ptr, a.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     // In place: the saved qkv then holds the ROTATED q, k, which is what attention_backward
     // needs (its gradients are with respect to the q, k attention saw); the unrotated ones are
@@ -202,43 +202,43 @@ static void run_forward(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg,
     ops.matmul_gelu_forward(a.fch_gelu.ptr, a.fch.ptr, a.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
     ops.matmul_forward(a.fcproj.ptr, a.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
     if (l + 1 < L) {
-      auto pn = param_ptrs(layout, I.params.ptr, esz, l + 1);
-      auto& an = I.layers[l + 1];
+      auto pn = param_ptrs(layout, impl.params.ptr, esz, l + 1);
+      auto& an = impl.layers[l + 1];
       ops.residual_layernorm_forward(a.residual3.ptr, an.ln1.ptr, an.ln1_mean.f32(),
                                      an.ln1_rstd.f32(), a.residual2.ptr, a.fcproj.ptr, pn.ln1w,
                                      pn.ln1b, N, C);
     } else {
-      ops.residual_layernorm_forward(a.residual3.ptr, I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
+      ops.residual_layernorm_forward(a.residual3.ptr, impl.lnf.ptr, impl.lnf_mean.f32(), impl.lnf_rstd.f32(),
                                      a.residual2.ptr, a.fcproj.ptr, g.lnfw, g.lnfb, N, C);
     }
   }
-  ops.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
-  if (targets) ops.classifier(I.logits.ptr, losses ? losses : I.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
+  ops.matmul_forward(impl.logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  if (targets) ops.classifier(impl.logits.ptr, losses ? losses : impl.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
 }
 
 // Plans every activation (forward) and activation gradient (backward scratch) tensor for
 // (max_B, max_T) and makes the one allocation. The backward scratch is included even for a
 // model that only decodes: ~10 N*C elements next to the forward's ~(17 L N C + N Vp), which
 // buys a step with no allocation at all.
-static void ensure_activations(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg) {
-  if (I.activations.ptr) return;
-  const size_t N = static_cast<size_t>(I.max_B) * I.max_T, C = cfg.n_embd, e = I.esz;
+static void ensure_activations(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg) {
+  if (impl.activations.ptr) return;
+  const size_t N = static_cast<size_t>(impl.max_B) * impl.max_T, C = cfg.n_embd, e = impl.esz;
   const size_t NC = N * C * e, stats = N * sizeof(float);
   ArenaPlan plan;
-  plan.add(I.encoded, NC);
-  plan.add(I.lnf, NC);
-  plan.add(I.lnf_mean, stats);
-  plan.add(I.lnf_rstd, stats);
-  plan.add(I.logits, N * cfg.padded_vocab() * e);
-  plan.add(I.losses, stats);
-  I.layers.resize(cfg.n_layer);
-  for (auto& a : I.layers) {
+  plan.add(impl.encoded, NC);
+  plan.add(impl.lnf, NC);
+  plan.add(impl.lnf_mean, stats);
+  plan.add(impl.lnf_rstd, stats);
+  plan.add(impl.logits, N * cfg.padded_vocab() * e);
+  plan.add(impl.losses, stats);
+  impl.layers.resize(cfg.n_layer);
+  for (auto& a : impl.layers) {
     plan.add(a.ln1, NC);
     plan.add(a.ln1_mean, stats);
     plan.add(a.ln1_rstd, stats);
     plan.add(a.qkv, 3 * NC);
     plan.add(a.atty, NC);
-    plan.add(a.att_state, ops.attention_state_size(I.max_B, I.max_T, cfg.n_head) * sizeof(float));
+    plan.add(a.att_state, ops.attention_state_size(impl.max_B, impl.max_T, cfg.n_head) * sizeof(float));
     plan.add(a.attproj, NC);
     plan.add(a.residual2, NC);
     plan.add(a.ln2, NC);
@@ -249,20 +249,20 @@ static void ensure_activations(GPT2::Impl& I, Ops& ops, const GPT2Config& cfg) {
     plan.add(a.fcproj, NC);
     plan.add(a.residual3, NC);
   }
-  plan.add(I.dresidual, NC);
-  plan.add(I.dln, NC);
-  plan.add(I.dqkv, 3 * NC);
-  plan.add(I.datty, NC);
-  plan.add(I.dfch, 4 * NC);
-  I.activations = plan.allocate(ops);
+  plan.add(impl.dresidual, NC);
+  plan.add(impl.dln, NC);
+  plan.add(impl.dqkv, 3 * NC);
+  plan.add(impl.datty, NC);
+  plan.add(impl.dfch, 4 * NC);
+  impl.activations = plan.allocate(ops);
   logger()->debug("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors)",
-                  plan.bytes() / 1048576.0, I.max_B, I.max_T, plan.size());
+                  plan.bytes() / 1048576.0, impl.max_B, impl.max_T, plan.size());
 }
 
-static void check_batch(const GPT2::Impl& I, const GPT2Config& cfg, const int* tokens, int B,
+static void check_batch(const GPT2::Impl& impl, const GPT2Config& cfg, const int* tokens, int B,
                         int T) {
-  OURO_CHECK(B > 0 && T > 0 && B <= I.max_B && T <= I.max_T,
-             "batch {} x {} exceeds the model's buffers ({} x {})", B, T, I.max_B, I.max_T);
+  OURO_CHECK(B > 0 && T > 0 && B <= impl.max_B && T <= impl.max_T,
+             "batch {} x {} exceeds the model's buffers ({} x {})", B, T, impl.max_B, impl.max_T);
   for (int i = 0; i < B * T; ++i)
     OURO_CHECK(tokens[i] >= 0 && tokens[i] < cfg.vocab_size,
                "token {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
@@ -277,42 +277,42 @@ static float mean_of(const float* losses, const int* targets, int N) {
   return count ? static_cast<float>(sum / count) : 0.0f;
 }
 
-static float mean_loss(GPT2::Impl& I, Ops& ops, const int* targets, int N) {
+static float mean_loss(GPT2::Impl& impl, Ops& ops, const int* targets, int N) {
   std::vector<float> losses(N);
-  ops.to_host(losses.data(), I.losses.ptr, N * sizeof(float));
+  ops.to_host(losses.data(), impl.losses.ptr, N * sizeof(float));
   return mean_of(losses.data(), targets, N);
 }
 
 // Reads the deferred micro-steps' losses (and `header` sums of squares into `sums`) in one copy.
-static void read_pending(GPT2::Impl& I, Ops& ops, size_t header, std::vector<double>* sums) {
-  const size_t k = I.pending_targets.size();
+static void read_pending(GPT2::Impl& impl, Ops& ops, size_t header, std::vector<double>* sums) {
+  const size_t k = impl.pending_targets.size();
   if (k == 0 && header == 0) return;
-  const size_t hb = I.rb_header * sizeof(double), bytes = hb + k * I.rb_slot * sizeof(float);
+  const size_t hb = impl.rb_header * sizeof(double), bytes = hb + k * impl.rb_slot * sizeof(float);
   std::vector<char> host(bytes);
-  ops.to_host(host.data(), I.readback.ptr, bytes);
+  ops.to_host(host.data(), impl.readback.ptr, bytes);
   if (sums) {
     sums->resize(header);
     std::memcpy(sums->data(), host.data(), header * sizeof(double));
   }
   for (size_t j = 0; j < k; ++j) {
-    const auto& t = I.pending_targets[j];
-    I.early_losses.push_back(
-        mean_of(reinterpret_cast<const float*>(host.data() + hb) + j * I.rb_slot, t.data(), static_cast<int>(t.size())));
+    const auto& t = impl.pending_targets[j];
+    impl.early_losses.push_back(
+        mean_of(reinterpret_cast<const float*>(host.data() + hb) + j * impl.rb_slot, t.data(), static_cast<int>(t.size())));
   }
-  I.pending_targets.clear();
+  impl.pending_targets.clear();
 }
 
 // Room for `header` sums and, with N > 0, one more deferred micro-step of N losses. Growing
 // reads what is pending first (a host synchronisation on the first steps only: capacity doubles).
-static void reserve_readback(GPT2::Impl& I, Ops& ops, size_t N, size_t header) {
-  const size_t k = I.pending_targets.size();
-  if (header <= I.rb_header && (N == 0 || (N <= I.rb_slot && k < I.rb_slots)) && I.readback.ptr) return;
-  read_pending(I, ops, 0, nullptr);
-  I.rb_slot = std::max(I.rb_slot, N);
-  I.rb_slots = std::max<size_t>({I.rb_slots * 2, k + 1, 4});
-  I.rb_header = std::max<size_t>({I.rb_header, header, 4});
-  I.readback = Buffer();
-  I.readback = Buffer(ops, I.rb_header * sizeof(double) + I.rb_slots * I.rb_slot * sizeof(float));
+static void reserve_readback(GPT2::Impl& impl, Ops& ops, size_t N, size_t header) {
+  const size_t k = impl.pending_targets.size();
+  if (header <= impl.rb_header && (N == 0 || (N <= impl.rb_slot && k < impl.rb_slots)) && impl.readback.ptr) return;
+  read_pending(impl, ops, 0, nullptr);
+  impl.rb_slot = std::max(impl.rb_slot, N);
+  impl.rb_slots = std::max<size_t>({impl.rb_slots * 2, k + 1, 4});
+  impl.rb_header = std::max<size_t>({impl.rb_header, header, 4});
+  impl.readback = Buffer();
+  impl.readback = Buffer(ops, impl.rb_header * sizeof(double) + impl.rb_slots * impl.rb_slot * sizeof(float));
 }
 
 static int count_targets(const int* targets, int N) {
@@ -355,21 +355,21 @@ void GPT2::forward_backward_deferred(const int* tokens, const int* targets, int 
 }
 
 GPT2::StepReadback GPT2::step_readback(const std::vector<ParamRange>& grad_ranges) {
-  auto& I = *impl_;
+  auto& impl = *impl_;
   for (const ParamRange& r : grad_ranges)
     OURO_CHECK(r.begin <= r.end && r.end <= num_params_, "gradient range [{}, {}) outside {} parameters",
                r.begin, r.end, num_params_);
-  reserve_readback(I, ops_, 0, grad_ranges.size());
-  auto* sums = static_cast<double*>(I.readback.ptr);
+  reserve_readback(impl, ops_, 0, grad_ranges.size());
+  auto* sums = static_cast<double*>(impl.readback.ptr);
   for (size_t i = 0; i < grad_ranges.size(); ++i) {
     const ParamRange& r = grad_ranges[i];
-    if (I.grads.ptr && r.size() > 0) ops_.sum_squares_into(sums + i, el(I.grads.ptr, r.begin, I.esz), r.size());
+    if (impl.grads.ptr && r.size() > 0) ops_.sum_squares_into(sums + i, element_at(impl.grads.ptr, r.begin, impl.esz), r.size());
     else ops_.fill_zero(sums + i, sizeof(double));
   }
   StepReadback out;
-  read_pending(I, ops_, grad_ranges.size(), &out.sum_squares);
-  out.losses = std::move(I.early_losses);
-  I.early_losses.clear();
+  read_pending(impl, ops_, grad_ranges.size(), &out.sum_squares);
+  out.losses = std::move(impl.early_losses);
+  impl.early_losses.clear();
   return out;
 }
 
@@ -379,62 +379,62 @@ float GPT2::backward_pass(const int* tokens, const int* targets, int B, int T, f
     OURO_CHECK(targets[i] < cfg_.vocab_size, "target {} at position {} is outside the vocabulary",
                targets[i], i);
   ensure_activations(*impl_, ops_, cfg_);
-  auto& I = *impl_;
+  auto& impl = *impl_;
   const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
   const int N = B * T;
-  const size_t e = I.esz, NC = static_cast<size_t>(N) * C;
+  const size_t e = impl.esz, NC = static_cast<size_t>(N) * C;
   const int count = count_targets(targets, N);
   const float dloss = count ? grad_weight / static_cast<float>(count) : 0.0f;
 
   float loss = 0.0f;
   if (deferred) {  // the losses go to the next readback slot; nothing comes back now
-    reserve_readback(I, ops_, static_cast<size_t>(N), 0);
-    float* slot = reinterpret_cast<float*>(static_cast<char*>(I.readback.ptr) + I.rb_header * sizeof(double)) +
-                  I.pending_targets.size() * I.rb_slot;
-    run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss, slot);
-    I.pending_targets.emplace_back(targets, targets + N);
+    reserve_readback(impl, ops_, static_cast<size_t>(N), 0);
+    float* slot = reinterpret_cast<float*>(static_cast<char*>(impl.readback.ptr) + impl.rb_header * sizeof(double)) +
+                  impl.pending_targets.size() * impl.rb_slot;
+    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss, slot);
+    impl.pending_targets.emplace_back(targets, targets + N);
   } else {
-    run_forward(I, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
-    loss = mean_loss(I, ops_, targets, N);
+    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
+    loss = mean_loss(impl, ops_, targets, N);
   }
 
-  if (!I.grads.ptr) I.grads = Buffer(ops_, num_params_ * e);
-  auto gp = param_ptrs(layout_, I.params.ptr, e, 0);
-  auto gg = grad_ptrs(layout_, I.grads.ptr, e, 0);
+  if (!impl.grads.ptr) impl.grads = Buffer(ops_, num_params_ * e);
+  auto gp = param_ptrs(layout_, impl.params.ptr, e, 0);
+  auto gg = grad_ptrs(layout_, impl.grads.ptr, e, 0);
   // logits now hold dlogits. The residual stream's gradient lives in dresidual throughout:
   // each residual add passes it through unchanged, each LayerNorm backward adds into it.
   TraceRange trace("backward");
-  ops_.fill_zero(I.dresidual.ptr, NC * e);
-  ops_.matmul_backward(I.dln.ptr, gg.wte, nullptr, I.logits.ptr, I.lnf.ptr, gp.wte, N, C, Vp);
-  ops_.layernorm_backward(I.dresidual.ptr, gg.lnfw, gg.lnfb, I.dln.ptr,
-                          I.layers[L - 1].residual3.ptr, gp.lnfw, I.lnf_mean.f32(),
-                          I.lnf_rstd.f32(), N, C);
+  ops_.fill_zero(impl.dresidual.ptr, NC * e);
+  ops_.matmul_backward(impl.dln.ptr, gg.wte, nullptr, impl.logits.ptr, impl.lnf.ptr, gp.wte, N, C, Vp);
+  ops_.layernorm_backward(impl.dresidual.ptr, gg.lnfw, gg.lnfb, impl.dln.ptr,
+                          impl.layers[L - 1].residual3.ptr, gp.lnfw, impl.lnf_mean.f32(),
+                          impl.lnf_rstd.f32(), N, C);
   for (int l = L - 1; l >= 0; --l) {
-    TraceRange layer_trace(I.layer_names[l]);
-    auto p = param_ptrs(layout_, I.params.ptr, e, l);
-    auto g = grad_ptrs(layout_, I.grads.ptr, e, l);
-    auto& a = I.layers[l];
-    const void* residual = l == 0 ? I.encoded.ptr : I.layers[l - 1].residual3.ptr;
+    TraceRange layer_trace(impl.layer_names[l]);
+    auto p = param_ptrs(layout_, impl.params.ptr, e, l);
+    auto g = grad_ptrs(layout_, impl.grads.ptr, e, l);
+    auto& a = impl.layers[l];
+    const void* residual = l == 0 ? impl.encoded.ptr : impl.layers[l - 1].residual3.ptr;
     // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-    ops_.matmul_backward(I.dfch.ptr, g.fcprojw, g.fcprojb, I.dresidual.ptr, a.fch_gelu.ptr,
+    ops_.matmul_backward(impl.dfch.ptr, g.fcprojw, g.fcprojb, impl.dresidual.ptr, a.fch_gelu.ptr,
                          p.fcprojw, N, 4 * C, C);
-    ops_.gelu_backward(I.dfch.ptr, a.fch.ptr, I.dfch.ptr, static_cast<size_t>(N) * 4 * C);
-    ops_.matmul_backward(I.dln.ptr, g.fcw, g.fcb, I.dfch.ptr, a.ln2.ptr, p.fcw, N, C, 4 * C);
-    ops_.layernorm_backward(I.dresidual.ptr, g.ln2w, g.ln2b, I.dln.ptr, a.residual2.ptr, p.ln2w,
+    ops_.gelu_backward(impl.dfch.ptr, a.fch.ptr, impl.dfch.ptr, static_cast<size_t>(N) * 4 * C);
+    ops_.matmul_backward(impl.dln.ptr, g.fcw, g.fcb, impl.dfch.ptr, a.ln2.ptr, p.fcw, N, C, 4 * C);
+    ops_.layernorm_backward(impl.dresidual.ptr, g.ln2w, g.ln2b, impl.dln.ptr, a.residual2.ptr, p.ln2w,
                             a.ln2_mean.f32(), a.ln2_rstd.f32(), N, C);
     // attention: residual2 = residual + attproj(attention(qkv(ln1(residual))))
-    ops_.matmul_backward(I.datty.ptr, g.attprojw, g.attprojb, I.dresidual.ptr, a.atty.ptr,
+    ops_.matmul_backward(impl.datty.ptr, g.attprojw, g.attprojb, impl.dresidual.ptr, a.atty.ptr,
                          p.attprojw, N, C, C);
-    ops_.attention_backward(I.dqkv.ptr, I.datty.ptr, a.qkv.ptr, a.atty.ptr, a.att_state.f32(), B,
+    ops_.attention_backward(impl.dqkv.ptr, impl.datty.ptr, a.qkv.ptr, a.atty.ptr, a.att_state.f32(), B,
                             T, C, NH);
     // d(pre-rotation q, k) = R^T d(rotated q, k): the inverse rotation, in place.
-    if (cfg_.pos == PosEncoding::rope) ops_.rope_backward(I.dqkv.ptr, B, T, C, NH, 0, cfg_.rope_theta);
-    ops_.matmul_backward(I.dln.ptr, g.qkvw, g.qkvb, I.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
-    ops_.layernorm_backward(I.dresidual.ptr, g.ln1w, g.ln1b, I.dln.ptr, residual, p.ln1w,
+    if (cfg_.pos == PosEncoding::rope) ops_.rope_backward(impl.dqkv.ptr, B, T, C, NH, 0, cfg_.rope_theta);
+    ops_.matmul_backward(impl.dln.ptr, g.qkvw, g.qkvb, impl.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
+    ops_.layernorm_backward(impl.dresidual.ptr, g.ln1w, g.ln1b, impl.dln.ptr, residual, p.ln1w,
                             a.ln1_mean.f32(), a.ln1_rstd.f32(), N, C);
     if (grad_ready_) grad_ready_(grad_ranges(layout_, l));  // no later kernel writes layer l's
   }
-  ops_.encoder_backward(gg.wte, gg.wpe, I.dresidual.ptr, tokens, B, T, C);
+  ops_.encoder_backward(gg.wte, gg.wpe, impl.dresidual.ptr, tokens, B, T, C);
   if (grad_ready_) grad_ready_(grad_ranges(layout_, -1));
   return loss;
 }
@@ -450,7 +450,7 @@ double GPT2::grad_sum_squares(size_t begin, size_t end) {
   OURO_CHECK(begin <= end && end <= num_params_, "gradient range [{}, {}) outside {} parameters",
              begin, end, num_params_);
   if (!impl_->grads.ptr || begin == end) return 0.0;
-  return ops_.sum_squares(el(impl_->grads.ptr, begin, impl_->esz), end - begin);
+  return ops_.sum_squares(element_at(impl_->grads.ptr, begin, impl_->esz), end - begin);
 }
 
 void GPT2::set_optimizer_range(size_t begin, size_t end) {
@@ -462,29 +462,29 @@ void GPT2::set_optimizer_range(size_t begin, size_t end) {
   impl_->opt_end = end;
 }
 
-static void ensure_adam(GPT2::Impl& I, Ops& ops) {
-  if (I.adam_m.ptr) return;
-  const size_t n = std::max<size_t>(1, I.opt_end - I.opt_begin);
-  I.adam_m = Buffer(ops, n * 4);
-  I.adam_v = Buffer(ops, n * 4);
+static void ensure_adam(GPT2::Impl& impl, Ops& ops) {
+  if (impl.adam_m.ptr) return;
+  const size_t n = std::max<size_t>(1, impl.opt_end - impl.opt_begin);
+  impl.adam_m = Buffer(ops, n * 4);
+  impl.adam_v = Buffer(ops, n * 4);
 }
 
 void GPT2::adamw_step(const AdamWArgs& args) {
   OURO_CHECK(impl_->grads.ptr, "adamw_step before any backward");
-  auto& I = *impl_;
+  auto& impl = *impl_;
   TraceRange trace("optimizer");
-  ensure_adam(I, ops_);
+  ensure_adam(impl, ops_);
   // The parameter tensors clipped to the optimizer range, with offsets relative to its start.
   std::vector<ParamSegment> segs;
   segs.reserve(layout_.size());
   for (const auto& t : layout_) {
-    const size_t b = std::max(t.offset, I.opt_begin), e = std::min(t.offset + t.size, I.opt_end);
-    if (b < e) segs.push_back({b - I.opt_begin, e - b, t.decay});
+    const size_t b = std::max(t.offset, impl.opt_begin), e = std::min(t.offset + t.size, impl.opt_end);
+    if (b < e) segs.push_back({b - impl.opt_begin, e - b, t.decay});
   }
   AdamWArgs a = args;
-  a.index_base = I.opt_begin;
-  ops_.adamw(el(I.params.ptr, I.opt_begin, I.esz), I.master.ptr ? I.master.f32() + I.opt_begin : nullptr,
-             el(I.grads.ptr, I.opt_begin, I.esz), I.adam_m.f32(), I.adam_v.f32(), segs, a);
+  a.index_base = impl.opt_begin;
+  ops_.adamw(element_at(impl.params.ptr, impl.opt_begin, impl.esz), impl.master.ptr ? impl.master.f32() + impl.opt_begin : nullptr,
+             element_at(impl.grads.ptr, impl.opt_begin, impl.esz), impl.adam_m.f32(), impl.adam_v.f32(), segs, a);
 }
 
 std::vector<float> GPT2::get_adam_m() const {
@@ -525,74 +525,74 @@ void GPT2::kv_reset() {
 }
 
 void GPT2::kv_step(const int* tokens, int B, int Tn) {
-  auto& I = *impl_;
-  check_batch(I, cfg_, tokens, B, Tn);
-  OURO_CHECK(kv_pos_ + Tn <= I.max_T, "KV cache full: position {} + {} tokens > {}", kv_pos_, Tn,
-             I.max_T);
-  ensure_activations(I, ops_, cfg_);
+  auto& impl = *impl_;
+  check_batch(impl, cfg_, tokens, B, Tn);
+  OURO_CHECK(kv_pos_ + Tn <= impl.max_T, "KV cache full: position {} + {} tokens > {}", kv_pos_, Tn,
+             impl.max_T);
+  ensure_activations(impl, ops_, cfg_);
   const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
-  const size_t e = I.esz;
-  if (!I.kv_block.ptr) {
-    I.kcache.resize(L), I.vcache.resize(L);
+  const size_t e = impl.esz;
+  if (!impl.kv_block.ptr) {
+    impl.kcache.resize(L), impl.vcache.resize(L);
     ArenaPlan plan;
-    const size_t cache = static_cast<size_t>(I.max_B) * I.max_T * C * e;
-    for (int l = 0; l < L; ++l) plan.add(I.kcache[l], cache), plan.add(I.vcache[l], cache);
-    I.kv_block = plan.allocate(ops_);
+    const size_t cache = static_cast<size_t>(impl.max_B) * impl.max_T * C * e;
+    for (int l = 0; l < L; ++l) plan.add(impl.kcache[l], cache), plan.add(impl.vcache[l], cache);
+    impl.kv_block = plan.allocate(ops_);
   }
   const int N = B * Tn;
   // Scratch: the first layer's activation buffers, which are large enough for B x Tn.
-  auto& s = I.layers[0];
-  auto g = param_ptrs(layout_, I.params.ptr, e, 0);
-  void* x = I.encoded.ptr;  // the residual stream
+  auto& s = impl.layers[0];
+  auto g = param_ptrs(layout_, impl.params.ptr, e, 0);
+  void* x = impl.encoded.ptr;  // the residual stream
   ops_.encoder_forward_at(x, tokens, g.wte, g.wpe, B, Tn, kv_pos_, C);
   // The same fusions as run_forward, so decoding computes exactly what training does.
   ops_.layernorm_forward(s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, g.ln1w, g.ln1b, N, C);
   for (int l = 0; l < L; ++l) {
-    auto p = param_ptrs(layout_, I.params.ptr, e, l);
+    auto p = param_ptrs(layout_, impl.params.ptr, e, l);
     ops_.matmul_forward(s.qkv.ptr, s.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     // The cache keeps rotated keys: a key's rotation depends only on its own position.
     if (cfg_.pos == PosEncoding::rope)
       ops_.rope_forward(s.qkv.ptr, B, Tn, C, NH, kv_pos_, cfg_.rope_theta);
-    ops_.attention_kv(s.atty.ptr, s.qkv.ptr, I.kcache[l].ptr, I.vcache[l].ptr, B, Tn, kv_pos_,
-                      I.max_T, C, NH);
+    ops_.attention_kv(s.atty.ptr, s.qkv.ptr, impl.kcache[l].ptr, impl.vcache[l].ptr, B, Tn, kv_pos_,
+                      impl.max_T, C, NH);
     ops_.matmul_forward(s.attproj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
     ops_.residual_layernorm_forward(s.residual2.ptr, s.ln2.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(),
                                     x, s.attproj.ptr, p.ln2w, p.ln2b, N, C);
     ops_.matmul_gelu_forward(s.fch_gelu.ptr, s.fch.ptr, s.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
     ops_.matmul_forward(s.fcproj.ptr, s.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
     if (l + 1 < L) {
-      auto pn = param_ptrs(layout_, I.params.ptr, e, l + 1);
+      auto pn = param_ptrs(layout_, impl.params.ptr, e, l + 1);
       ops_.residual_layernorm_forward(x, s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(),
                                       s.residual2.ptr, s.fcproj.ptr, pn.ln1w, pn.ln1b, N, C);
     } else {
-      ops_.residual_layernorm_forward(x, I.lnf.ptr, I.lnf_mean.f32(), I.lnf_rstd.f32(),
+      ops_.residual_layernorm_forward(x, impl.lnf.ptr, impl.lnf_mean.f32(), impl.lnf_rstd.f32(),
                                       s.residual2.ptr, s.fcproj.ptr, g.lnfw, g.lnfb, N, C);
     }
   }
-  ops_.matmul_forward(I.logits.ptr, I.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  ops_.matmul_forward(impl.logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
   kv_pos_ += Tn;
-  I.kv_last_B = B;
-  I.kv_last_Tn = Tn;
+  impl.kv_last_B = B;
+  impl.kv_last_Tn = Tn;
 }
 
 // Row b's last position is row b * Tn + Tn - 1 of the (B, Tn, Vp) logits: the rows of interest
 // start at position Tn - 1 and lie Tn * Vp elements apart.
 std::vector<float> GPT2::kv_logits() const {
-  const auto& I = *impl_;
-  OURO_CHECK(I.kv_last_B > 0, "kv_logits before a kv_step");
-  const size_t Vp = cfg_.padded_vocab(), Tn = I.kv_last_Tn;
-  std::vector<float> out(I.kv_last_B * Vp);
-  for (int b = 0; b < I.kv_last_B; ++b)
-    ops_.params_to_host(out.data() + b * Vp, el(I.logits.ptr, (b * Tn + Tn - 1) * Vp, I.esz), Vp);
+  const auto& impl = *impl_;
+  OURO_CHECK(impl.kv_last_B > 0, "kv_logits before a kv_step");
+  const size_t Vp = cfg_.padded_vocab(), Tn = impl.kv_last_Tn;
+  std::vector<float> out(impl.kv_last_B * Vp);
+  for (int b = 0; b < impl.kv_last_B; ++b)
+    ops_.params_to_host(out.data() + b * Vp, element_at(impl.logits.ptr, (b * Tn + Tn - 1) * Vp, impl.esz), Vp);
   return out;
 }
 
 void GPT2::kv_sample(int* tokens, float* logprobs, const SamplingSpec& spec,
                      const uint64_t* row_seeds, uint64_t step) {
-  const auto& I = *impl_;
-  OURO_CHECK(I.kv_last_B > 0, "kv_sample before a kv_step");
-  const size_t Vp = cfg_.padded_vocab(), Tn = I.kv_last_Tn;
-  ops_.sample_tokens(tokens, logprobs, el(I.logits.ptr, (Tn - 1) * Vp, I.esz), I.kv_last_B,
+  const auto& impl = *impl_;
+  OURO_CHECK(impl.kv_last_B > 0, "kv_sample before a kv_step");
+  const size_t Vp = cfg_.padded_vocab(), Tn = impl.kv_last_Tn;
+  ops_.sample_tokens(tokens, logprobs, element_at(impl.logits.ptr, (Tn - 1) * Vp, impl.esz), impl.kv_last_B,
                      cfg_.vocab_size, Tn * Vp, spec, row_seeds, step);
 }
 

@@ -1,18 +1,15 @@
-// A run's outputs: spdlog to the console and run.out_dir/train.log, and metrics.jsonl with one
-// JSON object per step and per evaluation.
+// A run's metrics.jsonl: one JSON object per step and per evaluation. (The logger, spdlog to the
+// console and run.out_dir/train.log, is common/log.h's; included here for the files that use both.)
 #pragma once
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+
+#include "common/log.h"
 
 namespace ouro {
-
-// The process-wide logger ("ouro"): console only until attach_log_file is called.
-std::shared_ptr<spdlog::logger> logger();
-void attach_log_file(const std::filesystem::path& file);
 
 class MetricsWriter {
  public:

@@ -15,10 +15,11 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/hash.h"
+#include "common/threads.h"
 #include "common/trace.h"
 #include "io/atomic_file.h"
 #include "dist/run_comm.h"
-#include "loop/loop.h"
 #include "model/generate.h"
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
@@ -31,12 +32,6 @@
 namespace fs = std::filesystem;
 
 namespace ouro {
-
-void set_compute_threads(int threads) {
-  int n = threads > 0 ? threads : omp_get_num_procs();
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
-}
 
 namespace {
 
@@ -74,10 +69,7 @@ bool resume_sensitive(const std::string& diff) {
 
 // FNV-1a over the bytes of a float vector: a cheap fingerprint to prove ranks agree bitwise.
 uint64_t fingerprint(const std::vector<float>& v) {
-  uint64_t h = 1469598103934665603ull;
-  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
+  return fnv1a(v.data(), v.size() * sizeof(float), kFnv1aShortOffset);
 }
 
 }  // namespace
@@ -697,13 +689,6 @@ TrainSummary TrainSession::finish() {
   sum.val_loss = last_val_;
   sum.stop_signal = stop_signal_;
   return sum;
-}
-
-TrainSummary train(const Config& cfg, const TrainOptions& opt) {
-  TrainSession s(cfg, opt);
-  if (cfg.loop.rounds > 0) return run_loop(s, opt.fault_rollback_rounds);
-  s.run_until(s.last_step());
-  return s.finish();
 }
 
 }  // namespace ouro

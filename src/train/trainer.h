@@ -170,11 +170,4 @@ class TrainSession {
   void (*old_hup_)(int) = nullptr;
 };
 
-// Runs a whole training (or, with a [loop] section, the self-improvement loop).
-// Throws ouro::Error on bad input and after too many consecutive non-finite steps.
-TrainSummary train(const Config& cfg, const TrainOptions& opt);
-
-// Applies run.threads to OpenMP and OpenBLAS (0 = every core).
-void set_compute_threads(int threads);
-
 }  // namespace ouro

@@ -1,5 +1,7 @@
-// Sampling on the host in double precision (the cpu backend's Ops::sample_tokens), driven by a
-// counter-based RNG so a (seed, counter) pair always draws the same number whatever came before.
+// Sampling on the host in double precision, driven by a counter-based RNG so a (seed, counter)
+// pair always draws the same number whatever came before. Part of the ops layer's public seam:
+// the cpu backend's Ops::sample_tokens is built on it (src/cpu/cpu_sampling.cpp, which defines
+// these) and the model's generation draws its host-side samples with it.
 #pragma once
 #include <cstdint>
 

@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include "bench/kernel_bench.h"
+#include "bench/peak_flops.h"
 #include "device/cublaslt_matmul.h"
 #include "device/device_ops.h"
-#include "bench/peak_flops.h"
-#include "device/kernel_bench.h"
 #include "kernels/attention.h"
 #include "kernels/classifier.h"
 #include "kernels/elementwise.h"

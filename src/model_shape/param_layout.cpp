@@ -10,7 +10,7 @@
 
 #include "ouro/checked.h"
 #include "ouro/error.h"
-#include "ouro/model.h"
+#include "ouro/model_shape.h"
 
 namespace ouro {
 

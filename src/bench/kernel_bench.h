@@ -1,7 +1,8 @@
 // `ouro bench kernels`: the hand-written kernels' throughput against ceilings measured in the
 // same run (cuBLASLt for GEMM on the cuda backend, a device-to-device copy for the memory-bound
-// kernels). Implemented in the device half (src/device/kernel_bench.cu), registered like the
-// backend itself; a binary without a device backend has no kernel benchmark.
+// kernels). Implemented in kernel_bench.cu, which is compiled twice like the device backend (one
+// object per half, linked with it) and registers itself like the backend; a binary without a
+// device backend has no kernel benchmark.
 #pragma once
 #include <string>
 #include <vector>
