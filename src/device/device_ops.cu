@@ -99,6 +99,20 @@ class DeviceOps final : public Ops {
 
   std::string name() const override { return kBackend; }
   std::string device_name() const override { return device_hardware_name(); }
+  double peak_memory_gbs() const override {
+#if defined(OURO_SIMT)
+    return 0;
+#else
+    int dev = 0, khz = 0, bits = 0;  // double data rate: 2 transfers per clock
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return 2.0 * khz * 1e3 * (bits / 8.0) / 1e9;
+#endif
+  }
   DType act_dtype() const override { return DType::BF16; }
   void select_alternates(const std::string& matmul, const std::string& attention) override {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
