@@ -25,7 +25,8 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
 
 // Decoding with a KV cache: qkv (B, Tn, 3C) for the Tn new tokens at positions pos0.. ; their k
 // and v are written into kcache / vcache (B, Tmax, C); out (B, Tn, C) attends causally over
-// cache positions <= its own.
+// cache positions <= its own. One warp per (token, head) over the whole cache: generation runs
+// the split-KV kernel instead (attention_decode.h); this one stays as its tests' reference.
 void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0,
                   int Tmax, int C, int NH, cudaStream_t stream);
 

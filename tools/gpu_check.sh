@@ -225,6 +225,7 @@ step_bench() {
   if [ "$dry" = 1 ]; then
     check_ouro_options "bench all" --device --out
     check_ouro_options "bench kernels" --reps --json
+    check_ouro_options "bench generate" --config --device --steps --json
     return 0
   fi
   run timeout 300 "$bin" bench all --device cuda --out "$out/bench" | tee "$out/bench.log" || failures=$((failures + 1))
@@ -234,6 +235,11 @@ step_bench() {
   # Hopper it prints a note that the sm_90a kernel was skipped.
   say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
+  # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode
+  # tokens/s, the bytes each decode step must move and their share of the memory bandwidth.
+  say "ouro bench generate (GPT-2 124M, KV-cache decoding)"
+  run timeout 300 "$bin" bench generate --config "$root/configs/gpt2_124m.toml" --device cuda --steps 1 --json |
+    tee "$out/bench_generate.log" || failures=$((failures + 1))
 }
 
 # ---- step: docker (issue 22) ----------------------------------------------------------------

@@ -161,6 +161,9 @@ LAUNCHES = [
     Launch("attention.cu", r"^attention_backward_dq_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 6),
     Launch("attention.cu", r"^attention_kv_append_kernel$", block=256),
+    # attention_decode.cu: partial and combine kernels __launch_bounds__(128); the append kernel 256.
+    Launch("attention_decode.cu", r"^decode_append_kernel$", block=256),
+    Launch("attention_decode.cu", r"^decode_(partial|combine)_kernel<\d+>$"),
     # attention_generic.cu: 32 * kWarps (4) threads; the append kernels 256.
     Launch("attention_generic.cu", r"^generic_kv_append_kernel$", block=256),
     Launch("attention_generic.cu", r"^generic_(forward|d|dq|dkv|kv)_kernel$", block=128),

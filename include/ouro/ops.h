@@ -57,6 +57,9 @@ class Ops {
   virtual std::string name() const = 0;
   // The hardware, for reports: the GPU's name on cuda, else the backend's name.
   virtual std::string device_name() const { return name(); }
+  // The memory's theoretical bandwidth in GB/s (memory clock x bus width), the ceiling of
+  // weight-streaming phases such as decoding; 0 where unknown (cpu, the emulator).
+  virtual double peak_memory_gbs() const { return 0; }
   virtual DType act_dtype() const = 0;
   // Vendor-library alternates of the hand-written kernels (model.matmul = native|cublas,
   // model.attention = native|cudnn). Backends without them accept only "native".

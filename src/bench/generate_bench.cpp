@@ -76,6 +76,14 @@ GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
   r.train_step_s = step_s;
   r.round_steps = L.round_steps;
   r.generate_share = gen_s / (gen_s + step_s * static_cast<double>(L.round_steps));
+  // Each decode step streams every weight once (the k rows share them) and each row's K and V
+  // caches (2 x n_layer x context x C bf16) at a context of P + 1 .. P + max_new_tokens; the
+  // prefill counts as one such step (it too reads the weights once).
+  const double mean_ctx = P + (L.max_new_tokens + 1) / 2.0;
+  r.decode_step_bytes = 2.0 * static_cast<double>(params.size()) +
+                        2.0 * 2.0 * mc.n_layer * mean_ctx * mc.n_embd * L.k;
+  r.decode_steps = static_cast<double>(L.prompts) * L.max_new_tokens;
+  r.peak_memory_gbs = ops->peak_memory_gbs();
   return r;
 }
 
@@ -83,6 +91,9 @@ std::vector<BenchRecord> GenerateBenchResult::records() const {
   const std::string shape = fmt::format("{} prompts x {} samples, prompt {} + {} new", prompts, k,
                                         prompt_tokens, max_new_tokens);
   return {{"generate (KV cache)", shape, new_tokens_per_s(), "tokens/s", 0, "", 0, 0, generate_s},
+          {"decode step memory traffic", fmt::format("{} rows, {:.1f} MB per step", k, decode_step_bytes / 1e6),
+           decode_gbs(), "GB/s", peak_memory_gbs, peak_memory_gbs > 0 ? "memory peak" : "", 0, decode_step_bytes,
+           decode_steps > 0 ? generate_s / decode_steps : 0},
           {"generation share of a loop round", fmt::format("{} + {} training steps", shape, round_steps),
            100.0 * generate_share, "%", 0, "", 0, 0, 0}};
 }
@@ -90,6 +101,8 @@ std::vector<BenchRecord> GenerateBenchResult::records() const {
 nlohmann::json GenerateBenchResult::json() const {
   return {{"device", backend}, {"hardware", hardware}, {"new_tokens_per_s", new_tokens_per_s()},
           {"generate_s", generate_s}, {"train_step_s", train_step_s}, {"round_steps", round_steps},
+          {"decode_step_bytes", decode_step_bytes}, {"decode_gbs", decode_gbs()},
+          {"peak_memory_gbs", peak_memory_gbs}, {"bandwidth_fraction", bandwidth_fraction()},
           {"generate_share", generate_share}};
 }
 
@@ -98,6 +111,11 @@ void log_generate_bench(const GenerateBenchResult& r) {
   log->info("bench generate: {} prompts x {} samples, prompt {} + up to {} new tokens, device {}", r.prompts,
             r.k, r.prompt_tokens, r.max_new_tokens, r.backend);
   log->info("  generation      {:10.0f} new tokens/s ({:.2f} s per round)", r.new_tokens_per_s(), r.generate_s);
+  log->info("  decode steps    {:10.1f} MB each (weights + KV caches), {:.1f} GB/s{}", r.decode_step_bytes / 1e6,
+            r.decode_gbs(),
+            r.peak_memory_gbs > 0 ? fmt::format(" = {:.1f}% of the memory's {:.0f} GB/s", 100.0 * r.bandwidth_fraction(),
+                                                r.peak_memory_gbs)
+                                  : std::string(" (memory bandwidth unknown on this backend)"));
   log->info("  training        {:10.3f} s per step x {} steps per round", r.train_step_s, r.round_steps);
   log->info("  generation + scoring share of a round: {:.1f}% (goal <= 20%; scoring reuses the "
             "log-probs recorded while generating)", 100.0 * r.generate_share);

@@ -30,6 +30,7 @@
 #include "device/cudnn_attention.h"
 #include "device/device_ops.h"
 #include "kernels/attention.h"
+#include "kernels/attention_decode.h"
 #include "kernels/classifier.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
@@ -98,6 +99,20 @@ class DeviceOps final : public Ops {
 
   std::string name() const override { return kBackend; }
   std::string device_name() const override { return device_hardware_name(); }
+  double peak_memory_gbs() const override {
+#if defined(OURO_SIMT)
+    return 0;
+#else
+    int dev = 0, khz = 0, bits = 0;  // double data rate: 2 transfers per clock
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 0;
+    }
+    return 2.0 * khz * 1e3 * (bits / 8.0) / 1e9;
+#endif
+  }
   DType act_dtype() const override { return DType::BF16; }
   void select_alternates(const std::string& matmul, const std::string& attention) override {
     OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
@@ -324,7 +339,11 @@ class DeviceOps final : public Ops {
   void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
                     int pos0, int Tmax, int C, int NH) override {
     TraceRange range("attention_kv");
-    kernels::attention_kv(as_bf16(out), as_bf16(qkv), as_bf16(kcache), as_bf16(vcache), B, Tn, pos0, Tmax, C, NH, stream_);
+    // Split-KV flash decoding (kernels/attention_decode.cu); kernels::attention_kv, one warp
+    // per head over the whole cache, stays as the tests' and benchmarks' reference.
+    kernels::attention_decode(as_bf16(out), as_bf16(qkv), as_bf16(kcache), as_bf16(vcache), B, Tn, pos0, Tmax, C, NH,
+                              scratch_.get(kernels::attention_decode_scratch_bytes(B, Tn, pos0, C, NH)),
+                              stream_);
   }
   void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                           int Tn, int pos0, int C) override {
