@@ -23,7 +23,7 @@
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
 #include "train/checkpoint_state.h"
-#include "train/grad_buckets.h"
+#include "train/gradient_sync.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
 #include "train/run_tokenizer.h"
@@ -117,10 +117,8 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   }
   set_compute_threads(cfg_.run.threads);
   ops_ = make_ops(cfg_.run.device);
-  device_grads_ = ops_->act_dtype() != DType::F32;
-  zero_ = cfg_.dist.zero == 1 && comm_->world() > 1;
-  shard_ = {0, gpt2_num_params(cfg_.model.gpt2())};
-  if (zero_) shard_ = shard_for(comm_->rank());
+  grads_ = std::make_unique<GradientSync>(*comm_, *ops_, gpt2_num_params(cfg_.model.gpt2()),
+                                          cfg_.dist.zero == 1, cfg_.dist.bucket_mb);
   ops_->select_alternates(cfg_.model.matmul, cfg_.model.attention);
   load_start_state();
   loader_->check_vocabulary(cfg_.model.vocab_size, "data.train " + cfg_.data.train);
@@ -239,6 +237,8 @@ void TrainSession::load_start_state() {
   loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
                                          static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
+  grads_->attach(*model_);
+  const ShardRange shard = grads_->shard();
   if (ckpt) {
     // A resumable checkpoint is complete: weights, optimizer moments and training state. Without
     // the moments AdamW would restart cold; without the state the run would restart at step 0
@@ -274,10 +274,10 @@ void TrainSession::load_start_state() {
     OURO_CHECK(ck.model.config == mc, "--resume from {}: the checkpoint's model ({}) differs from the config's ({})",
                ckpt->string(), describe_model(ck.model.config), describe_model(mc));
     model_->set_params(ck.model.params);
-    model_->set_optimizer_range(shard_.begin, shard_.end);
+    model_->set_optimizer_range(shard.begin, shard.end);
     // Moments are saved whole, so any world size re-cuts them into its own shards.
-    model_->set_adam_state({ck.adam_m.begin() + shard_.begin, ck.adam_m.begin() + shard_.end},
-                           {ck.adam_v.begin() + shard_.begin, ck.adam_v.begin() + shard_.end});
+    model_->set_adam_state({ck.adam_m.begin() + shard.begin, ck.adam_m.begin() + shard.end},
+                           {ck.adam_v.begin() + shard.begin, ck.adam_v.begin() + shard.end});
     step_ = st.step;
     opt_steps_ = st.opt_steps;
     elapsed_ = st.elapsed_s;
@@ -300,7 +300,7 @@ void TrainSession::load_start_state() {
     params = gpt2_init_params(mc, static_cast<uint64_t>(cfg_.train.seed));
   }
   model_->set_params(params);
-  model_->set_optimizer_range(shard_.begin, shard_.end);
+  model_->set_optimizer_range(shard.begin, shard.end);
 }
 
 void TrainSession::check_same_config() {
@@ -324,115 +324,12 @@ void TrainSession::check_same_config() {
   fail("rank {}: another rank runs a different config than rank 0; refusing to start", comm_->rank());
 }
 
-ShardRange TrainSession::shard_for(int r) const {
-  const size_t n = gpt2_num_params(cfg_.model.gpt2());
-  return device_grads_ ? device_shard_of(n, comm_->world(), r) : shard_of(n, comm_->world(), r);
-}
-
-std::vector<float> TrainSession::full_moment(std::vector<float> part) const {
-  if (!zero_) return part;
-  std::vector<float> full(model_->num_params(), 0.0f);
-  std::copy(part.begin(), part.end(), full.begin() + shard_.begin);
-  // Each rank's shard in turn, whichever backend's layout cut them (the host all-gather knows
-  // shard_of's only); a checkpoint's rare cost, and the broadcast takes any size in pieces.
-  for (int r = 0; r < comm_->world(); ++r) {
-    const ShardRange s = shard_for(r);
-    comm_->broadcast(full.data() + s.begin, s.size() * sizeof(float), r);
-  }
-  return full;
-}
-
-void TrainSession::gather_masters() {
-  if (!masters_partial_) return;
-  ops_->synchronize();
-  comm_->device_all_gather(model_->master_data(), model_->num_params(), DType::F32, nullptr);
-  masters_partial_ = false;
-}
-
-bool TrainSession::bucketed() const {
-  // ZeRO-1 keeps its one reduce-scatter after the backward: a per-bucket reduce-scatter would
-  // cut each bucket into per-rank shards that no longer match the optimizer's contiguous shard.
-  return comm_->world() > 1 && !zero_ && cfg_.dist.bucket_mb > 0;
-}
-
-void TrainSession::launch_bucket(int index, const std::vector<BufferSpan>& spans) {
-  const std::string name = "allreduce bucket " + std::to_string(index);
-  TraceRange trace(name);
-  if (device_grads_)
-    comm_->device_all_reduce_spans_start(model_->grads_data(), spans, ops_->act_dtype(), ReduceOp::Avg,
-                                         ops_->stream());
-  else
-    comm_->all_reduce_spans(static_cast<float*>(model_->grads_data()), spans, ReduceOp::Avg);
-}
-
-// Called once per optimizer step, after the last micro-step of gradient accumulation: the
-// micro-steps accumulate into the local gradients, and only their sum crosses the wire.
-void TrainSession::sync_gradients(GradBucketer* buckets) {
-  if (comm_->world() == 1) return;
-  if (buckets) {
-    if (device_grads_) comm_->device_wait_started();  // the compute stream reads them next
-    // Every gradient element in exactly one bucket (the buckets' ranges never overlap), or the
-    // ranks would step on gradients some of them never averaged.
-    OURO_CHECK(buckets->launched_elements() == model_->num_params(),
-               "gradient buckets covered {} of {} gradients: the model's ready ranges are incomplete",
-               buckets->launched_elements(), model_->num_params());
-    if (!buckets_logged_) {
-      logger()->info("gradients averaged in {} bucket{} of ~{} MiB, started during the backward",
-                     buckets->launched(), buckets->launched() == 1 ? "" : "s", cfg_.dist.bucket_mb);
-      buckets_logged_ = true;
-    }
-    return;
-  }
-  if (ops_->act_dtype() != DType::F32) {
-    // bf16 gradients are averaged as bf16: NCCL sums each element in fp32 and rounds to bf16 once
-    // per hop (once in all for 2 ranks; NCCL-over-MPI sums all ranks in fp32, then rounds once).
-    // That adds one bf16 rounding (relative 2^-9) to gradients that the backward has already
-    // rounded to bf16 once per micro-step, and halves the bytes an fp32 reduction would move;
-    // AdamW normalises the update by the gradient's own scale, so the extra rounding is noise
-    // of the size the bf16 backward already makes.
-    OURO_CHECK(comm_->has_device_collectives(), "data parallelism on the {} backend needs a device "
-               "communicator; {} has none", ops_->name(), comm_->name());
-    // ZeRO-1 reduces each rank's shard only: the same fp32 sum in rank order and one bf16
-    // rounding per element as the all-reduce (on simt; NCCL's ring may order the sum by chunk),
-    // so the shard's bits equal ZeRO-0's there.
-    ops_->synchronize();  // the backward's last kernels write the gradients on the ops stream
-    if (zero_)
-      comm_->device_reduce_scatter(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
-                                   ReduceOp::Avg, nullptr);
-    else
-      comm_->device_all_reduce(model_->grads_data(), model_->num_params(), ops_->act_dtype(),
-                               ReduceOp::Avg, nullptr);
-    return;
-  }
-  auto* g = static_cast<float*>(model_->grads_data());
-  if (zero_)
-    comm_->reduce_scatter(g, model_->num_params(), ReduceOp::Avg);
-  else
-    comm_->all_reduce(g, model_->num_params(), ReduceOp::Avg);
-}
-
-double TrainSession::global_grad_norm(const std::vector<double>& shard_sums) {
-  // Per-shard partial sums (the ZeRO-1 shards of this backend) added in rank order: ZeRO-0 and
-  // ZeRO-1 compute the same bits. shard_sums: this rank's shard (ZeRO-1) or every shard.
-  const int W = comm_->world();
-  std::vector<double> part(W, 0.0);
-  if (zero_) {
-    part[comm_->rank()] = shard_sums.at(0);
-    comm_->all_gather(part.data(), W);
-  } else {
-    for (int r = 0; r < W; ++r) part[r] = shard_sums.at(r);
-  }
-  double sum = 0;
-  for (double p : part) sum += p;
-  return std::sqrt(sum);
-}
-
 void TrainSession::save() {
   const int64_t step = step_;
-  gather_masters();
+  grads_->gather_masters();
   auto params = model_->get_params();
   check_weights_sane(params, step);  // the same verdict on every rank: their weights agree
-  auto m = full_moment(model_->get_adam_m()), v = full_moment(model_->get_adam_v());
+  auto m = grads_->full_moment(model_->get_adam_m()), v = grads_->full_moment(model_->get_adam_v());
   if (comm_->world() > 1) {
     // Every rank must hold the same weights; a checkpoint is the moment to prove it. Both copies
     // count: the fp32 masters and the weights the backend computes with (bf16 on devices).
@@ -510,14 +407,14 @@ void TrainSession::maybe_sample() {
 }
 
 TrainSession::Snapshot TrainSession::snapshot() {
-  gather_masters();
+  grads_->gather_masters();
   return {model_->get_params(), model_->get_adam_m(), model_->get_adam_v(), step_, opt_steps_,
           loader_->position(), bad_streak_};
 }
 
 void TrainSession::restore(const Snapshot& s) {
   model_->set_params(s.params);
-  masters_partial_ = false;
+  grads_->masters_set();
   model_->set_adam_state(s.adam_m, s.adam_v);
   step_ = s.step;
   opt_steps_ = s.opt_steps;
@@ -555,22 +452,10 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const int real_rows = syn ? B - syn_rows : B;
   model_->zero_grad();
   step_start_position_ = loader_->position();
-  // Gradients cross the wire on the last micro-step only: earlier ones just accumulate.
-  std::optional<GradBucketer> buckets;
-  if (bucketed())
-    // Clamped to [1 byte, 2^60]: any positive dist.bucket_mb is valid, however small or large.
-    buckets.emplace(static_cast<size_t>(std::clamp(cfg_.dist.bucket_mb * 1024 * 1024, 1.0, 0x1p60)),
-                    dtype_size(ops_->act_dtype()),
-                    [this](int i, const std::vector<BufferSpan>& spans) { launch_bucket(i, spans); });
+  grads_->begin_step();
   double loss = 0;
   for (int a = 0; a < A; ++a) {
-    // Unhooked on every exit (an exception in the backward included): the hook refers to `buckets`.
-    struct Unhook {
-      GPT2& m;
-      ~Unhook() { m.set_grad_ready_hook({}); }
-    } unhook{*model_};
-    if (buckets && a == A - 1)
-      model_->set_grad_ready_hook([&buckets](const std::vector<ParamRange>& r) { buckets->add(r); });
+    const auto watch = grads_->watch_backward(a == A - 1);
     // Real rows first (the loader always reads full batches, so the real data order does not
     // depend on the mix), then the synthetic rows over the tail of the batch.
     next_batch_or_checkpoint(x.data(), y.data());
@@ -580,17 +465,13 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
     // The loss stays on the device: one readback per step brings it with the norm (issue 15).
     model_->forward_backward_deferred(x.data(), y.data(), B, T, 1.0f / A);
   }
-  if (buckets) buckets->flush();
   if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
-  sync_gradients(buckets ? &*buckets : nullptr);
-  std::vector<ParamRange> shards;
-  for (int r = 0; r < W; ++r)
-    if (!zero_ || r == comm_->rank()) shards.push_back({shard_for(r).begin, shard_for(r).end});
-  const GPT2::StepReadback rb = model_->step_readback(shards);
+  grads_->sync();
+  const GPT2::StepReadback rb = model_->step_readback(grads_->norm_ranges());
   for (float l : rb.losses) loss += l / A;
   if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
   comm_->all_reduce(&loss, 1, ReduceOp::Avg);
-  const double norm = global_grad_norm(rb.sum_squares);
+  const double norm = grads_->global_norm(rb.sum_squares);
   const double lr = sched.at(step_);
   const int64_t step_no = step_ + 1;
   if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -621,16 +502,7 @@ bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   args.grad_scale = clip_coefficient(norm, cfg_.train.grad_clip);
   args.step = ++opt_steps_;
   model_->adamw_step(args);
-  if (zero_ && device_grads_) {
-    // Every rank needs the whole bf16 working weights for the next forward; the fp32 masters
-    // only when they leave the optimizer (gather_masters): gathering them each step would add
-    // 4 bytes per parameter to the 2 + 2 that the bf16 reduce-scatter and all-gather move.
-    ops_->synchronize();
-    comm_->device_all_gather(model_->params_data(), model_->num_params(), ops_->act_dtype(), nullptr);
-    masters_partial_ = true;
-  } else if (zero_) {
-    comm_->all_gather(static_cast<float*>(model_->params_data()), model_->num_params());
-  }
+  grads_->share_update();
   step_ = step_no;  // no wait for the update here: the next step's readback orders after it
 
   const auto now = std::chrono::steady_clock::now();
@@ -675,12 +547,12 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
       logger()->warn("interrupted by {} at step {}: checkpointing it, then exiting with status {}",
                      signal_name(stop_signal_), step_, interrupted_exit_status(stop_signal_));
       if (autosave_ && saved_step_ != step_) save();
-      gather_masters();
+      grads_->gather_masters();
       stopped_ = true;
       return false;
     }
   }
-  gather_masters();
+  grads_->gather_masters();
   return step_ < last_step();
 }
 

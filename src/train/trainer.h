@@ -108,22 +108,6 @@ class TrainSession {
 
  private:
   void check_same_config();
-  // Averages the gradients over the ranks once per optimizer step. With buckets (nullptr:
-  // none), their all-reduces were started during the backward and this only waits for them.
-  void sync_gradients(class GradBucketer* buckets);
-  // dist.bucket_mb > 0 on the ZeRO-0 data-parallel path: averaging starts during the backward.
-  bool bucketed() const;
-  // Starts one bucket's average (device: on the communicator's stream, after the compute
-  // stream's work so far; cpu: a blocking host all-reduce, the gradients being final already).
-  void launch_bucket(int index, const std::vector<BufferSpan>& spans);
-  double global_grad_norm(const std::vector<double>& shard_sums);
-  // The ZeRO-1 shard rank r owns: device_shard_of where gradients live on the device (the
-  // device collectives' layout), shard_of on the cpu backend (the host collectives').
-  ShardRange shard_for(int r) const;
-  std::vector<float> full_moment(std::vector<float> part) const;
-  // ZeRO-1 on devices: AdamW updates only this rank's shard of the fp32 masters; this
-  // all-gathers them whole again (a collective: every rank calls it at the same point).
-  void gather_masters();
   void load_start_state();
   void lock_out_dir();
   void check_val_data();
@@ -142,13 +126,11 @@ class TrainSession {
   std::unique_ptr<GPT2> model_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<class MetricsWriter> metrics_;
-  bool zero_ = false;
-  bool device_grads_ = false;  // bf16 gradients on the device, reduced by device collectives
-  // ZeRO-1 on devices: the masters outside this rank's shard are stale since the last step.
-  // They are gathered before they leave the model (save, snapshot) and before run_until
-  // returns, so between calls of run_until (where the loop reads the weights) they are whole.
-  bool masters_partial_ = false;
-  ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
+  // The gradient exchange. Under ZeRO-1 on devices the fp32 masters outside this rank's shard
+  // are stale after a step: they are gathered before they leave the model (save, snapshot) and
+  // before run_until returns, so between calls of run_until (where the loop reads the weights)
+  // they are whole.
+  std::unique_ptr<class GradientSync> grads_;
   int64_t step_ = 0;        // steps completed
   int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
   int64_t first_step_ = 0;  // where this process started
@@ -162,7 +144,6 @@ class TrainSession {
   bool autosave_ = true;
   int lock_fd_ = -1;
   LoaderPosition step_start_position_;  // the loader's position when this step began  // flock on run.out_dir/ouro.lock for the run's life (rank 0)
-  bool buckets_logged_ = false;
   nlohmann::json loop_state_, resumed_loop_state_;
   std::chrono::steady_clock::time_point t0_;
   void (*old_int_)(int) = nullptr;
