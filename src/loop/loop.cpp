@@ -18,6 +18,7 @@
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
 #include "train/run_log.h"
+#include "train/run_state.h"
 #include "train/run_tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -86,8 +87,10 @@ class Loop {
     if (!L_.task.empty()) task_ = make_task(L_.task);
     out_ = cfg_.run.out_dir;
     if (lists_scorer(L_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(L_.ref, L_.ref_lag, out_, s.comm());
-    if (!s.resumed_loop_state().is_null()) {
-      const auto& j = s.resumed_loop_state();
+    // The loop's state rides in every checkpoint's state.json under "loop": the state as last
+    // published (between rounds), not as the buffer changes while a round trains.
+    s.run_state().register_state("loop", [this] { return published_; });
+    if (const auto& j = s.run_state().resumed("loop"); !j.is_null()) {
       round_ = j.at("round").get<int>();
       syn_frac_ = j.at("syn_frac").get<double>();
       buffer_.from_json(j.at("buffer"));
@@ -103,6 +106,8 @@ class Loop {
     }
     publish_state();
   }
+
+  ~Loop() { s_.run_state().unregister_state("loop"); }  // the saver refers to this loop
 
   TrainSummary run() {
     if (!s_.run_until(L_.start_step)) return s_.finish();
@@ -146,7 +151,7 @@ class Loop {
   void publish_state() {
     nlohmann::json j = {{"round", round_}, {"syn_frac", syn_frac_}, {"buffer", buffer_.to_json()}};
     if (ref_) j["ref"] = ref_->to_json();
-    s_.set_loop_state(std::move(j));
+    published_ = std::move(j);
   }
 
   void save() {
@@ -485,6 +490,7 @@ class Loop {
   std::vector<Problem> problems_;
   fs::path out_;
   std::ofstream rounds_, samples_;
+  nlohmann::json published_;  // the state the next checkpoint records
 };
 
 }  // namespace

@@ -19,6 +19,8 @@
 
 namespace ouro {
 
+class RunState;
+
 struct TrainOptions {
   std::string init;         // weights to start from (checkpoint dir, HF dir, llm.c .bin)
   bool resume = false;      // continue from the newest checkpoint in run.out_dir
@@ -85,10 +87,9 @@ class TrainSession {
   Snapshot snapshot();  // a collective under ZeRO-1 on devices (gathers the fp32 masters)
   void restore(const Snapshot& s);
 
-  // State written into every checkpoint's state.json under "loop" (set by the loop).
-  void set_loop_state(nlohmann::json j) { loop_state_ = std::move(j); }
-  // The "loop" state of the checkpoint this session resumed from (null if none).
-  const nlohmann::json& resumed_loop_state() const { return resumed_loop_state_; }
+  // The run directory, resume and checkpoint contents: components (the loop) register the
+  // state their checkpoints carry there and read back what a resumed run saved.
+  RunState& run_state();
   void save();  // checkpoint the current step
   // false: run_until neither checkpoints every checkpoint.every steps nor when a stop signal
   // arrives; the caller (the loop, which checkpoints only between rounds) does.
@@ -109,18 +110,27 @@ class TrainSession {
  private:
   void check_same_config();
   void load_start_state();
-  void lock_out_dir();
   void check_val_data();
   void next_batch_or_checkpoint(int* x, int* y);
-  // Refuses to write weights that are non-finite or exploded, naming the newest checkpoint.
-  void check_weights_sane(const std::vector<float>& params, int64_t step) const;
   bool one_step(SyntheticSource* syn, int syn_rows);
+  struct StepLoss {
+    double loss, norm;
+  };
+  void run_micro_batches(SyntheticSource* syn, int syn_rows);
+  StepLoss loss_and_norm();
+  double lr_at(int64_t step) const;
+  void skip_step(const StepLoss& r, double lr);
+  void apply_update(double norm, double lr);
+  // syn_rows < 0: a step without a synthetic source.
+  void record_step(std::chrono::steady_clock::time_point started, const StepLoss& r, double lr,
+                   int syn_rows);
   double run_eval();
   void maybe_sample();
 
   Config cfg_;
   TrainOptions opt_;
   std::string out_;
+  std::unique_ptr<RunState> run_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<Ops> ops_;
   std::unique_ptr<GPT2> model_;
@@ -142,9 +152,7 @@ class TrainSession {
   bool stopped_ = false;
   int stop_signal_ = 0;
   bool autosave_ = true;
-  int lock_fd_ = -1;
-  LoaderPosition step_start_position_;  // the loader's position when this step began  // flock on run.out_dir/ouro.lock for the run's life (rank 0)
-  nlohmann::json loop_state_, resumed_loop_state_;
+  LoaderPosition step_start_position_;  // the loader's position when this step began
   std::chrono::steady_clock::time_point t0_;
   void (*old_int_)(int) = nullptr;
   void (*old_term_)(int) = nullptr;
