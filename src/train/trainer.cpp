@@ -58,7 +58,7 @@ std::string format_eta(double seconds) {
 
 }  // namespace
 
-TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cfg), opt_(opt) {
+TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainParts parts) : cfg_(cfg), opt_(opt) {
   OURO_CHECK(!cfg_.data.train.empty(), "{}: key 'data.train' is not set",
              cfg_.source.empty() ? "config" : cfg_.source);
   out_ = cfg_.run.out_dir;
@@ -68,41 +68,13 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
                                       int64_t step, const char* p) {
       if (step == at && phase == p) std::raise(SIGKILL);
     });
-  // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) the launcher-ranks
-  // communicator, whose host collectives the device communicator below serves (src/dist/run_comm.h).
-  const RunCommOptions comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
-  comm_ = make_run_host_comm(comm_opts);
-  if (lead()) {
-    io::create_dirs(out_, fmt::format("run.out_dir '{}'", out_));
-    run_->lock_out_dir();  // before anything in it is read or written
-    attach_log_file(fs::path(out_) / "train.log");
-    // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
-    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
-  } else {
-    logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
-    // Every rank checks every input before the first step (a rank may see other files).
-    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
-  }
-  if (comm_->world() > 1) {
-    // Every rank must run rank 0's config. Over MPI that is checked before NCCL starts: a rank
-    // whose run.device differed would otherwise issue a different first collective than the
-    // others. Without MPI the check needs the device communicator's collectives.
-    const bool check_first = comm_->has_host_collectives();
-    if (check_first) check_same_config();
-    // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
-    // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
-    // collectives (losses, checks, checkpoints) stay on MPI when there is one.
-    comm_ = add_run_device_comm(std::move(comm_), comm_opts);
-    if (!check_first) check_same_config();
-    logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
-                   cfg_.dist.zero);
-  }
+  connect(std::move(parts.comm));
   set_compute_threads(cfg_.run.threads);
-  ops_ = make_ops(cfg_.run.device);
+  ops_ = parts.ops ? std::move(parts.ops) : make_ops(cfg_.run.device);
   grads_ = std::make_unique<GradientSync>(*comm_, *ops_, gpt2_num_params(cfg_.model.gpt2()),
                                           cfg_.dist.zero == 1, cfg_.dist.bucket_mb);
   ops_->select_alternates(cfg_.model.matmul, cfg_.model.attention);
-  load_start_state();
+  load_start_state(std::move(parts.loader));
   loader_->check_vocabulary(cfg_.model.vocab_size, "data.train " + cfg_.data.train);
   check_val_data();
   // A resumed run first drops records past its checkpoint (a crash may have left some), so the
@@ -126,6 +98,40 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   old_hup_ = std::signal(SIGHUP, SIG_IGN);
   if (old_hup_ != SIG_IGN) std::signal(SIGHUP, on_stop_signal);
   t0_ = std::chrono::steady_clock::now();
+}
+
+// The ranks, the run directory (rank 0 locks it before anything in it is read or written) and
+// the check that every rank runs rank 0's config.
+void TrainSession::connect(std::unique_ptr<Communicator> given) {
+  // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) the launcher-ranks
+  // communicator, whose host collectives the device communicator below serves (src/dist/run_comm.h).
+  std::optional<RunCommOptions> comm_opts;
+  if (!given) comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
+  comm_ = given ? std::move(given) : make_run_host_comm(*comm_opts);
+  if (lead()) {
+    io::create_dirs(out_, fmt::format("run.out_dir '{}'", out_));
+    run_->lock_out_dir();  // before anything in it is read or written
+    attach_log_file(fs::path(out_) / "train.log");
+    // Checks data.tokenizer against the model and keeps a copy for `ouro sample`.
+    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, out_);
+  } else {
+    logger()->set_level(spdlog::level::warn);  // one voice on the console: rank 0's
+    // Every rank checks every input before the first step (a rank may see other files).
+    load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
+  }
+  if (comm_->world() == 1) return;
+  // Every rank must run rank 0's config. Over MPI that is checked before NCCL starts: a rank
+  // whose run.device differed would otherwise issue a different first collective than the
+  // others. Without MPI the check needs the device communicator's collectives.
+  const bool check_first = comm_->has_host_collectives();
+  if (check_first) check_same_config();
+  // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
+  // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
+  // collectives (losses, checks, checkpoints) stay on MPI when there is one.
+  if (comm_opts) comm_ = add_run_device_comm(std::move(comm_), *comm_opts);
+  if (!check_first) check_same_config();
+  logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
+                 cfg_.dist.zero);
 }
 
 TrainSession::~TrainSession() {
@@ -160,12 +166,13 @@ double TrainSession::step_flops() const {
   return gpt2_flops_per_token(model_->config(), cfg_.train_seq_len()) * tokens;
 }
 
-void TrainSession::load_start_state() {
+void TrainSession::load_start_state(std::unique_ptr<DataLoader> given) {
   const GPT2Config mc = cfg_.model.gpt2();
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len();
   const std::optional<fs::path> ckpt = run_->start_checkpoint(opt_.resume);
-  loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
-                                         static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
+  loader_ = given ? std::move(given)
+                  : std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
+                                                 static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
   grads_->attach(*model_);
   const ShardRange shard = grads_->shard();

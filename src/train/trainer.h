@@ -60,9 +60,20 @@ class SyntheticSource {
   virtual void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) = 0;
 };
 
+// What a session trains with, where the caller supplies it: a test passes a fake communicator
+// (one that fails at a chosen step, say), another backend or a loader of its own. Null: the
+// run's own, made from the config (the communicator per dist.* and the launcher's ranks, Ops
+// per run.device, the loader over data.train for this rank).
+struct TrainParts {
+  // Complete: it carries the device collectives where the backend needs them.
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Ops> ops;
+  std::unique_ptr<DataLoader> loader;  // B = train.batch_size, T = the training seq_len
+};
+
 class TrainSession {
  public:
-  TrainSession(const Config& cfg, const TrainOptions& opt);
+  TrainSession(const Config& cfg, const TrainOptions& opt, TrainParts parts = {});
   ~TrainSession();
   TrainSession(const TrainSession&) = delete;
   TrainSession& operator=(const TrainSession&) = delete;
@@ -109,7 +120,8 @@ class TrainSession {
 
  private:
   void check_same_config();
-  void load_start_state();
+  void connect(std::unique_ptr<Communicator> given);
+  void load_start_state(std::unique_ptr<DataLoader> given);
   void check_val_data();
   void next_batch_or_checkpoint(int* x, int* y);
   bool one_step(SyntheticSource* syn, int syn_rows);
