@@ -11,8 +11,11 @@
 #include "test_support.h"
 
 #include "ouro/checkpoint.h"
+#include "ouro/comm.h"
 #include "ouro/data.h"
 #include "train/lr_schedule.h"
+#include "ouro/error.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 using namespace ouro::test;
@@ -273,3 +276,74 @@ TEST(LrSchedule, WarmupCosineLinearWsdConstant) {
 }
 
 }  // namespace ouro
+
+namespace {
+
+// One rank whose communicator fails inside the k-th all-reduce of a step's mean loss, as a
+// dead peer makes a real one fail (the watchdog's error): everything else is a one-rank
+// communicator's no-op.
+class FailingComm final : public ouro::Communicator {
+ public:
+  explicit FailingComm(int fail_at) : fail_at_(fail_at) {}
+  std::string name() const override { return "failing"; }
+  int rank() const override { return 0; }
+  int world() const override { return 1; }
+  int local_rank() const override { return 0; }
+  void all_reduce(float*, size_t, ouro::ReduceOp) override {}
+  void all_reduce(double*, size_t n, ouro::ReduceOp op) override {
+    if (n == 1 && op == ouro::ReduceOp::Avg && losses_++ == fail_at_)
+      throw ouro::Error("all_reduce: peer rank 1 is gone");
+  }
+  void reduce_scatter(float*, size_t, ouro::ReduceOp) override {}
+  void all_gather(float*, size_t) override {}
+  void all_gather(double*, size_t) override {}
+  void broadcast(void*, size_t, int) override {}
+  void barrier() override {}
+
+ private:
+  int fail_at_, losses_ = 0;
+};
+
+}  // namespace
+
+// A communicator failure mid-run (injected by a fake: no second process, no signal) ends the
+// run with the communicator's error; the periodic checkpoints before it stand, and --resume from
+// them finishes with the losses and weights of an uninterrupted run, bitwise.
+TEST_F(TrainEndToEnd, ACommunicatorFailureMidRunResumesFromTheLastCheckpointBitwise) {
+  auto config = [&](const std::string& name) {
+    return ouro::load_config((dir / "cfg.toml").string(),
+                             {"run.out_dir=" + (dir / name).string(), "checkpoint.every=2", "train.eval_every=0"});
+  };
+  {
+    ouro::TrainSession straight(config("straight"), {});
+    straight.run_until(straight.last_step());
+    straight.finish();
+  }
+  {
+    ouro::TrainParts parts;
+    parts.comm = std::make_unique<FailingComm>(/*fail_at=*/4);  // inside step 5 (0-based 4)
+    ouro::TrainSession broken(config("broken"), {}, std::move(parts));
+    try {
+      broken.run_until(broken.last_step());
+      FAIL() << "the communicator's failure did not end the run";
+    } catch (const ouro::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("peer rank 1 is gone"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(broken.step(), 4);
+  }
+  EXPECT_TRUE(fs::exists(dir / "broken/checkpoints/step_000004/optimizer.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "broken/checkpoints/step_000006"));
+  {
+    ouro::TrainOptions resume;
+    resume.resume = true;
+    ouro::TrainSession again(config("broken"), resume);
+    EXPECT_EQ(again.step(), 4);
+    again.run_until(again.last_step());
+    again.finish();
+  }
+  EXPECT_EQ(step_losses("straight"), step_losses("broken"));
+  EXPECT_EQ(read_file(dir / "straight/checkpoints/step_000008/model.safetensors"),
+            read_file(dir / "broken/checkpoints/step_000008/model.safetensors"));
+  EXPECT_EQ(read_file(dir / "straight/checkpoints/step_000008/optimizer.safetensors"),
+            read_file(dir / "broken/checkpoints/step_000008/optimizer.safetensors"));
+}

@@ -17,7 +17,7 @@
 #include "ouro/comm.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
-#include "train/grad_buckets.h"
+#include "train/gradient_sync.h"
 #include "train/run_log.h"
 #include "train/trainer.h"
 
@@ -94,24 +94,16 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   std::vector<int> x(static_cast<size_t>(B) * T), y(x.size());
   AdamWArgs args;
   args.lr = 1e-4f;
-  // The trainer's exchange: bf16 gradients averaged on the device, fp32 ones over MPI.
-  auto average_gradients = [&] {
-    if (ops->act_dtype() != DType::F32) {
-      ops->synchronize();
-      comm->device_all_reduce(model.grads_data(), model.num_params(), ops->act_dtype(), ReduceOp::Avg, nullptr);
-    } else {
-      comm->all_reduce(static_cast<float*>(model.grads_data()), model.num_params(), ReduceOp::Avg);
-    }
-  };
-  // Training's buckets (dist.bucket_mb > 0): each bucket's average starts as soon as the backward
-  // has finished its gradients, overlapping the rest of the backward (src/train/trainer.cpp).
-  const bool device_grads = ops->act_dtype() != DType::F32;
-  auto launch_bucket = [&](int, const std::vector<BufferSpan>& spans) {
-    if (device_grads)
-      comm->device_all_reduce_spans_start(model.grads_data(), spans, ops->act_dtype(), ReduceOp::Avg, ops->stream());
-    else
-      comm->all_reduce_spans(static_cast<float*>(model.grads_data()), spans, ReduceOp::Avg);
-  };
+  // The trainer's exchange (plain, bucketed with dist.bucket_mb > 0, or ZeRO-1 with dist.zero = 1):
+  // bf16 gradients averaged on the device, fp32 ones over the host collectives.
+  std::optional<GradientSync> sync;
+  if (comm) {
+    sync.emplace(*comm, *ops, model.num_params(), cfg.dist.zero == 1, cfg.dist.bucket_mb);
+    sync->attach(model);
+  }
+  // Under ZeRO-1 this rank's optimizer owns its shard only, in every step timed (the range is
+  // fixed once AdamW state exists): the step alone updates that shard, as a ZeRO-1 rank would.
+  if (sync) model.set_optimizer_range(sync->shard().begin, sync->shard().end);
   int buckets_per_step = 0;
   // The trainer's step without the host waiting on the device more than once: the losses stay
   // on the device until one readback brings them with the gradient norm (GPT2::step_readback).
@@ -122,25 +114,25 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
     for (auto& v : x) v = tok(rng);
     for (auto& v : y) v = tok(rng);
     model.zero_grad();
-    std::optional<GradBucketer> buckets;
-    if (exchange && cfg.dist.bucket_mb > 0) {
-      buckets.emplace(static_cast<size_t>(std::clamp(cfg.dist.bucket_mb * 1024 * 1024, 1.0, 0x1p60)),
-                      dtype_size(ops->act_dtype()), launch_bucket);
-      model.set_grad_ready_hook([&buckets](const std::vector<ParamRange>& r) { buckets->add(r); });
+    if (exchange) {
+      sync->begin_step();
+      const auto watch = sync->watch_backward(/*last_micro=*/true);
+      model.forward_backward_deferred(x.data(), y.data(), B, T, 1.0f);
+    } else {
+      model.forward_backward_deferred(x.data(), y.data(), B, T, 1.0f);
     }
-    model.forward_backward_deferred(x.data(), y.data(), B, T, 1.0f);
-    model.set_grad_ready_hook(nullptr);
-    if (buckets) {
-      buckets->flush();
-      if (device_grads) comm->device_wait_started();
-      buckets_per_step = buckets->launched();
-    } else if (exchange) {
-      average_gradients();
+    double norm;
+    if (exchange) {
+      sync->sync();
+      buckets_per_step = sync->last_step_buckets();
+      norm = sync->global_norm(model.step_readback(sync->norm_ranges()).sum_squares);
+    } else {
+      norm = std::sqrt(model.step_readback({{0, model.num_params()}}).sum_squares[0]);
     }
-    const GPT2::StepReadback rb = model.step_readback({{0, model.num_params()}});
-    args.grad_scale = 1.0f / static_cast<float>(std::max(1.0, std::sqrt(rb.sum_squares[0])));
+    args.grad_scale = 1.0f / static_cast<float>(std::max(1.0, norm));
     args.step = s;
     model.adamw_step(args);
+    if (exchange) sync->share_update();
     if (syncs0) step_syncs += *ops->host_syncs() - *syncs0;
   };
   // Seconds per call of `body`, the slowest rank's: ranks start together (barrier) and a step
@@ -166,7 +158,8 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
     r.transport = comm->name();
     r.dp_step_s = per_call(opt.steps, [&](int) { step(++s, true); });
     r.buckets = buckets_per_step;
-    r.allreduce_s = per_call(opt.steps, [&](int) { average_gradients(); });
+    // The exchange alone: all gradients at once after the backward (ZeRO-1: the reduce-scatter).
+    r.allreduce_s = per_call(opt.steps, [&](int) { sync->exchange_all(); });
   }
   r.backend = ops->name();
   r.hardware = ops->device_name();

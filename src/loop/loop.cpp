@@ -13,6 +13,7 @@
 #include "loop/buffer.h"
 #include "loop/exchange.h"
 #include "loop/reference.h"
+#include "loop/round_phases.h"
 #include "loop/selection.h"
 #include "loop/task_eval.h"
 #include "loop/tasks.h"
@@ -21,6 +22,7 @@
 #include "ouro/error.h"
 #include "ouro/tokenizer.h"
 #include "train/run_log.h"
+#include "train/run_state.h"
 #include "train/run_tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -41,13 +43,6 @@ bool lists_scorer(const std::string& list, const std::string& name) {
     if (item == name) return true;
   }
   return false;
-}
-
-nlohmann::json mean_or_null(const std::vector<double>& v) {
-  if (v.empty()) return nullptr;
-  double s = 0;
-  for (double x : v) s += x;
-  return s / static_cast<double>(v.size());
 }
 
 // The tokenizer that turns the loop's ids into text (samples file, task answers). Tasks are
@@ -82,8 +77,10 @@ class Loop {
     if (!L_.task.empty()) task_ = make_task(L_.task, L_.task_file);
     out_ = cfg_.run.out_dir;
     if (lists_scorer(L_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(L_.ref, L_.ref_lag, out_, s.comm());
-    if (!s.resumed_loop_state().is_null()) {
-      const auto& j = s.resumed_loop_state();
+    // The loop's state rides in every checkpoint's state.json under "loop": the state as last
+    // published (between rounds), not as the buffer changes while a round trains.
+    s.run_state().register_state("loop", [this] { return published_; });
+    if (const auto& j = s.run_state().resumed("loop"); !j.is_null()) {
       round_ = j.at("round").get<int>();
       syn_frac_ = j.at("syn_frac").get<double>();
       buffer_.from_json(j.at("buffer"));
@@ -99,6 +96,8 @@ class Loop {
     }
     publish_state();
   }
+
+  ~Loop() { s_.run_state().unregister_state("loop"); }  // the saver refers to this loop
 
   TrainSummary run() {
     if (!s_.run_until(L_.start_step)) return s_.finish();
@@ -134,7 +133,7 @@ class Loop {
   void publish_state() {
     nlohmann::json j = {{"round", round_}, {"syn_frac", syn_frac_}, {"buffer", buffer_.to_json()}};
     if (ref_) j["ref"] = ref_->to_json();
-    s_.set_loop_state(std::move(j));
+    published_ = std::move(j);
   }
 
   void save() {
@@ -264,198 +263,176 @@ class Loop {
     return evaluate_task(gen, *task_, te)["greedy"];
   }
 
+  // One round: begin -> generate -> score -> select -> train -> guard -> record. Returns false
+  // when the run must stop (the last step, or an interruption that rolled the round back).
   bool one_round() {
-    const auto t_round = Clock::now();
-    const int64_t start = s_.step();
-    auto snap = s_.snapshot();
-    auto buffer_before = buffer_.to_json();
-    const double syn_before = syn_frac_;
-    const EvalResult before = s_.evaluate_val();
-    const double fwd_flops_per_token = gpt2_flops_per_token(s_.model().config(), cfg_.model.seq_len) / 3.0;
-    Communicator& comm = s_.comm();
-    if (ref_ && L_.mode != "baseline") {
-      ref_->round_starts(round_, start, snap.params);
-      ref_->collect_garbage();  // without mid-loop checkpoints, files a round stopped needing go now
-    }
-
-    nlohmann::json rec = {{"round", round_}, {"step_start", start}, {"mode", L_.mode}};
-    double gen_s = 0, score_s = 0, gen_tokens = 0, score_flops = 0;
-    int generated = 0, accepted = 0;
-    std::map<std::string, int> rejected_by;
-    std::vector<Candidate> cands;
-    problems_.clear();
-    int64_t extra_steps = 0;
+    const RoundStart start = begin_round();
+    Scored scored;
+    Selected sel;
     if (L_.mode != "baseline") {
-      auto t = Clock::now();
-      const auto prompts = make_prompts();  // every rank knows every prompt; it generates for its share
-      std::vector<Candidate> mine;
-      {
-        TraceRange trace("generate");
-        mine = generate_round(prompts);
-      }
-      gen_s = since(t);
-      t = Clock::now();
-      TraceRange score_trace("score");
-      if (ref_) reference_score(mine, fwd_flops_per_token);  // sharded like generation
-      double local_score_s = since(t);
-      // The slowest rank's time is the round's: the ranks wait for each other at the gather.
-      double phase_s[2] = {gen_s, local_score_s};
-      if (comm.world() > 1) comm.all_reduce(phase_s, 2, ReduceOp::Max);
-      gen_s = phase_s[0];
-      t = Clock::now();
-      cands = gather_candidates(comm, mine);
-      for (auto& c : cands) {
-        complete(c, prompts);
-        // Prompt and generated tokens (the stop token included) went through the model.
-        gen_tokens += static_cast<double>(c.prompt_tokens.size() + c.gen.size() + (c.stopped ? 1 : 0));
-        if (ref_)
-          score_flops += static_cast<double>(std::min<size_t>(cfg_.model.seq_len, c.prompt_tokens.size() + L_.max_new_tokens)) *
-                         fwd_flops_per_token;
-      }
-      if (task_ && !verifier_.empty()) verify_by_command(cands);
-      score_candidates(cands);
-      std::vector<Tokens> existing;
-      for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);
-      if (!task_)  // text dedup compares continuations; buffer docs hold prompt + continuation
-        for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), L_.prompt_tokens));
-      rejected_by = select_candidates(cands, L_, existing);
-      if (L_.mode == "replace") buffer_.clear();
-      for (const auto& c : cands) {
-        ++generated;
-        if (!c.accepted) continue;
-        ++accepted;
-        BufferSample b;
-        b.tokens = c.prompt_tokens;
-        b.tokens.insert(b.tokens.end(), c.gen.begin(), c.gen.end());
-        if (task_) b.tokens.push_back('\n');
-        b.score = c.mean_logprob;
-        b.round = round_;
-        buffer_.add(std::move(b));
-      }
-      score_s = phase_s[1] + since(t);
-      const uint64_t fp = check_identical_across_ranks(comm, buffer_.to_json().dump(), "replay buffers");
-      if (comm.world() > 1)
-        logger()->info("round {}: the {} ranks' replay buffers are bitwise identical (fingerprint {:016x})", round_,
-                       comm.world(), fp);
+      Generated gen = generate();
+      TraceRange trace("score");
+      scored = score(std::move(gen), start);
+      sel = select(scored);
     } else {
-      // Same FLOPs on real data: the generation this round would have done, as extra steps.
-      const double would = static_cast<double>(L_.prompts) * L_.k *
-                           (L_.prompt_tokens + L_.max_new_tokens) * fwd_flops_per_token;
-      extra_steps = static_cast<int64_t>(std::llround(would / s_.step_flops()));
+      sel.extra_steps = baseline_extra_steps(start);
     }
     buffer_.start_round();
-
-    auto t_train = Clock::now();
-    publish_state();
-    const int rows = syn_rows();
-    const int64_t target = start + L_.round_steps + extra_steps;
-    s_.run_until(target, rows ? &buffer_ : nullptr, rows);
-    const double train_s = since(t_train);
-    // A signal, or --stop-at inside the round: keep the state before the round.
-    if (s_.stop_requested() || (s_.step() < target && s_.step() < s_.config().train.steps)) {
-      s_.restore(snap);
-      buffer_.from_json(buffer_before);
-      syn_frac_ = syn_before;
-      publish_state();
-      save();
-      logger()->warn("round {} interrupted: checkpointed the state before it (step {}); --resume redoes it",
-                     round_, start);
-      return false;
-    }
-    const EvalResult after = s_.evaluate_val();
-
-    std::vector<Tokens> acc_gen, real_ref;
-    std::vector<double> self_scores, ref_scores, ref_accepted, ref_rejected;
-    std::vector<int> labels;
-    for (const auto& c : cands) {
-      if (c.accepted) acc_gen.push_back(c.gen);
-      // One real continuation per prompt: its K candidates share it, and K copies would make the
-      // real text look repetitive (distinct-n down, self-BLEU 1).
-      if (!c.reference.empty() && c.sample == 0) real_ref.push_back(c.reference);
-      if (c.verified >= 0) self_scores.push_back(c.mean_logprob), ref_scores.push_back(c.ref_logprob), labels.push_back(c.verified);
-      if (std::isfinite(c.ref_logprob)) (c.accepted ? ref_accepted : ref_rejected).push_back(c.ref_logprob);
-    }
-    const double distinct_2 = distinct_n(acc_gen, 2), real_distinct_2 = distinct_n(real_ref, 2);
-    const double self_bleu = acc_gen.size() > 1 ? mean_bleu(acc_gen, acc_gen, true) : 0.0;
-    const double real_self_bleu = real_ref.size() > 1 ? mean_bleu(real_ref, real_ref, true) : 0.0;
-    const double accept_rate = generated ? static_cast<double>(accepted) / static_cast<double>(generated) : 0.0;
-
-    // Guards, each a reason to roll back: the real held-out loss, overall or on its hardest tail,
-    // worse by more than guard_tolerance; the accepted samples' diversity below diversity_guard
-    // of the real continuations' (distinct-2, and novelty = 1 - self-BLEU; only where the round
-    // has real text to compare, not for tasks); the accept rate outside [accept_min, accept_max].
-    const double tol = L_.guard_tolerance;
-    std::vector<std::string> reasons;
-    if (after.loss > before.loss * (1 + tol) || after.tail_loss > before.tail_loss * (1 + tol))
-      reasons.push_back("val_loss");
-    if (L_.diversity_guard > 0 && acc_gen.size() > 1 && real_ref.size() > 1 &&
-        (distinct_2 < L_.diversity_guard * real_distinct_2 ||
-         1 - self_bleu < L_.diversity_guard * (1 - real_self_bleu)))
-      reasons.push_back("diversity");
-    if (generated > 0 && (accept_rate < L_.accept_min || accept_rate > L_.accept_max)) reasons.push_back("accept_rate");
-    if (fault_rollback_.count(round_)) reasons.push_back("fault_injection");
-    const bool rolled_back = !reasons.empty() && L_.mode != "baseline";
-    if (rolled_back) {
-      std::string why;
-      for (const auto& r : reasons) why += (why.empty() ? "" : ", ") + r;
-      s_.restore(snap);
-      buffer_.from_json(buffer_before);
-      syn_frac_ = syn_before / 2;
-      logger()->warn("round {} rolled back to step {} ({}): val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}, "
-                     "tolerance {}), distinct-2 {:.3f} vs real {:.3f}, self-BLEU {:.3f} vs real {:.3f}, "
-                     "accept rate {:.2f}; syn_frac {} -> {}",
-                     round_, start, why, before.loss, after.loss, before.tail_loss,
-                     after.tail_loss, tol, distinct_2, real_distinct_2, self_bleu, real_self_bleu, accept_rate,
-                     syn_before, syn_frac_);
-    }
-    const double step_flops = s_.step_flops();
-    rec.update({
-        {"step_end", s_.step()},
-        {"seconds", {{"train", train_s}, {"generate", gen_s}, {"score", score_s}, {"round", since(t_round)}}},
-        {"flops", {{"train", step_flops * static_cast<double>(L_.round_steps + extra_steps)},
-                   {"generate", gen_tokens * fwd_flops_per_token},
-                   // the self-scorers reuse the log-probs recorded while generating; ref_logprob
-                   // runs a forward of the reference copy over every candidate
-                   {"score", score_flops}}},
-        {"generated", generated},
-        {"accepted", accepted},
-        {"accept_rate", accept_rate},
-        {"accept_rate_in_bounds", generated == 0 || (accept_rate >= L_.accept_min && accept_rate <= L_.accept_max)},
-        {"rejected_by", rejected_by},
-        {"syn_frac", syn_before},
-        {"syn_rows", rows * comm.world()},  // of the global batch
-        {"buffer_tokens", buffer_.tokens()},
-        // equal fingerprints: bitwise equal buffers (across runs, world sizes, resumes)
-        {"buffer_fingerprint", fmt::format("{:016x}", buffer_fingerprint(buffer_.to_json().dump()))},
-        {"val_loss_before", before.loss},
-        {"val_loss", after.loss},
-        {"val_loss_tail", after.tail_loss},
-        {"distinct_1", distinct_n(acc_gen, 1)},
-        {"distinct_2", distinct_2},
-        {"distinct_3", distinct_n(acc_gen, 3)},
-        {"self_bleu", self_bleu},
-        {"real_distinct_2", real_distinct_2},
-        {"real_self_bleu", real_self_bleu},
-        {"committed", !rolled_back},
-        {"rolled_back", rolled_back},
-        {"guards_failed", reasons},  // why it was rolled back (baseline: recorded, never rolled back)
-    });
-    if (!labels.empty()) rec["probe_auroc"] = auroc(self_scores, labels);
-    if (ref_ && L_.mode != "baseline") {
-      const ReferenceEntry& e = ref_->for_round(round_);
-      rec["ref"] = {{"kind", L_.ref}, {"round", e.round}, {"step", e.step}, {"file", e.file}, {"hash", e.hash}};
-      rec["ref_score"] = {{"accepted_mean", mean_or_null(ref_accepted)}, {"rejected_mean", mean_or_null(ref_rejected)},
-                          {"scored", ref_accepted.size() + ref_rejected.size()}};
-      if (!labels.empty()) rec["probe_auroc_ref"] = auroc(ref_scores, labels);
-    }
-    if (s_.lead()) write_records(rec, cands);
-    logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
-                   round_, generated, accepted, generated ? 100.0 * accepted / generated : 0.0, buffer_.tokens(),
-                   before.loss, after.loss, rolled_back ? " (rolled back)" : "");
+    Trained trained;
+    if (!train(start, sel, trained)) return false;
+    const Guards guards = check_guards(L_, scored.cands, sel, start.val, trained.val, fault_rollback_.count(round_) > 0);
+    if (guards.rolled_back) roll_back(start, trained, guards);
+    record(start, scored, sel, trained, guards);
     ++round_;
     publish_state();
     if (cfg_.checkpoint.every > 0 || s_.step() >= s_.last_step()) save();
     return s_.step() < s_.last_step();
+  }
+
+  // The state the round starts from: its snapshot (for a rollback) and held-out loss.
+  RoundStart begin_round() {
+    RoundStart r;
+    r.started = Clock::now();
+    r.step = s_.step();
+    r.snapshot = s_.snapshot();
+    r.buffer = buffer_.to_json();
+    r.syn_frac = syn_frac_;
+    r.val = s_.evaluate_val();
+    r.fwd_flops_per_token = gpt2_flops_per_token(s_.model().config(), cfg_.model.seq_len) / 3.0;
+    if (ref_ && L_.mode != "baseline") {
+      ref_->round_starts(round_, r.step, r.snapshot.params);
+      ref_->collect_garbage();  // without mid-loop checkpoints, files a round stopped needing go now
+    }
+    problems_.clear();
+    return r;
+  }
+
+  Generated generate() {
+    const auto t = Clock::now();
+    Generated g;
+    g.prompts = make_prompts();  // every rank knows every prompt; it generates for its share
+    {
+      TraceRange trace("generate");
+      g.mine = generate_round(g.prompts);
+    }
+    g.seconds = since(t);
+    return g;
+  }
+
+  // Scores this rank's candidates against the reference (sharded like generation), gathers
+  // every rank's, completes them from their prompts and self-scores them.
+  Scored score(Generated g, const RoundStart& start) {
+    Scored r;
+    auto t = Clock::now();
+    if (ref_) reference_score(g.mine, start.fwd_flops_per_token);
+    double local_score_s = since(t);
+    Communicator& comm = s_.comm();
+    // The slowest rank's time is the round's: the ranks wait for each other at the gather.
+    double phase_s[2] = {g.seconds, local_score_s};
+    if (comm.world() > 1) comm.all_reduce(phase_s, 2, ReduceOp::Max);
+    r.generate_s = phase_s[0];
+    r.score_s = phase_s[1];
+    r.gathered = Clock::now();
+    r.cands = gather_candidates(comm, g.mine);
+    for (auto& c : r.cands) {
+      complete(c, g.prompts);
+      // Prompt and generated tokens (the stop token included) went through the model.
+      r.gen_tokens += static_cast<double>(c.prompt_tokens.size() + c.gen.size() + (c.stopped ? 1 : 0));
+      if (ref_)
+        r.score_flops += static_cast<double>(std::min<size_t>(cfg_.model.seq_len, c.prompt_tokens.size() + L_.max_new_tokens)) *
+                         start.fwd_flops_per_token;
+    }
+    if (task_ && !verifier_.empty()) verify_by_command(r.cands);
+    score_candidates(r.cands);
+    return r;
+  }
+
+  // Filters the candidates and adds the accepted to the replay buffer (the same on every rank).
+  Selected select(Scored& scored) {
+    Selected r;
+    std::vector<Tokens> existing;
+    for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);
+    if (!task_)  // text dedup compares continuations; buffer docs hold prompt + continuation
+      for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), L_.prompt_tokens));
+    r.rejected_by = select_candidates(scored.cands, L_, existing);
+    if (L_.mode == "replace") buffer_.clear();
+    for (const auto& c : scored.cands) {
+      ++r.generated;
+      if (!c.accepted) continue;
+      ++r.accepted;
+      BufferSample b;
+      b.tokens = c.prompt_tokens;
+      b.tokens.insert(b.tokens.end(), c.gen.begin(), c.gen.end());
+      if (task_) b.tokens.push_back('\n');
+      b.score = c.mean_logprob;
+      b.round = round_;
+      buffer_.add(std::move(b));
+    }
+    r.score_s = scored.score_s + since(scored.gathered);
+    Communicator& comm = s_.comm();
+    const uint64_t fp = check_identical_across_ranks(comm, buffer_.to_json().dump(), "replay buffers");
+    if (comm.world() > 1)
+      logger()->info("round {}: the {} ranks' replay buffers are bitwise identical (fingerprint {:016x})", round_,
+                     comm.world(), fp);
+    return r;
+  }
+
+  // Same FLOPs on real data: the generation this round would have done, as extra steps.
+  int64_t baseline_extra_steps(const RoundStart& start) const {
+    const double would = static_cast<double>(L_.prompts) * L_.k *
+                         (L_.prompt_tokens + L_.max_new_tokens) * start.fwd_flops_per_token;
+    return static_cast<int64_t>(std::llround(would / s_.step_flops()));
+  }
+
+  // The round's steps on the mix, then the held-out loss after them. false: stopped inside
+  // the round (a signal, or --stop-at), which is then checkpointed as it was before the round.
+  bool train(const RoundStart& start, const Selected& sel, Trained& r) {
+    auto t = Clock::now();
+    publish_state();
+    r.rows = syn_rows();
+    const int64_t target = start.step + L_.round_steps + sel.extra_steps;
+    s_.run_until(target, r.rows ? &buffer_ : nullptr, r.rows);
+    r.seconds = since(t);
+    if (s_.stop_requested() || (s_.step() < target && s_.step() < s_.config().train.steps)) {
+      s_.restore(start.snapshot);
+      buffer_.from_json(start.buffer);
+      syn_frac_ = start.syn_frac;
+      publish_state();
+      save();
+      logger()->warn("round {} interrupted: checkpointed the state before it (step {}); --resume redoes it",
+                     round_, start.step);
+      return false;
+    }
+    r.val = s_.evaluate_val();
+    return true;
+  }
+
+  // A failed guard restores the state before the round and halves the synthetic fraction.
+  void roll_back(const RoundStart& start, const Trained& trained, const Guards& g) {
+    std::string why;
+    for (const auto& r : g.failed) why += (why.empty() ? "" : ", ") + r;
+    s_.restore(start.snapshot);
+    buffer_.from_json(start.buffer);
+    syn_frac_ = start.syn_frac / 2;
+    logger()->warn("round {} rolled back to step {} ({}): val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}, "
+                   "tolerance {}), distinct-2 {:.3f} vs real {:.3f}, self-BLEU {:.3f} vs real {:.3f}, "
+                   "accept rate {:.2f}; syn_frac {} -> {}",
+                   round_, start.step, why, start.val.loss, trained.val.loss, start.val.tail_loss,
+                   trained.val.tail_loss, L_.guard_tolerance, g.distinct_2, g.real_distinct_2, g.self_bleu,
+                   g.real_self_bleu, g.accept_rate, start.syn_frac, syn_frac_);
+  }
+
+  void record(const RoundStart& start, const Scored& scored, const Selected& sel, const Trained& trained,
+              const Guards& g) {
+    const BufferSummary buf{buffer_.tokens(),
+                            fmt::format("{:016x}", buffer_fingerprint(buffer_.to_json().dump()))};
+    nlohmann::json rec = round_record(L_, round_, start, scored, sel, trained, g, s_.step(), s_.step_flops(),
+                                      s_.comm().world(), buf);
+    if (ref_ && L_.mode != "baseline") add_reference_record(rec, L_, scored.cands, ref_->for_round(round_));
+    if (s_.lead()) write_records(rec, scored.cands);
+    logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
+                   round_, sel.generated, sel.accepted, sel.generated ? 100.0 * sel.accepted / sel.generated : 0.0,
+                   buffer_.tokens(), start.val.loss, trained.val.loss, g.rolled_back ? " (rolled back)" : "");
   }
 
   // rounds.jsonl, and 20 accepted and 20 rejected samples to samples.jsonl (rank 0).
@@ -492,6 +469,7 @@ class Loop {
   std::vector<Problem> problems_;
   fs::path out_;
   std::ofstream rounds_, samples_;
+  nlohmann::json published_;  // the state the next checkpoint records
 };
 
 }  // namespace

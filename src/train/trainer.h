@@ -19,6 +19,8 @@
 
 namespace ouro {
 
+class RunState;
+
 struct TrainOptions {
   std::string init;         // weights to start from (checkpoint dir, HF dir, llm.c .bin)
   bool resume = false;      // continue from the newest checkpoint in run.out_dir
@@ -58,9 +60,20 @@ class SyntheticSource {
   virtual void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) = 0;
 };
 
+// What a session trains with, where the caller supplies it: a test passes a fake communicator
+// (one that fails at a chosen step, say), another backend or a loader of its own. Null: the
+// run's own, made from the config (the communicator per dist.* and the launcher's ranks, Ops
+// per run.device, the loader over data.train for this rank).
+struct TrainParts {
+  // Complete: it carries the device collectives where the backend needs them.
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Ops> ops;
+  std::unique_ptr<DataLoader> loader;  // B = train.batch_size, T = the training seq_len
+};
+
 class TrainSession {
  public:
-  TrainSession(const Config& cfg, const TrainOptions& opt);
+  TrainSession(const Config& cfg, const TrainOptions& opt, TrainParts parts = {});
   ~TrainSession();
   TrainSession(const TrainSession&) = delete;
   TrainSession& operator=(const TrainSession&) = delete;
@@ -85,10 +98,9 @@ class TrainSession {
   Snapshot snapshot();  // a collective under ZeRO-1 on devices (gathers the fp32 masters)
   void restore(const Snapshot& s);
 
-  // State written into every checkpoint's state.json under "loop" (set by the loop).
-  void set_loop_state(nlohmann::json j) { loop_state_ = std::move(j); }
-  // The "loop" state of the checkpoint this session resumed from (null if none).
-  const nlohmann::json& resumed_loop_state() const { return resumed_loop_state_; }
+  // The run directory, resume and checkpoint contents: components (the loop) register the
+  // state their checkpoints carry there and read back what a resumed run saved.
+  RunState& run_state();
   void save();  // checkpoint the current step
   // false: run_until neither checkpoints every checkpoint.every steps nor when a stop signal
   // arrives; the caller (the loop, which checkpoints only between rounds) does.
@@ -108,47 +120,39 @@ class TrainSession {
 
  private:
   void check_same_config();
-  // Averages the gradients over the ranks once per optimizer step. With buckets (nullptr:
-  // none), their all-reduces were started during the backward and this only waits for them.
-  void sync_gradients(class GradBucketer* buckets);
-  // dist.bucket_mb > 0 on the ZeRO-0 data-parallel path: averaging starts during the backward.
-  bool bucketed() const;
-  // Starts one bucket's average (device: on the communicator's stream, after the compute
-  // stream's work so far; cpu: a blocking host all-reduce, the gradients being final already).
-  void launch_bucket(int index, const std::vector<BufferSpan>& spans);
-  double global_grad_norm(const std::vector<double>& shard_sums);
-  // The ZeRO-1 shard rank r owns: device_shard_of where gradients live on the device (the
-  // device collectives' layout), shard_of on the cpu backend (the host collectives').
-  ShardRange shard_for(int r) const;
-  std::vector<float> full_moment(std::vector<float> part) const;
-  // ZeRO-1 on devices: AdamW updates only this rank's shard of the fp32 masters; this
-  // all-gathers them whole again (a collective: every rank calls it at the same point).
-  void gather_masters();
-  void load_start_state();
-  void lock_out_dir();
+  void connect(std::unique_ptr<Communicator> given);
+  void load_start_state(std::unique_ptr<DataLoader> given);
   void check_val_data();
   void next_batch_or_checkpoint(int* x, int* y);
-  // Refuses to write weights that are non-finite or exploded, naming the newest checkpoint.
-  void check_weights_sane(const std::vector<float>& params, int64_t step) const;
   bool one_step(SyntheticSource* syn, int syn_rows);
+  struct StepLoss {
+    double loss, norm;
+  };
+  void run_micro_batches(SyntheticSource* syn, int syn_rows);
+  StepLoss loss_and_norm();
+  double lr_at(int64_t step) const;
+  void skip_step(const StepLoss& r, double lr);
+  void apply_update(double norm, double lr);
+  // syn_rows < 0: a step without a synthetic source.
+  void record_step(std::chrono::steady_clock::time_point started, const StepLoss& r, double lr,
+                   int syn_rows);
   double run_eval();
   void maybe_sample();
 
   Config cfg_;
   TrainOptions opt_;
   std::string out_;
+  std::unique_ptr<RunState> run_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<Ops> ops_;
   std::unique_ptr<GPT2> model_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<class MetricsWriter> metrics_;
-  bool zero_ = false;
-  bool device_grads_ = false;  // bf16 gradients on the device, reduced by device collectives
-  // ZeRO-1 on devices: the masters outside this rank's shard are stale since the last step.
-  // They are gathered before they leave the model (save, snapshot) and before run_until
-  // returns, so between calls of run_until (where the loop reads the weights) they are whole.
-  bool masters_partial_ = false;
-  ShardRange shard_;  // this rank's parameter range under ZeRO-1 (everything otherwise)
+  // The gradient exchange. Under ZeRO-1 on devices the fp32 masters outside this rank's shard
+  // are stale after a step: they are gathered before they leave the model (save, snapshot) and
+  // before run_until returns, so between calls of run_until (where the loop reads the weights)
+  // they are whole.
+  std::unique_ptr<class GradientSync> grads_;
   int64_t step_ = 0;        // steps completed
   int64_t opt_steps_ = 0;   // optimizer updates applied (skipped steps excluded)
   int64_t first_step_ = 0;  // where this process started
@@ -160,10 +164,7 @@ class TrainSession {
   bool stopped_ = false;
   int stop_signal_ = 0;
   bool autosave_ = true;
-  int lock_fd_ = -1;
-  LoaderPosition step_start_position_;  // the loader's position when this step began  // flock on run.out_dir/ouro.lock for the run's life (rank 0)
-  bool buckets_logged_ = false;
-  nlohmann::json loop_state_, resumed_loop_state_;
+  LoaderPosition step_start_position_;  // the loader's position when this step began
   std::chrono::steady_clock::time_point t0_;
   void (*old_int_)(int) = nullptr;
   void (*old_term_)(int) = nullptr;
