@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "config/config_keys.h"
 #include "ouro/config.h"
 #include "ouro/error.h"
 
@@ -170,4 +171,44 @@ TEST(Config, ResolvedTomlRoundTripsAndDiffs) {
   auto d = ouro::config_differences(a, b);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_NE(d[0].find("train.batch_size"), std::string::npos);
+}
+
+// README.md's key table is generated from the schema (ouro::config_keys_markdown): the text between
+// its config-keys markers must be exactly that. On a difference the expected table is written to
+// config_keys.md in the test's directory, to paste into the README.
+TEST(ConfigSchema, ReadmeKeyTableIsTheSchemas) {
+  std::ifstream in(fs::path(OURO_SOURCE_DIR) / "README.md");
+  ASSERT_TRUE(in.good());
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- config-keys:begin (generated from src/config/config.cpp's schema) -->\n";
+  const std::string end = "<!-- config-keys:end -->";
+  const size_t b = readme.find(begin), e = readme.find(end);
+  ASSERT_NE(b, std::string::npos) << "README.md has no config-keys markers";
+  ASSERT_NE(e, std::string::npos) << "README.md has no config-keys end marker";
+  const std::string table = readme.substr(b + begin.size(), e - b - begin.size());
+  const std::string expected = ouro::config_keys_markdown();
+  if (table != expected) std::ofstream("config_keys.md") << expected;
+  EXPECT_EQ(table, expected) << "README.md's key table differs from the schema: the expected table is in "
+                             << (fs::current_path() / "config_keys.md").string();
+}
+
+// A string with a fixed set of choices is checked against the schema's list, naming the value.
+TEST(ConfigSchema, ChoicesComeFromTheSchema) {
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, std::string>>{
+           {"model.matmul", "cublass"}, {"model.attention", "flash"}, {"model.pos", "alibi"},
+           {"train.schedule", "step"}, {"dist.init", "ssh"}}) {
+    const size_t dot = key.find('.');
+    const std::string toml = fmt::format("[{}]\n{} = \"{}\"\n", key.substr(0, dot), key.substr(dot + 1), bad);
+    try {
+      ouro::parse_config_text(toml, "choices.toml").validate();
+      ADD_FAILURE() << key << "=" << bad << " was accepted";
+    } catch (const ouro::Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("key '" + key + "' must be one of "), std::string::npos) << msg;
+      EXPECT_NE(msg.find("(got '" + bad + "')"), std::string::npos) << msg;
+    }
+  }
+  const std::string table = ouro::config_keys_markdown();
+  EXPECT_NE(table.find("| `train.schedule` | string | `cosine`, `linear`, `wsd`, `constant` | `cosine` |"),
+            std::string::npos) << table;
 }

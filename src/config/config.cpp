@@ -7,6 +7,9 @@
 #include <limits>
 #include <sstream>
 
+#include <fmt/ranges.h>
+
+#include "config/config_keys.h"
 #include "config/toml.h"
 
 #include "ouro/error.h"
@@ -21,60 +24,199 @@ struct KeyDef {
   const char* key;
   Kind kind;
   void* (*field)(Config&);
+  // What the key accepts, in words ("> 0", "[0, 1]"); for a string with a fixed set of choices,
+  // the choices separated by '|' ("native|cublas"), which validate() checks the value against.
+  const char* allowed;
+  const char* description;  // one line: what the key sets
   std::string full() const { return std::string(section) + "." + key; }
+  bool is_choice() const {
+    return kind == Kind::String && std::string_view(allowed).find('|') != std::string_view::npos;
+  }
 };
 
-#define OURO_KEY(sec, name, kind) \
-  KeyDef { #sec, #name, Kind::kind, [](Config& c) -> void* { return &c.sec.name; } }
+#define OURO_KEY(sec, name, kind, allowed, description) \
+  KeyDef { #sec, #name, Kind::kind, [](Config& c) -> void* { return &c.sec.name; }, allowed, description }
 
+// Every key, section by section. README.md's key table is generated from it
+// (config_keys_markdown; test_config checks that the README says the same).
 const std::vector<KeyDef>& schema() {
   static const std::vector<KeyDef> keys = {
-      OURO_KEY(model, n_layer, Int),         OURO_KEY(model, n_head, Int),
-      OURO_KEY(model, n_embd, Int),          OURO_KEY(model, seq_len, Int),
-      OURO_KEY(model, vocab_size, Int),      OURO_KEY(model, matmul, String),
-      OURO_KEY(model, attention, String),    OURO_KEY(model, pos, String),
-      OURO_KEY(model, rope_theta, Float),
-      OURO_KEY(train, steps, Int64),         OURO_KEY(train, batch_size, Int),
-      OURO_KEY(train, seq_len, Int),         OURO_KEY(train, grad_accum, Int),
-      OURO_KEY(train, lr, Float),            OURO_KEY(train, min_lr_frac, Float),
-      OURO_KEY(train, warmup_steps, Int64),  OURO_KEY(train, schedule, String),
-      OURO_KEY(train, decay_frac, Float),    OURO_KEY(train, weight_decay, Float),
-      OURO_KEY(train, beta1, Float),         OURO_KEY(train, beta2, Float),
-      OURO_KEY(train, eps, Float),           OURO_KEY(train, grad_clip, Float),
-      OURO_KEY(train, seed, Int64),          OURO_KEY(train, max_bad_steps, Int),
-      OURO_KEY(train, eval_every, Int64),    OURO_KEY(train, eval_batches, Int),
-      OURO_KEY(train, log_every, Int64),
-      OURO_KEY(data, train, String),         OURO_KEY(data, val, String),
-      OURO_KEY(data, tokenizer, String),     OURO_KEY(data, shuffle, Bool),
-      OURO_KEY(run, out_dir, String),        OURO_KEY(run, device, String),
-      OURO_KEY(run, threads, Int),
-      OURO_KEY(checkpoint, every, Int64),    OURO_KEY(checkpoint, keep, Int),
-      OURO_KEY(sample, every, Int64),        OURO_KEY(sample, max_tokens, Int),
-      OURO_KEY(sample, temperature, Float),  OURO_KEY(sample, top_k, Int),
-      OURO_KEY(sample, top_p, Float),        OURO_KEY(sample, prompt, String),
-      OURO_KEY(dist, zero, Int),             OURO_KEY(dist, timeout_s, Float),
-      OURO_KEY(dist, init, String),          OURO_KEY(dist, init_path, String),
-      OURO_KEY(dist, init_addr, String),     OURO_KEY(dist, bucket_mb, Float),
-      OURO_KEY(loop, rounds, Int),           OURO_KEY(loop, mode, String),
-      OURO_KEY(loop, start_step, Int64),     OURO_KEY(loop, round_steps, Int64),
-      OURO_KEY(loop, prompts, Int),          OURO_KEY(loop, k, Int),
-      OURO_KEY(loop, prompt_tokens, Int),    OURO_KEY(loop, max_new_tokens, Int),
-      OURO_KEY(loop, temperature, Float),    OURO_KEY(loop, top_k, Int),
-      OURO_KEY(loop, top_p, Float),          OURO_KEY(loop, syn_frac, Float),
-      OURO_KEY(loop, task, String),          OURO_KEY(loop, task_min, Int),
-      OURO_KEY(loop, task_max, Int),         OURO_KEY(loop, task_grow, Int),
-      OURO_KEY(loop, task_file, String),     OURO_KEY(loop, verifier_cmd, String),
-      OURO_KEY(loop, verifier_shell, Bool),  OURO_KEY(loop, verifier_timeout_s, Float),
-      OURO_KEY(loop, scorer, String),
-      OURO_KEY(loop, band_lo, Float),        OURO_KEY(loop, band_hi, Float),
-      OURO_KEY(loop, min_token_prob, Float), OURO_KEY(loop, dedup_n, Int),
-      OURO_KEY(loop, ref, String),           OURO_KEY(loop, ref_lag, Int),
-      OURO_KEY(loop, dedup_threshold, Float), OURO_KEY(loop, max_repeat, Float),
-      OURO_KEY(loop, min_new_tokens, Int),   OURO_KEY(loop, per_prompt_cap, Int),
-      OURO_KEY(loop, buffer_tokens, Int64),  OURO_KEY(loop, evict, String),
-      OURO_KEY(loop, reuse_limit, Int),      OURO_KEY(loop, guard_tolerance, Float),
-      OURO_KEY(loop, tail_frac, Float),      OURO_KEY(loop, accept_min, Float),
-      OURO_KEY(loop, accept_max, Float),     OURO_KEY(loop, diversity_guard, Float),
+      OURO_KEY(model, n_layer, Int, "> 0",
+               "transformer blocks"),
+      OURO_KEY(model, n_head, Int, "> 0",
+               "attention heads per block"),
+      OURO_KEY(model, n_embd, Int, "> 0, a multiple of n_head",
+               "width of the residual stream"),
+      OURO_KEY(model, seq_len, Int, "> 0",
+               "positions the model holds (the context length)"),
+      OURO_KEY(model, vocab_size, Int, "> 0",
+               "real vocabulary (storage pads to a multiple of 128)"),
+      OURO_KEY(model, matmul, String, "native|cublas",
+               "matmul on the device backends: the hand-written kernels or cuBLASLt"),
+      OURO_KEY(model, attention, String, "native|cudnn",
+               "attention on the device backends: the hand-written kernels or cuDNN flash attention"),
+      OURO_KEY(model, pos, String, "learned|none|rope",
+               "position encoding: GPT-2's learned wpe, none (NoPE) or rotary"),
+      OURO_KEY(model, rope_theta, Float, "> 1, finite",
+               "rope: base of the rotation frequencies"),
+      OURO_KEY(train, steps, Int64, ">= 0",
+               "optimizer steps of the whole run"),
+      OURO_KEY(train, batch_size, Int, "> 0",
+               "rows per micro-batch (per rank)"),
+      OURO_KEY(train, seq_len, Int, "0..model.seq_len",
+               "training sequence length; 0 = model.seq_len"),
+      OURO_KEY(train, grad_accum, Int, "> 0",
+               "micro-batches per optimizer step"),
+      OURO_KEY(train, lr, Float, "> 0, fits fp32",
+               "peak learning rate"),
+      OURO_KEY(train, min_lr_frac, Float, "[0, 1]",
+               "the schedule's floor, as a fraction of lr"),
+      OURO_KEY(train, warmup_steps, Int64, ">= 0",
+               "linear warmup steps"),
+      OURO_KEY(train, schedule, String, "cosine|linear|wsd|constant",
+               "learning-rate schedule after warmup"),
+      OURO_KEY(train, decay_frac, Float, "(0, 1]",
+               "wsd: the final fraction of steps spent decaying"),
+      OURO_KEY(train, weight_decay, Float, ">= 0, fits fp32",
+               "AdamW weight decay (matrices and embeddings only)"),
+      OURO_KEY(train, beta1, Float, "[0, 1)",
+               "AdamW first-moment decay"),
+      OURO_KEY(train, beta2, Float, "[0, 1)",
+               "AdamW second-moment decay"),
+      OURO_KEY(train, eps, Float, "> 0, fits fp32",
+               "AdamW epsilon"),
+      OURO_KEY(train, grad_clip, Float, ">= 0",
+               "global gradient-norm clip; 0 = off"),
+      OURO_KEY(train, seed, Int64, "any",
+               "seed of initialisation, data order and sampling"),
+      OURO_KEY(train, max_bad_steps, Int, "> 0",
+               "consecutive non-finite steps before the run aborts"),
+      OURO_KEY(train, eval_every, Int64, ">= 0",
+               "steps between validation passes; 0 = off"),
+      OURO_KEY(train, eval_batches, Int, "> 0",
+               "batches per validation pass"),
+      OURO_KEY(train, log_every, Int64, "> 0",
+               "steps between log lines"),
+      OURO_KEY(data, train, String, "path or glob",
+               "training shards: a shard, a directory of shards or a glob"),
+      OURO_KEY(data, val, String, "path or glob",
+               "validation shards"),
+      OURO_KEY(data, tokenizer, String, "path",
+               "the tokenizer the shards were prepared with; empty = byte-level"),
+      OURO_KEY(data, shuffle, Bool, "true, false",
+               "read each epoch's windows in a seeded random order (false: file order)"),
+      OURO_KEY(run, out_dir, String, "non-empty path",
+               "the run directory: checkpoints, logs, metrics"),
+      OURO_KEY(run, device, String, "cpu, cuda, simt (as built)",
+               "the backend (see Devices)"),
+      OURO_KEY(run, threads, Int, ">= 0",
+               "OpenMP/BLAS threads; 0 = all cores"),
+      OURO_KEY(checkpoint, every, Int64, ">= 0",
+               "steps between checkpoints; 0 = at the end only"),
+      OURO_KEY(checkpoint, keep, Int, ">= 0",
+               "newest checkpoints kept; 0 = all"),
+      OURO_KEY(sample, every, Int64, ">= 0",
+               "steps between samples printed during training; 0 = never"),
+      OURO_KEY(sample, max_tokens, Int, "> 0",
+               "tokens per sample"),
+      OURO_KEY(sample, temperature, Float, ">= 0",
+               "sampling temperature; 0 = greedy"),
+      OURO_KEY(sample, top_k, Int, ">= 0",
+               "top-k filter; 0 = off"),
+      OURO_KEY(sample, top_p, Float, "(0, 1]",
+               "nucleus filter; 1 = off"),
+      OURO_KEY(sample, prompt, String, "text",
+               "the sample's prompt"),
+      OURO_KEY(dist, zero, Int, "0, 1",
+               "1: ZeRO-1 (gradients reduce-scattered, AdamW sharded, weights all-gathered)"),
+      OURO_KEY(dist, timeout_s, Float, "> 0",
+               "seconds before a stuck collective aborts the job"),
+      OURO_KEY(dist, init, String, "auto|mpi|file|tcp|env",
+               "how the device backends' ranks meet (see Multi-GPU)"),
+      OURO_KEY(dist, init_path, String, "path",
+               "dist.init = file: the rendezvous file on a shared file system"),
+      OURO_KEY(dist, init_addr, String, "host:port",
+               "dist.init = tcp: where rank 0 listens"),
+      OURO_KEY(dist, bucket_mb, Float, ">= 0",
+               "gradient bucket size in MiB, overlapped with the backward; 0 = one exchange"),
+      OURO_KEY(loop, rounds, Int, ">= 0",
+               "self-improvement rounds; 0 = plain training"),
+      OURO_KEY(loop, mode, String, "loop|baseline|replace",
+               "loop; baseline (same FLOPs, real data only); replace (the collapse arm)"),
+      OURO_KEY(loop, start_step, Int64, ">= 0",
+               "pretraining steps on real data before the first round"),
+      OURO_KEY(loop, round_steps, Int64, "> 0",
+               "training steps per round on the mix"),
+      OURO_KEY(loop, prompts, Int, "> 0",
+               "prompts per round, over all ranks"),
+      OURO_KEY(loop, k, Int, "> 0",
+               "samples per prompt"),
+      OURO_KEY(loop, prompt_tokens, Int, "> 0, < model.seq_len (text)",
+               "text: length of the real-text prefix used as a prompt"),
+      OURO_KEY(loop, max_new_tokens, Int, "1..2^24",
+               "tokens generated per sample at most"),
+      OURO_KEY(loop, temperature, Float, "any",
+               "generation temperature"),
+      OURO_KEY(loop, top_k, Int, "any",
+               "generation top-k; 0 = off"),
+      OURO_KEY(loop, top_p, Float, "any",
+               "generation nucleus filter; 1 = off"),
+      OURO_KEY(loop, syn_frac, Float, "[0, 1]",
+               "fraction of each batch's rows drawn from the buffer"),
+      OURO_KEY(loop, task, String, "empty, add, sort, copy, file",
+               "prompts: real-text prefixes (empty), a built-in task's problems, or task_file's"),
+      OURO_KEY(loop, task_min, Int, "1..task_max",
+               "easiest difficulty of the task's prompts (round 0)"),
+      OURO_KEY(loop, task_max, Int, ">= task_min",
+               "hardest difficulty of the task's prompts (round 0)"),
+      OURO_KEY(loop, task_grow, Int, ">= 0",
+               "added to task_min and task_max per round (a curriculum)"),
+      OURO_KEY(loop, task_file, String, "a path; exactly when task = file",
+               "task = file: JSONL of {prompt, answer?, difficulty?} per line"),
+      OURO_KEY(loop, verifier_cmd, String, "a command; needs a task",
+               "checker run once per round: JSONL {prompt, sample} in, one score per line out"),
+      OURO_KEY(loop, verifier_shell, Bool, "true, false",
+               "run verifier_cmd through /bin/sh -c (default: no shell)"),
+      OURO_KEY(loop, verifier_timeout_s, Float, "> 0",
+               "seconds per verifier_cmd run; then it is killed and the run stops"),
+      OURO_KEY(loop, scorer, String, "comma list",
+               "logprob_band, ref_logprob, min_prob, majority, verifier, answer_length, accept_all"),
+      OURO_KEY(loop, band_lo, Float, "[0, band_hi)",
+               "lower quantile of length-normalized log-prob kept"),
+      OURO_KEY(loop, band_hi, Float, "(band_lo, 1]",
+               "upper quantile of length-normalized log-prob kept"),
+      OURO_KEY(loop, min_token_prob, Float, "any",
+               "min_prob scorer: every token at least this likely"),
+      OURO_KEY(loop, dedup_n, Int, "> 0",
+               "n-gram size for Jaccard dedup"),
+      OURO_KEY(loop, ref, String, "frozen|lagged",
+               "ref_logprob: the reference weights (loop start, or ref_lag rounds ago)"),
+      OURO_KEY(loop, ref_lag, Int, ">= 1",
+               "ref = lagged: rounds back"),
+      OURO_KEY(loop, dedup_threshold, Float, "any",
+               "reject when Jaccard with the buffer or real data >= this"),
+      OURO_KEY(loop, max_repeat, Float, "any",
+               "reject when one n-gram takes this fraction of a sample"),
+      OURO_KEY(loop, min_new_tokens, Int, "any",
+               "reject samples shorter than this"),
+      OURO_KEY(loop, per_prompt_cap, Int, "> 0",
+               "accepted samples per prompt at most"),
+      OURO_KEY(loop, buffer_tokens, Int64, "> 0",
+               "replay buffer cap in tokens"),
+      OURO_KEY(loop, evict, String, "age|score",
+               "which samples leave a full buffer first"),
+      OURO_KEY(loop, reuse_limit, Int, "> 0",
+               "rounds of use before a sample leaves the buffer"),
+      OURO_KEY(loop, guard_tolerance, Float, ">= 0",
+               "relative worsening of val loss (or its tail) that rolls a round back"),
+      OURO_KEY(loop, tail_frac, Float, "(0, 1]",
+               "the hardest fraction of validation windows (the tail guard)"),
+      OURO_KEY(loop, accept_min, Float, "[0, accept_max]",
+               "accept rate below this rolls the round back"),
+      OURO_KEY(loop, accept_max, Float, "[accept_min, 1]",
+               "accept rate above this rolls the round back"),
+      OURO_KEY(loop, diversity_guard, Float, "[0, 1]",
+               "text rounds: share of the real continuations' diversity kept; 0 = off"),
   };
   return keys;
 }
@@ -207,6 +349,19 @@ std::string render(const Config& cc, const KeyDef& def) {
     case Kind::Bool: return *static_cast<bool*>(f) ? "true" : "false";
   }
   return {};
+}
+
+// Why `value` is not one of the key's choices ("must be one of a, b (got 'v')"), or "" when it is.
+std::string choice_error(const std::string& key, const std::string& value) {
+  const auto dot = key.find('.');
+  const KeyDef* def = find_key(std::string_view(key).substr(0, dot), std::string_view(key).substr(dot + 1));
+  std::vector<std::string> choices;
+  std::stringstream ss(def->allowed);
+  for (std::string c; std::getline(ss, c, '|');) {
+    if (c == value) return "";
+    choices.push_back(c);
+  }
+  return fmt::format("must be one of {} (got '{}')", fmt::join(choices, ", "), value);
 }
 
 std::string line_of(const std::string& file, const toml::node& n) {
@@ -357,6 +512,33 @@ std::string Config::to_toml() const {
   return os.str();
 }
 
+std::string config_keys_markdown() {
+  const Config defaults;
+  auto kind_word = [](Kind k) {
+    switch (k) {
+      case Kind::Int: case Kind::Int64: return "integer";
+      case Kind::Float: return "number";
+      case Kind::String: return "string";
+      case Kind::Bool: return "bool";
+    }
+    return "?";
+  };
+  std::string out = "| key | type | allowed | default | what it sets |\n|---|---|---|---|---|\n";
+  for (const auto& def : schema()) {
+    std::string allowed = def.allowed;
+    if (def.is_choice()) {
+      std::string list;
+      std::stringstream ss(allowed);
+      for (std::string c; std::getline(ss, c, '|');) list += (list.empty() ? "" : ", ") + ("`" + c + "`");
+      allowed = list;
+    }
+    const std::string value = render(defaults, def);
+    out += fmt::format("| `{}` | {} | {} | {} | {} |\n", def.full(), kind_word(def.kind), allowed,
+                       value.empty() ? "(empty)" : "`" + value + "`", def.description);
+  }
+  return out;
+}
+
 std::vector<std::string> config_differences(const Config& a, const Config& b) {
   std::vector<std::string> out;
   for (const auto& def : schema())
@@ -402,17 +584,20 @@ void Config::validate() const {
   auto need = [&](bool ok, const char* key, const std::string& why) {
     if (!ok) fail("{}: key '{}' {}", src, key, why);
   };
+  // A string with a fixed set of choices: checked against the schema's list.
+  auto need_choice = [&](const char* key, const std::string& value) {
+    const std::string why = choice_error(key, value);
+    need(why.empty(), key, why);
+  };
   need(model.n_layer > 0, "model.n_layer", "must be positive");
   need(model.n_head > 0, "model.n_head", "must be positive");
   need(model.n_embd > 0 && model.n_embd % model.n_head == 0, "model.n_embd",
        "must be a positive multiple of model.n_head");
   need(model.seq_len > 0, "model.seq_len", "must be positive");
   need(model.vocab_size > 0, "model.vocab_size", "must be positive");
-  need(model.matmul == "native" || model.matmul == "cublas", "model.matmul", "must be native or cublas");
-  need(model.attention == "native" || model.attention == "cudnn", "model.attention",
-       "must be native or cudnn");
-  need(model.pos == "learned" || model.pos == "none" || model.pos == "rope", "model.pos",
-       "must be learned, none or rope (got '" + model.pos + "')");
+  need_choice("model.matmul", model.matmul);
+  need_choice("model.attention", model.attention);
+  need_choice("model.pos", model.pos);
   need(model.rope_theta > 1 && std::isfinite(model.rope_theta), "model.rope_theta",
        "must be a finite number above 1");
   // Every dimension bounded, the parameter count bounded and no larger than memory.
@@ -432,9 +617,7 @@ void Config::validate() const {
   need(train.min_lr_frac >= 0 && train.min_lr_frac <= 1, "train.min_lr_frac",
        "must be in [0, 1]");
   need(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
-  need(train.schedule == "cosine" || train.schedule == "linear" || train.schedule == "wsd" ||
-           train.schedule == "constant",
-       "train.schedule", "must be one of cosine, linear, wsd, constant (got '" + train.schedule + "')");
+  need_choice("train.schedule", train.schedule);
   need(train.decay_frac > 0 && train.decay_frac <= 1, "train.decay_frac", "must be in (0, 1]");
   need(train.weight_decay >= 0 && (train.weight_decay == 0 || fp32_positive(train.weight_decay)),
        "train.weight_decay", "must be >= 0 and fit fp32 (at most 3.4e38)");
@@ -457,9 +640,7 @@ void Config::validate() const {
   need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
   need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
   need(dist.bucket_mb >= 0 && std::isfinite(dist.bucket_mb), "dist.bucket_mb", "must be >= 0 (0: one exchange)");
-  need(dist.init == "auto" || dist.init == "mpi" || dist.init == "file" || dist.init == "tcp" ||
-           dist.init == "env",
-       "dist.init", "must be one of auto, mpi, file, tcp, env (got '" + dist.init + "')");
+  need_choice("dist.init", dist.init);
   need(dist.init != "file" || !dist.init_path.empty(), "dist.init_path",
        "must be set when dist.init = file");
   if (dist.init == "tcp") need(valid_host_port(dist.init_addr), "dist.init_addr",
@@ -467,8 +648,7 @@ void Config::validate() const {
                                    dist.init_addr + "')");
   need(loop.rounds >= 0, "loop.rounds", "must be >= 0");
   if (loop.rounds == 0) return;  // the loop's keys matter only when it runs
-  need(loop.mode == "loop" || loop.mode == "baseline" || loop.mode == "replace", "loop.mode",
-       "must be one of loop, baseline, replace (got '" + loop.mode + "')");
+  need_choice("loop.mode", loop.mode);
   need(loop.start_step >= 0, "loop.start_step", "must be >= 0");
   need(loop.round_steps > 0, "loop.round_steps", "must be positive");
   need(loop.prompts > 0, "loop.prompts", "must be positive");
@@ -492,11 +672,11 @@ void Config::validate() const {
   need(loop.band_lo >= 0 && loop.band_lo < loop.band_hi && loop.band_hi <= 1, "loop.band_lo",
        "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
   need(loop.dedup_n > 0, "loop.dedup_n", "must be positive");
-  need(loop.ref == "frozen" || loop.ref == "lagged", "loop.ref", "must be frozen or lagged");
+  need_choice("loop.ref", loop.ref);
   need(loop.ref_lag >= 1, "loop.ref_lag", "must be >= 1");
   need(loop.per_prompt_cap > 0, "loop.per_prompt_cap", "must be positive");
   need(loop.buffer_tokens > 0, "loop.buffer_tokens", "must be positive");
-  need(loop.evict == "age" || loop.evict == "score", "loop.evict", "must be age or score");
+  need_choice("loop.evict", loop.evict);
   need(loop.reuse_limit > 0, "loop.reuse_limit", "must be positive");
   need(loop.guard_tolerance >= 0, "loop.guard_tolerance", "must be >= 0");
   need(loop.tail_frac > 0 && loop.tail_frac <= 1, "loop.tail_frac", "must be in (0, 1]");
