@@ -69,14 +69,14 @@ Tokenizer loop_tokenizer(const Config& cfg) {
 class Loop {
  public:
   Loop(TrainSession& s, std::set<int> fault_rollback)
-      : s_(s), cfg_(s.config()), L_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
-        buffer_(L_.buffer_tokens, L_.evict, L_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu,
+      : session_(s), cfg_(s.config()), loop_cfg_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
+        buffer_(loop_cfg_.buffer_tokens, loop_cfg_.evict, loop_cfg_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu,
                 s.comm().rank()),
-        syn_frac_(L_.syn_frac),
+        syn_frac_(loop_cfg_.syn_frac),
         tok_(loop_tokenizer(cfg_)) {
-    if (!L_.task.empty()) task_ = make_task(L_.task, L_.task_file);
+    if (!loop_cfg_.task.empty()) task_ = make_task(loop_cfg_.task, loop_cfg_.task_file);
     out_ = cfg_.run.out_dir;
-    if (lists_scorer(L_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(L_.ref, L_.ref_lag, out_, s.comm());
+    if (lists_scorer(loop_cfg_.scorer, "ref_logprob")) ref_ = std::make_unique<ReferenceStore>(loop_cfg_.ref, loop_cfg_.ref_lag, out_, s.comm());
     // The loop's state rides in every checkpoint's state.json under "loop": the state as last
     // published (between rounds), not as the buffer changes while a round trains.
     s.run_state().register_state("loop", [this] { return published_; });
@@ -87,7 +87,7 @@ class Loop {
       if (ref_ && j.contains("ref")) ref_->from_json(j.at("ref"), s.model().num_params());
     }
     // The records are rank 0's to write; every rank holds the same figures.
-    if (s.lead()) {
+    if (s.is_rank0()) {
       truncate_jsonl(out_ / "rounds.jsonl", "round", round_);
       truncate_jsonl(out_ / "samples.jsonl", "round", round_);
       rounds_.open(out_ / "rounds.jsonl", std::ios::app);
@@ -97,20 +97,20 @@ class Loop {
     publish_state();
   }
 
-  ~Loop() { s_.run_state().unregister_state("loop"); }  // the saver refers to this loop
+  ~Loop() { session_.run_state().unregister_state("loop"); }  // the saver refers to this loop
 
   TrainSummary run() {
-    if (!s_.run_until(L_.start_step)) return s_.finish();
+    if (!session_.run_until(loop_cfg_.start_step)) return session_.finish();
     // Within rounds only round boundaries are checkpointed: a run stopped mid-round saves the
     // state before the round and redoes it on resume, generation included, to the same bits.
-    s_.set_autosave(false);
-    while (round_ < L_.rounds && s_.step() < s_.last_step()) {
-      if (!one_round()) return s_.finish();
+    session_.set_autosave(false);
+    while (round_ < loop_cfg_.rounds && session_.step() < session_.last_step()) {
+      if (!one_round()) return session_.finish();
     }
-    s_.set_autosave(true);
+    session_.set_autosave(true);
     // After the last round, training continues on the mix until train.steps.
-    s_.run_until(s_.last_step(), buffer_.size() ? &buffer_ : nullptr, syn_rows());
-    auto summary = s_.finish();
+    session_.run_until(session_.last_step(), buffer_.size() ? &buffer_ : nullptr, syn_rows());
+    auto summary = session_.finish();
     if (ref_) ref_->collect_garbage();
     return summary;
   }
@@ -122,11 +122,11 @@ class Loop {
   }
 
   // The easiest difficulty this round prompts with: the curriculum moves by task_grow per round.
-  int task_min() const { return L_.task_min + L_.task_grow * round_; }
+  int task_min() const { return loop_cfg_.task_min + loop_cfg_.task_grow * round_; }
 
   int syn_rows() const {
-    if (buffer_.size() == 0 || L_.mode == "baseline") return 0;
-    if (L_.mode == "replace") return cfg_.train.batch_size;
+    if (buffer_.size() == 0 || loop_cfg_.mode == "baseline") return 0;
+    if (loop_cfg_.mode == "replace") return cfg_.train.batch_size;
     return static_cast<int>(std::lround(syn_frac_ * cfg_.train.batch_size));
   }
 
@@ -137,7 +137,7 @@ class Loop {
   }
 
   void save() {
-    s_.save();
+    session_.save();
     if (ref_) ref_->collect_garbage();  // after the save: checkpoints the keep rule removed free their files
   }
 
@@ -146,8 +146,8 @@ class Loop {
     std::vector<Candidate> prompts;
     const uint64_t seed = splitmix64_pair(static_cast<uint64_t>(cfg_.train.seed), static_cast<uint64_t>(round_));
     if (task_) {
-      const int span = L_.task_max - L_.task_min + 1;
-      for (int i = 0; i < L_.prompts; ++i) {
+      const int span = loop_cfg_.task_max - loop_cfg_.task_min + 1;
+      for (int i = 0; i < loop_cfg_.prompts; ++i) {
         Problem p = task_->make(task_min() + i % span, seed, static_cast<uint64_t>(i));
         Candidate c;
         c.prompt = i;
@@ -159,14 +159,14 @@ class Loop {
       return prompts;
     }
     // Text: windows of the training data in a fixed order of their own (not the loader's).
-    DataLoader src(cfg_.data.train, 1, L_.prompt_tokens + L_.max_new_tokens, 0, 1, seed, true);
-    std::vector<int> x(L_.prompt_tokens + L_.max_new_tokens), y(x.size());
-    for (int i = 0; i < L_.prompts; ++i) {
+    DataLoader src(cfg_.data.train, 1, loop_cfg_.prompt_tokens + loop_cfg_.max_new_tokens, 0, 1, seed, true);
+    std::vector<int> x(loop_cfg_.prompt_tokens + loop_cfg_.max_new_tokens), y(x.size());
+    for (int i = 0; i < loop_cfg_.prompts; ++i) {
       src.next_batch(x.data(), y.data());
       Candidate c;
       c.prompt = i;
-      c.prompt_tokens.assign(x.begin(), x.begin() + L_.prompt_tokens);
-      c.reference.assign(x.begin() + L_.prompt_tokens, x.end());
+      c.prompt_tokens.assign(x.begin(), x.begin() + loop_cfg_.prompt_tokens);
+      c.reference.assign(x.begin() + loop_cfg_.prompt_tokens, x.end());
       prompts.push_back(std::move(c));
     }
     return prompts;
@@ -176,25 +176,25 @@ class Loop {
   // (seed, round, prompt, sample) only, so the candidates do not depend on the world size.
   std::vector<Candidate> generate_round(const std::vector<Candidate>& prompts) {
     // The frozen snapshot: a second model with the current weights and room for K rows.
-    GPT2 gen(s_.model().config(), s_.ops(), L_.k, cfg_.model.seq_len);
-    gen.set_params(s_.model().get_params());
+    GPT2 gen(session_.model().config(), session_.ops(), loop_cfg_.k, cfg_.model.seq_len);
+    gen.set_params(session_.model().get_params());
     SampleOptions so;
-    so.max_tokens = L_.max_new_tokens;
-    so.temperature = static_cast<float>(L_.temperature);
-    so.top_k = L_.top_k;
-    so.top_p = static_cast<float>(L_.top_p);
+    so.max_tokens = loop_cfg_.max_new_tokens;
+    so.temperature = static_cast<float>(loop_cfg_.temperature);
+    so.top_k = loop_cfg_.top_k;
+    so.top_p = static_cast<float>(loop_cfg_.top_p);
     // Tasks answer on one line; text stops at <|endoftext|> (a tokenizer without it: at the length).
     const auto eot = tok_.special_id(kEndOfText);
     so.stop_token = task_ ? '\n' : eot ? static_cast<int>(*eot) : -1;
     std::vector<Candidate> out;
-    for (int i : prompts_of_rank(static_cast<int>(prompts.size()), s_.comm().rank(), s_.comm().world())) {
+    for (int i : prompts_of_rank(static_cast<int>(prompts.size()), session_.comm().rank(), session_.comm().world())) {
       const Candidate& p = prompts[i];
-      std::vector<std::vector<int>> rows(L_.k, p.prompt_tokens);
-      std::vector<uint64_t> seeds(L_.k);
-      for (int k = 0; k < L_.k; ++k)
+      std::vector<std::vector<int>> rows(loop_cfg_.k, p.prompt_tokens);
+      std::vector<uint64_t> seeds(loop_cfg_.k);
+      for (int k = 0; k < loop_cfg_.k; ++k)
         seeds[k] = splitmix64_pair(splitmix64_pair(static_cast<uint64_t>(cfg_.train.seed), 1000003u * round_ + p.prompt), k);
       auto g = generate_batch(gen, rows, so, seeds);
-      for (int k = 0; k < L_.k; ++k) {
+      for (int k = 0; k < loop_cfg_.k; ++k) {
         Candidate c = p;
         c.sample = k;
         c.stopped = g[k].stopped;
@@ -232,33 +232,33 @@ class Loop {
   // not give the same scores twice); the verdicts go to every rank.
   void verify_by_command(std::vector<Candidate>& cands) {
     std::vector<int> verdicts(cands.size(), -1);
-    if (s_.comm().rank() == 0) {
+    if (session_.comm().rank() == 0) {
       std::vector<Problem> probs;
       std::vector<std::string> answers;
       for (const auto& c : cands) probs.push_back(problems_[c.prompt]), answers.push_back(c.answer);
       verdicts = verify_answers(*task_, verifier_, probs, answers);
     }
-    if (s_.comm().world() > 1) s_.comm().broadcast(verdicts.data(), verdicts.size() * sizeof(int), 0);
+    if (session_.comm().world() > 1) session_.comm().broadcast(verdicts.data(), verdicts.size() * sizeof(int), 0);
     for (size_t i = 0; i < cands.size(); ++i) cands[i].verified = verdicts[i];
   }
 
   // Round r's reference model over this rank's candidates (they are grouped by prompt).
   void reference_score(std::vector<Candidate>& mine, double fwd_flops_per_token) {
     const ReferenceEntry& e = ref_->for_round(round_);
-    GPT2 ref(s_.model().config(), s_.ops(), L_.k, cfg_.model.seq_len);
+    GPT2 ref(session_.model().config(), session_.ops(), loop_cfg_.k, cfg_.model.seq_len);
     ref.set_params(e.weights);
-    score_with_reference(ref, mine, L_.k, L_.max_new_tokens, fwd_flops_per_token);
+    score_with_reference(ref, mine, loop_cfg_.k, loop_cfg_.max_new_tokens, fwd_flops_per_token);
   }
 
   // Greedy exact-match accuracy per difficulty, one beyond the trained range included.
   nlohmann::json task_accuracy() {
-    GPT2 gen(s_.model().config(), s_.ops(), 1, cfg_.model.seq_len);
-    gen.set_params(s_.model().get_params());
+    GPT2 gen(session_.model().config(), session_.ops(), 1, cfg_.model.seq_len);
+    gen.set_params(session_.model().get_params());
     TaskEvalOptions te;
     te.min_d = task_min();
-    te.max_d = task_min() + (L_.task_max - L_.task_min) + 1;
+    te.max_d = task_min() + (loop_cfg_.task_max - loop_cfg_.task_min) + 1;
     te.problems = 16;
-    te.max_new_tokens = L_.max_new_tokens;
+    te.max_new_tokens = loop_cfg_.max_new_tokens;
     te.verifier = verifier_;
     return evaluate_task(gen, *task_, te)["greedy"];
   }
@@ -269,7 +269,7 @@ class Loop {
     const RoundStart start = begin_round();
     Scored scored;
     Selected sel;
-    if (L_.mode != "baseline") {
+    if (loop_cfg_.mode != "baseline") {
       Generated gen = generate();
       TraceRange trace("score");
       scored = score(std::move(gen), start);
@@ -280,26 +280,26 @@ class Loop {
     buffer_.start_round();
     Trained trained;
     if (!train(start, sel, trained)) return false;
-    const Guards guards = check_guards(L_, scored.cands, sel, start.val, trained.val, fault_rollback_.count(round_) > 0);
+    const Guards guards = check_guards(loop_cfg_, scored.cands, sel, start.val, trained.val, fault_rollback_.count(round_) > 0);
     if (guards.rolled_back) roll_back(start, trained, guards);
     record(start, scored, sel, trained, guards);
     ++round_;
     publish_state();
-    if (cfg_.checkpoint.every > 0 || s_.step() >= s_.last_step()) save();
-    return s_.step() < s_.last_step();
+    if (cfg_.checkpoint.every > 0 || session_.step() >= session_.last_step()) save();
+    return session_.step() < session_.last_step();
   }
 
   // The state the round starts from: its snapshot (for a rollback) and held-out loss.
   RoundStart begin_round() {
     RoundStart r;
     r.started = Clock::now();
-    r.step = s_.step();
-    r.snapshot = s_.snapshot();
+    r.step = session_.step();
+    r.snapshot = session_.snapshot();
     r.buffer = buffer_.to_json();
     r.syn_frac = syn_frac_;
-    r.val = s_.evaluate_val();
-    r.fwd_flops_per_token = gpt2_flops_per_token(s_.model().config(), cfg_.model.seq_len) / 3.0;
-    if (ref_ && L_.mode != "baseline") {
+    r.val = session_.evaluate_val();
+    r.fwd_flops_per_token = gpt2_flops_per_token(session_.model().config(), cfg_.model.seq_len) / 3.0;
+    if (ref_ && loop_cfg_.mode != "baseline") {
       ref_->round_starts(round_, r.step, r.snapshot.params);
       ref_->collect_garbage();  // without mid-loop checkpoints, files a round stopped needing go now
     }
@@ -326,7 +326,7 @@ class Loop {
     auto t = Clock::now();
     if (ref_) reference_score(g.mine, start.fwd_flops_per_token);
     double local_score_s = since(t);
-    Communicator& comm = s_.comm();
+    Communicator& comm = session_.comm();
     // The slowest rank's time is the round's: the ranks wait for each other at the gather.
     double phase_s[2] = {g.seconds, local_score_s};
     if (comm.world() > 1) comm.all_reduce(phase_s, 2, ReduceOp::Max);
@@ -339,7 +339,7 @@ class Loop {
       // Prompt and generated tokens (the stop token included) went through the model.
       r.gen_tokens += static_cast<double>(c.prompt_tokens.size() + c.gen.size() + (c.stopped ? 1 : 0));
       if (ref_)
-        r.score_flops += static_cast<double>(std::min<size_t>(cfg_.model.seq_len, c.prompt_tokens.size() + L_.max_new_tokens)) *
+        r.score_flops += static_cast<double>(std::min<size_t>(cfg_.model.seq_len, c.prompt_tokens.size() + loop_cfg_.max_new_tokens)) *
                          start.fwd_flops_per_token;
     }
     if (task_ && !verifier_.empty()) verify_by_command(r.cands);
@@ -353,9 +353,9 @@ class Loop {
     std::vector<Tokens> existing;
     for (const auto& b : buffer_.samples()) existing.push_back(b.tokens);
     if (!task_)  // text dedup compares continuations; buffer docs hold prompt + continuation
-      for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), L_.prompt_tokens));
-    r.rejected_by = select_candidates(scored.cands, L_, existing);
-    if (L_.mode == "replace") buffer_.clear();
+      for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), loop_cfg_.prompt_tokens));
+    r.rejected_by = select_candidates(scored.cands, loop_cfg_, existing);
+    if (loop_cfg_.mode == "replace") buffer_.clear();
     for (const auto& c : scored.cands) {
       ++r.generated;
       if (!c.accepted) continue;
@@ -369,7 +369,7 @@ class Loop {
       buffer_.add(std::move(b));
     }
     r.score_s = scored.score_s + since(scored.gathered);
-    Communicator& comm = s_.comm();
+    Communicator& comm = session_.comm();
     const uint64_t fp = check_identical_across_ranks(comm, buffer_.to_json().dump(), "replay buffers");
     if (comm.world() > 1)
       logger()->info("round {}: the {} ranks' replay buffers are bitwise identical (fingerprint {:016x})", round_,
@@ -379,9 +379,9 @@ class Loop {
 
   // Same FLOPs on real data: the generation this round would have done, as extra steps.
   int64_t baseline_extra_steps(const RoundStart& start) const {
-    const double would = static_cast<double>(L_.prompts) * L_.k *
-                         (L_.prompt_tokens + L_.max_new_tokens) * start.fwd_flops_per_token;
-    return static_cast<int64_t>(std::llround(would / s_.step_flops()));
+    const double would = static_cast<double>(loop_cfg_.prompts) * loop_cfg_.k *
+                         (loop_cfg_.prompt_tokens + loop_cfg_.max_new_tokens) * start.fwd_flops_per_token;
+    return static_cast<int64_t>(std::llround(would / session_.step_flops()));
   }
 
   // The round's steps on the mix, then the held-out loss after them. false: stopped inside
@@ -390,11 +390,11 @@ class Loop {
     auto t = Clock::now();
     publish_state();
     r.rows = syn_rows();
-    const int64_t target = start.step + L_.round_steps + sel.extra_steps;
-    s_.run_until(target, r.rows ? &buffer_ : nullptr, r.rows);
+    const int64_t target = start.step + loop_cfg_.round_steps + sel.extra_steps;
+    session_.run_until(target, r.rows ? &buffer_ : nullptr, r.rows);
     r.seconds = since(t);
-    if (s_.stop_requested() || (s_.step() < target && s_.step() < s_.config().train.steps)) {
-      s_.restore(start.snapshot);
+    if (session_.stop_requested() || (session_.step() < target && session_.step() < session_.config().train.steps)) {
+      session_.restore(start.snapshot);
       buffer_.from_json(start.buffer);
       syn_frac_ = start.syn_frac;
       publish_state();
@@ -403,7 +403,7 @@ class Loop {
                      round_, start.step);
       return false;
     }
-    r.val = s_.evaluate_val();
+    r.val = session_.evaluate_val();
     return true;
   }
 
@@ -411,14 +411,14 @@ class Loop {
   void roll_back(const RoundStart& start, const Trained& trained, const Guards& g) {
     std::string why;
     for (const auto& r : g.failed) why += (why.empty() ? "" : ", ") + r;
-    s_.restore(start.snapshot);
+    session_.restore(start.snapshot);
     buffer_.from_json(start.buffer);
     syn_frac_ = start.syn_frac / 2;
     logger()->warn("round {} rolled back to step {} ({}): val loss {:.4f} -> {:.4f} (tail {:.4f} -> {:.4f}, "
                    "tolerance {}), distinct-2 {:.3f} vs real {:.3f}, self-BLEU {:.3f} vs real {:.3f}, "
                    "accept rate {:.2f}; syn_frac {} -> {}",
                    round_, start.step, why, start.val.loss, trained.val.loss, start.val.tail_loss,
-                   trained.val.tail_loss, L_.guard_tolerance, g.distinct_2, g.real_distinct_2, g.self_bleu,
+                   trained.val.tail_loss, loop_cfg_.guard_tolerance, g.distinct_2, g.real_distinct_2, g.self_bleu,
                    g.real_self_bleu, g.accept_rate, start.syn_frac, syn_frac_);
   }
 
@@ -426,10 +426,10 @@ class Loop {
               const Guards& g) {
     const BufferSummary buf{buffer_.tokens(),
                             fmt::format("{:016x}", buffer_fingerprint(buffer_.to_json().dump()))};
-    nlohmann::json rec = round_record(L_, round_, start, scored, sel, trained, g, s_.step(), s_.step_flops(),
-                                      s_.comm().world(), buf);
-    if (ref_ && L_.mode != "baseline") add_reference_record(rec, L_, scored.cands, ref_->for_round(round_));
-    if (s_.lead()) write_records(rec, scored.cands);
+    nlohmann::json rec = round_record(loop_cfg_, round_, start, scored, sel, trained, g, session_.step(), session_.step_flops(),
+                                      session_.comm().world(), buf);
+    if (ref_ && loop_cfg_.mode != "baseline") add_reference_record(rec, loop_cfg_, scored.cands, ref_->for_round(round_));
+    if (session_.is_rank0()) write_records(rec, scored.cands);
     logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
                    round_, sel.generated, sel.accepted, sel.generated ? 100.0 * sel.accepted / sel.generated : 0.0,
                    buffer_.tokens(), start.val.loss, trained.val.loss, g.rolled_back ? " (rolled back)" : "");
@@ -455,16 +455,16 @@ class Loop {
     samples_.flush();
   }
 
-  TrainSession& s_;
+  TrainSession& session_;
   const Config& cfg_;
-  const LoopSection& L_;
+  const LoopSection& loop_cfg_;
   std::set<int> fault_rollback_;
   ReplayBuffer buffer_;
   double syn_frac_;
   Tokenizer tok_;
   int round_ = 0;
   std::unique_ptr<Task> task_;
-  const VerifierCommand verifier_{L_.verifier_cmd, L_.verifier_shell, L_.verifier_timeout_s};
+  const VerifierCommand verifier_{loop_cfg_.verifier_cmd, loop_cfg_.verifier_shell, loop_cfg_.verifier_timeout_s};
   std::unique_ptr<ReferenceStore> ref_;  // the ref_logprob scorer's reference weights
   std::vector<Problem> problems_;
   fs::path out_;

@@ -75,8 +75,8 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
   // A resumed run first drops records past its checkpoint (a crash may have left some), so the
   // file reads as one uninterrupted run.
   const fs::path metrics_file = fs::path(out_) / "metrics.jsonl";
-  if (step_ > 0 && lead()) truncate_metrics_after(metrics_file, step_);
-  if (lead()) metrics_ = std::make_unique<MetricsWriter>(metrics_file, step_ > 0);
+  if (step_ > 0 && is_rank0()) truncate_metrics_after(metrics_file, step_);
+  if (is_rank0()) metrics_ = std::make_unique<MetricsWriter>(metrics_file, step_ > 0);
   first_step_ = step_;
   const int B = cfg_.train.batch_size, T = cfg_.train_seq_len(), A = cfg_.train.grad_accum;
   logger()->info("model: {} parameters ({} layers, {} heads, {} channels), device {}",
@@ -103,7 +103,7 @@ void TrainSession::connect(std::unique_ptr<Communicator> given) {
   std::optional<RunCommOptions> comm_opts;
   if (!given) comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
   comm_ = given ? std::move(given) : make_run_host_comm(*comm_opts);
-  if (lead()) {
+  if (is_rank0()) {
     io::create_dirs(out_, fmt::format("run.out_dir '{}'", out_));
     run_->lock_out_dir();  // before anything in it is read or written
     attach_log_file(fs::path(out_) / "train.log");
@@ -232,7 +232,7 @@ void TrainSession::save() {
   run_->check_weights_sane(params, step);  // the same verdict on every rank: their weights agree
   auto m = grads_->full_moment(model_->get_adam_m()), v = grads_->full_moment(model_->get_adam_v());
   if (comm_->world() > 1) run_->check_ranks_agree(*comm_, params, *model_, *ops_, step);
-  if (lead()) {
+  if (is_rank0()) {
     CheckpointData d;
     d.config = model_->config();
     d.params = &params;
@@ -260,7 +260,7 @@ double TrainSession::run_eval() {
 }
 
 void TrainSession::maybe_sample() {
-  if (!lead() || cfg_.sample.every <= 0 || step_ % cfg_.sample.every != 0) return;
+  if (!is_rank0() || cfg_.sample.every <= 0 || step_ % cfg_.sample.every != 0) return;
   // The KV path reuses the training buffers: no second model in memory.
   // Text needs a tokenizer: data.tokenizer, or bytes for a 257-token model; none: no sample.
   const auto tok = load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});

@@ -116,7 +116,7 @@ class TrainSession {
   const Config& config() const { return cfg_; }
   DataLoader& loader() { return *loader_; }
   double step_flops() const;  // FLOPs of one optimizer step over all ranks
-  bool lead() const { return comm_->rank() == 0; }
+  bool is_rank0() const { return comm_->rank() == 0; }
 
  private:
   void check_same_config();
