@@ -43,7 +43,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(train, eps, Float),           OURO_KEY(train, grad_clip, Float),
       OURO_KEY(train, seed, Int64),          OURO_KEY(train, max_bad_steps, Int),
       OURO_KEY(train, eval_every, Int64),    OURO_KEY(train, eval_batches, Int),
-      OURO_KEY(train, log_every, Int64),
+      OURO_KEY(train, log_every, Int64),     OURO_KEY(train, recompute_residual, Bool),
       OURO_KEY(data, train, String),         OURO_KEY(data, val, String),
       OURO_KEY(data, tokenizer, String),     OURO_KEY(data, shuffle, Bool),
       OURO_KEY(run, out_dir, String),        OURO_KEY(run, device, String),

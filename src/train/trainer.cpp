@@ -138,6 +138,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt) : cfg_(cf
   logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} x ranks {} = {} tokens/step",
                  step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
                  static_cast<int64_t>(B) * T * A * comm_->world());
+  logger()->info("memory at batch {} x {}: {}", B, T, describe_memory_plan(model_->memory_plan()));
   g_stop_signal = 0;
   old_int_ = std::signal(SIGINT, on_stop_signal);
   old_term_ = std::signal(SIGTERM, on_stop_signal);
@@ -239,6 +240,7 @@ void TrainSession::load_start_state() {
   loader_ = std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
                                          static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
+  model_->set_activation_options({0, cfg_.train.recompute_residual});
   if (ckpt) {
     // A resumable checkpoint is complete: weights, optimizer moments and training state. Without
     // the moments AdamW would restart cold; without the state the run would restart at step 0
