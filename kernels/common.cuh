@@ -91,16 +91,37 @@ __host__ __device__ inline Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint3
 // A uniform float in [0, 1) from a 32-bit word (24 significant bits).
 __host__ __device__ inline float uniform01(uint32_t r) { return float(r >> 8) * (1.0f / 16777216.0f); }
 
-// The random word that rounds element i holding `value`: Philox keyed by seed, with the index
-// and the value's bits as the counter. Hashing the value (not a step number) makes the bf16
-// copy a pure function of the fp32 master weights: reloading a checkpoint's master reproduces
-// the bf16 weights bit for bit, so a resumed run continues exactly; the bits still change at
-// every update, because the value does.
+// The random bits that round element i (absolute index) holding `value`: one Philox call keyed
+// by seed with counter i / 8 gives 8 x 16 bits, one half-word per element of an aligned group
+// of 8 (AdamW's 16-byte vector, one call per 8 elements instead of one per element), XORed with
+// a 32-bit mix of the value's bits. Still a pure function of (seed, absolute index, value): the
+// bf16 copy is a function of the fp32 master weights (reloading a checkpoint's master
+// reproduces it bit for bit), a ZeRO-1 shard rounds as the whole does, and the bits change at
+// every update because the value does (the Philox word alone would be the same every step).
+struct RoundingGroup {
+  Philox4 r;
+};
+__host__ __device__ inline RoundingGroup rounding_group(size_t i, uint64_t seed) {
+  const uint64_t g = uint64_t(i) / 8;
+  return {philox4x32_10(uint32_t(g), uint32_t(g >> 32), 0x2545F491u, 0u, uint32_t(seed), uint32_t(seed >> 32))};
+}
+// murmur3's 32-bit finaliser: every output bit depends on every bit of the value.
+__host__ __device__ inline uint32_t rounding_mix(float value) {
+  uint32_t h;
+  memcpy(&h, &value, sizeof h);
+  h ^= h >> 16;
+  h *= 0x85EBCA6Bu;
+  h ^= h >> 13;
+  h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  return h;
+}
+__host__ __device__ inline uint32_t rounding_random(const RoundingGroup& grp, size_t i, float value) {
+  const uint32_t half = (grp.r.x[(i % 8) / 2] >> (16 * (i % 2))) & 0xffffu;
+  return (half ^ rounding_mix(value)) & 0xffffu;
+}
 __host__ __device__ inline uint32_t rounding_random(size_t i, float value, uint64_t seed) {
-  uint32_t bits;
-  memcpy(&bits, &value, sizeof bits);
-  return philox4x32_10(uint32_t(i), uint32_t(uint64_t(i) >> 32), bits, 0u, uint32_t(seed),
-                       uint32_t(seed >> 32)).x[0];
+  return rounding_random(rounding_group(i, seed), i, value);
 }
 
 // fp32 -> bf16 with stochastic rounding: adds 16 random low bits before truncating, so the

@@ -16,11 +16,16 @@
 //
 // Backward: G blocks of W warps; warp w of block g takes rows g*W + w + k*G*W in order. Per row:
 // pass 1 reduces sum(g) and sum(g*xhat) (g = dout*weight) over the warp, pass 2 does
-// dinp += rstd*(g - mean(g) - xhat*mean(g*xhat)) and accumulates dout*xhat and dout into the
-// warp's own fp32 shared-memory copy of dweight/dbias (each channel always touched by the same
-// lane: no races). At the end the block sums its W warp copies in warp order into its row of the
-// fp32 scratch (G, 2C); a second kernel sums the G rows in a fixed order and adds the result to
-// the bf16 dweight/dbias. G depends on N only, so the result is bitwise reproducible.
+// dinp += rstd*(g - mean(g) - xhat*mean(g*xhat)) and accumulates dout*xhat and dout for
+// dweight/dbias (each channel always touched by the same lane: no races).
+//   Register path (C/V <= 32 * kBwdMaxUnitsPerLane, i.e. C <= 2048 vectorised): G = 2 x 132
+//   blocks of 8 warps (about two per SM of an H100; a constant, never the device's SM count, so
+//   the sums are the same on every GPU), each lane's dweight/dbias channels accumulated in
+//   registers over all of the warp's rows (N / 2112 rows per warp), then summed once per block
+//   through one 2C-float shared row, warp by warp in order, into its row of the fp32 scratch.
+//   Shared-memory path (wider rows): up to 1024 blocks, each warp's copy in shared memory.
+// A second kernel sums the G scratch rows in a fixed order and adds them to the bf16
+// dweight/dbias. G depends on N and C only, so the result is bitwise reproducible.
 
 namespace ouro::kernels {
 
@@ -31,6 +36,9 @@ constexpr int kFwdWarps = 4;
 constexpr int kBwdMaxWarps = 4;
 constexpr int kBwdMaxBlocks = 1024;
 constexpr size_t kBwdSharedBudget = 48 * 1024;  // default dynamic shared memory limit
+constexpr int kBwdRegWarps = 8;
+constexpr int kBwdRegBlocks = 2 * 132;  // ~2 blocks per SM on a 132-SM H100
+constexpr int kBwdMaxUnitsPerLane = 8;  // register budget: 2 x 8 x V accumulators per lane
 
 // a (and, with kResidual, b: residual = a + b) -> out, mean, rstd. One warp per row.
 template <int V, bool kResidual>
@@ -151,6 +159,84 @@ __global__ void layernorm_backward_kernel(bf16* dinp, float* partial, const bf16
   }
 }
 
+// The register path: lane owns units u = lane + 32k (k < UPL) of every row it visits, so its
+// dweight/dbias channels stay in registers for the whole kernel. Dynamic shared memory: 2C floats.
+template <int V, int UPL>
+__global__ void layernorm_backward_reg_kernel(bf16* dinp, float* partial, const bf16* dout,
+                                              const bf16* inp, const bf16* weight, const float* mean,
+                                              const float* rstd, int N, int C) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  const int units = C / V;
+  float dw[UPL][V], db[UPL][V];
+#pragma unroll
+  for (int k = 0; k < UPL; k++)
+#pragma unroll
+    for (int i = 0; i < V; i++) dw[k][i] = db[k][i] = 0.0f;
+
+  const int stride = gridDim.x * nwarps;
+  for (int row = blockIdx.x * nwarps + warp; row < N; row += stride) {
+    const size_t base = size_t(row) * C;
+    const float m = mean[row], r = rstd[row];
+    float gsum = 0.0f, gxsum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < UPL; k++) {
+      const int u = lane + 32 * k;
+      if (u >= units) break;
+      float dy[V], x[V], w[V];
+      load_vec<V>(dy, dout + base + size_t(u) * V);
+      load_vec<V>(x, inp + base + size_t(u) * V);
+      load_vec<V>(w, weight + size_t(u) * V);
+#pragma unroll
+      for (int i = 0; i < V; i++) {
+        const float g = dy[i] * w[i];
+        gsum += g;
+        gxsum += g * ((x[i] - m) * r);
+      }
+    }
+    const float gmean = warp_sum(gsum) / float(C);
+    const float gxmean = warp_sum(gxsum) / float(C);
+#pragma unroll
+    for (int k = 0; k < UPL; k++) {
+      const int u = lane + 32 * k;
+      if (u >= units) break;
+      float dy[V], x[V], w[V], dx[V];
+      load_vec<V>(dy, dout + base + size_t(u) * V);
+      load_vec<V>(x, inp + base + size_t(u) * V);
+      load_vec<V>(w, weight + size_t(u) * V);
+      load_vec<V>(dx, dinp + base + size_t(u) * V);
+#pragma unroll
+      for (int i = 0; i < V; i++) {
+        const float xhat = (x[i] - m) * r;
+        dx[i] += r * (dy[i] * w[i] - gmean - xhat * gxmean);
+        dw[k][i] += dy[i] * xhat;
+        db[k][i] += dy[i];
+      }
+      store_vec<V>(dinp + base + size_t(u) * V, dx);
+    }
+  }
+
+  // The block's sum in warp order through one shared row: warp 0 stores, each later warp adds.
+  float* s = ouro::dynamic_shared<float>();
+  for (int w = 0; w < nwarps; w++) {
+    if (warp == w) {
+#pragma unroll
+      for (int k = 0; k < UPL; k++) {
+        const int u = lane + 32 * k;
+        if (u >= units) break;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+          const int c = u * V + i;
+          s[c] = w == 0 ? dw[k][i] : s[c] + dw[k][i];
+          s[C + c] = w == 0 ? db[k][i] : s[C + c] + db[k][i];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  float* p = partial + size_t(blockIdx.x) * 2 * C;
+  for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) p[c] = s[c];
+}
+
 // dweight[c] += sum_g partial[g][c], dbias[c] += sum_g partial[g][C + c]. Block: 32 channels x
 // 8 row-slices; slice y sums g = y, y+8, ... in order, then slice 0 adds the 8 slices in order.
 constexpr int kReduceSlices = 8;
@@ -196,6 +282,40 @@ int bwd_warps(int C) {
 }
 int bwd_blocks(int N, int C) { return std::min(kBwdMaxBlocks, ceil_div(N, std::max(1, bwd_warps(C)))); }
 
+// The register path's units per lane for rows of C channels in V-wide units (0: too wide for it),
+// rounded up to an instantiated count.
+int reg_units_per_lane(int C, int V) {
+  const int need = ceil_div(C / V, 32);
+  for (int upl : {1, 2, 3, 4, 6, 8})
+    if (need <= upl) return upl;
+  return 0;
+}
+int reg_blocks(int N) { return std::min(kBwdRegBlocks, ceil_div(N, kBwdRegWarps)); }
+bool bwd_vec(int C) { return C % 8 == 0; }
+
+template <int V>
+void launch_backward_reg(int upl, dim3 grid, cudaStream_t stream, bf16* dinp, float* partial, const bf16* dout,
+                         const bf16* inp, const bf16* weight, const float* mean, const float* rstd, int N, int C) {
+  const dim3 block(32 * kBwdRegWarps);
+  const size_t smem = size_t(2) * C * sizeof(float);
+  switch (upl) {
+#define OURO_LN_BWD_REG(U)                                                                                  \
+  case U:                                                                                                   \
+    launch(layernorm_backward_reg_kernel<V, U>, grid, block, smem, stream, dinp, partial, dout, inp, weight, \
+           mean, rstd, N, C);                                                                               \
+    break;
+    OURO_LN_BWD_REG(1)
+    OURO_LN_BWD_REG(2)
+    OURO_LN_BWD_REG(3)
+    OURO_LN_BWD_REG(4)
+    OURO_LN_BWD_REG(6)
+    OURO_LN_BWD_REG(8)
+#undef OURO_LN_BWD_REG
+    default:
+      throw std::logic_error("layernorm_backward: no register kernel for " + std::to_string(upl) + " units per lane");
+  }
+}
+
 template <bool kResidual>
 void launch_forward(bf16* residual, bf16* out, float* mean, float* rstd, const bf16* a, const bf16* b,
                     const bf16* weight, const bf16* bias, int N, int C, cudaStream_t stream) {
@@ -227,23 +347,39 @@ void residual_layernorm_forward(bf16* residual, bf16* out, float* mean, float* r
 }
 
 size_t layernorm_backward_scratch_bytes(int N, int C) {
-  if (N <= 0 || C <= 0 || bwd_warps(C) < 1) return 0;
-  return size_t(bwd_blocks(N, C)) * 2 * C * sizeof(float);
+  if (N <= 0 || C <= 0) return 0;
+  // Either path's row count; the vectorised one may fall back to V = 1 on unaligned pointers.
+  size_t rows = 0;
+  if (reg_units_per_lane(C, 1) || (bwd_vec(C) && reg_units_per_lane(C, 8))) rows = size_t(reg_blocks(N));
+  if (bwd_warps(C) >= 1) rows = std::max(rows, size_t(bwd_blocks(N, C)));
+  return rows * 2 * C * sizeof(float);
 }
 
 void layernorm_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp,
                         const bf16* weight, const float* mean, const float* rstd, int N, int C,
                         void* scratch, cudaStream_t stream) {
   check_shape(N, C, "layernorm_backward");
+  if (!scratch) throw std::invalid_argument("layernorm_backward: scratch is null");
+  const bool vec = bwd_vec(C) && aligned16(dinp) && aligned16(dout) && aligned16(inp) && aligned16(weight);
+  float* partial = static_cast<float*>(scratch);
+  if (const int upl = reg_units_per_lane(C, vec ? 8 : 1)) {
+    const int G = reg_blocks(N);
+    if (vec)
+      launch_backward_reg<8>(upl, dim3(G), stream, dinp, partial, dout, inp, weight, mean, rstd, N, C);
+    else
+      launch_backward_reg<1>(upl, dim3(G), stream, dinp, partial, dout, inp, weight, mean, rstd, N, C);
+    OURO_CUDA_CHECK_LAUNCH();
+    launch(layernorm_param_reduce_kernel, dim3(ceil_div(C, 32)), dim3(32 * kReduceSlices), 0, stream, dweight,
+           dbias, static_cast<const float*>(partial), G, C);
+    OURO_CUDA_CHECK_LAUNCH();
+    return;
+  }
   const int W = bwd_warps(C);
   if (W < 1)
     throw std::invalid_argument("layernorm_backward: C=" + std::to_string(C) +
                                 " too large (at most " + std::to_string(kBwdSharedBudget / 8) + ")");
-  if (!scratch) throw std::invalid_argument("layernorm_backward: scratch is null");
   const int G = bwd_blocks(N, C);
-  float* partial = static_cast<float*>(scratch);
   const size_t smem = size_t(W) * 2 * C * sizeof(float);
-  const bool vec = C % 8 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) && aligned16(weight);
   if (vec)
     launch(layernorm_backward_kernel<8>, dim3(G), dim3(32 * W), smem, stream, dinp, partial, dout, inp, weight,
            mean, rstd, N, C);

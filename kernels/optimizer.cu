@@ -6,20 +6,24 @@
 // ranges [offset, offset + size) are updated and whether weight decay applies to them. The launch
 // walks the segments' CONCATENATION, j in [0, total_elements) with total_elements = the sum of the
 // sizes, in a grid-stride loop (a grid sized to fill the GPU, not to the tensor: one launch for
-// ~150 tensors of any sizes; indices j past the sum of the sizes are ignored). Each block first turns the table into inclusive prefix ends in
-// shared memory (warp 0 scans it 32 at a time); a thread finds the segment of j by binary search
-// over those ends and keeps it while j stays inside (with a grid stride of ~10^5 elements and
-// tensors of ~10^6, that is one search per tensor per thread). The update is elementwise, so the
-// result does not depend on the grid: bitwise deterministic.
+// ~150 tensors of any sizes; indices j past the sum of the sizes are ignored). Each block first
+// turns the table into inclusive prefix ends in shared memory (warp 0 scans it 32 at a time),
+// finds the segment where its contiguous range of j starts once (binary search) and walks the
+// few segments the range touches. Inside a segment the elements go 8 at a time where the
+// absolute index is a multiple of 8 and every pointer is 16-byte aligned: two float4 loads and
+// stores each of master, m, v, one 16-byte load of the bf16 gradients and one 16-byte store of
+// the bf16 weights, and ONE Philox call for the 8 elements' rounding bits; the at most 14
+// elements around those groups one at a time, with the same arithmetic and the same bits. The
+// update is elementwise, so the result does not depend on the grid: bitwise deterministic.
 //
 // Math: torch.optim.AdamW's single-tensor path, operation for operation as CpuOps::adamw:
 // the scalars (step size, sqrt of bias correction 2, lerp weight, decay factor) are computed on
 // the host in double and cast to float; on the device every product / sum / quotient is an
 // explicitly rounded __f*_rn so nvcc cannot fuse them into FMAs that CpuOps does not do.
 // params[i] = master[i] stochastically rounded to bf16 with rounding_random(i, master[i], seed)
-// (common.cuh: a pure function of the new value, so f32_to_bf16_stochastic below, run on a
-// checkpoint's master weights, reproduces the same bf16 weights).
-// Memory bound (28 bytes per element); the loads are coalesced 32-bit/16-bit words.
+// (common.cuh: a pure function of the absolute index and the new value, so
+// f32_to_bf16_stochastic below, run on a checkpoint's master weights, reproduces the same bf16
+// weights). Memory bound (28 bytes per element).
 //
 // sum_squares: pass 1, a fixed grid of G blocks (G depends on n only, never on the device) sums
 // squares in fp32 per thread (128-bit loads when x is 16-byte aligned), reduces the block in a
@@ -49,9 +53,79 @@ struct AdamScalars {
   size_t index_base;  // rounding hashes the absolute index: shards round as the whole does
 };
 
+// One element's update (both paths: the vector path is bitwise the scalar one).
+__device__ __forceinline__ void adam_update(float gb, float& master, float& m, float& v, float decay,
+                                            const AdamScalars& a) {
+  const float g = __fmul_rn(gb, a.grad_scale);
+  float p = __fmul_rn(master, decay);
+  const float m0 = m;
+  // lerp as ATen evaluates it (the branch keeps the result exact at both ends).
+  const float mi = a.w1 < 0.5f ? __fadd_rn(m0, __fmul_rn(a.w1, __fsub_rn(g, m0)))
+                               : __fsub_rn(g, __fmul_rn(__fsub_rn(g, m0), __fsub_rn(1.0f, a.w1)));
+  const float vi = __fadd_rn(__fmul_rn(v, a.beta2), __fmul_rn(__fmul_rn(a.w2, g), g));
+  const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
+  p = __fadd_rn(p, __fdiv_rn(__fmul_rn(-a.step_size, mi), denom));
+  m = mi;
+  v = vi;
+  master = p;
+}
+
+__device__ __forceinline__ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Elements [i0, i1) (relative to the pointers; absolute index index_base + i) of one segment,
+// by the whole block: the aligned groups of 8 (absolute index a multiple of 8, every pointer
+// 16-byte aligned there) with 16-byte loads and stores and one Philox call each; the at most
+// 7 + 7 elements around them one at a time.
+__device__ void adam_range(bf16* params, float* master, const bf16* grads, float* m, float* v, size_t i0,
+                           size_t i1, float decay, const AdamScalars& a) {
+  const size_t abs0 = a.index_base + i0;
+  size_t v0 = i0 + (8 - abs0 % 8) % 8;
+  if (v0 > i1) v0 = i1;
+  size_t v1 = v0 + (i1 - v0) / 8 * 8;
+  if (!(aligned16(params + v0) && aligned16(master + v0) && aligned16(grads + v0) && aligned16(m + v0) &&
+        aligned16(v + v0)))
+    v0 = v1 = i1;  // no vector group: every element on the scalar path
+  const size_t head = v0 - i0, tail = i1 - v1;
+  for (size_t t = threadIdx.x; t < head + tail; t += blockDim.x) {
+    const size_t i = t < head ? i0 + t : v1 + (t - head);
+    float mi = m[i], vi = v[i], p = master[i];
+    adam_update(__bfloat162float(grads[i]), p, mi, vi, decay, a);
+    m[i] = mi;
+    v[i] = vi;
+    master[i] = p;
+    params[i] = float_to_bf16_stochastic(p, rounding_random(a.index_base + i, p, a.seed));
+  }
+  const size_t groups = (v1 - v0) / 8;
+  for (size_t k = threadIdx.x; k < groups; k += blockDim.x) {
+    const size_t i = v0 + 8 * k;
+    float4 pm[2], mm[2], vv[2];
+    pm[0] = reinterpret_cast<const float4*>(master + i)[0], pm[1] = reinterpret_cast<const float4*>(master + i)[1];
+    mm[0] = reinterpret_cast<const float4*>(m + i)[0], mm[1] = reinterpret_cast<const float4*>(m + i)[1];
+    vv[0] = reinterpret_cast<const float4*>(v + i)[0], vv[1] = reinterpret_cast<const float4*>(v + i)[1];
+    const Bf16x8 g = load_bf16x8(grads + i);
+    float* P = reinterpret_cast<float*>(pm);
+    float* M = reinterpret_cast<float*>(mm);
+    float* Vv = reinterpret_cast<float*>(vv);
+    const RoundingGroup grp = rounding_group(a.index_base + i, a.seed);
+    Bf16x8 out;
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      adam_update(__bfloat162float(g.v[e]), P[e], M[e], Vv[e], decay, a);
+      out.v[e] = float_to_bf16_stochastic(P[e], rounding_random(grp, a.index_base + i + e, P[e]));
+    }
+    reinterpret_cast<float4*>(master + i)[0] = pm[0], reinterpret_cast<float4*>(master + i)[1] = pm[1];
+    reinterpret_cast<float4*>(m + i)[0] = mm[0], reinterpret_cast<float4*>(m + i)[1] = mm[1];
+    reinterpret_cast<float4*>(v + i)[0] = vv[0], reinterpret_cast<float4*>(v + i)[1] = vv[1];
+    store_bf16x8(params + i, out);
+  }
+}
+
+// Block b updates positions [b * per_block, (b + 1) * per_block) of the segments'
+// concatenation: it finds its first segment once (a binary search over the prefix ends) and
+// walks forward through the few segments its range touches.
 __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, float* m, float* v,
                              const AdamSegment* segments, int n_segments, size_t total,
-                             AdamScalars a) {
+                             size_t per_block, AdamScalars a) {
   size_t* ends = dynamic_shared<size_t>();  // ends[s] = size[0] + ... + size[s]
   if (threadIdx.x < 32) {
     size_t carry = 0;
@@ -68,42 +142,24 @@ __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, flo
   }
   __syncthreads();
 
-  const size_t stride = size_t(gridDim.x) * blockDim.x;
-  int seg = -1;
-  size_t seg_begin = 0, seg_end = 0;  // [begin, end) of the current segment in j
-  size_t seg_offset = 0;
-  float decay = 1.0f;
-  for (size_t j = size_t(blockIdx.x) * blockDim.x + threadIdx.x; j < total; j += stride) {
-    if (seg < 0 || j >= seg_end) {
-      // First segment whose end exceeds j (empty segments have end == previous end: skipped).
-      int lo = 0, hi = n_segments - 1;
-      while (lo < hi) {
-        const int mid = (lo + hi) / 2;
-        if (ends[mid] > j) hi = mid;
-        else lo = mid + 1;
-      }
-      seg = lo;
-      seg_end = ends[seg];
-      if (j >= seg_end) break;  // total_elements beyond the sum of the sizes: nothing to update
-      seg_begin = seg_end - segments[seg].size;
-      seg_offset = segments[seg].offset;
-      decay = segments[seg].decay ? a.decay_on : a.decay_off;
-    }
-    const size_t i = seg_offset + (j - seg_begin);
-
-    const float g = __fmul_rn(__bfloat162float(grads[i]), a.grad_scale);
-    float p = __fmul_rn(master[i], decay);
-    const float m0 = m[i];
-    // lerp as ATen evaluates it (the branch keeps the result exact at both ends).
-    const float mi = a.w1 < 0.5f ? __fadd_rn(m0, __fmul_rn(a.w1, __fsub_rn(g, m0)))
-                                 : __fsub_rn(g, __fmul_rn(__fsub_rn(g, m0), __fsub_rn(1.0f, a.w1)));
-    const float vi = __fadd_rn(__fmul_rn(v[i], a.beta2), __fmul_rn(__fmul_rn(a.w2, g), g));
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), a.bc2_sqrt), a.eps);
-    p = __fadd_rn(p, __fdiv_rn(__fmul_rn(-a.step_size, mi), denom));
-    m[i] = mi;
-    v[i] = vi;
-    master[i] = p;
-    params[i] = float_to_bf16_stochastic(p, rounding_random(a.index_base + i, p, a.seed));
+  const size_t sum = ends[n_segments - 1], limit = total < sum ? total : sum;
+  const size_t jb = size_t(blockIdx.x) * per_block;
+  const size_t je = jb + per_block < limit ? jb + per_block : limit;
+  if (jb >= je) return;
+  // First segment whose end exceeds jb (empty segments have end == previous end: skipped).
+  int lo = 0, hi = n_segments - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (ends[mid] > jb) hi = mid;
+    else lo = mid + 1;
+  }
+  for (int seg = lo; seg < n_segments; seg++) {
+    const size_t s_end = ends[seg], s_begin = s_end - segments[seg].size;
+    if (s_begin >= je) break;
+    const size_t j0 = jb > s_begin ? jb : s_begin, j1 = je < s_end ? je : s_end;
+    if (j0 >= j1) continue;
+    const size_t i0 = segments[seg].offset + (j0 - s_begin);
+    adam_range(params, master, grads, m, v, i0, i0 + (j1 - j0), segments[seg].decay ? a.decay_on : a.decay_off, a);
   }
 }
 
@@ -195,15 +251,17 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   a.seed = p.seed;
   a.index_base = p.index_base;
 
-  // Fill the GPU (a few blocks per SM) rather than cover the tensor: the loop is grid-stride.
+  // Fill the GPU (a few blocks per SM), each block a contiguous range of whole vector groups
+  // (>= 8 elements per thread); the update is elementwise, so the grid never changes the result.
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess || sms <= 0) sms = 132;
-  const size_t want = ceil_div(total_elements, size_t(kAdamThreads));
+  const size_t want = ceil_div(total_elements, size_t(kAdamThreads) * 8);
   const size_t cap = size_t(sms) * 8;
   const int blocks = int(want < cap ? want : cap);
+  const size_t per_block = ceil_div(ceil_div(total_elements, size_t(blocks)), size_t(8)) * 8;
   const size_t smem = size_t(n_segments) * sizeof(size_t);
   launch(adamw_kernel, dim3(blocks), dim3(kAdamThreads), smem, stream, params, master, grads, m, v,
-         segments, n_segments, total_elements, a);
+         segments, n_segments, total_elements, per_block, a);
   OURO_CUDA_CHECK_LAUNCH();
 }
 

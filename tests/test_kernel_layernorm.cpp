@@ -139,12 +139,26 @@ TEST_F(LayerNormKernel, BackwardMatchesCpu) {
 }
 
 TEST_F(LayerNormKernel, BackwardManyRowsPerWarpIsDeterministic) {
-  // 4200 rows > 1024 blocks x 4 warps: warps loop over several rows, the reduce sees 1024 partials.
+  // 4200 rows > 264 blocks x 8 warps: warps loop over several rows, the reduce sees 264 partials.
   const auto a = check_backward(4200, 40, 60);
   const auto b = check_backward(4200, 40, 60);
   EXPECT_TRUE(bitwise_equal(a.dinp, b.dinp));
   EXPECT_TRUE(bitwise_equal(a.dweight, b.dweight));
   EXPECT_TRUE(bitwise_equal(a.dbias, b.dbias));
+}
+
+// The register path (C <= 2048 vectorised, <= 256 otherwise): 264 blocks x 8 warps, so rows
+// beyond 2112 give every warp several rows to accumulate in registers; 1, 3, 6 (C = 1288: 161 units,
+// the last lanes' guards) and, unvectorised (C = 100), 4 units per lane.
+TEST_F(LayerNormKernel, BackwardRegisterPathOverManyRowsPerWarp) {
+  check_backward(5000, 40, 70);
+  check_backward(2300, 100, 73);
+  const auto a = check_backward(2200, 768, 71);
+  const auto b = check_backward(2200, 768, 71);
+  EXPECT_TRUE(bitwise_equal(a.dinp, b.dinp));
+  EXPECT_TRUE(bitwise_equal(a.dweight, b.dweight));
+  EXPECT_TRUE(bitwise_equal(a.dbias, b.dbias));
+  check_backward(2150, 1288, 72);
 }
 
 TEST_F(LayerNormKernel, RejectsBadShapes) {

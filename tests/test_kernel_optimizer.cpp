@@ -6,6 +6,7 @@
 #include "cpu/cpu_ops.h"
 
 #include <cstring>
+#include <tuple>
 
 namespace {
 
@@ -247,6 +248,51 @@ TEST_F(OptimizerKernel, AdamWShardsRoundAsTheWhole) {
   EXPECT_EQ(0, std::memcmp(whole.first.data(), shards.first.data(), n * sizeof(bf16)));
   EXPECT_EQ(0, std::memcmp(whole.second.data(), unbased.second.data(), n * sizeof(float)));
   EXPECT_NE(0, std::memcmp(whole.first.data(), unbased.first.data(), n * sizeof(bf16)));
+}
+
+// The 16-byte path (aligned groups of 8, one Philox call each) and the element-at-a-time path
+// give bitwise the same update: the same absolute indices (index_base) updated once from
+// aligned pointers and once from pointers one element off (no aligned group: every element
+// scalar). Every bf16 weight is master rounded with rounding_random(absolute index, master,
+// seed), the documented function (common.cuh), computed here on the host.
+TEST_F(OptimizerKernel, AdamWVectorAndScalarPathsAgreeBitwise) {
+  const size_t n = 4099, base = 16;  // ragged length; the absolute indices start at 16
+  const State s = make_state(n, 606);
+  AdamParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 4, 1234, base};
+  auto run = [&](size_t shift) {
+    auto pad = [&](const std::vector<float>& x) {
+      std::vector<float> out(n + shift, 0.0f);
+      std::copy(x.begin(), x.end(), out.begin() + ptrdiff_t(shift));
+      return out;
+    };
+    DeviceBuffer<bf16> d_params(n + shift), d_grads(to_bf16(pad(s.grads)));
+    DeviceBuffer<float> d_master(pad(s.master)), d_m(pad(s.m)), d_v(pad(s.v));
+    DeviceBuffer<AdamSegment> seg(std::vector<AdamSegment>{{0, n, 1}});
+    ouro::kernels::adamw(d_params.get() + shift, d_master.get() + shift, d_grads.get() + shift, d_m.get() + shift,
+                         d_v.get() + shift, seg, 1, n, p, nullptr);
+    auto params = d_params.download();
+    auto master = d_master.download(), m = d_m.download(), v = d_v.download();
+    params.erase(params.begin(), params.begin() + ptrdiff_t(shift));
+    master.erase(master.begin(), master.begin() + ptrdiff_t(shift));
+    m.erase(m.begin(), m.begin() + ptrdiff_t(shift));
+    v.erase(v.begin(), v.begin() + ptrdiff_t(shift));
+    return std::make_tuple(params, master, m, v);
+  };
+  const auto [pa, ma, mma, va] = run(0);
+  const auto [pb, mb, mmb, vb] = run(1);
+  EXPECT_EQ(0, std::memcmp(pa.data(), pb.data(), n * sizeof(bf16)));
+  EXPECT_EQ(0, std::memcmp(ma.data(), mb.data(), n * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(mma.data(), mmb.data(), n * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(va.data(), vb.data(), n * sizeof(float)));
+  size_t mismatches = 0, changed = 0;
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t r = ouro::kernels::rounding_random(base + i, ma[i], p.seed);
+    const float want = from_bits((bits(ma[i]) + (r & 0xffffu)) & 0xffff0000u);
+    mismatches += bits(to_float(pa[i])) != bits(want);
+    changed += ma[i] != s.master[i];
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_GT(changed, n / 2);  // the update ran
 }
 
 TEST_F(OptimizerKernel, AdamWRejectsBadArguments) {

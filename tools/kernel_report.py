@@ -182,6 +182,9 @@ LAUNCHES = [
     Launch("layernorm.cu", r"^layernorm_forward_kernel<\d+, (true|false)>$", block=128),
     Launch("layernorm.cu", r"^layernorm_backward_kernel<\d+>$", shape_dependent=True,
            block=32 * layernorm_bwd_warps(REF_C), dyn_smem=layernorm_bwd_warps(REF_C) * 2 * REF_C * 4),
+    # backward register path: 32 * kBwdRegWarps (8) threads, one 2C-float shared row.
+    Launch("layernorm.cu", r"^layernorm_backward_reg_kernel<\d+, \d+>$", shape_dependent=True,
+           block=256, dyn_smem=2 * REF_C * 4),
     Launch("layernorm.cu", r"^layernorm_param_reduce_kernel$", block=256),
     # optimizer.cu: kAdamThreads = kSumThreads = 256; adamw: one size_t per parameter segment.
     Launch("optimizer.cu", r"^adamw_kernel$", block=256, dyn_smem=REF_PARAM_TENSORS * 8, shape_dependent=True),

@@ -43,6 +43,9 @@ struct TrainSection {
   int64_t eval_every = 50;    // 0 disables
   int eval_batches = 10;
   int64_t log_every = 1;
+  // Recompute each layer's residual2 in the backward instead of keeping it (GPT2::ActivationOptions):
+  // ~3% more FLOPs per step, N x C fewer activations per layer.
+  bool recompute_residual = false;
 };
 struct DataSection {
   std::string train, val;

@@ -28,6 +28,18 @@ struct ParamRange {
 // their own work after it (an event); the cpu backend has finished it by the call.
 using GradReadyHook = std::function<void(const std::vector<ParamRange>&)>;
 
+// How a GPT2 keeps its activations (GPT2::set_activation_options, GPT2::plan_memory).
+struct ActivationOptions {
+  // The LM head and the loss run over chunks of this many token rows (training and
+  // evaluation: the logits of one chunk exist at a time, never N x Vp). 0 picks a chunk the
+  // size of the backward's dfch buffer, whose memory it shares.
+  int loss_rows = 0;
+  // Keep no residual2 (the stream after attention) per layer: the backward recomputes it with
+  // the attention projection's GEMM again, ~3% more FLOPs per step for N x C activations per
+  // layer (what lets a larger micro-batch fit; train.recompute_residual).
+  bool recompute_residual = false;
+};
+
 class GPT2 {
  public:
   GPT2(const GPT2Config& cfg, Ops& ops, int max_batch, int max_T);
@@ -67,6 +79,22 @@ class GPT2 {
   std::vector<float> last_losses(int B, int T) const;
   // Logits of the last forward (B,T,Vp) as fp32 on the host; only valid after forward_logits.
   std::vector<float> forward_logits(const int* tokens, int B, int T);
+
+  // How the activations are kept: set before the first forward (fixed once they exist).
+  void set_activation_options(const ActivationOptions& o);
+
+  // Bytes a model of this shape holds for training at micro-batch B x T on `ops` (planning
+  // only: nothing is allocated). Activations: the arena (every activation, activation gradient
+  // and the loss chunk). Workspace: the model's other buffers during training (the loss
+  // readback); the backend's own scratch (GEMM workspace, LayerNorm partials) is not included.
+  struct MemoryPlan {
+    size_t activations = 0, params = 0, master = 0, grads = 0, optimizer = 0, workspace = 0;
+    int loss_rows = 0;
+    size_t total() const { return activations + params + master + grads + optimizer + workspace; }
+  };
+  static MemoryPlan plan_memory(const GPT2Config& cfg, const Ops& ops, int B, int T,
+                                const ActivationOptions& options = {});
+  MemoryPlan memory_plan() const;  // this model's (its max batch), as plan_memory
 
   void zero_grad();
   double grad_norm();  // global L2 norm of the parameter gradients
@@ -116,5 +144,11 @@ class GPT2 {
   GradReadyHook grad_ready_;
   std::unique_ptr<Impl> impl_;
 };
+
+// "activations 1234.5 MiB (arena; ...), parameters ..., total ...": ouro train's start line.
+std::string describe_memory_plan(const GPT2::MemoryPlan& m);
+// The largest micro-batch B whose plan_memory(cfg, ops, B, T, o).total() fits budget_bytes (0: none).
+int largest_batch_that_fits(const GPT2Config& cfg, const Ops& ops, int T, size_t budget_bytes,
+                            const ActivationOptions& o = {});
 
 }  // namespace ouro

@@ -231,6 +231,15 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
           kernels::layernorm_backward(res.as<bf16>(), dw.as<bf16>(), db.as<bf16>(), o.as<bf16>(), a.as<bf16>(),
                                       w.as<bf16>(), mean.as<float>(), rstd.as<float>(), Nr, C, lnscratch.p, s);
         }));
+    add("residual add", 1, n, 3.0 * n * 2, time_ms(s, reps, [&] {
+          kernels::residual_forward(o.as<bf16>(), a.as<bf16>(), b.as<bf16>(), n, s);
+        }));
+    {  // the gradient norm's pass over a gradient buffer of N x C (reads it once)
+      Dev sum(sizeof(double)), sq(kernels::sum_squares_scratch_bytes(n) + 16);
+      add("sum of squares", 2, n, 2.0 * n, time_ms(s, reps, [&] {
+            kernels::sum_squares(sum.as<double>(), a.as<bf16>(), n, sq.p, s);
+          }));
+    }
     const size_t g = n * 4;  // the MLP's 4C activations
     Dev ga(g * 2), gb(g * 2);
     add("gelu fwd", 9, g, 2.0 * g * 2, time_ms(s, reps, [&] { kernels::gelu_forward(gb.as<bf16>(), ga.as<bf16>(), g, s); }));

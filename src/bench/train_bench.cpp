@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <algorithm>
 #include <functional>
@@ -264,6 +265,56 @@ void log_train_bench(const TrainBenchResult& r) {
   log->info("  sgemm ceiling {:10.1f} GFLOP/s (OpenBLAS, the model's GEMM shapes, same run)", r.sgemm_gflops);
   log->info("  ratio         {:10.3f}   (goal >= 0.5)", r.step_gflops / r.sgemm_gflops);
   log->info("  GEMMs would take {:.0f}% of the step at the ceiling rate", 100.0 * r.gemm_share);
+}
+
+TrainMemoryPlan plan_train_memory(const Config& cfg, double fit_gb) {
+  const GPT2Config mc = cfg.model.gpt2();
+  auto ops = make_ops(cfg.run.device);
+  TrainMemoryPlan m;
+  m.backend = ops->name();
+  m.batch = cfg.train.batch_size;
+  m.seq = cfg.train_seq_len();
+  const ActivationOptions options{0, cfg.train.recompute_residual};
+  m.recompute_residual = options.recompute_residual;
+  m.plan = GPT2::plan_memory(mc, *ops, m.batch, m.seq, options);
+  m.fit_gb = fit_gb;
+  m.largest_batch = largest_batch_that_fits(mc, *ops, m.seq, static_cast<size_t>(fit_gb * 1e9), options);
+  return m;
+}
+
+nlohmann::json TrainMemoryPlan::json() const {
+  return {{"backend", backend},
+          {"batch", batch},
+          {"seq", seq},
+          {"loss_chunk_rows", plan.loss_rows},
+          {"recompute_residual", recompute_residual},
+          {"bytes",
+           {{"activations", plan.activations},
+            {"parameters", plan.params},
+            {"master_weights", plan.master},
+            {"gradients", plan.grads},
+            {"optimizer_state", plan.optimizer},
+            {"workspace", plan.workspace},
+            {"total", plan.total()}}},
+          {"fit_gb", fit_gb},
+          {"largest_batch", largest_batch}};
+}
+
+void log_train_memory_plan(const TrainMemoryPlan& m) {
+  auto row = [](const char* what, size_t bytes) {
+    std::printf("  %-16s %14zu bytes %12.1f MiB\n", what, bytes, bytes / 1048576.0);
+  };
+  std::printf("memory plan on %s at batch %d x %d (planning only: no step ran)\n", m.backend.c_str(), m.batch, m.seq);
+  row("activations", m.plan.activations);
+  std::printf("  %-16s loss chunks of %d rows (inside the activation arena), residual2 %s\n", "", m.plan.loss_rows,
+              m.recompute_residual ? "recomputed (train.recompute_residual)" : "kept per layer");
+  row("parameters", m.plan.params);
+  row("master weights", m.plan.master);
+  row("gradients", m.plan.grads);
+  row("optimizer state", m.plan.optimizer);
+  row("workspace", m.plan.workspace);
+  row("total", m.plan.total());
+  std::printf("largest micro-batch at T = %d within %.0f GB: %d\n", m.seq, m.fit_gb, m.largest_batch);
 }
 
 }  // namespace ouro

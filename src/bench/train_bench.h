@@ -13,6 +13,7 @@
 
 #include "bench/bench_result.h"
 #include "ouro/config.h"
+#include "ouro/model.h"
 
 namespace ouro {
 
@@ -59,6 +60,21 @@ struct TrainBenchResult {
 };
 
 TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt);
+
+// `ouro bench train --memory`: the memory a training run of cfg's micro-batch holds on cfg's
+// backend (GPT2::plan_memory; planning only, no step runs) and the largest micro-batch at the
+// same sequence length within fit_gb * 1e9 bytes.
+struct TrainMemoryPlan {
+  std::string backend;
+  int batch = 0, seq = 0;
+  bool recompute_residual = false;
+  GPT2::MemoryPlan plan;
+  double fit_gb = 0;
+  int largest_batch = 0;
+  nlohmann::json json() const;
+};
+TrainMemoryPlan plan_train_memory(const Config& cfg, double fit_gb);
+void log_train_memory_plan(const TrainMemoryPlan& m);  // the console table
 void log_train_bench(const TrainBenchResult& r);  // the console table
 
 }  // namespace ouro

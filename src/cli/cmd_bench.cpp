@@ -17,16 +17,28 @@ namespace ouro::cli {
 
 namespace {
 
+void print_memory_plan(const Config& cfg, double fit_gb, bool json) {
+  const TrainMemoryPlan m = plan_train_memory(cfg, fit_gb);
+  if (json)
+    std::puts(m.json().dump(2).c_str());
+  else
+    log_train_memory_plan(m);
+}
+
 void print_kernel_table(const KernelBenchResult& r) {
-  std::printf("device: %s\n%-24s %-30s %12s %-8s %12s %-18s %7s %10s\n", r.device.c_str(), "kernel", "shape",
-              "figure", "unit", "ceiling", "ceiling is", "ratio", "ms");
+  std::printf("device: %s\n%-24s %-30s %12s %-8s %12s %-18s %7s %10s %12s\n", r.device.c_str(), "kernel", "shape",
+              "figure", "unit", "ceiling", "ceiling is", "ratio", "ms", "MB moved");
   for (const auto& row : r.rows) {
     std::printf("%-24s %-30s %12.4g %-8s ", row.name.c_str(), row.shape.c_str(), row.value, row.unit.c_str());
     if (row.has_ceiling())
       std::printf("%12.4g %-18s %6.1f%%", row.ceiling, row.ceiling_name.c_str(), 100 * row.ratio());
     else
       std::printf("%12s %-18s %7s", "-", row.ceiling_name.c_str(), "-");
-    std::printf(" %10.4g\n", row.seconds * 1e3);
+    std::printf(" %10.4g", row.seconds * 1e3);
+    if (row.bytes > 0)
+      std::printf(" %12.4g\n", row.bytes / 1e6);  // the least a call must read and write
+    else
+      std::printf(" %12s\n", "-");
   }
   for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
 }
@@ -43,9 +55,17 @@ void add_bench(CLI::App& app) {
     std::vector<std::string> sets;
     TrainBenchOptions b;
     bool json = false;
+    bool memory = false;
+    double fit_gb = 80;
   };
   auto o = std::make_shared<Opts>();
   tr->add_option("--config,-c", o->config, "TOML config file")->required();
+  tr->add_flag("--memory", o->memory,
+               "Planning only: print the memory a training run of the config's batch x sequence holds on "
+               "the backend (activations, parameters, gradients, optimizer state, workspace) and the largest "
+               "micro-batch that fits --fit-gb, without running a step");
+  tr->add_option("--fit-gb", o->fit_gb, "Device memory for --memory's largest micro-batch, in GB (1e9 bytes)")
+      ->check(CLI::PositiveNumber);
   tr->add_option("--set", o->sets, "Override a key: section.key=value (repeatable)");
   tr->add_option("--device", o->device, "Backend: cpu, cuda or simt");
   tr->add_option("--steps", o->b.steps, "Timed steps")->check(CLI::PositiveNumber);
@@ -54,6 +74,7 @@ void add_bench(CLI::App& app) {
   tr->callback([o] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
+    if (o->memory) return print_memory_plan(load_config(o->config, sets), o->fit_gb, o->json);
     const TrainBenchResult r = bench_train(load_config(o->config, sets), o->b);
     if (detect_dist_env().rank != 0) return;  // under mpirun, rank 0 reports for the job
     log_train_bench(r);

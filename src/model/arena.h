@@ -4,6 +4,7 @@
 // report, and no fragmentation between runs of different shapes.
 #pragma once
 #include <cstddef>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -45,15 +46,21 @@ class ArenaPlan {
  public:
   static constexpr size_t kAlign = 256;
   // Sizes derive from the model's shape and batch: a sum that wraps is refused, never planned.
-  void add(Tensor& t, size_t bytes) {
-    slots_.emplace_back(&t, total_);
+  void add(Tensor& t, size_t bytes) { add_shared({&t}, bytes); }
+  // One slot of `bytes` that several tensors point into: for buffers never live at the same
+  // time (a forward-only output and a backward-only gradient), so the arena holds the larger
+  // once instead of both.
+  void add_shared(std::initializer_list<Tensor*> tensors, size_t bytes) {
+    for (Tensor* t : tensors) slots_.emplace_back(t, total_);
     const auto padded = checked_add(bytes, kAlign - 1);
     const auto next = padded ? checked_add(total_, *padded / kAlign * kAlign) : std::nullopt;
     if (!next) fail("an arena of more than 2^64 bytes was planned ({} tensors so far)", slots_.size());
     total_ = *next;
+    ++distinct_;
   }
   size_t bytes() const { return total_; }
-  size_t size() const { return slots_.size(); }
+  size_t size() const { return slots_.size(); }  // tensors
+  size_t slots() const { return distinct_; }    // distinct slots (shared ones counted once)
   // The allocation (zero-filled, as Ops::alloc is); every added tensor now points into it.
   Buffer allocate(Ops& ops) const {
     Buffer b(ops, total_);
@@ -64,6 +71,7 @@ class ArenaPlan {
  private:
   std::vector<std::pair<Tensor*, size_t>> slots_;
   size_t total_ = 0;
+  size_t distinct_ = 0;
 };
 
 }  // namespace ouro

@@ -25,10 +25,16 @@ inline const void* element_at(const void* base, size_t i, size_t esz) {
 }
 }  // namespace
 
-// Activations of one layer saved by the forward for the backward.
+// Activations of one layer saved by the forward for the backward. The projections' outputs
+// (attproj, fcproj) are not saved: only the residual add that follows reads them. Nor is
+// gelu(fch): the backward recomputes it from fch (one elementwise pass instead of 4 N C
+// elements per layer kept from the forward to the backward).
+// Nor are the LayerNorms' outputs: the backward recomputes ln1, ln2 from the saved residual
+// stream with the same kernel (layernorm_forward on the bf16 residual that the fused
+// residual_layernorm_forward normalised: bitwise the same values, mean and rstd included).
 struct LayerActs {
-  Tensor ln1, ln1_mean, ln1_rstd, qkv, atty, att_state, attproj, residual2;
-  Tensor ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fcproj, residual3;
+  Tensor ln1_mean, ln1_rstd, qkv, atty, att_state, residual2;
+  Tensor ln2_mean, ln2_rstd, fch, residual3;
 };
 
 struct GPT2::Impl {
@@ -39,11 +45,24 @@ struct GPT2::Impl {
   // on the first forward (ensure_activations).
   Buffer activations;
   // forward activations
-  Tensor encoded, lnf, lnf_mean, lnf_rstd, logits, losses;
+  Tensor encoded, lnf, lnf_mean, lnf_rstd, losses;
   std::vector<LayerActs> layers;
   std::vector<std::string> layer_names;  // NVTX range names, "layer N" (nested inside "backward")
-  // backward scratch, shared by all layers
+  // Forward scratch shared by all layers: `ln` holds a LayerNorm's output until its GEMM reads
+  // it, `proj` a projection's output until the residual add reads it, `gelu` the MLP's gelu(fch)
+  // until fcproj reads it (and again in the backward, recomputed, as are ln2_re and ln1_re). `logits` is ONE chunk of loss_rows x Vp logits: the loss, dlogits and the
+  // LM head's two backward GEMMs run chunk by chunk (run_loss_chunks), so no N x Vp tensor exists.
+  Tensor ln, proj, gelu, logits, ln1_re, ln2_re;
+  // backward scratch, shared by all layers; dln shares ln's slot, datty proj's, dqkv gelu's,
+  // dfch the logits chunk's (never live at the same time, see plan_activations).
   Tensor dresidual, dln, dqkv, datty, dfch;
+  int loss_rows = 0;     // rows per loss chunk; 0 = default_loss_rows(), fixed once planned
+  // ActivationOptions::recompute_residual: residual2 is not saved; the forward keeps each layer's
+  // in dresidual's slot (unused until the backward), the backward recomputes it.
+  bool recompute_residual = false;
+  // The full (max_B x max_T, Vp) logits, only for forward_logits and decoding (kv_step):
+  // allocated on first use, never by training or evaluation.
+  Buffer full_logits;
   // inference: every layer's K and V caches in one block
   Buffer kv_block;
   std::vector<Tensor> kcache, vcache;
@@ -167,10 +186,36 @@ static std::vector<ParamRange> grad_ranges(const std::vector<ParamTensor>& layou
   return out;
 }
 
-// Forward through the blocks and the final LayerNorm + logits; losses when targets != null.
+// The LM head and the loss over impl.lnf (N rows), a chunk of impl.loss_rows rows at a time: the
+// chunk's logits (GEMM), its losses and, when training (dwte != null), dlogits in place
+// (classifier) and the chunk's two backward GEMMs: dln rows (overwritten) and dwte
+// (accumulated). Only one chunk of logits ever exists; the results are those of the whole
+// N x Vp tensor up to the order in which dwte sums over the chunks.
+static void run_loss_chunks(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg, const void* wte,
+                            void* dwte, const int* targets, int N, float dloss, float* losses) {
+  const int C = cfg.n_embd, Vp = cfg.padded_vocab();
+  const bool backward = dwte != nullptr && dloss != 0.0f;
+  TraceRange trace("lm_head_loss");
+  for (int r0 = 0; r0 < N; r0 += impl.loss_rows) {
+    const int n = std::min(impl.loss_rows, N - r0);
+    const void* x = element_at(impl.lnf.ptr, static_cast<size_t>(r0) * C, impl.esz);
+    ops.matmul_forward(impl.logits.ptr, x, wte, nullptr, n, C, Vp);
+    ops.classifier(impl.logits.ptr, losses + r0, targets + r0, n, cfg.vocab_size, Vp, backward ? dloss : 0.0f);
+    if (backward)
+      ops.matmul_backward(element_at(impl.dln.ptr, static_cast<size_t>(r0) * C, impl.esz), dwte, nullptr, impl.logits.ptr,
+                          x, wte, n, C, Vp);
+  }
+  // A zero loss weight (or no counted target) has a zero gradient: dln = 0, dwte unchanged.
+  if (dwte && !backward) ops.fill_zero(impl.dln.ptr, static_cast<size_t>(N) * C * impl.esz);
+}
+
+// Forward through the blocks and the final LayerNorm, then the LM head: with targets, the
+// chunked loss (and, with dwte, the LM head's backward: dln and dwte), without them the full
+// logits into impl.full_logits (forward_logits).
 static void run_forward(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg,
                         const std::vector<ParamTensor>& layout, const int* tokens,
-                        const int* targets, int B, int T, float dloss, float* losses = nullptr) {
+                        const int* targets, int B, int T, float dloss, float* losses = nullptr,
+                        void* dwte = nullptr) {
   const int C = cfg.n_embd, NH = cfg.n_head, L = cfg.n_layer, Vp = cfg.padded_vocab();
   const int N = B * T;
   const size_t esz = impl.esz;
@@ -181,7 +226,7 @@ static void run_forward(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg,
   {
     auto p0 = param_ptrs(layout, impl.params.ptr, esz, 0);
     auto& a0 = impl.layers[0];
-    ops.layernorm_forward(a0.ln1.ptr, a0.ln1_mean.f32(), a0.ln1_rstd.f32(), impl.encoded.ptr, p0.ln1w,
+    ops.layernorm_forward(impl.ln.ptr, a0.ln1_mean.f32(), a0.ln1_rstd.f32(), impl.encoded.ptr, p0.ln1w,
                           p0.ln1b, N, C);
   }
   // Each residual add is fused with the LayerNorm that reads it (the next block's ln1, or ln_f
@@ -190,73 +235,133 @@ static void run_forward(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg,
     auto p = param_ptrs(layout, impl.params.ptr, esz, l);
     auto& a = impl.layers[l];
     const void* residual = l == 0 ? impl.encoded.ptr : impl.layers[l - 1].residual3.ptr;
-    ops.matmul_forward(a.qkv.ptr, a.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    ops.matmul_forward(a.qkv.ptr, impl.ln.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     // In place: the saved qkv then holds the ROTATED q, k, which is what attention_backward
     // needs (its gradients are with respect to the q, k attention saw); the unrotated ones are
     // never needed again, since rope_backward only rotates the gradient back.
     if (cfg.pos == PosEncoding::rope) ops.rope_forward(a.qkv.ptr, B, T, C, NH, 0, cfg.rope_theta);
     ops.attention_forward(a.atty.ptr, a.att_state.f32(), a.qkv.ptr, B, T, C, NH);
-    ops.matmul_forward(a.attproj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
-    ops.residual_layernorm_forward(a.residual2.ptr, a.ln2.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(),
-                                   residual, a.attproj.ptr, p.ln2w, p.ln2b, N, C);
-    ops.matmul_gelu_forward(a.fch_gelu.ptr, a.fch.ptr, a.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
-    ops.matmul_forward(a.fcproj.ptr, a.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
+    ops.matmul_forward(impl.proj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+    ops.residual_layernorm_forward(a.residual2.ptr, impl.ln.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(),
+                                   residual, impl.proj.ptr, p.ln2w, p.ln2b, N, C);
+    ops.matmul_gelu_forward(impl.gelu.ptr, a.fch.ptr, impl.ln.ptr, p.fcw, p.fcb, N, C, 4 * C);
+    ops.matmul_forward(impl.proj.ptr, impl.gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
     if (l + 1 < L) {
       auto pn = param_ptrs(layout, impl.params.ptr, esz, l + 1);
       auto& an = impl.layers[l + 1];
-      ops.residual_layernorm_forward(a.residual3.ptr, an.ln1.ptr, an.ln1_mean.f32(),
-                                     an.ln1_rstd.f32(), a.residual2.ptr, a.fcproj.ptr, pn.ln1w,
+      ops.residual_layernorm_forward(a.residual3.ptr, impl.ln.ptr, an.ln1_mean.f32(),
+                                     an.ln1_rstd.f32(), a.residual2.ptr, impl.proj.ptr, pn.ln1w,
                                      pn.ln1b, N, C);
     } else {
       ops.residual_layernorm_forward(a.residual3.ptr, impl.lnf.ptr, impl.lnf_mean.f32(), impl.lnf_rstd.f32(),
-                                     a.residual2.ptr, a.fcproj.ptr, g.lnfw, g.lnfb, N, C);
+                                     a.residual2.ptr, impl.proj.ptr, g.lnfw, g.lnfb, N, C);
     }
   }
-  ops.matmul_forward(impl.logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
-  if (targets) ops.classifier(impl.logits.ptr, losses ? losses : impl.losses.f32(), targets, N, cfg.vocab_size, Vp, dloss);
+  if (targets) {
+    run_loss_chunks(impl, ops, cfg, g.wte, dwte, targets, N, dloss, losses ? losses : impl.losses.f32());
+    return;
+  }
+  if (!impl.full_logits.ptr)
+    impl.full_logits = Buffer(ops, static_cast<size_t>(impl.max_B) * impl.max_T * Vp * esz);
+  ops.matmul_forward(impl.full_logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
+}
+
+// Rows per loss chunk when the caller sets none: a chunk of logits the size of dfch (4 N C
+// elements), whose arena slot it shares, so chunking costs no memory of its own; at least 256
+// rows (a GEMM of useful size) and a multiple of 64.
+static int default_loss_rows(const GPT2Config& cfg, size_t N) {
+  const size_t fit = 4 * N * static_cast<size_t>(cfg.n_embd) / static_cast<size_t>(cfg.padded_vocab());
+  return static_cast<int>(std::min(N, std::max<size_t>(256, fit / 64 * 64)));
 }
 
 // Plans every activation (forward) and activation gradient (backward scratch) tensor for
-// (max_B, max_T) and makes the one allocation. The backward scratch is included even for a
-// model that only decodes: ~10 N*C elements next to the forward's ~(17 L N C + N Vp), which
-// buys a step with no allocation at all.
-static void ensure_activations(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg) {
-  if (impl.activations.ptr) return;
+// (max_B, max_T). The backward scratch is included even for a model that only decodes: ~10 N C
+// elements next to the forward's ~12 L N C, which buys a step with no allocation at all.
+// Slots are shared by buffers never live at once:
+//   ln   (forward: a LayerNorm's output until its GEMM)          | dln (the LM head's backward
+//                                                                  at the forward's end, backward)
+//   proj (forward: attproj/fcproj until the residual add)        | datty, then ln1_re (backward)
+//   gelu (forward: gelu(fch) until fcproj; backward: recomputed) | ln2_re, then dqkv (backward)
+//   logits (one loss chunk, end of the forward)                  | dfch (backward)
+// In one layer's backward: gelu -> fcproj bwd -> dfch; ln2_re -> fc bwd -> dln; attproj bwd ->
+// datty; attention bwd -> dqkv (datty, ln2_re dead); ln1_re -> qkv bwd (reads dqkv, ln1_re).
+static void plan_activations(GPT2::Impl& impl, const Ops& ops, const GPT2Config& cfg, ArenaPlan& plan) {
   const size_t N = static_cast<size_t>(impl.max_B) * impl.max_T, C = cfg.n_embd, e = impl.esz;
   const size_t NC = N * C * e, stats = N * sizeof(float);
-  ArenaPlan plan;
+  if (impl.loss_rows <= 0) impl.loss_rows = default_loss_rows(cfg, N);
+  impl.loss_rows = static_cast<int>(std::min<size_t>(static_cast<size_t>(impl.loss_rows), N));
   plan.add(impl.encoded, NC);
   plan.add(impl.lnf, NC);
   plan.add(impl.lnf_mean, stats);
   plan.add(impl.lnf_rstd, stats);
-  plan.add(impl.logits, N * cfg.padded_vocab() * e);
   plan.add(impl.losses, stats);
   impl.layers.resize(cfg.n_layer);
   for (auto& a : impl.layers) {
-    plan.add(a.ln1, NC);
     plan.add(a.ln1_mean, stats);
     plan.add(a.ln1_rstd, stats);
     plan.add(a.qkv, 3 * NC);
     plan.add(a.atty, NC);
     plan.add(a.att_state, ops.attention_state_size(impl.max_B, impl.max_T, cfg.n_head) * sizeof(float));
-    plan.add(a.attproj, NC);
-    plan.add(a.residual2, NC);
-    plan.add(a.ln2, NC);
+    if (!impl.recompute_residual) plan.add(a.residual2, NC);
     plan.add(a.ln2_mean, stats);
     plan.add(a.ln2_rstd, stats);
     plan.add(a.fch, 4 * NC);
-    plan.add(a.fch_gelu, 4 * NC);
-    plan.add(a.fcproj, NC);
     plan.add(a.residual3, NC);
   }
+  plan.add_shared({&impl.ln, &impl.dln}, NC);
+  plan.add_shared({&impl.proj, &impl.datty, &impl.ln1_re}, NC);
+  plan.add_shared({&impl.gelu, &impl.ln2_re, &impl.dqkv}, 4 * NC);
+  plan.add_shared({&impl.logits, &impl.dfch},
+                  std::max(4 * NC, static_cast<size_t>(impl.loss_rows) * cfg.padded_vocab() * e));
   plan.add(impl.dresidual, NC);
-  plan.add(impl.dln, NC);
-  plan.add(impl.dqkv, 3 * NC);
-  plan.add(impl.datty, NC);
-  plan.add(impl.dfch, 4 * NC);
+}
+
+// Makes the one allocation on the first forward.
+static void ensure_activations(GPT2::Impl& impl, Ops& ops, const GPT2Config& cfg) {
+  if (impl.activations.ptr) return;
+  ArenaPlan plan;
+  plan_activations(impl, ops, cfg, plan);
   impl.activations = plan.allocate(ops);
-  logger()->debug("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors)",
-                  plan.bytes() / 1048576.0, impl.max_B, impl.max_T, plan.size());
+  if (impl.recompute_residual)
+    for (auto& a : impl.layers) a.residual2.ptr = impl.dresidual.ptr;
+  logger()->debug("activations: {:.1f} MiB in one arena (batch {} x {}, {} tensors in {} slots, loss chunks of {} rows)",
+                  plan.bytes() / 1048576.0, impl.max_B, impl.max_T, plan.size(), plan.slots(), impl.loss_rows);
+}
+
+void GPT2::set_activation_options(const ActivationOptions& o) {
+  OURO_CHECK(o.loss_rows >= 0, "loss chunk rows must be >= 0 (0: the default), got {}", o.loss_rows);
+  OURO_CHECK(!impl_->activations.ptr, "activation options are fixed once the activations exist");
+  impl_->loss_rows = o.loss_rows;
+  impl_->recompute_residual = o.recompute_residual;
+}
+
+GPT2::MemoryPlan GPT2::plan_memory(const GPT2Config& cfg, const Ops& ops, int B, int T,
+                                   const ActivationOptions& o) {
+  OURO_CHECK(B > 0 && T > 0 && T <= cfg.seq_len, "memory plan for batch {} x {} of a model with {} positions",
+             B, T, cfg.seq_len);
+  Impl impl;
+  impl.esz = dtype_size(ops.act_dtype());
+  impl.max_B = B, impl.max_T = T, impl.loss_rows = o.loss_rows, impl.recompute_residual = o.recompute_residual;
+  ArenaPlan plan;
+  plan_activations(impl, ops, cfg, plan);
+  const size_t n = gpt2_num_params(cfg), N = static_cast<size_t>(B) * T;
+  MemoryPlan m;
+  m.activations = plan.bytes();
+  m.params = n * impl.esz;
+  m.master = ops.act_dtype() != DType::F32 ? n * sizeof(float) : 0;
+  m.grads = n * impl.esz;
+  m.optimizer = 2 * n * sizeof(float);
+  // reserve_readback: a header of >= 4 doubles and >= 4 slots of N losses (the first growth).
+  m.workspace = 4 * sizeof(double) + 4 * N * sizeof(float);
+  m.loss_rows = impl.loss_rows;
+  return m;
+}
+
+GPT2::MemoryPlan GPT2::memory_plan() const {
+  auto m = plan_memory(cfg_, ops_, impl_->max_B, impl_->max_T, {impl_->loss_rows, impl_->recompute_residual});
+  // ZeRO-1: the moments cover the optimizer range only.
+  m.optimizer = 2 * std::max<size_t>(1, impl_->opt_end - impl_->opt_begin) * sizeof(float);
+  return m;
 }
 
 static void check_batch(const GPT2::Impl& impl, const GPT2Config& cfg, const int* tokens, int B,
@@ -341,7 +446,7 @@ std::vector<float> GPT2::forward_logits(const int* tokens, int B, int T) {
   run_forward(*impl_, ops_, cfg_, layout_, tokens, nullptr, B, T, 0.0f);
   const size_t n = static_cast<size_t>(B) * T * cfg_.padded_vocab();
   std::vector<float> out(n);
-  ops_.params_to_host(out.data(), impl_->logits.ptr, n);
+  ops_.params_to_host(out.data(), impl_->full_logits.ptr, n);
   return out;
 }
 
@@ -380,32 +485,32 @@ float GPT2::backward_pass(const int* tokens, const int* targets, int B, int T, f
                targets[i], i);
   ensure_activations(*impl_, ops_, cfg_);
   auto& impl = *impl_;
-  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer, Vp = cfg_.padded_vocab();
+  const int C = cfg_.n_embd, NH = cfg_.n_head, L = cfg_.n_layer;
   const int N = B * T;
   const size_t e = impl.esz, NC = static_cast<size_t>(N) * C;
   const int count = count_targets(targets, N);
   const float dloss = count ? grad_weight / static_cast<float>(count) : 0.0f;
 
+  // The forward's loss chunks already run the LM head's backward (dln, and dwte accumulated).
+  if (!impl.grads.ptr) impl.grads = Buffer(ops_, num_params_ * e);
+  auto gp = param_ptrs(layout_, impl.params.ptr, e, 0);
+  auto gg = grad_ptrs(layout_, impl.grads.ptr, e, 0);
   float loss = 0.0f;
   if (deferred) {  // the losses go to the next readback slot; nothing comes back now
     reserve_readback(impl, ops_, static_cast<size_t>(N), 0);
     float* slot = reinterpret_cast<float*>(static_cast<char*>(impl.readback.ptr) + impl.rb_header * sizeof(double)) +
                   impl.pending_targets.size() * impl.rb_slot;
-    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss, slot);
+    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss, slot, gg.wte);
     impl.pending_targets.emplace_back(targets, targets + N);
   } else {
-    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss);
+    run_forward(impl, ops_, cfg_, layout_, tokens, targets, B, T, dloss, nullptr, gg.wte);
     loss = mean_loss(impl, ops_, targets, N);
   }
 
-  if (!impl.grads.ptr) impl.grads = Buffer(ops_, num_params_ * e);
-  auto gp = param_ptrs(layout_, impl.params.ptr, e, 0);
-  auto gg = grad_ptrs(layout_, impl.grads.ptr, e, 0);
-  // logits now hold dlogits. The residual stream's gradient lives in dresidual throughout:
-  // each residual add passes it through unchanged, each LayerNorm backward adds into it.
+  // The residual stream's gradient lives in dresidual throughout: each residual add passes it
+  // through unchanged, each LayerNorm backward adds into it.
   TraceRange trace("backward");
   ops_.fill_zero(impl.dresidual.ptr, NC * e);
-  ops_.matmul_backward(impl.dln.ptr, gg.wte, nullptr, impl.logits.ptr, impl.lnf.ptr, gp.wte, N, C, Vp);
   ops_.layernorm_backward(impl.dresidual.ptr, gg.lnfw, gg.lnfb, impl.dln.ptr,
                           impl.layers[L - 1].residual3.ptr, gp.lnfw, impl.lnf_mean.f32(),
                           impl.lnf_rstd.f32(), N, C);
@@ -415,12 +520,26 @@ float GPT2::backward_pass(const int* tokens, const int* targets, int B, int T, f
     auto g = grad_ptrs(layout_, impl.grads.ptr, e, l);
     auto& a = impl.layers[l];
     const void* residual = l == 0 ? impl.encoded.ptr : impl.layers[l - 1].residual3.ptr;
-    // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2))))
-    ops_.matmul_backward(impl.dfch.ptr, g.fcprojw, g.fcprojb, impl.dresidual.ptr, a.fch_gelu.ptr,
+    // MLP: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))); gelu(fch) recomputed
+    // (the forward's fused epilogue applies the same GELU to the same bf16 fch: equal values).
+    ops_.gelu_forward(impl.gelu.ptr, a.fch.ptr, static_cast<size_t>(N) * 4 * C);
+    ops_.matmul_backward(impl.dfch.ptr, g.fcprojw, g.fcprojb, impl.dresidual.ptr, impl.gelu.ptr,
                          p.fcprojw, N, 4 * C, C);
     ops_.gelu_backward(impl.dfch.ptr, a.fch.ptr, impl.dfch.ptr, static_cast<size_t>(N) * 4 * C);
-    ops_.matmul_backward(impl.dln.ptr, g.fcw, g.fcb, impl.dfch.ptr, a.ln2.ptr, p.fcw, N, C, 4 * C);
-    ops_.layernorm_backward(impl.dresidual.ptr, g.ln2w, g.ln2b, impl.dln.ptr, a.residual2.ptr, p.ln2w,
+    void* residual2 = a.residual2.ptr;
+    if (impl.recompute_residual) {
+      // residual2 = residual + attproj(atty), the forward's GEMM and add again on the same inputs:
+      // bitwise the forward's value (the fused residual+LayerNorm kernel stores the same rounded
+      // sum as residual_forward). Into gelu's slot past ln2_re (gelu is dead after fcproj's
+      // backward; dqkv overwrites both after ln2's backward).
+      ops_.matmul_forward(impl.proj.ptr, a.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+      residual2 = element_at(impl.gelu.ptr, NC, e);
+      ops_.residual_forward(residual2, residual, impl.proj.ptr, NC);
+    }
+    ops_.layernorm_forward(impl.ln2_re.ptr, a.ln2_mean.f32(), a.ln2_rstd.f32(), residual2, p.ln2w,
+                           p.ln2b, N, C);
+    ops_.matmul_backward(impl.dln.ptr, g.fcw, g.fcb, impl.dfch.ptr, impl.ln2_re.ptr, p.fcw, N, C, 4 * C);
+    ops_.layernorm_backward(impl.dresidual.ptr, g.ln2w, g.ln2b, impl.dln.ptr, residual2, p.ln2w,
                             a.ln2_mean.f32(), a.ln2_rstd.f32(), N, C);
     // attention: residual2 = residual + attproj(attention(qkv(ln1(residual))))
     ops_.matmul_backward(impl.datty.ptr, g.attprojw, g.attprojb, impl.dresidual.ptr, a.atty.ptr,
@@ -429,7 +548,9 @@ float GPT2::backward_pass(const int* tokens, const int* targets, int B, int T, f
                             T, C, NH);
     // d(pre-rotation q, k) = R^T d(rotated q, k): the inverse rotation, in place.
     if (cfg_.pos == PosEncoding::rope) ops_.rope_backward(impl.dqkv.ptr, B, T, C, NH, 0, cfg_.rope_theta);
-    ops_.matmul_backward(impl.dln.ptr, g.qkvw, g.qkvb, impl.dqkv.ptr, a.ln1.ptr, p.qkvw, N, C, 3 * C);
+    ops_.layernorm_forward(impl.ln1_re.ptr, a.ln1_mean.f32(), a.ln1_rstd.f32(), residual, p.ln1w, p.ln1b,
+                           N, C);
+    ops_.matmul_backward(impl.dln.ptr, g.qkvw, g.qkvb, impl.dqkv.ptr, impl.ln1_re.ptr, p.qkvw, N, C, 3 * C);
     ops_.layernorm_backward(impl.dresidual.ptr, g.ln1w, g.ln1b, impl.dln.ptr, residual, p.ln1w,
                             a.ln1_mean.f32(), a.ln1_rstd.f32(), N, C);
     if (grad_ready_) grad_ready_(grad_ranges(layout_, l));  // no later kernel writes layer l's
@@ -546,30 +667,32 @@ void GPT2::kv_step(const int* tokens, int B, int Tn) {
   void* x = impl.encoded.ptr;  // the residual stream
   ops_.encoder_forward_at(x, tokens, g.wte, g.wpe, B, Tn, kv_pos_, C);
   // The same fusions as run_forward, so decoding computes exactly what training does.
-  ops_.layernorm_forward(s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, g.ln1w, g.ln1b, N, C);
+  ops_.layernorm_forward(impl.ln.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, g.ln1w, g.ln1b, N, C);
   for (int l = 0; l < L; ++l) {
     auto p = param_ptrs(layout_, impl.params.ptr, e, l);
-    ops_.matmul_forward(s.qkv.ptr, s.ln1.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    ops_.matmul_forward(s.qkv.ptr, impl.ln.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
     // The cache keeps rotated keys: a key's rotation depends only on its own position.
     if (cfg_.pos == PosEncoding::rope)
       ops_.rope_forward(s.qkv.ptr, B, Tn, C, NH, kv_pos_, cfg_.rope_theta);
     ops_.attention_kv(s.atty.ptr, s.qkv.ptr, impl.kcache[l].ptr, impl.vcache[l].ptr, B, Tn, kv_pos_,
                       impl.max_T, C, NH);
-    ops_.matmul_forward(s.attproj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
-    ops_.residual_layernorm_forward(s.residual2.ptr, s.ln2.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(),
-                                    x, s.attproj.ptr, p.ln2w, p.ln2b, N, C);
-    ops_.matmul_gelu_forward(s.fch_gelu.ptr, s.fch.ptr, s.ln2.ptr, p.fcw, p.fcb, N, C, 4 * C);
-    ops_.matmul_forward(s.fcproj.ptr, s.fch_gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
+    ops_.matmul_forward(impl.proj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+    ops_.residual_layernorm_forward(s.residual2.ptr, impl.ln.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(),
+                                    x, impl.proj.ptr, p.ln2w, p.ln2b, N, C);
+    ops_.matmul_gelu_forward(impl.gelu.ptr, s.fch.ptr, impl.ln.ptr, p.fcw, p.fcb, N, C, 4 * C);
+    ops_.matmul_forward(impl.proj.ptr, impl.gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
     if (l + 1 < L) {
       auto pn = param_ptrs(layout_, impl.params.ptr, e, l + 1);
-      ops_.residual_layernorm_forward(x, s.ln1.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(),
-                                      s.residual2.ptr, s.fcproj.ptr, pn.ln1w, pn.ln1b, N, C);
+      ops_.residual_layernorm_forward(x, impl.ln.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(),
+                                      s.residual2.ptr, impl.proj.ptr, pn.ln1w, pn.ln1b, N, C);
     } else {
       ops_.residual_layernorm_forward(x, impl.lnf.ptr, impl.lnf_mean.f32(), impl.lnf_rstd.f32(),
-                                      s.residual2.ptr, s.fcproj.ptr, g.lnfw, g.lnfb, N, C);
+                                      s.residual2.ptr, impl.proj.ptr, g.lnfw, g.lnfb, N, C);
     }
   }
-  ops_.matmul_forward(impl.logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  if (!impl.full_logits.ptr)
+    impl.full_logits = Buffer(ops_, static_cast<size_t>(impl.max_B) * impl.max_T * Vp * e);
+  ops_.matmul_forward(impl.full_logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
   kv_pos_ += Tn;
   impl.kv_last_B = B;
   impl.kv_last_Tn = Tn;
@@ -583,7 +706,7 @@ std::vector<float> GPT2::kv_logits() const {
   const size_t Vp = cfg_.padded_vocab(), Tn = impl.kv_last_Tn;
   std::vector<float> out(impl.kv_last_B * Vp);
   for (int b = 0; b < impl.kv_last_B; ++b)
-    ops_.params_to_host(out.data() + b * Vp, element_at(impl.logits.ptr, (b * Tn + Tn - 1) * Vp, impl.esz), Vp);
+    ops_.params_to_host(out.data() + b * Vp, element_at(impl.full_logits.ptr, (b * Tn + Tn - 1) * Vp, impl.esz), Vp);
   return out;
 }
 
@@ -592,7 +715,7 @@ void GPT2::kv_sample(int* tokens, float* logprobs, const SamplingSpec& spec,
   const auto& impl = *impl_;
   OURO_CHECK(impl.kv_last_B > 0, "kv_sample before a kv_step");
   const size_t Vp = cfg_.padded_vocab(), Tn = impl.kv_last_Tn;
-  ops_.sample_tokens(tokens, logprobs, element_at(impl.logits.ptr, (Tn - 1) * Vp, impl.esz), impl.kv_last_B,
+  ops_.sample_tokens(tokens, logprobs, element_at(impl.full_logits.ptr, (Tn - 1) * Vp, impl.esz), impl.kv_last_B,
                      cfg_.vocab_size, Tn * Vp, spec, row_seeds, step);
 }
 

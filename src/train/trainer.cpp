@@ -85,6 +85,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
   logger()->info("training steps {}..{} of {}, batch {} x {} x accum {} x ranks {} = {} tokens/step",
                  step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
                  static_cast<int64_t>(B) * T * A * comm_->world());
+  logger()->info("memory at batch {} x {}: {}", B, T, describe_memory_plan(model_->memory_plan()));
   g_stop_signal = 0;
   old_int_ = std::signal(SIGINT, on_stop_signal);
   old_term_ = std::signal(SIGTERM, on_stop_signal);
@@ -169,6 +170,7 @@ void TrainSession::load_start_state(std::unique_ptr<DataLoader> given) {
                   : std::make_unique<DataLoader>(cfg_.data.train, B, T, comm_->rank(), comm_->world(),
                                                  static_cast<uint64_t>(cfg_.train.seed), cfg_.data.shuffle);
   model_ = std::make_unique<GPT2>(mc, *ops_, B, T);
+  model_->set_activation_options({0, cfg_.train.recompute_residual});
   grads_->attach(*model_);
   const ShardRange shard = grads_->shard();
   if (ckpt) {
