@@ -153,6 +153,9 @@ TEST_F(UserTask, CheckerFailuresAreErrorsNamingTheCommandAndLine) {
   EXPECT_NE(m.find("wrote 3 score lines for 2 samples"), std::string::npos) << m;
   m = msg("sleep 30\n", 0.3);
   EXPECT_NE(m.find("no result within 0.3 s"), std::string::npos) << m;
+  // Outputs closed, still running: the deadline covers its exit as well.
+  m = msg("cat > /dev/null; exec >&- 2>&-; sleep 30\n", 0.3);
+  EXPECT_NE(m.find("no result within 0.3 s"), std::string::npos) << m;
   m = msg("kill -9 $$\n");
   EXPECT_NE(m.find("killed by signal 9"), std::string::npos) << m;
   // A program that exits without reading its input (the write side sees EPIPE, not SIGPIPE).

@@ -125,8 +125,17 @@ Output run_program(const VerifierCommand& v, const std::vector<std::string>& arg
       else if (r == 0 || (errno != EAGAIN && errno != EINTR)) src.close_end(0);
     }
   }
-  if (timed_out) ::kill(pid, SIGKILL);
-  while (::waitpid(pid, &o.status, 0) < 0 && errno == EINTR) {
+  // A program that closed its outputs may still be running: the deadline holds for its exit too.
+  while (!timed_out) {
+    const pid_t done = ::waitpid(pid, &o.status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
+    else ::usleep(2000);
+  }
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, &o.status, 0) < 0 && errno == EINTR) {
+    }
   }
   OURO_CHECK(!timed_out, "{}: no result within {} s (loop.verifier_timeout_s); killed{}", shown(v), v.timeout_s,
              tail_of(o.err));
