@@ -151,7 +151,11 @@ std::vector<std::vector<uint32_t>> encode_docs(const Tokenizer::Impl& im,
     errors.run(ti, [&] {
       const Task& t = tasks[ti];
       try {
-        encode_task(im, docs[t.doc], t.from, t.to, parts[ti]);
+        // Into a vector of this thread's own: every id pushed updates the vector's end pointer,
+        // and parts[ti] and parts[ti + 1] share a cache line that the other thread writes too.
+        std::vector<uint32_t> ids;
+        encode_task(im, docs[t.doc], t.from, t.to, ids);
+        parts[ti] = std::move(ids);
       } catch (const tok::MatchError& e) {
         // Tasks are in document order, so the lowest failing task is the first failing offset.
         fail("tokenizer {}: document {}, byte offset {}: {}",
