@@ -350,15 +350,6 @@ size_t bias_scratch_bytes(int N, int OC) {
 
 bool aligned(const void* p, size_t a) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % a == 0; }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 1;
-  }
-  return n > 0 ? n : 1;
-}
-
 // Whether the smallest tensor-core tile's shared memory fits this device.
 template <bool A_K, bool B_K>
 bool tc_fits() {
@@ -428,7 +419,7 @@ void gemm(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e, bool
   }
   if (tile == MatmulTile::automatic) {
     const long large_tiles = long(ceil_div(M, LargeTile::BM)) * ceil_div(Nn, LargeTile::BN);
-    tile = split.splits > 1 || large_tiles >= sm_count() ? MatmulTile::large : MatmulTile::small;
+    tile = split.splits > 1 || large_tiles >= device_sm_count() ? MatmulTile::large : MatmulTile::small;
   }
   Epi ek = e;
   if (split.splits > 1) ek.partial = splitk_scratch;

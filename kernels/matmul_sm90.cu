@@ -2,6 +2,7 @@
 
 #include <ouro/ptx_sm90.h>
 
+#include "kernels/common.cuh"
 #include "kernels/shared_memory.h"
 
 #include <algorithm>
@@ -264,15 +265,6 @@ CUtensorMap tensor_map(const bf16* base, int inner, int outer, int box_inner, in
   return map;
 }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return 1;
-  }
-  return n > 0 ? n : 1;
-}
-
 // The static model of docs/perf.md: a tile's expected fraction of the tensor rate is its
 // shared-memory ceiling (wide 1.0, narrow 0.8: FLOP per shared byte against 128 B/clock) times
 // the wave efficiency of its work units on `sms` persistent blocks (units / (sms x whole waves)).
@@ -301,7 +293,7 @@ bool launch_cfg(const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e
   w.splits = splits;
   w.k_split = k_split;
   w.units = w.tiles * splits;
-  const int grid = std::min(w.units, sm_count());
+  const int grid = std::min(w.units, device_sm_count());
   launch(kernel, dim3(grid), dim3(kThreads), Cfg::SMEM, stream, map_a, map_b, M, Nn, K, w, e);
   OURO_CUDA_CHECK_LAUNCH();
   return true;
@@ -361,7 +353,7 @@ bool gemm(bool a_kmajor, bool b_kmajor, const bf16* A, const bf16* B, int M, int
           Sm90Tile tile, int splits, int k_split, cudaStream_t stream) {
   if (splits < 1 || k_split % kBK != 0 || (splits > 1 && !e.partial))
     throw std::invalid_argument("matmul (sm_90a): bad split-K arguments");
-  if (tile == Sm90Tile::automatic) tile = pick_tile(M, Nn, splits, sm_count());
+  if (tile == Sm90Tile::automatic) tile = pick_tile(M, Nn, splits, device_sm_count());
   if (tile == Sm90Tile::wide && launch_layout<Wide>(a_kmajor, b_kmajor, A, B, M, Nn, K, e, splits, k_split, stream))
     return true;
   return launch_layout<Narrow>(a_kmajor, b_kmajor, A, B, M, Nn, K, e, splits, k_split, stream);
