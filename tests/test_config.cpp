@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "config/config_keys.h"
 #include "ouro/config.h"
@@ -130,9 +133,9 @@ TEST(Config, InvalidValuesNameTheKey) {
 
 TEST(Config, DistRendezvousKeysAreValidated) {
   Config c = ouro::load_config("", {"dist.init=tcp", "dist.init_addr=node0:29500"});
-  EXPECT_EQ(c.dist.init, "tcp");
+  EXPECT_EQ(c.dist.init, ouro::DistInit::tcp);
   EXPECT_EQ(c.dist.init_addr, "node0:29500");
-  EXPECT_EQ(ouro::load_config("", {}).dist.init, "auto");
+  EXPECT_EQ(ouro::load_config("", {}).dist.init, ouro::DistInit::auto_);
   EXPECT_EQ(ouro::load_config("", {"dist.init=file", "dist.init_path=/shared/id"}).dist.init_path,
             "/shared/id");
   auto msg = error_of([] { ouro::load_config("", {"dist.init=carrier-pigeon"}); });
@@ -152,7 +155,7 @@ TEST(Config, SetOverridesAnyKeyWithTypeChecks) {
   EXPECT_EQ(c.model.n_layer, 6);
   EXPECT_EQ(c.data.train, "x/y_*.bin");
   EXPECT_EQ(c.run.out_dir, "quoted dir");
-  EXPECT_EQ(c.train.schedule, "wsd");
+  EXPECT_EQ(c.train.schedule, ouro::LrScheduleKind::wsd);
   auto msg = error_of([] { ouro::load_config("", {"train.lr=abc"}); });
   EXPECT_NE(msg.find("train.lr"), std::string::npos) << msg;
   msg = error_of([] { ouro::load_config("", {"train.nope=1"}); });
@@ -211,4 +214,107 @@ TEST(ConfigSchema, ChoicesComeFromTheSchema) {
   const std::string table = ouro::config_keys_markdown();
   EXPECT_NE(table.find("| `train.schedule` | string | `cosine`, `linear`, `wsd`, `constant` | `cosine` |"),
             std::string::npos) << table;
+}
+
+// A choice key is parsed once into its enum: every allowed name, from a file or --set, lands as the
+// enum value of that name and is written back under the same name (checkpoints' resolved configs).
+TEST(ConfigSchema, ChoicesParseIntoTheirEnumsAndPrintBack) {
+  auto both = [](const std::string& key, const std::string& name) {
+    const Config c = ouro::load_config("", {key + "=" + name, "loop.rounds=1", "loop.task=add"});
+    const Config back = ouro::parse_config_text(c.to_toml(), "resolved");
+    EXPECT_TRUE(ouro::config_differences(c, back).empty()) << key << "=" << name;
+    return c;
+  };
+  for (auto k : {ouro::LrScheduleKind::cosine, ouro::LrScheduleKind::linear, ouro::LrScheduleKind::wsd,
+                 ouro::LrScheduleKind::constant})
+    EXPECT_EQ(both("train.schedule", std::string(ouro::name_of(k))).train.schedule, k);
+  for (auto m : {ouro::LoopMode::loop, ouro::LoopMode::baseline, ouro::LoopMode::replace})
+    EXPECT_EQ(both("loop.mode", std::string(ouro::name_of(m))).loop.mode, m);
+  EXPECT_EQ(both("loop.ref", "lagged").loop.ref, ouro::ReferenceKind::lagged);
+  EXPECT_EQ(both("loop.evict", "score").loop.evict, ouro::EvictPolicy::score);
+  EXPECT_EQ(both("model.matmul", "cublas").model.matmul, ouro::MatmulImpl::cublas);
+  EXPECT_EQ(both("model.attention", "cudnn").model.attention, ouro::AttentionImpl::cudnn);
+  EXPECT_EQ(both("model.pos", "rope").model.pos, ouro::PosEncoding::rope);
+  EXPECT_EQ(both("run.device", "simt").run.device, ouro::Device::simt);
+  EXPECT_EQ(both("dist.init", "env").dist.init, ouro::DistInit::env);
+  // Quoted on --set as in a file; from a file the error names the line.
+  EXPECT_EQ(ouro::load_config("", {"loop.evict=\"score\""}).loop.evict, ouro::EvictPolicy::score);
+  auto p = write_tmp("choice.toml", "[loop]\nrounds = 0\nevict = \"oldest\"\n");
+  const std::string msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find(p.string() + ":3: key 'loop.evict' must be one of age, score (got 'oldest')"), std::string::npos)
+      << msg;
+  p = write_tmp("choice2.toml", "[train]\nschedule = 3\n");
+  EXPECT_NE(error_of([&] { ouro::load_config(p.string()); }).find("key 'train.schedule' must be a string, got an integer"),
+            std::string::npos);
+}
+
+// host:port, parsed in one place for dist.init_addr and the environment's addresses.
+TEST(ConfigDist, HostPortIsSplitOnce) {
+  auto hp = ouro::split_host_port("node0:29500");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "node0");
+  EXPECT_EQ(hp->port, 29500);
+  EXPECT_EQ(ouro::split_host_port("[fe80::1]:1")->host, "fe80::1");
+  EXPECT_EQ(ouro::split_host_port("h:65535")->port, 65535);
+  std::string why;
+  for (const char* bad : {"", "node0", ":29500", "node0:"}) {
+    EXPECT_FALSE(ouro::split_host_port(bad, &why)) << bad;
+    EXPECT_EQ(why, "expected host:port") << bad;
+  }
+  for (const char* bad : {"node0:0", "node0:65536", "node0:+80", "node0: 80", "node0:123456", "node0:x"}) {
+    EXPECT_FALSE(ouro::split_host_port(bad, &why)) << bad;
+    EXPECT_NE(why.find("is not in 1..65535"), std::string::npos) << bad << ": " << why;
+  }
+  EXPECT_NE(error_of([] { ouro::parse_host_port("localhost:70000", "dist.init_addr"); })
+                .find("dist.init_addr 'localhost:70000': port '70000' is not in 1..65535"),
+            std::string::npos);
+}
+
+// The allowed column is what validate() enforces: every key whose allowed text is a plain range
+// ("> 0", ">= 1", "[0, 1)", "(0, 1]") takes a value just inside it and refuses one just outside,
+// naming the key. Read from the README's table as generated, so the documentation is the test.
+TEST(ConfigSchema, PlainRangesInTheTableAreEnforced) {
+  std::istringstream table(ouro::config_keys_markdown());
+  int checked = 0;
+  for (std::string row; std::getline(table, row);) {
+    std::vector<std::string> cells;
+    std::istringstream cs(row);
+    for (std::string cell; std::getline(cs, cell, '|');) cells.push_back(cell);
+    if (cells.size() < 6 || cells[1].find('`') == std::string::npos) continue;
+    auto trim = [](std::string x) {
+      x.erase(0, x.find_first_not_of(" `"));
+      x.erase(x.find_last_not_of(" `") + 1);
+      return x;
+    };
+    const std::string key = trim(cells[1]), type = trim(cells[2]), allowed = trim(cells[3]);
+    if (type != "integer" && type != "number") continue;
+    const bool integer = type == "integer";
+    const double step = integer ? 1 : 0.5;
+    double lo = 0, hi = 0;
+    char open = 0, close = 0;
+    std::vector<double> in, out;
+    if (std::sscanf(allowed.c_str(), ">= %lf", &lo) == 1 && allowed.find(',') == std::string::npos &&
+        allowed.rfind(">= ", 0) == 0) {
+      in = {lo}, out = {lo - step};
+    } else if (allowed.rfind("> ", 0) == 0 && allowed.find(',') == std::string::npos &&
+               std::sscanf(allowed.c_str(), "> %lf", &lo) == 1) {
+      in = {lo + step}, out = {lo};
+    } else if (std::sscanf(allowed.c_str(), "%c%lf, %lf%c", &open, &lo, &hi, &close) == 4 &&
+               (open == '[' || open == '(')) {
+      in = {(lo + hi) / 2};
+      out = {open == '[' ? lo - step : lo, close == ']' ? hi + step : hi};
+    } else {
+      continue;
+    }
+    auto set = [&](double v) {
+      std::vector<std::string> s = {key + "=" + (integer ? std::to_string(static_cast<int64_t>(v)) : fmt::format("{:.3f}", v))};
+      if (key.rfind("loop.", 0) == 0 && key != "loop.rounds") s.insert(s.end(), {"loop.rounds=1", "loop.task=add"});
+      return error_of([&] { ouro::load_config("", s); });
+    };
+    for (double v : in) EXPECT_EQ(set(v), "") << key << " = " << v << " is inside " << allowed;
+    for (double v : out)
+      EXPECT_NE(set(v).find("key '" + key + "' must be"), std::string::npos) << key << " = " << v << ": " << set(v);
+    ++checked;
+  }
+  EXPECT_GE(checked, 40) << "the table's plain ranges were not found";
 }

@@ -119,7 +119,7 @@ TEST(InputsSizes, ModelsLargerThanMemoryAreRefusedNamingTheKeys) {
                                 "model.vocab_size=" + std::to_string(std::min<uint64_t>(gib << 15, 16777216))});  // weights: half the memory
   msg = error_of([&] { check_training_memory(big); });
   EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
-  big.run.device = "cuda";  // device memory is the device's business
+  big.run.device = Device::cuda;  // device memory is the device's business
   EXPECT_EQ(error_of([&] { check_training_memory(big); }), "no error");
   nlohmann::json j = hf_config_json(shape(2, 1, 16384, 16, 16777216));
   msg = error_of([&] { gpt2_config_from_hf(j, "x/config.json"); });
