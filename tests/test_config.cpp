@@ -12,6 +12,8 @@
 #include "ouro/config.h"
 #include "ouro/error.h"
 
+#include <nlohmann/json.hpp>
+
 namespace fs = std::filesystem;
 using ouro::Config;
 
@@ -317,4 +319,51 @@ TEST(ConfigSchema, PlainRangesInTheTableAreEnforced) {
     ++checked;
   }
   EXPECT_GE(checked, 40) << "the table's plain ranges were not found";
+}
+
+// ---- moved here from test_inputs.cpp and test_runtime.cpp (issue 21): config-level units ----
+
+TEST(InputsSizes, ConfigKeysOutOfRangeAreNamed) {
+  auto msg = error_of([] { ouro::load_config("", {"model.seq_len=2147483647"}); });
+  EXPECT_NE(msg.find("model.seq_len = 2147483647 is out of range"), std::string::npos) << msg;
+  msg = error_of([] {
+    ouro::load_config("", {"model.n_embd=1048576", "model.n_layer=1398099", "model.seq_len=11184712", "model.n_head=1"});
+  });
+  EXPECT_NE(msg.find("model.n_layer = 1398099"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2^40"), std::string::npos) << msg;
+  // B x T above what an int holds.
+  msg = error_of([] { ouro::load_config("", {"model.seq_len=1048576", "train.batch_size=4096"}); });
+  EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
+  // The loop's prompt + continuation length is an int sum.
+  msg = error_of([] {
+    ouro::load_config("", {"loop.rounds=1", "loop.task=add", "loop.prompt_tokens=2147483000", "loop.max_new_tokens=1000"});
+  });
+  EXPECT_NE(msg.find("loop.prompt_tokens"), std::string::npos) << msg;
+  msg = error_of([] { ouro::load_config("", {"loop.rounds=1", "loop.max_new_tokens=2147483647"}); });
+  EXPECT_NE(msg.find("loop.max_new_tokens"), std::string::npos) << msg;
+}
+
+TEST(InputsInit, ModelKeysComeFromTheInitModelUnlessSet) {
+  ouro::ModelFrom mf{ouro::GPT2Config{3, 2, 48, 24, 300}, "--init m"};
+  mf.model.pos = ouro::PosEncoding::rope;
+  mf.model.rope_theta = 500;
+  Config c = ouro::load_config("", {"train.seq_len=12"}, &mf);
+  EXPECT_EQ(c.model.gpt2(), mf.model);
+  // A key set to the same value is fine; a different one is refused naming it.
+  EXPECT_EQ(ouro::load_config("", {"model.n_layer=3"}, &mf).model.n_layer, 3);
+  auto msg = error_of([&] { ouro::load_config("", {"model.n_embd=64"}, &mf); });
+  EXPECT_NE(msg.find("key 'model.n_embd' = 64 differs from --init m's model, which has n_embd = 48"), std::string::npos) << msg;
+  msg = error_of([&] { ouro::load_config("", {"model.pos=learned"}, &mf); });
+  EXPECT_NE(msg.find("model.pos"), std::string::npos) << msg;
+}
+
+TEST(ConfigBytes, NonUtf8StringsRoundTripThroughTheSavedConfig) {
+  const std::string path = "data\xff\xfe/train\xe9.bin";
+  ouro::Config c = ouro::load_config("", {"data.train=" + path});
+  ASSERT_EQ(c.data.train, path);
+  ouro::Config back = ouro::parse_config_text(c.to_toml(), "saved");
+  EXPECT_EQ(back.data.train, path);
+  EXPECT_TRUE(ouro::config_differences(c, back).empty());
+  const nlohmann::json state = {{"config", c.to_toml()}};
+  EXPECT_NO_THROW((void)state.dump());  // valid UTF-8: a state.json can hold it
 }
