@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include "common/hash.h"
+#include "ouro/choice.h"
 #include "common/jsonl.h"
 
 namespace fs = std::filesystem;
@@ -60,4 +62,20 @@ TEST(Jsonl, RewriteKeepsTheLinesBelowTheLimitAndLeavesAMissingFileMissing) {
   EXPECT_EQ(read(file), "{\"round\":0,\"a\":1}\n{\"b\":3}\n{\"round\":1}\n");
   EXPECT_FALSE(fs::exists(dir / "rounds.jsonl.tmp"));
   fs::remove_all(dir);
+}
+
+// ouro/choice.h: one table of names per enum gives parsing, printing and the listed choices.
+namespace {
+enum class Fruit { apple, pear, fig };
+constexpr std::array<std::string_view, 3> choice_names(Fruit) { return {"apple", "pear", "fig"}; }
+}  // namespace
+
+TEST(Choice, NamesParseAndListFromOneTable) {
+  for (Fruit f : {Fruit::apple, Fruit::pear, Fruit::fig}) EXPECT_EQ(parse_choice<Fruit>(name_of(f)), f);
+  EXPECT_EQ(name_of(Fruit::fig), "fig");
+  EXPECT_FALSE(parse_choice<Fruit>("Fig"));
+  EXPECT_FALSE(parse_choice<Fruit>(""));
+  EXPECT_EQ(choice_list<Fruit>(), "apple|pear|fig");
+  EXPECT_EQ(choice_list<Fruit>(", "), "apple, pear, fig");
+  static_assert(parse_choice<Fruit>("pear") == Fruit::pear);  // usable at compile time
 }

@@ -2,12 +2,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <vector>
 
 #include "config/config_keys.h"
 #include "ouro/config.h"
 #include "ouro/error.h"
+
+#include <nlohmann/json.hpp>
 
 namespace fs = std::filesystem;
 using ouro::Config;
@@ -130,9 +135,9 @@ TEST(Config, InvalidValuesNameTheKey) {
 
 TEST(Config, DistRendezvousKeysAreValidated) {
   Config c = ouro::load_config("", {"dist.init=tcp", "dist.init_addr=node0:29500"});
-  EXPECT_EQ(c.dist.init, "tcp");
+  EXPECT_EQ(c.dist.init, ouro::DistInit::tcp);
   EXPECT_EQ(c.dist.init_addr, "node0:29500");
-  EXPECT_EQ(ouro::load_config("", {}).dist.init, "auto");
+  EXPECT_EQ(ouro::load_config("", {}).dist.init, ouro::DistInit::auto_);
   EXPECT_EQ(ouro::load_config("", {"dist.init=file", "dist.init_path=/shared/id"}).dist.init_path,
             "/shared/id");
   auto msg = error_of([] { ouro::load_config("", {"dist.init=carrier-pigeon"}); });
@@ -152,7 +157,7 @@ TEST(Config, SetOverridesAnyKeyWithTypeChecks) {
   EXPECT_EQ(c.model.n_layer, 6);
   EXPECT_EQ(c.data.train, "x/y_*.bin");
   EXPECT_EQ(c.run.out_dir, "quoted dir");
-  EXPECT_EQ(c.train.schedule, "wsd");
+  EXPECT_EQ(c.train.schedule, ouro::LrScheduleKind::wsd);
   auto msg = error_of([] { ouro::load_config("", {"train.lr=abc"}); });
   EXPECT_NE(msg.find("train.lr"), std::string::npos) << msg;
   msg = error_of([] { ouro::load_config("", {"train.nope=1"}); });
@@ -211,4 +216,154 @@ TEST(ConfigSchema, ChoicesComeFromTheSchema) {
   const std::string table = ouro::config_keys_markdown();
   EXPECT_NE(table.find("| `train.schedule` | string | `cosine`, `linear`, `wsd`, `constant` | `cosine` |"),
             std::string::npos) << table;
+}
+
+// A choice key is parsed once into its enum: every allowed name, from a file or --set, lands as the
+// enum value of that name and is written back under the same name (checkpoints' resolved configs).
+TEST(ConfigSchema, ChoicesParseIntoTheirEnumsAndPrintBack) {
+  auto both = [](const std::string& key, const std::string& name) {
+    const Config c = ouro::load_config("", {key + "=" + name, "loop.rounds=1", "loop.task=add"});
+    const Config back = ouro::parse_config_text(c.to_toml(), "resolved");
+    EXPECT_TRUE(ouro::config_differences(c, back).empty()) << key << "=" << name;
+    return c;
+  };
+  for (auto k : {ouro::LrScheduleKind::cosine, ouro::LrScheduleKind::linear, ouro::LrScheduleKind::wsd,
+                 ouro::LrScheduleKind::constant})
+    EXPECT_EQ(both("train.schedule", std::string(ouro::name_of(k))).train.schedule, k);
+  for (auto m : {ouro::LoopMode::loop, ouro::LoopMode::baseline, ouro::LoopMode::replace})
+    EXPECT_EQ(both("loop.mode", std::string(ouro::name_of(m))).loop.mode, m);
+  EXPECT_EQ(both("loop.ref", "lagged").loop.ref, ouro::ReferenceKind::lagged);
+  EXPECT_EQ(both("loop.evict", "score").loop.evict, ouro::EvictPolicy::score);
+  EXPECT_EQ(both("model.matmul", "cublas").model.matmul, ouro::MatmulImpl::cublas);
+  EXPECT_EQ(both("model.attention", "cudnn").model.attention, ouro::AttentionImpl::cudnn);
+  EXPECT_EQ(both("model.pos", "rope").model.pos, ouro::PosEncoding::rope);
+  EXPECT_EQ(both("run.device", "simt").run.device, ouro::Device::simt);
+  EXPECT_EQ(both("dist.init", "env").dist.init, ouro::DistInit::env);
+  // Quoted on --set as in a file; from a file the error names the line.
+  EXPECT_EQ(ouro::load_config("", {"loop.evict=\"score\""}).loop.evict, ouro::EvictPolicy::score);
+  auto p = write_tmp("choice.toml", "[loop]\nrounds = 0\nevict = \"oldest\"\n");
+  const std::string msg = error_of([&] { ouro::load_config(p.string()); });
+  EXPECT_NE(msg.find(p.string() + ":3: key 'loop.evict' must be one of age, score (got 'oldest')"), std::string::npos)
+      << msg;
+  p = write_tmp("choice2.toml", "[train]\nschedule = 3\n");
+  EXPECT_NE(error_of([&] { ouro::load_config(p.string()); }).find("key 'train.schedule' must be a string, got an integer"),
+            std::string::npos);
+}
+
+// host:port, parsed in one place for dist.init_addr and the environment's addresses.
+TEST(ConfigDist, HostPortIsSplitOnce) {
+  auto hp = ouro::split_host_port("node0:29500");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "node0");
+  EXPECT_EQ(hp->port, 29500);
+  EXPECT_EQ(ouro::split_host_port("[fe80::1]:1")->host, "fe80::1");
+  EXPECT_EQ(ouro::split_host_port("h:65535")->port, 65535);
+  std::string why;
+  for (const char* bad : {"", "node0", ":29500", "node0:"}) {
+    EXPECT_FALSE(ouro::split_host_port(bad, &why)) << bad;
+    EXPECT_EQ(why, "expected host:port") << bad;
+  }
+  for (const char* bad : {"node0:0", "node0:65536", "node0:+80", "node0: 80", "node0:123456", "node0:x"}) {
+    EXPECT_FALSE(ouro::split_host_port(bad, &why)) << bad;
+    EXPECT_NE(why.find("is not in 1..65535"), std::string::npos) << bad << ": " << why;
+  }
+  EXPECT_NE(error_of([] { ouro::parse_host_port("localhost:70000", "dist.init_addr"); })
+                .find("dist.init_addr 'localhost:70000': port '70000' is not in 1..65535"),
+            std::string::npos);
+}
+
+// The allowed column is what validate() enforces: every key whose allowed text is a plain range
+// ("> 0", ">= 1", "[0, 1)", "(0, 1]") takes a value just inside it and refuses one just outside,
+// naming the key. Read from the README's table as generated, so the documentation is the test.
+TEST(ConfigSchema, PlainRangesInTheTableAreEnforced) {
+  std::istringstream table(ouro::config_keys_markdown());
+  int checked = 0;
+  for (std::string row; std::getline(table, row);) {
+    std::vector<std::string> cells;
+    std::istringstream cs(row);
+    for (std::string cell; std::getline(cs, cell, '|');) cells.push_back(cell);
+    if (cells.size() < 6 || cells[1].find('`') == std::string::npos) continue;
+    auto trim = [](std::string x) {
+      x.erase(0, x.find_first_not_of(" `"));
+      x.erase(x.find_last_not_of(" `") + 1);
+      return x;
+    };
+    const std::string key = trim(cells[1]), type = trim(cells[2]), allowed = trim(cells[3]);
+    if (type != "integer" && type != "number") continue;
+    const bool integer = type == "integer";
+    const double step = integer ? 1 : 0.5;
+    double lo = 0, hi = 0;
+    char open = 0, close = 0;
+    std::vector<double> in, out;
+    if (std::sscanf(allowed.c_str(), ">= %lf", &lo) == 1 && allowed.find(',') == std::string::npos &&
+        allowed.rfind(">= ", 0) == 0) {
+      in = {lo}, out = {lo - step};
+    } else if (allowed.rfind("> ", 0) == 0 && allowed.find(',') == std::string::npos &&
+               std::sscanf(allowed.c_str(), "> %lf", &lo) == 1) {
+      in = {lo + step}, out = {lo};
+    } else if (std::sscanf(allowed.c_str(), "%c%lf, %lf%c", &open, &lo, &hi, &close) == 4 &&
+               (open == '[' || open == '(')) {
+      in = {(lo + hi) / 2};
+      out = {open == '[' ? lo - step : lo, close == ']' ? hi + step : hi};
+    } else {
+      continue;
+    }
+    auto set = [&](double v) {
+      std::vector<std::string> s = {key + "=" + (integer ? std::to_string(static_cast<int64_t>(v)) : fmt::format("{:.3f}", v))};
+      if (key.rfind("loop.", 0) == 0 && key != "loop.rounds") s.insert(s.end(), {"loop.rounds=1", "loop.task=add"});
+      return error_of([&] { ouro::load_config("", s); });
+    };
+    for (double v : in) EXPECT_EQ(set(v), "") << key << " = " << v << " is inside " << allowed;
+    for (double v : out)
+      EXPECT_NE(set(v).find("key '" + key + "' must be"), std::string::npos) << key << " = " << v << ": " << set(v);
+    ++checked;
+  }
+  EXPECT_GE(checked, 40) << "the table's plain ranges were not found";
+}
+
+// ---- moved here from test_inputs.cpp and test_runtime.cpp (issue 21): config-level units ----
+
+TEST(InputsSizes, ConfigKeysOutOfRangeAreNamed) {
+  auto msg = error_of([] { ouro::load_config("", {"model.seq_len=2147483647"}); });
+  EXPECT_NE(msg.find("model.seq_len = 2147483647 is out of range"), std::string::npos) << msg;
+  msg = error_of([] {
+    ouro::load_config("", {"model.n_embd=1048576", "model.n_layer=1398099", "model.seq_len=11184712", "model.n_head=1"});
+  });
+  EXPECT_NE(msg.find("model.n_layer = 1398099"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2^40"), std::string::npos) << msg;
+  // B x T above what an int holds.
+  msg = error_of([] { ouro::load_config("", {"model.seq_len=1048576", "train.batch_size=4096"}); });
+  EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
+  // The loop's prompt + continuation length is an int sum.
+  msg = error_of([] {
+    ouro::load_config("", {"loop.rounds=1", "loop.task=add", "loop.prompt_tokens=2147483000", "loop.max_new_tokens=1000"});
+  });
+  EXPECT_NE(msg.find("loop.prompt_tokens"), std::string::npos) << msg;
+  msg = error_of([] { ouro::load_config("", {"loop.rounds=1", "loop.max_new_tokens=2147483647"}); });
+  EXPECT_NE(msg.find("loop.max_new_tokens"), std::string::npos) << msg;
+}
+
+TEST(InputsInit, ModelKeysComeFromTheInitModelUnlessSet) {
+  ouro::ModelFrom mf{ouro::GPT2Config{3, 2, 48, 24, 300}, "--init m"};
+  mf.model.pos = ouro::PosEncoding::rope;
+  mf.model.rope_theta = 500;
+  Config c = ouro::load_config("", {"train.seq_len=12"}, &mf);
+  EXPECT_EQ(c.model.gpt2(), mf.model);
+  // A key set to the same value is fine; a different one is refused naming it.
+  EXPECT_EQ(ouro::load_config("", {"model.n_layer=3"}, &mf).model.n_layer, 3);
+  auto msg = error_of([&] { ouro::load_config("", {"model.n_embd=64"}, &mf); });
+  EXPECT_NE(msg.find("key 'model.n_embd' = 64 differs from --init m's model, which has n_embd = 48"), std::string::npos) << msg;
+  msg = error_of([&] { ouro::load_config("", {"model.pos=learned"}, &mf); });
+  EXPECT_NE(msg.find("model.pos"), std::string::npos) << msg;
+}
+
+TEST(ConfigBytes, NonUtf8StringsRoundTripThroughTheSavedConfig) {
+  const std::string path = "data\xff\xfe/train\xe9.bin";
+  ouro::Config c = ouro::load_config("", {"data.train=" + path});
+  ASSERT_EQ(c.data.train, path);
+  ouro::Config back = ouro::parse_config_text(c.to_toml(), "saved");
+  EXPECT_EQ(back.data.train, path);
+  EXPECT_TRUE(ouro::config_differences(c, back).empty());
+  const nlohmann::json state = {{"config", c.to_toml()}};
+  EXPECT_NO_THROW((void)state.dump());  // valid UTF-8: a state.json can hold it
 }

@@ -15,6 +15,7 @@
 
 #include "cpu/cpu_ops.h"
 #include "ouro/error.h"
+#include "ouro/host_sampling.h"
 #include "ouro/ops.h"
 
 namespace {
@@ -635,6 +636,37 @@ TEST(CpuOps, BackwardIsDeterministic) {
     EXPECT_TRUE(bitwise_equal(first[i], second[i])) << "output " << i;
     EXPECT_TRUE(bitwise_equal(first[i], other[i])) << "output " << i << " across thread counts";
   }
+}
+
+// The host sampler (ouro/host_sampling.h, src/cpu/cpu_sampling.cpp) that the cpu backend's
+// sample_tokens is built on.
+TEST(Sampling, TopKTopPAndTemperature) {
+  std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f, -5.0f};
+  SamplingSpec o;
+  o.temperature = 0;
+  EXPECT_EQ(sample_token(logits.data(), 5, o, 0.3), 1);
+  o.temperature = 1;
+  o.top_k = 1;
+  for (double u : {0.0, 0.5, 0.999}) EXPECT_EQ(sample_token(logits.data(), 5, o, u), 1);
+  o.top_k = 2;
+  for (int i = 0; i < 200; ++i) {
+    int t = sample_token(logits.data(), 5, o, counter_uniform(9, i));
+    EXPECT_TRUE(t == 1 || t == 3);
+  }
+  o.top_k = 0;
+  o.top_p = 0.5f;  // token 1 alone holds < 0.5 of the mass, 1 and 3 together more
+  for (int i = 0; i < 200; ++i) {
+    int t = sample_token(logits.data(), 5, o, counter_uniform(3, i));
+    EXPECT_TRUE(t == 1 || t == 3);
+  }
+  // Empirical frequencies follow the softmax at temperature 1.
+  o.top_p = 1.0f;
+  std::vector<int> counts(5);
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) counts[sample_token(logits.data(), 5, o, counter_uniform(1, i))]++;
+  double z = 0;
+  for (float l : logits) z += std::exp(l);
+  for (int k = 0; k < 5; ++k) EXPECT_NEAR(counts[k] / double(n), std::exp(logits[k]) / z, 0.015) << k;
 }
 
 }  // namespace

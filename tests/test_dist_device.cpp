@@ -352,7 +352,7 @@ TEST(NcclOverMpiWorker, DISABLED_HostCollectivesOverTheDevice) {
   const char* path = std::getenv("OURO_TEST_INIT_PATH");
   ASSERT_TRUE(path && *path) << "run by NcclOverMpi.HostCollectivesWithoutMpi";
   ouro::RendezvousOptions rv;
-  rv.method = "file";
+  rv.method = ouro::RendezvousMethod::file;
   rv.path = path;
   rv.timeout_s = 60;
   auto host = ouro::make_launcher_ranks_comm();
@@ -476,34 +476,20 @@ TEST(LauncherRanksComm, KnowsTheRanksAndRefusesCollectivesNamingThem) {
 
 TEST(RunComm, PicksTheHostTransportFromTheDeviceAndTheRendezvous) {
   if (ouro::detect_dist_env().launcher != "none") GTEST_SKIP() << "run under a launcher";
-  ouro::RunCommOptions o;
-  o.device = "simt";
-  o.init = "file";
-  o.init_path = "/nonexistent/nccl.id";  // never used: no device communicator is made below
-  EXPECT_EQ(ouro::make_run_host_comm(o)->name(), "local");  // one process: no rendezvous at all
+  // The run's DistConfig is read as it is (no copy into other options); an unknown dist.init
+  // cannot reach here: the config refuses it (Config.DistRendezvousKeysAreValidated).
+  ouro::DistConfig d;
+  d.init = ouro::DistInit::file;
+  d.init_path = "/nonexistent/nccl.id";  // never used: no device communicator is made below
+  EXPECT_EQ(ouro::make_run_host_comm(d, ouro::Device::simt)->name(), "local");  // one process: no rendezvous at all
   ::setenv("RANK", "0", 1), ::setenv("WORLD_SIZE", "2", 1);
-  auto h = ouro::make_run_host_comm(o);
+  auto h = ouro::make_run_host_comm(d, ouro::Device::simt);
   EXPECT_FALSE(h->has_host_collectives()) << h->name();  // no MPI started for a device run without it
   EXPECT_EQ(h->world(), 2);
-  o.init = "tcp";
-  o.init_addr = "127.0.0.1:1";
-  EXPECT_FALSE(ouro::make_run_host_comm(o)->has_host_collectives());
-  o.init = "bogus";
-  try {
-    ouro::make_run_host_comm(o);
-    ADD_FAILURE() << "dist.init = bogus accepted";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("dist.init 'bogus'"), std::string::npos) << e.what();
-  }
+  d.init = ouro::DistInit::tcp;
+  d.init_addr = "127.0.0.1:1";
+  EXPECT_FALSE(ouro::make_run_host_comm(d, ouro::Device::simt)->has_host_collectives());
   ::unsetenv("RANK"), ::unsetenv("WORLD_SIZE");
-  ouro::DistSection d;
-  d.init = "tcp", d.init_addr = "h:1", d.init_path = "p", d.timeout_s = 7;
-  const auto from = ouro::run_comm_options(d, "cuda");
-  EXPECT_EQ(from.device, "cuda");
-  EXPECT_EQ(from.init, "tcp");
-  EXPECT_EQ(from.init_addr, "h:1");
-  EXPECT_EQ(from.init_path, "p");
-  EXPECT_EQ(from.timeout_s, 7);
 }
 
 // ---- rendezvous between processes ----
@@ -548,7 +534,7 @@ class Rendezvous : public ScratchDirTest {
 
   ouro::RendezvousOptions tcp(int port, double timeout_s) const {
     ouro::RendezvousOptions rv;
-    rv.method = "tcp";
+    rv.method = ouro::RendezvousMethod::tcp;
     rv.addr = "127.0.0.1:" + std::to_string(port);
     rv.timeout_s = timeout_s;
     return rv;
@@ -559,7 +545,7 @@ class Rendezvous : public ScratchDirTest {
 
 TEST_F(Rendezvous, FileDeliversRankZerosBytesAndIsRemovedAfterwards) {
   ouro::RendezvousOptions rv;
-  rv.method = "file";
+  rv.method = ouro::RendezvousMethod::file;
   rv.path = (dir / "nccl.id").string();
   rv.timeout_s = 30;
   pid_t p1 = spawn(rv, 1, 2);  // the reader first: it must wait for the file
@@ -575,7 +561,7 @@ TEST_F(Rendezvous, FileDeliversRankZerosBytesAndIsRemovedAfterwards) {
 
 TEST_F(Rendezvous, FileFailuresNameThePath) {
   ouro::RendezvousOptions rv;
-  rv.method = "file";
+  rv.method = ouro::RendezvousMethod::file;
   rv.path = (dir / "nccl.id").string();
   rv.timeout_s = 0.5;
   auto local = ouro::make_comm("local", 0);
@@ -646,7 +632,7 @@ TEST_F(Rendezvous, BadAddressesAreRefusedClearly) {
   auto local = ouro::make_comm("local", 0);
   auto err = [&](const std::string& addr) {
     ouro::RendezvousOptions rv;
-    rv.method = "tcp";
+    rv.method = ouro::RendezvousMethod::tcp;
     rv.addr = addr;
     rv.timeout_s = 2;
     try {
@@ -668,18 +654,25 @@ TEST(RendezvousResolve, AutoAndEnvPickTheMethod) {
   ::setenv("MASTER_ADDR", "10.0.0.1", 1);
   ::setenv("MASTER_PORT", "29500", 1);
   const bool under_mpirun = ouro::detect_dist_env().launcher == "openmpi";
-  auto rv = ouro::resolve_rendezvous("auto", "", "", 5);
-  EXPECT_EQ(rv.method, under_mpirun ? "mpi" : "tcp");
-  rv = ouro::resolve_rendezvous("env", "", "", 5);
-  EXPECT_EQ(rv.method, "tcp");
+  auto resolve = [](ouro::DistInit init, const std::string& path = "") {
+    ouro::DistConfig d;
+    d.init = init, d.init_path = path, d.timeout_s = 5;
+    return ouro::resolve_rendezvous(d);
+  };
+  using M = ouro::RendezvousMethod;
+  auto rv = resolve(ouro::DistInit::auto_);
+  EXPECT_EQ(rv.method, under_mpirun ? M::mpi : M::tcp);
+  rv = resolve(ouro::DistInit::env);
+  EXPECT_EQ(rv.method, M::tcp);
   EXPECT_EQ(rv.addr, "10.0.0.1:29500");
   ::setenv("OURO_INIT_ADDR", "[::1]:1234", 1);
-  EXPECT_EQ(ouro::resolve_rendezvous("env", "", "", 5).addr, "[::1]:1234");
+  EXPECT_EQ(resolve(ouro::DistInit::env).addr, "[::1]:1234");
   EXPECT_EQ(ouro::parse_host_port("[::1]:1234", "x").host, "::1");
   ::unsetenv("OURO_INIT_ADDR"), ::unsetenv("MASTER_ADDR"), ::unsetenv("MASTER_PORT");
-  EXPECT_THROW(ouro::resolve_rendezvous("env", "", "", 5), std::exception);
-  EXPECT_THROW(ouro::resolve_rendezvous("file", "", "", 5), std::exception);
-  EXPECT_EQ(ouro::resolve_rendezvous("file", "/x", "", 5).method, "file");
+  EXPECT_THROW(resolve(ouro::DistInit::env), std::exception);
+  // dist.init = file without dist.init_path is refused with the config (DistConfig::validate,
+  // Config.DistRendezvousKeysAreValidated), the one place the dist keys are checked.
+  EXPECT_EQ(resolve(ouro::DistInit::file, "/x").method, M::file);
 }
 
 // ---- training on the simt backend under mpirun ----

@@ -73,6 +73,7 @@ class Inputs : public ScratchDirTest {
 };
 
 // ---------------------------------------------------------------- item 2: size arithmetic
+// (Config keys out of range: test_config.cpp, InputsSizes.ConfigKeysOutOfRangeAreNamed.)
 
 TEST(InputsSizes, ParameterCountsNeverWrap) {
   // n_embd = 2^20, n_layer = 1398099, seq_len = 11184712: the size_t count wrapped to a small
@@ -84,26 +85,6 @@ TEST(InputsSizes, ParameterCountsNeverWrap) {
             std::string::npos);
   // In range: the exact count of GPT-2 124M (vocabulary padded to 50304).
   EXPECT_EQ(gpt2_num_params(shape(12, 12, 768, 1024, 50257)), 124475904u);
-}
-
-TEST(InputsSizes, ConfigKeysOutOfRangeAreNamed) {
-  auto msg = error_of([] { load_config("", {"model.seq_len=2147483647"}); });
-  EXPECT_NE(msg.find("model.seq_len = 2147483647 is out of range"), std::string::npos) << msg;
-  msg = error_of([] {
-    load_config("", {"model.n_embd=1048576", "model.n_layer=1398099", "model.seq_len=11184712", "model.n_head=1"});
-  });
-  EXPECT_NE(msg.find("model.n_layer = 1398099"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("2^40"), std::string::npos) << msg;
-  // B x T above what an int holds.
-  msg = error_of([] { load_config("", {"model.seq_len=1048576", "train.batch_size=4096"}); });
-  EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
-  // The loop's prompt + continuation length is an int sum.
-  msg = error_of([] {
-    load_config("", {"loop.rounds=1", "loop.task=add", "loop.prompt_tokens=2147483000", "loop.max_new_tokens=1000"});
-  });
-  EXPECT_NE(msg.find("loop.prompt_tokens"), std::string::npos) << msg;
-  msg = error_of([] { load_config("", {"loop.rounds=1", "loop.max_new_tokens=2147483647"}); });
-  EXPECT_NE(msg.find("loop.max_new_tokens"), std::string::npos) << msg;
 }
 
 TEST(InputsSizes, ModelsLargerThanMemoryAreRefusedNamingTheKeys) {
@@ -119,7 +100,7 @@ TEST(InputsSizes, ModelsLargerThanMemoryAreRefusedNamingTheKeys) {
                                 "model.vocab_size=" + std::to_string(std::min<uint64_t>(gib << 15, 16777216))});  // weights: half the memory
   msg = error_of([&] { check_training_memory(big); });
   EXPECT_NE(msg.find("train.batch_size"), std::string::npos) << msg;
-  big.run.device = "cuda";  // device memory is the device's business
+  big.run.device = Device::cuda;  // device memory is the device's business
   EXPECT_EQ(error_of([&] { check_training_memory(big); }), "no error");
   nlohmann::json j = hf_config_json(shape(2, 1, 16384, 16, 16777216));
   msg = error_of([&] { gpt2_config_from_hf(j, "x/config.json"); });
@@ -192,20 +173,7 @@ TEST_F(Inputs, AConfigThatIsADirectoryIsRefused) {
 }
 
 // ---------------------------------------------------------------- item 13: train --init DIR
-
-TEST(InputsInit, ModelKeysComeFromTheInitModelUnlessSet) {
-  ModelFrom mf{shape(3, 2, 48, 24, 300), "--init m"};
-  mf.model.pos = PosEncoding::rope;
-  mf.model.rope_theta = 500;
-  Config c = load_config("", {"train.seq_len=12"}, &mf);
-  EXPECT_EQ(c.model.gpt2(), mf.model);
-  // A key set to the same value is fine; a different one is refused naming it.
-  EXPECT_EQ(load_config("", {"model.n_layer=3"}, &mf).model.n_layer, 3);
-  auto msg = error_of([&] { load_config("", {"model.n_embd=64"}, &mf); });
-  EXPECT_NE(msg.find("key 'model.n_embd' = 64 differs from --init m's model, which has n_embd = 48"), std::string::npos) << msg;
-  msg = error_of([&] { load_config("", {"model.pos=learned"}, &mf); });
-  EXPECT_NE(msg.find("model.pos"), std::string::npos) << msg;
-}
+// (load_config's side, the model keys taken from the --init model, is a config unit: test_config.cpp.)
 
 TEST_F(Inputs, TrainInitTakesTheShapeFromTheCheckpoint) {
   shard("train.bin", 6000);

@@ -165,13 +165,13 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
 namespace fs = std::filesystem;
 
 TEST(ReplayBuffer, CapEvictionAndReuseLimit) {
-  ReplayBuffer age(10, "age", 2, 1);
+  ReplayBuffer age(10, EvictPolicy::age, 2, 1);
   age.add({{1, 2, 3, 4}, 0.5, 0, 0});
   age.add({{5, 6, 7, 8}, 0.9, 1, 0});
   age.add({{9, 9, 9, 9}, 0.1, 2, 0});  // 12 tokens > 10: the oldest (round 0) goes
   ASSERT_EQ(age.size(), 2u);
   EXPECT_EQ(age.samples()[0].round, 1);
-  ReplayBuffer score(10, "score", 2, 1);
+  ReplayBuffer score(10, EvictPolicy::score, 2, 1);
   score.add({{1, 2, 3, 4}, 0.5, 0, 0});
   score.add({{5, 6, 7, 8}, 0.9, 1, 0});
   score.add({{9, 9, 9, 9}, 0.1, 2, 0});  // the lowest score goes: the newest one
@@ -186,7 +186,7 @@ TEST(ReplayBuffer, CapEvictionAndReuseLimit) {
 }
 
 TEST(ReplayBuffer, WindowsAreAPureFunctionOfStepMicroRow) {
-  ReplayBuffer b(1000, "age", 5, 7);
+  ReplayBuffer b(1000, EvictPolicy::age, 5, 7);
   for (int i = 0; i < 5; ++i) b.add({{256, 10 + i, 20 + i, 30 + i, 40 + i, 50 + i}, 0, i, 0});
   std::vector<int> x1(3 * 4), y1(x1.size()), x2(x1.size()), y2(x1.size());
   b.fill(3, 4, 12, 1, x1.data(), y1.data());
@@ -198,7 +198,7 @@ TEST(ReplayBuffer, WindowsAreAPureFunctionOfStepMicroRow) {
   b.fill(3, 4, 13, 1, x2.data(), y2.data());
   EXPECT_NE(x1, x2);
   // A round trip through JSON (checkpoints) keeps every field.
-  ReplayBuffer c(1000, "age", 5, 7);
+  ReplayBuffer c(1000, EvictPolicy::age, 5, 7);
   c.from_json(b.to_json());
   c.fill(3, 4, 12, 1, x2.data(), y2.data());
   EXPECT_EQ(x1, x2);

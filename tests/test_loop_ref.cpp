@@ -152,7 +152,7 @@ class RefStore : public ouro::test::ScratchDirTest {
 };
 
 TEST_F(RefStore, FrozenAndLaggedPickTheRightRounds) {
-  ReferenceStore frozen("frozen", 1, dir, *comm), lagged("lagged", 2, dir, *comm);
+  ReferenceStore frozen(ReferenceKind::frozen, 1, dir, *comm), lagged(ReferenceKind::lagged, 2, dir, *comm);
   for (int r = 0; r < 5; ++r) {
     frozen.round_starts(r, 10 * (r + 1), weights(static_cast<float>(r)));
     lagged.round_starts(r, 10 * (r + 1), weights(static_cast<float>(r)));
@@ -170,7 +170,7 @@ TEST_F(RefStore, FrozenAndLaggedPickTheRightRounds) {
   EXPECT_EQ(j["weights"][0]["file"], "ref_step_000030.f32");
   ASSERT_EQ(frozen.to_json()["weights"].size(), 1u);
   // A reload from the state reads the files back bit for bit.
-  ReferenceStore back("lagged", 2, dir, *comm);
+  ReferenceStore back(ReferenceKind::lagged, 2, dir, *comm);
   back.from_json(j, 10);
   EXPECT_EQ(back.for_round(4).weights, weights(2));
   // Unused files go: the frozen store and the lagged one name steps 10 and 30..50.

@@ -305,17 +305,7 @@ TEST_F(Runtime, AMissingOrShortValidationShardIsRefusedBeforeTraining) {
 }
 
 // ---- item 9: paths are bytes ----
-
-TEST(ConfigBytes, NonUtf8StringsRoundTripThroughTheSavedConfig) {
-  const std::string path = "data\xff\xfe/train\xe9.bin";
-  ouro::Config c = ouro::load_config("", {"data.train=" + path});
-  ASSERT_EQ(c.data.train, path);
-  ouro::Config back = ouro::parse_config_text(c.to_toml(), "saved");
-  EXPECT_EQ(back.data.train, path);
-  EXPECT_TRUE(ouro::config_differences(c, back).empty());
-  const nlohmann::json state = {{"config", c.to_toml()}};
-  EXPECT_NO_THROW((void)state.dump());  // valid UTF-8: a state.json can hold it
-}
+// (The saved config's side is a config unit: test_config.cpp, ConfigBytes.*.)
 
 TEST_F(Runtime, ResumeAcceptsItsOwnRunUnderNonUtf8Paths) {
   const std::string odd = (dir / "d\xff\xfe").string();

@@ -255,20 +255,20 @@ TEST_F(TrainEndToEnd, InitFromATransformersDirectoryKeepsItsWeights) {
 namespace ouro {
 
 TEST(LrSchedule, WarmupCosineLinearWsdConstant) {
-  LrSchedule s{1.0, 0.1, 0.2, 10, 110, "cosine"};
+  LrSchedule s{1.0, 0.1, 0.2, 10, 110, LrScheduleKind::cosine};
   EXPECT_DOUBLE_EQ(s.at(0), 0.1);
   EXPECT_DOUBLE_EQ(s.at(9), 1.0);
   EXPECT_DOUBLE_EQ(s.at(10), 1.0);
   EXPECT_NEAR(s.at(60), 0.55, 1e-12);
   EXPECT_NEAR(s.at(110), 0.1, 1e-12);
-  s.kind = "linear";
+  s.kind = LrScheduleKind::linear;
   EXPECT_NEAR(s.at(60), 0.55, 1e-12);
   EXPECT_NEAR(s.at(110), 0.1, 1e-12);
-  s.kind = "wsd";  // decays over the last 22 steps (0.2 * 110)
+  s.kind = LrScheduleKind::wsd;  // decays over the last 22 steps (0.2 * 110)
   EXPECT_DOUBLE_EQ(s.at(87), 1.0);
   EXPECT_NEAR(s.at(109), 0.1, 1e-12);
   EXPECT_NEAR(s.at(98), 1.0 - 0.9 * 11.0 / 22.0, 1e-12);
-  s.kind = "constant";
+  s.kind = LrScheduleKind::constant;
   EXPECT_DOUBLE_EQ(s.at(100), 1.0);
   EXPECT_FLOAT_EQ(clip_coefficient(2.0, 1.0), static_cast<float>(1.0 / (2.0 + 1e-6)));
   EXPECT_FLOAT_EQ(clip_coefficient(0.5, 1.0), 1.0f);

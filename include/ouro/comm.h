@@ -10,10 +10,12 @@
 // a rounding; NCCL's ring/tree all-reduce likewise computes each element once and forwards it,
 // and the simt backend's NCCL-over-MPI sums in rank order (src/device/nccl_over_mpi.cu).
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ouro/ops.h"
@@ -121,8 +123,12 @@ std::unique_ptr<Communicator> make_launcher_ranks_comm();
 // ---- the device communicator (NCCL on cuda, NCCL-over-MPI on simt) ----
 
 // How the ranks agree on NCCL's unique id (dist.init; src/dist/rendezvous.h).
+// How rank 0's bootstrap bytes reach the other ranks (dist.init resolved: src/dist/rendezvous.h).
+enum class RendezvousMethod { mpi, file, tcp };
+constexpr std::array<std::string_view, 3> choice_names(RendezvousMethod) { return {"mpi", "file", "tcp"}; }
+
 struct RendezvousOptions {
-  std::string method = "mpi";  // mpi | file | tcp
+  RendezvousMethod method = RendezvousMethod::mpi;
   std::string path;            // file: a path every rank can read (a shared file system)
   std::string addr;            // tcp: host:port where rank 0 listens
   double timeout_s = 300;

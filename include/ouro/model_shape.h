@@ -3,9 +3,13 @@
 // initialisation and FLOP count. The config and io layers read and write shapes and layouts, so
 // this sits below them (layer model_shape, src/model_shape/); the model itself is ouro/model.h.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "ouro/choice.h"
 
 namespace ouro {
 
@@ -16,6 +20,7 @@ namespace ouro {
 //  rope:    rotary embeddings applied to q and k of every head after the qkv projection
 //           (Ops::rope_forward), so attention scores depend on relative positions only.
 enum class PosEncoding : uint8_t { learned, none, rope };
+constexpr std::array<std::string_view, 3> choice_names(PosEncoding) { return {"learned", "none", "rope"}; }
 // "learned" | "none" | "rope"; anything else is an error naming model.pos.
 PosEncoding parse_pos_encoding(const std::string& name);
 const char* pos_encoding_name(PosEncoding p);

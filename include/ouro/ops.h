@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ouro/backend.h"
 #include "ouro/error.h"
 
 namespace ouro {
@@ -62,8 +63,8 @@ class Ops {
   virtual double peak_memory_gbs() const { return 0; }
   virtual DType act_dtype() const = 0;
   // Vendor-library alternates of the hand-written kernels (model.matmul = native|cublas,
-  // model.attention = native|cudnn). Backends without them accept only "native".
-  virtual void select_alternates(const std::string& matmul, const std::string& attention);
+  // model.attention = native|cudnn). Backends without them accept only native.
+  virtual void select_alternates(MatmulImpl matmul, AttentionImpl attention);
 
   // ---- memory (device memory for device backends) ----
   virtual void* alloc(size_t bytes) = 0;  // zero-filled
@@ -196,17 +197,20 @@ class Ops {
                              const uint64_t* row_seeds, uint64_t step) = 0;
 };
 
-inline void Ops::select_alternates(const std::string& matmul, const std::string& attention) {
-  OURO_CHECK(matmul == "native", "model.matmul = {}: the {} backend has only its native matmul "
-             "(cuBLASLt needs --device cuda)", matmul, name());
-  OURO_CHECK(attention == "native", "model.attention = {}: the {} backend has only its native "
-             "attention (cuDNN needs --device cuda)", attention, name());
+inline void Ops::select_alternates(MatmulImpl matmul, AttentionImpl attention) {
+  OURO_CHECK(matmul == MatmulImpl::native, "model.matmul = {}: the {} backend has only its native matmul "
+             "(cuBLASLt needs --device cuda)", name_of(matmul), name());
+  OURO_CHECK(attention == AttentionImpl::native, "model.attention = {}: the {} backend has only its native "
+             "attention (cuDNN needs --device cuda)", name_of(attention), name());
 }
 
 // Backends by name: "cpu" (always), and the device backend linked into the binary: "cuda" (the
 // kernels built by nvcc) or "simt" (the same kernels on the SIMT emulator). One binary holds at
 // most one of the two: the emulator serves the CUDA runtime API under the same names.
-std::unique_ptr<Ops> make_ops(const std::string& device);
+std::unique_ptr<Ops> make_ops(Device device);  // run.device, parsed by the config
+std::unique_ptr<Ops> make_ops(const std::string& device);  // a --device flag: parse_device, then the above
+// The device named `name`, or an error listing this binary's devices.
+Device parse_device(const std::string& name);
 std::vector<std::string> available_devices();
 // Called by a device backend's registration object (src/device/device_ops.cu).
 void register_device_backend(const std::string& name, std::unique_ptr<Ops> (*factory)());

@@ -28,10 +28,9 @@ nlohmann::json bench_comm(const CommBenchOptions& opt) {
   // (local rank), which the backend's stream and buffers must then live on (the trainer's order
   // too). The NCCL id travels by dist.init = auto: MPI under mpirun, else $OURO_INIT_ADDR or
   // $MASTER_ADDR (then no MPI at all: the host collectives below run over NCCL as well).
-  RunCommOptions comm_opts;
-  comm_opts.device = on_device ? opt.device : "cpu";
-  comm_opts.timeout_s = 600;
-  auto comm = make_run_comm(comm_opts);
+  DistConfig dist;  // dist.init = auto
+  dist.timeout_s = 600;
+  auto comm = make_run_comm(dist, on_device ? parse_device(opt.device) : Device::cpu);
   std::unique_ptr<Ops> ops;  // owns the device buffer; declared before it
   std::shared_ptr<void> dev_buf;
   std::vector<float> buf;

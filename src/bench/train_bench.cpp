@@ -86,7 +86,7 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   // and the backend's stream and buffers must live there (the trainer's order).
   std::unique_ptr<Communicator> comm;
   if (opt.data_parallel && detect_dist_env().world > 1)
-    comm = make_run_comm(run_comm_options(cfg.dist, cfg.run.device));
+    comm = make_run_comm(cfg.dist, cfg.run.device);
   auto ops = make_ops(cfg.run.device);
   GPT2 model(mc, *ops, B, T);
   model.set_params(gpt2_init_params(mc, 1));

@@ -4,8 +4,11 @@
 
 #include <cmath>
 #include <filesystem>
+#include <cstdlib>
 #include <limits>
+#include <optional>
 #include <sstream>
+#include <string_view>
 
 #include <fmt/ranges.h>
 
@@ -17,25 +20,41 @@
 namespace ouro {
 namespace {
 
-enum class Kind { Int, Int64, Float, String, Bool };
+// Choice: an enum with a fixed set of named values (ouro/choice.h), read and written by name.
+enum class Kind { Int, Int64, Float, String, Bool, Choice };
 
 struct KeyDef {
   const char* section;
   const char* key;
   Kind kind;
   void* (*field)(Config&);
-  // What the key accepts, in words ("> 0", "[0, 1]"); for a string with a fixed set of choices,
-  // the choices separated by '|' ("native|cublas"), which validate() checks the value against.
-  const char* allowed;
+  // What the key accepts, in words ("> 0", "[0, 1]"); for a choice, its enum's names separated
+  // by '|' ("native|cublas"), in the enum's order: a value's index in this list is the enum value.
+  std::string allowed;
   const char* description;  // one line: what the key sets
+  // Choice: the field's enum value as its index in `allowed`, and back.
+  int (*get_choice)(const Config&) = nullptr;
+  void (*set_choice)(Config&, int) = nullptr;
   std::string full() const { return std::string(section) + "." + key; }
-  bool is_choice() const {
-    return kind == Kind::String && std::string_view(allowed).find('|') != std::string_view::npos;
+  bool is_choice() const { return kind == Kind::Choice; }
+  std::vector<std::string> choices() const {
+    std::vector<std::string> out;
+    std::stringstream ss(allowed);
+    for (std::string c; std::getline(ss, c, '|');) out.push_back(c);
+    return out;
   }
 };
 
 #define OURO_KEY(sec, name, kind, allowed, description) \
   KeyDef { #sec, #name, Kind::kind, [](Config& c) -> void* { return &c.sec.name; }, allowed, description }
+// A choice key: its allowed values are its enum's names (choice_names next to the enum).
+#define OURO_CHOICE(sec, name, description)                                                       \
+  KeyDef {                                                                                        \
+    #sec, #name, Kind::Choice, [](Config& c) -> void* { return &c.sec.name; },                   \
+        choice_list<decltype(Config{}.sec.name)>(), description,                                 \
+        [](const Config& c) { return static_cast<int>(c.sec.name); },                           \
+        [](Config& c, int v) { c.sec.name = static_cast<decltype(Config{}.sec.name)>(v); }       \
+  }
 
 // Every key, section by section. README.md's key table is generated from it
 // (config_keys_markdown; test_config checks that the README says the same).
@@ -51,11 +70,11 @@ const std::vector<KeyDef>& schema() {
                "positions the model holds (the context length)"),
       OURO_KEY(model, vocab_size, Int, "> 0",
                "real vocabulary (storage pads to a multiple of 128)"),
-      OURO_KEY(model, matmul, String, "native|cublas",
+      OURO_CHOICE(model, matmul,
                "matmul on the device backends: the hand-written kernels or cuBLASLt"),
-      OURO_KEY(model, attention, String, "native|cudnn",
+      OURO_CHOICE(model, attention,
                "attention on the device backends: the hand-written kernels or cuDNN flash attention"),
-      OURO_KEY(model, pos, String, "learned|none|rope",
+      OURO_CHOICE(model, pos,
                "position encoding: GPT-2's learned wpe, none (NoPE) or rotary"),
       OURO_KEY(model, rope_theta, Float, "> 1, finite",
                "rope: base of the rotation frequencies"),
@@ -73,7 +92,7 @@ const std::vector<KeyDef>& schema() {
                "the schedule's floor, as a fraction of lr"),
       OURO_KEY(train, warmup_steps, Int64, ">= 0",
                "linear warmup steps"),
-      OURO_KEY(train, schedule, String, "cosine|linear|wsd|constant",
+      OURO_CHOICE(train, schedule,
                "learning-rate schedule after warmup"),
       OURO_KEY(train, decay_frac, Float, "(0, 1]",
                "wsd: the final fraction of steps spent decaying"),
@@ -109,7 +128,7 @@ const std::vector<KeyDef>& schema() {
                "read each epoch's windows in a seeded random order (false: file order)"),
       OURO_KEY(run, out_dir, String, "non-empty path",
                "the run directory: checkpoints, logs, metrics"),
-      OURO_KEY(run, device, String, "cpu, cuda, simt (as built)",
+      OURO_CHOICE(run, device,
                "the backend (see Devices)"),
       OURO_KEY(run, threads, Int, ">= 0",
                "OpenMP/BLAS threads; 0 = all cores"),
@@ -133,7 +152,7 @@ const std::vector<KeyDef>& schema() {
                "1: ZeRO-1 (gradients reduce-scattered, AdamW sharded, weights all-gathered)"),
       OURO_KEY(dist, timeout_s, Float, "> 0",
                "seconds before a stuck collective aborts the job"),
-      OURO_KEY(dist, init, String, "auto|mpi|file|tcp|env",
+      OURO_CHOICE(dist, init,
                "how the device backends' ranks meet (see Multi-GPU)"),
       OURO_KEY(dist, init_path, String, "path",
                "dist.init = file: the rendezvous file on a shared file system"),
@@ -143,7 +162,7 @@ const std::vector<KeyDef>& schema() {
                "gradient bucket size in MiB, overlapped with the backward; 0 = one exchange"),
       OURO_KEY(loop, rounds, Int, ">= 0",
                "self-improvement rounds; 0 = plain training"),
-      OURO_KEY(loop, mode, String, "loop|baseline|replace",
+      OURO_CHOICE(loop, mode,
                "loop; baseline (same FLOPs, real data only); replace (the collapse arm)"),
       OURO_KEY(loop, start_step, Int64, ">= 0",
                "pretraining steps on real data before the first round"),
@@ -191,7 +210,7 @@ const std::vector<KeyDef>& schema() {
                "min_prob scorer: every token at least this likely"),
       OURO_KEY(loop, dedup_n, Int, "> 0",
                "n-gram size for Jaccard dedup"),
-      OURO_KEY(loop, ref, String, "frozen|lagged",
+      OURO_CHOICE(loop, ref,
                "ref_logprob: the reference weights (loop start, or ref_lag rounds ago)"),
       OURO_KEY(loop, ref_lag, Int, ">= 1",
                "ref = lagged: rounds back"),
@@ -205,7 +224,7 @@ const std::vector<KeyDef>& schema() {
                "accepted samples per prompt at most"),
       OURO_KEY(loop, buffer_tokens, Int64, "> 0",
                "replay buffer cap in tokens"),
-      OURO_KEY(loop, evict, String, "age|score",
+      OURO_CHOICE(loop, evict,
                "which samples leave a full buffer first"),
       OURO_KEY(loop, reuse_limit, Int, "> 0",
                "rounds of use before a sample leaves the buffer"),
@@ -223,6 +242,7 @@ const std::vector<KeyDef>& schema() {
   return keys;
 }
 #undef OURO_KEY
+#undef OURO_CHOICE
 
 const KeyDef* find_key(std::string_view section, std::string_view key) {
   for (const auto& k : schema())
@@ -240,7 +260,7 @@ const char* kind_name(Kind k) {
   switch (k) {
     case Kind::Int: case Kind::Int64: return "an integer";
     case Kind::Float: return "a number";
-    case Kind::String: return "a string";
+    case Kind::String: case Kind::Choice: return "a string";
     case Kind::Bool: return "true or false";
   }
   return "?";
@@ -297,6 +317,15 @@ std::string from_toml_safe_string(const std::string& v, const std::string& where
   return out;
 }
 
+// Sets a choice key to the value named `name`; a name not in its list is an error naming the key
+// and listing the allowed values.
+void set_choice(Config& c, const KeyDef& def, const std::string& name, const std::string& where) {
+  const std::vector<std::string> names = def.choices();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return def.set_choice(c, static_cast<int>(i));
+  fail("{}: key '{}' must be one of {} (got '{}')", where, def.full(), fmt::join(names, ", "), name);
+}
+
 // Stores node into the field of `def`; `where` prefixes any error ("file:line").
 void assign(Config& c, const KeyDef& def, const toml::node& node, const std::string& where) {
   void* f = def.field(c);
@@ -336,6 +365,12 @@ void assign(Config& c, const KeyDef& def, const toml::node& node, const std::str
       *static_cast<bool*>(f) = *v;
       break;
     }
+    case Kind::Choice: {
+      auto v = node.value_exact<std::string>();
+      if (!v) type_error();
+      set_choice(c, def, *v, where);
+      break;
+    }
   }
   c.set_keys.insert(def.full());
 }
@@ -349,21 +384,49 @@ std::string render(const Config& cc, const KeyDef& def) {
     case Kind::Float: return fmt::format("{}", *static_cast<double*>(f));
     case Kind::String: return *static_cast<std::string*>(f);
     case Kind::Bool: return *static_cast<bool*>(f) ? "true" : "false";
+    case Kind::Choice: return def.choices().at(static_cast<size_t>(def.get_choice(cc)));
   }
   return {};
 }
 
-// Why `value` is not one of the key's choices ("must be one of a, b (got 'v')"), or "" when it is.
-std::string choice_error(const std::string& key, const std::string& value) {
-  const auto dot = key.find('.');
-  const KeyDef* def = find_key(std::string_view(key).substr(0, dot), std::string_view(key).substr(dot + 1));
-  std::vector<std::string> choices;
-  std::stringstream ss(def->allowed);
-  for (std::string c; std::getline(ss, c, '|');) {
-    if (c == value) return "";
-    choices.push_back(c);
+// A range that a key's allowed text states on its own: "> a", ">= a", "[a, b]", "(a, b]",
+// "[a, b)" or "(a, b)" with numbers a and b. validate() checks every such key from the schema;
+// other texts (bounds by other keys, "fits fp32", sets) are checked by hand there.
+struct Range {
+  double lo, hi;
+  bool lo_open, hi_open;
+  bool holds(double v) const {  // NaN holds no range
+    return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
   }
-  return fmt::format("must be one of {} (got '{}')", fmt::join(choices, ", "), value);
+};
+
+std::optional<Range> plain_range(std::string_view allowed) {
+  auto number = [](std::string_view text, double& v) {
+    const std::string t(text);
+    char* end = nullptr;
+    v = std::strtod(t.c_str(), &end);
+    return !t.empty() && end == t.c_str() + t.size();
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  double a = 0, b = 0;
+  if (allowed.starts_with(">= ") && number(allowed.substr(3), a)) return Range{a, inf, false, false};
+  if (allowed.starts_with("> ") && number(allowed.substr(2), a)) return Range{a, inf, true, false};
+  const size_t comma = allowed.find(", ");
+  if (allowed.size() >= 6 && (allowed.front() == '[' || allowed.front() == '(') &&
+      (allowed.back() == ']' || allowed.back() == ')') && comma != std::string_view::npos &&
+      number(allowed.substr(1, comma - 1), a) && number(allowed.substr(comma + 2, allowed.size() - comma - 3), b))
+    return Range{a, b, allowed.front() == '(', allowed.back() == ')'};
+  return std::nullopt;
+}
+
+double numeric_value(const Config& cc, const KeyDef& def) {
+  void* f = def.field(const_cast<Config&>(cc));
+  switch (def.kind) {
+    case Kind::Int: return *static_cast<int*>(f);
+    case Kind::Int64: return static_cast<double>(*static_cast<int64_t*>(f));
+    case Kind::Float: return *static_cast<double*>(f);
+    default: return 0;
+  }
 }
 
 std::string line_of(const std::string& file, const toml::node& n) {
@@ -397,18 +460,18 @@ void apply_override(Config& c, const std::string& spec) {
                                                : find_key(name.substr(0, dot), name.substr(dot + 1));
   if (!def) fail("--set {}: unknown key '{}'", spec, name);
   std::string where = "--set " + name;
-  if (def->kind == Kind::String) {
+  if (def->kind == Kind::String || def->kind == Kind::Choice) {
     // Accept both a bare word (path=runs/x) and a quoted TOML string.
+    std::string text = value;
     try {
       auto t = toml::parse("v = " + value);
-      if (auto s = t["v"].value_exact<std::string>()) {
-        *static_cast<std::string*>(def->field(c)) = *s;
-        c.set_keys.insert(def->full());
-        return;
-      }
+      if (auto s = t["v"].value_exact<std::string>()) text = *s;
     } catch (const toml::parse_error&) {
     }
-    *static_cast<std::string*>(def->field(c)) = value;
+    if (def->kind == Kind::Choice)
+      set_choice(c, *def, text, where);
+    else
+      *static_cast<std::string*>(def->field(c)) = text;
     c.set_keys.insert(def->full());
     return;
   }
@@ -443,7 +506,7 @@ void take_model(Config& c, const ModelFrom& from) {
   take("n_embd", c.model.n_embd, m.n_embd, std::to_string(m.n_embd));
   take("seq_len", c.model.seq_len, m.seq_len, std::to_string(m.seq_len));
   take("vocab_size", c.model.vocab_size, m.vocab_size, std::to_string(m.vocab_size));
-  take("pos", c.model.pos, std::string(pos_encoding_name(m.pos)), pos_encoding_name(m.pos));
+  take("pos", c.model.pos, m.pos, pos_encoding_name(m.pos));
   if (m.pos == PosEncoding::rope)
     take("rope_theta", c.model.rope_theta, m.rope_theta, fmt::format("{}", m.rope_theta));
 }
@@ -507,6 +570,7 @@ std::string Config::to_toml() const {
       case Kind::Float: sec->insert(def.key, *static_cast<double*>(f)); break;
       case Kind::String: sec->insert(def.key, toml_safe_string(*static_cast<std::string*>(f))); break;
       case Kind::Bool: sec->insert(def.key, *static_cast<bool*>(f)); break;
+      case Kind::Choice: sec->insert(def.key, render(*this, def)); break;
     }
   }
   std::ostringstream os;
@@ -520,7 +584,7 @@ std::string config_keys_markdown() {
     switch (k) {
       case Kind::Int: case Kind::Int64: return "integer";
       case Kind::Float: return "number";
-      case Kind::String: return "string";
+      case Kind::String: case Kind::Choice: return "string";
       case Kind::Bool: return "bool";
     }
     return "?";
@@ -530,8 +594,7 @@ std::string config_keys_markdown() {
     std::string allowed = def.allowed;
     if (def.is_choice()) {
       std::string list;
-      std::stringstream ss(allowed);
-      for (std::string c; std::getline(ss, c, '|');) list += (list.empty() ? "" : ", ") + ("`" + c + "`");
+      for (const std::string& c : def.choices()) list += (list.empty() ? "" : ", ") + ("`" + c + "`");
       allowed = list;
     }
     const std::string value = render(defaults, def);
@@ -549,23 +612,10 @@ std::vector<std::string> config_differences(const Config& a, const Config& b) {
   return out;
 }
 
-namespace {
-// "host:port" or "[v6addr]:port" with a port in 1..65535 (src/dist/rendezvous.cpp resolves it).
-bool valid_host_port(const std::string& s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size()) return false;
-  const std::string port = s.substr(colon + 1);
-  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
-  const int p = std::stoi(port);
-  return p >= 1 && p <= 65535;
-}
-
-}  // namespace
-
 // Activations per token: ~17 C per layer plus the padded vocabulary's logits (src/model/gpt2.cpp).
 void check_training_memory(const Config& c) {
   const std::string src = c.source.empty() ? "config" : c.source;
-  if (c.run.device != "cpu") return;
+  if (c.run.device != Device::cpu) return;
   const uint64_t mem = physical_memory_bytes();
   if (mem == 0) return;
   const GPT2Config m = c.model.gpt2();
@@ -586,29 +636,25 @@ void Config::validate() const {
   auto need = [&](bool ok, const char* key, const std::string& why) {
     if (!ok) fail("{}: key '{}' {}", src, key, why);
   };
-  // A string with a fixed set of choices: checked against the schema's list.
-  auto need_choice = [&](const char* key, const std::string& value) {
-    const std::string why = choice_error(key, value);
-    need(why.empty(), key, why);
-  };
-  need(model.n_layer > 0, "model.n_layer", "must be positive");
-  need(model.n_head > 0, "model.n_head", "must be positive");
+  // Every key whose allowed text is a plain range ("> 0", "[0, 1)"), checked from the schema, so
+  // README's key table states exactly what is enforced. The loop's keys matter only when it runs.
+  for (const auto& def : schema()) {
+    if (std::string_view(def.section) == "loop" && std::string_view(def.key) != "rounds" && loop.rounds == 0)
+      continue;
+    const std::optional<Range> range = plain_range(def.allowed);
+    if (range && !range->holds(numeric_value(*this, def)))
+      fail("{}: key '{}' must be {}{} (got {})", src, def.full(), def.allowed[0] == '>' ? "" : "in ", def.allowed,
+           render(*this, def));
+  }
+  // What the schema states in words: bounds by other keys, fp32, sets.
   need(model.n_embd > 0 && model.n_embd % model.n_head == 0, "model.n_embd",
        "must be a positive multiple of model.n_head");
-  need(model.seq_len > 0, "model.seq_len", "must be positive");
-  need(model.vocab_size > 0, "model.vocab_size", "must be positive");
-  need_choice("model.matmul", model.matmul);
-  need_choice("model.attention", model.attention);
-  need_choice("model.pos", model.pos);
   need(model.rope_theta > 1 && std::isfinite(model.rope_theta), "model.rope_theta",
        "must be a finite number above 1");
   // Every dimension bounded, the parameter count bounded and no larger than memory.
   check_model_shape(model.gpt2(), kConfigModelFields, src);
-  need(train.steps >= 0, "train.steps", "must be >= 0");
-  need(train.batch_size > 0, "train.batch_size", "must be positive");
   need(train.seq_len >= 0 && train.seq_len <= model.seq_len, "train.seq_len",
        "must be between 0 (= model.seq_len) and model.seq_len");
-  need(train.grad_accum > 0, "train.grad_accum", "must be positive");
   need(static_cast<int64_t>(train.batch_size) * train_seq_len() <= std::numeric_limits<int>::max(),
        "train.batch_size", fmt::format("x train.seq_len ({} x {}) must not exceed {} tokens per batch",
                                        train.batch_size, train_seq_len(), std::numeric_limits<int>::max()));
@@ -616,73 +662,27 @@ void Config::validate() const {
   // to 0 is as wrong as inf or nan.
   auto fp32_positive = [](double x) { return std::isfinite(x) && x > 0 && static_cast<float>(x) > 0 && std::isfinite(static_cast<float>(x)); };
   need(fp32_positive(train.lr), "train.lr", "must be a positive number that fits fp32 (at most 3.4e38)");
-  need(train.min_lr_frac >= 0 && train.min_lr_frac <= 1, "train.min_lr_frac",
-       "must be in [0, 1]");
-  need(train.warmup_steps >= 0, "train.warmup_steps", "must be >= 0");
-  need_choice("train.schedule", train.schedule);
-  need(train.decay_frac > 0 && train.decay_frac <= 1, "train.decay_frac", "must be in (0, 1]");
   need(train.weight_decay >= 0 && (train.weight_decay == 0 || fp32_positive(train.weight_decay)),
        "train.weight_decay", "must be >= 0 and fit fp32 (at most 3.4e38)");
-  need(train.beta1 >= 0 && train.beta1 < 1, "train.beta1", "must be in [0, 1)");
-  need(train.beta2 >= 0 && train.beta2 < 1, "train.beta2", "must be in [0, 1)");
   need(fp32_positive(train.eps), "train.eps", "must be positive and fit fp32 (1.2e-38 to 3.4e38)");
-  need(train.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)");
-  need(train.max_bad_steps > 0, "train.max_bad_steps", "must be positive");
-  need(train.eval_every >= 0, "train.eval_every", "must be >= 0");
-  need(train.eval_batches > 0, "train.eval_batches", "must be positive");
-  need(train.log_every > 0, "train.log_every", "must be positive");
-  need(run.threads >= 0, "run.threads", "must be >= 0");
   need(!run.out_dir.empty(), "run.out_dir", "must name a directory (it is empty)");
-  need(checkpoint.every >= 0, "checkpoint.every", "must be >= 0");
-  need(checkpoint.keep >= 0, "checkpoint.keep", "must be >= 0");
-  need(sample.max_tokens > 0, "sample.max_tokens", "must be positive");
-  need(sample.temperature >= 0, "sample.temperature", "must be >= 0 (0 = greedy)");
-  need(sample.top_k >= 0, "sample.top_k", "must be >= 0");
-  need(sample.top_p > 0 && sample.top_p <= 1, "sample.top_p", "must be in (0, 1]");
-  need(dist.zero == 0 || dist.zero == 1, "dist.zero", "must be 0 or 1");
-  need(dist.timeout_s > 0, "dist.timeout_s", "must be positive");
-  need(dist.bucket_mb >= 0 && std::isfinite(dist.bucket_mb), "dist.bucket_mb", "must be >= 0 (0: one exchange)");
-  need_choice("dist.init", dist.init);
-  need(dist.init != "file" || !dist.init_path.empty(), "dist.init_path",
-       "must be set when dist.init = file");
-  if (dist.init == "tcp") need(valid_host_port(dist.init_addr), "dist.init_addr",
-                               "must be host:port with a port in 1..65535 when dist.init = tcp (got '" +
-                                   dist.init_addr + "')");
-  need(loop.rounds >= 0, "loop.rounds", "must be >= 0");
+  dist.validate(src);
   if (loop.rounds == 0) return;  // the loop's keys matter only when it runs
-  need_choice("loop.mode", loop.mode);
-  need(loop.start_step >= 0, "loop.start_step", "must be >= 0");
-  need(loop.round_steps > 0, "loop.round_steps", "must be positive");
-  need(loop.prompts > 0, "loop.prompts", "must be positive");
-  need(loop.k > 0, "loop.k", "must be positive");
   need(loop.prompt_tokens > 0 && (!loop.task.empty() || loop.prompt_tokens < model.seq_len),
        "loop.prompt_tokens", "must be positive and below model.seq_len");
   need(loop.max_new_tokens > 0 && loop.max_new_tokens <= kMaxModelDim, "loop.max_new_tokens",
        "must be positive and at most 2^24");
   // Task prompts are not bounded by model.seq_len above; prompt + continuation is sized in int.
   need(loop.prompt_tokens <= kMaxModelDim, "loop.prompt_tokens", "must be at most 2^24");
-  need(loop.syn_frac >= 0 && loop.syn_frac <= 1, "loop.syn_frac", "must be in [0, 1]");
   need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy" || loop.task == "file",
        "loop.task", "must be empty (text) or one of add, sort, copy, file");
   need(loop.task == "file" ? !loop.task_file.empty() : loop.task_file.empty(), "loop.task_file",
        "must be set exactly when loop.task = \"file\"");
   need(loop.verifier_cmd.empty() || !loop.task.empty(), "loop.verifier_cmd", "needs a loop.task");
-  need(loop.verifier_timeout_s > 0, "loop.verifier_timeout_s", "must be positive");
   need(loop.task_min >= 1 && loop.task_min <= loop.task_max, "loop.task_min",
        "must be >= 1 and <= loop.task_max");
-  need(loop.task_grow >= 0, "loop.task_grow", "must be >= 0");
   need(loop.band_lo >= 0 && loop.band_lo < loop.band_hi && loop.band_hi <= 1, "loop.band_lo",
        "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
-  need(loop.dedup_n > 0, "loop.dedup_n", "must be positive");
-  need_choice("loop.ref", loop.ref);
-  need(loop.ref_lag >= 1, "loop.ref_lag", "must be >= 1");
-  need(loop.per_prompt_cap > 0, "loop.per_prompt_cap", "must be positive");
-  need(loop.buffer_tokens > 0, "loop.buffer_tokens", "must be positive");
-  need_choice("loop.evict", loop.evict);
-  need(loop.reuse_limit > 0, "loop.reuse_limit", "must be positive");
-  need(loop.guard_tolerance >= 0, "loop.guard_tolerance", "must be >= 0");
-  need(loop.tail_frac > 0 && loop.tail_frac <= 1, "loop.tail_frac", "must be in (0, 1]");
-  need(loop.diversity_guard >= 0 && loop.diversity_guard <= 1, "loop.diversity_guard", "must be in [0, 1]");
   need(loop.accept_min >= 0 && loop.accept_min <= loop.accept_max && loop.accept_max <= 1, "loop.accept_min",
        "need 0 <= loop.accept_min <= loop.accept_max <= 1");
 }

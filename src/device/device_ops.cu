@@ -114,14 +114,12 @@ class DeviceOps final : public Ops {
 #endif
   }
   DType act_dtype() const override { return DType::BF16; }
-  void select_alternates(const std::string& matmul, const std::string& attention) override {
-    OURO_CHECK(matmul == "native" || matmul == "cublas", "model.matmul: unknown '{}'", matmul);
-    OURO_CHECK(attention == "native" || attention == "cudnn", "model.attention: unknown '{}'", attention);
+  void select_alternates(MatmulImpl matmul, AttentionImpl attention) override {
     cublas_.reset();
     cudnn_.reset();
-    if (matmul == "cublas") cublas_ = std::make_unique<CublasLtMatmul>(stream_);
+    if (matmul == MatmulImpl::cublas) cublas_ = std::make_unique<CublasLtMatmul>(stream_);
     // simt, or a cuda build without the cuDNN frontend: the constructor throws saying why.
-    if (attention == "cudnn") cudnn_ = std::make_unique<CudnnAttention>(stream_);
+    if (attention == AttentionImpl::cudnn) cudnn_ = std::make_unique<CudnnAttention>(stream_);
   }
 
   // ---- memory ----

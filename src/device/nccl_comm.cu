@@ -67,7 +67,7 @@ class NcclComm final : public Communicator {
   NcclComm(std::unique_ptr<Communicator> host, const RendezvousOptions& rv, double timeout_s)
       : host_(std::move(host)), host_over_device_(!host_->has_host_collectives()), timeout_s_(timeout_s) {
     const int rank = host_->rank(), world = host_->world();
-    OURO_CHECK(!host_over_device_ || rv.method != "mpi",
+    OURO_CHECK(!host_over_device_ || rv.method != RendezvousMethod::mpi,
                "rank {}: dist.init = mpi needs an MPI host communicator; without MPI use file, tcp or env", rank);
     int devices = 0;
     OURO_CHECK(cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0,

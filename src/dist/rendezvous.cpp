@@ -279,73 +279,60 @@ std::string tcp_peer(const RendezvousOptions& rv, int rank, int world) {
 
 }  // namespace
 
-HostPort parse_host_port(const std::string& s, const std::string& what) {
-  HostPort hp;
-  const size_t colon = s.rfind(':');
-  OURO_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < s.size(),
-             "{} '{}': expected host:port", what, s);
-  hp.host = s.substr(0, colon);
-  if (hp.host.size() > 2 && hp.host.front() == '[' && hp.host.back() == ']')
-    hp.host = hp.host.substr(1, hp.host.size() - 2);  // [v6addr]:port
-  const std::string port = s.substr(colon + 1);
-  char* end = nullptr;
-  long p = std::strtol(port.c_str(), &end, 10);
-  OURO_CHECK(*end == '\0' && p >= 1 && p <= 65535, "{} '{}': port '{}' is not in 1..65535", what, s, port);
-  hp.port = static_cast<int>(p);
-  return hp;
-}
-
-RendezvousOptions resolve_rendezvous(const std::string& init, const std::string& path,
-                                     const std::string& addr, double timeout_s) {
+RendezvousOptions resolve_rendezvous(const DistConfig& dist) {
   RendezvousOptions rv;
-  rv.timeout_s = timeout_s;
-  rv.path = path;
-  rv.addr = addr;
-  rv.method = init;
+  rv.timeout_s = dist.timeout_s;
+  rv.path = dist.init_path;
+  rv.addr = dist.init_addr;
+  DistInit init = dist.init;
   const char* ouro_addr = std::getenv("OURO_INIT_ADDR");
   const char* master = std::getenv("MASTER_ADDR");
-  if (init == "auto") {
+  if (init == DistInit::auto_) {
     const std::string launcher = detect_dist_env().launcher;
-    rv.method = launcher == "openmpi" || launcher == "mpich" ? "mpi"
-                : (ouro_addr && *ouro_addr) || (master && *master) ? "env"
-                                                                   : "mpi";
+    init = launcher == "openmpi" || launcher == "mpich" ? DistInit::mpi
+           : (ouro_addr && *ouro_addr) || (master && *master) ? DistInit::env
+                                                              : DistInit::mpi;
   }
-  if (rv.method == "env") {
-    rv.method = "tcp";
-    if (ouro_addr && *ouro_addr) {
-      rv.addr = ouro_addr;
-    } else {
-      const char* port = std::getenv("MASTER_PORT");
-      OURO_CHECK(master && *master && port && *port, "dist.init = env needs $OURO_INIT_ADDR (host:port) "
-                 "or $MASTER_ADDR and $MASTER_PORT");
-      rv.addr = std::string(master) + ":" + port;
+  // dist itself was validated with the config (DistConfig::validate); only the environment's
+  // address is new here.
+  switch (init) {
+    case DistInit::auto_:
+    case DistInit::mpi: rv.method = RendezvousMethod::mpi; break;
+    case DistInit::file: rv.method = RendezvousMethod::file; break;
+    case DistInit::tcp: rv.method = RendezvousMethod::tcp; break;
+    case DistInit::env: {
+      rv.method = RendezvousMethod::tcp;
+      if (ouro_addr && *ouro_addr) {
+        rv.addr = ouro_addr;
+      } else {
+        const char* port = std::getenv("MASTER_PORT");
+        OURO_CHECK(master && *master && port && *port, "dist.init = env needs $OURO_INIT_ADDR (host:port) "
+                   "or $MASTER_ADDR and $MASTER_PORT");
+        rv.addr = std::string(master) + ":" + port;
+      }
+      parse_host_port(rv.addr, "the environment's rendezvous address");
+      break;
     }
-    parse_host_port(rv.addr, "the environment's rendezvous address");
   }
-  OURO_CHECK(rv.method == "mpi" || rv.method == "file" || rv.method == "tcp",
-             "dist.init '{}': use auto, mpi, file, tcp or env", init);
-  OURO_CHECK(rv.method != "file" || !rv.path.empty(), "dist.init = file needs dist.init_path");
-  if (rv.method == "tcp") parse_host_port(rv.addr, "dist.init_addr");
   return rv;
 }
 
 std::string rendezvous_bytes(const RendezvousOptions& rv, int rank, int world, const std::string& bytes,
                              Communicator& host) {
   if (world == 1) return bytes;
-  if (rv.method == "mpi") {
+  if (rv.method == RendezvousMethod::mpi) {
     uint64_t len = bytes.size();
     host.broadcast(&len, sizeof len, 0);
     std::string out = rank == 0 ? bytes : std::string(len, '\0');
     host.broadcast(out.data(), len, 0);
     return out;
   }
-  if (rv.method == "file") return file_rendezvous(rv, rank, world, bytes);
-  if (rv.method == "tcp") return rank == 0 ? tcp_rank0(rv, world, bytes) : tcp_peer(rv, rank, world);
-  fail("unknown rendezvous method '{}': use mpi, file or tcp", rv.method);
+  if (rv.method == RendezvousMethod::file) return file_rendezvous(rv, rank, world, bytes);
+  return rank == 0 ? tcp_rank0(rv, world, bytes) : tcp_peer(rv, rank, world);
 }
 
 void rendezvous_finished(const RendezvousOptions& rv, int rank) {
-  if (rv.method != "file" || rank != 0) return;
+  if (rv.method != RendezvousMethod::file || rank != 0) return;
   std::error_code ec;
   fs::remove(rv.path, ec);
 }

@@ -10,13 +10,14 @@
 #include <string>
 
 #include "ouro/comm.h"
+#include "ouro/config_dist.h"
 
 namespace ouro {
 
-// dist.init resolved for this process: "auto" becomes mpi under mpirun (OpenMPI, MPICH), env
-// when $OURO_INIT_ADDR or $MASTER_ADDR is set, else mpi; env becomes tcp with its address.
-RendezvousOptions resolve_rendezvous(const std::string& init, const std::string& path,
-                                     const std::string& addr, double timeout_s);
+// dist.init resolved for this process: auto becomes mpi under mpirun (OpenMPI, MPICH), env
+// when $OURO_INIT_ADDR or $MASTER_ADDR is set, else mpi; env becomes tcp with its address (which
+// is checked here: it comes from the environment, not from the validated config).
+RendezvousOptions resolve_rendezvous(const DistConfig& dist);
 
 // Rank 0 passes `bytes`; every rank returns rank 0's bytes. `host` carries method mpi.
 std::string rendezvous_bytes(const RendezvousOptions& rv, int rank, int world,
@@ -25,11 +26,6 @@ std::string rendezvous_bytes(const RendezvousOptions& rv, int rank, int world,
 // file of method file so that the next job cannot read a stale id.
 void rendezvous_finished(const RendezvousOptions& rv, int rank);
 
-// "host:port" or "[v6addr]:port"; fails naming `what` when malformed.
-struct HostPort {
-  std::string host;
-  int port = 0;
-};
-HostPort parse_host_port(const std::string& s, const std::string& what);
+// host:port addresses: split_host_port / parse_host_port (ouro/config_dist.h).
 
 }  // namespace ouro

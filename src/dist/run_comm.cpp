@@ -4,49 +4,31 @@
 #include "dist/rendezvous.h"
 
 namespace ouro {
-namespace {
 
-bool on_device(const RunCommOptions& o) { return !o.device.empty() && o.device != "cpu"; }
-
-RendezvousOptions rendezvous_of(const RunCommOptions& o) {
-  return resolve_rendezvous(o.init, o.init_path, o.init_addr, o.timeout_s);
-}
-
-}  // namespace
-
-RunCommOptions run_comm_options(const DistSection& dist, const std::string& device) {
-  RunCommOptions o;
-  o.device = device;
-  o.init = dist.init;
-  o.init_path = dist.init_path;
-  o.init_addr = dist.init_addr;
-  o.timeout_s = dist.timeout_s;
-  return o;
-}
-
-std::unique_ptr<Communicator> make_run_host_comm(const RunCommOptions& o) {
+std::unique_ptr<Communicator> make_run_host_comm(const DistConfig& dist, Device device) {
   const DistEnv env = detect_dist_env();
-  if (env.world <= 1) return make_comm("local", o.timeout_s);
-  if (!on_device(o)) {
+  if (env.world <= 1) return make_comm("local", dist.timeout_s);
+  if (device == Device::cpu) {
     // "auto" is the default and means nothing here; a method the user chose deserves a word.
-    if (o.init != "auto" && o.init != "mpi" && env.rank == 0)
+    if (dist.init != DistInit::auto_ && dist.init != DistInit::mpi && env.rank == 0)
       logger()->warn("dist.init = {} only affects device backends (it carries NCCL's id): run.device = cpu "
                      "exchanges over MPI, so launch every rank with mpirun (or srun --mpi=pmix)",
-                     o.init);
-    return make_comm("mpi", o.timeout_s);
+                     name_of(dist.init));
+    return make_comm("mpi", dist.timeout_s);
   }
-  // Resolved here too, so that a bad dist.init fails before MPI starts.
-  if (rendezvous_of(o).method == "mpi") return make_comm("mpi", o.timeout_s);
+  // Resolved here too, so that dist.init = env without its variables fails before MPI starts.
+  if (resolve_rendezvous(dist).method == RendezvousMethod::mpi) return make_comm("mpi", dist.timeout_s);
   return make_launcher_ranks_comm();
 }
 
-std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const RunCommOptions& o) {
-  if (host->world() <= 1 || !on_device(o)) return host;
-  return make_device_comm(std::move(host), rendezvous_of(o), o.timeout_s);
+std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const DistConfig& dist,
+                                                  Device device) {
+  if (host->world() <= 1 || device == Device::cpu) return host;
+  return make_device_comm(std::move(host), resolve_rendezvous(dist), dist.timeout_s);
 }
 
-std::unique_ptr<Communicator> make_run_comm(const RunCommOptions& o) {
-  return add_run_device_comm(make_run_host_comm(o), o);
+std::unique_ptr<Communicator> make_run_comm(const DistConfig& dist, Device device) {
+  return add_run_device_comm(make_run_host_comm(dist, device), dist, device);
 }
 
 }  // namespace ouro

@@ -1,4 +1,5 @@
-// The communicator of a run, built in one place for `ouro train`, `bench train` and `bench comm`.
+// The communicator of a run, built in one place for `ouro train`, `bench train` and `bench comm`
+// from the run's DistConfig (validated with the config) and its run.device.
 //
 //   one process                      local
 //   run.device = cpu                 mpi (the cpu backend's collectives are MPI's; dist.init is
@@ -13,28 +14,21 @@
 // the MPI communicator before NCCL is initialised; without MPI that check can only follow.
 #pragma once
 #include <memory>
-#include <string>
 
+#include "ouro/backend.h"
 #include "ouro/comm.h"
-#include "ouro/config.h"
+#include "ouro/config_dist.h"
 
 namespace ouro {
 
-struct RunCommOptions {
-  std::string device = "cpu";  // run.device: cpu, cuda or simt ("" means cpu)
-  std::string init = "auto";   // dist.init and its arguments (src/dist/rendezvous.h)
-  std::string init_path, init_addr;
-  double timeout_s = 300;      // dist.timeout_s
-};
-RunCommOptions run_comm_options(const DistSection& dist, const std::string& device);
-
 // The first half: local, mpi, or the launcher-ranks communicator whose host collectives the
 // device communicator will serve (has_host_collectives() false until add_run_device_comm wraps it).
-std::unique_ptr<Communicator> make_run_host_comm(const RunCommOptions& o);
+std::unique_ptr<Communicator> make_run_host_comm(const DistConfig& dist, Device device);
 // The second half: wraps `host` into the device communicator when the run has several ranks on
 // a device backend; otherwise returns it unchanged.
-std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const RunCommOptions& o);
+std::unique_ptr<Communicator> add_run_device_comm(std::unique_ptr<Communicator> host, const DistConfig& dist,
+                                                  Device device);
 // Both halves.
-std::unique_ptr<Communicator> make_run_comm(const RunCommOptions& o);
+std::unique_ptr<Communicator> make_run_comm(const DistConfig& dist, Device device);
 
 }  // namespace ouro

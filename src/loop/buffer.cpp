@@ -28,7 +28,7 @@ void ReplayBuffer::add(BufferSample s) {
     // age: the oldest round goes first; score: the lowest score. Ties: the earliest added.
     auto victim = samples_.begin();
     for (auto it = samples_.begin(); it != samples_.end(); ++it) {
-      bool worse = evict_ == "score" ? it->score < victim->score : it->round < victim->round;
+      bool worse = evict_ == EvictPolicy::score ? it->score < victim->score : it->round < victim->round;
       if (worse) victim = it;
     }
     samples_.erase(victim);

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ouro/config_loop.h"
 #include "train/trainer.h"
 
 namespace ouro {
@@ -24,8 +25,8 @@ void from_json(const nlohmann::json& j, BufferSample& s);
 class ReplayBuffer final : public SyntheticSource {
  public:
   // rank: this process's rank in a data-parallel run, whose rows of the global batch it fills.
-  ReplayBuffer(int64_t cap_tokens, std::string evict, int reuse_limit, uint64_t seed, int rank = 0)
-      : cap_(cap_tokens), evict_(std::move(evict)), reuse_limit_(reuse_limit), seed_(seed), rank_(rank) {}
+  ReplayBuffer(int64_t cap_tokens, EvictPolicy evict, int reuse_limit, uint64_t seed, int rank = 0)
+      : cap_(cap_tokens), evict_(evict), reuse_limit_(reuse_limit), seed_(seed), rank_(rank) {}
   void add(BufferSample s);  // evicts to stay under the cap
   // A round of training on the buffer is about to start: count the use, retire the worn out.
   void start_round();
@@ -44,7 +45,7 @@ class ReplayBuffer final : public SyntheticSource {
 
  private:
   int64_t cap_;
-  std::string evict_;
+  EvictPolicy evict_;
   int reuse_limit_;
   uint64_t seed_;
   int rank_;

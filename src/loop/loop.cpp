@@ -125,8 +125,8 @@ class Loop {
   int task_min() const { return loop_cfg_.task_min + loop_cfg_.task_grow * round_; }
 
   int syn_rows() const {
-    if (buffer_.size() == 0 || loop_cfg_.mode == "baseline") return 0;
-    if (loop_cfg_.mode == "replace") return cfg_.train.batch_size;
+    if (buffer_.size() == 0 || loop_cfg_.mode == LoopMode::baseline) return 0;
+    if (loop_cfg_.mode == LoopMode::replace) return cfg_.train.batch_size;
     return static_cast<int>(std::lround(syn_frac_ * cfg_.train.batch_size));
   }
 
@@ -269,7 +269,7 @@ class Loop {
     const RoundStart start = begin_round();
     Scored scored;
     Selected sel;
-    if (loop_cfg_.mode != "baseline") {
+    if (loop_cfg_.mode != LoopMode::baseline) {
       Generated gen = generate();
       TraceRange trace("score");
       scored = score(std::move(gen), start);
@@ -299,7 +299,7 @@ class Loop {
     r.syn_frac = syn_frac_;
     r.val = session_.evaluate_val();
     r.fwd_flops_per_token = gpt2_flops_per_token(session_.model().config(), cfg_.model.seq_len) / 3.0;
-    if (ref_ && loop_cfg_.mode != "baseline") {
+    if (ref_ && loop_cfg_.mode != LoopMode::baseline) {
       ref_->round_starts(round_, r.step, r.snapshot.params);
       ref_->collect_garbage();  // without mid-loop checkpoints, files a round stopped needing go now
     }
@@ -355,7 +355,7 @@ class Loop {
     if (!task_)  // text dedup compares continuations; buffer docs hold prompt + continuation
       for (auto& e : existing) e.erase(e.begin(), e.begin() + std::min<size_t>(e.size(), loop_cfg_.prompt_tokens));
     r.rejected_by = select_candidates(scored.cands, loop_cfg_, existing);
-    if (loop_cfg_.mode == "replace") buffer_.clear();
+    if (loop_cfg_.mode == LoopMode::replace) buffer_.clear();
     for (const auto& c : scored.cands) {
       ++r.generated;
       if (!c.accepted) continue;
@@ -428,7 +428,7 @@ class Loop {
                             fmt::format("{:016x}", buffer_fingerprint(buffer_.to_json().dump()))};
     nlohmann::json rec = round_record(loop_cfg_, round_, start, scored, sel, trained, g, session_.step(), session_.step_flops(),
                                       session_.comm().world(), buf);
-    if (ref_ && loop_cfg_.mode != "baseline") add_reference_record(rec, loop_cfg_, scored.cands, ref_->for_round(round_));
+    if (ref_ && loop_cfg_.mode != LoopMode::baseline) add_reference_record(rec, loop_cfg_, scored.cands, ref_->for_round(round_));
     if (session_.is_rank0()) write_records(rec, scored.cands);
     logger()->info("round {}: generated {}, accepted {} ({:.0f}%), buffer {} tokens, val {:.4f} -> {:.4f}{}",
                    round_, sel.generated, sel.accepted, sel.generated ? 100.0 * sel.accepted / sel.generated : 0.0,

@@ -71,7 +71,7 @@ std::vector<float> read_reference_file(const fs::path& path, size_t expect_count
   return w;
 }
 
-int ReferenceStore::source_round(int r) const { return kind_ == "frozen" ? 0 : std::max(0, r - lag_); }
+int ReferenceStore::source_round(int r) const { return kind_ == ReferenceKind::frozen ? 0 : std::max(0, r - lag_); }
 
 void ReferenceStore::round_starts(int r, int64_t step, const std::vector<float>& weights) {
   if (!entries_.count(r)) {
@@ -90,7 +90,7 @@ void ReferenceStore::round_starts(int r, int64_t step, const std::vector<float>&
   const int keep_from = source_round(r);
   for (auto it = entries_.begin(); it != entries_.end();)
     it = it->first < keep_from ? entries_.erase(it) : std::next(it);
-  if (kind_ == "frozen")  // only round 0's start matters
+  if (kind_ == ReferenceKind::frozen)  // only round 0's start matters
     for (auto it = entries_.begin(); it != entries_.end();) it = it->first != 0 ? entries_.erase(it) : std::next(it);
 }
 
@@ -99,7 +99,7 @@ const ReferenceEntry& ReferenceStore::for_round(int r) const {
   OURO_CHECK(it != entries_.end(),
              "loop round {}: the reference weights of round {} ({} reference) are not in the loop state; was the "
              "loop started without the ref_logprob scorer and resumed with it?",
-             r, source_round(r), kind_);
+             r, source_round(r), name_of(kind_));
   return it->second;
 }
 
@@ -107,7 +107,7 @@ nlohmann::json ReferenceStore::to_json() const {
   auto list = nlohmann::json::array();
   for (const auto& [r, e] : entries_)
     list.push_back({{"round", e.round}, {"step", e.step}, {"file", e.file}, {"hash", e.hash}});
-  return {{"kind", kind_}, {"lag", lag_}, {"weights", list}};
+  return {{"kind", std::string(name_of(kind_))}, {"lag", lag_}, {"weights", list}};
 }
 
 void ReferenceStore::from_json(const nlohmann::json& j, size_t num_params) {

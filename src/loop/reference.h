@@ -18,6 +18,7 @@
 
 #include "loop/selection.h"
 #include "ouro/comm.h"
+#include "ouro/config_loop.h"
 #include "ouro/model.h"
 
 namespace ouro {
@@ -40,8 +41,8 @@ std::vector<float> read_reference_file(const std::filesystem::path& path, size_t
 
 class ReferenceStore {
  public:
-  ReferenceStore(std::string kind, int lag, std::filesystem::path out_dir, Communicator& comm)
-      : kind_(std::move(kind)), lag_(lag), out_(std::move(out_dir)), comm_(comm) {}
+  ReferenceStore(ReferenceKind kind, int lag, std::filesystem::path out_dir, Communicator& comm)
+      : kind_(kind), lag_(lag), out_(std::move(out_dir)), comm_(comm) {}
 
   // The round that round `r`'s reference comes from.
   int source_round(int r) const;
@@ -61,7 +62,7 @@ class ReferenceStore {
   void collect_garbage() const;
 
  private:
-  std::string kind_;
+  ReferenceKind kind_;
   int lag_;
   std::filesystem::path out_;
   Communicator& comm_;

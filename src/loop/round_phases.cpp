@@ -46,7 +46,7 @@ Guards check_guards(const LoopSection& L, const std::vector<Candidate>& cands, c
   if (sel.generated > 0 && (g.accept_rate < L.accept_min || g.accept_rate > L.accept_max))
     g.failed.push_back("accept_rate");
   if (forced) g.failed.push_back("fault_injection");
-  g.rolled_back = !g.failed.empty() && L.mode != "baseline";
+  g.rolled_back = !g.failed.empty() && L.mode != LoopMode::baseline;
   return g;
 }
 
@@ -57,7 +57,7 @@ nlohmann::json round_record(const LoopSection& L, int round, const RoundStart& s
   std::vector<int> labels;
   for (const auto& c : scored.cands)
     if (c.verified >= 0) self_scores.push_back(c.mean_logprob), labels.push_back(c.verified);
-  nlohmann::json rec = {{"round", round}, {"step_start", start.step}, {"mode", L.mode}};
+  nlohmann::json rec = {{"round", round}, {"step_start", start.step}, {"mode", std::string(name_of(L.mode))}};
   rec.update({
       {"step_end", step_end},
       {"seconds", {{"train", trained.seconds}, {"generate", scored.generate_s}, {"score", sel.score_s},
@@ -103,7 +103,7 @@ void add_reference_record(nlohmann::json& rec, const LoopSection& L, const std::
     if (c.verified >= 0) ref_scores.push_back(c.ref_logprob), labels.push_back(c.verified);
     if (std::isfinite(c.ref_logprob)) (c.accepted ? ref_accepted : ref_rejected).push_back(c.ref_logprob);
   }
-  rec["ref"] = {{"kind", L.ref}, {"round", ref.round}, {"step", ref.step}, {"file", ref.file}, {"hash", ref.hash}};
+  rec["ref"] = {{"kind", std::string(name_of(L.ref))}, {"round", ref.round}, {"step", ref.step}, {"file", ref.file}, {"hash", ref.hash}};
   rec["ref_score"] = {{"accepted_mean", mean_or_null(ref_accepted)}, {"rejected_mean", mean_or_null(ref_rejected)},
                       {"scored", ref_accepted.size() + ref_rejected.size()}};
   if (!labels.empty()) rec["probe_auroc_ref"] = auroc(ref_scores, labels);

@@ -15,19 +15,12 @@
 namespace ouro {
 
 PosEncoding parse_pos_encoding(const std::string& name) {
-  if (name == "learned") return PosEncoding::learned;
-  if (name == "none") return PosEncoding::none;
-  if (name == "rope") return PosEncoding::rope;
+  if (auto p = parse_choice<PosEncoding>(name)) return *p;
   fail("model.pos: must be learned, none or rope (got '{}')", name);
 }
 
 const char* pos_encoding_name(PosEncoding p) {
-  switch (p) {
-    case PosEncoding::learned: return "learned";
-    case PosEncoding::none: return "none";
-    case PosEncoding::rope: return "rope";
-  }
-  return "?";
+  return name_of(p).data();  // choice_names' literals: NUL-terminated
 }
 
 std::string describe_model(const GPT2Config& c) {

@@ -35,15 +35,20 @@ std::vector<std::string> available_devices() {
   return out;
 }
 
-std::unique_ptr<Ops> make_ops(const std::string& device) {
-  if (device == "cpu") return std::make_unique<CpuOps>();
-  if (device_backend().factory && device == device_backend().name) return device_backend().factory();
-  if (device == "cuda" || device == "simt")
-    fail("device '{}' is not built into this binary (it has: {}); the build makes `ouro` with the "
-         "CUDA backend when nvcc is found and `ouro-simt` with the SIMT emulator",
-         device, fmt::join(available_devices(), ", "));
-  fail("unknown device '{}': available devices are {}", device,
-       fmt::join(available_devices(), ", "));
+Device parse_device(const std::string& name) {
+  if (auto d = parse_choice<Device>(name)) return *d;
+  fail("unknown device '{}': available devices are {}", name, fmt::join(available_devices(), ", "));
 }
+
+std::unique_ptr<Ops> make_ops(Device device) {
+  if (device == Device::cpu) return std::make_unique<CpuOps>();
+  const std::string name(name_of(device));
+  if (device_backend().factory && name == device_backend().name) return device_backend().factory();
+  fail("device '{}' is not built into this binary (it has: {}); the build makes `ouro` with the "
+       "CUDA backend when nvcc is found and `ouro-simt` with the SIMT emulator",
+       name, fmt::join(available_devices(), ", "));
+}
+
+std::unique_ptr<Ops> make_ops(const std::string& device) { return make_ops(parse_device(device)); }
 
 }  // namespace ouro

@@ -10,9 +10,9 @@ double LrSchedule::at(int64_t step) const {
   const double floor = lr * min_lr_frac;
   // Warmup reaches the full rate at the end of step warmup-1 (step+1 / warmup).
   if (step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (kind == "constant") return lr;
+  if (kind == LrScheduleKind::constant) return lr;
   const int64_t span = std::max<int64_t>(1, total - warmup);
-  if (kind == "wsd") {
+  if (kind == LrScheduleKind::wsd) {
     // Stable at lr, then a linear decay to the floor over the last decay_frac of the steps.
     const int64_t decay_steps = std::max<int64_t>(1, static_cast<int64_t>(std::llround(decay_frac * total)));
     const int64_t decay_start = total - decay_steps;
@@ -21,7 +21,7 @@ double LrSchedule::at(int64_t step) const {
     return lr + (floor - lr) * t;
   }
   double t = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(span));
-  if (kind == "linear") return lr + (floor - lr) * t;
+  if (kind == LrScheduleKind::linear) return lr + (floor - lr) * t;
   // cosine
   return floor + 0.5 * (lr - floor) * (1.0 + std::cos(std::numbers::pi * t));
 }

@@ -2,14 +2,15 @@
 // floor (min_lr_frac * lr), or constant.
 #pragma once
 #include <cstdint>
-#include <string>
+
+#include "ouro/config_train.h"
 
 namespace ouro {
 
 struct LrSchedule {
   double lr = 0, min_lr_frac = 0, decay_frac = 0.2;
   int64_t warmup = 0, total = 0;
-  std::string kind = "cosine";
+  LrScheduleKind kind = LrScheduleKind::cosine;
   double at(int64_t step) const;  // step is 0-based
 };
 

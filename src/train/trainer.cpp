@@ -101,9 +101,8 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
 void TrainSession::connect(std::unique_ptr<Communicator> given) {
   // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) the launcher-ranks
   // communicator, whose host collectives the device communicator below serves (src/dist/run_comm.h).
-  std::optional<RunCommOptions> comm_opts;
-  if (!given) comm_opts = run_comm_options(cfg_.dist, cfg_.run.device);
-  comm_ = given ? std::move(given) : make_run_host_comm(*comm_opts);
+  const bool own_comm = !given;
+  comm_ = given ? std::move(given) : make_run_host_comm(cfg_.dist, cfg_.run.device);
   if (is_rank0()) {
     io::create_dirs(out_, fmt::format("run.out_dir '{}'", out_));
     run_->lock_out_dir();  // before anything in it is read or written
@@ -124,7 +123,7 @@ void TrainSession::connect(std::unique_ptr<Communicator> given) {
   // Device backends keep bf16 gradients on the device: they are averaged (ZeRO-0) or
   // reduce-scattered (ZeRO-1) there by NCCL (the NCCL API over MPI on simt); the host
   // collectives (losses, checks, checkpoints) stay on MPI when there is one.
-  if (comm_opts) comm_ = add_run_device_comm(std::move(comm_), *comm_opts);
+  if (own_comm) comm_ = add_run_device_comm(std::move(comm_), cfg_.dist, cfg_.run.device);
   if (!check_first) check_same_config();
   logger()->info("data parallel: {} ranks over {}, ZeRO-{}", comm_->world(), comm_->name(),
                  cfg_.dist.zero);
