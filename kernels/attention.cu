@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/attention_sm90.h"
 // Causal flash attention (FlashAttention-2 style) on bf16 tensor cores, plus KV-cache decoding.
 //
 // Layout: qkv (B, T, 3C) row-major, q | k | v each C = NH * hd wide, head h at columns
@@ -752,6 +753,8 @@ bool attention_has_tensor_core_path(int head_dim) { return head_dim == 32 || hea
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
   check_shape("attention_forward", B, T, C, NH);
+  // Hopper: the warp-specialized TMA + wgmma kernel (attention_sm90.cu) for head dims 64, 128.
+  if (sm90::attention_selected() && sm90::attention_forward(out, lse, qkv, B, T, C, NH, stream)) return;
   bool done = false;
   if (tensor_core_path(C / NH, {qkv, out})) switch (C / NH) {
       case 32: done = forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
