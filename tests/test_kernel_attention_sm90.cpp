@@ -54,6 +54,12 @@ class ScopedEnv {
 
 class AttentionSm90Test : public KernelTest {
  protected:
+  void SetUp() override {
+    KernelTest::SetUp();
+    if (IsSkipped()) return;
+    // The nvcc twin (ouro_test_kernel_attention_sm90_gpu) runs only on an sm_90 GPU.
+    if (!k::sm90::attention_available()) GTEST_SKIP() << "no sm_90 device (or no sm_90a code in this binary)";
+  }
   ScopedEnv arch_{"OURO_SIMT_ARCH", "90"};
   ScopedEnv on_{"OURO_ATTENTION_SM90", nullptr};
 };
