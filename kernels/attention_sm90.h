@@ -22,4 +22,18 @@ bool attention_supports(int head_dim, const void* qkv, const void* out);
 bool attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH,
                        cudaStream_t stream);
 
+// The backward (kernels/attention_sm90_bwd.cu): dK, dV in registers per 128-key tile, dQ in fp32.
+// Deterministic (the default, bitwise reproducible: dQ partials per key tile summed in a fixed
+// order) unless OURO_ATTENTION_DETERMINISTIC=0, which takes the fast mode (atomicAdd into one
+// fp32 dQ).
+bool attention_backward_deterministic();
+// Scratch bytes the backward needs: D (B*NH*T floats) and the fp32 dQ (one copy, or one per
+// 128-key tile in the deterministic mode).
+size_t attention_backward_scratch_bytes(int B, int T, int C, int NH, bool deterministic);
+// Same contract as kernels::attention_backward. False (nothing launched) when it does not
+// support the case, scratch is smaller than the above, or the device lacks the shared memory.
+bool attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B,
+                        int T, int C, int NH, void* scratch, size_t scratch_bytes, bool deterministic,
+                        cudaStream_t stream);
+
 }  // namespace ouro::kernels::sm90

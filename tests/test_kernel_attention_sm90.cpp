@@ -1,6 +1,7 @@
 // The Hopper attention forward (kernels/attention_sm90.cu: TMA producer, two ping-ponged wgmma
 // consumer warpgroups) on the emulated sm_90a device (OURO_SIMT_ARCH=90, set by these tests)
 // against the CPU reference (CpuOps on the same bf16-rounded inputs) and an fp64 logsumexp.
+// The one-kernel backward (attention_sm90_bwd.cu) likewise, in its deterministic and fast modes.
 // CI-sized shapes, seconds each: B = 2, NH = 3 (B*NH = 6, a multiple of nothing the kernel
 // tiles), head dims 64 and 128, T = 1 (one row), 37 (one ragged query tile), 130 (two query
 // tiles, two key tiles, the second almost empty) and 300 (three key tiles: the 2-stage K/V ring
@@ -136,6 +137,76 @@ INSTANTIATE_TEST_SUITE_P(Ragged, AttentionSm90Shapes,
                          [](const auto& info) {
                            return "hd" + std::to_string(info.param.hd) + "_T" + std::to_string(info.param.T);
                          });
+
+// The one-kernel backward (kernels/attention_sm90_bwd.cu) in both modes, on the sm90 forward's out
+// and lse, against the CPU backward: dq, dk, dv each within the sm_80 kernels' bound (bf16 P, dS
+// operands). dqkv is poisoned: every element must be written. T = 300: three key tiles, so the
+// deterministic mode sums three dQ slices for the last rows; 130: the second key tile holds two keys.
+struct BwdCase {
+  int hd, T;
+  bool deterministic;
+};
+class AttentionSm90Backward : public AttentionSm90Test, public ::testing::WithParamInterface<BwdCase> {};
+
+TEST_P(AttentionSm90Backward, MatchesCpu) {
+  const auto [hd, T, deterministic] = GetParam();
+  const int B = 2, NH = 3, C = hd * NH;
+  const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+  const auto qkv = random_bf16_values(nqkv, 6000 + hd * 7 + T, 1.5f);
+  const auto dout = random_bf16_values(nout, 7000 + hd * 7 + T);
+  ouro::CpuOps cpu;
+  std::vector<float> ref_out(nout), state(cpu.attention_state_size(B, T, NH)), ref_dqkv(nqkv);
+  cpu.attention_forward(ref_out.data(), state.data(), qkv.data(), B, T, C, NH);
+  cpu.attention_backward(ref_dqkv.data(), dout.data(), qkv.data(), ref_out.data(), state.data(), B, T, C, NH);
+
+  DeviceBuffer<bf16> d_qkv(to_bf16(qkv)), d_out(nout), d_dout(to_bf16(dout)), d_dqkv(nqkv);
+  DeviceBuffer<float> d_lse(size_t(B) * NH * T);
+  const size_t bytes = k::sm90::attention_backward_scratch_bytes(B, T, C, NH, deterministic);
+  DeviceBuffer<unsigned char> scratch(bytes);
+  ASSERT_TRUE(k::sm90::attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr));
+  ASSERT_TRUE(k::sm90::attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, bytes,
+                                          deterministic, nullptr));
+  const auto dqkv = to_float(d_dqkv.download());
+  const char* names[3] = {"dq", "dk", "dv"};
+  for (int p = 0; p < 3; p++)
+    EXPECT_LT(rel_error(qkv_part(dqkv, B, T, C, p), qkv_part(ref_dqkv, B, T, C, p)), 1e-2)
+        << names[p] << " hd=" << hd << " T=" << T << (deterministic ? " deterministic" : " fast");
+}
+
+INSTANTIATE_TEST_SUITE_P(Ragged, AttentionSm90Backward,
+                         ::testing::Values(BwdCase{64, 1, true}, BwdCase{64, 37, true}, BwdCase{64, 130, true},
+                                           BwdCase{64, 300, true}, BwdCase{64, 130, false}, BwdCase{128, 37, true},
+                                           BwdCase{128, 300, true}, BwdCase{128, 300, false}),
+                         [](const auto& info) {
+                           return "hd" + std::to_string(info.param.hd) + "_T" + std::to_string(info.param.T) +
+                                  (info.param.deterministic ? "_deterministic" : "_fast");
+                         });
+
+// The deterministic mode is bitwise reproducible run to run (the default, what the trainer uses);
+// a scratch smaller than it needs is refused (nothing launched).
+TEST_F(AttentionSm90Test, DeterministicBackwardIsBitwiseReproducible) {
+  const int B = 1, T = 260, NH = 2, hd = 64, C = hd * NH;
+  const size_t nqkv = size_t(B) * T * 3 * C, nout = size_t(B) * T * C;
+  EXPECT_TRUE(k::sm90::attention_backward_deterministic());
+  DeviceBuffer<bf16> d_qkv(to_bf16(random_bf16_values(nqkv, 27))), d_dout(to_bf16(random_bf16_values(nout, 28)));
+  DeviceBuffer<bf16> d_out(nout);
+  DeviceBuffer<float> d_lse(size_t(B) * NH * T);
+  ASSERT_TRUE(k::sm90::attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, nullptr));
+  const size_t bytes = k::sm90::attention_backward_scratch_bytes(B, T, C, NH, true);
+  EXPECT_GT(bytes, k::sm90::attention_backward_scratch_bytes(B, T, C, NH, false));
+  std::vector<bf16> runs[2];
+  for (int run = 0; run < 2; run++) {
+    DeviceBuffer<unsigned char> scratch(bytes);
+    DeviceBuffer<bf16> d_dqkv(nqkv);
+    ASSERT_TRUE(k::sm90::attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, bytes, true,
+                                            nullptr));
+    runs[run] = d_dqkv.download();
+    EXPECT_FALSE(k::sm90::attention_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, B, T, C, NH, scratch, bytes - 4,
+                                             true, nullptr));
+  }
+  EXPECT_EQ(0, std::memcmp(runs[0].data(), runs[1].data(), nqkv * sizeof(bf16)));
+  for (bf16 x : runs[0]) ASSERT_TRUE(std::isfinite(to_float(x)));
+}
 
 // Other head dims are not the sm90 kernel's: it refuses them (nothing launched, the output stays
 // poisoned) and attention_forward runs the sm_80 (hd 32) or generic (hd 48) kernels, which match
