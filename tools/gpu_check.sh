@@ -235,7 +235,8 @@ step_bench() {
   # ("sm_80") forced, each against cuBLASLt (issue 16's bar: sm_90a >= 90% of cuBLASLt). Off
   # Hopper it prints a note that the sm_90a kernel was skipped. Attention (issue 17): "attention
   # fwd" (the automatic choice), on sm_90 "attention fwd sm_90a" (kernels/attention_sm90.cu) and
-  # "attention bwd", each next to cuDNN's TFLOP/s on the same shape (bar: >= 80% of cuDNN).
+  # "attention bwd", and the one-kernel backward "attention bwd sm_90a" (deterministic) and "attn bwd
+  # sm_90a atomic", each next to cuDNN's TFLOP/s on the same shape (bar: >= 80% of cuDNN).
   say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; attention vs cuDNN)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
   # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode

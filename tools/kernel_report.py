@@ -13,7 +13,7 @@ by the CUDA occupancy calculator's rules (ARCH_LIMITS below).
   --out FILE        write the markdown report (docs/kernels.md is this output, committed)
   --check           absolute checks: tensor cores in the GEMM/attention kernels, no spills,
                     every kernel has a launch configuration and can launch; the Hopper GEMM
-                    (matmul_sm90.cu) and attention forward (attention_sm90.cu) on sm_90*: HGMMA,
+                    (matmul_sm90.cu) and attention (attention_sm90*.cu) on sm_90*: HGMMA,
                     UTMALDG (TMA loads) and SYNCS present
   --check REPORT    the absolute checks, then compare with a committed report: fail on a
                     regression (new spill/stack, lost HMMA/LDSM/LDGSTS/128-bit accesses,
@@ -158,6 +158,11 @@ LAUNCHES = [
     # x HD bf16) + 1 KiB alignment slack.
     Launch("attention_sm90.cu", r"^sm90::attention_fwd_ws_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 5 * 128 * int(m["hd"]) * 2 + 1024),
+    # attention_sm90_bwd.cu: __launch_bounds__(384); bwd_smem_bytes<HD>() = HD/64 x (K, V boxes of
+    # 16 KiB + 2 stages x (Q, dO boxes of 8 KiB)) + 2 dS^T tiles of 8 KiB + 1 KiB slack. Its row-dot
+    # and dQ conversion kernels: __launch_bounds__(256), no dynamic shared memory.
+    Launch("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel<(?P<hd>\d+), (true|false)>$",
+           dyn_smem=lambda m: int(m["hd"]) // 64 * (2 * 16384 + 4 * 8192) + 2 * 8192 + 1024),
     # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
     Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
@@ -216,6 +221,7 @@ NEEDS_TENSOR_CORES = [
 NEEDS_HOPPER = [
     ("matmul_sm90.cu", r"^sm90::gemm_ws_kernel"),
     ("attention_sm90.cu", r"^sm90::attention_fwd_ws_kernel"),
+    ("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel"),
 ]
 HOPPER_INSTRS = [("hgmma", "HGMMA (wgmma)"), ("utmaldg", "UTMALDG (TMA load)"), ("syncs", "SYNCS (mbarrier)")]
 
@@ -589,9 +595,9 @@ def render(rows, archs, nvcc_ver, carveout):
         f"- compiler: nvcc {nvcc_ver}, `-O3 -std=c++20 -cubin -Xptxas -v -arch=<arch>`, one cubin per kernels/*.cu",
         "- regs, smem static, stack, spill (stores + loads): `ptxas -v`; instruction counts: `cuobjdump -sass`",
         "  (HMMA: mma.sync; HGMMA: wgmma; LDGSTS: cp.async; LDSM: ldmatrix; UTMALDG / UTMASTG: TMA tensor",
-        "  load / store; SYNCS: mbarrier operations). The Hopper GEMM (matmul_sm90.cu) and attention forward",
-        "  (attention_sm90.cu) must show HGMMA, UTMALDG and SYNCS in their sm_90a builds (their sm_80 builds",
-        "  are stubs that trap, never launched: not listed)",
+        "  load / store; SYNCS: mbarrier operations). The Hopper GEMM (matmul_sm90.cu) and attention",
+        "  (attention_sm90.cu, attention_sm90_bwd.cu) must show HGMMA, UTMALDG and SYNCS in their sm_90a builds",
+        "  (their sm_80 builds are stubs that trap, never launched: not listed)",
         "- block: `__launch_bounds__` from the cubin (EIATTR_MAX_THREADS), else the launcher's block size",
         "  (LAUNCHES in tools/kernel_report.py, which mirrors kernels/*.cu); `*` = depends on the launch shape,",
         f"  given for GPT-2 124M (C {REF_C}, V {REF_V}, Vp {REF_VP}, {REF_PARAM_TENSORS} parameter tensors);",

@@ -240,6 +240,20 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
                                   B, T, C, NH, scratch.p, s);
     });
     r.rows.push_back(compute_row("attention bwd", shape, 2.5 * flops, bwd_bytes, ms, dnn_bwd, ceiling_name));
+    if (attention_hopper) {  // the one-kernel backward in each dQ mode
+      for (const bool det : {true, false}) {
+        const size_t bytes = kernels::sm90::attention_backward_scratch_bytes(B, T, C, NH, det);
+        Dev scratch90(bytes);
+        bool ran = true;
+        ms = time_ms(s, reps, [&] {
+          ran = kernels::sm90::attention_backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(),
+                                                  lse.as<float>(), B, T, C, NH, scratch90.p, bytes, det, s);
+        });
+        if (ran)
+          r.rows.push_back(compute_row(det ? "attention bwd sm_90a" : "attn bwd sm_90a atomic", shape,
+                                       2.5 * flops, bwd_bytes, ms, dnn_bwd, ceiling_name));
+      }
+    }
   }
 
   // ---- memory-bound kernels, against the copy ----
