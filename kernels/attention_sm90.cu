@@ -275,7 +275,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // Epilogue: O / l and the log-sum-exp, rows < T; thread holds columns 8j + 2t4, +1 of rows
   // row_a (o[4j], o[4j+1]) and row_a + 8 (o[4j+2], o[4j+3]).
-  const int C_out = NH * HD;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float sum = l[r];
@@ -284,7 +283,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int row = row_a + 8 * r;
     if (row < T) {
       const float inv = 1.0f / sum;
-      bf16* orow = out + (size_t(b) * T + row) * C_out + h * HD + 2 * t4;
+      bf16* orow = out + (size_t(b) * T + row) * C + h * HD + 2 * t4;
 #pragma unroll
       for (int j = 0; j < HD / 8; ++j)
         *reinterpret_cast<uint32_t*>(orow + 8 * j) = pack_bf16x2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);

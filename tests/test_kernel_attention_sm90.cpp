@@ -176,7 +176,7 @@ TEST_P(AttentionSm90Backward, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(Ragged, AttentionSm90Backward,
                          ::testing::Values(BwdCase{64, 1, true}, BwdCase{64, 37, true}, BwdCase{64, 130, true},
                                            BwdCase{64, 300, true}, BwdCase{64, 130, false}, BwdCase{128, 37, true},
-                                           BwdCase{128, 300, true}, BwdCase{128, 300, false}),
+                                           BwdCase{128, 300, true}, BwdCase{128, 200, false}),
                          [](const auto& info) {
                            return "hd" + std::to_string(info.param.hd) + "_T" + std::to_string(info.param.T) +
                                   (info.param.deterministic ? "_deterministic" : "_fast");

@@ -183,7 +183,7 @@ __global__ void named_pingpong_kernel(uint32_t* log, int rounds) {
 
 __global__ void named_barrier_hang_kernel(float* out) {
   if (threadIdx.x < 128) ouro::ptx::named_barrier_sync(3, 256);  // kNamedBarrierHangLine
-  out[threadIdx.x % 32] = 0;
+  out[threadIdx.x] = 0;
 }
 const int kNamedBarrierHangLineValue = __LINE__ - 3;
 
@@ -192,7 +192,7 @@ __global__ void named_barrier_counts_differ_kernel(float* out) {
     ouro::ptx::named_barrier_arrive(2, 128);
   else
     ouro::ptx::named_barrier_sync(2, 96);  // kNamedBarrierCountsDifferLine
-  out[threadIdx.x % 32] = 0;
+  out[threadIdx.x] = 0;
 }
 const int kNamedBarrierCountsDifferLineValue = __LINE__ - 3;
 
