@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/attention_sm90.h"
 // Causal flash attention (FlashAttention-2 style) on bf16 tensor cores, plus KV-cache decoding.
 //
 // Layout: qkv (B, T, 3C) row-major, q | k | v each C = NH * hd wide, head h at columns
@@ -38,6 +39,7 @@
 // Decoding (attention_kv): a copy kernel appends the new k, v to the caches, then a warp per
 // (token, head) walks the cache positions with an fp32 online softmax (lane owns hd/32 dims).
 // Two launches because a token attends to the k, v of the new tokens before it.
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 
@@ -752,6 +754,8 @@ bool attention_has_tensor_core_path(int head_dim) { return head_dim == 32 || hea
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
   check_shape("attention_forward", B, T, C, NH);
+  // Hopper: the warp-specialized TMA + wgmma kernel (attention_sm90.cu) for head dims 64, 128.
+  if (sm90::attention_selected() && sm90::attention_forward(out, lse, qkv, B, T, C, NH, stream)) return;
   bool done = false;
   if (tensor_core_path(C / NH, {qkv, out})) switch (C / NH) {
       case 32: done = forward_hd<32>(out, lse, qkv, B, T, NH, stream); break;
@@ -762,14 +766,23 @@ void attention_forward(bf16* out, float* lse, const bf16* qkv, int B, int T, int
 }
 
 size_t attention_backward_scratch_bytes(int B, int T, int C, int NH) {
-  (void)C;
-  return (size_t(B) * NH * T * sizeof(float) + 255) / 256 * 256;  // D = rowsum(dO * O)
+  const size_t d = (size_t(B) * NH * T * sizeof(float) + 255) / 256 * 256;  // D = rowsum(dO * O)
+  // The Hopper backward also accumulates dQ in fp32 there (attention_sm90_bwd.cu).
+  if (sm90::attention_selected() && (C / NH == 64 || C / NH == 128))
+    return std::max(d, sm90::attention_backward_scratch_bytes(B, T, C, NH, sm90::attention_backward_deterministic()));
+  return d;
 }
 
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B,
                         int T, int C, int NH, void* scratch, cudaStream_t stream) {
   check_shape("attention_backward", B, T, C, NH);
   if (scratch == nullptr) throw std::invalid_argument("attention_backward: scratch is null");
+  // Hopper: the one-kernel wgmma backward (attention_sm90_bwd.cu), deterministic by default.
+  if (sm90::attention_selected() &&
+      sm90::attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, scratch,
+                               attention_backward_scratch_bytes(B, T, C, NH), sm90::attention_backward_deterministic(),
+                               stream))
+    return;
   float* D = static_cast<float*>(scratch);
   bool done = false;
   if (tensor_core_path(C / NH, {dqkv, dout, qkv, out})) switch (C / NH) {

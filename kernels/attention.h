@@ -7,8 +7,9 @@
 namespace ouro::kernels {
 
 // True when the kernels support this head dimension: any hd in 1..256. hd 32, 64 and 128 with
-// 16-byte aligned tensors run on the tensor-core kernels (attention.cu); any other runs on the
-// generic CUDA-core kernels (attention_generic.cu).
+// 16-byte aligned tensors run on the tensor-core kernels (attention.cu; on Hopper, hd 64 and 128
+// on the wgmma/TMA kernels of attention_sm90.cu and attention_sm90_bwd.cu, see
+// attention_sm90.h); any other runs on the generic CUDA-core kernels (attention_generic.cu).
 bool attention_supports(int head_dim);
 bool attention_has_tensor_core_path(int head_dim);
 

@@ -4,6 +4,7 @@
 
 #include "kernels/common.cuh"
 #include "kernels/shared_memory.h"
+#include "kernels/tensor_map.h"
 
 #include <algorithm>
 #include <cmath>
@@ -227,42 +228,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ---- host ------------------------------------------------------------------------------------
 
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-// cuTensorMapEncodeTiled through the runtime's driver entry point (no link against libcuda).
-EncodeTiled encode_tiled() {
-  static const EncodeTiled fn = [] {
-    void* p = nullptr;
-    cudaDriverEntryPointQueryResult status{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &status) !=
-            cudaSuccess ||
-        !p || status != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      return EncodeTiled{nullptr};
-    }
-    return reinterpret_cast<EncodeTiled>(p);
-  }();
-  return fn;
-}
-
 // A row-major bf16 matrix (outer rows of `inner` elements) read in boxes of box_inner x
 // box_outer, 128B swizzle, zeros outside.
 CUtensorMap tensor_map(const bf16* base, int inner, int outer, int box_inner, int box_outer) {
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(inner), cuuint64_t(outer)};
-  const cuuint64_t strides[1] = {cuuint64_t(inner) * sizeof(bf16)};
-  const cuuint32_t box[2] = {cuuint32_t(box_inner), cuuint32_t(box_outer)};
-  const cuuint32_t estrides[2] = {1, 1};
-  const CUresult r = encode_tiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(base), dims, strides,
-                                    box, estrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    throw std::runtime_error("matmul (sm_90a): cuTensorMapEncodeTiled refused a " + std::to_string(outer) + " x " +
-                             std::to_string(inner) + " bf16 matrix with box " + std::to_string(box_outer) + " x " +
-                             std::to_string(box_inner) + " (CUresult " + std::to_string(int(r)) + ")");
-  return map;
+  return bf16_tensor_map_128b(base, inner, outer, size_t(inner), box_inner, box_outer, "matmul (sm_90a)");
 }
 
 // The static model of docs/perf.md: a tile's expected fraction of the tensor rate is its

@@ -339,6 +339,15 @@ TEST_F(SimtPtxSm90, SetmaxnregPerWarpgroup) {
   for (unsigned t = 0; t < 256; ++t) EXPECT_EQ(out[t], t + 1);
 }
 
+// The turns alternate 0, 1, 0, 1, ...: each bar.sync waits for the other warpgroup's arrival.
+TEST_F(SimtPtxSm90, NamedBarriersPingPongTwoWarpgroups) {
+  for (int rounds : {1, 2, 7}) {
+    uint32_t log[64];
+    ptx_sm90_test::run_named_pingpong(rounds, log);
+    for (int i = 0; i < 2 * rounds; ++i) EXPECT_EQ(log[i], uint32_t(i % 2)) << "rounds " << rounds << " turn " << i;
+  }
+}
+
 // ---- TMA ----------------------------------------------------------------------------------------
 
 // Where box element (bx, by) lies in shared memory, as the ISA draws it: rows of box0 elements,
@@ -562,6 +571,23 @@ TEST(SimtPtxSm90Reports, SetmaxnregNotUniformAcrossTheWarpgroup) {
   EXPECT_EQ(r.kind, BugKind::warpgroup_mismatch) << r.text();
   EXPECT_TRUE(has(r.message, "setmaxnreg.inc")) << r.text();
   EXPECT_TRUE(has(r.message, line_tag(ptx_sm90_test::kSetmaxnregSplitLine))) << r.text();
+}
+
+TEST(SimtPtxSm90Reports, NamedBarrierThatNeverCompletes) {
+  const auto r = expect_report(ptx_sm90_test::launch_named_barrier_hang);
+  EXPECT_EQ(r.kind, BugKind::barrier_deadlock) << r.text();
+  EXPECT_EQ(r.line, static_cast<unsigned>(ptx_sm90_test::kNamedBarrierHangLine)) << r.text();
+  EXPECT_TRUE(has(r.message, "named barrier 3")) << r.text();
+  EXPECT_TRUE(has(r.message, "only 128 of 256 threads arrived")) << r.text();
+}
+
+TEST(SimtPtxSm90Reports, NamedBarrierArrivalsWithDifferentCounts) {
+  const auto r = expect_report(ptx_sm90_test::launch_named_barrier_counts_differ);
+  EXPECT_EQ(r.kind, BugKind::barrier_divergence) << r.text();
+  // Whichever half runs first opens the phase (the emulator may shuffle the thread order).
+  const unsigned sync_line = static_cast<unsigned>(ptx_sm90_test::kNamedBarrierCountsDifferLine);
+  EXPECT_TRUE(r.line == sync_line || r.line == sync_line - 2) << r.text();
+  EXPECT_TRUE(has(r.message, r.line == sync_line ? "opened with count 128" : "opened with count 96")) << r.text();
 }
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -7,7 +7,8 @@
 #          kernels (ouro_test_cudnn_attention_gpu, ouro_test_cublaslt_matmul_gpu)
 #   train  GPT-2 124M's first 20 training losses on cuda against the cpu backend's, on the same
 #          generated token shard, within bf16 tolerance
-#   bench  `ouro bench all --device cuda`, then `ouro bench kernels` (the Hopper GEMM vs cuBLASLt)
+#   bench  `ouro bench all --device cuda`, then `ouro bench kernels` (the Hopper GEMM vs cuBLASLt,
+#          the Hopper attention forward vs cuDNN)
 #   docker build docker/Dockerfile (runtime and profile targets) and run it on the GPU; skipped
 #          without a Docker daemon with the NVIDIA container toolkit
 #   report its figures into docs/perf.md: tests and losses between the gpu_check markers, the
@@ -232,8 +233,11 @@ step_bench() {
   # The GEMM families side by side on the GPT-2 124M..1.5B shapes: what training runs ("matmul
   # fwd/bwd"), and on an sm_90 GPU the Hopper wgmma/TMA kernel ("sm_90a") and the mma.sync one
   # ("sm_80") forced, each against cuBLASLt (issue 16's bar: sm_90a >= 90% of cuBLASLt). Off
-  # Hopper it prints a note that the sm_90a kernel was skipped.
-  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt)"
+  # Hopper it prints a note that the sm_90a kernel was skipped. Attention (issue 17): "attention
+  # fwd" (the automatic choice), on sm_90 "attention fwd sm_90a" (kernels/attention_sm90.cu) and
+  # "attention bwd", and the one-kernel backward "attention bwd sm_90a" (deterministic) and "attn bwd
+  # sm_90a atomic", each next to cuDNN's TFLOP/s on the same shape (bar: >= 80% of cuDNN).
+  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; attention vs cuDNN)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
   # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode
   # tokens/s, the bytes each decode step must move and their share of the memory bandwidth.

@@ -13,7 +13,8 @@ by the CUDA occupancy calculator's rules (ARCH_LIMITS below).
   --out FILE        write the markdown report (docs/kernels.md is this output, committed)
   --check           absolute checks: tensor cores in the GEMM/attention kernels, no spills,
                     every kernel has a launch configuration and can launch; the Hopper GEMM
-                    (matmul_sm90.cu) on sm_90*: HGMMA, UTMALDG (TMA loads) and SYNCS present
+                    (matmul_sm90.cu) and attention (attention_sm90*.cu) on sm_90*: HGMMA,
+                    UTMALDG (TMA loads) and SYNCS present
   --check REPORT    the absolute checks, then compare with a committed report: fail on a
                     regression (new spill/stack, lost HMMA/LDSM/LDGSTS/128-bit accesses,
                     lower occupancy, a register increase crossing an occupancy step)
@@ -153,6 +154,15 @@ LAUNCHES = [
     Launch("matmul_sm90.cu", r"^sm90::gemm_ws_kernel<sm90::Config<(?P<bn>\d+), (?P<stages>\d+)>, (true|false), "
            r"(true|false)>$",
            dyn_smem=lambda m: int(m["stages"]) * (128 + int(m["bn"])) * 64 * 2 + 1024),
+    # attention_sm90.cu: __launch_bounds__(384); smem_bytes<HD>() = (1 Q + 2 K + 2 V tiles of 128 rows
+    # x HD bf16) + 1 KiB alignment slack.
+    Launch("attention_sm90.cu", r"^sm90::attention_fwd_ws_kernel<(?P<hd>\d+)>$",
+           dyn_smem=lambda m: 5 * 128 * int(m["hd"]) * 2 + 1024),
+    # attention_sm90_bwd.cu: __launch_bounds__(384); bwd_smem_bytes<HD>() = HD/64 x (K, V boxes of
+    # 16 KiB + 2 stages x (Q, dO boxes of 8 KiB)) + 2 dS^T tiles of 8 KiB + 1 KiB slack. Its row-dot
+    # and dQ conversion kernels: __launch_bounds__(256), no dynamic shared memory.
+    Launch("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel<(?P<hd>\d+), (true|false)>$",
+           dyn_smem=lambda m: int(m["hd"]) // 64 * (2 * 16384 + 4 * 8192) + 2 * 8192 + 1024),
     # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
     Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
@@ -210,6 +220,8 @@ NEEDS_TENSOR_CORES = [
 # Their files' other builds are stubs that trap (the launcher never picks them there): not reported.
 NEEDS_HOPPER = [
     ("matmul_sm90.cu", r"^sm90::gemm_ws_kernel"),
+    ("attention_sm90.cu", r"^sm90::attention_fwd_ws_kernel"),
+    ("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel"),
 ]
 HOPPER_INSTRS = [("hgmma", "HGMMA (wgmma)"), ("utmaldg", "UTMALDG (TMA load)"), ("syncs", "SYNCS (mbarrier)")]
 
@@ -583,8 +595,9 @@ def render(rows, archs, nvcc_ver, carveout):
         f"- compiler: nvcc {nvcc_ver}, `-O3 -std=c++20 -cubin -Xptxas -v -arch=<arch>`, one cubin per kernels/*.cu",
         "- regs, smem static, stack, spill (stores + loads): `ptxas -v`; instruction counts: `cuobjdump -sass`",
         "  (HMMA: mma.sync; HGMMA: wgmma; LDGSTS: cp.async; LDSM: ldmatrix; UTMALDG / UTMASTG: TMA tensor",
-        "  load / store; SYNCS: mbarrier operations). The Hopper GEMM (matmul_sm90.cu) must show HGMMA,",
-        "  UTMALDG and SYNCS in its sm_90a build (its sm_80 build is a stub that traps, never launched: not listed)",
+        "  load / store; SYNCS: mbarrier operations). The Hopper GEMM (matmul_sm90.cu) and attention",
+        "  (attention_sm90.cu, attention_sm90_bwd.cu) must show HGMMA, UTMALDG and SYNCS in their sm_90a builds",
+        "  (their sm_80 builds are stubs that trap, never launched: not listed)",
         "- block: `__launch_bounds__` from the cubin (EIATTR_MAX_THREADS), else the launcher's block size",
         "  (LAUNCHES in tools/kernel_report.py, which mirrors kernels/*.cu); `*` = depends on the launch shape,",
         f"  given for GPT-2 124M (C {REF_C}, V {REF_V}, Vp {REF_VP}, {REF_PARAM_TENSORS} parameter tensors);",
@@ -891,6 +904,19 @@ def self_test():
         failures.append(f"a Hopper build without the Hopper GEMM must fail naming NEEDS_HOPPER, got {probs}")
     if find_launch("matmul_sm90.cu", hopper_row().kernel)[0] is None:
         failures.append("LAUNCHES has no entry matching the Hopper GEMM's name")
+    # The Hopper attention forward: the same absolute checks, and its launch entry.
+    att_file = [Path("kernels/attention_sm90.cu")]
+    att = dict(file="attention_sm90.cu", kernel="sm90::attention_fwd_ws_kernel<128>", smem_dyn=164864, hgmma=32,
+               utmaldg=6, syncs=24)
+    if absolute_problems([hopper_row(**att)], att_file):
+        failures.append(f"a complete Hopper attention must pass, got {absolute_problems([hopper_row(**att)], att_file)}")
+    for field, label in (("hgmma", "HGMMA"), ("utmaldg", "UTMALDG"), ("syncs", "SYNCS")):
+        probs = absolute_problems([hopper_row(**{**att, field: 0})], att_file)
+        if not any(f"no {label}" in p for p in probs):
+            failures.append(f"a Hopper attention without {label} must fail the absolute check, got {probs}")
+    launch, match = find_launch("attention_sm90.cu", att["kernel"])
+    if launch is None or launch.resolve("dyn_smem", match) != att["smem_dyn"]:
+        failures.append("LAUNCHES has no entry for the Hopper attention giving its 164864 bytes at head dim 128")
     # A kernel with neither __launch_bounds__ nor a LAUNCHES entry must fail, naming where to add it.
     probs = []
     make_row("sm_80", "sampling.cu", "brand_new_kernel", {"regs": 32}, {k: 0 for k in SASS_COUNTS}, None, None, probs)
@@ -1002,7 +1028,7 @@ def main():
                   f"regenerate it from the repository root with `{how}` and commit it", file=sys.stderr)
     if failed:
         sys.exit(1)
-    print(f"kernel_report: {len(rows)} kernel builds checked: tensor cores present, the Hopper GEMM has HGMMA, TMA "
+    print(f"kernel_report: {len(rows)} kernel builds checked: tensor cores present, the Hopper kernels have HGMMA, TMA "
           f"loads and mbarriers, no spills, every kernel has a launch configuration" + (f", no regression against {a.check}" if a.check else ""), file=sys.stderr)
 
 

@@ -67,6 +67,13 @@
 // tile before the phase completed reads NaN, and a thread WRITING there first is reported
 // (async_protocol). Stores read shared memory at wait_group (.read or not). The destination of
 // a swizzled load must be aligned to the swizzle pattern (256/512/1024 B), any other to 128 B.
+// Named barriers (PTX ISA "bar, barrier": bar.sync id, n / bar.arrive id, n; every architecture,
+// here because the warp-specialized kernels are their users): the barrier with this id completes
+// a phase once n threads (a multiple of 32, whole warps) arrived; bar.sync waits for that, bar.arrive
+// does not. Id 0 is __syncthreads's, so ids 1..15. Emulator: arrivals counted per thread; an
+// arrival with a count other than the phase's first one, an id outside 1..15 or a count that is
+// no multiple of 32 or exceeds the block is reported; a phase that never completes is a deadlock
+// report naming the barrier and its arrivals. Arrivals release, completed syncs acquire (TSan).
 // Kernel parameters of type CUtensorMap are spelled `const OURO_GRID_CONSTANT CUtensorMap map`.
 #pragma once
 #include <cuda.h>  // CUtensorMap (a type only: nothing links libcuda)
@@ -308,6 +315,22 @@ __device__ __forceinline__ void cp_async_bulk_wait_group_read() {
 #endif
 }
 
+// bar.sync id, n / bar.arrive id, n (named barriers, ids 1..15; n a multiple of 32).
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t nthreads) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+#else
+  __trap();
+#endif
+}
+__device__ __forceinline__ void named_barrier_arrive(uint32_t id, uint32_t nthreads) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(nthreads) : "memory");
+#else
+  __trap();
+#endif
+}
+
 // setmaxnreg.{inc,dec}.sync.aligned.u32: every warp of the warpgroup, the same count.
 template <int kRegs>
 __device__ __forceinline__ void setmaxnreg_inc() {
@@ -355,6 +378,7 @@ bool mbarrier_try_wait_parity(uint64_t* bar, uint32_t parity, std::source_locati
 void fence_proxy_async(std::source_location where);
 bool elect_sync(uint32_t mask, std::source_location where);
 void setmaxnreg(bool inc, int regs, std::source_location where);
+void named_barrier(bool wait, uint32_t id, uint32_t nthreads, std::source_location where);
 void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar, std::source_location where);
 void tma_store_2d(const CUtensorMap* map, int x, int y, const void* src, std::source_location where);
 void bulk_commit_group(std::source_location where);
@@ -434,6 +458,13 @@ inline void cp_async_bulk_wait_group(Loc where = Loc::current()) {
 template <int N>
 inline void cp_async_bulk_wait_group_read(Loc where = Loc::current()) {
   emu::bulk_wait_group(N, where);
+}
+
+inline void named_barrier_sync(uint32_t id, uint32_t nthreads, Loc where = Loc::current()) {
+  emu::named_barrier(true, id, nthreads, where);
+}
+inline void named_barrier_arrive(uint32_t id, uint32_t nthreads, Loc where = Loc::current()) {
+  emu::named_barrier(false, id, nthreads, where);
 }
 
 template <int kRegs>

@@ -1,8 +1,9 @@
 // `ouro bench kernels` (see kernel_bench.h). Each figure: one untimed call, then `reps` calls
 // between two CUDA events. FLOP counts: a GEMM is 2*M*N*K; causal attention forward is
 // 2 * 2*T*T*hd/2 per head (QK^T and PV over the causal half), the backward 2.5x that (dV, dP,
-// dQ, dK and the recomputed scores: 5 GEMMs of the 2 in the forward). Bytes: what each kernel
-// must read and write at least once. The memory-bound kernels' FLOPs count one per add, multiply,
+// dQ, dK and the recomputed scores: 5 GEMMs of the 2 in the forward), the FlashAttention papers'
+// convention; cuDNN is timed on the same shapes and counted with the same FLOPs. Bytes: what each
+// kernel must read and write at least once. The memory-bound kernels' FLOPs count one per add, multiply,
 // exp, tanh or sqrt of their formula per element (the roofline's x axis, not their bound).
 #include <ouro/cuda.h>
 #include <ouro/error.h>
@@ -16,8 +17,10 @@
 #include "bench/kernel_bench.h"
 #include "bench/peak_flops.h"
 #include "device/cublaslt_matmul.h"
+#include "device/cudnn_attention.h"
 #include "device/device_ops.h"
 #include "kernels/attention.h"
+#include "kernels/attention_sm90.h"
 #include "kernels/classifier.h"
 #include "kernels/elementwise.h"
 #include "kernels/layernorm.h"
@@ -181,7 +184,21 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     }
   }
 
-  // ---- causal flash attention ----
+  // ---- causal flash attention, against cuDNN's (graph API) where it is built ----
+  std::unique_ptr<CudnnAttention> dnn;
+  try {
+    dnn = std::make_unique<CudnnAttention>(s);
+  } catch (const std::exception& e) {
+#if !defined(OURO_SIMT)  // (never built into the emulator: nothing to say there)
+    std::fprintf(stderr, "ouro bench kernels: cuDNN attention unavailable (%s): attention is measured against %s\n",
+                 e.what(), peak_tflops > 0 ? "the bf16 peak" : "nothing");
+#else
+    (void)e;
+#endif
+  }
+  // The Hopper forward (kernels/attention_sm90.cu) where attention_forward takes it: its own row
+  // too, so that it stands next to the automatic choice and cuDNN.
+  const bool attention_hopper = kernels::sm90::attention_selected();
   for (const int hd : {64, 128}) {
     const int B = small ? 1 : 8, T = small ? 64 : 1024, NH = small ? 2 : 1536 / hd;
     const int C = NH * hd;
@@ -191,19 +208,52 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
     const double act = 2.0 * B * T * C, lse_bytes = 4.0 * B * NH * T;
     const double fwd_bytes = 3 * act + act + lse_bytes;             // qkv in; out and lse out
     const double bwd_bytes = 3 * act + 2 * act + lse_bytes + 3 * act;  // qkv, out, dout, lse in; dqkv out
-    // cuDNN's flash attention is not built: the datasheet peak (none on simt or an unknown GPU).
-    const std::string ceiling_name = peak_tflops > 0 ? "bf16 peak (table)" : "cuDNN (not built)";
+    // The yardstick: cuDNN's TFLOP/s on the same shape (same FLOP count), else the datasheet peak
+    // (none on simt or an unknown GPU).
+    double dnn_fwd = peak_tflops, dnn_bwd = peak_tflops;
+    std::string ceiling_name = peak_tflops > 0 ? "bf16 peak (table)" : "cuDNN (not built)";
+    if (dnn) {
+      dnn_fwd = flops / (time_ms(s, reps, [&] {
+                          dnn->forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH);
+                        }) * 1e-3) / 1e12;
+      dnn_bwd = 2.5 * flops / (time_ms(s, reps, [&] {
+                                 dnn->backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(),
+                                               lse.as<float>(), B, T, C, NH);
+                               }) * 1e-3) / 1e12;
+      ceiling_name = "cuDNN";
+    }
     char shape[64];  // (GCC 12 warns falsely on "literal" + std::string here: -Wrestrict)
     std::snprintf(shape, sizeof shape, "B%d T%d NH%d hd%d", B, T, NH, hd);
     double ms = time_ms(s, reps, [&] {
       kernels::attention_forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH, s);
     });
-    r.rows.push_back(compute_row("attention fwd", shape, flops, fwd_bytes, ms, peak_tflops, ceiling_name));
+    r.rows.push_back(compute_row("attention fwd", shape, flops, fwd_bytes, ms, dnn_fwd, ceiling_name));
+    if (attention_hopper) {
+      bool ran = true;
+      ms = time_ms(s, reps, [&] {
+        ran = kernels::sm90::attention_forward(out.as<bf16>(), lse.as<float>(), qkv.as<bf16>(), B, T, C, NH, s);
+      });
+      if (ran) r.rows.push_back(compute_row("attention fwd sm_90a", shape, flops, fwd_bytes, ms, dnn_fwd, ceiling_name));
+    }
     ms = time_ms(s, reps, [&] {
       kernels::attention_backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(), lse.as<float>(),
                                   B, T, C, NH, scratch.p, s);
     });
-    r.rows.push_back(compute_row("attention bwd", shape, 2.5 * flops, bwd_bytes, ms, peak_tflops, ceiling_name));
+    r.rows.push_back(compute_row("attention bwd", shape, 2.5 * flops, bwd_bytes, ms, dnn_bwd, ceiling_name));
+    if (attention_hopper) {  // the one-kernel backward in each dQ mode
+      for (const bool det : {true, false}) {
+        const size_t bytes = kernels::sm90::attention_backward_scratch_bytes(B, T, C, NH, det);
+        Dev scratch90(bytes);
+        bool ran = true;
+        ms = time_ms(s, reps, [&] {
+          ran = kernels::sm90::attention_backward(dqkv.as<bf16>(), out.as<bf16>(), qkv.as<bf16>(), out.as<bf16>(),
+                                                  lse.as<float>(), B, T, C, NH, scratch90.p, bytes, det, s);
+        });
+        if (ran)
+          r.rows.push_back(compute_row(det ? "attention bwd sm_90a" : "attn bwd sm_90a atomic", shape,
+                                       2.5 * flops, bwd_bytes, ms, dnn_bwd, ceiling_name));
+      }
+    }
   }
 
   // ---- memory-bound kernels, against the copy ----

@@ -1,5 +1,6 @@
 // Emulation of mbarrier.{init, arrive, arrive.expect_tx, expect_tx, complete_tx,
-// try_wait.parity}, fence.proxy.async, elect.sync and setmaxnreg (contract: <ouro/ptx_sm90.h>).
+// try_wait.parity}, fence.proxy.async, elect.sync, setmaxnreg and the named barriers
+// (bar.sync / bar.arrive with an id) (contract: <ouro/ptx_sm90.h>).
 //
 // An mbarrier's state lives beside it, in the block's table keyed by its address
 // (sm90_state.h). try_wait blocks the thread until the phase completes; a phase that never can
@@ -151,6 +152,46 @@ void setmaxnreg(bool inc, int regs, std::source_location where) {
                          threads[0]->where);
       },
       nullptr);
+}
+
+void named_barrier(bool wait, uint32_t id, uint32_t nthreads, std::source_location where) {
+  simt::detail::HideFromTsan hide;
+  const char* op = wait ? "bar.sync" : "bar.arrive";
+  const simt::ThreadInfo& t = simt::this_thread();
+  const unsigned block = t.block_dim.x * t.block_dim.y * t.block_dim.z;
+  if (id == 0 || id >= simt::sm90::kNamedBarriers)
+    simt::report(BugKind::invalid_argument,
+                 cat(op, " ", id, ": named barrier ids are 1..15 (0 is __syncthreads's)"), where);
+  if (nthreads == 0 || nthreads % 32 != 0 || nthreads > block)
+    simt::report(BugKind::invalid_argument,
+                 cat(op, " ", id, ", ", nthreads, ": the thread count must be a non-zero multiple of 32 and at most "
+                     "the block's ", block),
+                 where);
+  simt::sm90::NamedBarrier& b = simt::sm90::block_state().named[id];
+  if (b.arrived == 0) {
+    b.count = nthreads;
+    b.first_where = where;
+  } else if (b.count != nthreads) {
+    simt::report(BugKind::barrier_divergence,
+                 cat(op, " ", id, ", ", nthreads, ": this phase of named barrier ", id, " was opened with count ",
+                     b.count, " at ", b.first_where.file_name(), ":", b.first_where.line(),
+                     " (every arrival of a phase must give the same count)"),
+                 where);
+  }
+  const uint32_t phase = b.phase;
+  simt::detail::tsan_release(&b.tsan_sync[phase & 1]);
+  if (++b.arrived == b.count) {
+    b.arrived = 0;
+    ++b.phase;
+    for (unsigned tid : b.waiters) simt::sm90::wake_thread(tid);
+    b.waiters.clear();
+    if (wait) simt::detail::tsan_acquire(&b.tsan_sync[phase & 1]);
+    return;
+  }
+  if (!wait) return;
+  b.waiters.push_back(t.tid);
+  while (simt::sm90::block_state().named[id].phase == phase) simt::sm90::block_current(op, where);
+  simt::detail::tsan_acquire(&simt::sm90::block_state().named[id].tsan_sync[phase & 1]);
 }
 
 }  // namespace ouro::ptx::emu

@@ -52,6 +52,19 @@ void explain_deadlock(Report& r) {
                     " thread(s) wait for it\n", r.message);
     return;
   }
+  for (unsigned id = 0; id < s.named.size(); ++id) {
+    const NamedBarrier& nb = s.named[id];
+    if (nb.waiters.empty()) continue;
+    const detail::Fiber& f = w.fiber(nb.waiters.front());
+    r.kind = BugKind::barrier_deadlock;
+    r.thread = f.info.thread_idx;
+    r.file = nb.first_where.file_name();
+    r.line = nb.first_where.line();
+    r.message = cat("named barrier ", id, " (first arrival of this phase at ", nb.first_where.file_name(), ":",
+                    nb.first_where.line(), "): only ", nb.arrived, " of ", nb.count,
+                    " threads arrived; the others never come\n", r.message);
+    return;
+  }
   for (unsigned g = 0; g < s.warpgroups.size(); ++g) {
     const Warpgroup& wg = s.warpgroups[g];
     if (wg.arrived == 0) continue;
@@ -80,6 +93,7 @@ BlockState& block_state() {
     const unsigned n = t.block_dim.x * t.block_dim.y * t.block_dim.z;
     s.warpgroups.assign((n + kWarpgroupSize - 1) / kWarpgroupSize, Warpgroup{});
     s.mbarriers.clear();
+    s.named.assign(kNamedBarriers, NamedBarrier{});
     s.bulk.assign(n, BulkQueue{});
     s.async_view.assign(t.launch->params.shared_bytes, 0xFF);  // the emulator's fill at block start
   }

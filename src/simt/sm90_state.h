@@ -104,11 +104,24 @@ struct Mbarrier {
   char tsan_issue = 0;           // issuer -> whoever performs the loads
 };
 
+// A named barrier (bar.sync / bar.arrive with an id 1..15): arrivals counted per thread toward
+// the count the first arrival of the phase gave; the phase completes at that count.
+struct NamedBarrier {
+  uint32_t count = 0;            // threads expected in the current phase (0: no phase open)
+  uint32_t arrived = 0;
+  uint32_t phase = 0;            // completed phases
+  std::source_location first_where;  // the phase's first arrival
+  std::vector<unsigned> waiters; // tids blocked in bar.sync
+  char tsan_sync[2]{};
+};
+inline constexpr unsigned kNamedBarriers = 16;
+
 struct BlockState {
   const void* launch = nullptr;
   uint64_t run = 0;
   std::vector<Warpgroup> warpgroups;
   std::unordered_map<const void*, Mbarrier> mbarriers;
+  std::vector<NamedBarrier> named;  // kNamedBarriers, index = barrier id
   std::vector<BulkQueue> bulk;   // per thread
   // Dynamic shared memory as the async proxy (wgmma) may see it: the block's 0xFF fill, then
   // a copy of shared memory at each fence.proxy.async, plus what TMA loads wrote. A wgmma

@@ -161,6 +161,41 @@ __global__ void setmaxnreg_kernel(uint32_t* out) {
   out[threadIdx.x] = threadIdx.x + 1;
 }
 
+// Ping-pong of two warpgroups through named barriers 1 and 2 (count 256), as the attention
+// kernel schedules its consumers: warpgroup c waits at barrier 1 + c for its turn, one thread
+// appends c to the log, then the warpgroup arrives at the other's barrier. Warpgroup 1 opens by
+// arriving at barrier 1 and does not arrive after its last turn (nobody would wait for it).
+__global__ void named_pingpong_kernel(uint32_t* log, int rounds) {
+  __shared__ uint32_t pos;
+  __shared__ uint32_t seen[64];
+  const unsigned c = threadIdx.x / 128;
+  if (threadIdx.x == 0) pos = 0;
+  __syncthreads();
+  if (c == 1) ouro::ptx::named_barrier_arrive(1, 256);
+  for (int r = 0; r < rounds; ++r) {
+    ouro::ptx::named_barrier_sync(1 + c, 256);
+    if (threadIdx.x % 128 == 0) seen[pos++] = c;
+    if (!(c == 1 && r == rounds - 1)) ouro::ptx::named_barrier_arrive(2 - c, 256);
+  }
+  __syncthreads();
+  if (threadIdx.x < 2u * rounds) log[threadIdx.x] = seen[threadIdx.x];
+}
+
+__global__ void named_barrier_hang_kernel(float* out) {
+  if (threadIdx.x < 128) ouro::ptx::named_barrier_sync(3, 256);  // kNamedBarrierHangLine
+  out[threadIdx.x] = 0;
+}
+const int kNamedBarrierHangLineValue = __LINE__ - 3;
+
+__global__ void named_barrier_counts_differ_kernel(float* out) {
+  if (threadIdx.x < 64)
+    ouro::ptx::named_barrier_arrive(2, 128);
+  else
+    ouro::ptx::named_barrier_sync(2, 96);  // kNamedBarrierCountsDifferLine
+  out[threadIdx.x] = 0;
+}
+const int kNamedBarrierCountsDifferLineValue = __LINE__ - 3;
+
 // ---- bugs ---------------------------------------------------------------------------------------
 // A valid setting for them: N = 8, A and B K-major without swizzle (core matrices 128 B, LBO 128
 // in K, SBO 256 between 8-row groups); A at 0 (2 KiB), B at 2048, 4 KiB of shared memory.
@@ -656,5 +691,16 @@ void launch_wgmma_96_threads() { launch_bug(wgmma_96_threads_kernel, 96); }
 void launch_mbarrier_hang() { launch_bug(mbarrier_hang_kernel, 32, 0); }
 void launch_setmaxnreg_split() { launch_bug(setmaxnreg_split_kernel, 128, 0); }
 void launch_mbarrier_uninitialized() { launch_bug(mbarrier_uninitialized_kernel, 32, 0); }
+
+void run_named_pingpong(int rounds, uint32_t* log) {
+  DeviceBuffer<uint32_t> d_log(2 * static_cast<size_t>(rounds));
+  ouro::launch(named_pingpong_kernel, dim3(1), dim3(256), 0, nullptr, d_log.ptr, rounds);
+  sync();
+  d_log.get(log);
+}
+const int kNamedBarrierHangLine = kNamedBarrierHangLineValue;
+const int kNamedBarrierCountsDifferLine = kNamedBarrierCountsDifferLineValue;
+void launch_named_barrier_hang() { launch_bug(named_barrier_hang_kernel, 256, 0); }
+void launch_named_barrier_counts_differ() { launch_bug(named_barrier_counts_differ_kernel, 128, 0); }
 
 }  // namespace ptx_sm90_test

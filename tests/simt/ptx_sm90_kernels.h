@@ -81,6 +81,10 @@ int encode_tensor_map(const TmaArgs& a, int address_offset, int stride_bytes);
 // mbarriers; a consumer warpgroup runs 4 wgmma m64n64k16 per 64-wide k tile. d = A * B^T (64 x 64).
 void run_ws_gemm(int k_tiles, const uint16_t* a, const uint16_t* b, float* d);
 
+// Named barriers: two warpgroups take `rounds` turns each through bar.sync / bar.arrive (ids 1, 2,
+// count 256); log[0 .. 2 rounds) receives the warpgroup of each turn in order (rounds <= 32).
+void run_named_pingpong(int rounds, uint32_t* log);
+
 // Bugs the emulator must report (the test checks kind and file:line).
 extern const int kWgmmaSplitSiteLine;      // warp 3 issues its wgmma from another line
 extern const int kWgmmaWarpExitedLine;     // warp 2 returned before the wgmma
@@ -116,5 +120,9 @@ extern const int kMbarrierExtraArrivalLine;  // a second arrival in a phase init
 void launch_mbarrier_extra_arrival();
 extern const int kWgmmaWithoutProxyFenceLine;  // thread 0 stores into B, no fence.proxy.async
 void launch_wgmma_without_proxy_fence();
+extern const int kNamedBarrierHangLine;          // warpgroup 0 waits for 256, warpgroup 1 never comes
+extern const int kNamedBarrierCountsDifferLine;  // 64 threads arrive with 128, the others sync with 96
+void launch_named_barrier_hang();
+void launch_named_barrier_counts_differ();
 
 }  // namespace ptx_sm90_test
