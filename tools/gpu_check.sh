@@ -233,7 +233,7 @@ step_bench() {
   # fwd/bwd"), and on an sm_90 GPU the Hopper wgmma/TMA kernel ("sm_90a") and the mma.sync one
   # ("sm_80") forced, each against cuBLASLt (issue 16's bar: sm_90a >= 90% of cuBLASLt). Off
   # Hopper it prints a note that the sm_90a kernel was skipped.
-  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt)"
+  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; skinny-M decode GEMMs vs the tiled ones)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
   # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode
   # tokens/s, the bytes each decode step must move and their share of the memory bandwidth.

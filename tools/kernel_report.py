@@ -153,6 +153,8 @@ LAUNCHES = [
     Launch("matmul_sm90.cu", r"^sm90::gemm_ws_kernel<sm90::Config<(?P<bn>\d+), (?P<stages>\d+)>, (true|false), "
            r"(true|false)>$",
            dyn_smem=lambda m: int(m["stages"]) * (128 + int(m["bn"])) * 64 * 2 + 1024),
+    # matmul_skinny.cu: kThreads = 128, static shared memory only.
+    Launch("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel<\d+, \d+>$", block=128),
     # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
     Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
@@ -202,6 +204,7 @@ LAUNCHES = [
 # Kernels that must run on tensor cores: (file, regex on the short kernel name).
 NEEDS_TENSOR_CORES = [
     ("matmul.cu", r"^gemm_tc_kernel"),
+    ("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel"),
     ("attention.cu", r"^attention_(forward|backward_dkv|backward_dq)_kernel"),
 ]
 
