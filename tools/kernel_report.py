@@ -155,9 +155,10 @@ LAUNCHES = [
            dyn_smem=lambda m: int(m["stages"]) * (128 + int(m["bn"])) * 64 * 2 + 1024),
     # matmul_skinny.cu: kThreads = 128, static shared memory only.
     Launch("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel<\d+, \d+>$", block=128),
-    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
-    Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
-           dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
+    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64; the
+    # forward's query tile 64 MI rows (forward_smem_bytes<HD, MI>: Q + 2 stages of K and of V).
+    Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+), (?P<mi>\d+)>$",
+           dyn_smem=lambda m: 64 * (int(m["mi"]) + 4) * (int(m["hd"]) + 8) * 2),
     Launch("attention.cu", r"^attention_backward_dkv_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: attention_dkv_smem(int(m["hd"]))),
     Launch("attention.cu", r"^attention_backward_dq_kernel<(?P<hd>\d+)>$",
