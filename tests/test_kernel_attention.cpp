@@ -5,7 +5,7 @@
 // tiles (hd 32 and 64, 32 rows per warp): T = 100 is one ragged tile, T = 160 two (the second
 // 32 rows), T = 300 three (two diagonal key tiles per query tile, warps whose rows end before the
 // second one skip it). B = 2 with NH = 3 or 1: B * NH is no multiple of anything. Every shape is
-// CI-sized (the whole suite ~11 s on the emulator, x3 with its hw_math and stale_smem passes).
+// CI-sized (the whole suite ~12 s on the emulator, x3 with its hw_math and stale_smem passes).
 #include "kernel_test_support.h"
 
 #include "kernels/attention.h"
