@@ -7,16 +7,23 @@
 // row's scaled scores (scale 1/sqrt(hd)), natural log. hd in {32, 64, 128} is a template
 // parameter so every fragment array has a compile-time size and lives in registers.
 //
-// Forward: one block of 4 warps per (64-query tile, head, batch). Each warp owns 16 query rows,
-// their Q fragment (A operand of m16n8k16) stays in registers for the whole kernel. K and V tiles
+// Forward: one block of 4 warps per (64 MI-query tile, head, batch). Each warp owns 16 MI query
+// rows (MI m16 tiles), their Q fragments (A operands of m16n8k16) stay in registers for the whole
+// kernel. MI = 2 (hd 32 and 64: 128-query blocks, 32 rows per warp): every K or V fragment a
+// warp loads with ldmatrix feeds two mma's (one per m16 tile) instead of one, halving the
+// shared-memory traffic per MMA. hd 128 keeps MI = 1 (64-query blocks): its 32-row version would
+// need ~128 more registers per thread (O alone is 2 x 64 fp32) and 104 KB of shared memory (Q 128
+// rows + 2 stages of K and V), more than the 99 KB of sm_86 / sm_89. K and V tiles
 // of 64 keys stream through shared memory with cp.async, double buffered: tile j+1 is in flight
 // while tile j is used. S = Q K^T and O += P V run on mma.sync; the fp32 S accumulators are
 // exactly the A fragment of the P V product (C fragment rows g / g+8, cols 2t, 2t+1 of two
 // adjacent n-tiles = A fragment of one 16-wide k-step), so P never touches shared memory.
 // Softmax is online in fp32 with exp2 of log2e-prescaled scores. Causal: the query tile qt only
 // visits key tiles 0..qt, and only the diagonal tile needs the mask (keys past T only occur in
-// the last tile, which is the diagonal of the last query tile). Blocks start with the heaviest
-// (last) query tiles so the tail of the grid is short.
+// the last tile, which is the diagonal of the last query tile). With MI = 2 a query tile spans two
+// key tiles, so its last two key tiles are diagonal ones, the last of which may lie wholly past
+// the causal limit of some warps (its 16-key groups above a warp's rows are skipped) or past T
+// (not visited). Blocks start with the heaviest (last) query tiles so the tail of the grid is short.
 //
 // Backward (deterministic, no atomics): (1) D = rowsum(dO * O) per (row, head), fp32 in the
 // scratch; (2) one block per (64-key tile, head, batch), each warp owning 16 keys, loops over the
@@ -115,16 +122,21 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c)[N][4],
 
 // ------------------------------------------------------------------------------------------
 // Forward
-template <int HD>
+template <int HD, int MI>
 constexpr size_t forward_smem_bytes() {
-  return size_t(kTile) * (HD + 8) * 2 * 5;  // Q + 2 stages of K + 2 stages of V
+  return (size_t(kTile) * MI + 4 * kTile) * (HD + 8) * 2;  // Q (64 MI rows) + 2 stages of K and of V
 }
-
+// Query rows per warp / 16 of the forward for a head dim (see the header comment).
 template <int HD>
+constexpr int forward_mi() { return HD <= 64 ? 2 : 1; }
+
+template <int HD, int MI>
 __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, float* lse,
                                                                      const bf16* qkv, int T, int NH) {
   constexpr int LD = HD + 8;
   constexpr int kTileElems = kTile * LD;
+  constexpr int kRows = 16 * MI;  // query rows per warp
+  constexpr int kQTile = 4 * kRows;
   const int C = NH * HD;
   const size_t C3 = size_t(3) * C;
   const int qt = gridDim.x - 1 - blockIdx.x;  // heaviest tiles first
@@ -133,24 +145,29 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, 
   const float sl2 = kLog2e / sqrtf(float(HD));
 
   bf16* sQ = dynamic_shared<bf16>();
-  bf16* sK = sQ + kTileElems;      // 2 stages
-  bf16* sV = sK + 2 * kTileElems;  // 2 stages
+  bf16* sK = sQ + MI * kTileElems;  // 2 stages
+  bf16* sV = sK + 2 * kTileElems;   // 2 stages
   const bf16* qbase = qkv + size_t(b) * T * C3 + h * HD;
-  const int q0 = qt * kTile;
+  const int q0 = qt * kQTile;
 
-  load_tile<HD, kTile>(sQ, qbase, C3, q0, T);
+  load_tile<HD, kQTile>(sQ, qbase, C3, q0, T);
   load_tile<HD, kTile>(sK, qbase + C, C3, 0, T);
   load_tile<HD, kTile>(sV, qbase + 2 * C, C3, 0, T);
   ptx::cp_async_commit();
 
-  uint32_t qf[HD / 16][4];
-  float o[HD / 8][4];
+  uint32_t qf[MI][HD / 16][4];
+  float o[MI][HD / 8][4];
 #pragma unroll
-  for (int i = 0; i < HD / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int row_base = q0 + warp * 16 + g;  // rows row_base and row_base + 8
+  for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) o[mi][i][0] = o[mi][i][1] = o[mi][i][2] = o[mi][i][3] = 0.0f;
+  float m[MI][2], l[MI][2];
+#pragma unroll
+  for (int mi = 0; mi < MI; mi++) m[mi][0] = m[mi][1] = -INFINITY, l[mi][0] = l[mi][1] = 0.0f;
+  const int wrow0 = q0 + warp * kRows;  // the warp's first row; m16 tile mi: rows wrow0 + 16 mi + (g, g + 8)
 
-  const int nkv = qt + 1;
+  // Key tiles 0 .. the one holding the block's last row (or T - 1).
+  const int nkv = ceil_div(q0 + kQTile < T ? q0 + kQTile : T, kTile);
   for (int j = 0; j < nkv; j++) {
     const int st = j & 1;
     if (j + 1 < nkv) {
@@ -164,95 +181,119 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(bf16* out, 
     __syncthreads();
     if (j == 0) {
 #pragma unroll
-      for (int kk = 0; kk < HD / 16; kk++) ldsm_a<LD>(qf[kk], sQ, warp * 16, kk * 16);
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) ldsm_a<LD>(qf[mi][kk], sQ, warp * kRows + mi * 16, kk * 16);
     }
     const bf16* sKs = sK + st * kTileElems;
     const bf16* sVs = sV + st * kTileElems;
-    // On the diagonal tile, key pair np (keys 16np..16np+15) is entirely above warp w's rows
-    // (16w..16w+15) when np > w: its S stays 0, the mask below makes P 0, skip its mma work.
-    const bool diag = j == qt;
+    // A key tile reaching past the block's first row needs the causal mask. In it, the 16 keys
+    // of pair np are all above m16 tile mi's rows when their first key exceeds its last row: that
+    // S stays 0 (the mask makes P 0) and its mma work is skipped. When the warp's last m16 tile
+    // (its highest rows) skips a pair, every tile does: its K / V fragments are not even loaded.
+    const bool diag = (j + 1) * kTile - 1 > q0;
+    auto above = [&](int mi, int np) { return diag && j * kTile + 16 * np > wrow0 + 16 * mi + 15; };
 
-    // S = Q K^T (16 x 64 per warp)
-    float s[kTile / 8][4];
+    // S = Q K^T (16 MI x 64 per warp)
+    float s[MI][kTile / 8][4];
 #pragma unroll
-    for (int i = 0; i < kTile / 8; i++) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int i = 0; i < kTile / 8; i++) s[mi][i][0] = s[mi][i][1] = s[mi][i][2] = s[mi][i][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
 #pragma unroll
       for (int np = 0; np < kTile / 16; np++) {
-        if (diag && np > warp) continue;
+        if (above(MI - 1, np)) continue;
         uint32_t kf[4];
         ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
-        mma(s[2 * np], qf[kk], kf[0], kf[1]);
-        mma(s[2 * np + 1], qf[kk], kf[2], kf[3]);
-      }
-    }
-    if (diag) {  // diagonal tile: key > query is masked (this also covers keys >= T)
 #pragma unroll
-      for (int nt = 0; nt < kTile / 8; nt++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-          const int key = j * kTile + nt * 8 + 2 * t4 + (i & 1);
-          if (key > row_base + 8 * (i >> 1)) s[nt][i] = -INFINITY;
+        for (int mi = 0; mi < MI; mi++) {
+          if (above(mi, np)) continue;
+          mma(s[mi][2 * np], qf[mi][kk], kf[0], kf[1]);
+          mma(s[mi][2 * np + 1], qf[mi][kk], kf[2], kf[3]);
         }
-    }
-    // online softmax, rows r = 0 (g) and 1 (g + 8); a row's values live in the 4 lanes of a quad
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = m[r];
-#pragma unroll
-      for (int nt = 0; nt < kTile / 8; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mscaled = mx == -INFINITY ? 0.0f : mx * sl2;
-      const float alpha = exp2f(m[r] * sl2 - mscaled);  // 0 on the first tile (m = -inf)
-      m[r] = mx;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < kTile / 8; nt++) {
-        s[nt][2 * r] = exp2f(fmaf(s[nt][2 * r], sl2, -mscaled));
-        s[nt][2 * r + 1] = exp2f(fmaf(s[nt][2 * r + 1], sl2, -mscaled));
-        sum += s[nt][2 * r] + s[nt][2 * r + 1];
-      }
-      l[r] = l[r] * alpha + sum;  // per-lane partial sum; the quad is reduced at the end
-#pragma unroll
-      for (int dt = 0; dt < HD / 8; dt++) {
-        o[dt][2 * r] *= alpha;
-        o[dt][2 * r + 1] *= alpha;
       }
     }
+    if (diag) {  // key > query is masked (this also covers keys >= T)
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int nt = 0; nt < kTile / 8; nt++)
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            const int key = j * kTile + nt * 8 + 2 * t4 + (i & 1);
+            if (key > wrow0 + 16 * mi + g + 8 * (i >> 1)) s[mi][nt][i] = -INFINITY;
+          }
+    }
+    // online softmax, rows r = 0 (g) and 1 (g + 8) of each m16 tile; a row's values live in the
+    // 4 lanes of a quad. Key 0 is in every row's causal range, so no row is ever all -inf.
+#pragma unroll
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        float mx = m[mi][r];
+#pragma unroll
+        for (int nt = 0; nt < kTile / 8; nt++) mx = fmaxf(mx, fmaxf(s[mi][nt][2 * r], s[mi][nt][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mscaled = mx == -INFINITY ? 0.0f : mx * sl2;
+        const float alpha = exp2f(m[mi][r] * sl2 - mscaled);  // 0 on the first tile (m = -inf)
+        m[mi][r] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kTile / 8; nt++) {
+          s[mi][nt][2 * r] = exp2f(fmaf(s[mi][nt][2 * r], sl2, -mscaled));
+          s[mi][nt][2 * r + 1] = exp2f(fmaf(s[mi][nt][2 * r + 1], sl2, -mscaled));
+          sum += s[mi][nt][2 * r] + s[mi][nt][2 * r + 1];
+        }
+        l[mi][r] = l[mi][r] * alpha + sum;  // per-lane partial sum; the quad is reduced at the end
+#pragma unroll
+        for (int dt = 0; dt < HD / 8; dt++) {
+          o[mi][dt][2 * r] *= alpha;
+          o[mi][dt][2 * r + 1] *= alpha;
+        }
+      }
     // O += P V
 #pragma unroll
     for (int ks = 0; ks < kTile / 16; ks++) {
-      if (diag && ks > warp) continue;
-      uint32_t pa[4];
-      c_to_a(pa, s, ks);
+      if (above(MI - 1, ks)) continue;
+      uint32_t pa[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++) c_to_a(pa[mi], s[mi], ks);
 #pragma unroll
       for (int dp = 0; dp < HD / 16; dp++) {
         uint32_t vf[4];
         ldsm_b<LD>(vf, sVs, ks * 16, dp * 16);
-        mma(o[2 * dp], pa, vf[0], vf[1]);
-        mma(o[2 * dp + 1], pa, vf[2], vf[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (above(mi, ks)) continue;
+          mma(o[mi][2 * dp], pa[mi], vf[0], vf[1]);
+          mma(o[mi][2 * dp + 1], pa[mi], vf[2], vf[3]);
+        }
       }
     }
     __syncthreads();  // the next iteration's cp.async overwrites the other stage
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    float sum = l[r];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const int row = row_base + 8 * r;
-    if (row < T) {
-      const float inv = 1.0f / sum;
-      bf16* orow = out + (size_t(b) * T + row) * C + h * HD + 2 * t4;
+  for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int dt = 0; dt < HD / 8; dt++)
-        *reinterpret_cast<uint32_t*>(orow + dt * 8) = pack_bf16x2(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
-      if (t4 == 0) lse[(size_t(b) * NH + h) * T + row] = (m[r] * sl2 + log2f(sum)) * kLn2;
+    for (int r = 0; r < 2; r++) {
+      float sum = l[mi][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const int row = wrow0 + 16 * mi + g + 8 * r;
+      if (row < T) {
+        const float inv = 1.0f / sum;
+        bf16* orow = out + (size_t(b) * T + row) * C + h * HD + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < HD / 8; dt++)
+          *reinterpret_cast<uint32_t*>(orow + dt * 8) =
+              pack_bf16x2(o[mi][dt][2 * r] * inv, o[mi][dt][2 * r + 1] * inv);
+        if (t4 == 0) lse[(size_t(b) * NH + h) * T + row] = (m[mi][r] * sl2 + log2f(sum)) * kLn2;
+      }
     }
-  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -707,11 +748,12 @@ const char* const kGenericName = "the generic attention kernels";
 // the 99 KB of sm_86 / sm_89).
 template <int HD>
 bool forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cudaStream_t stream) {
-  constexpr size_t smem = forward_smem_bytes<HD>();
+  constexpr int MI = forward_mi<HD>();
+  constexpr size_t smem = forward_smem_bytes<HD, MI>();
   const std::string name = "attention forward (head dim " + std::to_string(HD) + ")";
-  if (!opt_in_shared_memory(attention_forward_kernel<HD>, smem, name.c_str(), kGenericName)) return false;
-  launch(attention_forward_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem, stream, out, lse, qkv,
-         T, NH);
+  if (!opt_in_shared_memory(attention_forward_kernel<HD, MI>, smem, name.c_str(), kGenericName)) return false;
+  launch(attention_forward_kernel<HD, MI>, dim3(ceil_div(T, kTile * MI), NH, B), dim3(kThreads), smem, stream, out,
+         lse, qkv, T, NH);
   OURO_CUDA_CHECK_LAUNCH();
   return true;
 }

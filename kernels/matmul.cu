@@ -1,6 +1,7 @@
 #include "kernels/matmul.h"
 
 #include "kernels/matmul_epilogue.cuh"
+#include "kernels/matmul_skinny.h"
 #include "kernels/matmul_sm90.h"
 #include "kernels/shared_memory.h"
 
@@ -47,6 +48,11 @@
 // fast path runs kernels/matmul_sm90.cu instead (warp-specialized TMA + wgmma, same layouts, same
 // epilogue: kernels/matmul_epilogue.cuh; same split-K slice count, slices rounded to its 64-deep
 // stages); where it cannot get its shared memory the kernels below run.
+//
+// Skinny M: a forward with M <= 64 rows (decoding) goes to kernels/matmul_skinny.cu under
+// automatic (or when forced), before any of the above: at that M every tile here would read each
+// weight once too, but from ceil(Nn / 64) blocks that each walk all of K in turn, too few to keep
+// the memory busy.
 //
 // Fallback (any shape): 16x16 output tiles, 256 threads, one output per thread, fp32 FMA over
 // 16-wide k tiles staged through shared memory; the same epilogue.
@@ -444,6 +450,12 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
   if (!out || !inp || !weight) throw std::invalid_argument("matmul_forward: out, inp and weight must not be null");
   const bool gelu = epilogue == Epilogue::gelu;
   const Epi e{out, OC, bias, gelu ? pre_gelu : nullptr, gelu, false, nullptr};
+  if (N <= skinny::kSkinnyMaxM &&
+      (tile == MatmulTile::skinny || (tile == MatmulTile::automatic && skinny::enabled()))) {
+    skinny::gemm(inp, weight, N, OC, C, e, stream);
+    return;
+  }
+  if (tile == MatmulTile::skinny) tile = MatmulTile::automatic;
   const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 16) &&
                     aligned(bias, 16) && aligned(e.pre_gelu, 16);
   gemm<true, true>(inp, weight, N, OC, C, e, fast, tile, stream);
@@ -465,6 +477,7 @@ size_t matmul_backward_scratch_bytes(int N, int C, int OC) {
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
                      int N, int C, int OC, void* scratch, cudaStream_t stream, MatmulTile tile) {
   check_dims("matmul_backward", N, C, OC);
+  if (tile == MatmulTile::skinny) tile = MatmulTile::automatic;
   if (!dinp || !dweight || !dout || !inp || !weight)
     throw std::invalid_argument("matmul_backward: dinp, dweight, dout, inp and weight must not be null");
   if (!scratch) throw std::invalid_argument("matmul_backward: scratch (matmul_backward_scratch_bytes) must not be null");

@@ -33,10 +33,16 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
 // C or OC is not a multiple of 8 (or operands not 16-byte aligned) always take the simple
 // deterministic fp32 kernel. Forcing a tile is for tests and benchmarks: `large` / `small` /
 // `simple` (Ampere), `hopper` (the Hopper kernel, tile by shape), `hopper_128x256`,
-// `hopper_128x128`. A forced tile still falls back to simple when the shape does not allow it,
+// `hopper_128x128`, `skinny` (forward only). A forced tile still falls back to simple when the shape does not allow it,
 // and a forced Hopper tile to automatic Ampere where the Hopper kernel cannot run
 // (matmul_hopper_available()).
-enum class MatmulTile { automatic, large, small, simple, hopper, hopper_128x256, hopper_128x128 };
+//
+// Skinny M (decoding): matmul_forward with N <= 64 rows takes the skinny-M kernel
+// (kernels/matmul_skinny.cu: weights streamed once in 16-byte loads, any shape and alignment)
+// under automatic on every device, unless OURO_MATMUL_SKINNY=0 is set in the environment (the
+// switch for comparisons: automatic then chooses as above). Forcing `skinny` with N > 64, or in
+// matmul_backward, means automatic.
+enum class MatmulTile { automatic, large, small, simple, hopper, hopper_128x256, hopper_128x128, skinny };
 
 // Whether the Hopper kernel can run on the current device (always in the SIMT emulator).
 bool matmul_hopper_available();

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include <tuple>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -748,6 +750,55 @@ TEST_F(DevicePath, GreedyGenerationMatchesTheCpuBackend) {
     EXPECT_EQ(got[covered], want[covered]) << "step " << covered;
   }
   EXPECT_GE(covered, 8u) << "too few steps with a safe argmax margin";
+}
+
+// Decoding's GEMMs (M = batch rows <= 64) take the skinny-M kernel (kernels/matmul_skinny.cu);
+// OURO_MATMUL_SKINNY=0 gives them back to the tiled kernels. Both sum in fp32 in different orders,
+// so on a model with clear top-two margins (the sharpened one of the test above) greedy decoding
+// must pick the same tokens either way: one row (M = 1 steps, M = 3 prefill) and five rows
+// (M = 5 steps, M = 20 prefill).
+TEST_F(DevicePath, GreedyGenerationWithTheSkinnyGemmEqualsTheTiledPath) {
+  const GPT2Config cfg = small_config();
+  GPT2 mc(cfg, *cpu, 1, cfg.seq_len), one(cfg, *dev, 1, cfg.seq_len), five(cfg, *dev, 5, cfg.seq_len);
+  mc.set_params(gpt2_init_params(cfg, 46));
+  const std::vector<int> cycle = {3, 50, 101, 7, 180, 22, 99};
+  std::vector<int> text, next;
+  for (int t = 0; t <= cfg.seq_len; ++t) text.push_back(cycle[t % cycle.size()]);
+  next.assign(text.begin() + 1, text.end());
+  AdamWArgs a;
+  a.lr = 1e-2f;
+  for (int s = 1; s <= 30; ++s) {
+    mc.zero_grad();
+    mc.forward_backward(text.data(), next.data(), 1, cfg.seq_len, 1.0f);
+    a.step = s;
+    mc.adamw_step(a);
+  }
+  one.set_params(mc.get_params());
+  five.set_params(mc.get_params());
+  SampleOptions o;
+  o.temperature = 0;
+  o.max_tokens = 30;
+  const std::vector<std::vector<int>> prompts = {{7, 180, 22, 99}, {3, 50, 101, 7}, {22, 99, 3, 50},
+                                                 {101, 7, 180, 22}, {50, 101, 7, 180}};
+  const std::vector<uint64_t> seeds = {1, 2, 3, 4, 5};
+  auto run = [&] {
+    std::vector<std::vector<int>> out{generate(one, {7, 180, 22}, o)};
+    for (auto& g : generate_batch(five, prompts, o, seeds)) out.push_back(g.tokens);
+    return out;
+  };
+  const char* outer = std::getenv("OURO_MATMUL_SKINNY");
+  const std::string saved = outer ? outer : "";
+  ::unsetenv("OURO_MATMUL_SKINNY");
+  const auto skinny = run();
+  ::setenv("OURO_MATMUL_SKINNY", "0", 1);
+  const auto tiled = run();
+  if (outer) ::setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
+  else ::unsetenv("OURO_MATMUL_SKINNY");
+  ASSERT_EQ(skinny.size(), 6u);
+  for (size_t r = 0; r < skinny.size(); ++r) {
+    EXPECT_EQ(skinny[r].size(), size_t(o.max_tokens)) << r;
+    EXPECT_EQ(skinny[r], tiled[r]) << "row " << r;
+  }
 }
 
 TEST_F(DevicePath, ParametersRoundTripThroughTheHostFormat) {

@@ -1,7 +1,11 @@
 // Flash attention forward / backward and KV-cache decoding against the CPU reference (CpuOps on
 // the same bf16-rounded inputs) and an fp64 logsumexp loop. Shapes are ragged (T not a multiple
 // of the 64-row tiles; T = 160 spans three tiles so the double-buffered pipeline, the diagonal
-// mask and the non-diagonal tiles all run), head dims 32, 64 and 128.
+// mask and the non-diagonal tiles all run), head dims 32, 64 and 128. The forward's 128-query
+// tiles (hd 32 and 64, 32 rows per warp): T = 100 is one ragged tile, T = 160 two (the second
+// 32 rows), T = 300 three (two diagonal key tiles per query tile, warps whose rows end before the
+// second one skip it). B = 2 with NH = 3 or 1: B * NH is no multiple of anything. Every shape is
+// CI-sized (the whole suite ~12 s on the emulator, x3 with its hw_math and stale_smem passes).
 #include "kernel_test_support.h"
 
 #include "kernels/attention.h"
@@ -108,7 +112,7 @@ INSTANTIATE_TEST_SUITE_P(Ragged, AttentionShapes,
                          ::testing::Values(Shape{32, 1, 3}, Shape{32, 37, 3}, Shape{32, 100, 2}, Shape{32, 160, 3},
                                            Shape{64, 1, 2}, Shape{64, 37, 2}, Shape{64, 100, 3}, Shape{64, 160, 2},
                                            Shape{128, 1, 2}, Shape{128, 37, 2}, Shape{128, 100, 2},
-                                           Shape{128, 160, 2},
+                                           Shape{128, 160, 2}, Shape{32, 300, 1}, Shape{64, 300, 1},
                                            // the generic path (attention_generic.cu): other head dims
                                            Shape{12, 19, 4}, Shape{48, 37, 2}, Shape{200, 9, 1}),
                          [](const auto& info) {

@@ -44,6 +44,7 @@ const char* tile_name(MatmulTile t) {
     case MatmulTile::hopper: return "hopper";
     case MatmulTile::hopper_128x256: return "hopper_128x256";
     case MatmulTile::hopper_128x128: return "hopper_128x128";
+    case MatmulTile::skinny: return "skinny";
   }
   return "?";
 }

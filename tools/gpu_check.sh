@@ -237,7 +237,8 @@ step_bench() {
   # fwd" (the automatic choice), on sm_90 "attention fwd sm_90a" (kernels/attention_sm90.cu) and
   # "attention bwd", and the one-kernel backward "attention bwd sm_90a" (deterministic) and "attn bwd
   # sm_90a atomic", each next to cuDNN's TFLOP/s on the same shape (bar: >= 80% of cuDNN).
-  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; attention vs cuDNN)"
+  # Skinny-M decode GEMMs (issue 17 item 4): "matmul fwd skinny-M" next to "matmul fwd M<=64 tiled".
+  say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; skinny-M decode GEMMs vs the tiled ones; attention vs cuDNN)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
   # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode
   # tokens/s, the bytes each decode step must move and their share of the memory bandwidth.

@@ -163,9 +163,12 @@ LAUNCHES = [
     # and dQ conversion kernels: __launch_bounds__(256), no dynamic shared memory.
     Launch("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel<(?P<hd>\d+), (true|false)>$",
            dyn_smem=lambda m: int(m["hd"]) // 64 * (2 * 16384 + 4 * 8192) + 2 * 8192 + 1024),
-    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64.
-    Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+)>$",
-           dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 5),
+    # matmul_skinny.cu: kThreads = 128, static shared memory only.
+    Launch("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel<\d+, \d+>$", block=128),
+    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64; the
+    # forward's query tile 64 MI rows (forward_smem_bytes<HD, MI>: Q + 2 stages of K and of V).
+    Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+), (?P<mi>\d+)>$",
+           dyn_smem=lambda m: 64 * (int(m["mi"]) + 4) * (int(m["hd"]) + 8) * 2),
     Launch("attention.cu", r"^attention_backward_dkv_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: attention_dkv_smem(int(m["hd"]))),
     Launch("attention.cu", r"^attention_backward_dq_kernel<(?P<hd>\d+)>$",
@@ -212,6 +215,7 @@ LAUNCHES = [
 # Kernels that must run on tensor cores: (file, regex on the short kernel name).
 NEEDS_TENSOR_CORES = [
     ("matmul.cu", r"^gemm_tc_kernel"),
+    ("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel"),
     ("attention.cu", r"^attention_(forward|backward_dkv|backward_dq)_kernel"),
 ]
 

@@ -1,7 +1,9 @@
 #include "bench/generate_bench.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include <fmt/format.h>
 
@@ -44,6 +46,34 @@ GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
   }
   const double gen_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
+  // Decode steps alone: a prefill of k copies of a prompt, then `steps` one-token steps of k rows
+  // (the generation's shape, without sampling), timed between two synchronizations.
+  const int steps = std::max(1, std::min(L.max_new_tokens, 32));
+  auto time_decode = [&] {
+    std::vector<int> prompt(static_cast<size_t>(L.k) * std::max(1, P)), next(L.k);
+    for (auto& x : prompt) x = tok(rng);
+    gen.kv_reset();
+    gen.kv_step(prompt.data(), L.k, std::max(1, P));
+    ops->synchronize();
+    const auto ts = Clock::now();
+    for (int s = 0; s < steps; ++s) {
+      for (auto& x : next) x = tok(rng);
+      gen.kv_step(next.data(), L.k, 1);
+    }
+    ops->synchronize();
+    return std::chrono::duration<double>(Clock::now() - ts).count() / steps;
+  };
+  const double decode_s = time_decode();
+  double decode_tiled_s = 0;
+  if (ops->name() != "cpu") {  // the same steps with the tiled GEMMs (the skinny kernel switched off)
+    const char* outer = std::getenv("OURO_MATMUL_SKINNY");
+    const std::string saved = outer ? outer : "";
+    setenv("OURO_MATMUL_SKINNY", "0", 1);
+    decode_tiled_s = time_decode();
+    if (outer) setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
+    else unsetenv("OURO_MATMUL_SKINNY");
+  }
+
   // Training steps at the config's batch, to weigh generation against a round's training.
   const int B = cfg.train.batch_size, T = cfg.train_seq_len();
   GPT2 model(mc, *ops, B, T);
@@ -84,18 +114,32 @@ GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
                         2.0 * 2.0 * mc.n_layer * mean_ctx * mc.n_embd * L.k;
   r.decode_steps = static_cast<double>(L.prompts) * L.max_new_tokens;
   r.peak_memory_gbs = ops->peak_memory_gbs();
+  r.decode_timed_steps = steps;
+  r.decode_step_s = decode_s;
+  r.decode_step_tiled_s = decode_tiled_s;
+  r.weight_bytes = 2.0 * static_cast<double>(params.size());
   return r;
 }
 
 std::vector<BenchRecord> GenerateBenchResult::records() const {
   const std::string shape = fmt::format("{} prompts x {} samples, prompt {} + {} new", prompts, k,
                                         prompt_tokens, max_new_tokens);
-  return {{"generate (KV cache)", shape, new_tokens_per_s(), "tokens/s", 0, "", 0, 0, generate_s},
+  std::vector<BenchRecord> rec{{"generate (KV cache)", shape, new_tokens_per_s(), "tokens/s", 0, "", 0, 0, generate_s},
           {"decode step memory traffic", fmt::format("{} rows, {:.1f} MB per step", k, decode_step_bytes / 1e6),
            decode_gbs(), "GB/s", peak_memory_gbs, peak_memory_gbs > 0 ? "memory peak" : "", 0, decode_step_bytes,
            decode_steps > 0 ? generate_s / decode_steps : 0},
+          {"decode step (timed alone)", fmt::format("{} rows x 1 token, {} steps", k, decode_timed_steps),
+           decode_tokens_per_s(), "tokens/s", 0, "", 0, 0, decode_step_s},
+          {"decode weight streaming", fmt::format("{} rows, {:.1f} MB of bf16 weights per step", k, weight_bytes / 1e6),
+           weight_gbs(), "GB/s", peak_memory_gbs, peak_memory_gbs > 0 ? "memory peak" : "", 0, weight_bytes,
+           decode_step_s},
           {"generation share of a loop round", fmt::format("{} + {} training steps", shape, round_steps),
            100.0 * generate_share, "%", 0, "", 0, 0, 0}};
+  if (decode_step_tiled_s > 0)
+    rec.push_back({"decode step, tiled GEMMs (OURO_MATMUL_SKINNY=0)",
+                   fmt::format("{} rows x 1 token, {} steps", k, decode_timed_steps), decode_tokens_per_s_tiled(),
+                   "tokens/s", 0, "", 0, 0, decode_step_tiled_s});
+  return rec;
 }
 
 nlohmann::json GenerateBenchResult::json() const {
@@ -103,7 +147,11 @@ nlohmann::json GenerateBenchResult::json() const {
           {"generate_s", generate_s}, {"train_step_s", train_step_s}, {"round_steps", round_steps},
           {"decode_step_bytes", decode_step_bytes}, {"decode_gbs", decode_gbs()},
           {"peak_memory_gbs", peak_memory_gbs}, {"bandwidth_fraction", bandwidth_fraction()},
-          {"generate_share", generate_share}};
+          {"generate_share", generate_share}, {"decode_timed_steps", decode_timed_steps},
+          {"decode_step_s", decode_step_s}, {"decode_tokens_per_s", decode_tokens_per_s()},
+          {"decode_step_tiled_s", decode_step_tiled_s}, {"decode_tokens_per_s_tiled", decode_tokens_per_s_tiled()},
+          {"weight_bytes", weight_bytes}, {"weight_gbs", weight_gbs()},
+          {"weight_bandwidth_fraction", weight_bandwidth_fraction()}};
 }
 
 void log_generate_bench(const GenerateBenchResult& r) {
@@ -114,6 +162,15 @@ void log_generate_bench(const GenerateBenchResult& r) {
   log->info("  decode steps    {:10.1f} MB each (weights + KV caches), {:.1f} GB/s{}", r.decode_step_bytes / 1e6,
             r.decode_gbs(),
             r.peak_memory_gbs > 0 ? fmt::format(" = {:.1f}% of the memory's {:.0f} GB/s", 100.0 * r.bandwidth_fraction(),
+                                                r.peak_memory_gbs)
+                                  : std::string(" (memory bandwidth unknown on this backend)"));
+  log->info("  decode alone    {:10.0f} tokens/s ({} rows, {:.3f} ms per step over {} steps){}", r.decode_tokens_per_s(),
+            r.k, 1e3 * r.decode_step_s, r.decode_timed_steps,
+            r.decode_step_tiled_s > 0 ? fmt::format("; tiled GEMMs (OURO_MATMUL_SKINNY=0): {:.0f} tokens/s, {:.2f}x",
+                                                    r.decode_tokens_per_s_tiled(), r.decode_step_tiled_s / r.decode_step_s)
+                                      : std::string());
+  log->info("  weight stream   {:10.1f} GB/s ({:.1f} MB of weights per step){}", r.weight_gbs(), r.weight_bytes / 1e6,
+            r.peak_memory_gbs > 0 ? fmt::format(" = {:.1f}% of the memory's {:.0f} GB/s", 100.0 * r.weight_bandwidth_fraction(),
                                                 r.peak_memory_gbs)
                                   : std::string(" (memory bandwidth unknown on this backend)"));
   log->info("  training        {:10.3f} s per step x {} steps per round", r.train_step_s, r.round_steps);

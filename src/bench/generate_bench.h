@@ -23,6 +23,20 @@ struct GenerateBenchResult {
   // and the k rows' bf16 KV caches at the round's mean context; decode_steps of them per round.
   double decode_step_bytes = 0, decode_steps = 0;
   double peak_memory_gbs = 0;  // the device's theoretical memory bandwidth; 0 = unknown
+  // Decode steps timed alone (kv_step of k rows x 1 token after a prefill, no sampling, the device
+  // synchronized once after decode_timed_steps of them): seconds per step with the skinny-M GEMM
+  // (kernels/matmul_skinny.cu, automatic for M <= 64) and with OURO_MATMUL_SKINNY=0 (0 when not
+  // measured: the cpu backend has no such kernel). weight_bytes: the bf16 weights one step streams.
+  int decode_timed_steps = 0;
+  double decode_step_s = 0, decode_step_tiled_s = 0, weight_bytes = 0;
+
+  double decode_tokens_per_s() const { return decode_step_s > 0 ? k / decode_step_s : 0; }
+  double decode_tokens_per_s_tiled() const { return decode_step_tiled_s > 0 ? k / decode_step_tiled_s : 0; }
+  // The weights' bytes per second of a timed decode step (a lower bound on the GEMMs' own rate:
+  // the step's attention, LayerNorms and launches are in the time) and its share of the memory
+  // bandwidth (0 when unknown).
+  double weight_gbs() const { return decode_step_s > 0 ? weight_bytes / decode_step_s / 1e9 : 0; }
+  double weight_bandwidth_fraction() const { return peak_memory_gbs > 0 ? weight_gbs() / peak_memory_gbs : 0; }
 
   double new_tokens_per_s() const { return new_tokens / generate_s; }
   // Bytes the decode steps moved per second of generation (the prefills' time included, so a

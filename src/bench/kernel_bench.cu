@@ -9,6 +9,7 @@
 #include <ouro/error.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
@@ -179,6 +180,47 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
           });
           r.rows.push_back(compute_row((std::string("matmul bwd ") + arch).c_str(), shape, 2 * flops, bwd_bytes, ms,
                                        lt_bwd, "cuBLASLt"));
+        }
+      }
+    }
+  }
+
+  // ---- decode GEMMs (M <= 64 rows, one new token each): the skinny-M kernel, against the copy ----
+  // A decode step's forward GEMMs stream the weights once (M x K inputs are small), so these rows
+  // are memory-bound: bytes = weights + input + output + bias, GB/s against the d2d copy. Each
+  // shape also runs with OURO_MATMUL_SKINNY=0 (what automatic picks without the skinny kernel: the
+  // tiled mma.sync or wgmma kernel) for the comparison.
+  {
+    struct Decode {
+      const char* model;
+      int C, Vp;
+    };
+    const std::vector<Decode> dmodels = small ? std::vector<Decode>{{"tiny", 64, 1024}}
+                                              : std::vector<Decode>{{"124M", 768, 50304}, {"1558M", 1600, 50304}};
+    for (const auto& m : dmodels) {
+      const int C = m.C;
+      const int shapes[][2] = {{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, m.Vp}};
+      for (const int M : {1, 64}) {
+        for (const auto& sh : shapes) {
+          const int K = sh[0], OC = sh[1];
+          Dev inp(size_t(M) * K * 2), w(size_t(OC) * K * 2), bias(size_t(OC) * 2), out(size_t(M) * OC * 2);
+          const double flops = 2.0 * M * K * double(OC);
+          const double bytes = 2.0 * (double(OC) * K + double(M) * K + double(M) * OC + OC);
+          char shape[96];
+          std::snprintf(shape, sizeof shape, "%s %dx%d -> %d (%.2f MB)", m.model, M, K, OC, bytes / 1e6);
+          auto call = [&](kernels::MatmulTile tile) {
+            kernels::matmul_forward(out.as<bf16>(), inp.as<bf16>(), w.as<bf16>(), bias.as<bf16>(), M, K, OC, s,
+                                    kernels::Epilogue::none, nullptr, tile);
+          };
+          double ms = time_ms(s, reps, [&] { call(kernels::MatmulTile::skinny); });
+          r.rows.push_back(memory_row("matmul fwd skinny-M", shape, flops, bytes, ms, copy_gbs));
+          const char* outer = std::getenv("OURO_MATMUL_SKINNY");
+          const std::string saved = outer ? outer : "";
+          setenv("OURO_MATMUL_SKINNY", "0", 1);
+          ms = time_ms(s, reps, [&] { call(kernels::MatmulTile::automatic); });
+          if (outer) setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
+          else unsetenv("OURO_MATMUL_SKINNY");
+          r.rows.push_back(memory_row("matmul fwd M<=64 tiled", shape, flops, bytes, ms, copy_gbs));
         }
       }
     }

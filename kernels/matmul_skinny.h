@@ -1,0 +1,19 @@
+// The skinny-M forward GEMM for decoding (kernels/matmul_skinny.cu): out (M, Nn) =
+// epilogue(A (M, K) @ W (Nn, K)^T) for M <= kSkinnyMaxM rows, with each weight byte read once per
+// call in 16-byte loads. kernels/matmul.cu's matmul_forward chooses it by shape (M <= 64) unless
+// OURO_MATMUL_SKINNY=0 is set in the environment (the comparison switch).
+#pragma once
+#include "kernels/matmul_epilogue.cuh"
+
+namespace ouro::kernels::skinny {
+
+constexpr int kSkinnyMaxM = 64;
+
+// False when OURO_MATMUL_SKINNY=0 is set (read at every call, so a test or a bench can flip it).
+bool enabled();
+
+// Any K, Nn >= 1 and 1 <= M <= kSkinnyMaxM; any alignment (16-byte weight loads need K % 8 == 0
+// and 16-byte aligned A and W, else 2-byte loads). e.partial must be null (no split-K partials).
+void gemm(const bf16* A, const bf16* W, int M, int Nn, int K, const matmul_detail::Epi& e, cudaStream_t stream);
+
+}  // namespace ouro::kernels::skinny
