@@ -58,12 +58,8 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
              cfg_.source.empty() ? "config" : cfg_.source);
   out_ = cfg_.run.out_dir;
   run_ = std::make_unique<RunState>(cfg_);
-  if (!opt_.fault_checkpoint_phase.empty())
-    run_->set_checkpoint_observer([phase = opt_.fault_checkpoint_phase, at = opt_.fault_checkpoint_step](
-                                      int64_t step, const char* p) {
-      if (step == at && phase == p) std::raise(SIGKILL);
-    });
-  connect(std::move(parts.comm));
+  if (parts.checkpoint_observer) run_->set_checkpoint_observer(std::move(parts.checkpoint_observer));
+  connect(parts);
   set_compute_threads(cfg_.run.threads);
   ops_ = parts.ops ? std::move(parts.ops) : make_ops(cfg_.run.device);
   grads_ = std::make_unique<GradientSync>(*comm_, *ops_, gpt2_num_params(cfg_.model.gpt2()),
@@ -97,8 +93,9 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
 }
 
 // The ranks, the run directory (rank 0 locks it before anything in it is read or written) and
-// the check that every rank runs rank 0's config.
-void TrainSession::connect(std::unique_ptr<Communicator> given) {
+// the check that every rank runs rank 0's config; then parts.wrap_comm, if any, wraps it.
+void TrainSession::connect(TrainParts& parts) {
+  std::unique_ptr<Communicator> given = std::move(parts.comm);
   // local, mpi, or (device backend without MPI: dist.init = file/tcp/env) the launcher-ranks
   // communicator, whose host collectives the device communicator below serves (src/dist/run_comm.h).
   std::optional<RunCommOptions> comm_opts;
@@ -115,7 +112,11 @@ void TrainSession::connect(std::unique_ptr<Communicator> given) {
     // Every rank checks every input before the first step (a rank may see other files).
     load_run_tokenizer(cfg_.data.tokenizer, cfg_.model.vocab_size, {});
   }
-  if (comm_->world() == 1) return;
+  if (comm_->world() > 1) agree_on_config(comm_opts);
+  if (parts.wrap_comm) comm_ = parts.wrap_comm(std::move(comm_));
+}
+
+void TrainSession::agree_on_config(const std::optional<RunCommOptions>& comm_opts) {
   // Every rank must run rank 0's config. Over MPI that is checked before NCCL starts: a rank
   // whose run.device differed would otherwise issue a different first collective than the
   // others. Without MPI the check needs the device communicator's collectives.
@@ -321,7 +322,6 @@ void TrainSession::next_batch_or_checkpoint(int* x, int* y) {
 bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const auto started = std::chrono::steady_clock::now();
   run_micro_batches(syn, syn_rows);
-  if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
   grads_->sync();
   const StepLoss r = loss_and_norm();
   const double lr = lr_at(step_);
@@ -361,7 +361,6 @@ TrainSession::StepLoss TrainSession::loss_and_norm() {
   const GPT2::StepReadback rb = model_->step_readback(grads_->norm_ranges());
   double loss = 0;
   for (float l : rb.losses) loss += l / A;
-  if (opt_.fault_nan_steps.count(step_)) loss = std::nan("");
   comm_->all_reduce(&loss, 1, ReduceOp::Avg);
   return {loss, grads_->global_norm(rb.sum_squares)};
 }
