@@ -121,10 +121,8 @@ class TrainSession {
   // Over several ranks: every rank runs rank 0's config (checked where the host collectives
   // are), and the device communicator joins (comm_opts: the run's own communicator).
   void agree_on_config(const std::optional<RunCommOptions>& comm_opts);
-  void check_same_config();
   void connect(TrainParts& parts);
   void load_start_state(std::unique_ptr<DataLoader> given);
-  void check_val_data();
   void next_batch_or_checkpoint(int* x, int* y);
   bool one_step(SyntheticSource* syn, int syn_rows);
   struct StepLoss {
@@ -139,7 +137,6 @@ class TrainSession {
   void record_step(std::chrono::steady_clock::time_point started, const StepLoss& r, double lr,
                    int syn_rows);
   double run_eval();
-  void maybe_sample();
 
   Config cfg_;
   TrainOptions opt_;
@@ -168,9 +165,7 @@ class TrainSession {
   bool autosave_ = true;
   LoaderPosition step_start_position_;  // the loader's position when this step began
   std::chrono::steady_clock::time_point t0_;
-  void (*old_int_)(int) = nullptr;
-  void (*old_term_)(int) = nullptr;
-  void (*old_hup_)(int) = nullptr;
+  std::unique_ptr<class StopSignals> signals_;  // installed once the session is ready
 };
 
 }  // namespace ouro
