@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/train.h"
 #include "fault_injection.h"
 
 namespace {

@@ -32,7 +32,9 @@ std::pair<int64_t, int64_t> parse_profile_steps(const std::string& s) {
 
 }  // namespace
 
-void add_train(CLI::App& app, TrainHooks hooks) {
+void add_train(CLI::App& app) { add_train(app, TrainHooks{}); }
+
+void add_train(CLI::App& app, const TrainHooks& hooks) {
   auto* cmd = app.add_subcommand("train", "Train a model from a TOML config");
   struct Opts {
     std::string config;

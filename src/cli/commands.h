@@ -3,7 +3,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
-#include "cli/train.h"
+namespace ouro {
+struct TrainHooks;  // cli/train.h
+}  // namespace ouro
 
 namespace ouro::cli {
 
@@ -14,8 +16,9 @@ struct ExitStatus {
 };
 
 void add_prepare(CLI::App& app);
-// hooks: the decorators and observers a test binary adds (tests/fault_worker.cpp); none here.
-void add_train(CLI::App& app, TrainHooks hooks = {});
+void add_train(CLI::App& app);
+// With the decorators and observers a test binary adds (tests/fault_worker.cpp).
+void add_train(CLI::App& app, const TrainHooks& hooks);
 void add_eval(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_bench(CLI::App& app);
