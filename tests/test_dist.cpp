@@ -48,8 +48,12 @@ class Dist : public ScratchDirTest {
                "\"\nval = \"" + (dir / "val.bin").string() + "\"\n[run]\nthreads = 1\n"
            "[dist]\ntimeout_s = 20\n";
   }
-  CmdResult train(int np, const std::string& name, const std::string& extra = "") {
-    std::string cmd = (np > 0 ? mpirun(np) : std::string()) + OURO_BIN + " train --config " +
+  // comm_fault: "" runs `ouro`; else the ranks run the tests' fault worker (tests/fault_worker.cpp)
+  // with OURO_FAULT_COMM=comm_fault in their environment (RANK:OP:CALL:SIGNAL).
+  CmdResult train(int np, const std::string& name, const std::string& extra = "", const std::string& comm_fault = "") {
+    const std::string bin = comm_fault.empty() ? std::string(OURO_BIN) : std::string(OURO_FAULT_BIN);
+    std::string cmd = (comm_fault.empty() ? "" : "OURO_FAULT_COMM=" + comm_fault + " ") +
+                      (np > 0 ? mpirun(np) : std::string()) + bin + " train --config " +
                       (dir / "cfg.toml").string() + " --set run.out_dir=" + (dir / name).string() +
                       " " + extra;
     return run_shell(cmd, dir / (name + ".log"));
@@ -205,15 +209,17 @@ TEST_F(Dist, AConfigMismatchIsRefusedNamingTheKey) {
 }
 
 TEST_F(Dist, ADeadRankEndsTheJobQuickly) {
-  auto r = train(2, "dead", "--set train.steps=100000 --fault-rank 1 --fault-step 3");
+  // Rank 1 SIGKILLs itself on entering its 8th host all-reduce (a few steps in).
+  auto r = train(2, "dead", "--set train.steps=100000", "1:all_reduce:8:kill");
   EXPECT_NE(r.code, 0);
   EXPECT_LT(r.seconds, 60.0);
   EXPECT_NE(r.out.find("rank 1"), std::string::npos) << r.out;
 }
 
 TEST_F(Dist, AHungRankIsDetectedByTheTimeout) {
-  auto r = train(2, "hung", "--set train.steps=100000 --set dist.timeout_s=3 --fault-rank 1 "
-                            "--fault-step 3 --fault-signal stop");
+  // Rank 1 SIGSTOPs itself on entering its 8th host all-reduce (a few steps in).
+  auto r = train(2, "hung", "--set train.steps=100000 --set dist.timeout_s=3",
+                 "1:all_reduce:8:stop");
   EXPECT_NE(r.code, 0);
   EXPECT_LT(r.seconds, 60.0);
   EXPECT_NE(r.out.find("did not complete within 3 s (dist.timeout_s)"), std::string::npos) << r.out;

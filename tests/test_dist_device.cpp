@@ -694,8 +694,10 @@ class DeviceDist : public ScratchDirTest {
     ouro::write_shard(dir / "train.bin", toks, 2048);
   }
   // One rank's command line (without the launcher).
-  std::string train_cmd(const std::string& name, const std::string& extra, const std::string& device = "simt") const {
-    return std::string(OURO_SIMT_BIN) + " train --config " + std::string(OURO_SOURCE_DIR) +
+  // bin: the binary the ranks run (the fault test: the tests' fault worker, with the simt backend).
+  std::string train_cmd(const std::string& name, const std::string& extra, const std::string& device = "simt",
+                        const std::string& bin = OURO_SIMT_BIN) const {
+    return bin + " train --config " + std::string(OURO_SOURCE_DIR) +
            "/configs/tiny.toml --device " + device +
            " --set train.steps=3 --set train.seq_len=32 --set train.warmup_steps=1" +
            " --set train.eval_every=0 --set train.log_every=1 --set checkpoint.every=0" +
@@ -705,6 +707,11 @@ class DeviceDist : public ScratchDirTest {
   }
   CmdResult train(int np, const std::string& name, const std::string& extra, const std::string& device = "simt") {
     return run_shell((np > 0 ? mpirun(np) : std::string()) + train_cmd(name, extra, device), dir / (name + ".log"));
+  }
+  // The ranks run the tests' fault worker (tests/fault_worker.cpp) with OURO_FAULT_COMM=comm_fault.
+  CmdResult train_with_fault(int np, const std::string& name, const std::string& extra, const std::string& comm_fault) {
+    return run_shell("OURO_FAULT_COMM=" + comm_fault + " " + mpirun(np) + train_cmd(name, extra, "simt", OURO_FAULT_BIN),
+                     dir / (name + ".log"));
   }
   std::vector<double> values(const std::string& name, const char* key) const {
     return metric_values(dir / name, key);
@@ -906,13 +913,13 @@ TEST_F(DeviceDist, OnTheCpuBackendDistInitIsUnusedAndSaysSo) {
 }
 
 TEST_F(DeviceDist, AHungRankIsDetectedByTheDeviceCollectiveTimeout) {
-  // The id goes over tcp; rank 1 stops itself (SIGSTOP) in its second step, after its backward
-  // and before the gradient all-reduce that follows it without buckets (dist.bucket_mb = 0), so
-  // rank 0 waits in the device all-reduce until dist.timeout_s.
+  // The id goes over tcp; rank 1 stops itself (SIGSTOP) in its second step, on entering its
+  // second device all-reduce: the gradients' (one per step without buckets, dist.bucket_mb = 0),
+  // after its backward. Rank 0 waits in that device all-reduce until dist.timeout_s.
   const int port = free_port();
-  auto r = train(2, "hung", "--set train.batch_size=2 --set train.steps=50 --set dist.timeout_s=3 --set dist.bucket_mb=0 "
-                            "--set dist.init=tcp --set dist.init_addr=127.0.0.1:" + std::to_string(port) +
-                            " --fault-rank 1 --fault-step 1 --fault-signal stop");
+  auto r = train_with_fault(2, "hung", "--set train.batch_size=2 --set train.steps=50 --set dist.timeout_s=3 "
+                            "--set dist.bucket_mb=0 --set dist.init=tcp --set dist.init_addr=127.0.0.1:" +
+                            std::to_string(port), "1:device_all_reduce:2:stop");
   EXPECT_NE(r.code, 0);
   EXPECT_LT(r.seconds, 120.0);
   EXPECT_NE(r.out.find("rank 0: device all-reduce did not complete within 3 s (dist.timeout_s)"),

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "loop/tasks.h"
 #include "loop/text_metrics.h"
@@ -156,10 +157,12 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
 
 #include <nlohmann/json.hpp>
 
+#include "cli/train.h"
 #include "loop/buffer.h"
 #include "loop/selection.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
+#include "common/log.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -344,6 +347,24 @@ class LoopRun : public ouro::test::ScratchDirTest {
   }
   // A plain 10-step run (no loop) whose checkpoint the CLI tests use.
   int train_and_stop() { return train("m", "--set loop.rounds=0 --set train.steps=10").code; }
+  // `ouro train` in this process, with a guard of the test's that fails in the rounds `failing`
+  // (LoopParts::extra_guard_fails): each is rolled back.
+  ouro::test::CmdResult train_failing_rounds(const std::string& name, std::set<int> failing) {
+    ouro::TrainHooks hooks;
+    hooks.extra_guard_fails = [failing](int round) { return failing.count(round) > 0; };
+    auto& sinks = ouro::logger()->sinks();
+    const size_t console_sinks = sinks.size();
+    ouro::test::CmdResult r;
+    try {
+      ouro::train(ouro::load_config((dir / "cfg.toml").string(), {"run.out_dir=" + (dir / name).string()}), {}, hooks);
+      r.code = 0;
+    } catch (const ouro::Error& e) {
+      r.code = 1;
+      r.out = e.what();
+    }
+    sinks.resize(console_sinks);  // the run's train.log sink
+    return r;
+  }
   ouro::test::CmdResult train(const std::string& name, const std::string& extra = "") {
     return ouro::test::run_shell(std::string(OURO_BIN) + " train --config " + (dir / "cfg.toml").string() +
                   " --set run.out_dir=" + (dir / name).string() + " " + extra,
@@ -373,7 +394,7 @@ TEST_F(LoopRun, RoundsAreRecordedAndDeterministic) {
 }
 
 TEST_F(LoopRun, ARolledBackRoundRestoresTheStateBeforeItBitwise) {
-  auto r = train("rb", "--fault-rollback-rounds 1");
+  auto r = train_failing_rounds("rb", {1});
   ASSERT_EQ(r.code, 0) << r.out;
   auto rounds = jsonl(dir / "rb/rounds.jsonl");
   ASSERT_GE(rounds.size(), 2u);

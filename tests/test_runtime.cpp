@@ -348,7 +348,10 @@ TEST_F(Runtime, Kill9InsideACheckpointWriteResumesBitwise) {
   ASSERT_EQ(ouro("train" + cfg() + out("ref")).code, 0);
   for (const char* phase : {"model", "renamed"}) {
     const std::string name = std::string("k_") + phase;
-    auto r = ouro("train" + cfg() + out(name) + " --fault-checkpoint-kill " + phase + ":6");
+    // The tests' fault worker (tests/fault_worker.cpp) SIGKILLs itself at that phase of step 6's write.
+    auto r = run_shell(std::string("OURO_FAULT_CHECKPOINT_KILL=") + phase + ":6 " + OURO_FAULT_BIN + " train" + cfg() +
+                           out(name),
+                       dir / "cmd.log");
     EXPECT_TRUE(r.code == 128 || r.code == 137) << r.code << r.out;  // killed by SIGKILL
     ASSERT_EQ(ouro("train" + cfg() + out(name) + " --resume").code, 0) << phase;
     for (const char* f : {"model.safetensors", "optimizer.safetensors"})

@@ -1,13 +1,19 @@
-// End to end through the `ouro` binary: exact resume, non-finite steps, bad input, eval/sample.
+// End to end through the `ouro` binary (non-finite steps in-process, through a communicator that
+// turns chosen losses into NaN): exact resume, non-finite steps, bad input, eval/sample.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cli/train.h"
+#include "common/log.h"
+#include "fault_injection.h"
 #include "test_support.h"
 
 #include "ouro/checkpoint.h"
@@ -55,6 +61,30 @@ class TrainEndToEnd : public ScratchDirTest {
     return v;
   }
   std::vector<double> step_losses(const std::string& name) const { return metric_values(dir / name, "loss"); }
+
+  // `ouro train` with the config and `sets`, in this process, its communicator wrapped so that
+  // the 0-based steps `nan_steps` see a NaN mean loss; out: the run's train.log and its error.
+  CmdResult train_with_nan_losses(const std::string& name, std::set<int64_t> nan_steps,
+                                  std::vector<std::string> sets = {}) {
+    sets.push_back("run.out_dir=" + (dir / name).string());
+    ouro::test::CommFault fault;
+    fault.nan_loss_steps = std::move(nan_steps);
+    ouro::TrainHooks hooks;
+    hooks.wrap_comm = ouro::test::with_fault(fault);
+    auto& sinks = ouro::logger()->sinks();
+    const size_t console_sinks = sinks.size();
+    CmdResult r;
+    try {
+      ouro::train(ouro::load_config((dir / "cfg.toml").string(), sets), {}, hooks);
+      r.code = 0;
+    } catch (const ouro::Error& e) {
+      r.code = 1;
+      r.out = e.what();
+    }
+    sinks.resize(console_sinks);  // the run's train.log sink
+    r.out = read_file(dir / name / "train.log") + r.out;
+    return r;
+  }
 };
 
 }  // namespace
@@ -106,7 +136,7 @@ TEST_F(TrainEndToEnd, ResumeRefusesAChangedBatch) {
 }
 
 TEST_F(TrainEndToEnd, NonFiniteStepIsSkippedAndReported) {
-  auto r = run_ouro("train " + cfg() + out("nan") + " --fault-nan-steps 2", dir);
+  auto r = train_with_nan_losses("nan", {2});
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("non-finite"), std::string::npos) << r.out;
   auto m = metrics("nan");
@@ -120,7 +150,7 @@ TEST_F(TrainEndToEnd, NonFiniteStepIsSkippedAndReported) {
 }
 
 TEST_F(TrainEndToEnd, TooManyBadStepsAbortWithACheckpointKept) {
-  auto r = run_ouro("train " + cfg() + out("abort") + " --fault-nan-steps 2,3 --set train.max_bad_steps=2", dir);
+  auto r = train_with_nan_losses("abort", {2, 3}, {"train.max_bad_steps=2"});
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("aborting"), std::string::npos) << r.out;
   auto ck = ouro::latest_checkpoint(dir / "abort");

@@ -2,11 +2,13 @@
 # The torture harness (issue 21): reruns hostile-input and fault attempts against the cpu binary
 # and prints a tally. Contract (the cases' side): /work/wt/notes/TORTURE_CONTRACT.md, summarised:
 #
-#   tools/torture.sh [--ouro BIN] [--only REGEX] [--keep]
+#   tools/torture.sh [--ouro BIN] [--fault-worker BIN] [--only REGEX] [--keep]
 #
 # sources every tools/torture/cases_*.sh and runs each shell function named case_* (matching
 # --only) in a fresh empty temp directory (its cwd), under a per-case time limit. A case sees
 #   OURO       a binary with the cpu backend (default build/ouro)
+#   OURO_FAULT the tests' `ouro train` with a fault from the environment (tests/fault_worker.cpp;
+#              default build/tests/ouro_fault_worker): the product has no fault flags
 #   ROOT       the repository root
 #   FIX        read-only fixtures made once per harness run:
 #                $FIX/tok.tiktoken (+ .json)  a small BPE tokenizer (vocabulary 512)
@@ -151,11 +153,13 @@ fi
 # ---------------------------------------------------------------------------------------------
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OURO="${OURO:-$ROOT/build/ouro}"
+OURO_FAULT="${OURO_FAULT:-$ROOT/build/tests/ouro_fault_worker}"
 only=""
 keep=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --ouro) OURO="$2"; shift 2 ;;
+    --fault-worker) OURO_FAULT="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
@@ -164,6 +168,8 @@ while [ $# -gt 0 ]; do
 done
 case "$OURO" in /*) ;; *) OURO="$(cd "$(dirname "$OURO")" && pwd)/$(basename "$OURO")" ;; esac
 [ -x "$OURO" ] || { echo "torture.sh: no ouro binary at $OURO (build it or pass --ouro)" >&2; exit 2; }
+case "$OURO_FAULT" in /*) ;; *) OURO_FAULT="$(cd "$(dirname "$OURO_FAULT")" && pwd)/$(basename "$OURO_FAULT")" ;; esac
+[ -x "$OURO_FAULT" ] || { echo "torture.sh: no fault worker at $OURO_FAULT (build ouro_fault_worker or pass --fault-worker)" >&2; exit 2; }
 T_TIMEOUT="${T_TIMEOUT:-60}"
 T_CASE_TIMEOUT="${T_CASE_TIMEOUT:-300}"  # a whole case, all its attempts
 
@@ -175,7 +181,7 @@ T_TALLY="$work/tally.tsv"
 T_TMP="$work/tmp"
 mkdir -p "$FIX" "$T_TMP"
 : >"$T_TALLY"
-export OURO ROOT FIX T_TIMEOUT T_TALLY T_TMP
+export OURO OURO_FAULT ROOT FIX T_TIMEOUT T_TALLY T_TMP
 
 # Fixtures: a 512-token BPE tokenizer and shards of ~150 KB of the tokenizer tests' corpus, a
 # 2-layer 32-wide model, and a checkpoint of it after 4 steps.

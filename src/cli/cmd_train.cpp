@@ -1,4 +1,3 @@
-#include <csignal>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,7 +32,9 @@ std::pair<int64_t, int64_t> parse_profile_steps(const std::string& s) {
 
 }  // namespace
 
-void add_train(CLI::App& app) {
+void add_train(CLI::App& app) { add_train(app, TrainHooks{}); }
+
+void add_train(CLI::App& app, const TrainHooks& hooks) {
   auto* cmd = app.add_subcommand("train", "Train a model from a TOML config");
   struct Opts {
     std::string config;
@@ -41,13 +42,7 @@ void add_train(CLI::App& app) {
     std::string init, device;
     bool resume = false;
     int64_t stop_at = -1;
-    std::vector<int64_t> fault_nan;
-    int kill_rank = -1;
-    int64_t kill_step = -1;
-    std::string kill_signal = "kill";
-    std::vector<int> rollback;
     std::string profile_steps;  // "A:B", empty = no capture range
-    std::string checkpoint_kill;  // "PHASE:STEP"
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--config,-c", o->config, "TOML config file")->required();
@@ -60,20 +55,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--profile-steps", o->profile_steps,
                   "Profile 0-based steps A..B-1 only (cudaProfilerStart/Stop around them; tools/profile.sh)")
       ->type_name("A:B");
-  cmd->add_option("--fault-nan-steps", o->fault_nan, "Testing: treat these 0-based steps' losses as NaN")
-      ->delimiter(',')
-      ->group("");  // hidden from --help
-  cmd->add_option("--fault-rollback-rounds", o->rollback, "Testing: loop rounds whose guard fails")
-      ->delimiter(',')->group("");
-  cmd->add_option("--fault-rank", o->kill_rank, "Testing: this rank sends itself --fault-signal ...")->group("");
-  cmd->add_option("--fault-step", o->kill_step, "... at this 0-based step")->group("");
-  cmd->add_option("--fault-signal", o->kill_signal, "kill (dies) or stop (hangs)")
-      ->check(CLI::IsMember({"kill", "stop"}))->group("");
-  cmd->add_option("--fault-checkpoint-kill", o->checkpoint_kill,
-                  "Testing: SIGKILL inside the checkpoint write of STEP at PHASE (debris, model, "
-                  "optimizer, state, renamed, rotated)")
-      ->type_name("PHASE:STEP")->group("");
-  cmd->callback([o] {
+  cmd->callback([o, hooks] {
     auto sets = o->sets;
     if (!o->device.empty()) sets.push_back("run.device=" + o->device);
     // --init supplies the model section: its shape is in the checkpoint's config.json (or the
@@ -86,28 +68,9 @@ void add_train(CLI::App& app) {
     t.init = o->init;
     t.resume = o->resume;
     t.stop_at = o->stop_at;
-    t.fault_nan_steps.insert(o->fault_nan.begin(), o->fault_nan.end());
-    t.fault_kill_rank = o->kill_rank;
-    t.fault_kill_step = o->kill_step;
-    t.fault_rollback_rounds.insert(o->rollback.begin(), o->rollback.end());
-    t.fault_signal = o->kill_signal == "stop" ? SIGSTOP : SIGKILL;
     if (!o->profile_steps.empty())
       std::tie(t.profile_first_step, t.profile_last_step) = parse_profile_steps(o->profile_steps);
-    if (!o->checkpoint_kill.empty()) {
-      const std::string& k = o->checkpoint_kill;
-      const size_t colon = k.find(':');
-      const std::string phase = k.substr(0, colon);
-      const std::string step = colon == std::string::npos ? "" : k.substr(colon + 1);
-      OURO_CHECK(colon != std::string::npos && !step.empty() && step.size() <= 18 &&
-                     step.find_first_not_of("0123456789") == std::string::npos &&
-                     (phase == "debris" || phase == "model" || phase == "optimizer" ||
-                      phase == "state" || phase == "renamed" || phase == "rotated"),
-                 "--fault-checkpoint-kill '{}': expected PHASE:STEP, PHASE one of debris, model, "
-                 "optimizer, state, renamed, rotated", k);
-      t.fault_checkpoint_phase = phase;
-      t.fault_checkpoint_step = std::stoll(step);
-    }
-    auto s = train(cfg, t);
+    auto s = train(cfg, t, hooks);
     if (s.val_loss >= 0) logger()->info("final val loss {:.4f}", s.val_loss);
     // Interrupted (checkpointed): a distinct status, so a scheduler can requeue the job.
     if (s.stop_signal != 0) throw ExitStatus{interrupted_exit_status(s.stop_signal)};

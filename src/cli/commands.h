@@ -3,6 +3,10 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+namespace ouro {
+struct TrainHooks;  // cli/train.h
+}  // namespace ouro
+
 namespace ouro::cli {
 
 // Thrown by a callback that ends the process with a particular status after doing its work
@@ -13,6 +17,8 @@ struct ExitStatus {
 
 void add_prepare(CLI::App& app);
 void add_train(CLI::App& app);
+// With the decorators and observers a test binary adds (tests/fault_worker.cpp).
+void add_train(CLI::App& app, const TrainHooks& hooks);
 void add_eval(CLI::App& app);
 void add_sample(CLI::App& app);
 void add_bench(CLI::App& app);
@@ -20,5 +26,9 @@ void add_tokenizer(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_bench_tokenizer(CLI::App& bench);  // `ouro bench tokenizer`, under bench
 void add_bench_simt(CLI::App& bench);       // `ouro bench simt`, under bench
+
+// Parses the command line and runs the chosen subcommand: the process's exit status (errors
+// are logged: an ouro::Error's message, a parse error's usage, an ExitStatus's code).
+int run_app(CLI::App& app, int argc, char** argv);
 
 }  // namespace ouro::cli

@@ -2,8 +2,6 @@
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "common/log.h"
-#include "ouro/error.h"
 #include "ouro/ops.h"
 
 int main(int argc, char** argv) {
@@ -19,18 +17,5 @@ int main(int argc, char** argv) {
   ouro::cli::add_bench(app);
   ouro::cli::add_tokenizer(app);
   ouro::cli::add_tokenize(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const ouro::cli::ExitStatus& e) {
-    return e.code;
-  } catch (const ouro::Error& e) {
-    ouro::logger()->error("{}", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    ouro::logger()->error("unexpected failure: {}", e.what());
-    return 1;
-  }
-  return 0;
+  return ouro::cli::run_app(app, argc, argv);
 }

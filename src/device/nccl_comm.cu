@@ -7,10 +7,11 @@
 // exits naming the rank. A Watchdog a little later is the backstop for a call that blocks on the
 // host (NCCL-over-MPI's MPI calls block).
 //
-// Host collectives go to the wrapped host communicator (MPI), except when that is the
-// launcher-ranks communicator of a job without MPI (dist.init = file/tcp/env): then they run
-// here, over NCCL, on a device scratch buffer (upload, collective, download) under the same
-// polling and timeout.
+// Two communicators share NcclComm (NCCL, its polling, the device collectives) and differ in the
+// host collectives, chosen once by make_nccl_comm: NcclPlusHostComm passes them to the wrapped
+// host communicator (MPI); NcclOnlyComm, for a job without MPI (dist.init = file/tcp/env, the
+// wrapped communicator only knows the ranks), runs them over NCCL on a device scratch buffer
+// (upload, collective, download) under the same polling and timeout.
 #include <ouro/cuda.h>
 
 #include <nccl.h>
@@ -62,13 +63,12 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-class NcclComm final : public Communicator {
+// The NCCL communicator and the device collectives; the host collectives are the subclasses'.
+class NcclComm : public Communicator {
  public:
   NcclComm(std::unique_ptr<Communicator> host, const RendezvousOptions& rv, double timeout_s)
-      : host_(std::move(host)), host_over_device_(!host_->has_host_collectives()), timeout_s_(timeout_s) {
+      : host_(std::move(host)), timeout_s_(timeout_s) {
     const int rank = host_->rank(), world = host_->world();
-    OURO_CHECK(!host_over_device_ || rv.method != RendezvousMethod::mpi,
-               "rank {}: dist.init = mpi needs an MPI host communicator; without MPI use file, tcp or env", rank);
     int devices = 0;
     OURO_CHECK(cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0,
                "rank {}: no CUDA device for the {} communicator", rank, kName);
@@ -101,41 +101,15 @@ class NcclComm final : public Communicator {
   }
 
   ~NcclComm() override {
-    // Unwinding from an error on this rank, peers may still be inside a collective with us:
-    // abort (which never waits for them) rather than destroy (which may).
-    if (comm_) std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
-    if (scratch_) cudaFree(scratch_);
+    close();
     if (ready_) cudaEventDestroy(ready_);
     if (stream_) cudaStreamDestroy(stream_);
     watchdog_.reset();
   }
 
-  std::string name() const override {
-    return host_over_device_ ? std::string(kName) + " (host collectives over " + kName + ")"
-                             : std::string(kName) + "+" + host_->name();
-  }
   int rank() const override { return host_->rank(); }
   int world() const override { return host_->world(); }
   int local_rank() const override { return host_->local_rank(); }
-
-  // ---- host memory: the wrapped communicator, or NCCL through the scratch buffer ----
-  void all_reduce(float* b, size_t n, ReduceOp op) override {
-    host_over_device_ ? host_all_reduce(b, n, op) : host_->all_reduce(b, n, op);
-  }
-  void all_reduce(double* b, size_t n, ReduceOp op) override {
-    host_over_device_ ? host_all_reduce(b, n, op) : host_->all_reduce(b, n, op);
-  }
-  void reduce_scatter(float* b, size_t n, ReduceOp op) override {
-    host_over_device_ ? host_reduce_scatter(b, n, op) : host_->reduce_scatter(b, n, op);
-  }
-  void all_gather(float* b, size_t n) override { host_over_device_ ? host_all_gather(b, n) : host_->all_gather(b, n); }
-  void all_gather(double* b, size_t n) override {
-    host_over_device_ ? host_all_gather(b, n) : host_->all_gather(b, n);
-  }
-  void broadcast(void* b, size_t bytes, int root) override {
-    host_over_device_ ? host_broadcast(b, bytes, root) : host_->broadcast(b, bytes, root);
-  }
-  void barrier() override { host_over_device_ ? host_barrier() : host_->barrier(); }
 
   // ---- device memory ----
   bool has_device_collectives() const override { return true; }
@@ -220,9 +194,107 @@ class NcclComm final : public Communicator {
     started_ = false;
   }
 
+ protected:
+  // Unwinding from an error on this rank, peers may still be inside a collective with us:
+  // abort (which never waits for them) rather than destroy (which may). Before any buffer a
+  // collective may use is freed: a kernel waiting for a dead peer would block the free.
+  void close() {
+    if (comm_) std::uncaught_exceptions() ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
+    comm_ = nullptr;
+  }
+
+  // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it.
+  template <class Enqueue>
+  void run(const char* op, void* stream, Enqueue&& enqueue) {
+    TraceRange trace(op);
+    Watchdog::Scope guard(*watchdog_, op);
+    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_;
+    check(enqueue(s), op);
+    wait(op, s);
+  }
+
+  // ncclSuccess and ncclInProgress (a non-blocking call under way) go on; anything else fails.
+  void check(ncclResult_t rc, const char* what) {
+    if (rc == ncclSuccess || rc == ncclInProgress) return;
+    const char* detail = comm_ ? ncclGetLastError(comm_) : ncclGetLastError(nullptr);
+    fail("rank {}: {} failed: {} ({})", rank(), what, ncclGetErrorString(rc), detail ? detail : "");
+  }
+
+  // Polls until the communicator is idle and (if s) the stream has drained, or the deadline.
+  void wait(const char* op, cudaStream_t s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
+    for (;;) {
+      ncclResult_t st = ncclSuccess;
+      check(ncclCommGetAsyncError(comm_, &st), "ncclCommGetAsyncError");
+      if (st != ncclSuccess && st != ncclInProgress) {
+        const char* detail = ncclGetLastError(comm_);
+        ncclCommAbort(comm_);
+        comm_ = nullptr;
+        fail("rank {}: {} failed: {} ({})", rank(), op, ncclGetErrorString(st), detail ? detail : "");
+      }
+      if (st == ncclSuccess) {
+        if (!s) return;
+        const cudaError_t q = cudaStreamQuery(s);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady) OURO_CUDA_CHECK(q);
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        // stderr first: the abort may take a while, and the launcher may kill us meanwhile.
+        std::fprintf(stderr,
+                     "[ouro] rank %d: %s did not complete within %.0f s (dist.timeout_s): another "
+                     "rank died or hangs; aborting the NCCL communicator\n",
+                     rank(), op, timeout_s_);
+        ncclCommAbort(comm_);
+        std::_Exit(3);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+
+  std::unique_ptr<Communicator> host_;
+  double timeout_s_;
+  int device_ = 0;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;  // the compute stream's progress, for the bucket that follows it
+  bool started_ = false;         // buckets started and not yet waited for
+  std::unique_ptr<Watchdog> watchdog_;
+};
+
+// NCCL for the device buffers, the wrapped host communicator (MPI) for the host ones.
+class NcclPlusHostComm final : public NcclComm {
+ public:
+  using NcclComm::NcclComm;
+  std::string name() const override { return std::string(kName) + "+" + host_->name(); }
+  void all_reduce(float* b, size_t n, ReduceOp op) override { host_->all_reduce(b, n, op); }
+  void all_reduce(double* b, size_t n, ReduceOp op) override { host_->all_reduce(b, n, op); }
+  void reduce_scatter(float* b, size_t n, ReduceOp op) override { host_->reduce_scatter(b, n, op); }
+  void all_gather(float* b, size_t n) override { host_->all_gather(b, n); }
+  void all_gather(double* b, size_t n) override { host_->all_gather(b, n); }
+  void broadcast(void* b, size_t bytes, int root) override { host_->broadcast(b, bytes, root); }
+  void barrier() override { host_->barrier(); }
+};
+
+// NCCL for everything: the wrapped communicator only knows the ranks (a job without MPI), so the
+// host collectives run over NCCL through a device scratch buffer.
+class NcclOnlyComm final : public NcclComm {
+ public:
+  using NcclComm::NcclComm;
+  ~NcclOnlyComm() override {
+    close();
+    if (scratch_) cudaFree(scratch_);
+  }
+  std::string name() const override { return std::string(kName) + " (host collectives over " + kName + ")"; }
+  void all_reduce(float* b, size_t n, ReduceOp op) override { host_all_reduce(b, n, op); }
+  void all_reduce(double* b, size_t n, ReduceOp op) override { host_all_reduce(b, n, op); }
+  void reduce_scatter(float* b, size_t n, ReduceOp op) override { host_reduce_scatter(b, n, op); }
+  void all_gather(float* b, size_t n) override { host_all_gather(b, n); }
+  void all_gather(double* b, size_t n) override { host_all_gather(b, n); }
+  void broadcast(void* b, size_t bytes, int root) override { host_broadcast(b, bytes, root); }
+  void barrier() override { host_barrier(); }
+
  private:
-  // ---- host collectives over NCCL (host_over_device_) ----
-  // They compute what MpiComm computes: each element reduced once and the result copied to
+  // The host collectives compute what MpiComm computes: each element reduced once and the result copied to
   // every rank (NCCL's all-reduce and reduce; NCCL-over-MPI sums in rank order), Avg as the sum
   // times 1/world on the host (MpiComm's scaling, so the bits match it on two ranks, where the
   // sum a + b is the same in any order), and shard_of's shards for reduce-scatter / all-gather.
@@ -339,72 +411,18 @@ class NcclComm final : public Communicator {
     scratch_bytes_ = 0;
   }
 
-  // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it.
-  template <class Enqueue>
-  void run(const char* op, void* stream, Enqueue&& enqueue) {
-    TraceRange trace(op);
-    Watchdog::Scope guard(*watchdog_, op);
-    cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_;
-    check(enqueue(s), op);
-    wait(op, s);
-  }
-
-  // ncclSuccess and ncclInProgress (a non-blocking call under way) go on; anything else fails.
-  void check(ncclResult_t rc, const char* what) {
-    if (rc == ncclSuccess || rc == ncclInProgress) return;
-    const char* detail = comm_ ? ncclGetLastError(comm_) : ncclGetLastError(nullptr);
-    fail("rank {}: {} failed: {} ({})", rank(), what, ncclGetErrorString(rc), detail ? detail : "");
-  }
-
-  // Polls until the communicator is idle and (if s) the stream has drained, or the deadline.
-  void wait(const char* op, cudaStream_t s) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s_);
-    for (;;) {
-      ncclResult_t st = ncclSuccess;
-      check(ncclCommGetAsyncError(comm_, &st), "ncclCommGetAsyncError");
-      if (st != ncclSuccess && st != ncclInProgress) {
-        const char* detail = ncclGetLastError(comm_);
-        ncclCommAbort(comm_);
-        comm_ = nullptr;
-        fail("rank {}: {} failed: {} ({})", rank(), op, ncclGetErrorString(st), detail ? detail : "");
-      }
-      if (st == ncclSuccess) {
-        if (!s) return;
-        const cudaError_t q = cudaStreamQuery(s);
-        if (q == cudaSuccess) return;
-        if (q != cudaErrorNotReady) OURO_CUDA_CHECK(q);
-      }
-      if (std::chrono::steady_clock::now() > deadline) {
-        // stderr first: the abort may take a while, and the launcher may kill us meanwhile.
-        std::fprintf(stderr,
-                     "[ouro] rank %d: %s did not complete within %.0f s (dist.timeout_s): another "
-                     "rank died or hangs; aborting the NCCL communicator\n",
-                     rank(), op, timeout_s_);
-        ncclCommAbort(comm_);
-        std::_Exit(3);
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-  }
-
-  std::unique_ptr<Communicator> host_;
-  bool host_over_device_;  // host_ only knows the ranks: the host collectives run over NCCL here
-  double timeout_s_;
   char* scratch_ = nullptr;  // device staging buffer of the host collectives
   size_t scratch_bytes_ = 0;
-  int device_ = 0;
-  ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
-  cudaEvent_t ready_ = nullptr;  // the compute stream's progress, for the bucket that follows it
-  bool started_ = false;         // buckets started and not yet waited for
-  std::unique_ptr<Watchdog> watchdog_;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_nccl_comm(std::unique_ptr<Communicator> host, const RendezvousOptions& rv,
                                              double timeout_s) {
-  return std::make_unique<NcclComm>(std::move(host), rv, timeout_s);
+  if (host->has_host_collectives()) return std::make_unique<NcclPlusHostComm>(std::move(host), rv, timeout_s);
+  OURO_CHECK(rv.method != RendezvousMethod::mpi,
+             "rank {}: dist.init = mpi needs an MPI host communicator; without MPI use file, tcp or env", host->rank());
+  return std::make_unique<NcclOnlyComm>(std::move(host), rv, timeout_s);
 }
 
 // Registered with make_device_comm (src/dist/device_comm.cpp) when this object is linked in.

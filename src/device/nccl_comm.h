@@ -1,6 +1,7 @@
 // The device communicator: NCCL collectives on device buffers (cuda: the real NCCL; simt: the
 // NCCL API served over MPI on host memory, src/device/nccl_over_mpi.cu), wrapped around a host
-// communicator that keeps serving the host collectives (losses, config checks, checkpoints).
+// communicator that keeps serving the host collectives (losses, config checks, checkpoints), or,
+// when that one only knows the ranks (a job without MPI), serving them over NCCL itself.
 // Linking this object registers it with make_device_comm (include/ouro/comm.h).
 #pragma once
 #include <memory>

@@ -68,8 +68,8 @@ Tokenizer loop_tokenizer(const Config& cfg) {
 
 class Loop {
  public:
-  Loop(TrainSession& s, std::set<int> fault_rollback)
-      : session_(s), cfg_(s.config()), loop_cfg_(cfg_.loop), fault_rollback_(std::move(fault_rollback)),
+  Loop(TrainSession& s, LoopParts parts)
+      : session_(s), cfg_(s.config()), loop_cfg_(cfg_.loop), parts_(std::move(parts)),
         buffer_(loop_cfg_.buffer_tokens, loop_cfg_.evict, loop_cfg_.reuse_limit, static_cast<uint64_t>(cfg_.train.seed) ^ 0xB0FFu,
                 s.comm().rank()),
         syn_frac_(loop_cfg_.syn_frac),
@@ -280,7 +280,7 @@ class Loop {
     buffer_.start_round();
     Trained trained;
     if (!train(start, sel, trained)) return false;
-    const Guards guards = check_guards(loop_cfg_, scored.cands, sel, start.val, trained.val, fault_rollback_.count(round_) > 0);
+    const Guards guards = check_guards(loop_cfg_, scored.cands, sel, start.val, trained.val, parts_.extra_guard_fails && parts_.extra_guard_fails(round_));
     if (guards.rolled_back) roll_back(start, trained, guards);
     record(start, scored, sel, trained, guards);
     ++round_;
@@ -458,7 +458,7 @@ class Loop {
   TrainSession& session_;
   const Config& cfg_;
   const LoopSection& loop_cfg_;
-  std::set<int> fault_rollback_;
+  LoopParts parts_;
   ReplayBuffer buffer_;
   double syn_frac_;
   Tokenizer tok_;
@@ -474,8 +474,8 @@ class Loop {
 
 }  // namespace
 
-TrainSummary run_loop(TrainSession& session, std::set<int> fault_rollback_rounds) {
-  Loop loop(session, std::move(fault_rollback_rounds));
+TrainSummary run_loop(TrainSession& session, LoopParts parts) {
+  Loop loop(session, std::move(parts));
   return loop.run();
 }
 

@@ -7,13 +7,19 @@
 // back to the exact state before it and syn_frac is halved. Everything per round goes to
 // run.out_dir/rounds.jsonl; 20 accepted and 20 rejected samples per round to samples.jsonl.
 #pragma once
-#include <set>
+#include <functional>
 
 #include "train/trainer.h"
 
 namespace ouro {
 
-// fault_rollback_rounds (testing): rounds whose guard is treated as failed.
-TrainSummary run_loop(TrainSession& session, std::set<int> fault_rollback_rounds = {});
+// What a caller adds to the loop's own checks.
+struct LoopParts {
+  // A guard of the caller's: true fails round `round`'s guards (recorded as "fault_injection"),
+  // so the round is rolled back. Tests use it to exercise the rollback.
+  std::function<bool(int round)> extra_guard_fails;
+};
+
+TrainSummary run_loop(TrainSession& session, LoopParts parts = {});
 
 }  // namespace ouro

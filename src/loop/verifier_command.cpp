@@ -71,10 +71,12 @@ struct Output {
   int status = 0;
 };
 
-// Runs argv with `input` on its stdin; collects stdout and stderr; kills it at the deadline.
-Output run_program(const VerifierCommand& v, const std::vector<std::string>& argv, const std::string& input) {
-  SigpipeBlocked no_sigpipe;
-  Pipe in, out, err;
+using Clock = std::chrono::steady_clock;
+using Deadline = decltype(Clock::now() + std::chrono::duration<double>(0));
+
+// Starts argv with the pipes as its stdin, stdout and stderr; this side's ends non-blocking.
+pid_t spawn_program(const VerifierCommand& v, const std::vector<std::string>& argv, Pipe& in, Pipe& out,
+                    Pipe& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, in.fd[0], 0);
@@ -89,18 +91,17 @@ Output run_program(const VerifierCommand& v, const std::vector<std::string>& arg
   OURO_CHECK(rc == 0, "{}: cannot start '{}': {}", shown(v), argv[0], std::strerror(rc));
   in.close_end(0), out.close_end(1), err.close_end(1);
   for (int fd : {in.fd[1], out.fd[0], err.fd[0]}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return pid;
+}
 
-  Output o;
+// Feeds `input` to the program's stdin and collects its stdout and stderr into o until both
+// close. Returns true if the deadline passed first.
+bool exchange_io(const VerifierCommand& v, const std::string& input, Pipe& in, Pipe& out, Pipe& err, Output& o,
+                 Deadline deadline) {
   size_t written = 0;
-  if (input.empty()) in.close_end(1);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(v.timeout_s);
-  bool timed_out = false;
   while (out.fd[0] >= 0 || err.fd[0] >= 0) {
-    const double left = std::chrono::duration<double>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
+    const double left = std::chrono::duration<double>(deadline - Clock::now()).count();
+    if (left <= 0) return true;
     pollfd p[3];
     int n = 0;
     if (in.fd[1] >= 0) p[n++] = {in.fd[1], POLLOUT, 0};
@@ -125,18 +126,37 @@ Output run_program(const VerifierCommand& v, const std::vector<std::string>& arg
       else if (r == 0 || (errno != EAGAIN && errno != EINTR)) src.close_end(0);
     }
   }
-  // A program that closed its outputs may still be running: the deadline holds for its exit too.
+  return false;
+}
+
+// Waits for the program's exit status: a program that closed its outputs may still be running,
+// and the deadline holds for its exit too. Past it (or timed_out already) the program is
+// killed. Returns whether it timed out.
+bool reap_program(pid_t pid, Deadline deadline, bool timed_out, int* status) {
   while (!timed_out) {
-    const pid_t done = ::waitpid(pid, &o.status, WNOHANG);
+    const pid_t done = ::waitpid(pid, status, WNOHANG);
     if (done == pid || (done < 0 && errno != EINTR)) break;
-    if (std::chrono::steady_clock::now() >= deadline) timed_out = true;
+    if (Clock::now() >= deadline) timed_out = true;
     else ::usleep(2000);
   }
   if (timed_out) {
     ::kill(pid, SIGKILL);
-    while (::waitpid(pid, &o.status, 0) < 0 && errno == EINTR) {
+    while (::waitpid(pid, status, 0) < 0 && errno == EINTR) {
     }
   }
+  return timed_out;
+}
+
+// Runs argv with `input` on its stdin; collects stdout and stderr; kills it at the deadline.
+Output run_program(const VerifierCommand& v, const std::vector<std::string>& argv, const std::string& input) {
+  SigpipeBlocked no_sigpipe;
+  Pipe in, out, err;
+  const pid_t pid = spawn_program(v, argv, in, out, err);
+  Output o;
+  if (input.empty()) in.close_end(1);
+  const auto deadline = Clock::now() + std::chrono::duration<double>(v.timeout_s);
+  bool timed_out = exchange_io(v, input, in, out, err, o, deadline);
+  timed_out = reap_program(pid, deadline, timed_out, &o.status);
   OURO_CHECK(!timed_out, "{}: no result within {} s (loop.verifier_timeout_s); killed{}", shown(v), v.timeout_s,
              tail_of(o.err));
   return o;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ouro/data.h"
+#include "ouro/error.h"
 
 namespace ouro {
 
@@ -56,6 +57,18 @@ EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batc
     tokens = static_cast<size_t>(totals[1]);
   }
   return {tokens ? sum / static_cast<double>(tokens) : 0.0, tokens, tail};
+}
+
+void check_val_data(const Config& cfg, int rank, int world) {
+  if (cfg.data.val.empty()) return;
+  try {
+    DataLoader val(cfg.data.val, cfg.train.batch_size, cfg.train_seq_len(), rank, world, /*seed=*/0,
+                   /*shuffle=*/false);
+    OURO_CHECK(val.max_token() < cfg.model.vocab_size, "token id {} does not fit model.vocab_size {}",
+               val.max_token(), cfg.model.vocab_size);
+  } catch (const Error& e) {
+    fail("data.val {}: {}", cfg.data.val, e.what());
+  }
 }
 
 }  // namespace ouro

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ouro/comm.h"
+#include "ouro/config.h"
 #include "ouro/model.h"
 
 namespace ouro {
@@ -20,5 +21,10 @@ struct EvalResult {
 // vocabulary is an error naming the shard and its byte offset.
 EvalResult evaluate(GPT2& model, const std::string& data, int B, int T, int batches,
                     Communicator* comm = nullptr, double tail_frac = 0.1);
+
+// Opens data.val (if set) as this rank of `world` will read it and checks its tokens fit the
+// model: a missing or short validation shard must not end a run hundreds of steps in, at its
+// first evaluation. Errors name data.val.
+void check_val_data(const Config& cfg, int rank, int world);
 
 }  // namespace ouro

@@ -192,4 +192,22 @@ fs::path RunState::write(CheckpointData d, const RunCounters& c, int world) {
   return dir;
 }
 
+void RunState::check_same_config(Communicator& comm) const {
+  std::string mine = cfg_.to_toml(), ref = mine;
+  uint64_t len = ref.size();
+  comm.broadcast(&len, sizeof(len), 0);
+  ref.resize(len);
+  comm.broadcast(ref.data(), len, 0);
+  auto diffs = config_differences(parse_config_text(ref, "rank 0's config"), cfg_);
+  double differs = diffs.empty() ? 0.0 : 1.0;
+  comm.all_reduce(&differs, 1, ReduceOp::Max);
+  if (differs == 0.0) return;
+  if (!diffs.empty()) {
+    std::string keys;
+    for (const auto& d : diffs) keys += (keys.empty() ? "" : ", ") + d;
+    fail("rank {} runs a different config than rank 0 (rank 0's value vs this rank's): {}", comm.rank(), keys);
+  }
+  fail("rank {}: another rank runs a different config than rank 0; refusing to start", comm.rank());
+}
+
 }  // namespace ouro

@@ -62,6 +62,10 @@ class RunState {
 
   // Refuses to write weights that are non-finite or exploded, naming the newest checkpoint.
   void check_weights_sane(const std::vector<float>& params, int64_t step) const;
+  // Every rank runs rank 0's config: rank 0's resolved config is the reference, every rank
+  // compares its own against it, and all learn whether any differed so that none starts a run
+  // the others refuse. The error names the keys. A collective.
+  void check_same_config(Communicator& comm) const;
   // Every rank must hold the same weights; a checkpoint is the moment to prove it. Both copies
   // count: the fp32 masters and the weights the backend computes with (bf16 on devices).
   // A collective.

@@ -4,8 +4,9 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
-#include <set>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -25,15 +26,6 @@ struct TrainOptions {
   std::string init;         // weights to start from (checkpoint dir, HF dir, llm.c .bin)
   bool resume = false;      // continue from the newest checkpoint in run.out_dir
   int64_t stop_at = -1;     // save a checkpoint and stop after this many steps (a partial run)
-  std::set<int64_t> fault_nan_steps;  // testing: treat these steps' losses as NaN
-  int fault_kill_rank = -1;           // testing: this rank sends itself fault_signal ...
-  int64_t fault_kill_step = -1;       // ... when it reaches this 0-based step
-  int fault_signal = 9;               // SIGKILL: the rank dies; SIGSTOP: it hangs
-  std::set<int> fault_rollback_rounds;  // testing: loop rounds whose guard fails
-  // Testing: SIGKILL inside the checkpoint write of this step, at this phase of save_checkpoint
-  // ("debris", "model", "optimizer", "state", "renamed", "rotated").
-  std::string fault_checkpoint_phase;
-  int64_t fault_checkpoint_step = -1;
   // Nsight capture range (--profile-steps A:B): the profiler records 0-based steps A..B-1 only.
   int64_t profile_first_step = -1;
   int64_t profile_last_step = -1;
@@ -60,15 +52,21 @@ class SyntheticSource {
   virtual void fill(int rows, int T, int64_t step, int micro, int* inputs, int* targets) = 0;
 };
 
-// What a session trains with, where the caller supplies it: a test passes a fake communicator
-// (one that fails at a chosen step, say), another backend or a loader of its own. Null: the
-// run's own, made from the config (the communicator per dist.* and the launcher's ranks, Ops
-// per run.device, the loader over data.train for this rank).
+// What a session trains with, where the caller supplies it: a test passes a fake communicator,
+// another backend or a loader of its own, or wraps the run's own communicator (one that fails
+// at a chosen call, say: tests/fault_injection.h). Null: the run's own, made from the config
+// (the communicator per dist.* and the launcher's ranks, Ops per run.device, the loader over
+// data.train for this rank).
 struct TrainParts {
   // Complete: it carries the device collectives where the backend needs them.
   std::unique_ptr<Communicator> comm;
   std::unique_ptr<Ops> ops;
   std::unique_ptr<DataLoader> loader;  // B = train.batch_size, T = the training seq_len
+  // A decorator of the session's communicator (`comm` or the run's own): it receives it once it
+  // is complete and the ranks have agreed on the config, and returns the one the run uses.
+  std::function<std::unique_ptr<Communicator>(std::unique_ptr<Communicator>)> wrap_comm;
+  // Called at each phase of each checkpoint write (RunState::set_checkpoint_observer).
+  std::function<void(int64_t step, const char* phase)> checkpoint_observer;
 };
 
 class TrainSession {
@@ -119,10 +117,11 @@ class TrainSession {
   bool is_rank0() const { return comm_->rank() == 0; }
 
  private:
-  void check_same_config();
-  void connect(std::unique_ptr<Communicator> given);
+  // Over several ranks: every rank runs rank 0's config (checked where the host collectives
+  // are), and the device communicator joins (own_comm: the session made the communicator).
+  void agree_on_config(bool own_comm);
+  void connect(TrainParts& parts);
   void load_start_state(std::unique_ptr<DataLoader> given);
-  void check_val_data();
   void next_batch_or_checkpoint(int* x, int* y);
   bool one_step(SyntheticSource* syn, int syn_rows);
   struct StepLoss {
@@ -137,7 +136,6 @@ class TrainSession {
   void record_step(std::chrono::steady_clock::time_point started, const StepLoss& r, double lr,
                    int syn_rows);
   double run_eval();
-  void maybe_sample();
 
   Config cfg_;
   TrainOptions opt_;
@@ -166,9 +164,7 @@ class TrainSession {
   bool autosave_ = true;
   LoaderPosition step_start_position_;  // the loader's position when this step began
   std::chrono::steady_clock::time_point t0_;
-  void (*old_int_)(int) = nullptr;
-  void (*old_term_)(int) = nullptr;
-  void (*old_hup_)(int) = nullptr;
+  std::unique_ptr<class StopSignals> signals_;  // installed once the session is ready
 };
 
 }  // namespace ouro

@@ -35,15 +35,15 @@ _rt_checkpoints_complete() {  # WHAT
   [ "$ok" = 1 ] && attempt_ok "$1: every step_* checkpoint is complete"
 }
 
-# kill -9 inside each phase of a checkpoint write (a hidden testing flag makes the moment exact),
+# kill -9 inside each phase of a checkpoint write (the tests' fault worker makes the moment exact),
 # then --resume: the newest complete checkpoint resumes to the same bits as an unbroken run.
 case_kill9_inside_checkpoint_writes() {
   _rt_reference
   local phase
   for phase in debris model optimizer state renamed rotated; do
     rm -rf run
-    T_ALLOW_SIGNALS=9 expect_status 137 "$OURO" train --config "$FIX/tiny.toml" \
-      --fault-checkpoint-kill "$phase:6"
+    OURO_FAULT_CHECKPOINT_KILL="$phase:6" T_ALLOW_SIGNALS=9 expect_status 137 "$OURO_FAULT" train \
+      --config "$FIX/tiny.toml"
     _rt_checkpoints_complete "killed in phase $phase"
     expect_ok "$OURO" train --config "$FIX/tiny.toml" --resume
     _rt_same_as_reference "killed in phase $phase"
