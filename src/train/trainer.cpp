@@ -20,6 +20,7 @@
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
 #include "train/gradient_sync.h"
+#include "train/graph_step.h"
 #include "train/lr_schedule.h"
 #include "train/run_state.h"
 #include "train/run_log.h"
@@ -86,6 +87,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
                  step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
                  static_cast<int64_t>(B) * T * A * comm_->world());
   logger()->info("memory at batch {} x {}: {}", B, T, describe_memory_plan(model_->memory_plan()));
+  graphs_ = use_step_graphs(cfg_, *ops_, comm_->world());
   g_stop_signal = 0;
   old_int_ = std::signal(SIGINT, on_stop_signal);
   old_term_ = std::signal(SIGTERM, on_stop_signal);
@@ -320,6 +322,7 @@ void TrainSession::next_batch_or_checkpoint(int* x, int* y) {
 // Returns false if it was skipped (non-finite loss or gradient).
 bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const auto started = std::chrono::steady_clock::now();
+  GraphStepScope graph(*ops_, graphs_);  // train.cuda_graph: captured once, then replayed
   run_micro_batches(syn, syn_rows);
   if (comm_->rank() == opt_.fault_kill_rank && step_ == opt_.fault_kill_step) std::raise(opt_.fault_signal);
   grads_->sync();
@@ -463,6 +466,7 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
 
 TrainSummary TrainSession::finish() {
   TrainSummary sum;
+  if (graphs_) log_graph_stats(*ops_);
   if (!stopped_) {
     if (saved_step_ != step_ || step_ == first_step_) save();
     if (step_ == cfg_.train.steps && !cfg_.data.val.empty() && step_ > first_step_ &&
