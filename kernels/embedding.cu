@@ -18,7 +18,10 @@
 // Backward, deterministic without float atomics:
 //  - dwpe[t] += sum over b = 0..B-1 in order: one thread per (t, unit), a loop over b.
 //  - dwte: the launcher sorts the B*T row indices by token on the host (stable: rows of a token
-//    stay in row order) and uploads, in the scratch, order[N] | group_start[G+1] | group_token[G].
+//    stay in row order) and uploads, in the scratch, a plan of fixed layout
+//    order[N] | group_start[N+1] | group_token[N] | G (only the first G groups used). The grid has
+//    G columns of blocks, or N for a launch a CUDA Graph replays with other batches: block g >= G
+//    (the plan's count, read on the device) does nothing.
 //    Block g (x a slice of units) sums the rows order[group_start[g] .. group_start[g+1]) of dout
 //    in that order in fp32 and adds the sum to dwte[group_token[g]] once (one bf16 rounding).
 //    Each dwte row is written by exactly one thread per unit: no races, fixed order.
@@ -74,11 +77,12 @@ __global__ void encoder_backward_wpe_kernel(bf16* dwpe, const bf16* dout, int B,
 // Block (g, slice): the unit blockIdx.y * blockDim.x + threadIdx.x of token group g.
 template <int V>
 __global__ void encoder_backward_wte_kernel(bf16* dwte, const bf16* dout, const int* order,
-                                            const int* group_start, const int* group_token, int C) {
+                                            const int* group_start, const int* group_token,
+                                            const int* n_groups, int C) {
   const int units = C / V;
   const int u = blockIdx.y * blockDim.x + threadIdx.x;
-  if (u >= units) return;
   const int g = blockIdx.x;
+  if (u >= units || g >= *n_groups) return;
   const size_t c = size_t(u) * V;
   float acc[V] = {};
   for (int i = group_start[g], end = group_start[g + 1]; i < end; i++) {
@@ -121,57 +125,79 @@ void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* 
   OURO_CUDA_CHECK_LAUNCH();
 }
 
-size_t encoder_backward_scratch_bytes(int B, int T, int C) {
-  (void)C;
+size_t encoder_backward_plan_ints(int B, int T) {
   if (B <= 0 || T <= 0) return 0;
   const size_t N = size_t(B) * T;
-  return (3 * N + 1) * sizeof(int);  // order[N], group_start[<= N+1], group_token[<= N]
+  return 3 * N + 2;  // order[N], group_start[N+1], group_token[N], groups
+}
+
+size_t encoder_backward_scratch_bytes(int B, int T, int C) {
+  (void)C;
+  return encoder_backward_plan_ints(B, T) * sizeof(int);
+}
+
+int encoder_backward_plan(const int* tokens_host, int B, int T, int* plan) {
+  check_shape(B, T, 1, "encoder_backward");
+  if (!tokens_host || !plan) throw std::invalid_argument("encoder_backward: null tokens_host or plan");
+  const int N = B * T;
+  for (int i = 0; i < N; i++)
+    if (tokens_host[i] < 0)
+      throw std::invalid_argument("encoder_backward: negative token " + std::to_string(tokens_host[i]) +
+                                  " at row " + std::to_string(i));
+  // Group the rows by token: a stable sort keeps each token's rows in row order.
+  int* order = plan;
+  int* starts = plan + N;
+  int* toks = plan + 2 * N + 1;
+  std::iota(order, order + N, 0);
+  std::stable_sort(order, order + N, [&](int a, int b) { return tokens_host[a] < tokens_host[b]; });
+  int G = 0;
+  for (int i = 0; i < N; i++) {
+    if (i == 0 || tokens_host[order[i]] != tokens_host[order[i - 1]]) {
+      starts[G] = i;
+      toks[G] = tokens_host[order[i]];
+      G++;
+    }
+  }
+  starts[G] = N;
+  std::fill(starts + G + 1, starts + N + 1, N);  // unused entries: defined, never read
+  std::fill(toks + G, toks + N, 0);
+  plan[3 * N + 1] = G;
+  return G;
 }
 
 void encoder_backward(bf16* dwte, bf16* dwpe, const bf16* dout, const int* tokens_host, int B,
                       int T, int C, void* scratch, cudaStream_t stream) {
   check_shape(B, T, C, "encoder_backward");
   if (!tokens_host || !scratch) throw std::invalid_argument("encoder_backward: null tokens_host or scratch");
-  const int N = B * T;
-
-  // Group the rows by token: a stable sort keeps each token's rows in row order.
-  std::vector<int> order(N);
-  std::iota(order.begin(), order.end(), 0);
-  for (int i = 0; i < N; i++)
-    if (tokens_host[i] < 0)
-      throw std::invalid_argument("encoder_backward: negative token " + std::to_string(tokens_host[i]) +
-                                  " at row " + std::to_string(i));
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return tokens_host[a] < tokens_host[b]; });
-  std::vector<int> starts, toks;
-  for (int i = 0; i < N; i++) {
-    if (i == 0 || tokens_host[order[i]] != tokens_host[order[i - 1]]) {
-      starts.push_back(i);
-      toks.push_back(tokens_host[order[i]]);
-    }
-  }
-  starts.push_back(N);
-  const int G = int(toks.size());
-  std::vector<int> packed;  // order | group_start | group_token, one upload
-  packed.reserve(size_t(N) + starts.size() + toks.size());
-  packed.insert(packed.end(), order.begin(), order.end());
-  packed.insert(packed.end(), starts.begin(), starts.end());
-  packed.insert(packed.end(), toks.begin(), toks.end());
-  int* d = static_cast<int*>(scratch);
-  // From pageable memory the copy has left `packed` once cudaMemcpyAsync returns (staged), so the
+  std::vector<int> plan(encoder_backward_plan_ints(B, T));
+  const int G = encoder_backward_plan(tokens_host, B, T, plan.data());
+  // From pageable memory the copy has left `plan` once cudaMemcpyAsync returns (staged), so the
   // vector may die at the end of this function; the kernels below are ordered after it.
-  OURO_CUDA_CHECK(cudaMemcpyAsync(d, packed.data(), packed.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
-  const int* d_order = d;
-  const int* d_start = d + N;
-  const int* d_token = d + N + (G + 1);
+  OURO_CUDA_CHECK(cudaMemcpyAsync(scratch, plan.data(), plan.size() * sizeof(int), cudaMemcpyHostToDevice, stream));
+  encoder_backward_planned(dwte, dwpe, dout, static_cast<const int*>(scratch), G, B, T, C, stream);
+}
+
+void encoder_backward_planned(bf16* dwte, bf16* dwpe, const bf16* dout, const int* plan_device, int grid_groups,
+                              int B, int T, int C, cudaStream_t stream) {
+  check_shape(B, T, C, "encoder_backward");
+  if (!plan_device) throw std::invalid_argument("encoder_backward: null plan");
+  const int N = B * T;
+  if (grid_groups < 1 || grid_groups > N)
+    throw std::invalid_argument("encoder_backward: grid_groups " + std::to_string(grid_groups) + " outside [1, " +
+                                std::to_string(N) + "]");
+  const int* d_order = plan_device;
+  const int* d_start = plan_device + N;
+  const int* d_token = plan_device + 2 * N + 1;
+  const int* d_groups = plan_device + 3 * N + 1;
 
   const bool vec_wte = C % 8 == 0 && aligned16(dwte) && aligned16(dout);
   const int units_wte = vec_wte ? C / 8 : C;
   const int tb = std::min(kThreads, (units_wte + 31) / 32 * 32);
-  const dim3 grid_wte(unsigned(G), unsigned(ceil_div(units_wte, tb)));
+  const dim3 grid_wte(unsigned(grid_groups), unsigned(ceil_div(units_wte, tb)));
   if (vec_wte)
-    launch(encoder_backward_wte_kernel<8>, grid_wte, dim3(tb), 0, stream, dwte, dout, d_order, d_start, d_token, C);
+    launch(encoder_backward_wte_kernel<8>, grid_wte, dim3(tb), 0, stream, dwte, dout, d_order, d_start, d_token, d_groups, C);
   else
-    launch(encoder_backward_wte_kernel<1>, grid_wte, dim3(tb), 0, stream, dwte, dout, d_order, d_start, d_token, C);
+    launch(encoder_backward_wte_kernel<1>, grid_wte, dim3(tb), 0, stream, dwte, dout, d_order, d_start, d_token, d_groups, C);
   OURO_CUDA_CHECK_LAUNCH();
 
   if (!dwpe) return;  // no position embedding

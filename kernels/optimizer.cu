@@ -42,17 +42,6 @@ constexpr int kAdamThreads = 256;
 // Prefix ends live in dynamic shared memory: 8 bytes per segment, 48 KiB without an opt-in.
 constexpr int kMaxSegments = 6144;
 
-struct AdamScalars {
-  float step_size;   // lr / (1 - beta1^step)
-  float bc2_sqrt;    // sqrt(1 - beta2^step)
-  float eps, grad_scale, beta2;
-  float w1, w2;      // 1 - beta1, 1 - beta2
-  float decay_on;    // 1 - lr * weight_decay
-  float decay_off;   // 1 - lr * 0 = 1
-  uint64_t seed;
-  size_t index_base;  // rounding hashes the absolute index: shards round as the whole does
-};
-
 // One element's update (both paths: the vector path is bitwise the scalar one).
 __device__ __forceinline__ void adam_update(float gb, float& master, float& m, float& v, float decay,
                                             const AdamScalars& a) {
@@ -125,7 +114,8 @@ __device__ void adam_range(bf16* params, float* master, const bf16* grads, float
 // walks forward through the few segments its range touches.
 __global__ void adamw_kernel(bf16* params, float* master, const bf16* grads, float* m, float* v,
                              const AdamSegment* segments, int n_segments, size_t total,
-                             size_t per_block, AdamScalars a) {
+                             size_t per_block, AdamScalars by_value, const AdamScalars* on_device) {
+  const AdamScalars a = on_device ? *on_device : by_value;  // adamw_scalars_on_device: the step's own
   size_t* ends = dynamic_shared<size_t>();  // ends[s] = size[0] + ... + size[s]
   if (threadIdx.x < 32) {
     size_t carry = 0;
@@ -224,16 +214,8 @@ __global__ void sum_squares_final_kernel(double* out, const float* partials, int
 
 }  // namespace
 
-void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
-           const AdamSegment* segments, int n_segments, size_t total_elements, const AdamParams& p,
-           cudaStream_t stream) {
-  if (n_segments < 0 || n_segments > kMaxSegments)
-    throw std::invalid_argument("adamw: n_segments " + std::to_string(n_segments) + " outside [0, " +
-                                std::to_string(kMaxSegments) + "]");
+AdamScalars adam_scalars(const AdamParams& p) {
   if (p.step < 1) throw std::invalid_argument("adamw: step must be >= 1 (1-based), got " + std::to_string(p.step));
-  if (total_elements == 0 || n_segments == 0) return;
-  if (!params || !master || !grads || !m || !v || !segments) throw std::invalid_argument("adamw: null pointer");
-
   // torch computes these scalars in Python (double) and the tensor ops cast them to float.
   AdamScalars a;
   const double step = double(p.step);
@@ -250,6 +232,19 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   a.decay_off = float(1.0 - double(p.lr) * 0.0);
   a.seed = p.seed;
   a.index_base = p.index_base;
+  return a;
+}
+
+namespace {
+
+void launch_adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
+                  const AdamSegment* segments, int n_segments, size_t total_elements, const AdamScalars& a,
+                  const AdamScalars* on_device, cudaStream_t stream) {
+  if (n_segments < 0 || n_segments > kMaxSegments)
+    throw std::invalid_argument("adamw: n_segments " + std::to_string(n_segments) + " outside [0, " +
+                                std::to_string(kMaxSegments) + "]");
+  if (total_elements == 0 || n_segments == 0) return;
+  if (!params || !master || !grads || !m || !v || !segments) throw std::invalid_argument("adamw: null pointer");
 
   // Fill the GPU (a few blocks per SM), each block a contiguous range of whole vector groups
   // (>= 8 elements per thread); the update is elementwise, so the grid never changes the result.
@@ -261,8 +256,24 @@ void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
   const size_t per_block = ceil_div(ceil_div(total_elements, size_t(blocks)), size_t(8)) * 8;
   const size_t smem = size_t(n_segments) * sizeof(size_t);
   launch(adamw_kernel, dim3(blocks), dim3(kAdamThreads), smem, stream, params, master, grads, m, v,
-         segments, n_segments, total_elements, per_block, a);
+         segments, n_segments, total_elements, per_block, a, on_device);
   OURO_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void adamw(bf16* params, float* master, const bf16* grads, float* m, float* v,
+           const AdamSegment* segments, int n_segments, size_t total_elements, const AdamParams& p,
+           cudaStream_t stream) {
+  const AdamScalars a = adam_scalars(p);  // checks the step first, as it always did
+  launch_adamw(params, master, grads, m, v, segments, n_segments, total_elements, a, nullptr, stream);
+}
+
+void adamw_scalars_on_device(bf16* params, float* master, const bf16* grads, float* m, float* v,
+                             const AdamSegment* segments, int n_segments, size_t total_elements,
+                             const AdamScalars* scalars, cudaStream_t stream) {
+  if (!scalars) throw std::invalid_argument("adamw_scalars_on_device: null scalars");
+  launch_adamw(params, master, grads, m, v, segments, n_segments, total_elements, AdamScalars{}, scalars, stream);
 }
 
 void f32_to_bf16_stochastic(bf16* params, const float* master, size_t n, uint64_t seed, cudaStream_t stream) {

@@ -304,6 +304,75 @@ TEST_F(OptimizerKernel, AdamWRejectsBadArguments) {
                std::invalid_argument);
 }
 
+// A training step captured as a CUDA Graph replays the optimizer launch of the capture: the step's
+// scalars (learning rate, clipping coefficient, bias corrections) must come from device memory
+// that the host refills before each replay. Three steps with a changing schedule: the captured
+// adamw_scalars_on_device (a pinned slot copied to the device, then the update) equals three
+// uncaptured adamw calls bitwise; the by-value adamw captured the same way replays the first
+// step's scalars and does not (what this guards against: an lr baked into the graph).
+TEST_F(OptimizerKernel, AdamWCapturedInAGraphUsesEachStepsScalars) {
+  const size_t n = kBufferSize;
+  const State s = make_state(n, 909);
+  size_t total = 0;
+  const std::vector<AdamSegment> segs = device_segments(kSegments, &total);
+  DeviceBuffer<AdamSegment> d_segs(segs);
+  DeviceBuffer<bf16> d_grads(to_bf16(s.grads));
+  const float lrs[3] = {1e-3f, 6e-4f, 2e-4f}, scales[3] = {1.0f, 0.5f, 0.25f};
+  auto step_params = [&](int k) {
+    return AdamParams{lrs[k], 0.9f, 0.95f, 1e-8f, 0.1f, scales[k], k + 1, 31, 0};
+  };
+  struct Run {
+    std::vector<bf16> params;
+    std::vector<float> master, m, v;
+  };
+  auto run = [&](int mode) {  // 0: uncaptured, 1: captured with device scalars, 2: captured by value
+    DeviceBuffer<bf16> d_params(n);
+    DeviceBuffer<float> d_master(s.master), d_m(s.m), d_v(s.v);
+    d_params.zero();
+    cudaStream_t stream = nullptr;
+    OURO_CUDA_CHECK(cudaStreamCreate(&stream));
+    ouro::kernels::AdamScalars* slot = nullptr;  // pinned: a graph's host buffers must be
+    OURO_CUDA_CHECK(cudaMallocHost(&slot, sizeof *slot));
+    DeviceBuffer<ouro::kernels::AdamScalars> d_scalars(1);
+    cudaGraphExec_t exec = nullptr;
+    if (mode > 0) {
+      OURO_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      if (mode == 1) {
+        OURO_CUDA_CHECK(cudaMemcpyAsync(d_scalars.get(), slot, sizeof *slot, cudaMemcpyHostToDevice, stream));
+        ouro::kernels::adamw_scalars_on_device(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()),
+                                               total, d_scalars.get(), stream);
+      } else {
+        ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()), total,
+                             step_params(0), stream);
+      }
+      cudaGraph_t graph = nullptr;
+      OURO_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+      OURO_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      OURO_CUDA_CHECK(cudaGraphDestroy(graph));
+    }
+    for (int k = 0; k < 3; k++) {
+      if (mode == 0) {
+        ouro::kernels::adamw(d_params, d_master, d_grads, d_m, d_v, d_segs, int(segs.size()), total,
+                             step_params(k), stream);
+      } else {
+        *slot = ouro::kernels::adam_scalars(step_params(k));
+        OURO_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+      }
+      OURO_CUDA_CHECK(cudaStreamSynchronize(stream));  // the slot is rewritten next step
+    }
+    if (exec) OURO_CUDA_CHECK(cudaGraphExecDestroy(exec));
+    OURO_CUDA_CHECK(cudaFreeHost(slot));
+    OURO_CUDA_CHECK(cudaStreamDestroy(stream));
+    return Run{d_params.download(), d_master.download(), d_m.download(), d_v.download()};
+  };
+  const Run plain = run(0), graph = run(1), stale = run(2);
+  EXPECT_EQ(0, std::memcmp(plain.params.data(), graph.params.data(), n * sizeof(bf16)));
+  EXPECT_EQ(0, std::memcmp(plain.master.data(), graph.master.data(), n * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(plain.m.data(), graph.m.data(), n * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(plain.v.data(), graph.v.data(), n * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(plain.master.data(), stale.master.data(), n * sizeof(float)));
+}
+
 double sum_squares_fp64(const std::vector<float>& x, size_t begin, size_t n) {
   double s = 0;
   for (size_t i = begin; i < begin + n; i++) s += double(x[i]) * double(x[i]);

@@ -227,6 +227,7 @@ step_bench() {
     check_ouro_options "bench all" --device --out
     check_ouro_options "bench kernels" --reps --json
     check_ouro_options "bench generate" --config --device --steps --json
+    check_ouro_options "bench train" --config --device --set --steps
     return 0
   fi
   run timeout 300 "$bin" bench all --device cuda --out "$out/bench" | tee "$out/bench.log" || failures=$((failures + 1))
@@ -245,6 +246,13 @@ step_bench() {
   say "ouro bench generate (GPT-2 124M, KV-cache decoding)"
   run timeout 300 "$bin" bench generate --config "$root/configs/gpt2_124m.toml" --device cuda --steps 1 --json |
     tee "$out/bench_generate.log" || failures=$((failures + 1))
+  # The training step's launch overhead (issue 18 D4): GPT-2 124M's step replayed as CUDA Graphs
+  # against the same step launched kernel by kernel.
+  for g in true false; do
+    say "ouro bench train (GPT-2 124M, train.cuda_graph=$g)"
+    run timeout 300 "$bin" bench train --config "$root/configs/gpt2_124m.toml" --device cuda --steps 10 \
+      --set train.cuda_graph=$g | tee "$out/bench_train_graph_$g.log" || failures=$((failures + 1))
+  done
 }
 
 # ---- step: docker (issue 22) ----------------------------------------------------------------

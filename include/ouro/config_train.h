@@ -39,6 +39,10 @@ struct TrainSection {
   // Recompute each layer's residual2 in the backward instead of keeping it (GPT2::ActivationOptions):
   // ~3% more FLOPs per step, N x C fewer activations per layer.
   bool recompute_residual = false;
+  // Capture the training step as CUDA Graphs on the first step and replay it on the next ones
+  // (device backends; src/device/step_graph.h). Data-parallel runs do not capture yet: their
+  // gradient exchange is issued outside the device ops.
+  bool cuda_graph = true;
 };
 
 struct DataSection {

@@ -81,6 +81,21 @@ class Ops {
   // synchronisations, copies the host waits for), where the backend can count them: simt (the
   // emulator counts them; see include/ouro/simt/device_model.h). nullopt elsewhere.
   virtual std::optional<uint64_t> host_syncs() const { return std::nullopt; }
+  // CUDA Graphs of the training step (train.cuda_graph; device backends, src/device/step_graph.h):
+  // every op between begin_graph_step and end_graph_step is captured on the first such step and
+  // replayed on the next ones, with host inputs (tokens, targets, per-step optimizer scalars)
+  // staged through fixed buffers; whatever differs from the capture runs uncaptured and is
+  // captured again. end_graph_step(false) after an error drops the step's graphs.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_graph_step() {}
+  virtual void end_graph_step(bool /*ok*/) {}
+  struct GraphStats {
+    int64_t captured = 0, replayed = 0, uncaptured = 0;  // steps between begin and end
+  };
+  virtual std::optional<GraphStats> graph_stats() const { return std::nullopt; }
+  // What the graph machinery has to say since the last call (captures, fall-backs and why), for
+  // the caller's log.
+  virtual std::vector<std::string> take_graph_notes() { return {}; }
   // Bracket the region an attached profiler should capture (Nsight Systems with
   // --capture-range=cudaProfilerApi); no-ops on backends without one.
   virtual void profiler_start() {}

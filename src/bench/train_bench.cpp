@@ -19,6 +19,7 @@
 #include "ouro/model.h"
 #include "ouro/ops.h"
 #include "train/gradient_sync.h"
+#include "train/graph_step.h"
 #include "train/run_log.h"
 #include "train/trainer.h"
 
@@ -110,8 +111,11 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   // on the device until one readback brings them with the gradient norm (GPT2::step_readback).
   // The backend counts the waits where it can (simt): host_syncs is their number per step.
   uint64_t step_syncs = 0;
+  // train.cuda_graph as the trainer applies it: the single-rank step captured once and replayed.
+  const bool graphs = use_step_graphs(cfg, *ops, 1);
   auto step = [&](int64_t s, bool exchange) {
     const std::optional<uint64_t> syncs0 = ops->host_syncs();
+    GraphStepScope graph(*ops, graphs && !exchange);
     for (auto& v : x) v = tok(rng);
     for (auto& v : y) v = tok(rng);
     model.zero_grad();

@@ -29,6 +29,7 @@
 #include "device/cublaslt_matmul.h"
 #include "device/cudnn_attention.h"
 #include "device/device_ops.h"
+#include "device/step_graph.h"
 #include "kernels/attention.h"
 #include "kernels/attention_decode.h"
 #include "kernels/classifier.h"
@@ -57,8 +58,11 @@ constexpr const char* kBackend = "cuda";
 class GrowBuffer {
  public:
   ~GrowBuffer() { cudaFree(p_); }
+  bool would_grow(size_t bytes) const { return bytes > cap_; }
+  StepGraph* graph = nullptr;  // told when the buffer moves
   void* get(size_t bytes) {
     if (bytes > cap_) {
+      if (graph) graph->note_realloc();
       OURO_CUDA_CHECK(cudaDeviceSynchronize());  // in-flight kernels may still use the old one
       OURO_CUDA_CHECK(cudaFree(p_));
       p_ = nullptr;
@@ -94,8 +98,14 @@ class DeviceOps final : public Ops {
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
       fail("device '{}': no CUDA device is available (cudaGetDeviceCount: {})", kBackend, n);
     OURO_CUDA_CHECK(cudaStreamCreate(&stream_));
+    graph_ = std::make_unique<StepGraph>(stream_);
+    for (GrowBuffer* b : {&scratch_, &staging_, &tokens_, &targets_, &result_, &segments_, &seeds_, &plan_, &scalars_})
+      b->graph = graph_.get();
   }
-  ~DeviceOps() override { cudaStreamDestroy(stream_); }
+  ~DeviceOps() override {
+    graph_.reset();
+    cudaStreamDestroy(stream_);
+  }
 
   std::string name() const override { return kBackend; }
   std::string device_name() const override { return device_hardware_name(); }
@@ -124,27 +134,42 @@ class DeviceOps final : public Ops {
 
   // ---- memory ----
   void* alloc(size_t bytes) override {
+    graph_->leave("an allocation during the step");
+    graph_->note_realloc();
     void* p = nullptr;
     OURO_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
     OURO_CUDA_CHECK(cudaMemset(p, 0, bytes));
     return p;
   }
   void dealloc(void* p) override {
+    graph_->leave("a free during the step");
+    graph_->note_realloc();
     cudaStreamSynchronize(stream_);
     cudaFree(p);
   }
   void to_device(void* dst, const void* src, size_t bytes) override {
+    if (graph_->active()) return graph_->input(dst, src, bytes);  // the step's input: no wait
     OURO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
     OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  void to_host(void* dst, const void* src, size_t bytes) override {
-    OURO_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  // In a graph step: the end of a captured segment (StepGraph::output).
+  void to_host(void* dst, const void* src, size_t bytes) override { graph_->output(dst, src, bytes); }
+  void fill_zero(void* dst, size_t bytes) override {
+    graph_->op(StepGraph::sig("fill_zero", dst, bytes),
+               [=, this] { OURO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_)); });
+  }
+  void synchronize() override {
+    graph_->leave("a synchronisation during the step");
     OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  void fill_zero(void* dst, size_t bytes) override {
-    OURO_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
+  bool supports_graphs() const override { return true; }
+  void begin_graph_step() override { graph_->begin_step(); }
+  void end_graph_step(bool ok) override { graph_->end_step(ok); }
+  std::optional<GraphStats> graph_stats() const override {
+    const auto& s = graph_->stats();
+    return GraphStats{s.captured, s.replayed, s.uncaptured};
   }
-  void synchronize() override { OURO_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  std::vector<std::string> take_graph_notes() override { return graph_->take_notes(); }
   void* stream() override { return stream_; }
   std::optional<uint64_t> host_syncs() const override {
 #if defined(OURO_SIMT)
@@ -170,6 +195,7 @@ class DeviceOps final : public Ops {
   // the value): loading the fp32 master weights of a checkpoint gives back the run's bf16
   // weights bit for bit.
   void params_from_host(void* dst, const float* src, size_t n) override {
+    graph_->leave("parameters loaded during the step");
     TraceRange range("params_from_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
     to_device(tmp, src, n * sizeof(float));
@@ -177,6 +203,7 @@ class DeviceOps final : public Ops {
     synchronize();
   }
   void params_to_host(float* dst, const void* src, size_t n) override {
+    graph_->leave("parameters read during the step");
     TraceRange range("params_to_host");
     float* tmp = static_cast<float*>(staging_.get(n * sizeof(float)));
     kernels::bf16_to_f32(tmp, as_bf16(src), n, stream_);
@@ -184,68 +211,96 @@ class DeviceOps final : public Ops {
   }
 
   // ---- forward / backward ----
+  // Each op goes through graph_->op with its signature: launched now, captured, or (replaying a
+  // captured step) only checked against the capture (device/step_graph.h).
   void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                        int T, int C) override {
-    TraceRange range("encoder_forward");
-    kernels::encoder_forward(as_bf16(out), upload_ints(tokens_, tokens, size_t(B) * T), as_bf16(wte), as_bf16(wpe),
-                             B, T, C, 0, stream_);
+    const int* d = upload_ints(tokens_, tokens, size_t(B) * T);
+    graph_->op(StepGraph::sig("encoder_forward", out, d, wte, wpe, B, T, C), [=, this] {
+      TraceRange range("encoder_forward");
+      kernels::encoder_forward(as_bf16(out), d, as_bf16(wte), as_bf16(wpe), B, T, C, 0, stream_);
+    });
   }
+  // The rows are grouped by token on the host (kernels::encoder_backward_plan); the plan goes up
+  // as a step input, and in a graph the grid covers every possible group (B*T), the kernel
+  // reading the plan's count: the same sums, whatever the batch.
   void encoder_backward(void* dwte, void* dwpe, const void* dout, const int* tokens, int B, int T,
                         int C) override {
-    TraceRange range("encoder_backward");
-    kernels::encoder_backward(as_bf16(dwte), as_bf16(dwpe), as_bf16(dout), tokens, B, T, C,
-                              scratch_.get(kernels::encoder_backward_scratch_bytes(B, T, C)),
-                              stream_);
+    std::vector<int> plan(kernels::encoder_backward_plan_ints(B, T));
+    const int groups = kernels::encoder_backward_plan(tokens, B, T, plan.data());
+    const int* d = upload_ints(plan_, plan.data(), plan.size());
+    const int grid = graph_->active() ? B * T : groups;
+    graph_->op(StepGraph::sig("encoder_backward", dwte, dwpe, dout, d, B, T, C), [=, this] {
+      TraceRange range("encoder_backward");
+      kernels::encoder_backward_planned(as_bf16(dwte), as_bf16(dwpe), as_bf16(dout), d, grid, B, T, C, stream_);
+    });
   }
   void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                          const void* bias, int N, int C) override {
-    TraceRange range("layernorm_forward");
-    kernels::layernorm_forward(as_bf16(out), mean, rstd, as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, stream_);
+    graph_->op(StepGraph::sig("layernorm_forward", out, mean, rstd, inp, weight, bias, N, C), [=, this] {
+      TraceRange range("layernorm_forward");
+      kernels::layernorm_forward(as_bf16(out), mean, rstd, as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, stream_);
+    });
   }
   void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout,
                           const void* inp, const void* weight, const float* mean,
                           const float* rstd, int N, int C) override {
-    TraceRange range("layernorm_backward");
-    kernels::layernorm_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), mean,
-                                rstd, N, C,
-                                scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)),
-                                stream_);
+    graph_->op(StepGraph::sig("layernorm_backward", dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C),
+               [=, this] {
+                 TraceRange range("layernorm_backward");
+                 kernels::layernorm_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout),
+                                             as_bf16(inp), as_bf16(weight), mean, rstd, N, C,
+                                             scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)), stream_);
+               });
   }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                       int C, int OC) override {
-    TraceRange range("matmul_forward");
-    if (cublas_) return cublas_->forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC);
-    kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_);
+    graph_->op(StepGraph::sig("matmul_forward", out, inp, weight, bias, N, C, OC), [=, this] {
+      TraceRange range("matmul_forward");
+      if (cublas_) return cublas_->forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC);
+      kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_);
+    });
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                        const void* weight, int N, int C, int OC) override {
-    TraceRange range("matmul_backward");
-    if (cublas_) return cublas_->backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC);
-    kernels::matmul_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC,
-                             scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
-                             stream_);
+    graph_->op(StepGraph::sig("matmul_backward", dinp, dweight, dbias, dout, inp, weight, N, C, OC), [=, this] {
+      TraceRange range("matmul_backward");
+      if (cublas_) return cublas_->backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC);
+      kernels::matmul_backward(as_bf16(dinp), as_bf16(dweight), as_bf16(dbias), as_bf16(dout), as_bf16(inp), as_bf16(weight), N, C, OC,
+                               scratch_.get(kernels::matmul_backward_scratch_bytes(N, C, OC)),
+                               stream_);
+    });
   }
   void residual_layernorm_forward(void* residual, void* out, float* mean, float* rstd, const void* a,
                                   const void* b, const void* weight, const void* bias, int N,
                                   int C) override {
-    TraceRange range("residual_layernorm_forward");
-    kernels::residual_layernorm_forward(as_bf16(residual), as_bf16(out), mean, rstd, as_bf16(a), as_bf16(b), as_bf16(weight), as_bf16(bias), N,
-                                        C, stream_);
+    graph_->op(StepGraph::sig("residual_layernorm_forward", residual, out, mean, rstd, a, b, weight, bias, N, C),
+               [=, this] {
+                 TraceRange range("residual_layernorm_forward");
+                 kernels::residual_layernorm_forward(as_bf16(residual), as_bf16(out), mean, rstd, as_bf16(a), as_bf16(b),
+                                                     as_bf16(weight), as_bf16(bias), N, C, stream_);
+               });
   }
   void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
                            const void* bias, int N, int C, int OC) override {
-    TraceRange range("matmul_gelu_forward");
     if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
-    kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
-                            as_bf16(pre_gelu));
+    graph_->op(StepGraph::sig("matmul_gelu_forward", out, pre_gelu, inp, weight, bias, N, C, OC), [=, this] {
+      TraceRange range("matmul_gelu_forward");
+      kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
+                              as_bf16(pre_gelu));
+    });
   }
   void rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) override {
-    TraceRange range("rope_forward");
-    kernels::rope_forward(as_bf16(qkv), B, T, C, NH, pos0, theta, stream_);
+    graph_->op(StepGraph::sig("rope_forward", qkv, B, T, C, NH, pos0, theta), [=, this] {
+      TraceRange range("rope_forward");
+      kernels::rope_forward(as_bf16(qkv), B, T, C, NH, pos0, theta, stream_);
+    });
   }
   void rope_backward(void* dqkv, int B, int T, int C, int NH, int pos0, double theta) override {
-    TraceRange range("rope_backward");
-    kernels::rope_backward(as_bf16(dqkv), B, T, C, NH, pos0, theta, stream_);
+    graph_->op(StepGraph::sig("rope_backward", dqkv, B, T, C, NH, pos0, theta), [=, this] {
+      TraceRange range("rope_backward");
+      kernels::rope_backward(as_bf16(dqkv), B, T, C, NH, pos0, theta, stream_);
+    });
   }
   size_t attention_state_size(int B, int T, int NH) const override {
     if (cudnn_) return CudnnAttention::state_size(B, T, NH);
@@ -253,63 +308,84 @@ class DeviceOps final : public Ops {
   }
   void attention_forward(void* out, float* state, const void* qkv, int B, int T, int C,
                          int NH) override {
-    TraceRange range("attention_forward");
-    if (cudnn_) return cudnn_->forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH);
-    check_head_dim(C, NH);
-    kernels::attention_forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH, stream_);
+    if (!cudnn_) check_head_dim(C, NH);
+    graph_->op(StepGraph::sig("attention_forward", out, state, qkv, B, T, C, NH), [=, this] {
+      TraceRange range("attention_forward");
+      if (cudnn_) return cudnn_->forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH);
+      kernels::attention_forward(as_bf16(out), state, as_bf16(qkv), B, T, C, NH, stream_);
+    });
   }
   void attention_backward(void* dqkv, const void* dout, const void* qkv, const void* out,
                           const float* state, int B, int T, int C, int NH) override {
-    TraceRange range("attention_backward");
-    if (cudnn_) return cudnn_->backward(as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH);
-    kernels::attention_backward(
-        as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH,
-        scratch_.get(kernels::attention_backward_scratch_bytes(B, T, C, NH)), stream_);
+    graph_->op(StepGraph::sig("attention_backward", dqkv, dout, qkv, out, state, B, T, C, NH), [=, this] {
+      TraceRange range("attention_backward");
+      if (cudnn_) return cudnn_->backward(as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH);
+      kernels::attention_backward(
+          as_bf16(dqkv), as_bf16(dout), as_bf16(qkv), as_bf16(out), state, B, T, C, NH,
+          scratch_.get(kernels::attention_backward_scratch_bytes(B, T, C, NH)), stream_);
+    });
   }
   void gelu_forward(void* out, const void* inp, size_t n) override {
-    TraceRange range("gelu_forward");
-    kernels::gelu_forward(as_bf16(out), as_bf16(inp), n, stream_);
+    graph_->op(StepGraph::sig("gelu_forward", out, inp, n), [=, this] {
+      TraceRange range("gelu_forward");
+      kernels::gelu_forward(as_bf16(out), as_bf16(inp), n, stream_);
+    });
   }
   void gelu_backward(void* dinp, const void* inp, const void* dout, size_t n) override {
-    TraceRange range("gelu_backward");
-    kernels::gelu_backward(as_bf16(dinp), as_bf16(inp), as_bf16(dout), n, stream_);
+    graph_->op(StepGraph::sig("gelu_backward", dinp, inp, dout, n), [=, this] {
+      TraceRange range("gelu_backward");
+      kernels::gelu_backward(as_bf16(dinp), as_bf16(inp), as_bf16(dout), n, stream_);
+    });
   }
   void residual_forward(void* out, const void* a, const void* b, size_t n) override {
-    TraceRange range("residual_forward");
-    kernels::residual_forward(as_bf16(out), as_bf16(a), as_bf16(b), n, stream_);
+    graph_->op(StepGraph::sig("residual_forward", out, a, b, n), [=, this] {
+      TraceRange range("residual_forward");
+      kernels::residual_forward(as_bf16(out), as_bf16(a), as_bf16(b), n, stream_);
+    });
   }
   void add_inplace(void* dst, const void* src, size_t n) override {
-    TraceRange range("add_inplace");
-    kernels::add_inplace(as_bf16(dst), as_bf16(src), n, stream_);
+    graph_->op(StepGraph::sig("add_inplace", dst, src, n), [=, this] {
+      TraceRange range("add_inplace");
+      kernels::add_inplace(as_bf16(dst), as_bf16(src), n, stream_);
+    });
   }
   void classifier(void* logits, float* losses, const int* targets, int N, int V, int Vp,
                   float dloss) override {
-    TraceRange range("classifier");
     for (int n = 0; n < N; n++)  // the kernel clamps; the error belongs here, naming the row
       OURO_CHECK(targets[n] < V, "classifier: target {} at row {} is outside the vocab of {}",
                  targets[n], n, V);
-    kernels::classifier(as_bf16(logits), losses, upload_ints(targets_, targets, size_t(N)), N, V, Vp,
-                        dloss, stream_);
+    const int* d = upload_ints(targets_, targets, size_t(N));
+    graph_->op(StepGraph::sig("classifier", logits, losses, d, N, V, Vp, dloss), [=, this] {
+      TraceRange range("classifier");
+      kernels::classifier(as_bf16(logits), losses, d, N, V, Vp, dloss, stream_);
+    });
   }
   double sum_squares(const void* x, size_t n) override {
     TraceRange range("sum_squares");
     double* out = static_cast<double*>(result_.get(sizeof(double)));
-    kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    graph_->op(StepGraph::sig("sum_squares", out, x, n), [=, this] {
+      kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    });
     double h = 0;
     to_host(&h, out, sizeof h);
     return h;
   }
   void sum_squares_into(double* out, const void* x, size_t n) override {
-    TraceRange range("sum_squares");
-    if (n == 0) {
-      OURO_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream_));
-      return;
-    }
-    kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    graph_->op(StepGraph::sig("sum_squares_into", out, x, n), [=, this] {
+      TraceRange range("sum_squares");
+      if (n == 0) {
+        OURO_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(double), stream_));
+        return;
+      }
+      kernels::sum_squares(out, as_bf16(x), n, scratch_.get(kernels::sum_squares_scratch_bytes(n)), stream_);
+    });
   }
+  // In a graph step the per-step scalars (learning rate, clipping coefficient, bias
+  // corrections) are a step input read by the kernel from device memory
+  // (kernels::adamw_scalars_on_device): a replay never reuses the capture's. Bitwise the same
+  // update as the by-value launch.
   void adamw(void* params, float* master, const void* grads, float* m, float* v,
              const std::vector<ParamSegment>& segments, const AdamWArgs& args) override {
-    TraceRange range("adamw");
     OURO_CHECK(master != nullptr, "device adamw needs the fp32 master weights");
     std::vector<kernels::AdamSegment> segs;
     size_t total = 0;
@@ -318,8 +394,10 @@ class DeviceOps final : public Ops {
       total += s.size;
     }
     if (segs.empty()) return;
+    if (segments_.would_grow(segs.size() * sizeof(segs[0]))) graph_->leave("the optimizer's segment table grows");
     auto* dsegs = static_cast<kernels::AdamSegment*>(segments_.get(segs.size() * sizeof(segs[0])));
     if (!same_segments(segs, uploaded_segments_)) {  // changes only with the optimizer range
+      graph_->leave("the optimizer's segments changed");
       // From pageable memory: staged before the call returns, so `segs` may go (no wait).
       OURO_CUDA_CHECK(cudaMemcpyAsync(dsegs, segs.data(), segs.size() * sizeof(segs[0]),
                                       cudaMemcpyHostToDevice, stream_));
@@ -330,12 +408,27 @@ class DeviceOps final : public Ops {
     p.weight_decay = args.weight_decay, p.grad_scale = args.grad_scale, p.step = args.step;
     p.seed = kRoundingSeed;  // the random bits hash the value itself (rounding_random)
     p.index_base = args.index_base;
-    kernels::adamw(as_bf16(params), master, as_bf16(grads), m, v, dsegs, int(segs.size()), total, p, stream_);
+    const int nseg = int(segs.size());
+    // Sized on every step, so that a step captured after an uncaptured one finds it in place.
+    if (scalars_.would_grow(sizeof(kernels::AdamScalars))) graph_->leave("the optimizer's scalars buffer is new");
+    auto* d = static_cast<kernels::AdamScalars*>(scalars_.get(sizeof(kernels::AdamScalars)));
+    if (!graph_->active()) {
+      TraceRange range("adamw");
+      kernels::adamw(as_bf16(params), master, as_bf16(grads), m, v, dsegs, nseg, total, p, stream_);
+      return;
+    }
+    const kernels::AdamScalars scalars = kernels::adam_scalars(p);
+    graph_->input(d, &scalars, sizeof scalars);
+    graph_->op(StepGraph::sig("adamw", params, master, grads, m, v, dsegs, nseg, total, d), [=, this] {
+      TraceRange range("adamw");
+      kernels::adamw_scalars_on_device(as_bf16(params), master, as_bf16(grads), m, v, dsegs, nseg, total, d, stream_);
+    });
   }
 
   // ---- inference with a KV cache ----
   void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
                     int pos0, int Tmax, int C, int NH) override {
+    graph_->leave("decoding during the step");
     TraceRange range("attention_kv");
     // Split-KV flash decoding (kernels/attention_decode.cu); kernels::attention_kv, one warp
     // per head over the whole cache, stays as the tests' and benchmarks' reference.
@@ -345,6 +438,7 @@ class DeviceOps final : public Ops {
   }
   void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                           int Tn, int pos0, int C) override {
+    graph_->leave("decoding during the step");
     TraceRange range("encoder_forward_at");
     kernels::encoder_forward(as_bf16(out), upload_ints(tokens_, tokens, size_t(B) * Tn), as_bf16(wte), as_bf16(wpe),
                              B, Tn, C, pos0, stream_);
@@ -357,6 +451,7 @@ class DeviceOps final : public Ops {
   void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
                      size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
                      uint64_t step) override {
+    graph_->leave("sampling during the step");
     TraceRange range("sample_tokens");
     OURO_CHECK(B >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
                "sample_tokens: {} rows of {} tokens, {} apart", B, V, row_stride);
@@ -392,9 +487,12 @@ class DeviceOps final : public Ops {
   // (CUDA's "API synchronization behavior"), so they may change as soon as this returns. The
   // device buffer is reused by the next upload: stream order puts that copy after every kernel
   // queued before it, the readers of this one included. (A pinned source would need an event.)
+  // In a graph step: a step input (StepGraph::input), copied into a fixed pinned buffer that the
+  // graph's copy reads when it replays.
   const int* upload_ints(GrowBuffer& buf, const int* host, size_t n) {
+    if (buf.would_grow(n * sizeof(int))) graph_->leave("a staging buffer grows");
     int* d = static_cast<int*>(buf.get(n * sizeof(int)));
-    OURO_CUDA_CHECK(cudaMemcpyAsync(d, host, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    graph_->input(d, host, n * sizeof(int));
     return d;
   }
   void check_head_dim(int C, int NH) const {
@@ -406,7 +504,8 @@ class DeviceOps final : public Ops {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CublasLtMatmul> cublas_;  // model.matmul = cublas
   std::unique_ptr<CudnnAttention> cudnn_;   // model.attention = cudnn (decoding stays native)
-  GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_, seeds_;
+  GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_, seeds_, plan_, scalars_;
+  std::unique_ptr<StepGraph> graph_;  // declared after the buffers: destroyed before them
   std::vector<kernels::AdamSegment> uploaded_segments_;
 };
 

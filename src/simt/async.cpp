@@ -28,6 +28,7 @@
 
 #include "ouro/simt/report.h"
 #include "simt/async_engine.h"
+#include "simt/capture.h"
 #include "simt/scheduler.h"
 #include "simt/text.h"
 
@@ -354,6 +355,16 @@ void set_async_mode(bool on) {
 
 void enqueue_host_op(cudaStream_t stream, const char* what, std::vector<Access> accesses, std::function<void()> run,
                      bool nccl) {
+  if (detail::capturing(stream)) {  // NCCL's collectives can be captured; so can these
+    detail::NodeSpec node;
+    node.what = what;
+    node.where = detail::take_call_site();
+    node.accesses = std::move(accesses);
+    node.run = std::move(run);
+    node.nccl = nccl;
+    detail::capture_node(stream, std::move(node));  // an invalidated capture: cudaGetLastError says so
+    return;
+  }
   if (!async_mode()) {
     run();
     return;

@@ -14,6 +14,7 @@
 #include "ouro/simt/report.h"
 #include "ouro/simt/async.h"
 #include "simt/async_engine.h"
+#include "simt/capture.h"
 #include "simt/runtime_state.h"
 #include "simt/text.h"
 #include "simt/scheduler.h"
@@ -246,8 +247,38 @@ class Pool {
 
 }  // namespace
 
+namespace {
+
+// The launch as a queued operation or a graph node: the closure is copied (the caller's
+// argument bundle dies with its statement, and a graph replays the arguments of the capture),
+// with the pointer arguments as the accesses it makes.
+detail::NodeSpec kernel_node(const LaunchParams& p) {
+  struct Owned {
+    LaunchParams p;
+    ~Owned() { p.destroy(const_cast<void*>(p.closure)); }
+  };
+  auto owned = std::make_shared<Owned>();
+  owned->p = p;
+  owned->p.closure = p.clone(p.closure);
+  detail::NodeSpec spec;
+  spec.what = "kernel";
+  spec.kernel = p.kernel;
+  spec.where = detail::cat(p.where.file_name(), ":", p.where.line());
+  struct Sink {
+    std::vector<Access>* out;
+    static void add(void* ctx, const void* ptr, bool write) {
+      if (detail::classify(ptr) != detail::MemKind::other)
+        static_cast<Sink*>(ctx)->out->push_back(Access{ptr, 1, write});
+    }
+  } sink{&spec.accesses};
+  p.pointers(owned->p.closure, &Sink::add, &sink);
+  spec.run = [owned] { detail::run_grid(owned->p); };
+  return spec;
+}
+
+}  // namespace
+
 cudaError_t launch_kernel(const LaunchParams& p) {
-  detail::note_work(p.stream);  // counts the host's waits that find work (device_model.h)
   if (in_kernel()) report(BugKind::bad_launch, "kernel launch from inside a kernel is not emulated", p.where);
   const dim3 g = p.grid, b = p.block;
   const unsigned long long threads = 1ull * b.x * b.y * b.z;
@@ -264,29 +295,22 @@ cudaError_t launch_kernel(const LaunchParams& p) {
     detail::set_last_error(err);
     return err;
   }
+  if (detail::capturing(p.stream)) {  // a graph node with the arguments of this call
+    if (!p.clone) report(BugKind::bad_launch, "a kernel launch without a copyable closure cannot be captured", p.where);
+    return detail::capture_node(p.stream, kernel_node(p));
+  }
+  if (detail::is_legacy(p.stream))
+    if (cudaError_t e = detail::capture_legacy_use(); e != cudaSuccess) return e;
+  detail::note_work(p.stream);  // counts the host's waits that find work (device_model.h)
   if (p.clone && async_mode()) {
-    // Queued: the closure is copied (the caller's argument bundle dies with its statement).
-    struct Owned {
-      LaunchParams p;
-      ~Owned() { p.destroy(const_cast<void*>(p.closure)); }
-    };
-    auto owned = std::make_shared<Owned>();
-    owned->p = p;
-    owned->p.closure = p.clone(p.closure);
+    detail::NodeSpec node = kernel_node(p);
     detail::OpSpec spec;
     spec.stream = detail::stream_id(p.stream);
-    spec.what = "kernel";
-    spec.kernel = p.kernel;
-    spec.where = detail::cat(p.where.file_name(), ":", p.where.line());
-    struct Sink {
-      std::vector<Access>* out;
-      static void add(void* ctx, const void* ptr, bool write) {
-        if (detail::classify(ptr) != detail::MemKind::other)
-          static_cast<Sink*>(ctx)->out->push_back(Access{ptr, 1, write});
-      }
-    } sink{&spec.accesses};
-    p.pointers(owned->p.closure, &Sink::add, &sink);
-    spec.run = [owned] { detail::run_grid(owned->p); };
+    spec.what = node.what;
+    spec.kernel = node.kernel;
+    spec.where = std::move(node.where);
+    spec.accesses = std::move(node.accesses);
+    spec.run = std::move(node.run);
     detail::enqueue(std::move(spec));
     return cudaSuccess;
   }

@@ -27,6 +27,7 @@
 #include "ouro/simt/thread.h"
 #include "simt/text.h"
 #include "simt/async_engine.h"
+#include "simt/capture.h"
 #include "simt/runtime_state.h"
 
 
@@ -158,6 +159,16 @@ cudaError_t cudaPeekAtLastError(void) { return ouro::simt::detail::tl_last_error
   X(cudaErrorInvalidDeviceFunction, "invalid device function")                           \
   X(cudaErrorIllegalAddress, "an illegal memory access was encountered")                 \
   X(cudaErrorMisalignedAddress, "misaligned address")                                    \
+  X(cudaErrorIllegalState, "the operation cannot be performed in the present state")     \
+  X(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing") \
+  X(cudaErrorStreamCaptureInvalidated, "operation failed due to a previous error during capture") \
+  X(cudaErrorStreamCaptureMerge, "operation would result in a merge of separate capture sequences") \
+  X(cudaErrorStreamCaptureUnmatched, "capture was not ended in the same stream as it began") \
+  X(cudaErrorStreamCaptureUnjoined, "capturing stream has unjoined work")                \
+  X(cudaErrorStreamCaptureIsolation, "dependency created on uncaptured work in another stream") \
+  X(cudaErrorStreamCaptureImplicit, "operation would make the legacy stream depend on a capturing blocking stream") \
+  X(cudaErrorCapturedEvent, "operation not permitted on an event last recorded in a capturing stream") \
+  X(cudaErrorStreamCaptureWrongThread, "attempt to terminate a thread-local capture sequence from another thread") \
   X(cudaErrorUnknown, "unknown error")
 
 const char* cudaGetErrorName(cudaError_t error) {
@@ -190,6 +201,7 @@ cudaError_t cudaSetDevice(int device) {
   return cudaSuccess;
 }
 cudaError_t cudaDeviceSynchronize(void) {
+  if (cudaError_t e = ouro::simt::detail::capture_device_sync(); e != cudaSuccess) return e;
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::device, nullptr, true);
   ouro::simt::detail::take_call_site();
   if (ouro::simt::async_mode()) ouro::simt::drain_all();
@@ -295,6 +307,23 @@ std::uint64_t fnv(const void* p, std::size_t n) {
   return h;
 }
 
+// cudaMemcpyAsync on a capturing stream: a node that copies at each replay. Pageable host
+// memory is refused (graph.cpp says why).
+cudaError_t capture_copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind, cudaStream_t stream,
+                         std::string site) {
+  const MemKind dk = classify(dst), sk = classify(src);
+  if (dk == MemKind::other || sk == MemKind::other)
+    return capture_invalidate(stream, cudaErrorStreamCaptureUnsupported);
+  NodeSpec node;
+  node.what = copy_name(true, kind, dst, src);
+  node.where = std::move(site);
+  node.accesses.push_back(Access{dst, count, true});
+  node.accesses.push_back(Access{src, count, false});
+  node.run = [dst, src, count] { std::memcpy(dst, src, count); };
+  if (dk == MemKind::pinned) node.poison = dst, node.poison_bytes = count;
+  return capture_node(stream, std::move(node));
+}
+
 // One copy: `sync` (cudaMemcpy) waits for it; an asynchronous copy waits only where CUDA's
 // does (to pageable host memory), stages a pageable source at the call, and checks that a
 // pinned source did not change before it ran.
@@ -303,6 +332,9 @@ cudaError_t copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind k
   if (!valid_kind(kind)) return fail(cudaErrorInvalidMemcpyDirection);
   if (count == 0) return cudaSuccess;
   if (!dst || !src) return fail(cudaErrorInvalidValue);
+  if (!sync && capturing(stream)) return capture_copy(dst, src, count, kind, stream, std::move(site));
+  if (sync || is_legacy(stream))
+    if (cudaError_t e = capture_legacy_use(); e != cudaSuccess) return e;
   // Counted for `ouro bench train` (device_model.h): a synchronous copy between host and device
   // waits for the whole device (the legacy stream); an asynchronous one into pageable host memory
   // waits for its stream.
@@ -367,6 +399,17 @@ cudaError_t set(void* ptr, int value, std::size_t count, cudaStream_t stream, bo
   std::string site = take_call_site();
   if (count == 0) return cudaSuccess;
   if (!ptr) return fail(cudaErrorInvalidValue);
+  if (!legacy && capturing(stream)) {
+    NodeSpec node;
+    node.what = what;
+    node.where = std::move(site);
+    if (classify(ptr) == MemKind::other) return capture_invalidate(stream, cudaErrorStreamCaptureUnsupported);
+    node.accesses.push_back(Access{ptr, count, true});
+    node.run = [ptr, value, count] { std::memset(ptr, value, count); };
+    return capture_node(stream, std::move(node));
+  }
+  if (legacy || is_legacy(stream))
+    if (cudaError_t e = capture_legacy_use(); e != cudaSuccess) return e;
   if (!async_now()) {
     std::memset(ptr, value, count);
     return cudaSuccess;
@@ -388,6 +431,11 @@ cudaError_t set(void* ptr, int value, std::size_t count, cudaStream_t stream, bo
 cudaError_t free_device(void* ptr, cudaStream_t stream, bool async) {
   std::string site = take_call_site();
   if (!ptr) return cudaSuccess;
+  // Memory nodes (cudaFreeAsync in a capture) are not emulated; cudaFree is a potentially
+  // unsafe call during capture.
+  if (async && capturing(stream)) return capture_invalidate(stream, cudaErrorStreamCaptureUnsupported);
+  if (!async)
+    if (cudaError_t e = capture_unsafe_call(); e != cudaSuccess) return e;
   if (!async_now()) return release(ptr, true);
   const void* base = nullptr;
   std::size_t size = 0;
@@ -415,6 +463,7 @@ extern "C" {
 
 cudaError_t cudaMalloc(void** ptr, size_t size) {
   take_call_site();
+  if (cudaError_t e = ouro::simt::detail::capture_unsafe_call(); e != cudaSuccess) return e;
   return ouro::simt::detail::allocate(ptr, size, true);
 }
 cudaError_t cudaFree(void* ptr) {
@@ -422,21 +471,26 @@ cudaError_t cudaFree(void* ptr) {
   if (ptr) ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::free, nullptr, true);
   return ouro::simt::detail::free_device(ptr, nullptr, false);
 }
-cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t) {
+cudaError_t cudaMallocAsync(void** ptr, size_t size, cudaStream_t stream) {
   take_call_site();
+  if (ouro::simt::detail::capturing(stream))  // memory nodes are not emulated
+    return ouro::simt::detail::capture_invalidate(stream, cudaErrorStreamCaptureUnsupported);
   return ouro::simt::detail::allocate(ptr, size, true);
 }
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) { return ouro::simt::detail::free_device(ptr, stream, true); }
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
   take_call_site();
+  if (cudaError_t e = ouro::simt::detail::capture_unsafe_call(); e != cudaSuccess) return e;
   return ouro::simt::detail::allocate(ptr, size, false);
 }
 cudaError_t cudaHostAlloc(void** ptr, size_t size, unsigned int) {
   take_call_site();
+  if (cudaError_t e = ouro::simt::detail::capture_unsafe_call(); e != cudaSuccess) return e;
   return ouro::simt::detail::allocate(ptr, size, false);
 }
 cudaError_t cudaFreeHost(void* ptr) {
   take_call_site();
+  if (cudaError_t e = ouro::simt::detail::capture_unsafe_call(); e != cudaSuccess) return e;
   if (ouro::simt::async_mode()) ouro::simt::drain_all();  // like cudaFree, it synchronises
   return ouro::simt::detail::release(ptr, false);
 }
@@ -458,7 +512,9 @@ cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitc
   return cudaSuccess;
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
-                              size_t height, cudaMemcpyKind kind, cudaStream_t) {
+                              size_t height, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (ouro::simt::detail::capturing(stream))  // runs at the call: it cannot be a node
+    return ouro::simt::detail::capture_invalidate(stream, cudaErrorStreamCaptureUnsupported);
   return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, kind);
 }
 // cudaMemset is asynchronous to the host for device memory (CUDA's "API synchronization
@@ -507,10 +563,14 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t* stream, unsigned int flag
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   take_call_site();
   if (!stream) return fail(cudaErrorInvalidResourceHandle);
+  ouro::simt::detail::capture_forget_stream(stream);
   delete stream;
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (cudaError_t e = ouro::simt::detail::capture_stream_sync(stream); e != cudaSuccess) return e;
+  if (ouro::simt::detail::is_legacy(stream))
+    if (cudaError_t e = ouro::simt::detail::capture_legacy_use(); e != cudaSuccess) return e;
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::stream, stream);
   take_call_site();
   if (ouro::simt::async_mode()) ouro::simt::detail::complete_stream(ouro::simt::detail::stream_id(stream));
@@ -520,12 +580,18 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 // counted host synchronisation: a poll does not make the host wait on a GPU.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   take_call_site();
+  if (cudaError_t e = ouro::simt::detail::capture_stream_sync(stream); e != cudaSuccess) return e;
+  if (ouro::simt::detail::is_legacy(stream))
+    if (cudaError_t e = ouro::simt::detail::capture_legacy_use(); e != cudaSuccess) return e;
   if (ouro::simt::async_mode()) ouro::simt::detail::complete_stream(ouro::simt::detail::stream_id(stream));
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   std::string site = take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (cudaError_t e; ouro::simt::detail::capture_stream_wait(stream, event, &e)) return e;
+  if (ouro::simt::detail::is_legacy(stream))
+    if (cudaError_t e = ouro::simt::detail::capture_legacy_use(); e != cudaSuccess) return e;
   if (!ouro::simt::async_mode() || !event->op) return cudaSuccess;
   ouro::simt::detail::OpSpec spec;
   spec.stream = ouro::simt::detail::stream_id(stream);
@@ -548,6 +614,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  ouro::simt::detail::capture_forget_event(event);
   if (ouro::simt::async_mode() && event->op) ouro::simt::detail::complete(event->op);  // its marker refers to it
   delete event;
   return cudaSuccess;
@@ -557,6 +624,9 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   std::string site = take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (cudaError_t e; ouro::simt::detail::capture_event_record(event, stream, &e)) return e;
+  if (ouro::simt::detail::is_legacy(stream))
+    if (cudaError_t e = ouro::simt::detail::capture_legacy_use(); e != cudaSuccess) return e;
   ouro::simt::detail::note_event_record(event, stream);
   event->recorded = true;
   if (!ouro::simt::async_mode()) {
@@ -577,6 +647,7 @@ cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream, uns
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   take_call_site();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (cudaError_t e = ouro::simt::detail::capture_event_use(event); e != cudaSuccess) return e;
   ouro::simt::detail::count_host_sync(ouro::simt::detail::SyncKind::event, ouro::simt::detail::event_stream(event));
   if (ouro::simt::async_mode() && event->op) {
     ouro::simt::detail::complete(event->op);
@@ -589,6 +660,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   take_call_site();
   if (!ms) return fail(cudaErrorInvalidValue);
   if (!start || !end) return fail(cudaErrorInvalidResourceHandle);
+  for (cudaEvent_t e : {start, end})
+    if (cudaError_t err = ouro::simt::detail::capture_event_use(e); err != cudaSuccess) return err;
   if ((start->flags | end->flags) & cudaEventDisableTiming) return fail(cudaErrorInvalidResourceHandle);
   if (!start->recorded || !end->recorded) return fail(cudaErrorInvalidResourceHandle);
   *ms = std::chrono::duration<float, std::milli>(end->when - start->when).count();

@@ -11,6 +11,7 @@
 #include "ouro/checkpoint.h"
 #include "ouro/error.h"
 #include "train/gradient_sync.h"
+#include "train/graph_step.h"
 #include "train/periodic_sample.h"
 #include "train/run_log.h"
 #include "train/run_state.h"
@@ -50,6 +51,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
                  step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
                  static_cast<int64_t>(B) * T * A * comm_->world());
   logger()->info("memory at batch {} x {}: {}", B, T, describe_memory_plan(model_->memory_plan()));
+  graphs_ = use_step_graphs(cfg_, *ops_, comm_->world());
   signals_ = std::make_unique<StopSignals>();
   t0_ = std::chrono::steady_clock::now();
 }
@@ -232,6 +234,7 @@ bool TrainSession::run_until(int64_t until, SyntheticSource* syn, int syn_rows) 
 
 TrainSummary TrainSession::finish() {
   TrainSummary sum;
+  if (graphs_) log_graph_stats(*ops_);
   if (!stopped_) {
     if (saved_step_ != step_ || step_ == first_step_) save();
     if (step_ == cfg_.train.steps && !cfg_.data.val.empty() && step_ > first_step_ &&

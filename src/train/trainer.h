@@ -162,6 +162,7 @@ class TrainSession {
   bool stopped_ = false;
   int stop_signal_ = 0;
   bool autosave_ = true;
+  bool graphs_ = false;  // train.cuda_graph in effect (train/graph_step.h)
   LoaderPosition step_start_position_;  // the loader's position when this step began
   std::chrono::steady_clock::time_point t0_;
   std::unique_ptr<class StopSignals> signals_;  // installed once the session is ready

@@ -9,6 +9,7 @@
 
 #include "ouro/error.h"
 #include "train/gradient_sync.h"
+#include "train/graph_step.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
 #include "train/trainer.h"
@@ -52,6 +53,7 @@ void TrainSession::next_batch_or_checkpoint(int* x, int* y) {
 // Returns false if it was skipped (non-finite loss or gradient).
 bool TrainSession::one_step(SyntheticSource* syn, int syn_rows) {
   const auto started = std::chrono::steady_clock::now();
+  GraphStepScope graph(*ops_, graphs_);  // train.cuda_graph: captured once, then replayed
   run_micro_batches(syn, syn_rows);
   grads_->sync();
   const StepLoss r = loss_and_norm();
