@@ -26,12 +26,14 @@ cfg="$root/configs/experiments/e1_addition.toml"
 # their rounds; scale E1_BASE_STEPS, E1_DIGITS and the model (configs/experiments/e1_addition.toml) up on a GPU.
 task="${E1_TASK:-add}"  # add; copy (strings of 1..N letters) is the task that fits the CPU budget
 N="${E1_DIGITS:-2}" base_steps="${E1_BASE_STEPS:-600}" rounds="${E1_ROUNDS:-3}"
-round_steps="${E1_ROUND_STEPS:-30}" prompts=64 k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
+round_steps="${E1_ROUND_STEPS:-30}" prompts="${E1_PROMPTS:-64}" k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
 B="${E1_BATCH:-16}" T="${E1_SEQ:-32}"
-extra_sets=()
+# E1_SETS: more config overrides for every run, e.g. the model at Lee et al.'s scale:
+#   E1_SETS="--set model.n_layer=6 --set model.n_head=6 --set model.n_embd=384 --set model.pos=none"
+read -r -a extra_sets <<< "${E1_SETS:-}"
 if [ "$smoke" = 1 ]; then
   N=2 base_steps=10 rounds=1 round_steps=4 prompts=4 k=2 count=8000 problems=4 round_problems=4 B=16 T=32
-  extra_sets=(--set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set train.eval_batches=2)
+  extra_sets+=(--set model.n_layer=2 --set model.n_embd=32 --set model.n_head=2 --set train.eval_batches=2)
 fi
 # loop.cpp's equal-FLOP rule for the baseline: generation = prompts*k*(prompt_tokens+max_new)
 # forward tokens, a third of a training token each (prompt_tokens is the config's, 32).
