@@ -96,10 +96,11 @@ arm_run() {
     --init "$(newest_checkpoint "$out/base/seed$seed")" \
     --set loop.start_step=0 --set loop.rounds="$rounds" --set loop.task="$task" \
     --set loop.task_min=$(( N + 1 )) --set loop.task_max=$(( N + 1 )) --set loop.task_grow=1 \
-    --set train.steps=$steps --set checkpoint.keep=$(( rounds + 2 )) "${sets[@]}" >"$dir/train.log" 2>&1 ||
+    --set train.steps=$steps --set checkpoint.every=100000000 --set checkpoint.keep=$(( rounds + 2 )) "${sets[@]}" >"$dir/train.log" 2>&1 ||
     { echo "e1_addition.sh: arm $arm seed $seed failed; see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; return 1; }
   "$ouro" eval --init "$(newest_checkpoint "$dir")" "${eval_args[@]}" --problems $problems --threads "$threads" --json > "$dir/eval.json"
-  # Accuracy by digit count after each round (every round's checkpoint is kept), for the figure's
+  # Accuracy by digit count after each round (checkpoint.every > 0 makes the loop save at every
+  # round's end; the huge value keeps the trainer from saving in between), for the figure's
   # two arms: rounds_eval.jsonl (fewer problems: greedy decoding one problem at a time is slow).
   if [ "$arm" = majority ] || [ "$arm" = baseline ]; then
     local ck
