@@ -133,9 +133,13 @@ def e1_rounds(root: Path, png: Path, key: str):
     if not arms:
         return
     curves = {}  # arm -> round -> digits -> [acc per seed]
+    steps = {}  # arm -> round -> its checkpoint's step (of the last seed read; the same for every seed)
     for arm in arms:
         for s in seeds_of(root / arm):
-            evals = [read_json(root / "base" / s.name / "eval.json")] + [r["eval"] for r in read_rounds(s / "rounds_eval.jsonl")]
+            rows = read_rounds(s / "rounds_eval.jsonl")
+            evals = [read_json(root / "base" / s.name / "eval.json")] + [r["eval"] for r in rows]
+            for r, row in enumerate(rows, 1):
+                steps.setdefault(arm, {})[r] = row["step"]
             for r, e in enumerate(evals):
                 for d, a in e[key].items():
                     curves.setdefault(arm, {}).setdefault(r, {}).setdefault(int(d), []).append(float(a))
@@ -147,7 +151,7 @@ def e1_rounds(root: Path, png: Path, key: str):
         for r in sorted(curves[arm]):
             ds = sorted(curves[arm][r])
             ax.plot(ds, [mean(curves[arm][r][d]) for d in ds], marker="o", color=cmap(r / max(1, n_rounds - 1)),
-                    label="base" if r == 0 else f"after round {r}")
+                    label="base" if r == 0 else f"checkpoint {r} (step {steps[arm][r]})")
         ax.set_title(f"{arm} (mean over {len(seeds_of(root / arm))} seeds)")
         ax.set_xlabel("digits (difficulty)")
         ax.grid(alpha=0.3)
