@@ -22,8 +22,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 experiment_args e1_addition "1 2 3" "$@"
 cfg="$root/configs/experiments/e1_addition.toml"
 
-# The CPU-sized defaults (20 minutes on 2 cores): Lee et al. train 10k steps at batch 1024 before
-# their rounds; scale E1_BASE_STEPS, E1_DIGITS and the model (configs/experiments/e1_addition.toml) up on a GPU.
+# The CPU-sized defaults: Lee et al. train 10k steps at batch 1024 before their rounds; scale
+# E1_BASE_STEPS, E1_DIGITS, E1_BATCH, E1_SEQ and the model (E1_SETS) up on a GPU (the command in
+# docs/experiments.md). At these defaults the base does not learn addition (docs/experiments.md,
+# "E1 diagnosis"); E1_TASK=copy E1_DIGITS=4 E1_BASE_STEPS=800 E1_ROUND_STEPS=60 is the run there.
 task="${E1_TASK:-add}"  # add; copy (strings of 1..N letters) is the task that fits the CPU budget
 N="${E1_DIGITS:-2}" base_steps="${E1_BASE_STEPS:-600}" rounds="${E1_ROUNDS:-3}"
 round_steps="${E1_ROUND_STEPS:-30}" prompts="${E1_PROMPTS:-64}" k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
