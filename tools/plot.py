@@ -144,6 +144,8 @@ def e1_rounds(root: Path, png: Path, key: str):
                 for d, a in e[key].items():
                     curves.setdefault(arm, {}).setdefault(r, {}).setdefault(int(d), []).append(float(a))
     n_rounds = max(len(c) for c in curves.values())
+    if n_rounds < 3:  # the base and one checkpoint: the main figure already shows them (a one-round smoke run)
+        return
     plt = plt_module()
     fig, axes = plt.subplots(1, len(arms), figsize=(5 * len(arms), 3.8), sharey=True, squeeze=False)
     cmap = plt.get_cmap("viridis")
