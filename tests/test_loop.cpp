@@ -160,6 +160,7 @@ TEST(Generation, BatchRowsMatchSingleRowsAndLogprobsAreExact) {
 #include "cli/train.h"
 #include "loop/buffer.h"
 #include "loop/selection.h"
+#include "loop/task_data.h"
 #include "ouro/checkpoint.h"
 #include "ouro/data.h"
 #include "common/log.h"
@@ -469,8 +470,8 @@ TEST_F(LoopRun, PrepareTaskAndEvalTask) {
               dir / "prep.log");
   ASSERT_EQ(p.code, 0) << p.out;
   Shard train(dir / "sortdata_train.bin");
-  // The first document: <|endoftext|> + "sort XY=" + sorted + "\n" at difficulty 2.
-  auto first = make_task("sort")->make(2, 1, 0);
+  // The first document: <|endoftext|> + "sort XY..=" + sorted + "\n" at its drawn difficulty.
+  auto first = make_task("sort")->make(task_difficulty(2, 4, 1, 0), 1, 0);
   std::string text = problem_text(first);
   ASSERT_EQ(train[0], static_cast<uint32_t>(kByteEot));
   for (size_t i = 0; i < text.size(); ++i) ASSERT_EQ(train[1 + i], static_cast<unsigned char>(text[i]));
@@ -501,5 +502,80 @@ TEST(TaskData, HugeCountIsRefusedBeforeMemoryGrows) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--count 2000000000000 would make about"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir / "x_train.bin"));
+  fs::remove_all(dir);
+}
+
+// The documents of `prepare --task` as (difficulty, start offset) in stream order; add's
+// difficulty is its prompt's operand width.
+namespace {
+struct TaskDoc { int digits; size_t start, end; };
+std::vector<TaskDoc> add_documents(const Shard& sh) {
+  std::vector<TaskDoc> docs;
+  for (size_t i = 0; i < sh.size(); ++i) {
+    if (sh[i] != static_cast<uint32_t>(kByteEot) || i + 1 >= sh.size() || sh[i + 1] == static_cast<uint32_t>(kByteEot))
+      continue;
+    size_t j = i + 1, plus = 0;
+    while (j < sh.size() && sh[j] != '\n') { if (sh[j] == '+') plus = j; ++j; }
+    docs.push_back({static_cast<int>(plus - i - 1), i, j + 1});
+  }
+  return docs;
+}
+}  // namespace
+
+// Issue 20: problem i had difficulty min + i % span, so the stream ran 1,2,3,1,2,3,... and the
+// length of the next problem was known from the last one (a model leaned on it instead of its
+// operands, and failed on eval prompts with no problem before them). Difficulties are now drawn:
+// each about equally often, and a problem's successor has its difficulty about 1/span of the time
+// (never, under the rotation).
+TEST(TaskData, DifficultiesAreDrawnNotRotated) {
+  const fs::path dir = fs::temp_directory_path() / ("ouro_taskdiff_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  TaskDataOptions o;
+  o.count = 3000, o.min_d = 1, o.max_d = 3, o.seed = 5;
+  prepare_task(*make_task("add"), dir / "add", o);
+  auto docs = add_documents(Shard(dir / "add_train.bin"));
+  ASSERT_EQ(docs.size(), 3000u);
+  int per[4] = {0, 0, 0, 0}, same = 0;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    ASSERT_GE(docs[i].digits, 1);
+    ASSERT_LE(docs[i].digits, 3);
+    ++per[docs[i].digits];
+    if (i > 0 && docs[i].digits == docs[i - 1].digits) ++same;
+  }
+  for (int d = 1; d <= 3; ++d) EXPECT_NEAR(per[d] / 3000.0, 1.0 / 3, 0.04) << "difficulty " << d;
+  EXPECT_NEAR(same / 2999.0, 1.0 / 3, 0.04);
+  fs::remove_all(dir);
+}
+
+// --row-tokens R: every row of R tokens starts with <|endoftext|> + a problem (eval's and the
+// loop's prompt layout), no problem crosses a row, the rest of a row is <|endoftext|>, and one
+// token past the last row lets the loader read it as a whole window of T = R.
+TEST(TaskData, RowsStartWithAProblemAndNeverSplitOne) {
+  const fs::path dir = fs::temp_directory_path() / ("ouro_taskrows_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  TaskDataOptions o;
+  o.count = 500, o.min_d = 1, o.max_d = 4, o.seed = 9, o.row_tokens = 32;
+  prepare_task(*make_task("add"), dir / "add", o);
+  Shard sh(dir / "add_train.bin");
+  ASSERT_EQ(sh.size() % 32, 1u);
+  auto docs = add_documents(sh);
+  ASSERT_EQ(docs.size(), 500u);
+  for (const auto& d : docs) EXPECT_EQ(d.start / 32, (d.end - 1) / 32) << "a problem crosses a row at " << d.start;
+  std::vector<bool> starts(sh.size(), false);
+  for (const auto& d : docs) starts[d.start] = true;
+  for (size_t r = 0; r + 1 < sh.size(); r += 32) EXPECT_TRUE(starts[r]) << "row at " << r << " does not start a problem";
+  // Between a row's last problem and the next row: padding only.
+  for (size_t i = 0; i + 1 < docs.size(); ++i)
+    for (size_t k = docs[i].end; k < docs[i + 1].start; ++k) EXPECT_EQ(sh[k], static_cast<uint32_t>(kByteEot));
+  DataLoader loader((dir / "add_train.bin").string(), 4, 32, 0, 1, 1, true);
+  std::vector<int> x(4 * 32), y(4 * 32);
+  loader.next_batch(x.data(), y.data());
+  for (int b = 0; b < 4; ++b) {
+    EXPECT_EQ(x[b * 32], static_cast<int>(kByteEot));
+    EXPECT_GE(x[b * 32 + 1], '0');
+    EXPECT_LE(x[b * 32 + 1], '9');
+  }
+  o.row_tokens = 8;  // a 4-digit problem is 16 tokens
+  EXPECT_THROW(prepare_task(*make_task("add"), dir / "small", o), Error);
   fs::remove_all(dir);
 }

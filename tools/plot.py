@@ -7,6 +7,8 @@
 Layout read (written by tools/experiments/e1_addition.sh and e2_text.sh):
   RUNS/<arm>/seed<S>/eval.json     `ouro eval --task add --json`: {"greedy": {"1": acc, ...}, "majority": {...}}
   RUNS/<arm>/seed<S>/rounds.jsonl  one object per loop round (src/loop/loop.cpp)
+  RUNS/<arm>/seed<S>/rounds_eval.jsonl  e1: {"step", "eval"} per round's checkpoint (baseline, majority):
+                                   the per-round figure, PNG_rounds.png next to --png
   RUNS/<arm>/seed<S>/final.json    `ouro eval --data VAL --json` of the final model (e2): {"loss", "tail_loss", ...}
 The arms are those of RUNS/arms.txt in its order (one name per line), else every <arm>/seed*/ alphabetically.
 Every figure is the mean over seeds; the markdown shows mean and, with more than one seed, the
@@ -111,12 +113,53 @@ def e1(root: Path, png: Path, md: Path, key: str):
         if any(len(acc[arm][d]) > 1 for d in ds):
             ax.fill_between(ds, [min(acc[arm][d]) for d in ds], [max(acc[arm][d]) for d in ds], alpha=0.15,
                             color=color)
-    ax.set_xlabel("operand digits")
+    ax.set_xlabel("digits (difficulty)")
     ax.set_ylabel(f"exact-match accuracy ({key})")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("E1: addition length generalization (mean over seeds, band = min..max)")
+    ax.set_title("E1: length generalization (mean over seeds, band = min..max)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    e1_rounds(root, png.with_name(png.stem + "_rounds" + png.suffix), key)
+
+
+def e1_rounds(root: Path, png: Path, key: str):
+    """Lee et al.'s figure: accuracy by digit count after each round, majority next to baseline,
+    from RUNS/<arm>/seed<S>/rounds_eval.jsonl (one {"step", "eval"} per round's checkpoint) and
+    the base model (round 0). Skipped when the runs have no per-round evaluations."""
+    arms = [a for a in ("baseline", "majority") if all((s / "rounds_eval.jsonl").exists() for s in seeds_of(root / a))
+            and seeds_of(root / a)]
+    if not arms:
+        return
+    curves = {}  # arm -> round -> digits -> [acc per seed]
+    steps = {}  # arm -> round -> its checkpoint's step (of the last seed read; the same for every seed)
+    for arm in arms:
+        for s in seeds_of(root / arm):
+            rows = read_rounds(s / "rounds_eval.jsonl")
+            evals = [read_json(root / "base" / s.name / "eval.json")] + [r["eval"] for r in rows]
+            for r, row in enumerate(rows, 1):
+                steps.setdefault(arm, {})[r] = row["step"]
+            for r, e in enumerate(evals):
+                for d, a in e[key].items():
+                    curves.setdefault(arm, {}).setdefault(r, {}).setdefault(int(d), []).append(float(a))
+    n_rounds = max(len(c) for c in curves.values())
+    if n_rounds < 3:  # the base and one checkpoint: the main figure already shows them (a one-round smoke run)
+        return
+    plt = plt_module()
+    fig, axes = plt.subplots(1, len(arms), figsize=(5 * len(arms), 3.8), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, arm in zip(axes[0], arms):
+        for r in sorted(curves[arm]):
+            ds = sorted(curves[arm][r])
+            ax.plot(ds, [mean(curves[arm][r][d]) for d in ds], marker="o", color=cmap(r / max(1, n_rounds - 1)),
+                    label="base" if r == 0 else f"checkpoint {r} (step {steps[arm][r]})")
+        ax.set_title(f"{arm} (mean over {len(seeds_of(root / arm))} seeds)")
+        ax.set_xlabel("digits (difficulty)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"exact-match accuracy ({key})")
     fig.tight_layout()
     fig.savefig(png, dpi=120)
 

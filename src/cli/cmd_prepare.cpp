@@ -43,6 +43,7 @@ void add_prepare(CLI::App& app) {
     int64_t count = 100000;
     int min_d = 1, max_d = 3;
     uint64_t seed = 1;
+    int row_tokens = 0;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--input,-i", o->inputs,
@@ -61,6 +62,10 @@ void add_prepare(CLI::App& app) {
   cmd->add_option("--min", o->min_d, "--task: smallest difficulty (digits or length)")->check(CLI::PositiveNumber);
   cmd->add_option("--max", o->max_d, "--task: largest difficulty")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "--task: problem seed");
+  cmd->add_option("--row-tokens", o->row_tokens,
+                  "--task: pack the problems into rows of N tokens (= model.seq_len), each starting with a "
+                  "problem and padded with <|endoftext|>, so every training window starts at a problem as "
+                  "eval and loop prompts do (default 0: one stream)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--out,-o", o->out,
                   "Output prefix: PREFIX_train_NNNNNN.bin, PREFIX_val_NNNNNN.bin and PREFIX.manifest.json "
                   "(--task: PREFIX_train.bin, PREFIX_val.bin)")->required();
@@ -74,7 +79,10 @@ void add_prepare(CLI::App& app) {
     if (!o->task.empty()) {
       OURO_CHECK(o->inputs.empty(), "prepare: --task and --input are exclusive");
       auto task = make_task(o->task, o->task_file);
-      auto r = prepare_task(*task, o->out, o->count, o->min_d, o->max_d, o->seed, o->val_frac);
+      TaskDataOptions t;
+      t.count = o->count, t.min_d = o->min_d, t.max_d = o->max_d, t.seed = o->seed, t.val_frac = o->val_frac;
+      t.row_tokens = o->row_tokens;
+      auto r = prepare_task(*task, o->out, t);
       logger()->info("wrote {} ({} tokens) and {} ({} tokens): task {} at difficulties {}..{}", r.train.string(),
                      r.train_tokens, r.val.string(), r.val_tokens, o->task, o->min_d, o->max_d);
       return;

@@ -1,22 +1,17 @@
-// Task data and task evaluation: `ouro prepare --task` and `ouro eval --task`.
+// Task evaluation: `ouro eval --task` (the data of `ouro prepare --task`: loop/task_data.h).
 #pragma once
 #include <cstdint>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "loop/task_data.h"
 #include "loop/tasks.h"
 #include "loop/verifier_command.h"
 #include "ouro/data.h"
 #include "ouro/model.h"
 
 namespace ouro {
-
-// `count` problems with difficulties cycling over [min_d, max_d] (seed `seed`) into
-// <prefix>_train.bin, and count*val_frac problems from an independent seed into <prefix>_val.bin;
-// each document is <|endoftext|> + prompt + answer + "\n" in byte-level tokens.
-PrepareResult prepare_task(const Task& task, const std::filesystem::path& out_prefix, int64_t count,
-                           int min_d, int max_d, uint64_t seed, double val_frac);
 
 struct TaskEvalOptions {
   int min_d = 1, max_d = 3;

@@ -9,6 +9,13 @@
 # Why a pool: the CPU-sized models are small enough that one process cannot keep two cores busy
 # (thread hand-offs on (32 x 64) x 128 matrices cost as much as the work), so two single-threaded
 # runs side by side finish in about the time of one two-threaded run. On a GPU, jobs = 1.
+# OpenMP threads that wait for work sleep instead of spinning (unless the caller chose): at these
+# widths an op lasts microseconds, and on a loaded machine a spinning thread burns the time slice
+# its partner needs. Measured 2026-12-03 under load average ~10-15 on 2 cores (docs/experiments.md,
+# "CPU threads"): 60 training steps of the E1 model at 2 threads, 184.8 s wall / 47.6 CPU-s
+# spinning against 3.8 s / 3.0 CPU-s passive, the same loss to the last bit. libgomp reads the
+# variable when it loads, so it must be in the environment before `ouro` starts.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ouro="${OURO_BIN:-$root/build/ouro}"
 py="${OURO_PYTHON:-$root/.venv/bin/python}"
