@@ -5,6 +5,10 @@
 # the sanitizer builds.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# ctest runs nproc tests at once, each with OpenMP threads on the same cores: threads that spin
+# while waiting for the next parallel region take the cores the other tests need (a small model's
+# 60 steps: 185 s with spinning, 4 s with sleeping, on 2 loaded cores; docs/experiments.md).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 "$root/tools/setup.sh"
 "$root/tools/build.sh"
 (cd "${OURO_BUILD_DIR:-$root/build}" && ctest --output-on-failure -j"$(nproc)" "$@")
