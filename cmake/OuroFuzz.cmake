@@ -43,7 +43,8 @@ function(ouro_fuzz_readers_wire)
                    ${_src}/io/safetensors.cpp ${_src}/io/atomic_file.cpp ${_src}/model_shape/param_layout.cpp)
   ouro_fuzz_target(fuzz_model_config_json 8192 ${_src}/io/hf_gpt2.cpp ${_src}/io/safetensors.cpp
                    ${_src}/io/atomic_file.cpp ${_src}/model_shape/param_layout.cpp)
-  ouro_fuzz_target(fuzz_config_toml 8192 ${_src}/config/config.cpp ${_src}/model_shape/param_layout.cpp)
+  ouro_fuzz_target(fuzz_config_toml 8192 ${_src}/config/config.cpp ${_src}/config/config_dist.cpp
+                   ${_src}/model_shape/param_layout.cpp)
   ouro_fuzz_target(fuzz_checkpoint_state 4096 ${_src}/train/checkpoint_state.cpp ${_src}/data/loader_position.cpp)
   ouro_fuzz_target(fuzz_metrics_resume 4096 ${_src}/train/metrics_records.cpp)
 endfunction()
