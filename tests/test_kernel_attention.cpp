@@ -6,6 +6,7 @@
 // 32 rows), T = 300 three (two diagonal key tiles per query tile, warps whose rows end before the
 // second one skip it). B = 2 with NH = 3 or 1: B * NH is no multiple of anything. Every shape is
 // CI-sized (the whole suite ~12 s on the emulator, x3 with its hw_math and stale_smem passes).
+#include "attention_reference.h"
 #include "kernel_test_support.h"
 
 #include "kernels/attention.h"
@@ -39,31 +40,6 @@ using ouro::kernels::attention_has_tensor_core_path;
 using ouro::kernels::attention_supports;
 
 class AttentionTest : public KernelTest {};
-
-// fp64 logsumexp of each query row's scaled, causally masked scores: (B, NH, T).
-std::vector<float> lse_fp64(const std::vector<float>& qkv, int B, int T, int C, int NH) {
-  const int hd = C / NH;
-  const double scale = 1.0 / std::sqrt(double(hd));
-  std::vector<float> lse(size_t(B) * NH * T);
-  std::vector<double> s(T);
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < NH; h++)
-      for (int t = 0; t < T; t++) {
-        const float* q = &qkv[(size_t(b) * T + t) * 3 * C + h * hd];
-        double mx = -INFINITY;
-        for (int j = 0; j <= t; j++) {
-          const float* k = &qkv[(size_t(b) * T + j) * 3 * C + C + h * hd];
-          double d = 0;
-          for (int i = 0; i < hd; i++) d += double(q[i]) * double(k[i]);
-          s[j] = d * scale;
-          mx = std::max(mx, s[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j <= t; j++) sum += std::exp(s[j] - mx);
-        lse[(size_t(b) * NH + h) * T + t] = float(mx + std::log(sum));
-      }
-  return lse;
-}
 
 struct Shape {
   int hd, T, NH;

@@ -8,6 +8,7 @@
 // wraps, so the empty-barrier phases and stage reuse run; ragged). Outputs are poisoned (NaN)
 // before every launch, so an unwritten element fails. The existing backward consumes the sm90
 // forward's lse: the gradients match the CPU's.
+#include "attention_reference.h"
 #include "kernel_test_support.h"
 
 #include "kernels/attention.h"
@@ -76,31 +77,6 @@ class AttentionSm90Test : public KernelTest {
   ScopedEnv arch_{"OURO_SIMT_ARCH", "90"};
   ScopedEnv on_{"OURO_ATTENTION_SM90", nullptr};
 };
-
-// fp64 logsumexp of each query row's scaled, causally masked scores: (B, NH, T).
-std::vector<float> lse_fp64(const std::vector<float>& qkv, int B, int T, int C, int NH) {
-  const int hd = C / NH;
-  const double scale = 1.0 / std::sqrt(double(hd));
-  std::vector<float> lse(size_t(B) * NH * T);
-  std::vector<double> s(T);
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < NH; h++)
-      for (int t = 0; t < T; t++) {
-        const float* q = &qkv[(size_t(b) * T + t) * 3 * C + h * hd];
-        double mx = -INFINITY;
-        for (int j = 0; j <= t; j++) {
-          const float* kk = &qkv[(size_t(b) * T + j) * 3 * C + C + h * hd];
-          double d = 0;
-          for (int i = 0; i < hd; i++) d += double(q[i]) * double(kk[i]);
-          s[j] = d * scale;
-          mx = std::max(mx, s[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j <= t; j++) sum += std::exp(s[j] - mx);
-        lse[(size_t(b) * NH + h) * T + t] = float(mx + std::log(sum));
-      }
-  return lse;
-}
 
 struct Shape {
   int hd, T;
