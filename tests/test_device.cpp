@@ -76,6 +76,45 @@ class DevicePath : public ::testing::Test {
     cpu = make_ops("cpu");
     dev = make_ops("simt");
   }
+  // With OURO_SIMT_ARCH=90 (the sm_90a kernels where they take the shape): four AdamW steps from
+  // gpt2_init_params(cfg, seed) track the cpu backend's losses within 1e-2, and two device runs
+  // give bitwise the same losses and weights.
+  void expect_hopper_training_tracks_cpu_bitwise(const GPT2Config& cfg, uint64_t seed) {
+    struct ArchGuard {
+      ArchGuard() { ::setenv("OURO_SIMT_ARCH", "90", 1); }
+      ~ArchGuard() { ::unsetenv("OURO_SIMT_ARCH"); }
+    } arch;
+    const Batch b(cfg);
+    const auto init = gpt2_init_params(cfg, seed);
+    GPT2 ref(cfg, *cpu, b.B, b.T);
+    ref.set_params(init);
+    std::vector<float> ref_losses;
+    AdamWArgs a;
+    a.lr = 3e-3f;
+    for (int s = 1; s <= 4; ++s) {
+      ref.zero_grad();
+      ref_losses.push_back(ref.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
+      a.step = s;
+      ref.adamw_step(a);
+    }
+    std::vector<std::vector<float>> losses(2), params(2);
+    for (int run = 0; run < 2; ++run) {
+      GPT2 m(cfg, *dev, b.B, b.T);
+      m.set_params(init);
+      for (int s = 1; s <= 4; ++s) {
+        m.zero_grad();
+        losses[run].push_back(m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
+        a.step = s;
+        m.adamw_step(a);
+      }
+      params[run] = m.get_params();
+    }
+    for (size_t i = 0; i < ref_losses.size(); ++i)
+      EXPECT_LT(std::abs(losses[0][i] - ref_losses[i]) / ref_losses[i], 1e-2) << "step " << i + 1;
+    EXPECT_EQ(losses[0], losses[1]);
+    EXPECT_TRUE(params[0] == params[1]);
+  }
+
   std::unique_ptr<Ops> cpu, dev;
 };
 
@@ -339,40 +378,7 @@ TEST_F(DevicePath, TrainingIsBitwiseDeterministic) {
 // loss tracks the cpu backend step by step within the bound of AdamWStepsTrackTheCpuBackend, and
 // two runs are bitwise identical.
 TEST_F(DevicePath, HopperGemmPathTrainsLikeTheCpuAndIsBitwiseDeterministic) {
-  struct ArchGuard {
-    ArchGuard() { ::setenv("OURO_SIMT_ARCH", "90", 1); }
-    ~ArchGuard() { ::unsetenv("OURO_SIMT_ARCH"); }
-  } arch;
-  const GPT2Config cfg = small_config();
-  const Batch b(cfg);
-  const auto init = gpt2_init_params(cfg, 45);
-  GPT2 ref(cfg, *cpu, b.B, b.T);
-  ref.set_params(init);
-  std::vector<float> ref_losses;
-  AdamWArgs a;
-  a.lr = 3e-3f;
-  for (int s = 1; s <= 4; ++s) {
-    ref.zero_grad();
-    ref_losses.push_back(ref.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
-    a.step = s;
-    ref.adamw_step(a);
-  }
-  std::vector<std::vector<float>> losses(2), params(2);
-  for (int run = 0; run < 2; ++run) {
-    GPT2 m(cfg, *dev, b.B, b.T);
-    m.set_params(init);
-    for (int s = 1; s <= 4; ++s) {
-      m.zero_grad();
-      losses[run].push_back(m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
-      a.step = s;
-      m.adamw_step(a);
-    }
-    params[run] = m.get_params();
-  }
-  for (size_t i = 0; i < ref_losses.size(); ++i)
-    EXPECT_LT(std::abs(losses[0][i] - ref_losses[i]) / ref_losses[i], 1e-2) << "step " << i + 1;
-  EXPECT_EQ(losses[0], losses[1]);
-  EXPECT_TRUE(params[0] == params[1]);
+  expect_hopper_training_tracks_cpu_bitwise(small_config(), 45);
 }
 
 // The same with head dim 64 (n_embd 128, 2 heads), so that attention too takes its Hopper kernel
@@ -380,41 +386,9 @@ TEST_F(DevicePath, HopperGemmPathTrainsLikeTheCpuAndIsBitwiseDeterministic) {
 // with the GEMMs on kernels/matmul_sm90.cu: four AdamW steps track the cpu backend within the
 // same bound, and two runs are bitwise identical.
 TEST_F(DevicePath, HopperAttentionPathTrainsLikeTheCpuAndIsBitwiseDeterministic) {
-  struct ArchGuard {
-    ArchGuard() { ::setenv("OURO_SIMT_ARCH", "90", 1); }
-    ~ArchGuard() { ::unsetenv("OURO_SIMT_ARCH"); }
-  } arch;
   GPT2Config cfg = small_config();
-  cfg.n_embd = 128;  // head dim 64
-  const Batch b(cfg);  // T = 37: one ragged query tile
-  const auto init = gpt2_init_params(cfg, 46);
-  GPT2 ref(cfg, *cpu, b.B, b.T);
-  ref.set_params(init);
-  std::vector<float> ref_losses;
-  AdamWArgs a;
-  a.lr = 3e-3f;
-  for (int s = 1; s <= 4; ++s) {
-    ref.zero_grad();
-    ref_losses.push_back(ref.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
-    a.step = s;
-    ref.adamw_step(a);
-  }
-  std::vector<std::vector<float>> losses(2), params(2);
-  for (int run = 0; run < 2; ++run) {
-    GPT2 m(cfg, *dev, b.B, b.T);
-    m.set_params(init);
-    for (int s = 1; s <= 4; ++s) {
-      m.zero_grad();
-      losses[run].push_back(m.forward_backward(b.tokens.data(), b.targets.data(), b.B, b.T, 1.0f));
-      a.step = s;
-      m.adamw_step(a);
-    }
-    params[run] = m.get_params();
-  }
-  for (size_t i = 0; i < ref_losses.size(); ++i)
-    EXPECT_LT(std::abs(losses[0][i] - ref_losses[i]) / ref_losses[i], 1e-2) << "step " << i + 1;
-  EXPECT_EQ(losses[0], losses[1]);
-  EXPECT_TRUE(params[0] == params[1]);
+  cfg.n_embd = 128;  // head dim 64; Batch's T = 37: one ragged query tile
+  expect_hopper_training_tracks_cpu_bitwise(cfg, 46);
 }
 
 TEST_F(DevicePath, KvCacheDecodingMatchesTheFullForward) {
