@@ -95,7 +95,7 @@ class FaultComm : public Communicator {
     enter("device_all_reduce_spans_start");
     in_->device_all_reduce_spans_start(buf, spans, dtype, op, after);
   }
-  void device_wait_started() override { in_->device_wait_started(); }
+  void device_wait_started(void* stream) override { in_->device_wait_started(stream); }
 
  private:
   void enter(const char* op) {

@@ -2,7 +2,8 @@
 // level of single collectives (bf16 and fp32 against exact sums, identical bits on every rank),
 // the file and tcp rendezvous between processes and their failures, and training under
 // `mpirun -np 2` against one rank with twice the batch, ZeRO-1 and gradient buckets against one
-// exchange after the backward, and ZeRO-1 runs resumed on another number of ranks; and jobs
+// exchange after the backward, each exchange captured into the step's CUDA graphs against the
+// uncaptured run, and ZeRO-1 runs resumed on another number of ranks; and jobs
 // without MPI (dist.init = file/tcp/env), whose host collectives run over the device
 // communicator: the collectives themselves, and training bitwise equal to dist.init = mpi.
 //
@@ -14,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -24,10 +26,16 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#if defined(OURO_TEST_NCCL_OVER_MPI)
+#include <cuda_runtime_api.h>  // the emulator's runtime (streams, capture, graphs)
+#endif
 
 #include "dist/rendezvous.h"
 #include "dist/run_comm.h"
@@ -257,6 +265,87 @@ TEST(NcclOverMpi, CollectivesMatchExactSumsOnEveryRank) {
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(ranks_passed(r.out), np) << r.out;
   }
+  fs::remove(log);
+}
+
+// ---- the device collectives captured into a CUDA graph, as train.cuda_graph's data-parallel
+// step holds them: the worker, run by mpirun from NcclOverMpi.CapturedCollectivesRunAtEachReplay ----
+#if defined(OURO_TEST_NCCL_OVER_MPI)
+TEST(NcclOverMpiWorker, DISABLED_CapturedCollectives) {
+  ouro::RendezvousOptions rv;
+  auto comm = ouro::make_device_comm(ouro::make_comm("mpi", 60), rv, 60);
+  const int W = comm->world(), me = comm->rank();
+  ASSERT_GE(W, 2);
+  const ouro::DType dt = ouro::DType::BF16;
+  const size_t n = 1001;  // uneven over 2 and 3 ranks: the reduce-scatter's and all-gather's tail too
+  const auto avg = ouro::ReduceOp::Avg;
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  // Fixed buffers (a graph holds their addresses), refilled in place before each launch.
+  Buf plain(dt, n), bucketed(dt, n), scattered(dt, n), gathered(dt, n);
+  const std::vector<unsigned char> nan_bits(plain.bytes.size(), 0xff);
+  for (Buf* b : {&plain, &bucketed, &scattered, &gathered})
+    std::copy(nan_bits.begin(), nan_bits.end(), b->bytes.begin());
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  comm->device_all_reduce(plain.bytes.data(), n, dt, avg, s);
+  // Two buckets forked onto the communicator's stream and joined back (else the capture would
+  // end with cudaErrorStreamCaptureUnjoined).
+  comm->device_all_reduce_spans_start(bucketed.bytes.data(), {{0, 500}, {700, 301}}, dt, avg, s);
+  comm->device_all_reduce_spans_start(bucketed.bytes.data(), {{500, 200}}, dt, avg, s);
+  comm->device_wait_started(s);
+  comm->device_reduce_scatter(scattered.bytes.data(), n, dt, avg, s);
+  comm->device_all_gather(gathered.bytes.data(), n, dt, s);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  for (Buf* b : {&plain, &bucketed, &scattered, &gathered}) EXPECT_EQ(b->bytes, nan_bits) << "the capture ran";
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  // Each launch reduces what the buffers hold then: exact sums first, rounded ones next.
+  for (bool rough : {false, true}) {
+    const std::string tag = rough ? "rough" : "exact";
+    const Buf in = rank_input(dt, n, me, rough);
+    for (Buf* b : {&plain, &bucketed, &scattered}) std::copy(in.bytes.begin(), in.bytes.end(), b->bytes.begin());
+    std::copy(nan_bits.begin(), nan_bits.end(), gathered.bytes.begin());
+    const ouro::ShardRange mine = ouro::device_shard_of(n, W, me);
+    for (size_t i = mine.begin; i < mine.end; ++i) gathered.set(i, in.get(i));
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    size_t bad_plain = 0, bad_bucketed = 0, bad_scattered = 0, bad_gathered = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float want = expected_sum(dt, i, W, rough, true);
+      bad_plain += plain.get(i) != want;
+      bad_bucketed += bucketed.get(i) != want;
+      if (i >= mine.begin && i < mine.end) bad_scattered += scattered.get(i) != want;
+    }
+    for (int r = 0; r < W; ++r) {
+      const Buf theirs = rank_input(dt, n, r, rough);
+      const ouro::ShardRange sr = ouro::device_shard_of(n, W, r);
+      for (size_t i = sr.begin; i < sr.end; ++i) bad_gathered += gathered.get(i) != theirs.get(i);
+    }
+    EXPECT_EQ(bad_plain, 0u) << "all-reduce " << tag;
+    EXPECT_EQ(bad_bucketed, 0u) << "bucketed all-reduce " << tag;
+    EXPECT_EQ(bad_scattered, 0u) << "reduce-scatter " << tag;
+    EXPECT_EQ(bad_gathered, 0u) << "all-gather " << tag;
+    expect_same_on_every_rank(*comm, plain, "all-reduce " + tag);
+    expect_same_on_every_rank(*comm, gathered, "all-gather " + tag);
+  }
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+}
+#endif
+
+TEST(NcclOverMpi, CapturedCollectivesRunAtEachReplay) {
+#if !defined(OURO_TEST_NCCL_OVER_MPI)
+  GTEST_SKIP() << "this build has no simt device half (NCCL-over-MPI)";
+#endif
+  const fs::path log = fs::temp_directory_path() / ("ouro_nccl_captured_" + std::to_string(::getpid()) + ".log");
+  char self[4096] = {};
+  ASSERT_GT(::readlink("/proc/self/exe", self, sizeof self - 1), 0);
+  auto r = run_shell(mpirun(2) + self + " --gtest_color=no --gtest_also_run_disabled_tests "
+                     "--gtest_filter=NcclOverMpiWorker.DISABLED_CapturedCollectives", log);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(ranks_passed(r.out), 2) << r.out;
   fs::remove(log);
 }
 
@@ -818,6 +907,46 @@ TEST_F(DeviceDist, ZeroOneAndGradientBucketsEqualOneExchangeBitwise) {
     EXPECT_EQ(read_file(dir / ("zb" + ck + "model.safetensors")), read_file(dir / (z0 + ck + "model.safetensors")));
     EXPECT_EQ(read_file(dir / ("zb" + ck + "optimizer.safetensors")),
               read_file(dir / (z0 + ck + "optimizer.safetensors")));
+  }
+}
+
+TEST_F(DeviceDist, CapturedDataParallelStepsEqualTheUncapturedOnesBitwise) {
+  // train.cuda_graph on 2 ranks, for each gradient exchange: one all-reduce after the backward,
+  // buckets forked onto the communicator's stream during the backward and joined back by an
+  // event, and ZeRO-1's reduce-scatter with the all-gather after AdamW. Each collective is a
+  // node of the step's graphs; the run equals the same run uncaptured bitwise. Four steps: the
+  // first runs as is (it sizes the buffers), the second is captured, the last two replay (the
+  // log's stats say so: a run with graphs silently off would fail here). Two micro-batches a
+  // step: the buckets start on the last one only, inside the captured backward.
+  const std::string common = "--set train.batch_size=2 --set train.steps=4 --set train.grad_accum=2 ";
+  const std::pair<std::string, std::string> forms[] = {
+      {"plain", "--set dist.bucket_mb=0"}, {"buckets", "--set dist.bucket_mb=0.5"}, {"zero1", "--set dist.zero=1"}};
+  const std::string ck = "/checkpoints/step_000004/";
+  for (const auto& [form, set] : forms) {
+    const std::string eager = form + "_eager", graph = form + "_graph";
+    auto a = train(2, eager, common + set + " --set train.cuda_graph=false");
+    ASSERT_EQ(a.code, 0) << a.out;
+    EXPECT_EQ(a.out.find("step(s) captured"), std::string::npos) << a.out;
+    auto b = train(2, graph, common + set + " --set train.cuda_graph=true");
+    ASSERT_EQ(b.code, 0) << b.out;
+    EXPECT_NE(b.out.find("train.cuda_graph: 1 step(s) captured, 2 replayed, 1 uncaptured"), std::string::npos)
+        << form << "\n" << b.out;
+    EXPECT_EQ(b.out.find("could not be captured"), std::string::npos) << form << "\n" << b.out;
+    if (form == "buckets") {
+      EXPECT_NE(a.out.find("gradients averaged in 3 buckets"), std::string::npos) << a.out;
+      EXPECT_NE(b.out.find("gradients averaged in 3 buckets"), std::string::npos) << b.out;
+    }
+    EXPECT_NE(b.out.find("step 4: the 2 ranks' weights are bitwise identical"), std::string::npos) << b.out;
+    for (const char* key : {"loss", "grad_norm"}) {
+      const auto x = values(eager, key), y = values(graph, key);
+      ASSERT_EQ(x.size(), 4u) << form << " " << key;
+      EXPECT_EQ(y, x) << form << " " << key;  // bitwise
+    }
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"}) {
+      const std::string want = read_file(dir / (eager + ck + file));
+      EXPECT_FALSE(want.empty()) << form << " " << file;
+      EXPECT_EQ(read_file(dir / (graph + ck + file)), want) << form << " " << file;
+    }
   }
 }
 

@@ -346,6 +346,48 @@ TEST_P(SimtGraph, HostOperationsOnACapturingStreamBecomeNodes) {
   cudaGraphExecDestroy(e);
 }
 
+// cudaLaunchHostFunc: outside capture it runs after the stream's earlier work; captured, it is a
+// host node that runs at each launch in its place, after the kernel before it and before the
+// one after it (what a graph's watchdog brackets around a collective rely on).
+struct HostProbe {
+  const float* y = nullptr;
+  std::vector<float> seen;  // y[3] each time the function ran
+};
+void CUDART_CB probe(void* arg) {
+  auto* p = static_cast<HostProbe*>(arg);
+  p->seen.push_back(p->y[3]);  // simt: device memory is host memory
+}
+
+TEST_P(SimtGraph, HostFunctionsRunInStreamOrderAndAsNodesAtEachReplay) {
+  float* y = device_floats();
+  HostProbe p{y, {}};
+  fill(y, 1.0f, s_);
+  ASSERT_EQ(cudaLaunchHostFunc(s_, probe, &p), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s_), cudaSuccess);
+  ASSERT_EQ(p.seen, std::vector<float>{1.0f});
+  EXPECT_EQ(cudaLaunchHostFunc(s_, nullptr, &p), cudaErrorInvalidValue);
+  (void)cudaGetLastError();
+  ASSERT_EQ(cudaStreamBeginCapture(s_, cudaStreamCaptureModeGlobal), cudaSuccess);
+  fill(y, 2.0f, s_);
+  ASSERT_EQ(cudaLaunchHostFunc(s_, probe, &p), cudaSuccess);
+  fill(y, 3.0f, s_);
+  cudaGraph_t g = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s_, &g), cudaSuccess);
+  EXPECT_EQ(p.seen.size(), 1u);  // the capture ran nothing
+  size_t nodes = 0;
+  ASSERT_EQ(cudaGraphGetNodes(g, nullptr, &nodes), cudaSuccess);
+  EXPECT_EQ(nodes, 3u);
+  cudaGraphExec_t e = instantiate(g);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(cudaGraphLaunch(e, s_), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(s_), cudaSuccess);
+  }
+  EXPECT_EQ(p.seen, (std::vector<float>{1.0f, 2.0f, 2.0f}));  // between the two fills, each launch
+  EXPECT_EQ(read(y)[3], 3.0f);
+  cudaGraphExecDestroy(e);
+  cudaFree(y);
+}
+
 // Under OURO_SIMT_ASYNC a launch queues its nodes: nothing runs before a synchronisation, and a
 // replay unordered with another stream's access of the same memory is reported like any race.
 TEST(SimtGraphAsync, ReplayIsQueuedAndItsNodesAreCheckedForRaces) {

@@ -218,6 +218,47 @@ step_train() {
   done
   compare_losses "$out/train/cpu/metrics.jsonl" "$out/train/cuda/metrics.jsonl" | tee "$out/train/losses.md" ||
     failures=$((failures + 1))
+  train_two_gpus
+}
+
+# Data parallelism inside the captured step (issue 18 D4): 2 ranks on 2 GPUs, the step captured
+# with its gradient exchange (train.cuda_graph=true) against the same run uncaptured: tokens/s
+# (median of steps 6..30, all ranks' tokens) and whether the losses agree bitwise. Skipped on a
+# machine with fewer than 2 GPUs or without mpirun.
+train_two_gpus() {
+  local gpus
+  gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)"
+  if [ "${gpus:-0}" -lt 2 ] || ! command -v mpirun >/dev/null; then
+    echo "2-GPU captured step: SKIPPED (${gpus:-0} GPU(s), mpirun: $(command -v mpirun || echo none))" |
+      tee "$out/train/two_gpus.md"
+    return 0
+  fi
+  local g
+  for g in true false; do
+    rm -rf "$out/train/dp_$g"
+    run timeout 600 mpirun --allow-run-as-root -np 2 "$bin" train --config "$root/configs/gpt2_124m.toml" \
+      --device cuda --set train.steps=30 --set train.batch_size=8 --set train.seq_len=1024 \
+      --set train.eval_every=0 --set checkpoint.every=0 --set sample.every=0 --set train.cuda_graph=$g \
+      --set data.train="$out/train/train.bin" --set run.out_dir="$out/train/dp_$g" 2>&1 |
+      tee "$out/train/dp_$g.log" | grep -E 'cuda_graph|data parallel' || true
+  done
+  python3 - "$out/train/dp_true/metrics.jsonl" "$out/train/dp_false/metrics.jsonl" <<'EOF' |
+import json, statistics, sys
+def load(path):
+    try:
+        return [json.loads(l) for l in open(path) if '"tokens_per_s"' in l]
+    except OSError:
+        return []
+on, off = load(sys.argv[1]), load(sys.argv[2])
+if len(on) < 30 or len(off) < 30:
+    print("2-GPU captured step: FAILED (a run did not finish 30 steps)")
+    sys.exit(1)
+tps = lambda rs: statistics.median(r["tokens_per_s"] for r in rs[5:])
+same = [r["loss"] for r in on] == [r["loss"] for r in off]
+print(f"2 GPUs, GPT-2 124M, batch 8 x 1024 per rank: captured {tps(on):,.0f} tokens/s, "
+      f"uncaptured {tps(off):,.0f} tokens/s ({tps(on) / tps(off):.3f}x); losses bitwise equal: {same}")
+EOF
+    tee "$out/train/two_gpus.md" || failures=$((failures + 1))
 }
 
 # ---- step: bench ----------------------------------------------------------------------------
@@ -416,6 +457,8 @@ step_report() {
     echo "GPT-2 124M, batch 4 x 256, first $loss_steps steps on a generated bigram shard, cuda vs cpu:"
     echo
     cat "$out/train/losses.md" 2>/dev/null || echo "(not run)"
+    echo
+    cat "$out/train/two_gpus.md" 2>/dev/null || echo "2-GPU captured step: (not run)"
     echo
     echo "\`ouro bench all --device cuda\`: the device's subsection of \"Measured by ouro bench all\" above."
   } >"$body"

@@ -86,7 +86,10 @@ class Communicator {
   // buf: n elements of `dtype` (BF16 or F32) in device memory; stream: a cudaStream_t (nullptr:
   // the communicator's own stream). Each call returns once the collective has completed (the
   // communicator waits on it under dist.timeout_s), so the buffer is ready for any stream; the
-  // caller must have finished writing buf (e.g. Ops::synchronize) before the call.
+  // caller must have finished writing buf (e.g. Ops::synchronize) before the call, or pass the
+  // stream that writes it. While `stream` is captured into a CUDA graph (train.cuda_graph) the
+  // call only enqueues the collective (a node of the graph; the host cannot wait for it) and
+  // returns: it completes when the graph runs, and whoever reads buf waits for that stream.
   // In place like the host versions, over device_shard_of's shards: reduce_scatter leaves rank
   // r's device_shard_of(n, world, r) reduced (the rest of buf is unspecified); all_gather spreads
   // every rank's device_shard_of slice.
@@ -106,9 +109,12 @@ class Communicator {
   // there a bucketed step can differ from one exchange by roundings (the ranks still agree).
   virtual void device_all_reduce_spans_start(void* buf, const std::vector<BufferSpan>& spans, DType dtype,
                                              ReduceOp op, void* after);
-  // Waits (within dist.timeout_s) until every collective started by device_all_reduce_spans_start
-  // has completed: afterwards their results are ready for any stream.
-  virtual void device_wait_started();
+  // Orders `stream` (a cudaStream_t: the compute stream, which reads the averages next) after
+  // every collective started by device_all_reduce_spans_start. Outside a graph the host waits
+  // for them (within dist.timeout_s), and afterwards their results are ready for any stream.
+  // While `stream` is captured into a CUDA graph (train.cuda_graph) it waits for them through an
+  // event instead, a dependency the graph holds, and the host waits nowhere.
+  virtual void device_wait_started(void* stream);
 };
 
 // "local" (world 1) or "mpi". timeout_s: a collective that does not finish in time (a peer

@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,6 +78,17 @@ class Ops {
   // streams (the gradient all-reduce's) can order their work after it; null on the cpu backend,
   // whose ops have finished when they return.
   virtual void* stream() { return nullptr; }
+  // An operation the caller enqueues itself on stream() as one op of the step (the data-parallel
+  // gradient exchange's collectives and bucket waits, src/train/gradient_sync.cpp): in a graph
+  // step it is captured and replayed in its place among the backend's own ops. name and key say
+  // what it is and every argument that reaches the device (pointers, counts), as the backend's
+  // ops' signatures do: a replay runs it only where the capture saw the same. run(stream) must
+  // not make the host wait while the stream captures (the device communicator sees the capture
+  // and only enqueues). The cpu backend runs it at once with a null stream.
+  virtual void stream_op(const char* /*name*/, const std::vector<uint64_t>& /*key*/,
+                         const std::function<void(void* stream)>& run) {
+    run(stream());
+  }
   // How many times the host has waited for the device so far (stream, device and event
   // synchronisations, copies the host waits for), where the backend can count them: simt (the
   // emulator counts them; see include/ouro/simt/device_model.h). nullopt elsewhere.

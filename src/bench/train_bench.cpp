@@ -112,7 +112,7 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
   // The backend counts the waits where it can (simt): host_syncs is their number per step.
   uint64_t step_syncs = 0;
   // train.cuda_graph as the trainer applies it: the single-rank step captured once and replayed.
-  const bool graphs = use_step_graphs(cfg, *ops, 1);
+  const bool graphs = use_step_graphs(cfg, *ops);
   auto step = [&](int64_t s, bool exchange) {
     const std::optional<uint64_t> syncs0 = ops->host_syncs();
     GraphStepScope graph(*ops, graphs && !exchange);

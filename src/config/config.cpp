@@ -119,7 +119,7 @@ const std::vector<KeyDef>& schema() {
       OURO_KEY(train, recompute_residual, Bool, "true, false",
                "recompute each layer's residual2 in the backward: ~3% more FLOPs, a larger micro-batch fits"),
       OURO_KEY(train, cuda_graph, Bool, "true, false",
-               "device backends: capture the training step once as CUDA Graphs and replay it (single-rank runs)"),
+               "device backends: capture the training step once as CUDA Graphs and replay it (data-parallel runs too)"),
       OURO_KEY(data, train, String, "path or glob",
                "training shards: a shard, a directory of shards or a glob"),
       OURO_KEY(data, val, String, "path or glob",

@@ -171,6 +171,11 @@ class DeviceOps final : public Ops {
   }
   std::vector<std::string> take_graph_notes() override { return graph_->take_notes(); }
   void* stream() override { return stream_; }
+  void stream_op(const char* name, const std::vector<uint64_t>& key, const std::function<void(void*)>& run) override {
+    StepGraph::Sig sig = StepGraph::sig(name);
+    sig.insert(sig.end(), key.begin(), key.end());
+    graph_->op(std::move(sig), [this, run] { run(stream_); });
+  }
   std::optional<uint64_t> host_syncs() const override {
 #if defined(OURO_SIMT)
     return simt::host_syncs().total();

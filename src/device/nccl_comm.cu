@@ -5,7 +5,9 @@
 // code polls ncclCommGetAsyncError and the stream until done or dist.timeout_s has passed, then
 // aborts the communicator (which frees a rank stuck in a kernel waiting for a dead peer) and
 // exits naming the rank. A Watchdog a little later is the backstop for a call that blocks on the
-// host (NCCL-over-MPI's MPI calls block).
+// host (NCCL-over-MPI's MPI calls block). A collective captured into a CUDA graph (a data-parallel
+// training step under train.cuda_graph) is waited for by nobody here: host nodes around it start
+// and stop a second Watchdog at each launch of the graph, so dist.timeout_s bounds it too.
 //
 // Two communicators share NcclComm (NCCL, its polling, the device collectives) and differ in the
 // host collectives, chosen once by make_nccl_comm: NcclPlusHostComm passes them to the wrapped
@@ -22,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +50,13 @@ constexpr double kWatchdogGrace = 5.0;
 // A scratch buffer grown past this for one large host collective (a checkpoint's gather) is
 // released after it instead of pinning that much device memory for the rest of the run.
 constexpr size_t kScratchKeep = size_t(64) << 20;
+
+// The stream is being captured into a CUDA graph (the training step's, train.cuda_graph): work
+// on it only becomes graph nodes, so nothing may wait for it (querying it would end the capture).
+bool capturing(cudaStream_t s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  return s && cudaStreamIsCapturing(s, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone;
+}
 
 ncclDataType_t nccl_type(DType d) { return d == DType::BF16 ? ncclBfloat16 : ncclFloat32; }
 
@@ -98,11 +108,13 @@ class NcclComm : public Communicator {
     rendezvous_finished(rv, rank);
     OURO_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     OURO_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    OURO_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
 
   ~NcclComm() override {
     close();
     if (ready_) cudaEventDestroy(ready_);
+    if (done_) cudaEventDestroy(done_);
     if (stream_) cudaStreamDestroy(stream_);
     watchdog_.reset();
   }
@@ -165,6 +177,9 @@ class NcclComm : public Communicator {
   // so re-recording it for the next bucket cannot release this one early. The group is only
   // enqueued here; with the non-blocking communicator, NCCL requires its state to leave
   // ncclInProgress (the enqueue, not the transfer, finishing) before the next NCCL call.
+  // While `after` is captured into a graph, the event makes the communicator's stream join that
+  // capture (CUDA's fork): the bucket's collectives become nodes that depend on the backward's
+  // work so far, and device_wait_started joins them back.
   void device_all_reduce_spans_start(void* buf, const std::vector<BufferSpan>& spans, DType dt, ReduceOp op,
                                      void* after) override {
     const char* what = "bucketed device all-reduce";
@@ -175,6 +190,8 @@ class NcclComm : public Communicator {
     }
     char* b = static_cast<char*>(buf);
     const size_t esz = dtype_size(dt);
+    const bool captured = capturing(stream_);  // it joined the compute stream's capture above
+    if (captured) watch_in_graph(stream_, what);
     ncclResult_t rc = ncclGroupStart();
     for (size_t i = 0; rc == ncclSuccess && i < spans.size(); ++i) {
       void* p = b + spans[i].offset * esz;
@@ -183,11 +200,19 @@ class NcclComm : public Communicator {
     const ncclResult_t end = ncclGroupEnd();
     check(rc != ncclSuccess ? rc : end, what);
     wait(what, nullptr);
+    if (captured) unwatch_in_graph(stream_);
     started_ = true;
   }
 
-  void device_wait_started() override {
+  void device_wait_started(void* stream) override {
     if (!started_) return;
+    if (const auto s = static_cast<cudaStream_t>(stream); capturing(s)) {
+      // The join of the fork above: the compute stream's next node depends on every bucket's.
+      OURO_CUDA_CHECK(cudaEventRecord(done_, stream_));
+      OURO_CUDA_CHECK(cudaStreamWaitEvent(s, done_, 0));
+      started_ = false;
+      return;
+    }
     const char* what = "bucketed device all-reduce (completion)";
     Watchdog::Scope guard(*watchdog_, what);
     wait(what, stream_);
@@ -203,14 +228,43 @@ class NcclComm : public Communicator {
     comm_ = nullptr;
   }
 
-  // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it.
+  // Enqueues one collective (enqueue returns its ncclResult_t) and waits for it; on a stream
+  // being captured, for the enqueue only (the collective is a node of the graph).
   template <class Enqueue>
   void run(const char* op, void* stream, Enqueue&& enqueue) {
     TraceRange trace(op);
     Watchdog::Scope guard(*watchdog_, op);
     cudaStream_t s = stream ? static_cast<cudaStream_t>(stream) : stream_;
+    const bool captured = capturing(s);
+    if (captured) watch_in_graph(s, op);
     check(enqueue(s), op);
-    wait(op, s);
+    wait(op, captured ? nullptr : s);
+    if (captured) unwatch_in_graph(s);
+  }
+
+  // What a begin node needs; lives as long as the communicator (graphs are replayed while it does).
+  struct GraphWatch {
+    Watchdog* watchdog;
+    const char* op;
+    static void CUDART_CB begin(void* p) {
+      auto* w = static_cast<GraphWatch*>(p);
+      w->watchdog->begin(w->op);
+    }
+    static void CUDART_CB end(void* p) { static_cast<Watchdog*>(p)->end(); }
+  };
+  // Host nodes before and after a collective captured on s: graph_watchdog_ times it at each
+  // launch (past dist.timeout_s the process ends naming this rank and `op`), as wait() times the
+  // collectives outside graphs. None with dist.timeout_s = 0 (no limit).
+  void watch_in_graph(cudaStream_t s, const char* op) {
+    if (timeout_s_ <= 0) return;
+    if (!graph_watchdog_) graph_watchdog_ = std::make_unique<Watchdog>(rank(), timeout_s_);
+    auto& w = graph_watches_[op];  // op: a string literal; one entry per kind of collective
+    if (!w) w = std::make_unique<GraphWatch>(GraphWatch{graph_watchdog_.get(), op});
+    OURO_CUDA_CHECK(cudaLaunchHostFunc(s, &GraphWatch::begin, w.get()));
+  }
+  void unwatch_in_graph(cudaStream_t s) {
+    if (timeout_s_ <= 0) return;
+    OURO_CUDA_CHECK(cudaLaunchHostFunc(s, &GraphWatch::end, graph_watchdog_.get()));
   }
 
   // ncclSuccess and ncclInProgress (a non-blocking call under way) go on; anything else fails.
@@ -257,8 +311,12 @@ class NcclComm : public Communicator {
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;  // the compute stream's progress, for the bucket that follows it
+  cudaEvent_t done_ = nullptr;   // captured steps: the buckets' end, which the compute stream waits for
   bool started_ = false;         // buckets started and not yet waited for
   std::unique_ptr<Watchdog> watchdog_;
+  // Captured collectives: their own watchdog (the host may be inside watchdog_'s scope meanwhile).
+  std::unique_ptr<Watchdog> graph_watchdog_;
+  std::map<const char*, std::unique_ptr<GraphWatch>> graph_watches_;
 };
 
 // NCCL for the device buffers, the wrapped host communicator (MPI) for the host ones.

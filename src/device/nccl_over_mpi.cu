@@ -33,6 +33,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -154,10 +155,30 @@ ncclResult_t sync(cudaStream_t s) {
 // Runs a collective's body: at once after synchronising its stream, or (OURO_SIMT_ASYNC) queued
 // on the stream, touching `accesses`, in issue order with the other collectives (NCCL's order
 // per communicator, the same on every rank); a queued body's failure becomes the
-// communicator's asynchronous error, as with NCCL.
+// communicator's asynchronous error, as with NCCL. On a stream being captured (a CUDA graph,
+// as NCCL >= 2.9 allows) the body becomes a node of the graph, run at each launch of it in the
+// graph's order, in either mode; a capture already invalidated refuses it.
 template <class Body>
 ncclResult_t submit(ncclComm_t comm, cudaStream_t stream, const char* what, std::vector<ouro::simt::Access> accesses,
                     Body body) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (stream && cudaStreamIsCapturing(stream, &capture) != cudaSuccess)
+    return error(ncclUnhandledCudaError, std::string(what) + ": cudaStreamIsCapturing failed");
+  if (capture == cudaStreamCaptureStatusInvalidated)
+    return error(ncclUnhandledCudaError, std::string(what) + ": the stream's capture was invalidated");
+  if (capture == cudaStreamCaptureStatusActive) {
+    ouro::simt::enqueue_host_op(
+        stream, what, std::move(accesses),
+        [comm, body, what] {
+          const ncclResult_t rc = body();
+          if (rc != ncclSuccess && comm->async_error == ncclSuccess) {
+            comm->async_error = rc;
+            std::fprintf(stderr, "[ouro] NCCL-over-MPI: %s in a graph failed: %s\n", what, t_last_error.c_str());
+          }
+        },
+        true);
+    return ncclSuccess;
+  }
   if (!ouro::simt::async_mode()) {
     if (auto rc = sync(stream); rc != ncclSuccess) return rc;
     return body();

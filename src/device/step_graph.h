@@ -2,10 +2,13 @@
 //
 // Between Ops::begin_graph_step and Ops::end_graph_step, every device op DeviceOps is asked for
 // goes through StepGraph::op with a signature (the op and every argument that reaches a kernel:
-// pointers, shapes, scalars). The first such step after a change CAPTURES: its ops run under
-// stream capture, cut into segments at each point where the host waits for a result
-// (StepGraph::output: the step's one readback of losses and gradient norms), each segment
-// instantiated and launched at its end, so the captured step also runs. Later steps REPLAY: the
+// pointers, shapes, scalars), and so does every Ops::stream_op: the data-parallel gradient
+// exchange's collectives, which the device communicator enqueues on the capturing stream as
+// graph nodes (buckets fork onto its own stream through an event and join back through another;
+// host nodes around each one time it against dist.timeout_s). The first such step after a change
+// CAPTURES: its ops run under stream capture, cut into segments at each point where the host
+// waits for a result (StepGraph::output: the step's one readback of losses and gradient norms),
+// each segment instantiated and launched at its end, so the captured step also runs. Later steps REPLAY: the
 // model and trainer run their host code as before, each op only checks that its signature is
 // the next one recorded, and each segment's graph is launched where the capture launched it.
 //

@@ -29,7 +29,7 @@ void Communicator::device_broadcast(void*, size_t, DType, int, void*) { no_devic
 void Communicator::device_all_reduce_spans_start(void*, const std::vector<BufferSpan>&, DType, ReduceOp, void*) {
   no_device(*this, "bucketed all-reduce");
 }
-void Communicator::device_wait_started() { no_device(*this, "wait"); }
+void Communicator::device_wait_started(void*) { no_device(*this, "wait"); }
 
 ShardRange device_shard_of(size_t n, int world, int r) {
   const size_t w = static_cast<size_t>(world), each = n / w, rr = static_cast<size_t>(r);

@@ -17,6 +17,10 @@ class Watchdog {
   // timeout_s); the message names timeout_s, the limit the user set.
   Watchdog(int rank, double timeout_s, double grace_s = 0);
   ~Watchdog();
+  // One operation begins / has ended. Besides Scope, host nodes of a CUDA graph call them
+  // (cudaLaunchHostFunc): around a collective captured into the graph, at each launch.
+  void begin(const char* op);
+  void end();
   // RAII guard around one operation.
   class Scope {
    public:
@@ -27,8 +31,6 @@ class Watchdog {
   };
 
  private:
-  void begin(const char* op);
-  void end();
   void run();
   int rank_;
   double timeout_s_, grace_s_;

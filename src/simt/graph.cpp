@@ -26,6 +26,8 @@
 //    cudaErrorIllegalState; on a joined stream that did not begin it:
 //    cudaErrorStreamCaptureUnmatched; from another thread without the relaxed mode:
 //    cudaErrorStreamCaptureWrongThread.
+//  - Host nodes: cudaLaunchHostFunc on a capturing stream records the function and its argument,
+//    called at each launch in the node's place (outside capture it runs in stream order).
 //  - Stricter than CUDA, on purpose: a captured copy to or from pageable host memory is refused
 //    (cudaErrorStreamCaptureUnsupported). Outside a graph such a copy stages the caller's buffer
 //    at the call; a replay would read or write whatever that address holds later. A graph's
@@ -491,6 +493,26 @@ cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t* exec, cudaGraph_t gra
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
   if (!exec) return fail(cudaErrorInvalidValue);
   return ouro::simt::detail::launch_graph(*exec, stream);
+}
+
+// A host function on a stream: it runs once the stream's earlier work has (at once in the
+// synchronous mode, queued in stream order in the asynchronous one); on a capturing stream it
+// becomes a host node of the graph, run at each launch in its place. As in CUDA it must not call
+// the CUDA API (not checked).
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void* user_data) {
+  if (!fn) return fail(cudaErrorInvalidValue);
+  if (ouro::simt::detail::capturing(stream)) {
+    ouro::simt::detail::NodeSpec spec;
+    spec.what = "cudaLaunchHostFunc";
+    spec.where = ouro::simt::detail::take_call_site();
+    spec.run = [fn, user_data] { fn(user_data); };
+    return ouro::simt::detail::capture_node(stream, std::move(spec));
+  }
+  if (ouro::simt::detail::is_legacy(stream))
+    if (cudaError_t e = ouro::simt::detail::capture_legacy_use(); e != cudaSuccess) return e;
+  ouro::simt::detail::note_work(stream);
+  ouro::simt::enqueue_host_op(stream, "cudaLaunchHostFunc", {}, [fn, user_data] { fn(user_data); });
+  return cudaSuccess;
 }
 
 // Queued launches keep their own copies of the nodes: destroying the handle is safe at once.

@@ -37,15 +37,18 @@ GradientSync::BackwardWatch GradientSync::watch_backward(bool last_micro) {
 }
 
 // Starts one bucket's average (device: on the communicator's stream, after the compute
-// stream's work so far; cpu: a blocking host all-reduce, the gradients being final already).
+// stream's work so far, as one op of the step so that a captured step holds it, forked off the
+// compute stream; cpu: a blocking host all-reduce, the gradients being final already).
 void GradientSync::launch_bucket(int index, const std::vector<BufferSpan>& spans) {
   const std::string name = "allreduce bucket " + std::to_string(index);
   TraceRange trace(name);
-  if (device_grads_)
-    comm_.device_all_reduce_spans_start(model_->grads_data(), spans, ops_.act_dtype(), ReduceOp::Avg,
-                                        ops_.stream());
-  else
-    comm_.all_reduce_spans(static_cast<float*>(model_->grads_data()), spans, ReduceOp::Avg);
+  if (!device_grads_) return comm_.all_reduce_spans(static_cast<float*>(model_->grads_data()), spans, ReduceOp::Avg);
+  void* grads = model_->grads_data();
+  std::vector<uint64_t> key{reinterpret_cast<uint64_t>(grads)};
+  for (const BufferSpan& s : spans) key.insert(key.end(), {s.offset, s.count});
+  ops_.stream_op("allreduce_bucket", key, [this, grads, spans](void* stream) {
+    comm_.device_all_reduce_spans_start(grads, spans, ops_.act_dtype(), ReduceOp::Avg, stream);
+  });
 }
 
 // Called once per optimizer step, after the last micro-step of gradient accumulation: the
@@ -58,7 +61,9 @@ void GradientSync::sync() {
 }
 
 void GradientSync::wait_buckets() {
-  if (device_grads_) comm_.device_wait_started();  // the compute stream reads them next
+  // The compute stream reads them next: it waits for them (in a captured step, through an event).
+  if (device_grads_)
+    ops_.stream_op("allreduce_buckets_wait", {}, [this](void* stream) { comm_.device_wait_started(stream); });
   // Every gradient element in exactly one bucket (the buckets' ranges never overlap), or the
   // ranks would step on gradients some of them never averaged.
   OURO_CHECK(buckets_->launched_elements() == model_->num_params(),
@@ -85,13 +90,19 @@ void GradientSync::exchange_all() {
     // ZeRO-1 reduces each rank's shard only: the same fp32 sum in rank order and one bf16
     // rounding per element as the all-reduce (on simt; NCCL's ring may order the sum by chunk),
     // so the shard's bits equal ZeRO-0's there.
-    ops_.synchronize();  // the backward's last kernels write the gradients on the ops stream
+    // On the ops stream, behind the backward's last kernels that write the gradients: one op of
+    // the step, which a captured step holds as a node.
+    void* grads = model_->grads_data();
+    const size_t n = model_->num_params();
+    const DType dt = ops_.act_dtype();
     if (zero_)
-      comm_.device_reduce_scatter(model_->grads_data(), model_->num_params(), ops_.act_dtype(),
-                                  ReduceOp::Avg, nullptr);
+      ops_.stream_op("reduce_scatter_grads", {reinterpret_cast<uint64_t>(grads), n}, [this, grads, n, dt](void* s) {
+        comm_.device_reduce_scatter(grads, n, dt, ReduceOp::Avg, s);
+      });
     else
-      comm_.device_all_reduce(model_->grads_data(), model_->num_params(), ops_.act_dtype(),
-                              ReduceOp::Avg, nullptr);
+      ops_.stream_op("all_reduce_grads", {reinterpret_cast<uint64_t>(grads), n}, [this, grads, n, dt](void* s) {
+        comm_.device_all_reduce(grads, n, dt, ReduceOp::Avg, s);
+      });
     return;
   }
   auto* g = static_cast<float*>(model_->grads_data());
@@ -130,8 +141,13 @@ void GradientSync::share_update() {
     // Every rank needs the whole bf16 working weights for the next forward; the fp32 masters
     // only when they leave the optimizer (gather_masters): gathering them each step would add
     // 4 bytes per parameter to the 2 + 2 that the bf16 reduce-scatter and all-gather move.
-    ops_.synchronize();
-    comm_.device_all_gather(model_->params_data(), model_->num_params(), ops_.act_dtype(), nullptr);
+    // On the ops stream behind AdamW's update: one op of the step (a node of a captured step).
+    void* params = model_->params_data();
+    const size_t n = model_->num_params();
+    const DType dt = ops_.act_dtype();
+    ops_.stream_op("all_gather_params", {reinterpret_cast<uint64_t>(params), n}, [this, params, n, dt](void* s) {
+      comm_.device_all_gather(params, n, dt, s);
+    });
     masters_partial_ = true;
   } else {
     comm_.all_gather(static_cast<float*>(model_->params_data()), model_->num_params());

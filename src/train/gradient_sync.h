@@ -57,7 +57,9 @@ class GradientSync {
   [[nodiscard]] BackwardWatch watch_backward(bool last_micro);
   // After the last micro-batch: averages the gradients over the ranks (ZeRO-1: reduce-scatters
   // them). On a bucketed run the buckets' averages were started during the backward: this
-  // starts the rest and waits for them all.
+  // starts the rest and waits for them all. On devices every collective and the buckets' wait
+  // go through Ops::stream_op, as ops of the step: a captured step (train.cuda_graph) holds them
+  // as graph nodes, the wait as an event the compute stream waits on.
   void sync();
   // The whole exchange after the backward (no buckets), as sync does it on an unbucketed run.
   void exchange_all();

@@ -4,17 +4,10 @@
 
 namespace ouro {
 
-bool use_step_graphs(const Config& cfg, const Ops& ops, int world) {
-  if (!cfg.train.cuda_graph || !ops.supports_graphs()) return false;  // cpu: nothing to capture
-  if (world > 1) {
-    // The gradient exchange (buckets, reduce-scatter, all-gather) is issued on the comm stream
-    // by the device communicator, outside the ops a graph step records: it would run at the
-    // wrong point of a replay.
-    logger()->info("train.cuda_graph: data-parallel runs ({} ranks) are not captured yet: the gradient "
-                   "exchange runs outside the device ops; the step runs uncaptured", world);
-    return false;
-  }
-  return true;
+bool use_step_graphs(const Config& cfg, const Ops& ops) {
+  // cpu: nothing to capture. Data-parallel runs are captured too: the gradient exchange's
+  // collectives and bucket waits are ops of the step (Ops::stream_op), nodes of its graphs.
+  return cfg.train.cuda_graph && ops.supports_graphs();
 }
 
 void log_graph_notes(Ops& ops) {

@@ -9,9 +9,9 @@
 
 namespace ouro {
 
-// Whether the step is captured: train.cuda_graph on a backend with graphs in a single-rank run.
-// Logs why not when the config asked for graphs and this run cannot have them.
-bool use_step_graphs(const Config& cfg, const Ops& ops, int world);
+// Whether the step is captured: train.cuda_graph on a backend with graphs, whatever the number
+// of ranks (the gradient exchange is captured with the step).
+bool use_step_graphs(const Config& cfg, const Ops& ops);
 
 // The end of a session: how many steps were captured, replayed and run uncaptured.
 void log_graph_stats(const Ops& ops);

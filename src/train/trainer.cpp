@@ -51,7 +51,7 @@ TrainSession::TrainSession(const Config& cfg, const TrainOptions& opt, TrainPart
                  step_, last_step(), cfg_.train.steps, B, T, A, comm_->world(),
                  static_cast<int64_t>(B) * T * A * comm_->world());
   logger()->info("memory at batch {} x {}: {}", B, T, describe_memory_plan(model_->memory_plan()));
-  graphs_ = use_step_graphs(cfg_, *ops_, comm_->world());
+  graphs_ = use_step_graphs(cfg_, *ops_);
   signals_ = std::make_unique<StopSignals>();
   t0_ = std::chrono::steady_clock::now();
 }
