@@ -101,6 +101,7 @@ class DeviceOps final : public Ops {
     OURO_CUDA_CHECK(cudaStreamCreate(&stream_));
     train_graph_ = std::make_unique<StepGraph>(stream_);
     decode_graph_ = std::make_unique<StepGraph>(stream_);
+    decode_graph_->set_name("the decode step");
     graph_ = train_graph_.get();
     for (GrowBuffer* b : {&scratch_, &staging_, &tokens_, &targets_, &result_, &segments_, &seeds_, &plan_, &scalars_,
                           &decode_in_, &positions_})
