@@ -17,7 +17,7 @@
 # <build>/layers/<name>/, holding links to exactly what it may include (its own src dirs, the
 # exported src dirs and the public headers of the layers it uses, closure included). An #include
 # of anything else does not compile. ctest `layers_wrong_way_*` proves it with one probe per layer.
-ouro_layer(common      DIRS common      HEADERS error.h checked.h choice.h backend.h  EXPORTS)
+ouro_layer(common      DIRS common      HEADERS error.h checked.h choice.h backend.h env_switch.h EXPORTS)
 ouro_layer(model_shape DIRS model_shape HEADERS model_shape.h   USES common)
 ouro_layer(config      DIRS config      HEADERS config.h config_model.h config_train.h config_dist.h config_loop.h USES model_shape)
 ouro_layer(io          DIRS io          HEADERS checkpoint.h    USES model_shape      EXPORTS)

@@ -20,4 +20,13 @@ size_t attention_decode_scratch_bytes(int B, int Tn, int pos0, int C, int NH);
 void attention_decode(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0, int Tmax,
                       int C, int NH, void* scratch, cudaStream_t stream);
 
+// The same with pos0 read by the kernels from device memory (an int the caller keeps in
+// 0..Tmax-Tn), for decoding inside a CUDA Graph: one captured launch serves every position, with
+// bitwise attention_decode's result. The grid and the scratch are those of a full cache:
+// attention_decode_at_scratch_bytes (= attention_decode_scratch_bytes at pos0 = Tmax - Tn, the
+// most any position needs), a size that does not change from token to token.
+size_t attention_decode_at_scratch_bytes(int B, int Tn, int Tmax, int C, int NH);
+void attention_decode_at(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn,
+                         const int* pos0_device, int Tmax, int C, int NH, void* scratch, cudaStream_t stream);
+
 }  // namespace ouro::kernels

@@ -3,6 +3,7 @@
 #include <ouro/ptx_sm90.h>
 
 #include "kernels/shared_memory.h"
+#include "kernels/switches.h"
 #include "kernels/tensor_map.h"
 
 #include <cmath>
@@ -331,18 +332,13 @@ bool attention_available() {
 #endif
 }
 
-bool attention_selected() {
-  // OURO_ATTENTION_SM90=0 keeps the sm_80 kernels on a Hopper GPU (a comparison, or a way around
-  // a suspected problem in this kernel).
-  const char* off = std::getenv("OURO_ATTENTION_SM90");
-  if (off && std::strcmp(off, "0") == 0) return false;
-#if defined(OURO_SIMT)
-  const char* arch = std::getenv("OURO_SIMT_ARCH");
-  return arch && std::strcmp(arch, "90") == 0;
-#else
-  return attention_available();
-#endif
-}
+// OURO_ATTENTION_SM90=0 keeps the sm_80 kernels on a Hopper GPU (a comparison, or a way around
+// a suspected problem in this kernel).
+namespace {
+constinit EnvSwitch attention_sm90_off{"OURO_ATTENTION_SM90", "0"};
+}  // namespace
+
+bool attention_selected() { return sm90_selected(attention_sm90_off, attention_available); }
 
 bool attention_supports(int head_dim, const void* qkv, const void* out) {
   return (head_dim == 64 || head_dim == 128) && reinterpret_cast<uintptr_t>(qkv) % 16 == 0 &&

@@ -3,6 +3,7 @@
 #include <ouro/ptx_sm90.h>
 
 #include "kernels/shared_memory.h"
+#include "kernels/switches.h"
 #include "kernels/tensor_map.h"
 
 #include <algorithm>
@@ -340,10 +341,11 @@ bool launch_bwd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
 
 }  // namespace
 
-bool attention_backward_deterministic() {
-  const char* v = std::getenv("OURO_ATTENTION_DETERMINISTIC");
-  return !(v && std::strcmp(v, "0") == 0);
-}
+namespace {
+constinit EnvSwitch fast_backward{"OURO_ATTENTION_DETERMINISTIC", "0"};
+}  // namespace
+
+bool attention_backward_deterministic() { return !fast_backward.on(); }
 
 size_t attention_backward_scratch_bytes(int B, int T, int C, int NH, bool deterministic) {
   const size_t d = (size_t(B) * NH * T * sizeof(float) + 255) / 256 * 256;

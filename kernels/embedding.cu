@@ -34,7 +34,8 @@ constexpr int kThreads = 256;
 
 template <int V>
 __global__ void encoder_forward_kernel(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe,
-                                       int B, int T, int C, int pos0) {
+                                       int B, int T, int C, int pos0, const int* pos0_device) {
+  if (pos0_device) pos0 = *pos0_device;  // decoding: the position changes with every token
   const size_t units = size_t(C / V);
   const size_t total = size_t(B) * T * units;
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -111,18 +112,34 @@ void check_shape(int B, int T, int C, const char* who) {
 
 }  // namespace
 
-void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T,
-                     int C, int pos0, cudaStream_t stream) {
-  check_shape(B, T, C, "encoder_forward");
-  if (pos0 < 0) throw std::invalid_argument("encoder_forward: pos0 must be >= 0, got " + std::to_string(pos0));
+namespace {
+void launch_encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C,
+                            int pos0, const int* pos0_device, cudaStream_t stream) {
   const bool vec = C % 8 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
   const size_t total = size_t(B) * T * (vec ? C / 8 : C);
   const dim3 grid(unsigned(std::clamp<size_t>(ceil_div(total, size_t(kThreads)), 1, 65535)));
   if (vec)
-    launch(encoder_forward_kernel<8>, grid, dim3(kThreads), 0, stream, out, tokens, wte, wpe, B, T, C, pos0);
+    launch(encoder_forward_kernel<8>, grid, dim3(kThreads), 0, stream, out, tokens, wte, wpe, B, T, C, pos0,
+           pos0_device);
   else
-    launch(encoder_forward_kernel<1>, grid, dim3(kThreads), 0, stream, out, tokens, wte, wpe, B, T, C, pos0);
+    launch(encoder_forward_kernel<1>, grid, dim3(kThreads), 0, stream, out, tokens, wte, wpe, B, T, C, pos0,
+           pos0_device);
   OURO_CUDA_CHECK_LAUNCH();
+}
+}  // namespace
+
+void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T,
+                     int C, int pos0, cudaStream_t stream) {
+  check_shape(B, T, C, "encoder_forward");
+  if (pos0 < 0) throw std::invalid_argument("encoder_forward: pos0 must be >= 0, got " + std::to_string(pos0));
+  launch_encoder_forward(out, tokens, wte, wpe, B, T, C, pos0, nullptr, stream);
+}
+
+void encoder_forward_at(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C,
+                        const int* pos0_device, cudaStream_t stream) {
+  check_shape(B, T, C, "encoder_forward_at");
+  if (!pos0_device) throw std::invalid_argument("encoder_forward_at: pos0_device is null");
+  launch_encoder_forward(out, tokens, wte, wpe, B, T, C, 0, pos0_device, stream);
 }
 
 size_t encoder_backward_plan_ints(int B, int T) {

@@ -7,6 +7,10 @@ namespace ouro::kernels {
 // out[b, t, :] = wte[tokens[b, t], :] + wpe[pos0 + t, :]; wpe null: out[b, t, :] = wte[tokens[b, t], :]
 void encoder_forward(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T,
                      int C, int pos0, cudaStream_t stream);
+// The same with pos0 read by the kernel from device memory (one int the caller keeps in range):
+// decoding's CUDA Graph replays one launch for every token's position.
+void encoder_forward_at(bf16* out, const int* tokens, const bf16* wte, const bf16* wpe, int B, int T, int C,
+                        const int* pos0_device, cudaStream_t stream);
 
 // dwte, dwpe += the gradient (dwpe null: dwte only), deterministically (every element summed in a fixed order, no
 // float atomics). tokens_host is the same B*T tokens on the host: the launcher groups the rows

@@ -455,7 +455,7 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* 
     skinny::gemm(inp, weight, N, OC, C, e, stream);
     return;
   }
-  if (tile == MatmulTile::skinny) tile = MatmulTile::automatic;
+  if (tile == MatmulTile::skinny || tile == MatmulTile::tiled) tile = MatmulTile::automatic;
   const bool fast = C % 8 == 0 && OC % 8 == 0 && aligned(inp, 16) && aligned(weight, 16) && aligned(out, 16) &&
                     aligned(bias, 16) && aligned(e.pre_gelu, 16);
   gemm<true, true>(inp, weight, N, OC, C, e, fast, tile, stream);
@@ -477,7 +477,7 @@ size_t matmul_backward_scratch_bytes(int N, int C, int OC) {
 void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
                      int N, int C, int OC, void* scratch, cudaStream_t stream, MatmulTile tile) {
   check_dims("matmul_backward", N, C, OC);
-  if (tile == MatmulTile::skinny) tile = MatmulTile::automatic;
+  if (tile == MatmulTile::skinny || tile == MatmulTile::tiled) tile = MatmulTile::automatic;
   if (!dinp || !dweight || !dout || !inp || !weight)
     throw std::invalid_argument("matmul_backward: dinp, dweight, dout, inp and weight must not be null");
   if (!scratch) throw std::invalid_argument("matmul_backward: scratch (matmul_backward_scratch_bytes) must not be null");

@@ -41,8 +41,10 @@ void matmul_backward(bf16* dinp, bf16* dweight, bf16* dbias, const bf16* dout, c
 // (kernels/matmul_skinny.cu: weights streamed once in 16-byte loads, any shape and alignment)
 // under automatic on every device, unless OURO_MATMUL_SKINNY=0 is set in the environment (the
 // switch for comparisons: automatic then chooses as above). Forcing `skinny` with N > 64, or in
-// matmul_backward, means automatic.
-enum class MatmulTile { automatic, large, small, simple, hopper, hopper_128x256, hopper_128x128, skinny };
+// matmul_backward, means automatic. `tiled` is automatic without the skinny-M kernel: what the
+// device backend asks for every GEMM but decoding's (Ops::matmul_forward's MatmulHint), so a
+// training micro-batch of <= 64 rows rounds as the same rows of a larger batch.
+enum class MatmulTile { automatic, large, small, simple, hopper, hopper_128x256, hopper_128x128, skinny, tiled };
 
 // Whether the Hopper kernel can run on the current device (always in the SIMT emulator).
 bool matmul_hopper_available();

@@ -1,8 +1,10 @@
 #include "kernels/matmul_skinny.h"
 
-#include <cstdlib>
-#include <cstring>
+#include <atomic>
+#include <cstdint>
 #include <stdexcept>
+
+#include "kernels/switches.h"
 
 // Skinny-M forward GEMM: out (M, Nn) = epilogue(A (M, K) @ W (Nn, K)^T + bias), M <= 64 (a decode
 // step: one new token per batch row). The weights dominate the traffic (Nn x K against M x K), so
@@ -146,16 +148,21 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 }  // namespace
 
-bool enabled() {
-  const char* v = std::getenv("OURO_MATMUL_SKINNY");
-  return !(v && std::strcmp(v, "0") == 0);
-}
+namespace {
+constinit EnvSwitch skinny_off{"OURO_MATMUL_SKINNY", "0"};
+std::atomic<uint64_t> gemm_calls{0};
+}  // namespace
+
+bool enabled() { return !skinny_off.on(); }
+
+uint64_t calls() { return gemm_calls.load(std::memory_order_relaxed); }
 
 void gemm(const bf16* A, const bf16* W, int M, int Nn, int K, const Epi& e, cudaStream_t stream) {
   if (M < 1 || M > kSkinnyMaxM || Nn < 1 || K < 1 || e.partial)
     throw std::invalid_argument("skinny matmul: needs 1 <= M <= 64, Nn, K >= 1 and no split-K partials (got M=" +
                                 std::to_string(M) + ", Nn=" + std::to_string(Nn) + ", K=" + std::to_string(K) + ")");
   const bool vec = K % 8 == 0 && aligned16(A) && aligned16(W);
+  gemm_calls.fetch_add(1, std::memory_order_relaxed);
   if (M <= 8) launch_mt<1, 1>(A, W, M, Nn, K, vec, e, stream);
   else if (M <= 16) launch_mt<2, 1>(A, W, M, Nn, K, vec, e, stream);
   else if (M <= 32) launch_mt<4, 2>(A, W, M, Nn, K, vec, e, stream);

@@ -4,6 +4,7 @@
 
 #include "kernels/common.cuh"
 #include "kernels/shared_memory.h"
+#include "kernels/switches.h"
 #include "kernels/tensor_map.h"
 
 #include <algorithm>
@@ -305,18 +306,13 @@ bool gemm_available() {
 #endif
 }
 
-bool gemm_selected() {
-  // OURO_MATMUL_SM90=0 keeps the Ampere kernel on a Hopper GPU (a comparison, or a way around a
-  // suspected problem in this kernel until the GPU tests have run on the machine).
-  const char* off = std::getenv("OURO_MATMUL_SM90");
-  if (off && std::strcmp(off, "0") == 0) return false;
-#if defined(OURO_SIMT)
-  const char* arch = std::getenv("OURO_SIMT_ARCH");
-  return arch && std::strcmp(arch, "90") == 0;
-#else
-  return gemm_available();
-#endif
-}
+// OURO_MATMUL_SM90=0 keeps the Ampere kernel on a Hopper GPU (a comparison, or a way around a
+// suspected problem in this kernel until the GPU tests have run on the machine).
+namespace {
+constinit EnvSwitch matmul_sm90_off{"OURO_MATMUL_SM90", "0"};
+}  // namespace
+
+bool gemm_selected() { return sm90_selected(matmul_sm90_off, gemm_available); }
 
 bool gemm(bool a_kmajor, bool b_kmajor, const bf16* A, const bf16* B, int M, int Nn, int K, const Epi& e,
           Sm90Tile tile, int splits, int k_split, cudaStream_t stream) {

@@ -11,6 +11,10 @@ namespace ouro::kernels {
 // (pos0 + t) * theta^(-2i/hd). Throws std::invalid_argument on a bad shape, an odd head
 // dimension, pos0 < 0 or theta not finite and > 1.
 void rope_forward(bf16* qkv, int B, int T, int C, int NH, int pos0, double theta, cudaStream_t stream);
+// The same with pos0 read by the kernel from device memory (one int >= 0 the caller keeps in
+// range): decoding's CUDA Graph replays one launch for every token's position.
+void rope_forward_at(bf16* qkv, int B, int T, int C, int NH, const int* pos0_device, double theta,
+                     cudaStream_t stream);
 // The backward: rotates the dq and dk parts of dqkv (B, T, 3C) by -angle in place.
 void rope_backward(bf16* dqkv, int B, int T, int C, int NH, int pos0, double theta, cudaStream_t stream);
 

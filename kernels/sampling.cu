@@ -123,7 +123,8 @@ __device__ __forceinline__ float block_above(const bf16* x, int V, uint32_t K, f
 }
 
 __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, int V, int Vp,
-                              SamplingParams p, const uint64_t* row_seeds, int* status) {
+                              SamplingParams p, const uint64_t* row_seeds, int* status,
+                              const uint64_t* offset_device) {
   __shared__ float fscratch[32];
   __shared__ int iscratch[32];
   __shared__ float search_buf[64];
@@ -229,7 +230,8 @@ __global__ void sample_kernel(int* tokens, float* logprobs, const bf16* logits, 
     // the draw cannot depend on which rows share the launch or where this row sits in it.
     const uint64_t key = row_seeds ? row_seeds[row] : p.seed;
     const uint32_t ctr_row = row_seeds ? 0u : uint32_t(row);
-    const Philox4 r = philox4x32_10(uint32_t(p.offset), uint32_t(p.offset >> 32), ctr_row, 0u,
+    const uint64_t offset = offset_device ? *offset_device : p.offset;  // decoding's graph: read per token
+    const Philox4 r = philox4x32_10(uint32_t(offset), uint32_t(offset >> 32), ctr_row, 0u,
                                     uint32_t(key), uint32_t(key >> 32));
     const float target = uniform01(r.x[0]) * total;
     // The chunk holding the crossing: the LAST thread with kept weight whose exclusive prefix is
@@ -332,7 +334,8 @@ void check_shape(const char* what, int N, int V, int Vp) {
 
 namespace {
 void launch_sample(const char* what, int* tokens, float* logprobs, const bf16* logits, int B, int V,
-                   int Vp, const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream, int* status) {
+                   int Vp, const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream, int* status,
+                   const uint64_t* offset_device) {
   check_shape(what, B, V, Vp);
   if (B == 0) return;
   if (!tokens || !logits) throw std::invalid_argument(std::string(what) + ": null pointer");
@@ -341,21 +344,23 @@ void launch_sample(const char* what, int* tokens, float* logprobs, const bf16* l
   // A few elements per thread; at most 16 warps (the draw's scan keeps a free slot in 32).
   int threads = ceil_div(ceil_div(V, 8), 32) * 32;
   threads = threads < 32 ? 32 : threads > 512 ? 512 : threads;
-  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p, row_seeds, status);
+  launch(sample_kernel, dim3(B), dim3(threads), 0, stream, tokens, logprobs, logits, V, Vp, p, row_seeds, status,
+         offset_device);
   OURO_CUDA_CHECK_LAUNCH();
 }
 }  // namespace
 
 void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
                    const SamplingParams& p, cudaStream_t stream, int* status) {
-  launch_sample("sample_tokens", tokens, logprobs, logits, B, V, Vp, p, nullptr, stream, status);
+  launch_sample("sample_tokens", tokens, logprobs, logits, B, V, Vp, p, nullptr, stream, status, nullptr);
 }
 
 void sample_tokens_row_seeds(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
                              const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream,
-                             int* status) {
+                             int* status, const uint64_t* offset_device) {
   if (B > 0 && !row_seeds) throw std::invalid_argument("sample_tokens_row_seeds: null row_seeds");
-  launch_sample("sample_tokens_row_seeds", tokens, logprobs, logits, B, V, Vp, p, row_seeds, stream, status);
+  launch_sample("sample_tokens_row_seeds", tokens, logprobs, logits, B, V, Vp, p, row_seeds, stream, status,
+                offset_device);
 }
 
 void gather_logprobs(float* logprobs, const bf16* logits, const int* targets, int N, int V, int Vp,

@@ -29,10 +29,12 @@ void sample_tokens(int* tokens, float* logprobs, const bf16* logits, int B, int 
 // As sample_tokens, but row b is keyed by row_seeds[b] (device, B keys; p.seed is unused) and
 // its Philox counter is (offset_lo, offset_hi, 0, 0): a row's draw is a function of its logits,
 // its seed and the offset alone, whatever other rows share the launch (batched generation where
-// each sequence owns its random stream).
+// each sequence owns its random stream). offset_device, when not null, is where the kernel reads
+// the offset instead of p.offset (device memory: decoding's CUDA Graph replays one launch for
+// every token's step).
 void sample_tokens_row_seeds(int* tokens, float* logprobs, const bf16* logits, int B, int V, int Vp,
                              const SamplingParams& p, const uint64_t* row_seeds, cudaStream_t stream,
-                             int* status = nullptr);
+                             int* status = nullptr, const uint64_t* offset_device = nullptr);
 
 // logprobs[n] = log softmax(logits[n, :V])[targets[n]] (0 where targets[n] < 0).
 void gather_logprobs(float* logprobs, const bf16* logits, const int* targets, int N, int V, int Vp,

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/common.cuh"
+#include "ouro/env_switch.h"  // reread_switches(), for tests that setenv a dispatch switch
 
 #if defined(__SANITIZE_THREAD__)
 #include <omp.h>

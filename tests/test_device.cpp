@@ -31,6 +31,7 @@
 
 #include "bench/train_bench.h"
 #include "device/cublaslt_plan.h"
+#include "ouro/env_switch.h"
 #include "model/generate.h"
 #include "ouro/config.h"
 #include "ouro/checkpoint.h"
@@ -81,8 +82,8 @@ class DevicePath : public ::testing::Test {
   // give bitwise the same losses and weights.
   void expect_hopper_training_tracks_cpu_bitwise(const GPT2Config& cfg, uint64_t seed) {
     struct ArchGuard {
-      ArchGuard() { ::setenv("OURO_SIMT_ARCH", "90", 1); }
-      ~ArchGuard() { ::unsetenv("OURO_SIMT_ARCH"); }
+      ArchGuard() { ::setenv("OURO_SIMT_ARCH", "90", 1), ouro::reread_switches(); }
+      ~ArchGuard() { ::unsetenv("OURO_SIMT_ARCH"), ouro::reread_switches(); }
     } arch;
     const Batch b(cfg);
     const auto init = gpt2_init_params(cfg, seed);
@@ -763,11 +764,14 @@ TEST_F(DevicePath, GreedyGenerationWithTheSkinnyGemmEqualsTheTiledPath) {
   const char* outer = std::getenv("OURO_MATMUL_SKINNY");
   const std::string saved = outer ? outer : "";
   ::unsetenv("OURO_MATMUL_SKINNY");
+  ouro::reread_switches();  // the kernels read their switches once (ouro/env_switch.h)
   const auto skinny = run();
   ::setenv("OURO_MATMUL_SKINNY", "0", 1);
+  ouro::reread_switches();
   const auto tiled = run();
   if (outer) ::setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
   else ::unsetenv("OURO_MATMUL_SKINNY");
+  ouro::reread_switches();
   ASSERT_EQ(skinny.size(), 6u);
   for (size_t r = 0; r < skinny.size(); ++r) {
     EXPECT_EQ(skinny[r].size(), size_t(o.max_tokens)) << r;

@@ -810,15 +810,14 @@ class DeviceDist : public ScratchDirTest {
 }  // namespace
 
 TEST_F(DeviceDist, TwoRanksEqualOneRankWithTwiceTheBatchWithinBf16Noise) {
-  // Both runs on the tiled GEMMs: the skinny-M kernel (kernels/matmul_skinny.cu) takes forwards of
-  // at most 64 rows, the 2 ranks' 2 x 32 here but not the 1 rank's 4 x 32, and sums each row in
-  // another order, so step 1's losses would differ by bf16 rounding (7e-5) instead of fp32's.
-  const std::string tiled = "OURO_MATMUL_SKINNY=0 ";
-  auto one = run_shell(tiled + train_cmd("one", "--set train.batch_size=4", "simt"), dir / "one.log");
+  // The 2 ranks' 2 x 32-row forwards and the 1 rank's 4 x 32 take the same tiled GEMMs: the
+  // skinny-M kernel, which sums each row in another order, serves decoding only (MatmulHint), so
+  // step 1's losses differ by fp32 rounding, not bf16's.
+  auto one = run_shell(train_cmd("one", "--set train.batch_size=4", "simt"), dir / "one.log");
   ASSERT_EQ(one.code, 0) << one.out;
   // The unique id travels through a file here (dist.init = file), NCCL-over-MPI moves the data,
   // the host collectives included (no MPI host communicator).
-  auto two = run_shell(tiled + mpirun(2) +
+  auto two = run_shell(mpirun(2) +
                            train_cmd("two", "--set train.batch_size=2 --set dist.init=file --set dist.init_path=" +
                                                 (dir / "nccl.id").string(), "simt"),
                        dir / "two.log");

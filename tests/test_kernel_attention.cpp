@@ -118,6 +118,7 @@ TEST_F(AttentionTest, Hd128BackwardFallsBackWhenTheDeviceHasLessSharedMemory) {
   const char* arch = std::getenv("OURO_SIMT_ARCH");
   const std::string saved_arch = arch ? arch : "";
   ::unsetenv("OURO_SIMT_ARCH");
+  ouro::reread_switches();  // the dispatch reads its switches once (ouro/env_switch.h)
   ::testing::internal::CaptureStderr();
   std::string err;
   try {
@@ -129,6 +130,7 @@ TEST_F(AttentionTest, Hd128BackwardFallsBackWhenTheDeviceHasLessSharedMemory) {
   const std::string log = ::testing::internal::GetCapturedStderr();
   ::unsetenv("OURO_SIMT_SMEM_OPTIN");
   if (arch) ::setenv("OURO_SIMT_ARCH", saved_arch.c_str(), 1);
+  ouro::reread_switches();
   ASSERT_EQ(err, "");
   EXPECT_NE(log.find("attention backward (head dim 128) needs 104448 bytes of shared memory per block, this GPU "
                      "allows 101376"),

@@ -23,6 +23,8 @@ namespace {
 
 using namespace kernel_test;
 using ouro::kernels::attention_decode;
+using ouro::kernels::attention_decode_at;
+using ouro::kernels::attention_decode_at_scratch_bytes;
 using ouro::kernels::attention_decode_scratch_bytes;
 using ouro::kernels::attention_decode_splits;
 using ouro::kernels::attention_kv;
@@ -141,6 +143,37 @@ TEST_F(AttentionDecodeTest, SplitsDependOnShapeOnly) {
   EXPECT_EQ(attention_decode_splits(64, 1, 12, 1024), 1);        // 768 blocks already
   EXPECT_EQ(attention_decode_splits(1, 1, 1, 1 << 20), 64);      // capped
   EXPECT_EQ(attention_decode_splits(2, 300, 3, 300), 1);         // a prefill: one block per row
+}
+
+// attention_decode_at (pos0 read on the device; the grid and scratch of a full cache, blocks past
+// the actual splits idle) is bitwise attention_decode at every length, caches included: one
+// launch captured in decoding's CUDA Graph serves every token. Lengths 1 (one split), 65 and 300
+// (several, fewer than the full cache's), a multi-token step, hd 40 and 64, B * NH = 6.
+TEST_F(AttentionDecodeTest, DevicePositionIsBitwiseTheHostPosition) {
+  for (const DecodeCase& c : {DecodeCase{2, 3, 64, 1, 1, 400}, DecodeCase{2, 3, 40, 65, 1, 400},
+                              DecodeCase{2, 3, 64, 300, 1, 400}, DecodeCase{1, 3, 64, 300, 4, 302}}) {
+    const int C = c.C(), pos0 = c.T - c.Tn;
+    if (c.Tn == 1) {  // the one-token cases leave blocks of the full cache's grid idle
+      ASSERT_LT(attention_decode_splits(c.B, 1, c.NH, c.T), attention_decode_splits(c.B, 1, c.NH, c.Tmax)) << c.T;
+    }
+    const auto qkv = random_bf16_values(size_t(c.B) * c.T * 3 * C, 500 + c.T, 1.5f);
+    const auto step = to_bf16(rows_of(qkv, c.B, c.T, 3 * C, pos0, c.Tn));
+    const auto kc = to_bf16(cache_of(qkv, c, pos0, 1)), vc = to_bf16(cache_of(qkv, c, pos0, 2));
+    DeviceBuffer<bf16> d_step(step), k1(kc), v1(vc), k2(kc), v2(vc);
+    DeviceBuffer<bf16> host_out(size_t(c.B) * c.Tn * C), dev_out(size_t(c.B) * c.Tn * C);
+    DeviceBuffer<unsigned char> s1(attention_decode_scratch_bytes(c.B, c.Tn, pos0, C, c.NH));
+    DeviceBuffer<unsigned char> s2(attention_decode_at_scratch_bytes(c.B, c.Tn, c.Tmax, C, c.NH));
+    DeviceBuffer<int> d_pos(std::vector<int>{pos0});
+    attention_decode(host_out, d_step, k1, v1, c.B, c.Tn, pos0, c.Tmax, C, c.NH, s1, nullptr);
+    attention_decode_at(dev_out, d_step, k2, v2, c.B, c.Tn, d_pos, c.Tmax, C, c.NH, s2, nullptr);
+    const std::string what = "hd=" + std::to_string(c.hd) + " T=" + std::to_string(c.T) + " Tn=" + std::to_string(c.Tn);
+    const auto a = host_out.download(), b = dev_out.download();
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16))) << what;
+    for (bf16 x : b) ASSERT_TRUE(std::isfinite(to_float(x))) << what;
+    const auto ka = k1.download(), kb = k2.download(), va = v1.download(), vb = v2.download();
+    EXPECT_EQ(0, std::memcmp(ka.data(), kb.data(), ka.size() * sizeof(bf16))) << what;
+    EXPECT_EQ(0, std::memcmp(va.data(), vb.data(), va.size() * sizeof(bf16))) << what;
+  }
 }
 
 TEST_F(AttentionDecodeTest, RejectsBadShapes) {

@@ -55,9 +55,11 @@ class ScopedEnv {
     had_ = old != nullptr;
     if (had_) old_ = old;
     if (value) ::setenv(name, value, 1); else ::unsetenv(name);
+    ouro::reread_switches();  // the dispatch reads its switches once (ouro/env_switch.h)
   }
   ~ScopedEnv() {
     if (had_) ::setenv(name_, old_.c_str(), 1); else ::unsetenv(name_);
+    ouro::reread_switches();
   }
 
  private:

@@ -49,6 +49,29 @@ TEST_F(EmbeddingKernel, ForwardMatchesCpu) {
   }
 }
 
+// encoder_forward_at (the position read from device memory: decoding's CUDA Graph) is bitwise
+// encoder_forward at the same position, with and without wpe, vectorized C and not.
+TEST_F(EmbeddingKernel, DevicePositionIsBitwiseTheHostPosition) {
+  const int V = 50, maxT = 40;
+  for (auto [B, T, C, pos0] : {std::tuple{3, 1, 64, 0}, std::tuple{3, 1, 64, 39}, std::tuple{2, 5, 7, 11}}) {
+    SCOPED_TRACE("B=" + std::to_string(B) + " T=" + std::to_string(T) + " C=" + std::to_string(C) +
+                 " pos0=" + std::to_string(pos0));
+    const auto wte = to_bf16(random_bf16_values(size_t(V) * C, 5 + C));
+    const auto wpe = to_bf16(random_bf16_values(size_t(maxT) * C, 6 + C, 0.5f));
+    DeviceBuffer<bf16> dwte(wte), dwpe(wpe), a(size_t(B) * T * C), b(size_t(B) * T * C);
+    DeviceBuffer<int> dtok(make_tokens(B * T, V, 7 + C)), dpos(std::vector<int>{pos0});
+    for (const bf16* pe : {static_cast<const bf16*>(dwpe), static_cast<const bf16*>(nullptr)}) {
+      a.poison();
+      b.poison();
+      ouro::kernels::encoder_forward(a, dtok, dwte, pe, B, T, C, pos0, nullptr);
+      ouro::kernels::encoder_forward_at(b, dtok, dwte, pe, B, T, C, dpos, nullptr);
+      const auto ha = a.download(), hb = b.download();
+      EXPECT_EQ(0, std::memcmp(ha.data(), hb.data(), ha.size() * sizeof(bf16))) << (pe ? "wpe" : "no wpe");
+      for (bf16 v : hb) ASSERT_TRUE(std::isfinite(to_float(v)));
+    }
+  }
+}
+
 struct Grads {
   std::vector<bf16> dwte, dwpe;
 };

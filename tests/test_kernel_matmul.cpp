@@ -245,6 +245,7 @@ TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
     SCOPED_TRACE(std::string("OURO_SIMT_ARCH=") + (c.arch ? c.arch : "") + " OURO_MATMUL_SM90=" + (c.sm90 ? c.sm90 : ""));
     if (c.arch) ::setenv("OURO_SIMT_ARCH", c.arch, 1); else ::unsetenv("OURO_SIMT_ARCH");
     if (c.sm90) ::setenv("OURO_MATMUL_SM90", c.sm90, 1); else ::unsetenv("OURO_MATMUL_SM90");
+    ouro::reread_switches();  // the dispatch reads its switches once (ouro/env_switch.h)
     ::testing::internal::CaptureStderr();
     check_forward({300, 456, 264}, MatmulTile::automatic, true, Epilogue::gelu, true, 91);
     const std::string log = ::testing::internal::GetCapturedStderr();
@@ -253,6 +254,7 @@ TEST_F(MatmulTest, SimtArch90SelectsTheHopperKernel) {
   ::unsetenv("OURO_MATMUL_SM90");
   ::unsetenv("OURO_SIMT_SMEM_OPTIN");
   if (outer) ::setenv("OURO_SIMT_ARCH", saved.c_str(), 1); else ::unsetenv("OURO_SIMT_ARCH");
+  ouro::reread_switches();
 }
 #endif
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "kernels/matmul.h"
+#include "ouro/env_switch.h"
 
 #include "cpu/cpu_ops.h"
 
@@ -86,10 +87,12 @@ class SkinnySwitch {
     had_ = outer != nullptr;
     if (had_) saved_ = outer;
     ::setenv("OURO_MATMUL_SKINNY", value, 1);
+    ouro::reread_switches();  // the kernels read it once (ouro/env_switch.h)
   }
   ~SkinnySwitch() {
     if (had_) ::setenv("OURO_MATMUL_SKINNY", saved_.c_str(), 1);
     else ::unsetenv("OURO_MATMUL_SKINNY");
+    ouro::reread_switches();
   }
 
  private:

@@ -156,6 +156,24 @@ TEST_F(RopeKernel, OffsetMatchesLaterRows) {
   EXPECT_EQ(tail_out, std::vector<float>(full.begin() + size_t(p) * 3 * C, full.end()));
 }
 
+// rope_forward_at (the position read from device memory: decoding's CUDA Graph) is bitwise
+// rope_forward at the same position: one row (a decode step) and a ragged multi-row step.
+TEST_F(RopeKernel, DevicePositionIsBitwiseTheHostPosition) {
+  for (const Shape& s : {Shape{3, 1, 64, 2, 0, 1e4}, Shape{3, 1, 64, 2, 300, 1e4}, Shape{2, 5, 80, 4, 17, 5e5}}) {
+    SCOPED_TRACE(name(s));
+    const auto x = to_bf16(random_bf16_values(size_t(s.B) * s.T * 3 * s.C, 31 + s.pos0));
+    DeviceBuffer<bf16> a(x), b(x);
+    DeviceBuffer<int> pos(std::vector<int>{s.pos0});
+    ouro::kernels::rope_forward(a, s.B, s.T, s.C, s.NH, s.pos0, s.theta, nullptr);
+    ouro::kernels::rope_forward_at(b, s.B, s.T, s.C, s.NH, pos, s.theta, nullptr);
+    const auto ha = a.download(), hb = b.download();
+    EXPECT_EQ(0, std::memcmp(ha.data(), hb.data(), ha.size() * sizeof(bf16)));
+    if (s.pos0 > 0) {
+      EXPECT_NE(0, std::memcmp(ha.data(), x.data(), x.size() * sizeof(bf16)));  // it did rotate
+    }
+  }
+}
+
 TEST_F(RopeKernel, RejectsBadArguments) {
   using ouro::kernels::rope_backward;
   using ouro::kernels::rope_forward;

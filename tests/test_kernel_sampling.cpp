@@ -320,6 +320,30 @@ TEST_F(SamplingKernel, RowSeedsMakeEachRowIndependentOfItsBatchMates) {
                std::invalid_argument);
 }
 
+// The offset read from device memory (offset_device: decoding's CUDA Graph replays one launch
+// with each token's step) draws as p.offset does, whatever p.offset holds then.
+TEST_F(SamplingKernel, DeviceOffsetIsBitwiseTheHostOffset) {
+  const int B = 3, V = 700, Vp = 768;
+  const std::vector<float> x = make_logits(B, V, Vp, 93);
+  const std::vector<uint64_t> seeds = {3, 1ull << 40, 77};
+  DeviceBuffer<bf16> d_x(to_bf16(x));
+  DeviceBuffer<uint64_t> d_seeds(seeds);
+  int moved = 0;
+  for (uint64_t off : {uint64_t{0}, uint64_t{1}, uint64_t{37}, (uint64_t{5} << 32) + 9}) {
+    const SamplingParams host{1.0f, 0, 1.0f, 0, off}, stale{1.0f, 0, 1.0f, 0, off + 1000};
+    const Result want = run_sample_row_seeds(x, B, V, Vp, host, seeds);
+    DeviceBuffer<uint64_t> d_off(std::vector<uint64_t>{off});
+    DeviceBuffer<int> d_tokens(B);
+    DeviceBuffer<float> d_lp(B);
+    ouro::kernels::sample_tokens_row_seeds(d_tokens, d_lp, d_x, B, V, Vp, stale, d_seeds, nullptr, nullptr, d_off);
+    const auto lp = d_lp.download();
+    EXPECT_EQ(d_tokens.download(), want.tokens) << off;
+    EXPECT_EQ(0, std::memcmp(lp.data(), want.logprobs.data(), B * sizeof(float))) << off;
+    moved += run_sample_row_seeds(x, B, V, Vp, stale, seeds).tokens != want.tokens;
+  }
+  EXPECT_GT(moved, 0);  // the stale offset would have drawn other tokens
+}
+
 // ---- non-finite logits ------------------------------------------------------------------------
 
 // Rows with a NaN, all NaN, all -inf, one or two +inf, some -inf, among finite rows. Whatever the

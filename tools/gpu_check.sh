@@ -283,7 +283,9 @@ step_bench() {
   say "ouro bench kernels (GEMM: sm_90a vs sm_80 vs cuBLASLt; skinny-M decode GEMMs vs the tiled ones; attention vs cuDNN)"
   run timeout 600 "$bin" bench kernels --reps 20 | tee "$out/bench_kernels.log" || failures=$((failures + 1))
   # Generation at GPT-2 124M with its [loop] settings (split-KV decoding, issue 17): decode
-  # tokens/s, the bytes each decode step must move and their share of the memory bandwidth.
+  # tokens/s, the bytes each decode step must move and their share of the memory bandwidth, and
+  # whole tokens/s (step + sampling) with and without the decode CUDA graph
+  # ("sampled_tokens_per_s" vs "sampled_tokens_per_s_graph" in the JSON).
   say "ouro bench generate (GPT-2 124M, KV-cache decoding)"
   run timeout 300 "$bin" bench generate --config "$root/configs/gpt2_124m.toml" --device cuda --steps 1 --json |
     tee "$out/bench_generate.log" || failures=$((failures + 1))

@@ -130,6 +130,14 @@ class GPT2 {
   // logprobs and row_seeds are host arrays of the last kv_step's B.
   void kv_sample(int* tokens, float* logprobs, const SamplingSpec& spec, const uint64_t* row_seeds,
                  uint64_t step);
+  // One token of generation: kv_step(tokens, B, 1), then kv_sample into next (and logprobs) as
+  // above. With graph on a backend that has CUDA Graphs (Ops::supports_graphs), the step runs in
+  // the backend's decode graph (Ops::begin_decode_graph): its first call runs as is (it sizes the
+  // buffers), the second is captured, later ones replay the capture; whatever cannot be captured
+  // runs uncaptured (logged). Bitwise the same tokens and log-probs either way. tokens and next
+  // may be the same array.
+  void kv_decode(const int* tokens, int B, int* next, float* logprobs, const SamplingSpec& spec,
+                 const uint64_t* row_seeds, uint64_t step, bool graph);
   int kv_pos() const { return kv_pos_; }
 
   struct Impl;  // the backend buffers (opaque)

@@ -45,6 +45,12 @@ struct AdamWArgs {
   size_t index_base = 0;
 };
 
+// What a matmul_forward is for, where a backend has kernels for one use only. decode: a GEMM of
+// the decode step of generation (one new token per sequence, a few rows: the device backends
+// stream the weights through the skinny-M kernel, kernels/matmul_skinny.cu). Training and
+// evaluation pass none, so a micro-batch rounds the same way whatever its row count.
+enum class MatmulHint : uint8_t { none, decode };
+
 // How sample_tokens picks a token: temperature <= 0 is greedy (argmax, lowest index on ties);
 // top_k <= 0 and top_p >= 1 switch those cuts off.
 struct SamplingSpec {
@@ -108,6 +114,14 @@ class Ops {
   // What the graph machinery has to say since the last call (captures, fall-backs and why), for
   // the caller's log.
   virtual std::vector<std::string> take_graph_notes() { return {}; }
+  // The same for the decode step of generation (GPT2::kv_decode): a graph of its own, so the
+  // training step's stays captured while the loop generates. Positions, cache lengths, token ids
+  // and the sampler's step reach its kernels through device memory written by the graph's copy
+  // nodes, so one capture replays for every token.
+  virtual void begin_decode_graph() {}
+  virtual void end_decode_graph(bool /*ok*/) {}
+  virtual std::optional<GraphStats> decode_graph_stats() const { return std::nullopt; }
+  virtual std::vector<std::string> take_decode_graph_notes() { return {}; }
   // Bracket the region an attached profiler should capture (Nsight Systems with
   // --capture-range=cudaProfilerApi); no-ops on backends without one.
   virtual void profiler_start() {}
@@ -147,6 +161,12 @@ class Ops {
   // out (N,OC) = inp (N,C) @ weight(OC,C)^T + bias (bias may be null).
   virtual void matmul_forward(void* out, const void* inp, const void* weight, const void* bias,
                               int N, int C, int OC) = 0;
+  // The same with a hint of what it is for (MatmulHint); backends with one kernel for every use
+  // (cpu) ignore it.
+  virtual void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N, int C,
+                              int OC, MatmulHint /*hint*/) {
+    matmul_forward(out, inp, weight, bias, N, C, OC);
+  }
   // dinp (N,C) is OVERWRITTEN; dweight (OC,C) and dbias (OC, may be null) accumulate.
   virtual void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout,
                                const void* inp, const void* weight, int N, int C, int OC) = 0;
@@ -170,7 +190,11 @@ class Ops {
   // pre_gelu (N,OC) = inp @ weight^T + bias, then out = gelu(pre_gelu).
   virtual void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
                                    const void* bias, int N, int C, int OC) {
-    matmul_forward(pre_gelu, inp, weight, bias, N, C, OC);
+    matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC, MatmulHint::none);
+  }
+  virtual void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
+                                   const void* bias, int N, int C, int OC, MatmulHint hint) {
+    matmul_forward(pre_gelu, inp, weight, bias, N, C, OC, hint);
     gelu_forward(out, pre_gelu, static_cast<size_t>(N) * OC);
   }
   // GELU, tanh approximation.

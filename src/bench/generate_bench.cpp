@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/threads.h"
+#include "ouro/env_switch.h"
 #include "model/generate.h"
 #include "ouro/model.h"
 #include "ouro/ops.h"
@@ -69,9 +70,42 @@ GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
     const char* outer = std::getenv("OURO_MATMUL_SKINNY");
     const std::string saved = outer ? outer : "";
     setenv("OURO_MATMUL_SKINNY", "0", 1);
+    ouro::reread_switches();  // the kernels read the switch once (ouro/env_switch.h)
     decode_tiled_s = time_decode();
     if (outer) setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
     else unsetenv("OURO_MATMUL_SKINNY");
+    ouro::reread_switches();
+  }
+
+  // Whole tokens (decode step + sampling + the tokens' readback, GPT2::kv_decode) with and without
+  // the decode CUDA Graph: two untimed tokens first (the graph's warm-up step and its capture).
+  const SamplingSpec spec = so.spec();
+  std::vector<uint64_t> row_seeds(L.k);
+  for (int k = 0; k < L.k; ++k) row_seeds[k] = static_cast<uint64_t>(k) + 1;
+  const int token_steps = std::max(1, std::min(L.max_new_tokens, mc.seq_len - std::max(1, P) - 2));
+  auto time_tokens = [&](bool graph) {
+    std::vector<int> prompt(static_cast<size_t>(L.k) * std::max(1, P)), next(L.k);
+    for (auto& x : prompt) x = tok(rng);
+    gen.kv_reset();
+    gen.kv_step(prompt.data(), L.k, std::max(1, P));
+    gen.kv_sample(next.data(), nullptr, spec, row_seeds.data(), 0);
+    uint64_t step = 1;
+    for (int w = 0; w < 2 && gen.kv_pos() < mc.seq_len; ++w, ++step)
+      gen.kv_decode(next.data(), L.k, next.data(), nullptr, spec, row_seeds.data(), step, graph);
+    const int n = std::min(token_steps, mc.seq_len - gen.kv_pos());
+    if (n <= 0) return 0.0;
+    const auto ts = Clock::now();
+    for (int s = 0; s < n; ++s, ++step)
+      gen.kv_decode(next.data(), L.k, next.data(), nullptr, spec, row_seeds.data(), step, graph);
+    return std::chrono::duration<double>(Clock::now() - ts).count() / n;
+  };
+  const double token_s = time_tokens(false);
+  double token_graph_s = 0;
+  int64_t replays = 0;
+  if (ops->supports_graphs()) {
+    const int64_t before = ops->decode_graph_stats() ? ops->decode_graph_stats()->replayed : 0;
+    token_graph_s = time_tokens(true);
+    replays = (ops->decode_graph_stats() ? ops->decode_graph_stats()->replayed : 0) - before;
   }
 
   // Training steps at the config's batch, to weigh generation against a round's training.
@@ -118,6 +152,9 @@ GenerateBenchResult bench_generate(const Config& cfg, int train_steps_timed) {
   r.decode_step_s = decode_s;
   r.decode_step_tiled_s = decode_tiled_s;
   r.weight_bytes = 2.0 * static_cast<double>(params.size());
+  r.decode_token_s = token_s;
+  r.decode_token_graph_s = token_graph_s;
+  r.graph_replays = replays;
   return r;
 }
 
@@ -139,6 +176,12 @@ std::vector<BenchRecord> GenerateBenchResult::records() const {
     rec.push_back({"decode step, tiled GEMMs (OURO_MATMUL_SKINNY=0)",
                    fmt::format("{} rows x 1 token, {} steps", k, decode_timed_steps), decode_tokens_per_s_tiled(),
                    "tokens/s", 0, "", 0, 0, decode_step_tiled_s});
+  rec.push_back({"decode token (step + sampling), no graph", fmt::format("{} rows x 1 token", k),
+                 sampled_tokens_per_s(), "tokens/s", 0, "", 0, 0, decode_token_s});
+  if (decode_token_graph_s > 0)
+    rec.push_back({"decode token (step + sampling), CUDA graph",
+                   fmt::format("{} rows x 1 token, {} replays", k, graph_replays), sampled_tokens_per_s_graph(),
+                   "tokens/s", 0, "", 0, 0, decode_token_graph_s});
   return rec;
 }
 
@@ -151,6 +194,9 @@ nlohmann::json GenerateBenchResult::json() const {
           {"decode_step_s", decode_step_s}, {"decode_tokens_per_s", decode_tokens_per_s()},
           {"decode_step_tiled_s", decode_step_tiled_s}, {"decode_tokens_per_s_tiled", decode_tokens_per_s_tiled()},
           {"weight_bytes", weight_bytes}, {"weight_gbs", weight_gbs()},
+          {"decode_token_s", decode_token_s}, {"decode_token_graph_s", decode_token_graph_s},
+          {"sampled_tokens_per_s", sampled_tokens_per_s()}, {"sampled_tokens_per_s_graph", sampled_tokens_per_s_graph()},
+          {"graph_replays", graph_replays},
           {"weight_bandwidth_fraction", weight_bandwidth_fraction()}};
 }
 
@@ -169,6 +215,13 @@ void log_generate_bench(const GenerateBenchResult& r) {
             r.decode_step_tiled_s > 0 ? fmt::format("; tiled GEMMs (OURO_MATMUL_SKINNY=0): {:.0f} tokens/s, {:.2f}x",
                                                     r.decode_tokens_per_s_tiled(), r.decode_step_tiled_s / r.decode_step_s)
                                       : std::string());
+  log->info("  decode tokens   {:10.0f} tokens/s without a graph, {} (step + sampling, {} rows)",
+            r.sampled_tokens_per_s(),
+            r.decode_token_graph_s > 0 ? fmt::format("{:.0f} tokens/s with the decode CUDA graph ({:.2f}x, {} replays)",
+                                                     r.sampled_tokens_per_s_graph(),
+                                                     r.decode_token_s / r.decode_token_graph_s, r.graph_replays)
+                                       : std::string("no CUDA graph on this backend"),
+            r.k);
   log->info("  weight stream   {:10.1f} GB/s ({:.1f} MB of weights per step){}", r.weight_gbs(), r.weight_bytes / 1e6,
             r.peak_memory_gbs > 0 ? fmt::format(" = {:.1f}% of the memory's {:.0f} GB/s", 100.0 * r.weight_bandwidth_fraction(),
                                                 r.peak_memory_gbs)

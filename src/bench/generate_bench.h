@@ -29,9 +29,17 @@ struct GenerateBenchResult {
   // measured: the cpu backend has no such kernel). weight_bytes: the bf16 weights one step streams.
   int decode_timed_steps = 0;
   double decode_step_s = 0, decode_step_tiled_s = 0, weight_bytes = 0;
+  // Whole tokens timed alone (GPT2::kv_decode: the decode step and the sampling of k rows, the
+  // host reading the k tokens back), uncaptured and replaying the backend's decode CUDA Graph
+  // (after a warm-up step and the capture; graph_s stays 0 on a backend without graphs).
+  // graph_replays: the timed tokens that did replay the graph.
+  double decode_token_s = 0, decode_token_graph_s = 0;
+  int64_t graph_replays = 0;
 
   double decode_tokens_per_s() const { return decode_step_s > 0 ? k / decode_step_s : 0; }
   double decode_tokens_per_s_tiled() const { return decode_step_tiled_s > 0 ? k / decode_step_tiled_s : 0; }
+  double sampled_tokens_per_s() const { return decode_token_s > 0 ? k / decode_token_s : 0; }
+  double sampled_tokens_per_s_graph() const { return decode_token_graph_s > 0 ? k / decode_token_graph_s : 0; }
   // The weights' bytes per second of a timed decode step (a lower bound on the GEMMs' own rate:
   // the step's attention, LayerNorms and launches are in the time) and its share of the memory
   // bandwidth (0 when unknown).

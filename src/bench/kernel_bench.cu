@@ -188,8 +188,8 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
   // ---- decode GEMMs (M <= 64 rows, one new token each): the skinny-M kernel, against the copy ----
   // A decode step's forward GEMMs stream the weights once (M x K inputs are small), so these rows
   // are memory-bound: bytes = weights + input + output + bias, GB/s against the d2d copy. Each
-  // shape also runs with OURO_MATMUL_SKINNY=0 (what automatic picks without the skinny kernel: the
-  // tiled mma.sync or wgmma kernel) for the comparison.
+  // shape also runs on MatmulTile::tiled (what automatic picks without the skinny kernel, and what
+  // training's GEMMs take: the tiled mma.sync or wgmma kernel) for the comparison.
   {
     struct Decode {
       const char* model;
@@ -214,12 +214,7 @@ KernelBenchResult run(const KernelBenchOptions& opt) {
           };
           double ms = time_ms(s, reps, [&] { call(kernels::MatmulTile::skinny); });
           r.rows.push_back(memory_row("matmul fwd skinny-M", shape, flops, bytes, ms, copy_gbs));
-          const char* outer = std::getenv("OURO_MATMUL_SKINNY");
-          const std::string saved = outer ? outer : "";
-          setenv("OURO_MATMUL_SKINNY", "0", 1);
-          ms = time_ms(s, reps, [&] { call(kernels::MatmulTile::automatic); });
-          if (outer) setenv("OURO_MATMUL_SKINNY", saved.c_str(), 1);
-          else unsetenv("OURO_MATMUL_SKINNY");
+          ms = time_ms(s, reps, [&] { call(kernels::MatmulTile::tiled); });
           r.rows.push_back(memory_row("matmul fwd M<=64 tiled", shape, flops, bytes, ms, copy_gbs));
         }
       }

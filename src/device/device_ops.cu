@@ -59,10 +59,11 @@ class GrowBuffer {
  public:
   ~GrowBuffer() { cudaFree(p_); }
   bool would_grow(size_t bytes) const { return bytes > cap_; }
-  StepGraph* graph = nullptr;  // told when the buffer moves
+  StepGraph* graphs[2] = {nullptr, nullptr};  // told when the buffer moves (training's, decoding's)
   void* get(size_t bytes) {
     if (bytes > cap_) {
-      if (graph) graph->note_realloc();
+      for (StepGraph* g : graphs)
+        if (g) g->note_realloc();
       OURO_CUDA_CHECK(cudaDeviceSynchronize());  // in-flight kernels may still use the old one
       OURO_CUDA_CHECK(cudaFree(p_));
       p_ = nullptr;
@@ -98,12 +99,18 @@ class DeviceOps final : public Ops {
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0)
       fail("device '{}': no CUDA device is available (cudaGetDeviceCount: {})", kBackend, n);
     OURO_CUDA_CHECK(cudaStreamCreate(&stream_));
-    graph_ = std::make_unique<StepGraph>(stream_);
-    for (GrowBuffer* b : {&scratch_, &staging_, &tokens_, &targets_, &result_, &segments_, &seeds_, &plan_, &scalars_})
-      b->graph = graph_.get();
+    train_graph_ = std::make_unique<StepGraph>(stream_);
+    decode_graph_ = std::make_unique<StepGraph>(stream_);
+    decode_graph_->set_name("the decode step");
+    graph_ = train_graph_.get();
+    for (GrowBuffer* b : {&scratch_, &staging_, &tokens_, &targets_, &result_, &segments_, &seeds_, &plan_, &scalars_,
+                          &decode_in_, &positions_})
+      b->graphs[0] = train_graph_.get(), b->graphs[1] = decode_graph_.get();
   }
   ~DeviceOps() override {
-    graph_.reset();
+    graph_ = nullptr;
+    decode_graph_.reset();
+    train_graph_.reset();
     cudaStreamDestroy(stream_);
   }
 
@@ -135,7 +142,8 @@ class DeviceOps final : public Ops {
   // ---- memory ----
   void* alloc(size_t bytes) override {
     graph_->leave("an allocation during the step");
-    graph_->note_realloc();
+    train_graph_->note_realloc();
+    decode_graph_->note_realloc();
     void* p = nullptr;
     OURO_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1));
     OURO_CUDA_CHECK(cudaMemset(p, 0, bytes));
@@ -143,7 +151,8 @@ class DeviceOps final : public Ops {
   }
   void dealloc(void* p) override {
     graph_->leave("a free during the step");
-    graph_->note_realloc();
+    train_graph_->note_realloc();
+    decode_graph_->note_realloc();
     cudaStreamSynchronize(stream_);
     cudaFree(p);
   }
@@ -163,13 +172,28 @@ class DeviceOps final : public Ops {
     OURO_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   bool supports_graphs() const override { return true; }
-  void begin_graph_step() override { graph_->begin_step(); }
-  void end_graph_step(bool ok) override { graph_->end_step(ok); }
+  void begin_graph_step() override { train_graph_->begin_step(); }
+  void end_graph_step(bool ok) override { train_graph_->end_step(ok); }
   std::optional<GraphStats> graph_stats() const override {
-    const auto& s = graph_->stats();
+    const auto& s = train_graph_->stats();
     return GraphStats{s.captured, s.replayed, s.uncaptured};
   }
-  std::vector<std::string> take_graph_notes() override { return graph_->take_notes(); }
+  std::vector<std::string> take_graph_notes() override { return train_graph_->take_notes(); }
+  // The decode step's graph: the ops between begin and end go to decode_graph_ (StepGraph, as the
+  // training step's), which captures the second step and replays it for every later token.
+  void begin_decode_graph() override {
+    graph_ = decode_graph_.get();
+    decode_graph_->begin_step();
+  }
+  void end_decode_graph(bool ok) override {
+    graph_ = train_graph_.get();
+    decode_graph_->end_step(ok);
+  }
+  std::optional<GraphStats> decode_graph_stats() const override {
+    const auto& s = decode_graph_->stats();
+    return GraphStats{s.captured, s.replayed, s.uncaptured};
+  }
+  std::vector<std::string> take_decode_graph_notes() override { return decode_graph_->take_notes(); }
   void* stream() override { return stream_; }
   void stream_op(const char* name, const std::vector<uint64_t>& key, const std::function<void(void*)>& run) override {
     StepGraph::Sig sig = StepGraph::sig(name);
@@ -220,6 +244,7 @@ class DeviceOps final : public Ops {
   // captured step) only checked against the capture (device/step_graph.h).
   void encoder_forward(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                        int T, int C) override {
+    decode_pos_ = -1;  // a forward over whole sequences: no decode step in progress
     const int* d = upload_ints(tokens_, tokens, size_t(B) * T);
     graph_->op(StepGraph::sig("encoder_forward", out, d, wte, wpe, B, T, C), [=, this] {
       TraceRange range("encoder_forward");
@@ -258,12 +283,24 @@ class DeviceOps final : public Ops {
                                              scratch_.get(kernels::layernorm_backward_scratch_bytes(N, C)), stream_);
                });
   }
+  // MatmulHint::decode lets the kernels take the skinny-M GEMM (kernels/matmul_skinny.cu, at most
+  // 64 rows); every other forward takes the tiled kernels whatever its row count, so a training
+  // micro-batch of <= 64 rows rounds as the same rows of a larger batch do.
+  static kernels::MatmulTile tile_for(MatmulHint hint) {
+    return hint == MatmulHint::decode ? kernels::MatmulTile::automatic : kernels::MatmulTile::tiled;
+  }
   void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                       int C, int OC) override {
-    graph_->op(StepGraph::sig("matmul_forward", out, inp, weight, bias, N, C, OC), [=, this] {
+    matmul_forward(out, inp, weight, bias, N, C, OC, MatmulHint::none);
+  }
+  void matmul_forward(void* out, const void* inp, const void* weight, const void* bias, int N, int C, int OC,
+                      MatmulHint hint) override {
+    const kernels::MatmulTile tile = tile_for(hint);
+    graph_->op(StepGraph::sig("matmul_forward", out, inp, weight, bias, N, C, OC, int(tile)), [=, this] {
       TraceRange range("matmul_forward");
       if (cublas_) return cublas_->forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC);
-      kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_);
+      kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_,
+                              kernels::Epilogue::none, nullptr, tile);
     });
   }
   void matmul_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
@@ -288,14 +325,27 @@ class DeviceOps final : public Ops {
   }
   void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight,
                            const void* bias, int N, int C, int OC) override {
-    if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC);
-    graph_->op(StepGraph::sig("matmul_gelu_forward", out, pre_gelu, inp, weight, bias, N, C, OC), [=, this] {
+    matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC, MatmulHint::none);
+  }
+  void matmul_gelu_forward(void* out, void* pre_gelu, const void* inp, const void* weight, const void* bias, int N,
+                           int C, int OC, MatmulHint hint) override {
+    if (cublas_) return Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, C, OC, hint);
+    const kernels::MatmulTile tile = tile_for(hint);
+    graph_->op(StepGraph::sig("matmul_gelu_forward", out, pre_gelu, inp, weight, bias, N, C, OC, int(tile)), [=, this] {
       TraceRange range("matmul_gelu_forward");
       kernels::matmul_forward(as_bf16(out), as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C, OC, stream_, kernels::Epilogue::gelu,
-                              as_bf16(pre_gelu));
+                              as_bf16(pre_gelu), tile);
     });
   }
   void rope_forward(void* qkv, int B, int T, int C, int NH, int pos0, double theta) override {
+    if (pos0 == decode_pos_) {  // inside a decode step: the position its kernels read on the device
+      const int* d = decode_position();
+      graph_->op(StepGraph::sig("rope_forward_at", qkv, B, T, C, NH, d, theta), [=, this] {
+        TraceRange range("rope_forward");
+        kernels::rope_forward_at(as_bf16(qkv), B, T, C, NH, d, theta, stream_);
+      });
+      return;
+    }
     graph_->op(StepGraph::sig("rope_forward", qkv, B, T, C, NH, pos0, theta), [=, this] {
       TraceRange range("rope_forward");
       kernels::rope_forward(as_bf16(qkv), B, T, C, NH, pos0, theta, stream_);
@@ -431,22 +481,42 @@ class DeviceOps final : public Ops {
   }
 
   // ---- inference with a KV cache ----
+  // Decoding (GPT2::kv_step): encoder_forward_at opens the step, uploading its position and its
+  // tokens in ONE copy (decode_in_ = pos0 | tokens); the step's rope_forward and attention_kv at
+  // that position read it from there. The kernels take the position from device memory, not as
+  // an argument, so a decode graph captured at one token replays at every other (and the
+  // uncaptured step runs the same kernels: bitwise the same results either way).
   void attention_kv(void* out, const void* qkv, void* kcache, void* vcache, int B, int Tn,
                     int pos0, int Tmax, int C, int NH) override {
-    graph_->leave("decoding during the step");
-    TraceRange range("attention_kv");
+    OURO_CHECK(pos0 >= 0 && Tn >= 1 && pos0 + Tn <= Tmax, "attention_kv: positions {}..{} do not fit the KV cache of {}",
+               pos0, pos0 + Tn - 1, Tmax);
+    const int* d = pos0 == decode_pos_ ? decode_position() : upload_position(pos0);
     // Split-KV flash decoding (kernels/attention_decode.cu); kernels::attention_kv, one warp
-    // per head over the whole cache, stays as the tests' and benchmarks' reference.
-    kernels::attention_decode(as_bf16(out), as_bf16(qkv), as_bf16(kcache), as_bf16(vcache), B, Tn, pos0, Tmax, C, NH,
-                              scratch_.get(kernels::attention_decode_scratch_bytes(B, Tn, pos0, C, NH)),
-                              stream_);
+    // per head over the whole cache, stays as the tests' and benchmarks' reference. The scratch
+    // is sized for a full cache, and for the one-token steps that follow a prefill: it does not
+    // grow (a device synchronisation) as the context grows, nor inside a captured step.
+    const size_t scratch_bytes = std::max(kernels::attention_decode_at_scratch_bytes(B, Tn, Tmax, C, NH),
+                                          kernels::attention_decode_at_scratch_bytes(B, 1, Tmax, C, NH));
+    if (scratch_.would_grow(scratch_bytes)) graph_->leave("the decode scratch grows");
+    void* scratch = scratch_.get(scratch_bytes);
+    graph_->op(StepGraph::sig("attention_kv", out, qkv, kcache, vcache, B, Tn, d, Tmax, C, NH, scratch), [=, this] {
+      TraceRange range("attention_kv");
+      kernels::attention_decode_at(as_bf16(out), as_bf16(qkv), as_bf16(kcache), as_bf16(vcache), B, Tn, d, Tmax, C,
+                                   NH, scratch, stream_);
+    });
   }
   void encoder_forward_at(void* out, const int* tokens, const void* wte, const void* wpe, int B,
                           int Tn, int pos0, int C) override {
-    graph_->leave("decoding during the step");
-    TraceRange range("encoder_forward_at");
-    kernels::encoder_forward(as_bf16(out), upload_ints(tokens_, tokens, size_t(B) * Tn), as_bf16(wte), as_bf16(wpe),
-                             B, Tn, C, pos0, stream_);
+    OURO_CHECK(pos0 >= 0, "encoder_forward_at: position {} < 0", pos0);
+    std::vector<int> in(size_t(B) * Tn + 1);
+    in[0] = pos0;
+    std::copy(tokens, tokens + size_t(B) * Tn, in.begin() + 1);
+    const int* d = upload_ints(decode_in_, in.data(), in.size());
+    decode_pos_ = pos0;
+    graph_->op(StepGraph::sig("encoder_forward_at", out, d, wte, wpe, B, Tn, C), [=, this] {
+      TraceRange range("encoder_forward_at");
+      kernels::encoder_forward_at(as_bf16(out), d + 1, as_bf16(wte), as_bf16(wpe), B, Tn, C, d, stream_);
+    });
   }
 
   // ---- sampling ----
@@ -456,26 +526,35 @@ class DeviceOps final : public Ops {
   void sample_tokens(int* tokens, float* logprobs, const void* logits, int B, int V,
                      size_t row_stride, const SamplingSpec& spec, const uint64_t* row_seeds,
                      uint64_t step) override {
-    graph_->leave("sampling during the step");
     TraceRange range("sample_tokens");
     OURO_CHECK(B >= 0 && V > 0 && row_stride >= size_t(V) && row_stride <= size_t(INT32_MAX),
                "sample_tokens: {} rows of {} tokens, {} apart", B, V, row_stride);
     if (B == 0) return;
-    auto* seeds = static_cast<uint64_t*>(seeds_.get(size_t(B) * sizeof(uint64_t)));
-    OURO_CUDA_CHECK(cudaMemcpyAsync(seeds, row_seeds, size_t(B) * sizeof(uint64_t),
-                                    cudaMemcpyHostToDevice, stream_));
-    const size_t ints = size_t(B) * sizeof(int);
-    char* out = static_cast<char*>(result_.get(2 * ints + size_t(B) * sizeof(float)));
+    // One copy up: the step (the Philox counter, read by the kernel from device memory, so a
+    // decode graph replays with each token's) then the B row seeds.
+    std::vector<uint64_t> in(size_t(B) + 1);
+    in[0] = step;
+    std::copy(row_seeds, row_seeds + B, in.begin() + 1);
+    const size_t in_bytes = in.size() * sizeof(uint64_t);
+    const size_t ints = size_t(B) * sizeof(int), out_bytes = 2 * ints + size_t(B) * sizeof(float);
+    if (seeds_.would_grow(in_bytes) || result_.would_grow(out_bytes)) graph_->leave("a staging buffer grows");
+    auto* seeds = static_cast<uint64_t*>(seeds_.get(in_bytes));
+    graph_->input(seeds, in.data(), in_bytes);
+    char* out = static_cast<char*>(result_.get(out_bytes));
     int* d_tokens = reinterpret_cast<int*>(out);
     int* d_status = reinterpret_cast<int*>(out + ints);
     float* d_logprobs = reinterpret_cast<float*>(out + 2 * ints);
     kernels::SamplingParams p{};
     p.temperature = spec.temperature, p.top_k = spec.top_k, p.top_p = spec.top_p;
     p.offset = step;  // the row seeds are the keys; the step is the counter
-    kernels::sample_tokens_row_seeds(d_tokens, logprobs ? d_logprobs : nullptr, as_bf16(logits), B, V,
-                                     int(row_stride), p, seeds, stream_, d_status);
+    const bool want_logprobs = logprobs != nullptr;
+    graph_->op(StepGraph::sig("sample_tokens", d_tokens, want_logprobs, logits, B, V, row_stride, p.temperature, p.top_k,
+                              p.top_p, seeds), [=, this] {
+      kernels::sample_tokens_row_seeds(d_tokens, want_logprobs ? d_logprobs : nullptr, as_bf16(logits), B, V,
+                                       int(row_stride), p, seeds + 1, stream_, d_status, seeds);
+    });
     std::vector<char> host(2 * ints + (logprobs ? size_t(B) * sizeof(float) : 0));
-    to_host(host.data(), out, host.size());  // synchronises: the seeds' source may be reused
+    to_host(host.data(), out, host.size());  // synchronises (in a decode graph: the end of the step's graph)
     std::vector<int> status(B);
     std::memcpy(status.data(), host.data() + ints, ints);
     for (int b = 0; b < B; b++)
@@ -487,6 +566,10 @@ class DeviceOps final : public Ops {
   }
 
  private:
+  // The position decode_in_ holds for the decode step in progress (encoder_forward_at's).
+  const int* decode_position() { return static_cast<const int*>(decode_in_.get(sizeof(int))); }
+  // A position for an attention_kv outside a decode step (a caller of the op alone).
+  const int* upload_position(int pos0) { return upload_ints(positions_, &pos0, 1); }
   // Copies host ints into a device buffer on the stream, without waiting: the callers' arrays
   // are pageable host memory (std::vector), which cudaMemcpyAsync stages before returning
   // (CUDA's "API synchronization behavior"), so they may change as soon as this returns. The
@@ -510,7 +593,13 @@ class DeviceOps final : public Ops {
   std::unique_ptr<CublasLtMatmul> cublas_;  // model.matmul = cublas
   std::unique_ptr<CudnnAttention> cudnn_;   // model.attention = cudnn (decoding stays native)
   GrowBuffer scratch_, staging_, tokens_, targets_, result_, segments_, seeds_, plan_, scalars_;
-  std::unique_ptr<StepGraph> graph_;  // declared after the buffers: destroyed before them
+  GrowBuffer decode_in_, positions_;  // a decode step's position | tokens; attention_kv's position alone
+  int decode_pos_ = -1;  // the position decode_in_ holds while a decode step runs, else -1
+  // The training step's graphs and the decode step's (declared after the buffers: destroyed
+  // before them); graph_ is the one the ops go through now (decode_graph_ between
+  // begin_decode_graph and end_decode_graph).
+  std::unique_ptr<StepGraph> train_graph_, decode_graph_;
+  StepGraph* graph_ = nullptr;
   std::vector<kernels::AdamSegment> uploaded_segments_;
 };
 

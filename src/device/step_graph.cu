@@ -76,7 +76,7 @@ void StepGraph::end_step(bool ok) {
       failed_captures_ = 0;
       ++stats_.captured;
       if (stats_.captured == 1)
-        notes_.push_back("the training step is captured as " + std::to_string(segments_.size()) + " graph(s) of " +
+        notes_.push_back(name_ + " is captured as " + std::to_string(segments_.size()) + " graph(s) of " +
                          std::to_string(recorded_.size()) + " operations");
     } else {
       ++stats_.uncaptured;

@@ -75,6 +75,9 @@ class StepGraph {
   // The backend's buffers moved (an allocation, a free, a scratch buffer that grew): graphs
   // captured before refer to the old ones.
   void note_realloc() { ++epoch_; }
+  // What the step is, for the notes ("the training step" unless told; DeviceOps' decode graph:
+  // "the decode step").
+  void set_name(std::string name) { name_ = std::move(name); }
 
   // One device op: `device` launches it on the stream.
   void op(Sig sig, std::function<void()> device);
@@ -141,6 +144,7 @@ class StepGraph {
   std::vector<std::function<void()>> pending_;  // the open segment's ops, uncaptured
   Stats stats_;
   std::vector<std::string> notes_;
+  std::string name_ = "the training step";
 };
 
 }  // namespace ouro

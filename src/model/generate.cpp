@@ -15,12 +15,14 @@ std::vector<int> generate(GPT2& model, std::vector<int> prompt, const SampleOpti
   model.kv_reset();
   model.kv_step(prompt.data(), 1, static_cast<int>(prompt.size()));
   std::vector<int> out;
-  for (int i = 0; i < opt.max_tokens; ++i) {
-    int tok = 0;
-    model.kv_sample(&tok, nullptr, spec, &opt.seed, static_cast<uint64_t>(i));
+  if (opt.max_tokens <= 0) return out;
+  int tok = 0;
+  model.kv_sample(&tok, nullptr, spec, &opt.seed, 0);
+  for (int i = 0;; ++i) {
     out.push_back(tok);
     if (tok == opt.stop_token || model.kv_pos() >= ctx || i + 1 == opt.max_tokens) break;
-    model.kv_step(&tok, 1, 1);
+    // Feeds token i and draws token i + 1 (in the decode graph when opt.cuda_graph).
+    model.kv_decode(&tok, 1, &tok, nullptr, spec, &opt.seed, static_cast<uint64_t>(i + 1), opt.cuda_graph);
   }
   return out;
 }
@@ -52,8 +54,8 @@ std::vector<Generation> generate_batch(GPT2& model, const std::vector<std::vecto
   std::vector<Generation> out(B);
   std::vector<int> next(B);
   std::vector<float> logprobs(B);
+  if (opt.max_tokens > 0) model.kv_sample(next.data(), logprobs.data(), spec, row_seeds.data(), 0);
   for (int i = 0; i < opt.max_tokens; ++i) {
-    model.kv_sample(next.data(), logprobs.data(), spec, row_seeds.data(), static_cast<uint64_t>(i));
     bool all_stopped = true;
     for (int b = 0; b < B; ++b) {
       if (out[b].stopped) continue;
@@ -63,7 +65,9 @@ std::vector<Generation> generate_batch(GPT2& model, const std::vector<std::vecto
       all_stopped = all_stopped && out[b].stopped;
     }
     if (all_stopped || i + 1 == opt.max_tokens || model.kv_pos() >= ctx) break;
-    model.kv_step(next.data(), B, 1);
+    // Feeds token i of every row and draws token i + 1 (in the decode graph when opt.cuda_graph).
+    model.kv_decode(next.data(), B, next.data(), logprobs.data(), spec, row_seeds.data(), static_cast<uint64_t>(i + 1),
+                    opt.cuda_graph);
   }
   return out;
 }

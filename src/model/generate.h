@@ -18,6 +18,9 @@ struct SampleOptions {
   float top_p = 1.0f;        // 1 = off
   uint64_t seed = 0;
   int stop_token = -1;       // stop after emitting this token (-1: never)
+  // Each new token's step in the backend's decode graph (GPT2::kv_decode; device backends): the
+  // same tokens and log-probs bit for bit, without relaunching every kernel from the host.
+  bool cuda_graph = true;
 
   SamplingSpec spec() const { return {temperature, top_k, top_p}; }
 };

@@ -668,19 +668,22 @@ void GPT2::kv_step(const int* tokens, int B, int Tn) {
   ops_.encoder_forward_at(x, tokens, g.wte, g.wpe, B, Tn, kv_pos_, C);
   // The same fusions as run_forward, so decoding computes exactly what training does.
   ops_.layernorm_forward(impl.ln.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(), x, g.ln1w, g.ln1b, N, C);
+  // Every GEMM here is decoding's (MatmulHint::decode: the device backends may stream the weights
+  // through their skinny-M kernel); training's never are.
+  constexpr MatmulHint kDecode = MatmulHint::decode;
   for (int l = 0; l < L; ++l) {
     auto p = param_ptrs(layout_, impl.params.ptr, e, l);
-    ops_.matmul_forward(s.qkv.ptr, impl.ln.ptr, p.qkvw, p.qkvb, N, C, 3 * C);
+    ops_.matmul_forward(s.qkv.ptr, impl.ln.ptr, p.qkvw, p.qkvb, N, C, 3 * C, kDecode);
     // The cache keeps rotated keys: a key's rotation depends only on its own position.
     if (cfg_.pos == PosEncoding::rope)
       ops_.rope_forward(s.qkv.ptr, B, Tn, C, NH, kv_pos_, cfg_.rope_theta);
     ops_.attention_kv(s.atty.ptr, s.qkv.ptr, impl.kcache[l].ptr, impl.vcache[l].ptr, B, Tn, kv_pos_,
                       impl.max_T, C, NH);
-    ops_.matmul_forward(impl.proj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C);
+    ops_.matmul_forward(impl.proj.ptr, s.atty.ptr, p.attprojw, p.attprojb, N, C, C, kDecode);
     ops_.residual_layernorm_forward(s.residual2.ptr, impl.ln.ptr, s.ln2_mean.f32(), s.ln2_rstd.f32(),
                                     x, impl.proj.ptr, p.ln2w, p.ln2b, N, C);
-    ops_.matmul_gelu_forward(impl.gelu.ptr, s.fch.ptr, impl.ln.ptr, p.fcw, p.fcb, N, C, 4 * C);
-    ops_.matmul_forward(impl.proj.ptr, impl.gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C);
+    ops_.matmul_gelu_forward(impl.gelu.ptr, s.fch.ptr, impl.ln.ptr, p.fcw, p.fcb, N, C, 4 * C, kDecode);
+    ops_.matmul_forward(impl.proj.ptr, impl.gelu.ptr, p.fcprojw, p.fcprojb, N, 4 * C, C, kDecode);
     if (l + 1 < L) {
       auto pn = param_ptrs(layout_, impl.params.ptr, e, l + 1);
       ops_.residual_layernorm_forward(x, impl.ln.ptr, s.ln1_mean.f32(), s.ln1_rstd.f32(),
@@ -692,10 +695,29 @@ void GPT2::kv_step(const int* tokens, int B, int Tn) {
   }
   if (!impl.full_logits.ptr)
     impl.full_logits = Buffer(ops_, static_cast<size_t>(impl.max_B) * impl.max_T * Vp * e);
-  ops_.matmul_forward(impl.full_logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp);
+  ops_.matmul_forward(impl.full_logits.ptr, impl.lnf.ptr, g.wte, nullptr, N, C, Vp, kDecode);
   kv_pos_ += Tn;
   impl.kv_last_B = B;
   impl.kv_last_Tn = Tn;
+}
+
+void GPT2::kv_decode(const int* tokens, int B, int* next, float* logprobs, const SamplingSpec& spec,
+                     const uint64_t* row_seeds, uint64_t step, bool graph) {
+  if (!graph || !ops_.supports_graphs()) {
+    kv_step(tokens, B, 1);
+    kv_sample(next, logprobs, spec, row_seeds, step);
+    return;
+  }
+  ops_.begin_decode_graph();
+  try {
+    kv_step(tokens, B, 1);
+    kv_sample(next, logprobs, spec, row_seeds, step);
+  } catch (...) {
+    ops_.end_decode_graph(false);  // nothing of a failed step is kept
+    throw;
+  }
+  ops_.end_decode_graph(true);
+  for (const std::string& note : ops_.take_decode_graph_notes()) logger()->info("generation cuda graph: {}", note);
 }
 
 // Row b's last position is row b * Tn + Tn - 1 of the (B, Tn, Vp) logits: the rows of interest
