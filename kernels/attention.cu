@@ -36,7 +36,7 @@
 // they too come out as C fragments = A fragments. Operands shared by the four warps are B
 // fragments read with ldmatrix (.trans where the product needs the other orientation); with
 // MI = 2 every such fragment feeds two mma's (one per m16 tile), halving the ldmatrix traffic
-// per MMA as in the forward. Tiles per head dim (BwdTiles below; registers from ptxas, sm_80):
+// per MMA as in the forward. Tiles (BwdTiles; smem in bytes; hd 64's K, V in registers spill):
 //   hd   dK,dV: keys/block MI BQ  A in regs  smem     dQ: rows/block MI BK  A in regs  smem
 //   32          128        2  32  K, V       31232        128        2  32  Q, dO      30720
 //   64          128        2  32  re-read    55808        128        2  32  Q, dO      55296
