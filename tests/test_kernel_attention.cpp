@@ -150,8 +150,8 @@ INSTANTIATE_TEST_SUITE_P(Ragged, AttentionBackwardTiles,
                                   std::to_string(info.param.T) + "_NH" + std::to_string(info.param.NH);
                          });
 
-// Full size (GPT-2 124M's attention: B 4, T 1024, 12 heads of 64; and hd 128 at T 1024): minutes
-// on the emulator, so only with OURO_FULL_TESTS=1
+// Full size (GPT-2 124M's attention: B 4, T 1024, 12 heads of 64; and hd 128 at T 1024): 72
+// CPU-s on the emulator in the plain build (passed), so only with OURO_FULL_TESTS=1
 // (`OURO_FULL_TESTS=1 build/ouro_test_kernel_attention --gtest_filter='AttentionBackwardFull*'`).
 TEST_F(AttentionTest, AttentionBackwardFull) {
   if (std::getenv("OURO_FULL_TESTS") == nullptr) GTEST_SKIP() << "full-size shapes: set OURO_FULL_TESTS=1";
