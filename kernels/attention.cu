@@ -26,18 +26,29 @@
 // (not visited). Blocks start with the heaviest (last) query tiles so the tail of the grid is short.
 //
 // Backward (deterministic, no atomics): (1) D = rowsum(dO * O) per (row, head), fp32 in the
-// scratch; (2) one block per (64-key tile, head, batch), each warp owning 16 keys, loops over the
-// query tiles at or after its keys and accumulates dV += P^T dO and dK += dS^T Q in registers
-// (P recomputed from lse); (3) one block per (64-query tile, head, batch) loops over key tiles
-// and accumulates dQ += dS K. Each output element is written once, by one thread, so results are
-// bitwise reproducible (dqkv must not alias qkv, dout or out: the dK,dV kernel writes the k, v
-// columns other blocks still read). Scratch: D only, B*NH*T floats. The transposed products
-// (P^T, dS^T) are computed directly as K Q^T and V dO^T so they too come out as C fragments =
-// A fragments. Operands shared by the four warps are read with ldmatrix (.trans where the
-// product needs the other orientation); for hd <= 64 each warp's own A operands (K, V in the
-// dK,dV kernel; Q, dO in the dQ kernel) stay in registers; for hd 128 they are re-read from
-// shared memory (keeping them would push the kernels past 255 registers).
-// On tiles that straddle the diagonal, 16-wide sub-tiles entirely above it are skipped.
+// scratch (attention_backward_rowdot, also the first step of the Hopper backward); (2) the dK,dV
+// kernel: one block per (64 MI-key tile, head, batch), each warp owning 16 MI keys (MI m16 tiles),
+// loops over the query rows at or after its keys in steps of BQ rows (Q, dO, lse, D double
+// buffered by cp.async) and accumulates dV += P^T dO and dK += dS^T Q in registers (P recomputed
+// from lse); (3) the dQ kernel: one block per (64 MI-query tile, head, batch), each warp owning
+// 16 MI query rows, loops over key tiles of BK rows (K, V double buffered) and accumulates
+// dQ += dS K. The transposed products (P^T, dS^T) are computed directly as K Q^T and V dO^T so
+// they too come out as C fragments = A fragments. Operands shared by the four warps are B
+// fragments read with ldmatrix (.trans where the product needs the other orientation); with
+// MI = 2 every such fragment feeds two mma's (one per m16 tile), halving the ldmatrix traffic
+// per MMA as in the forward. Tiles (BwdTiles; smem in bytes; hd 64's K, V in registers spill):
+//   hd   dK,dV: keys/block MI BQ  A in regs  smem     dQ: rows/block MI BK  A in regs  smem
+//   32          128        2  32  K, V       31232        128        2  32  Q, dO      30720
+//   64          128        2  32  re-read    55808        128        2  32  Q, dO      55296
+//   128          64        1  32  re-read    70144         64        1  32  re-read    69632
+// hd 128 keeps 16 rows per warp: its dK and dV alone would be 2 x 128 fp32 per lane with MI = 2.
+// Its dQ kernel streams 32-key tiles (64 before: 102 KB of shared memory), so every backward
+// kernel fits the 99 KB per block of sm_86 / sm_89 (and 2 blocks per SM on sm_80's 164 KB).
+// Each output element is written once, by one thread, with a fixed accumulation order (16-row
+// k-steps in increasing order), so results are bitwise reproducible (dqkv must not alias qkv,
+// dout or out: the dK,dV kernel writes the k, v columns other blocks still read). Scratch: D
+// only, B*NH*T floats. On tiles that straddle the diagonal, 16-wide sub-tiles entirely above it
+// are skipped per m16 tile (and their B fragments not loaded when every m16 tile skips them).
 //
 // Shared-memory rows are padded to hd + 8 elements (16 bytes), so the 8 row addresses of one
 // ldmatrix phase fall in different bank groups (conflict free) and every row stays 16-byte
@@ -318,22 +329,40 @@ __global__ void __launch_bounds__(kThreads) attention_backward_d_kernel(float* D
   if (lane == 0) D[(size_t(b) * NH + h) * T + t] = acc;
 }
 
-// Query rows per step of the dK, dV kernel: 32 for hd 128 keeps its accumulators (dK, dV: 128
-// floats per lane) plus the 16 x BQ score tiles within the register file.
 template <int HD>
-constexpr int dkv_bq() { return HD >= 128 ? 32 : 64; }
-template <int HD>
-constexpr size_t dkv_smem_bytes() {
-  constexpr int BQ = dkv_bq<HD>();
-  // K, V (64 rows) + 2 stages of Q and dO (BQ rows) + 2 stages of lse, D
-  return (size_t(2) * kTile + 4 * BQ) * (HD + 8) * 2 + 4 * BQ * sizeof(float);
+void launch_backward_rowdot(float* D, const bf16* dout, const bf16* out, int B, int T, int NH, cudaStream_t stream) {
+  const int items = B * T * NH;
+  launch(attention_backward_d_kernel<HD>, dim3(ceil_div(items, kThreads / 32)), dim3(kThreads), 0, stream, D, dout,
+         out, B, T, NH);
+  OURO_CUDA_CHECK_LAUNCH();
 }
 
+// Tiles of the dK, dV and dQ kernels per head dim (see the header comment). MI: m16 tiles per
+// warp, so a block of 4 warps owns 64 MI rows (keys in dK,dV; queries in dQ); BQ / BK: query rows
+// / key rows per pipeline step; REGS: the warp's own A operands (K, V in dK,dV; Q, dO in dQ) stay
+// in registers instead of being re-read from shared memory at every step.
 template <int HD>
+struct BwdTiles {
+  static constexpr int kDkvMI = HD <= 64 ? 2 : 1;
+  static constexpr int kDkvBQ = 32;
+  static constexpr bool kDkvRegs = HD <= 32;
+  static constexpr int kDqMI = HD <= 64 ? 2 : 1;
+  static constexpr int kDqBK = 32;
+  static constexpr bool kDqRegs = HD <= 64;
+};
+
+template <int HD, int MI, int BQ>
+constexpr size_t dkv_smem_bytes() {
+  // K, V (64 MI rows) + 2 stages of Q and dO (BQ rows) + 2 stages of lse, D
+  return (size_t(2) * kTile * MI + 4 * BQ) * (HD + 8) * 2 + 4 * BQ * sizeof(float);
+}
+
+template <int HD, int MI, int BQ, bool REGS>
 __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                                                                           const float* lse, const float* Dg, int T, int NH) {
   constexpr int LD = HD + 8;
-  constexpr int BQ = dkv_bq<HD>();
+  constexpr int kRows = 16 * MI;     // keys per warp
+  constexpr int kKTile = 4 * kRows;  // keys per block
   const int C = NH * HD;
   const size_t C3 = size_t(3) * C;
   const int kt = gridDim.x - 1 - blockIdx.x;  // the first key tiles see the most queries
@@ -343,9 +372,9 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
   const float sl2 = kLog2e * scale;
 
   bf16* sK = dynamic_shared<bf16>();
-  bf16* sV = sK + kTile * LD;
-  bf16* sQ = sV + kTile * LD;        // 2 stages of BQ rows
-  bf16* sdO = sQ + 2 * BQ * LD;      // 2 stages
+  bf16* sV = sK + kKTile * LD;
+  bf16* sQ = sV + kKTile * LD;    // 2 stages of BQ rows
+  bf16* sdO = sQ + 2 * BQ * LD;   // 2 stages
   float* sL = reinterpret_cast<float*>(sdO + 2 * BQ * LD);  // 2 stages: lse * log2e
   float* sD = sL + 2 * BQ;                                  // 2 stages
 
@@ -353,7 +382,7 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
   const bf16* dobase = dout + size_t(b) * T * C + h * HD;
   const float* lrow = lse + (size_t(b) * NH + h) * T;
   const float* drow = Dg + (size_t(b) * NH + h) * T;
-  const int k0 = kt * kTile;
+  const int k0 = kt * kKTile;
   const int i0 = k0 / BQ, nq = ceil_div(T, BQ);
 
   auto load_q = [&](int i, int st) {
@@ -365,20 +394,20 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
       sD[st * BQ + r] = row < T ? drow[row] : 0.0f;
     }
   };
-  load_tile<HD, kTile>(sK, qbase + C, C3, k0, T);
-  load_tile<HD, kTile>(sV, qbase + 2 * C, C3, k0, T);
+  load_tile<HD, kKTile>(sK, qbase + C, C3, k0, T);
+  load_tile<HD, kKTile>(sV, qbase + 2 * C, C3, k0, T);
   load_q(i0, 0);
   ptx::cp_async_commit();
 
-  // hd <= 64: the warp's K and V A fragments stay in registers (hd 128 would spill: re-read).
-  constexpr bool kRegs = HD <= 64;
-  uint32_t kreg[kRegs ? HD / 16 : 1][4], vreg[kRegs ? HD / 16 : 1][4];
-  float dk[HD / 8][4], dv[HD / 8][4];
+  uint32_t kreg[REGS ? MI : 1][REGS ? HD / 16 : 1][4], vreg[REGS ? MI : 1][REGS ? HD / 16 : 1][4];
+  float dk[MI][HD / 8][4], dv[MI][HD / 8][4];
 #pragma unroll
-  for (int i = 0; i < HD / 8; i++)
+  for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.0f;
-  const int key_base = k0 + warp * 16 + g;  // keys key_base and key_base + 8
+    for (int i = 0; i < HD / 8; i++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) dk[mi][i][e] = dv[mi][i][e] = 0.0f;
+  const int wkey0 = k0 + warp * kRows;  // the warp's first key; m16 tile mi: keys wkey0 + 16 mi + (g, g + 8)
 
   for (int i = i0; i < nq; i++) {
     const int st = (i - i0) & 1;
@@ -395,263 +424,331 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkv_kernel(bf16* 
     const float* sLs = sL + st * BQ;
     const float* sDs = sD + st * BQ;
     const int q0 = i * BQ;
-    if (kRegs && i == i0) {
+    if (REGS && i == i0) {
 #pragma unroll
-      for (int kk = 0; kk < (kRegs ? HD / 16 : 0); kk++) {
-        ldsm_a<LD>(kreg[kk], sK, warp * 16, kk * 16);
-        ldsm_a<LD>(vreg[kk], sV, warp * 16, kk * 16);
-      }
+      for (int mi = 0; mi < (REGS ? MI : 0); mi++)
+#pragma unroll
+        for (int kk = 0; kk < (REGS ? HD / 16 : 0); kk++) {
+          ldsm_a<LD>(kreg[mi][kk], sK, warp * kRows + 16 * mi, kk * 16);
+          ldsm_a<LD>(vreg[mi][kk], sV, warp * kRows + 16 * mi, kk * 16);
+        }
     }
-    // Where the query tile overlaps the key tile, query pair np (queries q0+16np..+15) lies
-    // entirely before warp w's keys when q0 + 16np + 15 < k0 + 16w: P = 0 there, skip it.
-    const bool overlap = q0 < k0 + kTile;
-    const int first_live = overlap ? k0 + warp * 16 - q0 - 15 : -(1 << 30);  // live: 16np >= this
+    // Query pair np (queries q0 + 16 np .. + 15) lies wholly before m16 tile mi's keys: P = 0
+    // there, its mma's are skipped; when tile 0 (the warp's lowest keys) skips a pair, every tile
+    // does, and its Q / dO fragments are not even loaded.
+    auto dead = [&](int mi, int np) { return q0 + 16 * np + 15 < wkey0 + 16 * mi; };
 
-    // S^T = K Q^T (16 keys x BQ queries per warp), then P^T
-    float p[BQ / 8][4];
+    // S^T = K Q^T (16 MI keys x BQ queries per warp), then P^T
+    float p[MI][BQ / 8][4];
 #pragma unroll
-    for (int n = 0; n < BQ / 8; n++) p[n][0] = p[n][1] = p[n][2] = p[n][3] = 0.0f;
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int n = 0; n < BQ / 8; n++) p[mi][n][0] = p[mi][n][1] = p[mi][n][2] = p[mi][n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t ka[4];
-      if constexpr (kRegs) {
+      uint32_t ka[MI][4];
 #pragma unroll
-        for (int e = 0; e < 4; e++) ka[e] = kreg[kk][e];
-      } else {
-        ldsm_a<LD>(ka, sK, warp * 16, kk * 16);
+      for (int mi = 0; mi < MI; mi++) {
+        if constexpr (REGS) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) ka[mi][e] = kreg[mi][kk][e];
+        } else {
+          ldsm_a<LD>(ka[mi], sK, warp * kRows + 16 * mi, kk * 16);
+        }
       }
 #pragma unroll
       for (int np = 0; np < BQ / 16; np++) {
-        if (np * 16 < first_live) continue;
+        if (dead(0, np)) continue;
         uint32_t qf[4];
         ldsm_bt<LD>(qf, sQs, np * 16, kk * 16);
-        mma(p[2 * np], ka, qf[0], qf[1]);
-        mma(p[2 * np + 1], ka, qf[2], qf[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (dead(mi, np)) continue;
+          mma(p[mi][2 * np], ka[mi], qf[0], qf[1]);
+          mma(p[mi][2 * np + 1], ka[mi], qf[2], qf[3]);
+        }
       }
     }
-    const bool need_mask = q0 < k0 + kTile || q0 + BQ > T;
+    const bool need_mask = q0 < k0 + kKTile || q0 + BQ > T;
 #pragma unroll
-    for (int nt = 0; nt < BQ / 8; nt++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int qc = nt * 8 + 2 * t4 + (e & 1);
-        const int query = q0 + qc, key = key_base + 8 * (e >> 1);
-        float v = exp2f(fmaf(p[nt][e], sl2, -sLs[qc]));
-        if (need_mask && (key > query || query >= T)) v = 0.0f;
-        p[nt][e] = v;
-      }
-    // dV += P^T dO
+      for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int qc = nt * 8 + 2 * t4 + (e & 1);
+          const int query = q0 + qc, key = wkey0 + 16 * mi + g + 8 * (e >> 1);
+          float v = exp2f(fmaf(p[mi][nt][e], sl2, -sLs[qc]));
+          if (need_mask && (key > query || query >= T)) v = 0.0f;
+          p[mi][nt][e] = v;
+        }
+    // dV += P^T dO: each dO fragment feeds the MI m16 tiles
 #pragma unroll
     for (int ks = 0; ks < BQ / 16; ks++) {
-      if (ks * 16 < first_live) continue;
-      uint32_t pa[4];
-      c_to_a(pa, p, ks);
+      if (dead(0, ks)) continue;
+      uint32_t pa[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++) c_to_a(pa[mi], p[mi], ks);
 #pragma unroll
       for (int dp = 0; dp < HD / 16; dp++) {
         uint32_t of[4];
         ldsm_b<LD>(of, sdOs, ks * 16, dp * 16);
-        mma(dv[2 * dp], pa, of[0], of[1]);
-        mma(dv[2 * dp + 1], pa, of[2], of[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (dead(mi, ks)) continue;
+          mma(dv[mi][2 * dp], pa[mi], of[0], of[1]);
+          mma(dv[mi][2 * dp + 1], pa[mi], of[2], of[3]);
+        }
       }
     }
     // dP^T = V dO^T
-    float ds[BQ / 8][4];
+    float ds[MI][BQ / 8][4];
 #pragma unroll
-    for (int n = 0; n < BQ / 8; n++) ds[n][0] = ds[n][1] = ds[n][2] = ds[n][3] = 0.0f;
+    for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+      for (int n = 0; n < BQ / 8; n++) ds[mi][n][0] = ds[mi][n][1] = ds[mi][n][2] = ds[mi][n][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t va[4];
-      if constexpr (kRegs) {
+      uint32_t va[MI][4];
 #pragma unroll
-        for (int e = 0; e < 4; e++) va[e] = vreg[kk][e];
-      } else {
-        ldsm_a<LD>(va, sV, warp * 16, kk * 16);
+      for (int mi = 0; mi < MI; mi++) {
+        if constexpr (REGS) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) va[mi][e] = vreg[mi][kk][e];
+        } else {
+          ldsm_a<LD>(va[mi], sV, warp * kRows + 16 * mi, kk * 16);
+        }
       }
 #pragma unroll
       for (int np = 0; np < BQ / 16; np++) {
-        if (np * 16 < first_live) continue;
+        if (dead(0, np)) continue;
         uint32_t of[4];
         ldsm_bt<LD>(of, sdOs, np * 16, kk * 16);
-        mma(ds[2 * np], va, of[0], of[1]);
-        mma(ds[2 * np + 1], va, of[2], of[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (dead(mi, np)) continue;
+          mma(ds[mi][2 * np], va[mi], of[0], of[1]);
+          mma(ds[mi][2 * np + 1], va[mi], of[2], of[3]);
+        }
       }
     }
     // dS^T = P^T (dP^T - D)
 #pragma unroll
-    for (int nt = 0; nt < BQ / 8; nt++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) ds[nt][e] = p[nt][e] * (ds[nt][e] - sDs[nt * 8 + 2 * t4 + (e & 1)]);
+      for (int nt = 0; nt < BQ / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          ds[mi][nt][e] = p[mi][nt][e] * (ds[mi][nt][e] - sDs[nt * 8 + 2 * t4 + (e & 1)]);
     // dK += dS^T Q
 #pragma unroll
     for (int ks = 0; ks < BQ / 16; ks++) {
-      if (ks * 16 < first_live) continue;
-      uint32_t da[4];
-      c_to_a(da, ds, ks);
+      if (dead(0, ks)) continue;
+      uint32_t da[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++) c_to_a(da[mi], ds[mi], ks);
 #pragma unroll
       for (int dp = 0; dp < HD / 16; dp++) {
         uint32_t qf[4];
         ldsm_b<LD>(qf, sQs, ks * 16, dp * 16);
-        mma(dk[2 * dp], da, qf[0], qf[1]);
-        mma(dk[2 * dp + 1], da, qf[2], qf[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (dead(mi, ks)) continue;
+          mma(dk[mi][2 * dp], da[mi], qf[0], qf[1]);
+          mma(dk[mi][2 * dp + 1], da[mi], qf[2], qf[3]);
+        }
       }
     }
     __syncthreads();
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int key = key_base + 8 * r;
-    if (key < T) {
-      bf16* row = dqkv + (size_t(b) * T + key) * C3 + h * HD + 2 * t4;
+  for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int dt = 0; dt < HD / 8; dt++) {
-        *reinterpret_cast<uint32_t*>(row + C + dt * 8) = pack_bf16x2(dk[dt][2 * r] * scale, dk[dt][2 * r + 1] * scale);
-        *reinterpret_cast<uint32_t*>(row + 2 * C + dt * 8) = pack_bf16x2(dv[dt][2 * r], dv[dt][2 * r + 1]);
+    for (int r = 0; r < 2; r++) {
+      const int key = wkey0 + 16 * mi + g + 8 * r;
+      if (key < T) {
+        bf16* row = dqkv + (size_t(b) * T + key) * C3 + h * HD + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < HD / 8; dt++) {
+          *reinterpret_cast<uint32_t*>(row + C + dt * 8) =
+              pack_bf16x2(dk[mi][dt][2 * r] * scale, dk[mi][dt][2 * r + 1] * scale);
+          *reinterpret_cast<uint32_t*>(row + 2 * C + dt * 8) = pack_bf16x2(dv[mi][dt][2 * r], dv[mi][dt][2 * r + 1]);
+        }
       }
     }
-  }
 }
 
-template <int HD>
+template <int HD, int MI, int BK>
 constexpr size_t dq_smem_bytes() {
-  return size_t(kTile) * (HD + 8) * 2 * 6;  // Q, dO + 2 stages of K and V
+  return (size_t(2) * kTile * MI + 4 * BK) * (HD + 8) * 2;  // Q, dO (64 MI rows) + 2 stages of K and V (BK rows)
 }
 
-template <int HD>
+template <int HD, int MI, int BK, bool REGS>
 __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                                                                          const float* lse, const float* Dg, int T, int NH) {
   constexpr int LD = HD + 8;
-  constexpr int kTileElems = kTile * LD;
+  constexpr int kRows = 16 * MI;     // query rows per warp
+  constexpr int kQTile = 4 * kRows;  // query rows per block
+  constexpr int kKVElems = BK * LD;  // one stage of K or V
   const int C = NH * HD;
   const size_t C3 = size_t(3) * C;
-  const int qt = gridDim.x - 1 - blockIdx.x;
+  const int qt = gridDim.x - 1 - blockIdx.x;  // heaviest tiles first
   const int h = blockIdx.y, b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, t4 = lane & 3;
   const float scale = 1.0f / sqrtf(float(HD));
   const float sl2 = kLog2e * scale;
 
   bf16* sQ = dynamic_shared<bf16>();
-  bf16* sdO = sQ + kTileElems;
-  bf16* sK = sdO + kTileElems;     // 2 stages
-  bf16* sV = sK + 2 * kTileElems;  // 2 stages
+  bf16* sdO = sQ + kQTile * LD;
+  bf16* sK = sdO + kQTile * LD;  // 2 stages
+  bf16* sV = sK + 2 * kKVElems;  // 2 stages
   const bf16* qbase = qkv + size_t(b) * T * C3 + h * HD;
-  const int q0 = qt * kTile;
+  const int q0 = qt * kQTile;
 
-  load_tile<HD, kTile>(sQ, qbase, C3, q0, T);
-  load_tile<HD, kTile>(sdO, dout + size_t(b) * T * C + h * HD, C, q0, T);
-  load_tile<HD, kTile>(sK, qbase + C, C3, 0, T);
-  load_tile<HD, kTile>(sV, qbase + 2 * C, C3, 0, T);
+  load_tile<HD, kQTile>(sQ, qbase, C3, q0, T);
+  load_tile<HD, kQTile>(sdO, dout + size_t(b) * T * C + h * HD, C, q0, T);
+  load_tile<HD, BK>(sK, qbase + C, C3, 0, T);
+  load_tile<HD, BK>(sV, qbase + 2 * C, C3, 0, T);
   ptx::cp_async_commit();
 
-  const int row_base = q0 + warp * 16 + g;
-  float L[2], Dr[2];
+  const int wrow0 = q0 + warp * kRows;  // the warp's first row; m16 tile mi: rows wrow0 + 16 mi + (g, g + 8)
+  float L[MI][2], Dr[MI][2];
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int row = row_base + 8 * r;
-    const size_t idx = (size_t(b) * NH + h) * T + row;
-    L[r] = row < T ? lse[idx] * kLog2e : 0.0f;
-    Dr[r] = row < T ? Dg[idx] : 0.0f;
-  }
-  float dq[HD / 8][4];
+  for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-  for (int i = 0; i < HD / 8; i++) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.0f;
-  // hd <= 64: the warp's Q and dO A fragments stay in registers (hd 128: re-read each tile).
-  constexpr bool kRegs = HD <= 64;
-  uint32_t qreg[kRegs ? HD / 16 : 1][4], oreg[kRegs ? HD / 16 : 1][4];
+    for (int r = 0; r < 2; r++) {
+      const int row = wrow0 + 16 * mi + g + 8 * r;
+      const size_t idx = (size_t(b) * NH + h) * T + row;
+      L[mi][r] = row < T ? lse[idx] * kLog2e : 0.0f;
+      Dr[mi][r] = row < T ? Dg[idx] : 0.0f;
+    }
+  float dq[MI][HD / 8][4];
+#pragma unroll
+  for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+    for (int i = 0; i < HD / 8; i++) dq[mi][i][0] = dq[mi][i][1] = dq[mi][i][2] = dq[mi][i][3] = 0.0f;
+  uint32_t qreg[REGS ? MI : 1][REGS ? HD / 16 : 1][4], oreg[REGS ? MI : 1][REGS ? HD / 16 : 1][4];
 
-  const int nkv = qt + 1;
+  // Key tiles 0 .. the one holding the block's last row (or T - 1).
+  const int nkv = ceil_div(q0 + kQTile < T ? q0 + kQTile : T, BK);
   for (int j = 0; j < nkv; j++) {
     const int st = j & 1;
     if (j + 1 < nkv) {
-      load_tile<HD, kTile>(sK + (st ^ 1) * kTileElems, qbase + C, C3, (j + 1) * kTile, T);
-      load_tile<HD, kTile>(sV + (st ^ 1) * kTileElems, qbase + 2 * C, C3, (j + 1) * kTile, T);
+      load_tile<HD, BK>(sK + (st ^ 1) * kKVElems, qbase + C, C3, (j + 1) * BK, T);
+      load_tile<HD, BK>(sV + (st ^ 1) * kKVElems, qbase + 2 * C, C3, (j + 1) * BK, T);
       ptx::cp_async_commit();
       ptx::cp_async_wait<1>();
     } else {
       ptx::cp_async_wait<0>();
     }
     __syncthreads();
-    const bf16* sKs = sK + st * kTileElems;
-    const bf16* sVs = sV + st * kTileElems;
-    if (kRegs && j == 0) {
+    const bf16* sKs = sK + st * kKVElems;
+    const bf16* sVs = sV + st * kKVElems;
+    if (REGS && j == 0) {
 #pragma unroll
-      for (int kk = 0; kk < (kRegs ? HD / 16 : 0); kk++) {
-        ldsm_a<LD>(qreg[kk], sQ, warp * 16, kk * 16);
-        ldsm_a<LD>(oreg[kk], sdO, warp * 16, kk * 16);
-      }
+      for (int mi = 0; mi < (REGS ? MI : 0); mi++)
+#pragma unroll
+        for (int kk = 0; kk < (REGS ? HD / 16 : 0); kk++) {
+          ldsm_a<LD>(qreg[mi][kk], sQ, warp * kRows + 16 * mi, kk * 16);
+          ldsm_a<LD>(oreg[mi][kk], sdO, warp * kRows + 16 * mi, kk * 16);
+        }
     }
-    // Diagonal tile: key pairs np > warp are entirely masked for this warp's rows (skipped).
-    const bool diag = j == qt;
+    // A key tile reaching past the block's first row needs the causal mask (it also covers keys
+    // >= T: only the last key tile has them, and it reaches past every row). In it, key pair np
+    // (keys j BK + 16 np .. + 15) lies wholly above m16 tile mi's rows: P = 0, its mma's are
+    // skipped; when the warp's last tile (its highest rows) skips a pair, every tile does.
+    const bool diag = (j + 1) * BK - 1 > q0;
+    auto above = [&](int mi, int np) { return diag && j * BK + 16 * np > wrow0 + 16 * mi + 15; };
 
-    // S = Q K^T and dP = dO V^T (16 x 64 per warp)
-    float p[kTile / 8][4], ds[kTile / 8][4];
+    // S = Q K^T and dP = dO V^T (16 MI x BK per warp): each K / V fragment feeds the MI tiles
+    float p[MI][BK / 8][4], ds[MI][BK / 8][4];
 #pragma unroll
-    for (int n = 0; n < kTile / 8; n++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) p[n][e] = ds[n][e] = 0.0f;
+      for (int n = 0; n < BK / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) p[mi][n][e] = ds[mi][n][e] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-      uint32_t qa[4], oa[4];
-      if constexpr (kRegs) {
+      uint32_t qa[MI][4], oa[MI][4];
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          qa[e] = qreg[kk][e];
-          oa[e] = oreg[kk][e];
+      for (int mi = 0; mi < MI; mi++) {
+        if constexpr (REGS) {
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            qa[mi][e] = qreg[mi][kk][e];
+            oa[mi][e] = oreg[mi][kk][e];
+          }
+        } else {
+          ldsm_a<LD>(qa[mi], sQ, warp * kRows + 16 * mi, kk * 16);
+          ldsm_a<LD>(oa[mi], sdO, warp * kRows + 16 * mi, kk * 16);
         }
-      } else {
-        ldsm_a<LD>(qa, sQ, warp * 16, kk * 16);
-        ldsm_a<LD>(oa, sdO, warp * 16, kk * 16);
       }
 #pragma unroll
-      for (int np = 0; np < kTile / 16; np++) {
-        if (diag && np > warp) continue;
+      for (int np = 0; np < BK / 16; np++) {
+        if (above(MI - 1, np)) continue;
         uint32_t kf[4], vf[4];
         ldsm_bt<LD>(kf, sKs, np * 16, kk * 16);
-        mma(p[2 * np], qa, kf[0], kf[1]);
-        mma(p[2 * np + 1], qa, kf[2], kf[3]);
         ldsm_bt<LD>(vf, sVs, np * 16, kk * 16);
-        mma(ds[2 * np], oa, vf[0], vf[1]);
-        mma(ds[2 * np + 1], oa, vf[2], vf[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (above(mi, np)) continue;
+          mma(p[mi][2 * np], qa[mi], kf[0], kf[1]);
+          mma(p[mi][2 * np + 1], qa[mi], kf[2], kf[3]);
+          mma(ds[mi][2 * np], oa[mi], vf[0], vf[1]);
+          mma(ds[mi][2 * np + 1], oa[mi], vf[2], vf[3]);
+        }
       }
     }
-    // P = exp(S * scale - lse) (masked on the diagonal tile), dS = P (dP - D)
+    // P = exp(S * scale - lse) (masked on a diagonal tile), dS = P (dP - D)
 #pragma unroll
-    for (int nt = 0; nt < kTile / 8; nt++)
+    for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = e >> 1;
-        const int key = j * kTile + nt * 8 + 2 * t4 + (e & 1);
-        float v = exp2f(fmaf(p[nt][e], sl2, -L[r]));
-        if (diag && key > row_base + 8 * r) v = 0.0f;
-        ds[nt][e] = v * (ds[nt][e] - Dr[r]);
-      }
-    // dQ += dS K
+      for (int nt = 0; nt < BK / 8; nt++)
 #pragma unroll
-    for (int ks = 0; ks < kTile / 16; ks++) {
-      if (diag && ks > warp) continue;
-      uint32_t da[4];
-      c_to_a(da, ds, ks);
+        for (int e = 0; e < 4; e++) {
+          const int r = e >> 1;
+          const int key = j * BK + nt * 8 + 2 * t4 + (e & 1);
+          float v = exp2f(fmaf(p[mi][nt][e], sl2, -L[mi][r]));
+          if (diag && key > wrow0 + 16 * mi + g + 8 * r) v = 0.0f;
+          ds[mi][nt][e] = v * (ds[mi][nt][e] - Dr[mi][r]);
+        }
+    // dQ += dS K: each K fragment feeds the MI tiles
+#pragma unroll
+    for (int ks = 0; ks < BK / 16; ks++) {
+      if (above(MI - 1, ks)) continue;
+      uint32_t da[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++) c_to_a(da[mi], ds[mi], ks);
 #pragma unroll
       for (int dp = 0; dp < HD / 16; dp++) {
         uint32_t kf[4];
         ldsm_b<LD>(kf, sKs, ks * 16, dp * 16);
-        mma(dq[2 * dp], da, kf[0], kf[1]);
-        mma(dq[2 * dp + 1], da, kf[2], kf[3]);
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          if (above(mi, ks)) continue;
+          mma(dq[mi][2 * dp], da[mi], kf[0], kf[1]);
+          mma(dq[mi][2 * dp + 1], da[mi], kf[2], kf[3]);
+        }
       }
     }
     __syncthreads();
   }
 
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int row = row_base + 8 * r;
-    if (row < T) {
-      bf16* dst = dqkv + (size_t(b) * T + row) * C3 + h * HD + 2 * t4;
+  for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-      for (int dt = 0; dt < HD / 8; dt++)
-        *reinterpret_cast<uint32_t*>(dst + dt * 8) = pack_bf16x2(dq[dt][2 * r] * scale, dq[dt][2 * r + 1] * scale);
+    for (int r = 0; r < 2; r++) {
+      const int row = wrow0 + 16 * mi + g + 8 * r;
+      if (row < T) {
+        bf16* dst = dqkv + (size_t(b) * T + row) * C3 + h * HD + 2 * t4;
+#pragma unroll
+        for (int dt = 0; dt < HD / 8; dt++)
+          *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+              pack_bf16x2(dq[mi][dt][2 * r] * scale, dq[mi][dt][2 * r + 1] * scale);
+      }
     }
-  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -744,8 +841,8 @@ bool tensor_core_path(int hd, std::initializer_list<const void*> ptrs) {
 const char* const kGenericName = "the generic attention kernels";
 
 // False (and nothing launched) when the device cannot give the kernel its shared memory: the
-// caller runs the generic kernels (hd 128's forward asks 85 KB, its dQ kernel 102 KB: more than
-// the 99 KB of sm_86 / sm_89).
+// caller runs the generic kernels (the largest ask is hd 128's forward, 85 KB, within the 99 KB
+// of sm_86 / sm_89; the table in the header comment gives the backward's).
 template <int HD>
 bool forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cudaStream_t stream) {
   constexpr int MI = forward_mi<HD>();
@@ -761,21 +858,21 @@ bool forward_hd(bf16* out, float* lse, const bf16* qkv, int B, int T, int NH, cu
 template <int HD>
 bool backward_hd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, int B, int T,
                  int NH, float* D, cudaStream_t stream) {
-  constexpr size_t smem_kv = dkv_smem_bytes<HD>();
-  constexpr size_t smem_q = dq_smem_bytes<HD>();
+  using Tl = BwdTiles<HD>;
+  constexpr auto dkv = attention_backward_dkv_kernel<HD, Tl::kDkvMI, Tl::kDkvBQ, Tl::kDkvRegs>;
+  constexpr auto dq = attention_backward_dq_kernel<HD, Tl::kDqMI, Tl::kDqBK, Tl::kDqRegs>;
+  constexpr size_t smem_kv = dkv_smem_bytes<HD, Tl::kDkvMI, Tl::kDkvBQ>();
+  constexpr size_t smem_q = dq_smem_bytes<HD, Tl::kDqMI, Tl::kDqBK>();
   const std::string name = "attention backward (head dim " + std::to_string(HD) + ")";
-  if (!opt_in_shared_memory(attention_backward_dkv_kernel<HD>, smem_kv, name.c_str(), kGenericName) ||
-      !opt_in_shared_memory(attention_backward_dq_kernel<HD>, smem_q, name.c_str(), kGenericName))
+  if (!opt_in_shared_memory(dkv, smem_kv, name.c_str(), kGenericName) ||
+      !opt_in_shared_memory(dq, smem_q, name.c_str(), kGenericName))
     return false;
-  const int items = B * T * NH;
-  launch(attention_backward_d_kernel<HD>, dim3(ceil_div(items, kThreads / 32)), dim3(kThreads), 0, stream, D, dout,
-         out, B, T, NH);
+  launch_backward_rowdot<HD>(D, dout, out, B, T, NH, stream);
+  launch(dkv, dim3(ceil_div(T, kTile * Tl::kDkvMI), NH, B), dim3(kThreads), smem_kv, stream, dqkv, dout, qkv, lse,
+         static_cast<const float*>(D), T, NH);
   OURO_CUDA_CHECK_LAUNCH();
-  launch(attention_backward_dkv_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_kv, stream, dqkv,
-         dout, qkv, lse, static_cast<const float*>(D), T, NH);
-  OURO_CUDA_CHECK_LAUNCH();
-  launch(attention_backward_dq_kernel<HD>, dim3(ceil_div(T, kTile), NH, B), dim3(kThreads), smem_q, stream, dqkv,
-         dout, qkv, lse, static_cast<const float*>(D), T, NH);
+  launch(dq, dim3(ceil_div(T, kTile * Tl::kDqMI), NH, B), dim3(kThreads), smem_q, stream, dqkv, dout, qkv, lse,
+         static_cast<const float*>(D), T, NH);
   OURO_CUDA_CHECK_LAUNCH();
   return true;
 }
@@ -833,6 +930,18 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
       default: done = backward_hd<128>(dqkv, dout, qkv, out, lse, B, T, NH, D, stream); break;
     }
   if (!done) generic_attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH, D, stream);
+}
+
+void attention_backward_rowdot(float* D, const bf16* dout, const bf16* out, int B, int T, int C, int NH,
+                               cudaStream_t stream) {
+  switch (C / NH) {
+    case 32: return launch_backward_rowdot<32>(D, dout, out, B, T, NH, stream);
+    case 64: return launch_backward_rowdot<64>(D, dout, out, B, T, NH, stream);
+    case 128: return launch_backward_rowdot<128>(D, dout, out, B, T, NH, stream);
+    default:
+      throw std::invalid_argument("attention_backward_rowdot: head dim " + std::to_string(C / NH) +
+                                  " is not 32, 64 or 128");
+  }
 }
 
 void attention_kv(bf16* out, const bf16* qkv, bf16* kcache, bf16* vcache, int B, int Tn, int pos0, int Tmax, int C,

@@ -24,6 +24,11 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
                         const float* lse, int B, int T, int C, int NH, void* scratch,
                         cudaStream_t stream);
 
+// The first step of the tensor-core backwards (this file's and attention_sm90_bwd.cu's):
+// D (B, NH, T) floats = rowsum(dO * O) per (row, head), a warp per (row, head). hd 32, 64 or 128.
+void attention_backward_rowdot(float* D, const bf16* dout, const bf16* out, int B, int T, int C, int NH,
+                               cudaStream_t stream);
+
 // Decoding with a KV cache: qkv (B, Tn, 3C) for the Tn new tokens at positions pos0.. ; their k
 // and v are written into kcache / vcache (B, Tmax, C); out (B, Tn, C) attends causally over
 // cache positions <= its own. One warp per (token, head) over the whole cache: generation runs

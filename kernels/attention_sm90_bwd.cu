@@ -1,4 +1,5 @@
 #include "kernels/attention_sm90.h"
+#include "kernels/attention.h"
 
 #include <ouro/ptx_sm90.h>
 
@@ -17,7 +18,8 @@
 // qkv (B, T, 3C), dout and out (B, T, C), lse (B, NH, T) from the forward; dqkv (B, T, 3C)
 // overwritten. HD = 64 or 128.
 //
-// Three launches: (1) D = rowsum(dO * O) per (row, head), fp32; (2) the main kernel; (3) dQ fp32
+// Three launches: (1) D = rowsum(dO * O) per (row, head), fp32 (kernels/attention.cu's
+// attention_backward_rowdot, shared with the sm_80 backward); (2) the main kernel; (3) dQ fp32
 // -> bf16 (times the softmax scale) into dqkv's q columns.
 //
 // Main kernel, 384 threads = 3 warpgroups:
@@ -84,25 +86,6 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const uint32_t l = __bfloat16_as_ushort(__float2bfloat16_rn(lo));
   const uint32_t h = __bfloat16_as_ushort(__float2bfloat16_rn(hi));
   return l | (h << 16);
-}
-
-// D[b, h, t] = sum_d dO[b, t, h, d] * O[b, t, h, d]: a warp per (row, head).
-template <int HD>
-__global__ void __launch_bounds__(256) bwd_rowdot_kernel(float* D, const bf16* dout, const bf16* out, int B, int T,
-                                                         int NH) {
-  const int item = blockIdx.x * 8 + threadIdx.x / 32;  // (b * T + t) * NH + h
-  if (item >= B * T * NH) return;
-  const int lane = threadIdx.x % 32;
-  const int h = item % NH, bt = item / NH, b = bt / T, t = bt % T;
-  const size_t off = size_t(bt) * NH * HD + h * HD;
-  float acc = 0.0f;
-#pragma unroll
-  for (int e = 0; e < HD / 32; e++) {
-    const int d = lane + 32 * e;
-    acc += __bfloat162float(dout[off + d]) * __bfloat162float(out[off + d]);
-  }
-  acc = warp_sum(acc);
-  if (lane == 0) D[(size_t(b) * NH + h) * T + t] = acc;
 }
 
 // dqkv's q columns = scale x (the sum of the dQ slices of key tiles 0 .. t / 128, in that order;
@@ -324,9 +307,7 @@ bool launch_bwd(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, 
   const CUtensorMap map_kv = bf16_tensor_map_128b(qkv, 3 * C, B * T, size_t(3) * C, 64, kBN, "attention bwd (sm_90a)");
   const CUtensorMap map_q = bf16_tensor_map_128b(qkv, 3 * C, B * T, size_t(3) * C, 64, kBM, "attention bwd (sm_90a)");
   const CUtensorMap map_do = bf16_tensor_map_128b(dout, C, B * T, size_t(C), 64, kBM, "attention bwd (sm_90a)");
-  const int items = B * T * NH;
-  launch(bwd_rowdot_kernel<HD>, dim3(ceil_div(items, 8)), dim3(256), 0, stream, D, dout, out, B, T, NH);
-  OURO_CUDA_CHECK_LAUNCH();
+  attention_backward_rowdot(D, dout, out, B, T, C, NH, stream);
   if (!kDet) OURO_CUDA_CHECK(cudaMemsetAsync(dq, 0, size_t(B) * T * C * sizeof(float), stream));
   launch(kernel, dim3(key_tiles(T), NH, B), dim3(kThreads), bwd_smem_bytes<HD>(), stream, map_kv, map_q, map_do, dqkv,
          dq, lse, static_cast<const float*>(D), B, T, NH);

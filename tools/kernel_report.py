@@ -54,6 +54,12 @@ REGENERATE = f"tools/kernel_report.sh --out {DOC}"
 # memory is allocated per block in units of 128 bytes including the 1 KB reserve; when no
 # carveout is configured the full capacity is assumed; a carveout smaller than one block's
 # need is overridden (the driver picks the next capacity that fits one block).
+# Compute capability 8.6 (GA10x; 8.9 differs only in 24 resident blocks per SM): the same guide's
+# column 8.6 and section 20.7.3 / the Ampere tuning guide: resident blocks per SM 16, resident
+# warps 48 (1536 threads), 64 K registers, 255 per thread; shared memory per SM 100 KB, per block
+# 99 KB (101376 bytes, opt-in), carveouts 0, 8, 16, 32, 64, 100 KB. cuda_occupancy.h agrees
+# (cudaOccMaxBlocksPerMultiprocessor: 16 for 8.x other than 8.0, 8.7 and 8.9; its carveout list
+# for 8.x other than 8.0 / 8.7 ends at 100 KB); --self-test cross-checks all three architectures.
 # sm_90a is sm_90 with the architecture-specific instructions: same limits.
 # ---------------------------------------------------------------------------------------------
 KIB = 1024
@@ -77,6 +83,8 @@ class ArchLimits:
 
 ARCH_LIMITS = {
     "sm_80": ArchLimits("8.0", smem_capacities_kib=(0, 8, 16, 32, 64, 100, 132, 164), smem_per_block_max=163 * KIB),
+    "sm_86": ArchLimits("8.6", max_blocks=16, max_warps=48, smem_capacities_kib=(0, 8, 16, 32, 64, 100),
+                        smem_per_block_max=99 * KIB),
     "sm_90": ArchLimits("9.0", smem_capacities_kib=(0, 8, 16, 32, 64, 100, 132, 164, 196, 228),
                         smem_per_block_max=227 * KIB),
 }
@@ -120,10 +128,17 @@ def gemm_smem(m):
     return stages * (stage(bm, m["ak"] == "true") + stage(bn, m["bk"] == "true")) * 2
 
 
-def attention_dkv_smem(hd):
-    """kernels/attention.cu dkv_smem_bytes<HD>()."""
-    bq = 32 if hd >= 128 else 64
-    return (2 * 64 + 4 * bq) * (hd + 8) * 2 + 4 * bq * 4
+def attention_dkv_smem(m):
+    """kernels/attention.cu dkv_smem_bytes<HD, MI, BQ>(): K, V (64 MI rows) + 2 stages of Q, dO (BQ rows)
+    + 2 stages of lse, D (BQ floats)."""
+    hd, mi, bq = int(m["hd"]), int(m["mi"]), int(m["bq"])
+    return (2 * 64 * mi + 4 * bq) * (hd + 8) * 2 + 4 * bq * 4
+
+
+def attention_dq_smem(m):
+    """kernels/attention.cu dq_smem_bytes<HD, MI, BK>(): Q, dO (64 MI rows) + 2 stages of K, V (BK rows)."""
+    hd, mi, bk = int(m["hd"]), int(m["mi"]), int(m["bk"])
+    return (2 * 64 * mi + 4 * bk) * (hd + 8) * 2
 
 
 def layernorm_bwd_warps(c):
@@ -159,20 +174,22 @@ LAUNCHES = [
     Launch("attention_sm90.cu", r"^sm90::attention_fwd_ws_kernel<(?P<hd>\d+)>$",
            dyn_smem=lambda m: 5 * 128 * int(m["hd"]) * 2 + 1024),
     # attention_sm90_bwd.cu: __launch_bounds__(384); bwd_smem_bytes<HD>() = HD/64 x (K, V boxes of
-    # 16 KiB + 2 stages x (Q, dO boxes of 8 KiB)) + 2 dS^T tiles of 8 KiB + 1 KiB slack. Its row-dot
-    # and dQ conversion kernels: __launch_bounds__(256), no dynamic shared memory.
+    # 16 KiB + 2 stages x (Q, dO boxes of 8 KiB)) + 2 dS^T tiles of 8 KiB + 1 KiB slack. Its dQ
+    # conversion kernel: __launch_bounds__(256), no dynamic shared memory (its row-dot step is
+    # attention.cu's attention_backward_d_kernel).
     Launch("attention_sm90_bwd.cu", r"^sm90::attention_bwd_ws_kernel<(?P<hd>\d+), (true|false)>$",
            dyn_smem=lambda m: int(m["hd"]) // 64 * (2 * 16384 + 4 * 8192) + 2 * 8192 + 1024),
     # matmul_skinny.cu: kThreads = 128, static shared memory only.
     Launch("matmul_skinny.cu", r"^skinny::skinny_gemm_kernel<\d+, \d+>$", block=128),
-    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD>(); kTile = 64; the
-    # forward's query tile 64 MI rows (forward_smem_bytes<HD, MI>: Q + 2 stages of K and of V).
+    # attention.cu: kThreads = 128, smem from forward_/dkv_/dq_smem_bytes<HD, MI, ...>(); kTile = 64;
+    # the forward's query tile 64 MI rows (forward_smem_bytes<HD, MI>: Q + 2 stages of K and of V);
+    # the backward's <HD, MI, BQ or BK, REGS> tiles (BwdTiles): 64 MI rows per block, BQ / BK per step.
     Launch("attention.cu", r"^attention_forward_kernel<(?P<hd>\d+), (?P<mi>\d+)>$",
            dyn_smem=lambda m: 64 * (int(m["mi"]) + 4) * (int(m["hd"]) + 8) * 2),
-    Launch("attention.cu", r"^attention_backward_dkv_kernel<(?P<hd>\d+)>$",
-           dyn_smem=lambda m: attention_dkv_smem(int(m["hd"]))),
-    Launch("attention.cu", r"^attention_backward_dq_kernel<(?P<hd>\d+)>$",
-           dyn_smem=lambda m: 64 * (int(m["hd"]) + 8) * 2 * 6),
+    Launch("attention.cu", r"^attention_backward_dkv_kernel<(?P<hd>\d+), (?P<mi>\d+), (?P<bq>\d+), (true|false)>$",
+           dyn_smem=attention_dkv_smem),
+    Launch("attention.cu", r"^attention_backward_dq_kernel<(?P<hd>\d+), (?P<mi>\d+), (?P<bk>\d+), (true|false)>$",
+           dyn_smem=attention_dq_smem),
     Launch("attention.cu", r"^attention_kv_append_kernel$", block=256),
     # attention_decode.cu: partial and combine kernels __launch_bounds__(128); the append kernel 256.
     Launch("attention_decode.cu", r"^decode_append_kernel$", block=256),
@@ -725,16 +742,18 @@ def compare(old_rows, new_rows):
 OCC_PROBE = r"""
 #include <cstdio>
 #include <cuda_occupancy.h>
-// Reads "cc regs threads smem carveout(-1 = default)" lines, prints blocks per SM.
+// Reads "cc regs threads smem carveout(-1 = default) threads/SM smem/SM smem/block-optin" lines
+// (the device properties from ARCH_LIMITS), prints blocks per SM.
 int main() {
-  int cc, regs, threads, carveout; long smem;
-  while (std::scanf("%d %d %d %ld %d", &cc, &regs, &threads, &smem, &carveout) == 5) {
+  int cc, regs, threads, carveout, sm_threads; long smem, sm_smem, optin;
+  while (std::scanf("%d %d %d %ld %d %d %ld %ld", &cc, &regs, &threads, &smem, &carveout, &sm_threads, &sm_smem,
+                    &optin) == 8) {
     cudaOccDeviceProp p;
     p.computeMajor = cc / 10; p.computeMinor = cc % 10;
-    p.maxThreadsPerBlock = 1024; p.maxThreadsPerMultiprocessor = 2048; p.regsPerBlock = 65536;
+    p.maxThreadsPerBlock = 1024; p.maxThreadsPerMultiprocessor = sm_threads; p.regsPerBlock = 65536;
     p.regsPerMultiprocessor = 65536; p.warpSize = 32; p.sharedMemPerBlock = 48 * 1024;
-    p.sharedMemPerMultiprocessor = (cc == 80 ? 164 : 228) * 1024;
-    p.sharedMemPerBlockOptin = (cc == 80 ? 163 : 227) * 1024; p.reservedSharedMemPerBlock = 1024;
+    p.sharedMemPerMultiprocessor = sm_smem;
+    p.sharedMemPerBlockOptin = optin; p.reservedSharedMemPerBlock = 1024;
     p.numSms = 100;
     cudaOccFuncAttributes a;
     a.maxThreadsPerBlock = 1024; a.numRegs = regs; a.sharedSizeBytes = 0;
@@ -776,7 +795,9 @@ def cross_check_occupancy(failures):
         if r.returncode != 0:
             failures.append(f"could not build the cuda_occupancy.h probe:\n{r.stderr}")
             return 0
-        lines = "".join(f"{arch[3:5]} {regs} {threads} {smem} {-1 if carve is None else carve}\n"
+        lines = "".join(f"{arch[3:5]} {regs} {threads} {smem} {-1 if carve is None else carve} "
+                        f"{ARCH_LIMITS[arch].max_warps * 32} {ARCH_LIMITS[arch].smem_capacities_kib[-1] * KIB} "
+                        f"{ARCH_LIMITS[arch].smem_per_block_max}\n"
                         for arch, regs, threads, smem, carve in cases)
         out = subprocess.run([str(exe)], input=lines, capture_output=True, text=True).stdout.split()
     if len(out) != len(cases):
@@ -792,7 +813,7 @@ def cross_check_occupancy(failures):
 
 def self_test():
     failures = []
-    lim80, lim90 = ARCH_LIMITS["sm_80"], ARCH_LIMITS["sm_90"]
+    lim80, lim86, lim90 = ARCH_LIMITS["sm_80"], ARCH_LIMITS["sm_86"], ARCH_LIMITS["sm_90"]
     # Hand-worked occupancy cases (the arithmetic in the comments is the documented rule).
     hand = [
         # 255 regs -> 8160 -> 8192 per warp; 16384 / 8192 = 2 warps per sub-partition, 8 per SM -> 2 blocks of 4.
@@ -805,6 +826,15 @@ def self_test():
         (lim80, 32, 1024, 0, None, Occupancy(2, 64, 100, "regs+warps")),
         # One-warp blocks: the 32 resident blocks cap binds at 32 warps.
         (lim90, 16, 32, 0, None, Occupancy(32, 32, 50, "blocks")),
+        # sm_86: 16 resident blocks cap: 16 one-warp blocks, 16 of 48 warps.
+        (lim86, 16, 32, 0, None, Occupancy(16, 16, 33, "blocks")),
+        # sm_86: 1024 threads = 32 warps of the 48 resident: one block.
+        (lim86, 32, 1024, 0, None, Occupancy(1, 32, 66, "warps")),
+        # sm_86: 70144 + 1024 B -> 71168; the 100 KiB per SM hold one (the registers would allow 2).
+        (lim86, 220, 128, 70144, None, Occupancy(1, 4, 8, "smem")),
+        # sm_86: 99 KiB per block is the most one block may ask; 99 KiB + 1 B cannot launch.
+        (lim86, 32, 128, 99 * KIB, None, Occupancy(1, 4, 8, "smem")),
+        (lim86, 32, 128, 99 * KIB + 1, None, Occupancy(0, 0, 0, "smem>99KiB")),
         # 20 KiB + 1 KiB reserve = 21 KiB: 164 KiB fits 7; with a 25% carveout (41 KiB -> 64 KiB) 3.
         (lim80, 32, 128, 20 * KIB, None, Occupancy(7, 28, 43, "smem")),
         (lim80, 32, 128, 20 * KIB, 25, Occupancy(3, 12, 18, "smem")),
@@ -958,7 +988,8 @@ def self_test():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="sm_80,sm_90a", help="comma-separated architectures (default sm_80,sm_90a)")
+    ap.add_argument("--arch", default="sm_80,sm_86,sm_90a",
+                    help="comma-separated architectures (default sm_80,sm_86,sm_90a)")
     ap.add_argument("--check", nargs="?", const="", metavar="REPORT",
                     help=f"fail on a lost HMMA, a spill or a kernel without a launch configuration; with REPORT "
                          f"(e.g. {DOC}) also on a regression against it")

@@ -3,7 +3,7 @@
 # spill bytes (ptxas -v), block size and theoretical occupancy (the CUDA occupancy calculator's
 # rules), and tensor-core (HMMA, HGMMA), TMA (UTMALDG/UTMASTG), mbarrier (SYNCS) and 128-bit memory
 # instruction counts from the SASS.
-#   tools/kernel_report.sh [--arch sm_80,sm_90a] [--out FILE] [--check [REPORT]] [-j N] [kernels/x.cu ...]
+#   tools/kernel_report.sh [--arch sm_80,sm_86,sm_90a] [--out FILE] [--check [REPORT]] [-j N] [kernels/x.cu ...]
 #   tools/kernel_report.sh --out docs/kernels.md          regenerate the committed report
 #   tools/kernel_report.sh --check docs/kernels.md        what ctest kernel_report runs: fails when a
 #       GEMM/attention kernel has no HMMA, the Hopper GEMM (sm_90a) has no HGMMA, UTMALDG (TMA load) or
