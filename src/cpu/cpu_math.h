@@ -16,7 +16,7 @@
 
 namespace ouro::cpu_math {
 
-// e^y for 0 <= y <= 41 (no overflow or underflow handling: the caller clamps). y = k ln2 + r
+// e^y for |y| <= 700 (no overflow or underflow handling: the caller clamps). y = k ln2 + r
 // with |r| <= ln2/2; e^r by its Taylor series to r^12 (truncation < 2e-16 relative), 2^k
 // assembled in the exponent bits. The rounding constant 1.5 * 2^52 leaves k in the low bits of
 // y log2(e) + 1.5 * 2^52, and the shift by 52 drops everything above the exponent field.
@@ -70,6 +70,18 @@ inline float tanh_f32(float x) {
   const uint64_t bits =
       (std::bit_cast<uint64_t>(small) & use_small) | (std::bit_cast<uint64_t>(large) & ~use_small);
   return std::copysign(float(std::bit_cast<double>(bits)), x);
+}
+
+// e^x rounded to float (the softmax's exponential): evaluated in double like tanh_f32, so it is
+// correctly rounded except within ~2^-45 of a halfway point. NaN gives NaN, -inf 0, +inf inf.
+inline float exp_f32(float x) {
+  // |x| > 150: e^x is 0 or inf in float; clamped (sign kept) so the double stays in range.
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  const uint32_t abs_bits = bits & 0x7fffffffu;
+  constexpr uint32_t k150 = 0x43160000u, kInf = 0x7f800000u;
+  const uint32_t clamp = uint32_t(0) - uint32_t(abs_bits > k150 && abs_bits <= kInf);
+  const uint32_t clamped = ((k150 | (bits & 0x80000000u)) & clamp) | (bits & ~clamp);
+  return float(exp_small_range(double(std::bit_cast<float>(clamped))));
 }
 
 }  // namespace ouro::cpu_math
