@@ -5,14 +5,18 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "cpu/cpu_math.h"
 #include "cpu/cpu_ops.h"
 #include "ouro/error.h"
 #include "ouro/host_sampling.h"
@@ -412,6 +416,101 @@ TEST(CpuOps, Attention) {
   }
 }
 
+// Distance of f from the exact value v in units in the last place of float at v.
+double float_ulps(float f, long double v) {
+  int e = 0;
+  std::frexp(double(v), &e);
+  const long double ulp = std::ldexp(1.0L, std::max(e - 24, -149));
+  return double(std::fabs((long double)f - v) / ulp);
+}
+
+// The forward in plain fp32 as the cpu backend computed it before its scores became dot products
+// accumulated in double (cpu_attention.cpp dot_rows) and its exponentials cpu_math::exp_f32:
+// fp32 dot products, glibc's expf.
+Vec float_attention(const Vec& qkv, int B, int T, int C, int NH, Vec* probs) {
+  const int hd = C / NH;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  Vec out(size_t(B) * T * C, 0.0f);
+  probs->assign(size_t(B) * NH * T * T, 0.0f);
+  auto at = [&](int b, int t, int col) { return qkv[(size_t(b) * T + t) * 3 * C + col]; };
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        Vec s(t + 1);
+        float mx = -std::numeric_limits<float>::infinity(), sum = 0;
+        for (int j = 0; j <= t; j++) {
+          float d = 0;
+          for (int i = 0; i < hd; i++) d += at(b, t, h * hd + i) * at(b, j, C + h * hd + i);
+          s[j] = d * scale;
+          mx = std::max(mx, s[j]);
+        }
+        for (int j = 0; j <= t; j++) sum += (s[j] = std::exp(s[j] - mx));
+        for (int j = 0; j <= t; j++) {
+          const float p = s[j] / sum;
+          (*probs)[((size_t(b) * NH + h) * T + t) * T + j] = p;
+          for (int i = 0; i < hd; i++)
+            out[(size_t(b) * T + t) * C + h * hd + i] += p * at(b, j, 2 * C + h * hd + i);
+        }
+      }
+  return out;
+}
+
+// Bits of the attention changed with its speedup (docs/perf.md "Small models on the CPU"): the
+// new forward must be at least as accurate as fp32 dot products and glibc's expf, against fp64.
+// Large inputs give sharp softmaxes, where a score's rounding moves the probabilities most.
+TEST(CpuOps, AttentionIsAtLeastAsAccurateAsFp32Dots) {
+  CpuOps ops;
+  for (auto [B, T, C, NH] : {AttnShape{2, 64, 96, 4}, AttnShape{1, 50, 128, 4}}) {
+    SCOPED_TRACE(testing::Message() << "B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+    Vec qkv = randn(size_t(B) * T * 3 * C, 35 + T, 2.5f);
+    Vec out = poison(size_t(B) * T * C), state = poison(ops.attention_state_size(B, T, NH));
+    ops.attention_forward(out.data(), state.data(), qkv.data(), B, T, C, NH);
+    DVec rprobs;
+    const DVec rout = ref_attention(to_d(qkv), B, T, C, NH, &rprobs);
+    Vec fprobs;
+    const Vec fout = float_attention(qkv, B, T, C, NH, &fprobs);
+    const double e_out = rel_err(out, rout), e_probs = rel_err(state, rprobs);
+    const double f_out = rel_err(fout, rout), f_probs = rel_err(fprobs, rprobs);
+    EXPECT_LE(e_probs, f_probs);
+    EXPECT_LE(e_out, f_out);
+    std::printf("attention error vs fp64: probs %.3g (fp32 dots %.3g), out %.3g (fp32 dots %.3g)\n",
+                e_probs, f_probs, e_out, f_out);
+  }
+}
+
+// e^x of the softmax (cpu_math::exp_f32) against long double on every 509th float of [-104, 88]
+// (outside it e^x is 0, a denormal near 0, or near FLT_MAX and above): correctly rounded at
+// every point sampled, where glibc's expf is not always.
+TEST(CpuMath, ExpIsCorrectlyRoundedAtEverySampledFloat) {
+  double worst = 0, worst_libm = 0;
+  size_t not_nearest = 0, count = 0;
+  auto check = [&](float x) {
+    const long double exact = std::exp((long double)x);
+    const float e = cpu_math::exp_f32(x);
+    worst = std::max(worst, float_ulps(e, exact));
+    worst_libm = std::max(worst_libm, float_ulps(std::exp(x), exact));
+    not_nearest += e != float(exact);
+    count++;
+  };
+  for (uint32_t bits = 0; bits <= std::bit_cast<uint32_t>(88.0f); bits += 509)
+    check(std::bit_cast<float>(bits));
+  for (uint32_t bits = 0; bits <= std::bit_cast<uint32_t>(104.0f); bits += 509)
+    check(-std::bit_cast<float>(bits));
+  EXPECT_EQ(not_nearest, 0u) << "of " << count;
+  EXPECT_LE(worst, 0.5 + 1e-6);
+  EXPECT_LE(worst, std::max(worst_libm, 0.5 + 1e-6));
+  std::printf("exp_f32: %zu floats, worst %.4f ulp; glibc expf on the same: %.4f ulp\n", count,
+              worst, worst_libm);
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(std::isnan(cpu_math::exp_f32(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_EQ(cpu_math::exp_f32(-inf), 0.0f);
+  EXPECT_EQ(cpu_math::exp_f32(inf), inf);
+  EXPECT_EQ(cpu_math::exp_f32(-200.0f), 0.0f);
+  EXPECT_EQ(cpu_math::exp_f32(200.0f), inf);
+  EXPECT_EQ(cpu_math::exp_f32(0.0f), 1.0f);
+  EXPECT_EQ(cpu_math::exp_f32(-0.0f), 1.0f);
+}
+
 // Prefill a prefix into the KV cache, then decode token by token: every step must reproduce
 // the training forward's outputs for those positions.
 TEST(CpuOps, AttentionKvMatchesForward) {
@@ -484,6 +583,72 @@ TEST(CpuOps, GeluAndResidual) {
   Vec acc = x;
   ops.add_inplace(acc.data(), y.data(), n);
   EXPECT_LT(rel_err(acc, rs), kTol);
+}
+
+
+// GELU's tanh (cpu_math::tanh_f32, vectorizable) against tanh in long double, on every 1021st float
+// of [0, 20] and its negative: correctly rounded at every point sampled, so never less accurate
+// than glibc's tanhf (fdlibm's, which it replaced; its error is measured on the same points).
+TEST(CpuMath, TanhIsCorrectlyRoundedAtEverySampledFloat) {
+  double worst = 0, worst_libm = 0;
+  size_t not_nearest = 0, count = 0;
+  const uint32_t end = std::bit_cast<uint32_t>(20.0f);
+  for (uint32_t bits = 0; bits <= end; bits += 1021) {
+    for (float x : {std::bit_cast<float>(bits), -std::bit_cast<float>(bits)}) {
+      const long double exact = std::tanh((long double)x);
+      const float t = cpu_math::tanh_f32(x);
+      worst = std::max(worst, float_ulps(t, exact));
+      worst_libm = std::max(worst_libm, float_ulps(std::tanh(x), exact));
+      not_nearest += t != float(exact);
+      count++;
+    }
+  }
+  EXPECT_EQ(not_nearest, 0u) << "of " << count;
+  EXPECT_LE(worst, 0.5 + 1e-6);
+  EXPECT_LE(worst, worst_libm);
+  std::printf("tanh_f32: %zu floats, worst %.4f ulp; glibc tanhf on the same: %.4f ulp\n", count,
+              worst, worst_libm);
+}
+
+TEST(CpuMath, TanhSpecialValues) {
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(std::isnan(cpu_math::tanh_f32(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_EQ(cpu_math::tanh_f32(inf), 1.0f);
+  EXPECT_EQ(cpu_math::tanh_f32(-inf), -1.0f);
+  EXPECT_EQ(cpu_math::tanh_f32(1e30f), 1.0f);
+  EXPECT_EQ(cpu_math::tanh_f32(-25.0f), -1.0f);
+  EXPECT_EQ(std::bit_cast<uint32_t>(cpu_math::tanh_f32(0.0f)), 0u);
+  EXPECT_EQ(std::bit_cast<uint32_t>(cpu_math::tanh_f32(-0.0f)), 0x80000000u);
+  const float denormal = std::numeric_limits<float>::denorm_min() * 7;
+  EXPECT_EQ(cpu_math::tanh_f32(denormal), denormal);
+  EXPECT_EQ(cpu_math::tanh_f32(-denormal), -denormal);
+}
+
+// The GELU loops vectorize: an element must get the same bits in the vector body as in the
+// scalar remainder, so that results do not depend on where a thread's chunk starts. A length
+// above kParallelMin runs on a team; the reference is one element per call (always scalar).
+TEST(CpuOps, GeluIsTheSameBitsInVectorAndScalarCodeAndOnAnyTeam) {
+  CpuOps ops;
+  const size_t n = kParallelMin + 1013;
+  Vec x = randn(n, 70, 3.0f), dout = randn(n, 71);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  x[6] = std::numeric_limits<float>::infinity();
+  x[7] = 1e-3f;  // the small-argument series
+  Vec one_fwd(n), one_bwd(n);
+  for (size_t i = 0; i < n; i++) {
+    ops.gelu_forward(&one_fwd[i], &x[i], 1);
+    ops.gelu_backward(&one_bwd[i], &x[i], &dout[i], 1);
+  }
+  const int threads = omp_get_max_threads();
+  for (int team : {1, 2, 3}) {
+    omp_set_num_threads(team);
+    Vec fwd = poison(n), bwd = poison(n);
+    ops.gelu_forward(fwd.data(), x.data(), n);
+    ops.gelu_backward(bwd.data(), x.data(), dout.data(), n);
+    EXPECT_TRUE(bitwise_equal(fwd, one_fwd)) << "team of " << team;
+    EXPECT_TRUE(bitwise_equal(bwd, one_bwd)) << "team of " << team;
+  }
+  omp_set_num_threads(threads);
 }
 
 TEST(CpuOps, Classifier) {

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cmath>
 #include <algorithm>
@@ -31,6 +32,11 @@ using Clock = std::chrono::steady_clock;
 nlohmann::json r_host_syncs(double v) { return v >= 0 ? nlohmann::json(v) : nlohmann::json(); }
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // One sgemm of the step: C(M,N) = op(A) op(B) with K the reduction, `count` times per step.
@@ -156,7 +162,11 @@ TrainBenchResult bench_train(const Config& cfg, const TrainBenchOptions& opt) {
 
   TrainBenchResult r;
   step_syncs = 0;
+  // CPU seconds of the whole process (every thread) over the timed steps: on a machine shared
+  // with other work the wall time carries the load's noise, the CPU time barely does.
+  const double cpu0 = process_cpu_seconds();
   r.step_s = per_call(opt.steps, [&](int) { step(++s, false); });
+  r.cpu_s_per_step = (process_cpu_seconds() - cpu0) / opt.steps;
   if (ops->host_syncs()) r.host_syncs_per_step = static_cast<double>(step_syncs) / opt.steps;
   if (comm) {
     r.world = comm->world();
@@ -223,6 +233,7 @@ nlohmann::json TrainBenchResult::json() const {
           {"seq", seq},
           {"step_s", step_s},
           {"tokens_per_s", tokens_per_s},
+          {"cpu_s_per_1k_tokens", 1000 * cpu_s_per_step / (double(batch) * seq)},
           {"step_gflops", step_gflops},
           {"sgemm_gflops", positive(sgemm_gflops)},
           {"ratio", sgemm_gflops > 0 ? nlohmann::json(step_gflops / sgemm_gflops) : nlohmann::json()},
@@ -245,6 +256,8 @@ void log_train_bench(const TrainBenchResult& r) {
   auto log = logger();
   log->info("bench train: {} params, batch {} x {}, device {} ({})", r.params, r.batch, r.seq, r.backend, r.hardware);
   log->info("  step          {:10.3f} s   {:10.0f} tokens/s", r.step_s, r.tokens_per_s);
+  log->info("  host CPU      {:10.3f} s   per 1k tokens (user + sys, every thread)",
+            1000 * r.cpu_s_per_step / (double(r.batch) * r.seq));
   if (r.bf16) {
     if (r.peak_flops > 0)
       log->info("  MFU           {:10.1f} %   (of {:.0f} TFLOP/s bf16 dense)",

@@ -38,6 +38,7 @@ struct TrainBenchResult {
   int batch = 0, seq = 0;
   bool bf16 = false;          // activations in bf16 (device backends): MFU applies
   double step_s = 0, tokens_per_s = 0;
+  double cpu_s_per_step = 0;  // host CPU seconds (process, all threads) per timed step
   // Times the host waited for the device per step (not data parallel), where the backend counts
   // them (simt); -1 elsewhere. At most 1: the readback of the losses and gradient norm.
   double host_syncs_per_step = -1;

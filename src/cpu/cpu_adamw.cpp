@@ -29,10 +29,16 @@ void CpuOps::adamw(void* params_, float* master, const void* grads_, float* m, f
     const float wd = seg.decay ? args.weight_decay : 0.0f;
     const float decay = float(1.0 - double(args.lr) * double(wd));
     const size_t end = seg.offset + seg.size;
+    // The decay is a pass of its own, as torch's p.mul_(): in one vectorized loop the compiler
+    // would fuse p * decay + update into an fma and round once where torch rounds twice.
+    if (decay != 1.0f) {
+#pragma omp parallel for schedule(static) if(seg.size >= kParallelMin)
+      for (size_t i = seg.offset; i < end; i++) w[i] *= decay;
+    }
 #pragma omp parallel for schedule(static) if(seg.size >= kParallelMin)
     for (size_t i = seg.offset; i < end; i++) {
       float g = grads[i] * gs;
-      float p = w[i] * decay;
+      float p = w[i];
       // lerp as ATen evaluates it (its two branches keep the result exact at both ends).
       float mi = w1 < 0.5f ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * (1.0f - w1);
       float vi = v[i] * b2 + w2 * g * g;

@@ -1,7 +1,9 @@
-// Elementwise ops (GELU, residual add) and the gradient-norm reduction.
+// Elementwise ops (GELU, residual add) and the gradient-norm reduction. GELU's tanh is
+// cpu_math::tanh_f32: the loops vectorize (a libm call per element would not).
 #include <cmath>
 #include <vector>
 
+#include "cpu/cpu_math.h"
 #include "cpu/cpu_ops.h"
 
 namespace ouro {
@@ -18,7 +20,7 @@ void CpuOps::gelu_forward(void* out_, const void* inp_, size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = kGeluScale * (x + kGeluCubic * x * x * x);
-    out[i] = 0.5f * x * (1.0f + std::tanh(u));
+    out[i] = 0.5f * x * (1.0f + cpu_math::tanh_f32(u));
   }
 }
 
@@ -32,7 +34,7 @@ void CpuOps::gelu_backward(void* dinp_, const void* inp_, const void* dout_, siz
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = kGeluScale * (x + kGeluCubic * x * x * x);
-    float th = std::tanh(u);
+    float th = cpu_math::tanh_f32(u);
     float sech2 = 1.0f - th * th;
     float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
     float grad = 0.5f * (1.0f + th) + 0.5f * x * sech2 * du;

@@ -5,6 +5,7 @@
 // the device kernels do, so the backends differ only by their activation precision. The
 // backward is the same rotation with the sine negated: a rotation's transpose is its inverse.
 #include <cmath>
+#include <vector>
 
 #include "cpu/cpu_ops.h"
 #include "ouro/error.h"
@@ -24,24 +25,34 @@ void check_rope_args(const char* who, const void* qkv, int B, int T, int C, int 
              theta);
 }
 
-// sign = +1 rotates by +angle (forward), -1 by -angle (backward).
+// sign = +1 rotates by +angle (forward), -1 by -angle (backward). The cos/sin of the T
+// positions x hd/2 frequencies are tabulated first (the same double expressions, so the same
+// bits as evaluating them per row): B rows share each position.
 void rotate(float* qkv, int B, int T, int C, int NH, int pos0, double theta, float sign) {
   const int hd = C / NH, half = hd / 2;
   const size_t rows = size_t(B) * T;
+  std::vector<float> cs(size_t(T) * half), sn(size_t(T) * half);
+  for (int i = 0; i < half; i++) {
+    // inv_freq_i = theta^(-2i/hd); the angle is the same for q and k of every head.
+    const double inv_freq = std::pow(theta, -2.0 * i / hd);
+    for (int t = 0; t < T; t++) {
+      const double angle = (double(pos0) + double(t)) * inv_freq;
+      cs[size_t(t) * half + i] = float(std::cos(angle));
+      sn[size_t(t) * half + i] = sign * float(std::sin(angle));
+    }
+  }
 #pragma omp parallel for schedule(static) if(rows * C >= kParallelMin)
   for (size_t n = 0; n < rows; n++) {
-    const double pos = double(pos0) + double(n % size_t(T));
+    const float* c_row = cs.data() + (n % size_t(T)) * half;
+    const float* s_row = sn.data() + (n % size_t(T)) * half;
     float* row = qkv + n * 3 * size_t(C);
-    for (int i = 0; i < half; i++) {
-      // inv_freq_i = theta^(-2i/hd); the angle is the same for q and k of every head.
-      const double angle = pos * std::pow(theta, -2.0 * i / hd);
-      const float cs = float(std::cos(angle)), sn = sign * float(std::sin(angle));
-      for (int part = 0; part < 2; part++) {  // q, then k
-        for (int h = 0; h < NH; h++) {
-          float* x = row + size_t(part) * C + size_t(h) * hd;
+    for (int part = 0; part < 2; part++) {  // q, then k
+      for (int h = 0; h < NH; h++) {
+        float* x = row + size_t(part) * C + size_t(h) * hd;
+        for (int i = 0; i < half; i++) {
           const float a = x[i], b = x[i + half];
-          x[i] = a * cs - b * sn;
-          x[i + half] = b * cs + a * sn;
+          x[i] = a * c_row[i] - b * s_row[i];
+          x[i + half] = b * c_row[i] + a * s_row[i];
         }
       }
     }
