@@ -58,6 +58,55 @@ TEST(Tasks, SortAndCopy) {
   EXPECT_THROW(s->make(0, 1, 1), Error);
 }
 
+TEST(Tasks, CopyDistinctDrawsEveryLetterAtMostOnceAndUniformly) {
+  auto t = make_task("copyd");
+  std::vector<int> first(26, 0);
+  for (int len : {1, 5, 12, 26}) {
+    for (uint64_t i = 0; i < 300; ++i) {
+      Problem p = t->make(len, 9, i);
+      ASSERT_EQ(p.prompt, "copy " + p.answer + "=");
+      ASSERT_EQ(p.answer.size(), static_cast<size_t>(len));
+      std::set<char> seen(p.answer.begin(), p.answer.end());
+      ASSERT_EQ(seen.size(), static_cast<size_t>(len)) << p.answer;
+      for (char c : p.answer) ASSERT_TRUE(c >= 'a' && c <= 'z') << p.answer;
+      if (len == 5) ++first[p.answer[0] - 'a'];
+      EXPECT_TRUE(t->verify(p, p.answer + "\n"));
+      EXPECT_TRUE(t->plausible(p, p.answer));
+      EXPECT_FALSE(t->plausible(p, p.answer + "a"));
+    }
+  }
+  // The first letter of 300 strings is spread over the alphabet (expected ~11.5 each), not a
+  // fixed prefix: every letter is drawn at least once and none more than 40 times.
+  for (int c = 0; c < 26; ++c) {
+    EXPECT_GE(first[c], 1) << static_cast<char>('a' + c);
+    EXPECT_LE(first[c], 40) << static_cast<char>('a' + c);
+  }
+  EXPECT_EQ(t->make(7, 1, 3).answer, t->make(7, 1, 3).answer);
+  EXPECT_NE(t->make(7, 1, 3).answer, t->make(7, 1, 4).answer);
+  EXPECT_THROW(t->make(27, 1, 1), Error);
+  EXPECT_THROW(t->make(0, 1, 1), Error);
+}
+
+TEST(Tasks, ReverseWritesTheLettersBackToFront) {
+  auto t = make_task("rev");
+  for (int len : {1, 2, 7, 30}) {
+    for (uint64_t i = 0; i < 50; ++i) {
+      Problem p = t->make(len, 4, i);
+      ASSERT_EQ(p.prompt.rfind("rev ", 0), 0u);
+      ASSERT_EQ(p.prompt.back(), '=');
+      const std::string s = p.prompt.substr(4, len);
+      ASSERT_EQ(p.prompt.size(), static_cast<size_t>(len + 5));
+      for (int k = 0; k < len; ++k) ASSERT_EQ(p.answer[k], s[len - 1 - k]) << p.prompt;
+      EXPECT_TRUE(t->plausible(p, p.answer + "\n"));
+      if (len > 1 && s != p.answer) EXPECT_FALSE(t->verify(p, s));
+    }
+  }
+  Problem p = t->make(6, 4, 0);
+  EXPECT_FALSE(t->plausible(p, p.answer.substr(1)));
+  EXPECT_FALSE(t->plausible(p, "123456"));
+  EXPECT_THROW(t->make(0, 1, 1), Error);
+}
+
 TEST(Tasks, PlausibleAnswersHaveTheDifficultysLengthAndAlphabet) {
   auto add = make_task("add");
   for (int d : {1, 3, 8}) {

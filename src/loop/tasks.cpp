@@ -90,13 +90,56 @@ class CopyTask final : public Task {
   }
 };
 
+// copy with no letter twice in a string: "copy qxzab=" -> "qxzab", at most 26 letters. Each
+// letter then occurs once in the prompt, so "find the letter just written, copy the one after it"
+// (an induction head) is unambiguous at every length, which a model can carry past the lengths it
+// was trained on; with repeats that rule is ambiguous and a model tends to learn one fixed look-back
+// offset per length instead (docs/experiments.md, "E1 on the copy task").
+class CopyDistinctTask final : public Task {
+ public:
+  std::string name() const override { return "copyd"; }
+  Problem make(int len, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(len >= 1 && len <= 26, "copyd: difficulty (length) must be in 1..26 (distinct letters), got {}", len);
+    Digits d{seed, index};
+    std::string letters = "abcdefghijklmnopqrstuvwxyz";
+    // The first len steps of a Fisher-Yates shuffle: a uniformly drawn string of distinct letters.
+    for (int i = 0; i < len; ++i) {
+      const auto j = i + static_cast<int>(mix(seed, index, d.n++) % static_cast<uint64_t>(26 - i));
+      std::swap(letters[i], letters[j]);
+    }
+    const std::string s = letters.substr(0, len);
+    return {"copy " + s + "=", s, len};
+  }
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    return static_cast<int>(a.size()) == p.difficulty && all_of(a, 'a', 'z');
+  }
+};
+
+// Reversal: "rev qxzab=" -> "bazxq" (difficulty = length), letters drawn as for copy.
+class ReverseTask final : public Task {
+ public:
+  std::string name() const override { return "rev"; }
+  Problem make(int len, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(len >= 1, "rev: difficulty (length) must be >= 1, got {}", len);
+    Digits d{seed, index};
+    std::string s(len, 'a');
+    for (auto& c : s) c = d.letter();
+    return {"rev " + s + "=", std::string(s.rbegin(), s.rend()), len};
+  }
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    return static_cast<int>(a.size()) == p.difficulty && all_of(a, 'a', 'z');
+  }
+};
+
 }  // namespace
 
 std::string Task::extract_answer(const std::string& generated) {
   return generated.substr(0, generated.find('\n'));
 }
 
-std::vector<std::string> task_names() { return {"add", "sort", "copy"}; }
+std::vector<std::string> task_names() { return {"add", "sort", "copy", "copyd", "rev"}; }
 
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file) {
   OURO_CHECK(name == "file" || task_file.empty(), "a task file ({}) is for task 'file', not '{}'", task_file, name);
@@ -107,7 +150,9 @@ std::unique_ptr<Task> make_task(const std::string& name, const std::string& task
   if (name == "add") return std::make_unique<AddTask>();
   if (name == "sort") return std::make_unique<SortTask>();
   if (name == "copy") return std::make_unique<CopyTask>();
-  fail("unknown task '{}': built-in tasks are add, sort, copy; 'file' reads a task file", name);
+  if (name == "copyd") return std::make_unique<CopyDistinctTask>();
+  if (name == "rev") return std::make_unique<ReverseTask>();
+  fail("unknown task '{}': built-in tasks are add, sort, copy, copyd, rev; 'file' reads a task file", name);
 }
 
 }  // namespace ouro

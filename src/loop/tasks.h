@@ -7,6 +7,8 @@
 //         "0321+6540=" -> "6861"          (1230 + 0456 = 1686, reversed)
 //   sort: "sort 31415=" -> "11345"         (difficulty = number of digits)
 //   copy: "copy qxzab=" -> "qxzab"         (difficulty = length)
+//   copyd: as copy, no letter twice in a string (lengths 1..26)
+//   rev:  "rev qxzab=" -> "bazxq"          (difficulty = length)
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -41,7 +43,7 @@ class Task {
   virtual bool plausible(const Problem& p, const std::string& generated) const = 0;
 };
 
-// "add", "sort" or "copy"; anything else is an error listing them. "file" reads the user's
+// "add", "sort", "copy", "copyd" or "rev"; anything else is an error listing them. "file" reads the user's
 // prompts from `task_file` (loop/task_file.h).
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file = "");
 std::vector<std::string> task_names();

@@ -26,7 +26,10 @@ cfg="$root/configs/experiments/e1_addition.toml"
 # E1_BASE_STEPS, E1_DIGITS, E1_BATCH, E1_SEQ and the model (E1_SETS) up on a GPU (the command in
 # docs/experiments.md). At these defaults the base does not learn addition (docs/experiments.md,
 # "E1 diagnosis"); E1_TASK=copy E1_DIGITS=4 E1_BASE_STEPS=800 E1_ROUND_STEPS=60 is the run there.
-task="${E1_TASK:-add}"  # add; copy (strings of 1..N letters) is the task that fits the CPU budget
+# E1_TASK: add; or the letter tasks that fit the CPU budget: copy, copyd (copy, no letter twice),
+# rev (reversal; E1_TASK=rev E1_DIGITS=8 E1_SEQ=40 E1_BASE_STEPS=3000 E1_ROUND_STEPS=60: a base
+# that learns 1..8 letters, docs/experiments.md "E1 on reversal").
+task="${E1_TASK:-add}"
 N="${E1_DIGITS:-2}" base_steps="${E1_BASE_STEPS:-600}" rounds="${E1_ROUNDS:-3}"
 round_steps="${E1_ROUND_STEPS:-30}" prompts="${E1_PROMPTS:-64}" k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
 B="${E1_BATCH:-16}" T="${E1_SEQ:-32}"
