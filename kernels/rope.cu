@@ -32,10 +32,14 @@ constexpr double kInvPi = 0.31830988618379067154;
 
 // 8 blocks of 256 per SM (full occupancy): caps the kernel at 32 registers, which sm_80 would
 // otherwise exceed by three (75% occupancy) for a kernel whose only cost is memory latency.
-template <bool kBackward>
-__global__ void __launch_bounds__(kThreads, 8)
+// kPosOnDevice (decoding, one token per row): the position is read from device memory, written
+// by a CUDA graph's copy node before each replay; that load needs registers the 32-register cap
+// lacks on sm_90a (16 bytes of spills), and a decode step rotates a few rows, so that variant
+// keeps no occupancy bound.
+template <bool kBackward, bool kPosOnDevice>
+__global__ void __launch_bounds__(kThreads, kPosOnDevice ? 1 : 8)
     rope_kernel(bf16* qkv, int T, int C, int NH, int pos0, const int* pos0_device, double log2_theta, size_t pairs) {
-  if (pos0_device) pos0 = *pos0_device;  // decoding: the position changes with every token
+  if constexpr (kPosOnDevice) pos0 = *pos0_device;
   const int hd = C / NH, half = hd / 2;
   for (size_t idx = size_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < pairs;
        idx += size_t(gridDim.x) * blockDim.x) {
@@ -61,7 +65,7 @@ __global__ void __launch_bounds__(kThreads, 8)
   }
 }
 
-template <bool kBackward>
+template <bool kBackward, bool kPosOnDevice = false>
 void launch_rope(const char* who, bf16* qkv, int B, int T, int C, int NH, int pos0, const int* pos0_device,
                  double theta, cudaStream_t stream) {
   const auto arg = [who](const std::string& what) { return std::invalid_argument(std::string(who) + ": " + what); };
@@ -76,8 +80,8 @@ void launch_rope(const char* who, bf16* qkv, int B, int T, int C, int NH, int po
     throw arg("B*T or pos0 + T too large");
   const size_t pairs = size_t(B) * T * size_t(C / NH / 2);
   const dim3 grid(unsigned(std::clamp<size_t>(ceil_div(pairs, size_t(kThreads)), 1, 65535)));
-  launch(rope_kernel<kBackward>, grid, dim3(kThreads), 0, stream, qkv, T, C, NH, pos0, pos0_device, std::log2(theta),
-         pairs);
+  launch(rope_kernel<kBackward, kPosOnDevice>, grid, dim3(kThreads), 0, stream, qkv, T, C, NH, pos0, pos0_device,
+         std::log2(theta), pairs);
   OURO_CUDA_CHECK_LAUNCH();
 }
 
@@ -90,7 +94,7 @@ void rope_forward(bf16* qkv, int B, int T, int C, int NH, int pos0, double theta
 void rope_forward_at(bf16* qkv, int B, int T, int C, int NH, const int* pos0_device, double theta,
                      cudaStream_t stream) {
   if (!pos0_device) throw std::invalid_argument("rope_forward_at: pos0_device is null");
-  launch_rope<false>("rope_forward_at", qkv, B, T, C, NH, 0, pos0_device, theta, stream);
+  launch_rope<false, true>("rope_forward_at", qkv, B, T, C, NH, 0, pos0_device, theta, stream);
 }
 
 void rope_backward(bf16* dqkv, int B, int T, int C, int NH, int pos0, double theta, cudaStream_t stream) {
