@@ -107,6 +107,38 @@ TEST(Tasks, ReverseWritesTheLettersBackToFront) {
   EXPECT_THROW(t->make(0, 1, 1), Error);
 }
 
+TEST(Tasks, PaddedReversalHasDistinctLettersBetweenFillerRunsOfEveryLength) {
+  auto t = make_task("revpad");
+  std::set<std::pair<size_t, size_t>> fills;  // (dots before, dots after) seen
+  for (int len : {1, 2, 9, 26}) {
+    for (uint64_t i = 0; i < 200; ++i) {
+      Problem p = t->make(len, 4, i);
+      ASSERT_EQ(p.prompt.rfind("rev ", 0), 0u);
+      ASSERT_EQ(p.prompt.back(), '=');
+      const std::string body = p.prompt.substr(4, p.prompt.size() - 5);
+      const size_t first = body.find_first_not_of('.'), last = body.find_last_not_of('.');
+      ASSERT_NE(first, std::string::npos) << p.prompt;
+      const std::string s = body.substr(first, last + 1 - first);
+      ASSERT_EQ(s.size(), static_cast<size_t>(len)) << p.prompt;
+      ASSERT_LE(first, 4u) << p.prompt;
+      ASSERT_LE(body.size() - 1 - last, 4u) << p.prompt;
+      fills.insert({first, body.size() - 1 - last});
+      ASSERT_EQ(std::set<char>(s.begin(), s.end()).size(), s.size()) << p.prompt;  // distinct
+      ASSERT_EQ(p.answer, std::string(s.rbegin(), s.rend())) << p.prompt;
+      EXPECT_TRUE(t->verify(p, p.answer + "\n"));
+      EXPECT_TRUE(t->plausible(p, p.answer + "\n"));
+      EXPECT_EQ(t->make(len, 4, i).prompt, p.prompt);  // a pure function of (seed, index)
+    }
+  }
+  EXPECT_EQ(fills.size(), 25u);  // every (before, after) pair in 0..4 x 0..4 occurs
+  Problem p = t->make(6, 4, 0);
+  EXPECT_FALSE(t->plausible(p, p.answer.substr(1)));
+  EXPECT_FALSE(t->plausible(p, p.answer + "a"));
+  EXPECT_FALSE(t->plausible(p, "abc.ef"));
+  EXPECT_THROW(t->make(0, 1, 1), Error);
+  EXPECT_THROW(t->make(27, 1, 1), Error);
+}
+
 TEST(Tasks, PlausibleAnswersHaveTheDifficultysLengthAndAlphabet) {
   auto add = make_task("add");
   for (int d : {1, 3, 8}) {

@@ -43,7 +43,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--set", o->sets, "Override a key as train does: section.key=value (repeatable), e.g. "
                   "train.batch_size=16, train.seq_len=256, run.threads=2, run.device=cpu");
   cmd->add_option("--task", o->task,
-                  "Exact-match accuracy on a task instead: add, sort, copy, copyd or rev, or file (--task-file)");
+                  "Exact-match accuracy on a task instead: add, sort, copy, copyd, rev or revpad, or file (--task-file)");
   cmd->add_option("--task-file", o->task_file, "--task file: JSONL of {prompt, answer?, difficulty?} per line");
   cmd->add_option("--verifier-cmd", o->verifier_cmd,
                   "--task: a checker program judging the answers (JSONL {prompt, sample} in, one score per line "

@@ -55,7 +55,7 @@ void add_prepare(CLI::App& app) {
   cmd->add_option("--shard-tokens", o->shard_tokens, "Tokens per shard (PREFIX_train_000000.bin, ...)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{2147483647}));
   cmd->add_option("--task", o->task,
-                  "Write a task's problems instead of text: add, sort, copy, copyd or rev, or file (--task-file; its "
+                  "Write a task's problems instead of text: add, sort, copy, copyd, rev or revpad, or file (--task-file; its "
                   "validation problems are drawn from the same file)");
   cmd->add_option("--task-file", o->task_file, "--task file: JSONL of {prompt, answer, difficulty?} per line");
   cmd->add_option("--count", o->count, "--task: training problems")->check(CLI::PositiveNumber);

@@ -186,7 +186,7 @@ const std::vector<KeyDef>& schema() {
                "generation nucleus filter; 1 = off"),
       OURO_KEY(loop, syn_frac, Float, "[0, 1]",
                "fraction of each batch's rows drawn from the buffer"),
-      OURO_KEY(loop, task, String, "empty, add, sort, copy, copyd, rev, file",
+      OURO_KEY(loop, task, String, "empty, add, sort, copy, copyd, rev, revpad, file",
                "prompts: real-text prefixes (empty), a built-in task's problems, or task_file's"),
       OURO_KEY(loop, task_min, Int, "1..task_max",
                "easiest difficulty of the task's prompts (round 0)"),
@@ -677,8 +677,8 @@ void Config::validate() const {
   // Task prompts are not bounded by model.seq_len above; prompt + continuation is sized in int.
   need(loop.prompt_tokens <= kMaxModelDim, "loop.prompt_tokens", "must be at most 2^24");
   need(loop.task.empty() || loop.task == "add" || loop.task == "sort" || loop.task == "copy" ||
-           loop.task == "copyd" || loop.task == "rev" || loop.task == "file",
-       "loop.task", "must be empty (text) or one of add, sort, copy, copyd, rev, file");
+           loop.task == "copyd" || loop.task == "rev" || loop.task == "revpad" || loop.task == "file",
+       "loop.task", "must be empty (text) or one of add, sort, copy, copyd, rev, revpad, file");
   need(loop.task == "file" ? !loop.task_file.empty() : loop.task_file.empty(), "loop.task_file",
        "must be set exactly when loop.task = \"file\"");
   need(loop.verifier_cmd.empty() || !loop.task.empty(), "loop.verifier_cmd", "needs a loop.task");

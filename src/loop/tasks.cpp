@@ -95,19 +95,23 @@ class CopyTask final : public Task {
 // (an induction head) is unambiguous at every length, which a model can carry past the lengths it
 // was trained on; with repeats that rule is ambiguous and a model tends to learn one fixed look-back
 // offset per length instead (docs/experiments.md, "E1 on the copy task").
+// len distinct letters, uniformly drawn: the first len steps of a Fisher-Yates shuffle.
+std::string distinct_letters(Digits& d, int len) {
+  std::string letters = "abcdefghijklmnopqrstuvwxyz";
+  for (int i = 0; i < len; ++i) {
+    const auto j = i + static_cast<int>(mix(d.seed, d.index, d.n++) % static_cast<uint64_t>(26 - i));
+    std::swap(letters[i], letters[j]);
+  }
+  return letters.substr(0, len);
+}
+
 class CopyDistinctTask final : public Task {
  public:
   std::string name() const override { return "copyd"; }
   Problem make(int len, uint64_t seed, uint64_t index) const override {
     OURO_CHECK(len >= 1 && len <= 26, "copyd: difficulty (length) must be in 1..26 (distinct letters), got {}", len);
     Digits d{seed, index};
-    std::string letters = "abcdefghijklmnopqrstuvwxyz";
-    // The first len steps of a Fisher-Yates shuffle: a uniformly drawn string of distinct letters.
-    for (int i = 0; i < len; ++i) {
-      const auto j = i + static_cast<int>(mix(seed, index, d.n++) % static_cast<uint64_t>(26 - i));
-      std::swap(letters[i], letters[j]);
-    }
-    const std::string s = letters.substr(0, len);
+    const std::string s = distinct_letters(d, len);
     return {"copy " + s + "=", s, len};
   }
   bool plausible(const Problem& p, const std::string& generated) const override {
@@ -133,13 +137,38 @@ class ReverseTask final : public Task {
   }
 };
 
+// Reversal of distinct letters between runs of 0..4 filler dots: "rev ..qxzab...=" -> "bazxq".
+// The random runs move every letter by a different offset from "rev " and from "=" in every
+// problem, so neither "the letter j places before '='" nor "the letter i places after 'rev '"
+// locates the answer's letters: the model must find them by content (the letter it just wrote,
+// the dot or '=' next to the last one), which does not depend on the length. Plain `rev`, where
+// those offsets exist, gets no foothold beyond its longest trained length (docs/experiments.md).
+class ReversePaddedTask final : public Task {
+ public:
+  static constexpr int kMaxFill = 4;
+  std::string name() const override { return "revpad"; }
+  Problem make(int len, uint64_t seed, uint64_t index) const override {
+    OURO_CHECK(len >= 1 && len <= 26, "revpad: difficulty (length) must be in 1..26 (distinct letters), got {}",
+               len);
+    Digits d{seed, index};
+    const std::string s = distinct_letters(d, len);
+    const auto fill = [&] { return std::string(mix(seed, index, d.n++) % (kMaxFill + 1), '.'); };
+    const std::string before = fill(), after = fill();
+    return {"rev " + before + s + after + "=", std::string(s.rbegin(), s.rend()), len};
+  }
+  bool plausible(const Problem& p, const std::string& generated) const override {
+    const std::string a = extract_answer(generated);
+    return static_cast<int>(a.size()) == p.difficulty && all_of(a, 'a', 'z');
+  }
+};
+
 }  // namespace
 
 std::string Task::extract_answer(const std::string& generated) {
   return generated.substr(0, generated.find('\n'));
 }
 
-std::vector<std::string> task_names() { return {"add", "sort", "copy", "copyd", "rev"}; }
+std::vector<std::string> task_names() { return {"add", "sort", "copy", "copyd", "rev", "revpad"}; }
 
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file) {
   OURO_CHECK(name == "file" || task_file.empty(), "a task file ({}) is for task 'file', not '{}'", task_file, name);
@@ -152,7 +181,8 @@ std::unique_ptr<Task> make_task(const std::string& name, const std::string& task
   if (name == "copy") return std::make_unique<CopyTask>();
   if (name == "copyd") return std::make_unique<CopyDistinctTask>();
   if (name == "rev") return std::make_unique<ReverseTask>();
-  fail("unknown task '{}': built-in tasks are add, sort, copy, copyd, rev; 'file' reads a task file", name);
+  if (name == "revpad") return std::make_unique<ReversePaddedTask>();
+  fail("unknown task '{}': built-in tasks are add, sort, copy, copyd, rev, revpad; 'file' reads a task file", name);
 }
 
 }  // namespace ouro

@@ -9,6 +9,7 @@
 //   copy: "copy qxzab=" -> "qxzab"         (difficulty = length)
 //   copyd: as copy, no letter twice in a string (lengths 1..26)
 //   rev:  "rev qxzab=" -> "bazxq"          (difficulty = length)
+//   revpad: "rev ..qxzab...=" -> "bazxq"   (distinct letters, 0..4 filler dots on each side)
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,7 +44,7 @@ class Task {
   virtual bool plausible(const Problem& p, const std::string& generated) const = 0;
 };
 
-// "add", "sort", "copy", "copyd" or "rev"; anything else is an error listing them. "file" reads the user's
+// "add", "sort", "copy", "copyd", "rev" or "revpad"; anything else is an error listing them. "file" reads the user's
 // prompts from `task_file` (loop/task_file.h).
 std::unique_ptr<Task> make_task(const std::string& name, const std::string& task_file = "");
 std::vector<std::string> task_names();
