@@ -85,7 +85,7 @@ def plt_module():
     return plt
 
 
-def e1(root: Path, png: Path, md: Path, key: str):
+def e1(root: Path, png: Path, md: Path, key: str, unit: str = "digits", trained: int = 0):
     arms = arms_of(root)
     if not arms:
         fail(f"{root}: no <arm>/seed*/ directories")
@@ -98,10 +98,18 @@ def e1(root: Path, png: Path, md: Path, key: str):
             for d, a in r[key].items():
                 acc.setdefault(arm, {}).setdefault(int(d), []).append(float(a))
     digits = sorted({d for a in acc.values() for d in a})
-    lines = [f"| arm | " + " | ".join(f"{d} digits" for d in digits) + " |",
-             "|---|" + "---|" * len(digits)]
+    # --trained N: one more column, the issue's goal measure: per seed the mean over N+1..N+3
+    # (the lengths the rounds reach and one past), then mean (min..max) over seeds.
+    beyond = [d for d in (trained + 1, trained + 2, trained + 3) if trained and all(d in acc[a] for a in arms)]
+    extra = [f"mean {beyond[0]}..{beyond[-1]} {unit}"] if beyond else []
+    lines = [f"| arm | " + " | ".join([f"{d} {unit}" for d in digits] + extra) + " |",
+             "|---|" + "---|" * (len(digits) + len(extra))]
     for arm in arms:
-        lines.append(f"| {arm} | " + " | ".join(cell(acc[arm].get(d, []), "{:.2f}") for d in digits) + " |")
+        cells = [cell(acc[arm].get(d, []), "{:.2f}") for d in digits]
+        if beyond:
+            n = min(len(acc[arm][d]) for d in beyond)
+            cells.append(cell([mean([acc[arm][d][s] for d in beyond]) for s in range(n)], "{:.2f}"))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     md.write_text("\n".join(lines) + "\n")
     plt = plt_module()
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -113,7 +121,7 @@ def e1(root: Path, png: Path, md: Path, key: str):
         if any(len(acc[arm][d]) > 1 for d in ds):
             ax.fill_between(ds, [min(acc[arm][d]) for d in ds], [max(acc[arm][d]) for d in ds], alpha=0.15,
                             color=color)
-    ax.set_xlabel("digits (difficulty)")
+    ax.set_xlabel(f"{unit} (difficulty)")
     ax.set_ylabel(f"exact-match accuracy ({key})")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("E1: length generalization (mean over seeds, band = min..max)")
@@ -121,10 +129,10 @@ def e1(root: Path, png: Path, md: Path, key: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
-    e1_rounds(root, png.with_name(png.stem + "_rounds" + png.suffix), key)
+    e1_rounds(root, png.with_name(png.stem + "_rounds" + png.suffix), key, unit)
 
 
-def e1_rounds(root: Path, png: Path, key: str):
+def e1_rounds(root: Path, png: Path, key: str, unit: str = "digits"):
     """Lee et al.'s figure: accuracy by digit count after each round, majority next to baseline,
     from RUNS/<arm>/seed<S>/rounds_eval.jsonl (one {"step", "eval"} per round's checkpoint) and
     the base model (round 0). Skipped when the runs have no per-round evaluations."""
@@ -132,30 +140,33 @@ def e1_rounds(root: Path, png: Path, key: str):
             and seeds_of(root / a)]
     if not arms:
         return
-    curves = {}  # arm -> round -> digits -> [acc per seed]
-    steps = {}  # arm -> round -> its checkpoint's step (of the last seed read; the same for every seed)
+    # Keyed by checkpoint step, not by the checkpoint's index: a round the guard rolls back leaves
+    # no checkpoint of its own, so the i-th checkpoint of two seeds can be at different steps.
+    curves = {}  # arm -> step (-1: the base) -> digits -> [acc per seed]
     for arm in arms:
         for s in seeds_of(root / arm):
-            rows = read_rounds(s / "rounds_eval.jsonl")
-            evals = [read_json(root / "base" / s.name / "eval.json")] + [r["eval"] for r in rows]
-            for r, row in enumerate(rows, 1):
-                steps.setdefault(arm, {})[r] = row["step"]
-            for r, e in enumerate(evals):
+            evals = [(-1, read_json(root / "base" / s.name / "eval.json"))]
+            evals += [(int(r["step"]), r["eval"]) for r in read_rounds(s / "rounds_eval.jsonl")]
+            for step, e in evals:
                 for d, a in e[key].items():
-                    curves.setdefault(arm, {}).setdefault(r, {}).setdefault(int(d), []).append(float(a))
-    n_rounds = max(len(c) for c in curves.values())
-    if n_rounds < 3:  # the base and one checkpoint: the main figure already shows them (a one-round smoke run)
+                    curves.setdefault(arm, {}).setdefault(step, {}).setdefault(int(d), []).append(float(a))
+    n_points = max(len(c) for c in curves.values())
+    if n_points < 3:  # the base and one checkpoint: the main figure already shows them (a one-round smoke run)
         return
     plt = plt_module()
     fig, axes = plt.subplots(1, len(arms), figsize=(5 * len(arms), 3.8), sharey=True, squeeze=False)
     cmap = plt.get_cmap("viridis")
     for ax, arm in zip(axes[0], arms):
-        for r in sorted(curves[arm]):
-            ds = sorted(curves[arm][r])
-            ax.plot(ds, [mean(curves[arm][r][d]) for d in ds], marker="o", color=cmap(r / max(1, n_rounds - 1)),
-                    label="base" if r == 0 else f"checkpoint {r} (step {steps[arm][r]})")
-        ax.set_title(f"{arm} (mean over {len(seeds_of(root / arm))} seeds)")
-        ax.set_xlabel("digits (difficulty)")
+        n_seeds = len(seeds_of(root / arm))
+        steps = sorted(curves[arm])
+        for i, step in enumerate(steps):
+            ds = sorted(curves[arm][step])
+            n = min(len(curves[arm][step][d]) for d in ds)
+            label = "base" if step < 0 else f"step {step}" + (f" ({n} of {n_seeds} seeds)" if n < n_seeds else "")
+            ax.plot(ds, [mean(curves[arm][step][d]) for d in ds], marker="o",
+                    color=cmap(i / max(1, len(steps) - 1)), label=label)
+        ax.set_title(f"{arm} (mean over {n_seeds} seeds)")
+        ax.set_xlabel(f"{unit} (difficulty)")
         ax.grid(alpha=0.3)
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=7)
@@ -224,13 +235,16 @@ def main():
     ap.add_argument("--png", type=Path, required=True)
     ap.add_argument("--md", type=Path, required=True, help="markdown table to write")
     ap.add_argument("--key", default="greedy", help="e1: greedy or majority accuracy")
+    ap.add_argument("--unit", default="digits", help="e1: what the difficulty counts (digits, letters)")
+    ap.add_argument("--trained", type=int, default=0,
+                    help="e1: the longest trained difficulty N; adds the mean over N+1..N+3 to the table")
     a = ap.parse_args()
     if not a.runs.is_dir():
         fail(f"{a.runs}: not a directory")
     a.png.parent.mkdir(parents=True, exist_ok=True)
     a.md.parent.mkdir(parents=True, exist_ok=True)
     if a.experiment == "e1":
-        e1(a.runs, a.png, a.md, a.key)
+        e1(a.runs, a.png, a.md, a.key, a.unit, a.trained)
     else:
         e2(a.runs, a.png, a.md)
     print(f"wrote {a.png} and {a.md}")

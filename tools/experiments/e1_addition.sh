@@ -28,10 +28,13 @@ cfg="$root/configs/experiments/e1_addition.toml"
 # "E1 diagnosis"); E1_TASK=copy E1_DIGITS=4 E1_BASE_STEPS=800 E1_ROUND_STEPS=60 is the run there.
 # E1_TASK: add; or the letter tasks that fit the CPU budget: copy, copyd (copy, no letter twice),
 # rev (reversal; E1_TASK=rev E1_DIGITS=8 E1_SEQ=40 E1_BASE_STEPS=3000 E1_ROUND_STEPS=60: a base
-# that learns 1..8 letters, docs/experiments.md "E1 on reversal").
+# that learns 1..8 letters, docs/experiments.md "E1 on reversal"), revpad (reversal between random
+# filler runs: the run with a foothold, docs/experiments.md "E1 on padded reversal").
+# E1_SYN_FRAC: the share of each batch the accepted samples fill (loop.syn_frac; the rest is real
+# 1..N data).
 task="${E1_TASK:-add}"
 N="${E1_DIGITS:-2}" base_steps="${E1_BASE_STEPS:-600}" rounds="${E1_ROUNDS:-3}"
-round_steps="${E1_ROUND_STEPS:-30}" prompts="${E1_PROMPTS:-64}" k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
+round_steps="${E1_ROUND_STEPS:-30}" prompts="${E1_PROMPTS:-64}" syn_frac="${E1_SYN_FRAC:-0.25}" k=5 count="${E1_COUNT:-200000}" problems=50 round_problems=20
 B="${E1_BATCH:-16}" T="${E1_SEQ:-32}"
 # E1_SETS: more config overrides for every run, e.g. the model at Lee et al.'s scale:
 #   E1_SETS="--set model.n_layer=6 --set model.n_head=6 --set model.n_embd=384 --set model.pos=none"
@@ -54,7 +57,7 @@ extra=$(( (prompts * k * (32 + max_new) + 3 * B * T / 2) / (3 * B * T) ))
 
 common=(--config "$cfg" --set run.device="$device" --set data.train="$out/data/${task}_train.bin"
         --set data.val="$out/data/${task}_val.bin" --set loop.round_steps=$round_steps --set loop.prompts=$prompts
-        --set loop.k=$k --set loop.max_new_tokens=$max_new --set train.batch_size=$B --set model.seq_len=$T
+        --set loop.k=$k --set loop.max_new_tokens=$max_new --set loop.syn_frac=$syn_frac --set train.batch_size=$B --set model.seq_len=$T
         "${extra_sets[@]}")
 
 arms=(baseline verifier majority accept_all replace)
@@ -126,6 +129,7 @@ for seed in $seeds; do
   done
 done
 wait_jobs
-"$py" "$root/tools/plot.py" e1 "$out" --png "$out/e1_accuracy.png" --md "$out/e1_table.md"
+case "$task" in add | sort) unit=digits ;; *) unit=letters ;; esac
+"$py" "$root/tools/plot.py" e1 "$out" --png "$out/e1_accuracy.png" --md "$out/e1_table.md" --unit $unit --trained "$N"
 cat "$out/e1_table.md"
 echo "e1: done in $(( $(date +%s) - t0 )) s"
