@@ -388,6 +388,40 @@ TEST(Selection, AnswerLengthComposesWithMajority) {
   EXPECT_THROW(select_candidates(c, cfg, {}), Error);
 }
 
+// loop.majority_plausible_only: Lee et al.'s order, the length filter first, then the vote among
+// what it passed; a wrong-length majority no longer outvotes a right-length minority.
+TEST(Selection, MajorityOfThePlausibleAnswersOnly) {
+  LoopSection cfg;
+  cfg.task = "add";
+  cfg.per_prompt_cap = 3;
+  cfg.scorer = "answer_length,majority";
+  cfg.majority_plausible_only = true;
+  std::vector<Candidate> c;
+  // Prompt 0: "123" x3 (implausible) outvotes "12" x2 unless only plausible answers vote; prompt 1:
+  // "45" x2 against "46" x1, all plausible: the same winner either way.
+  const std::vector<std::pair<int, std::string>> rows = {{0, "123"}, {0, "123"}, {0, "123"}, {0, "12"}, {0, "12"},
+                                                         {1, "45"},  {1, "45"},  {1, "46"}};
+  for (const auto& [prompt, a] : rows) {
+    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
+    x.answer = a;
+    x.plausible = a.size() == 2;
+    c.push_back(x);
+  }
+  score_candidates(c);
+  select_candidates(c, cfg, {});
+  for (int i : {0, 1, 2}) EXPECT_EQ(c[i].rejected_by, "answer_length") << i;
+  EXPECT_TRUE(c[3].accepted);
+  EXPECT_EQ(c[4].rejected_by, "dedup");
+  EXPECT_TRUE(c[5].accepted);
+  EXPECT_EQ(c[6].rejected_by, "dedup");
+  EXPECT_EQ(c[7].rejected_by, "majority");
+  cfg.majority_plausible_only = false;  // every stopped sample votes: "123" wins prompt 0
+  select_candidates(c, cfg, {});
+  EXPECT_EQ(c[3].rejected_by, "majority");
+  EXPECT_EQ(c[4].rejected_by, "majority");
+  EXPECT_TRUE(c[5].accepted);
+}
+
 namespace {
 
 std::vector<nlohmann::json> jsonl(const fs::path& p) {

@@ -51,6 +51,10 @@ struct LoopSection {
   std::string scorer = "logprob_band";  // comma list: logprob_band, min_prob, majority, verifier, answer_length, accept_all
   double band_lo = 0.25, band_hi = 0.75;  // quantiles of length-normalized log-prob kept
   double min_token_prob = 0.0;  // min_prob scorer: every token at least this likely
+  // majority scorer: vote only among the answers answer_length passes (Lee et al. 2025's order:
+  // filter, then vote); false: every stopped sample votes, so a wrong-length majority rejects
+  // a right-length minority.
+  bool majority_plausible_only = false;
   // ref_logprob scorer: the band of length-normalized log-probs under a reference copy of the
   // model: "frozen" (the weights when the loop started) or "lagged" (the weights ref_lag rounds ago).
   ReferenceKind ref = ReferenceKind::frozen;

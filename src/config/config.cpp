@@ -210,6 +210,8 @@ const std::vector<KeyDef>& schema() {
                "upper quantile of length-normalized log-prob kept"),
       OURO_KEY(loop, min_token_prob, Float, "any",
                "min_prob scorer: every token at least this likely"),
+      OURO_KEY(loop, majority_plausible_only, Bool, "true, false",
+               "majority scorer: only answers of a plausible form (answer_length) vote"),
       OURO_KEY(loop, dedup_n, Int, "> 0",
                "n-gram size for Jaccard dedup"),
       OURO_CHOICE(loop, ref,

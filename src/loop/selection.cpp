@@ -78,11 +78,12 @@ Bands score_bands(const std::vector<Candidate>& cands, const LoopSection& cfg, b
           quantile(live_ref, cfg.band_hi)};
 }
 
-// Majority answer per prompt over its K samples (ties: the lexicographically smallest).
-std::map<int, std::string> majority_answers(const std::vector<Candidate>& cands, bool is_task) {
+// Majority answer per prompt over its K samples (ties: the lexicographically smallest); with
+// plausible_only, over the samples whose answer has a plausible form.
+std::map<int, std::string> majority_answers(const std::vector<Candidate>& cands, bool is_task, bool plausible_only) {
   std::map<int, std::map<std::string, int>> votes;
   for (const auto& c : cands)
-    if (is_task && c.stopped) votes[c.prompt][c.answer]++;
+    if (is_task && c.stopped && (!plausible_only || c.plausible == 1)) votes[c.prompt][c.answer]++;
   std::map<int, std::string> majority;
   for (auto& [p, v] : votes) {
     int best = -1;
@@ -96,7 +97,7 @@ void reject_by_scorers(std::vector<Candidate>& cands, const LoopSection& cfg, co
                        bool is_task, Rejections& reject) {
   const bool use_ref = std::find(scorers.begin(), scorers.end(), "ref_logprob") != scorers.end();
   const Bands b = score_bands(cands, cfg, use_ref);
-  std::map<int, std::string> majority = majority_answers(cands, is_task);
+  std::map<int, std::string> majority = majority_answers(cands, is_task, cfg.majority_plausible_only);
   for (auto& c : cands) {
     if (!c.rejected_by.empty()) continue;
     for (const auto& s : scorers) {
