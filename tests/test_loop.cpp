@@ -422,6 +422,32 @@ TEST(Selection, MajorityOfThePlausibleAnswersOnly) {
   EXPECT_TRUE(c[5].accepted);
 }
 
+// loop.majority_min_votes: a majority of fewer votes than that keeps nothing of its prompt.
+TEST(Selection, MajorityNeedsItsMinimumOfVotes) {
+  LoopSection cfg;
+  cfg.task = "add";
+  cfg.scorer = "majority";
+  std::vector<Candidate> c;
+  // Prompt 0: "12" has 3 of 5 votes; prompt 1: "45" has 2 of 5 (the rest all differ).
+  const std::vector<std::pair<int, std::string>> rows = {{0, "12"}, {0, "12"}, {0, "12"}, {0, "13"}, {0, "14"},
+                                                         {1, "45"}, {1, "45"}, {1, "46"}, {1, "47"}, {1, "48"}};
+  for (const auto& [prompt, a] : rows) {
+    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
+    x.answer = a;
+    x.plausible = 1;
+    c.push_back(x);
+  }
+  score_candidates(c);
+  for (int min_votes : {1, 2, 3, 4}) {
+    cfg.majority_min_votes = min_votes;
+    select_candidates(c, cfg, {});
+    EXPECT_EQ(c[0].accepted, min_votes <= 3) << min_votes;
+    EXPECT_EQ(c[5].accepted, min_votes <= 2) << min_votes;
+    for (int i : {3, 4, 7, 8, 9}) EXPECT_EQ(c[i].rejected_by, "majority") << min_votes << " " << i;
+    if (min_votes > 3) EXPECT_EQ(c[0].rejected_by, "majority");
+  }
+}
+
 namespace {
 
 std::vector<nlohmann::json> jsonl(const fs::path& p) {

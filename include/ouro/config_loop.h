@@ -55,6 +55,7 @@ struct LoopSection {
   // filter, then vote); false: every stopped sample votes, so a wrong-length majority rejects
   // a right-length minority.
   bool majority_plausible_only = false;
+  int majority_min_votes = 1;  // majority scorer: the winning answer needs at least this many of the K votes
   // ref_logprob scorer: the band of length-normalized log-probs under a reference copy of the
   // model: "frozen" (the weights when the loop started) or "lagged" (the weights ref_lag rounds ago).
   ReferenceKind ref = ReferenceKind::frozen;

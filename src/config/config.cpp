@@ -212,6 +212,8 @@ const std::vector<KeyDef>& schema() {
                "min_prob scorer: every token at least this likely"),
       OURO_KEY(loop, majority_plausible_only, Bool, "true, false",
                "majority scorer: only answers of a plausible form (answer_length) vote"),
+      OURO_KEY(loop, majority_min_votes, Int, "1..k",
+               "majority scorer: the winning answer needs at least this many of the k votes"),
       OURO_KEY(loop, dedup_n, Int, "> 0",
                "n-gram size for Jaccard dedup"),
       OURO_CHOICE(loop, ref,
@@ -690,6 +692,8 @@ void Config::validate() const {
        "and loop.band_hi must satisfy 0 <= band_lo < band_hi <= 1");
   need(loop.accept_min >= 0 && loop.accept_min <= loop.accept_max && loop.accept_max <= 1, "loop.accept_min",
        "need 0 <= loop.accept_min <= loop.accept_max <= 1");
+  need(loop.majority_min_votes >= 1 && loop.majority_min_votes <= loop.k, "loop.majority_min_votes",
+       "must be in 1..loop.k");
 }
 
 }  // namespace ouro

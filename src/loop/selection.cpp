@@ -79,16 +79,20 @@ Bands score_bands(const std::vector<Candidate>& cands, const LoopSection& cfg, b
 }
 
 // Majority answer per prompt over its K samples (ties: the lexicographically smallest); with
-// plausible_only, over the samples whose answer has a plausible form.
-std::map<int, std::string> majority_answers(const std::vector<Candidate>& cands, bool is_task, bool plausible_only) {
+// plausible_only, over the samples whose answer has a plausible form. A prompt whose majority has
+// fewer than min_votes votes has none.
+std::map<int, std::string> majority_answers(const std::vector<Candidate>& cands, bool is_task, bool plausible_only,
+                                            int min_votes) {
   std::map<int, std::map<std::string, int>> votes;
   for (const auto& c : cands)
     if (is_task && c.stopped && (!plausible_only || c.plausible == 1)) votes[c.prompt][c.answer]++;
   std::map<int, std::string> majority;
   for (auto& [p, v] : votes) {
     int best = -1;
+    std::string winner;
     for (auto& [a, n] : v)
-      if (n > best) best = n, majority[p] = a;
+      if (n > best) best = n, winner = a;
+    if (best >= min_votes) majority[p] = winner;
   }
   return majority;
 }
@@ -97,14 +101,16 @@ void reject_by_scorers(std::vector<Candidate>& cands, const LoopSection& cfg, co
                        bool is_task, Rejections& reject) {
   const bool use_ref = std::find(scorers.begin(), scorers.end(), "ref_logprob") != scorers.end();
   const Bands b = score_bands(cands, cfg, use_ref);
-  std::map<int, std::string> majority = majority_answers(cands, is_task, cfg.majority_plausible_only);
+  std::map<int, std::string> majority =
+      majority_answers(cands, is_task, cfg.majority_plausible_only, cfg.majority_min_votes);
   for (auto& c : cands) {
     if (!c.rejected_by.empty()) continue;
     for (const auto& s : scorers) {
       if (s == "logprob_band" && (c.mean_logprob < b.lo || c.mean_logprob > b.hi)) reject(c, "logprob_band");
       if (s == "ref_logprob" && (c.ref_logprob < b.ref_lo || c.ref_logprob > b.ref_hi)) reject(c, "ref_logprob");
       if (s == "min_prob" && c.min_prob < cfg.min_token_prob) reject(c, "min_prob");
-      if (s == "majority" && (!is_task || c.answer != majority[c.prompt])) reject(c, "majority");
+      if (s == "majority" && (!is_task || !majority.count(c.prompt) || c.answer != majority.at(c.prompt)))
+        reject(c, "majority");
       if (s == "verifier" && c.verified != 1) reject(c, "verifier");
       if (s == "answer_length" && c.plausible != 1) reject(c, "answer_length");
     }
