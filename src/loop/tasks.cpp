@@ -90,11 +90,6 @@ class CopyTask final : public Task {
   }
 };
 
-// copy with no letter twice in a string: "copy qxzab=" -> "qxzab", at most 26 letters. Each
-// letter then occurs once in the prompt, so "find the letter just written, copy the one after it"
-// (an induction head) is unambiguous at every length, which a model can carry past the lengths it
-// was trained on; with repeats that rule is ambiguous and a model tends to learn one fixed look-back
-// offset per length instead (docs/experiments.md, "E1 on the copy task").
 // len distinct letters, uniformly drawn: the first len steps of a Fisher-Yates shuffle.
 std::string distinct_letters(Digits& d, int len) {
   std::string letters = "abcdefghijklmnopqrstuvwxyz";
@@ -105,6 +100,11 @@ std::string distinct_letters(Digits& d, int len) {
   return letters.substr(0, len);
 }
 
+// copy with no letter twice in a string: "copy qxzab=" -> "qxzab", at most 26 letters. Each
+// letter then occurs once in the prompt, so "find the letter just written, copy the one after it"
+// (an induction head) is unambiguous at every length, which a model can carry past the lengths it
+// was trained on; with repeats that rule is ambiguous and a model tends to learn one fixed look-back
+// offset per length instead (docs/experiments.md, "E1 on the copy task").
 class CopyDistinctTask final : public Task {
  public:
   std::string name() const override { return "copyd"; }
