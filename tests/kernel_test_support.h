@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/common.cuh"
@@ -29,6 +31,30 @@ inline const bool kSerialReferenceUnderTsan = (omp_set_num_threads(1), true);
 #endif
 
 using ouro::kernels::bf16;
+
+// Sets an environment variable for the scope (nullptr: unsets it), restoring the old value after;
+// re-reads the dispatch switches both ways, since the kernels read them once (ouro/env_switch.h).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value) ::setenv(name, value, 1); else ::unsetenv(name);
+    ouro::reread_switches();
+  }
+  ~ScopedEnv() {
+    if (had_) ::setenv(name_, old_.c_str(), 1); else ::unsetenv(name_);
+    ouro::reread_switches();
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
 
 // Every test needs a device: the emulator always has one; a CUDA build may run without a GPU.
 class KernelTest : public ::testing::Test {

@@ -164,23 +164,11 @@ TEST_F(AttentionTest, AttentionBackwardFull) {
 // the Hopper path (OURO_SIMT_ARCH) off for one scope; restores both.
 class EmulatedSharedMemoryLimit {
  public:
-  explicit EmulatedSharedMemoryLimit(const char* bytes) {
-    const char* arch = std::getenv("OURO_SIMT_ARCH");
-    had_arch_ = arch != nullptr;
-    if (had_arch_) saved_arch_ = arch;
-    ::setenv("OURO_SIMT_SMEM_OPTIN", bytes, 1);
-    ::unsetenv("OURO_SIMT_ARCH");
-    ouro::reread_switches();  // the dispatch reads its switches once (ouro/env_switch.h)
-  }
-  ~EmulatedSharedMemoryLimit() {
-    ::unsetenv("OURO_SIMT_SMEM_OPTIN");
-    if (had_arch_) ::setenv("OURO_SIMT_ARCH", saved_arch_.c_str(), 1);
-    ouro::reread_switches();
-  }
+  explicit EmulatedSharedMemoryLimit(const char* bytes) : optin_("OURO_SIMT_SMEM_OPTIN", bytes) {}
 
  private:
-  bool had_arch_ = false;
-  std::string saved_arch_;
+  ScopedEnv optin_;
+  ScopedEnv arch_{"OURO_SIMT_ARCH", nullptr};
 };
 
 // Forward and backward of hd 128 under an opt-in limit; returns what was printed to stderr.

@@ -47,27 +47,6 @@ constexpr bool kTsan = false;
 #endif
 bool too_big_for_tsan(int hd, int T) { return kTsan && (T > 130 || (hd == 128 && T > 37)); }
 
-// Sets an environment variable for the scope, restoring the old value after.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    if (value) ::setenv(name, value, 1); else ::unsetenv(name);
-    ouro::reread_switches();  // the dispatch reads its switches once (ouro/env_switch.h)
-  }
-  ~ScopedEnv() {
-    if (had_) ::setenv(name_, old_.c_str(), 1); else ::unsetenv(name_);
-    ouro::reread_switches();
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
-
 class AttentionSm90Test : public KernelTest {
  protected:
   void SetUp() override {

@@ -79,27 +79,6 @@ bool bitwise_equal(const std::vector<bf16>& a, const std::vector<bf16>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
 }
 
-// Sets OURO_MATMUL_SKINNY for its lifetime, restoring the outer value.
-class SkinnySwitch {
- public:
-  explicit SkinnySwitch(const char* value) {
-    const char* outer = std::getenv("OURO_MATMUL_SKINNY");
-    had_ = outer != nullptr;
-    if (had_) saved_ = outer;
-    ::setenv("OURO_MATMUL_SKINNY", value, 1);
-    ouro::reread_switches();  // the kernels read it once (ouro/env_switch.h)
-  }
-  ~SkinnySwitch() {
-    if (had_) ::setenv("OURO_MATMUL_SKINNY", saved_.c_str(), 1);
-    else ::unsetenv("OURO_MATMUL_SKINNY");
-    ouro::reread_switches();
-  }
-
- private:
-  bool had_ = false;
-  std::string saved_;
-};
-
 }  // namespace
 
 // Every token-tile width (M <= 8, 16, 32, 64) with a ragged M; N not a multiple of 8 (ragged
@@ -141,11 +120,11 @@ TEST_F(SkinnyMatmulTest, DispatchBySizeAndTheSwitch) {
   const auto small = run(c, MatmulTile::small, true, Epilogue::gelu, 41);
   const auto large = run(c, MatmulTile::large, true, Epilogue::gelu, 41);
   {
-    SkinnySwitch on("1");
+    ScopedEnv on("OURO_MATMUL_SKINNY", "1");
     EXPECT_TRUE(bitwise_equal(run(c, MatmulTile::automatic, true, Epilogue::gelu, 41).out, skinny.out));
   }
   {
-    SkinnySwitch off("0");
+    ScopedEnv off("OURO_MATMUL_SKINNY", "0");
     const auto tiled = run(c, MatmulTile::automatic, true, Epilogue::gelu, 41).out;
     EXPECT_TRUE(bitwise_equal(tiled, small.out) || bitwise_equal(tiled, large.out));
     // Forcing the kernel ignores the switch (benchmarks compare both).

@@ -299,6 +299,19 @@ Candidate cand(int prompt, Tokens gen, std::vector<float> lp, bool stopped = tru
   c.stopped = stopped;
   return c;
 }
+
+// Task candidates whose answer is their text; plausible when it has `plausible_len` characters
+// (0: every answer is).
+std::vector<Candidate> answer_cands(const std::vector<std::pair<int, std::string>>& rows, size_t plausible_len = 0) {
+  std::vector<Candidate> c;
+  for (const auto& [prompt, a] : rows) {
+    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
+    x.answer = a;
+    x.plausible = plausible_len == 0 || a.size() == plausible_len;
+    c.push_back(x);
+  }
+  return c;
+}
 }  // namespace
 
 TEST(Selection, BandCutsTopAndBottomAndFiltersNameThemselves) {
@@ -366,15 +379,8 @@ TEST(Selection, AnswerLengthComposesWithMajority) {
   cfg.task = "add";
   cfg.per_prompt_cap = 3;
   cfg.scorer = "answer_length,majority";
-  std::vector<Candidate> c;
   // Prompt 0: the majority answer is implausible (too long); prompt 1: plausible majority.
-  const std::vector<std::pair<int, std::string>> rows = {{0, "123"}, {0, "123"}, {0, "12"}, {1, "45"}, {1, "45"}, {1, "46"}};
-  for (const auto& [prompt, a] : rows) {
-    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
-    x.answer = a;
-    x.plausible = a.size() == 2;
-    c.push_back(x);
-  }
+  auto c = answer_cands({{0, "123"}, {0, "123"}, {0, "12"}, {1, "45"}, {1, "45"}, {1, "46"}}, 2);
   score_candidates(c);
   auto rej = select_candidates(c, cfg, {});
   EXPECT_EQ(c[0].rejected_by, "answer_length");
@@ -396,17 +402,9 @@ TEST(Selection, MajorityOfThePlausibleAnswersOnly) {
   cfg.per_prompt_cap = 3;
   cfg.scorer = "answer_length,majority";
   cfg.majority_plausible_only = true;
-  std::vector<Candidate> c;
   // Prompt 0: "123" x3 (implausible) outvotes "12" x2 unless only plausible answers vote; prompt 1:
   // "45" x2 against "46" x1, all plausible: the same winner either way.
-  const std::vector<std::pair<int, std::string>> rows = {{0, "123"}, {0, "123"}, {0, "123"}, {0, "12"}, {0, "12"},
-                                                         {1, "45"},  {1, "45"},  {1, "46"}};
-  for (const auto& [prompt, a] : rows) {
-    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
-    x.answer = a;
-    x.plausible = a.size() == 2;
-    c.push_back(x);
-  }
+  auto c = answer_cands({{0, "123"}, {0, "123"}, {0, "123"}, {0, "12"}, {0, "12"}, {1, "45"}, {1, "45"}, {1, "46"}}, 2);
   score_candidates(c);
   select_candidates(c, cfg, {});
   for (int i : {0, 1, 2}) EXPECT_EQ(c[i].rejected_by, "answer_length") << i;
@@ -427,16 +425,9 @@ TEST(Selection, MajorityNeedsItsMinimumOfVotes) {
   LoopSection cfg;
   cfg.task = "add";
   cfg.scorer = "majority";
-  std::vector<Candidate> c;
   // Prompt 0: "12" has 3 of 5 votes; prompt 1: "45" has 2 of 5 (the rest all differ).
-  const std::vector<std::pair<int, std::string>> rows = {{0, "12"}, {0, "12"}, {0, "12"}, {0, "13"}, {0, "14"},
-                                                         {1, "45"}, {1, "45"}, {1, "46"}, {1, "47"}, {1, "48"}};
-  for (const auto& [prompt, a] : rows) {
-    auto x = cand(prompt, Tokens(a.begin(), a.end()), {-0.1f, -0.2f});
-    x.answer = a;
-    x.plausible = 1;
-    c.push_back(x);
-  }
+  auto c = answer_cands(
+      {{0, "12"}, {0, "12"}, {0, "12"}, {0, "13"}, {0, "14"}, {1, "45"}, {1, "45"}, {1, "46"}, {1, "47"}, {1, "48"}});
   score_candidates(c);
   for (int min_votes : {1, 2, 3, 4}) {
     cfg.majority_min_votes = min_votes;
